@@ -1,0 +1,48 @@
+"""The `melodygen` command line: a click group over one module per command.
+
+Every `MelodygenError` raised below a command becomes a one-line message and exit status 1
+(never a traceback); Ctrl-C exits with status 130 after the command has cleaned up.
+"""
+
+from __future__ import annotations
+
+import click
+
+from melodygen import __version__
+from melodygen.errors import MelodygenError
+
+
+class _FriendlyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MelodygenError as exc:
+            raise click.ClickException(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"{exc.filename}: no such file or folder") from None
+        except PermissionError as exc:
+            raise click.ClickException(f"{exc.filename}: permission denied") from None
+
+
+@click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="melodygen")
+def main() -> None:
+    """Symbolic music generation: MIDI folders -> event tokens -> RNN / LSTM / Transformer
+    generators -> new MIDI files.
+
+    \b
+    Typical path:
+      melodygen prepare data/nottingham --encoding melody --out runs/data/nottingham-melody
+      melodygen train --config configs/melody_lstm.toml --out runs/melody_lstm
+      melodygen sample runs/melody_lstm/best.pt --out samples/ --temperature 0.9
+    """
+
+
+def _register() -> None:
+    from melodygen.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register()

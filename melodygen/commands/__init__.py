@@ -1,0 +1,6 @@
+"""One module per `melodygen` subcommand; each exports a click `command`.
+
+Command modules import only click at module level, so `melodygen --help` stays fast.
+"""
+
+COMMANDS: list = []

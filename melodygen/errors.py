@@ -1,0 +1,33 @@
+"""melodygen's exceptions: one named class per kind of failure.
+
+The command line turns every `MelodygenError` into one line on stderr and exit status 1,
+so a user never sees a traceback for bad input. Messages name the offending file or value.
+"""
+
+
+class MelodygenError(Exception):
+    """Base class of every error melodygen reports to the user."""
+
+
+class MidiReadError(MelodygenError):
+    """A file could not be read as MIDI (truncated, random bytes, empty, not MIDI)."""
+
+
+class NoUsableMusicError(MelodygenError):
+    """A valid MIDI file holds nothing the encoding can use (no notes, no melody...)."""
+
+
+class EncodingError(MelodygenError):
+    """An id or event outside an encoding's vocabulary, or a bad encoding file."""
+
+
+class DatasetError(MelodygenError):
+    """A prepared dataset is missing, incomplete or made for another encoding."""
+
+
+class ConfigError(MelodygenError):
+    """A config file or override is invalid; the message lists every problem found."""
+
+
+class CheckpointError(MelodygenError):
+    """A checkpoint is missing, corrupt, or from an incompatible version or model."""

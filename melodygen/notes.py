@@ -1,0 +1,70 @@
+"""The in-memory music types every stage shares: notes in seconds, tracks, a score.
+
+`midi_io` builds a `Score` from a file; encodings, statistics and rendering only ever see
+these types, never pretty_midi or mido objects.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One sounding note; times in seconds, `end > start`."""
+
+    pitch: int
+    velocity: int
+    start: float
+    end: float
+
+
+@dataclass(slots=True)
+class Track:
+    """The notes of one MIDI track (or one channel of a type-0 file), sorted by (start, pitch).
+
+    `pedals` are the sustain-pedal (CC64 >= 64) intervals in seconds, kept apart so that an
+    encoding decides whether to extend notes under the pedal.
+    """
+
+    name: str
+    program: int
+    is_drum: bool
+    notes: list[Note]
+    pedals: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TempoMap:
+    """Maps seconds to quarter notes (beats) through the file's tempo changes.
+
+    `times[i]` (seconds) is where segment i starts, `beats[i]` its position in quarter notes
+    and `qpm[i]` its tempo. `times[0] == beats[0] == 0`.
+    """
+
+    times: tuple[float, ...] = (0.0,)
+    beats: tuple[float, ...] = (0.0,)
+    qpm: tuple[float, ...] = (120.0,)
+
+    def to_beats(self, seconds: float) -> float:
+        i = max(0, bisect.bisect_right(self.times, seconds) - 1)
+        return self.beats[i] + (seconds - self.times[i]) * self.qpm[i] / 60.0
+
+    def to_seconds(self, beats: float) -> float:
+        i = max(0, bisect.bisect_right(self.beats, beats) - 1)
+        return self.times[i] + (beats - self.beats[i]) * 60.0 / self.qpm[i]
+
+
+@dataclass(slots=True)
+class Score:
+    """A whole MIDI file: its tracks, tempo map and time signatures (seconds, num, den)."""
+
+    tracks: list[Track]
+    tempo_map: TempoMap = field(default_factory=TempoMap)
+    time_signatures: list[tuple[float, int, int]] = field(default_factory=list)
+    end_time: float = 0.0
+    source: str = ""
+
+    def note_count(self) -> int:
+        return sum(len(t.notes) for t in self.tracks)
