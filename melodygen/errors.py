@@ -31,3 +31,7 @@ class ConfigError(MelodygenError):
 
 class CheckpointError(MelodygenError):
     """A checkpoint is missing, corrupt, or from an incompatible version or model."""
+
+
+class RenderError(MelodygenError):
+    """Audio or picture rendering failed: FluidSynth or a SoundFont missing, synthesis failed."""
