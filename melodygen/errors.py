@@ -35,3 +35,7 @@ class CheckpointError(MelodygenError):
 
 class RenderError(MelodygenError):
     """Audio or picture rendering failed: FluidSynth or a SoundFont missing, synthesis failed."""
+
+
+class OutputError(MelodygenError):
+    """An output file or folder cannot be written, or exists and would be overwritten."""
