@@ -1,0 +1,135 @@
+"""Training and validation batches: (x, y) id windows cut from a split's concatenated pieces.
+
+`WindowSampler` draws random windows of `seq_len + 1` ids over the whole split (windows may
+cross piece boundaries, where `EOS BOS` marks the seam, as in nanoGPT) and applies transposition
+augmentation at batch time. `iter_sequential_windows` walks a split once for validation. Both
+gather with one vectorised numpy index per batch; no Python loop runs over tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from melodygen.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    from melodygen.dataset.shards import TokenDataset
+
+RandomSource = np.random.Generator | torch.Generator
+
+
+def shift_tables_for(encoding, transpose_range: tuple[int, int]) -> dict[int, np.ndarray]:
+    """`{shift: encoding.pitch_shift_table(shift)}` for every shift in the inclusive range."""
+    lo, hi = transpose_range
+    return {shift: encoding.pitch_shift_table(shift) for shift in range(lo, hi + 1)}
+
+
+class WindowSampler:
+    """An endless source of random (x, y) batches, `y` being `x` shifted left by one id.
+
+    `next(sampler)` returns two int64 tensors of shape (B, T) on the CPU. Each window gets a
+    random transposition drawn uniformly from `transpose_range` (inclusive, in semitones); its
+    ids go through `shift_tables[shift]` (from `Encoding.pitch_shift_table`). A window that the
+    shift would push out of the encoding's pitch range (any id mapped to -1) is kept
+    untransposed (shift 0) instead: it is still real music, and dropping it would bias batches
+    towards pieces in the middle of the range. `fallbacks` counts those windows.
+
+    Deterministic given the generator's state; `state_dict()` / `load_state_dict()` save and
+    restore it for `--resume`. A `torch.Generator` must live on the CPU.
+    """
+
+    def __init__(self, dataset: TokenDataset, seq_len: int, batch_size: int, *, generator: RandomSource,
+                 transpose_range: tuple[int, int] = (0, 0),
+                 shift_tables: Mapping[int, np.ndarray] | None = None):
+        if seq_len < 1 or batch_size < 1:
+            raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
+        if dataset.num_tokens < seq_len + 1:
+            raise DatasetError(f"{dataset.directory}: the {dataset.split} split has {dataset.num_tokens} ids,"
+                               f" too few for windows of seq_len={seq_len}; use a shorter seq_len or more music")
+        self.dataset, self.seq_len, self.batch_size = dataset, seq_len, batch_size
+        self.generator = generator
+        self.shift_lo, self.tables = _stack_tables(transpose_range, shift_tables)
+        self.fallbacks = 0
+        self._span = np.arange(seq_len + 1)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n_starts = self.dataset.num_tokens - self.seq_len
+        starts = _integers(self.generator, 0, n_starts, self.batch_size)
+        windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
+        if self.tables is not None:
+            windows = self._transpose(windows)
+        return _split_xy(windows)
+
+    def _transpose(self, windows: np.ndarray) -> np.ndarray:
+        rows = _integers(self.generator, 0, len(self.tables), self.batch_size)
+        shifted = self.tables[rows[:, None], windows]
+        out_of_range = (shifted < 0).any(axis=1)
+        self.fallbacks += int(out_of_range.sum())
+        shifted[out_of_range] = windows[out_of_range]
+        return shifted
+
+    def state_dict(self) -> dict:
+        """The generator state (plain dicts/tensors, fit for a `weights_only` checkpoint)."""
+        if isinstance(self.generator, np.random.Generator):
+            return {"numpy": self.generator.bit_generator.state}
+        return {"torch": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        kind = "numpy" if isinstance(self.generator, np.random.Generator) else "torch"
+        if kind not in state:
+            raise ConfigError(f"sampler state holds {sorted(state)}, but this sampler uses a {kind} generator")
+        if kind == "numpy":
+            self.generator.bit_generator.state = state["numpy"]
+        else:
+            self.generator.set_state(state["torch"])
+
+
+def _stack_tables(transpose_range: tuple[int, int], shift_tables: Mapping[int, np.ndarray] | None
+                  ) -> tuple[int, np.ndarray | None]:
+    lo, hi = transpose_range
+    if lo > hi:
+        raise ConfigError(f"transpose_range {transpose_range}: low end above high end")
+    if (lo, hi) == (0, 0):
+        return 0, None
+    missing = [s for s in range(lo, hi + 1) if shift_tables is None or s not in shift_tables]
+    if missing:
+        raise ConfigError(f"transpose_range {transpose_range} needs shift tables for shifts {missing}")
+    return lo, np.stack([np.asarray(shift_tables[s], dtype=np.int64) for s in range(lo, hi + 1)])
+
+
+def _integers(generator: RandomSource, low: int, high: int, size: int) -> np.ndarray:
+    """`size` uniform integers in [low, high) from either kind of generator."""
+    if isinstance(generator, np.random.Generator):
+        return generator.integers(low, high, size=size)
+    return torch.randint(low, high, (size,), generator=generator).numpy()
+
+
+def _split_xy(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.ascontiguousarray(windows[:, :-1])),
+            torch.from_numpy(np.ascontiguousarray(windows[:, 1:])))
+
+
+def iter_sequential_windows(dataset: TokenDataset, seq_len: int, batch_size: int
+                            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Walk the split once in order: every target id (all but the first) appears in exactly one y.
+
+    Yields (x, y) int64 batches of shape (B, seq_len), the last of them possibly with fewer rows,
+    then, if the split does not divide evenly, one final (1, T') batch with T' < seq_len. No
+    padding, so summed losses over all batches divided by `dataset.num_tokens - 1` give the
+    exact mean over the split. Windows do not overlap, so the first ids of each see little context.
+    """
+    n_targets = max(dataset.num_tokens - 1, 0)
+    full = n_targets // seq_len
+    span = np.arange(seq_len + 1)
+    for first in range(0, full, batch_size):
+        rows = np.arange(first, min(first + batch_size, full))
+        yield _split_xy(dataset.ids[rows[:, None] * seq_len + span].astype(np.int64))
+    if n_targets > full * seq_len:
+        yield _split_xy(np.asarray(dataset.ids[full * seq_len:], dtype=np.int64)[None, :])

@@ -1,0 +1,163 @@
+"""Token shards and batch windows: memmap round trip, damaged shards, random and sequential windows."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from melodygen.dataset.shards import TokenDataset, shard_paths, write_split
+from melodygen.dataset.windows import WindowSampler, iter_sequential_windows
+from melodygen.errors import ConfigError, DatasetError
+
+BOS, EOS = 1, 2
+VOCAB = 40  # ids 0..2 specials, 3..39 "pitches" in the fake shift tables below
+
+
+def _fake_shift_table(shift: int) -> np.ndarray:
+    """Specials map to themselves, pitch ids move by `shift`, -1 where they leave 3..VOCAB-1."""
+    ids = np.arange(VOCAB)
+    moved = ids + shift
+    table = np.where((moved >= 3) & (moved < VOCAB), moved, -1)
+    table[:3] = ids[:3]
+    return table
+
+
+def _write(tmp_path: Path, pieces: list[np.ndarray], split: str = "train") -> TokenDataset:
+    write_split(tmp_path, split, [np.asarray(p, dtype=np.uint16) for p in pieces], BOS, EOS)
+    return TokenDataset(tmp_path, split)
+
+
+def _random_pieces(seed: int, count: int = 6, lo: int = 3, hi: int = VOCAB) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(lo, hi, size=rng.integers(5, 60)) for _ in range(count)]
+
+
+def test_pieces_round_trip_with_bos_and_eos(tmp_path):
+    pieces = _random_pieces(0)
+    ds = _write(tmp_path, pieces)
+    assert ds.num_pieces == len(pieces) == len(ds)
+    assert ds.num_tokens == sum(len(p) + 2 for p in pieces)
+    assert ds.ids.dtype == np.uint16
+    for i, piece in enumerate(pieces):
+        stored = ds.piece(i)
+        assert stored[0] == BOS and stored[-1] == EOS
+        np.testing.assert_array_equal(stored[1:-1], piece)
+
+
+def test_empty_split_loads(tmp_path):
+    ds = _write(tmp_path, [], split="valid")
+    assert ds.num_pieces == 0 and ds.num_tokens == 0
+    assert list(iter_sequential_windows(ds, 8, 4)) == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_bin", "delete_idx", "bad_idx"])
+def test_damaged_shards_raise_dataset_error_naming_the_file(tmp_path, damage):
+    _write(tmp_path, _random_pieces(1))
+    bin_path, idx_path = shard_paths(tmp_path, "train")
+    if damage == "truncate":
+        bin_path.write_bytes(bin_path.read_bytes()[:-2])
+    elif damage == "delete_bin":
+        bin_path.unlink()
+    elif damage == "delete_idx":
+        idx_path.unlink()
+    else:
+        np.save(idx_path, np.array([3, 2, 1], dtype=np.int64))
+    with pytest.raises(DatasetError, match="train"):
+        TokenDataset(tmp_path, "train")
+
+
+def test_unknown_split_is_rejected(tmp_path):
+    with pytest.raises(DatasetError, match="test"):
+        TokenDataset(tmp_path, "test")
+
+
+def test_random_windows_are_contiguous_slices_and_y_is_x_shifted(tmp_path):
+    ds = _write(tmp_path, _random_pieces(2))
+    sampler = WindowSampler(ds, seq_len=16, batch_size=8, generator=np.random.default_rng(0))
+    x, y = next(sampler)
+    assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == torch.int64
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    ids = torch.from_numpy(ds.ids.astype(np.int64))
+    for row_x, row_y in zip(x, y):
+        window = torch.cat([row_x, row_y[-1:]])
+        starts = [s for s in range(ds.num_tokens - 16) if torch.equal(ids[s : s + 17], window)]
+        assert starts, "every window is a slice of the split"
+
+
+def test_windows_reach_both_ends_of_the_split(tmp_path):
+    ds = _write(tmp_path, [np.arange(3, 13)])  # 12 ids: BOS 3..12 EOS
+    sampler = WindowSampler(ds, seq_len=4, batch_size=64, generator=np.random.default_rng(0))
+    x, y = next(sampler)
+    assert set(x[:, 0].tolist()) == set(ds.ids[: ds.num_tokens - 4].tolist())
+    assert EOS in y[:, -1].tolist()
+
+
+@pytest.mark.parametrize("make_gen", [lambda s: np.random.default_rng(s), lambda s: torch.Generator().manual_seed(s)],
+                         ids=["numpy", "torch"])
+def test_windows_are_deterministic_and_state_restores(tmp_path, make_gen):
+    ds = _write(tmp_path, _random_pieces(3))
+    tables = {s: _fake_shift_table(s) for s in range(-2, 3)}
+
+    def sampler(seed):
+        return WindowSampler(ds, 12, 5, generator=make_gen(seed), transpose_range=(-2, 2), shift_tables=tables)
+
+    a, b, c = sampler(7), sampler(7), sampler(8)
+    first_a, first_b, first_c = next(a), next(b), next(c)
+    assert all(torch.equal(u, v) for u, v in zip(first_a, first_b))
+    assert not torch.equal(first_a[0], first_c[0])
+    state = a.state_dict()
+    expected = next(a)
+    restored = sampler(99)
+    restored.load_state_dict(state)
+    assert all(torch.equal(u, v) for u, v in zip(next(restored), expected))
+
+
+def test_transposition_shifts_pitch_ids_and_keeps_specials(tmp_path):
+    ds = _write(tmp_path, _random_pieces(4, count=20, lo=12, hi=30))  # far from both range ends
+    tables = {s: _fake_shift_table(s) for s in range(-3, 4)}
+    plain = WindowSampler(ds, 24, 32, generator=np.random.default_rng(5))
+    shifted = WindowSampler(ds, 24, 32, generator=np.random.default_rng(5), transpose_range=(-3, 3),
+                            shift_tables=tables)
+    (x0, y0), (x1, y1) = next(plain), next(shifted)  # same starts: drawn before the shifts
+    seen = set()
+    for w0, w1 in zip(torch.cat([x0, y0[:, -1:]], 1), torch.cat([x1, y1[:, -1:]], 1)):
+        special = w0 < 3
+        assert torch.equal(w0[special], w1[special])
+        deltas = set((w1 - w0)[~special].tolist())
+        assert len(deltas) == 1 and -3 <= deltas.pop() <= 3
+        seen |= set((w1 - w0)[~special].tolist())
+    assert len(seen) > 3, "shifts vary from window to window"
+    assert shifted.fallbacks == 0
+
+
+def test_window_leaving_the_range_falls_back_to_shift_zero(tmp_path):
+    ds = _write(tmp_path, [np.full(50, VOCAB - 1)])  # the top pitch everywhere: no upward shift fits
+    plain = WindowSampler(ds, 10, 6, generator=np.random.default_rng(1))
+    shifted = WindowSampler(ds, 10, 6, generator=np.random.default_rng(1), transpose_range=(1, 2),
+                            shift_tables={1: _fake_shift_table(1), 2: _fake_shift_table(2)})
+    assert all(torch.equal(u, v) for u, v in zip(next(plain), next(shifted)))
+    assert shifted.fallbacks == 6
+
+
+def test_sampler_rejects_bad_settings(tmp_path):
+    ds = _write(tmp_path, [np.arange(3, 8)])  # 7 ids
+    gen = np.random.default_rng(0)
+    with pytest.raises(DatasetError, match="seq_len=7"):
+        WindowSampler(ds, 7, 2, generator=gen)
+    with pytest.raises(ConfigError, match=r"shifts \[-1\]"):
+        WindowSampler(ds, 4, 2, generator=gen, transpose_range=(-1, 1), shift_tables={0: _fake_shift_table(0),
+                                                                                     1: _fake_shift_table(1)})
+    with pytest.raises(ConfigError, match="low end"):
+        WindowSampler(ds, 4, 2, generator=gen, transpose_range=(2, 1))
+
+
+@pytest.mark.parametrize("seq_len,batch_size", [(7, 3), (10, 100), (1, 5), (500, 2)])
+def test_sequential_windows_cover_every_target_exactly_once(tmp_path, seq_len, batch_size):
+    ds = _write(tmp_path, _random_pieces(6))
+    batches = list(iter_sequential_windows(ds, seq_len, batch_size))
+    assert all(x.shape == y.shape and x.shape[0] <= batch_size and x.shape[1] <= seq_len for x, y in batches)
+    ys = torch.cat([y.reshape(-1) for _, y in batches])
+    xs = torch.cat([x.reshape(-1) for x, _ in batches])
+    ids = torch.from_numpy(ds.ids.astype(np.int64))
+    assert torch.equal(ys, ids[1:]) and torch.equal(xs, ids[:-1])
