@@ -3,4 +3,6 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-COMMANDS: list = []
+from melodygen.commands import render
+
+COMMANDS: list = [render.command]

@@ -1,0 +1,174 @@
+"""MIDI -> WAV through the FluidSynth command line and a General MIDI SoundFont.
+
+FluidSynth renders raw 32-bit float samples (so nothing clips before we normalize); this module
+then scales the peak to `PEAK_DBFS`, trims or pads the audio to the MIDI file's duration plus
+`RELEASE_TAIL_S` seconds (so the last notes decay instead of being cut off) and writes a
+16-bit stereo WAV atomically with the stdlib `wave` module.
+
+SoundFont search order: `--soundfont`, `$MELODYGEN_SOUNDFONT`, the usual system places
+(Debian/Ubuntu `fluid-soundfont-gm`, Fedora/Arch, Homebrew), then pretty_midi's bundled
+TimGM6mb.sf2 as a small fallback.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.errors import RenderError
+
+SAMPLE_RATE = 44100
+PEAK_DBFS = -1.0
+RELEASE_TAIL_S = 1.0
+"""Seconds of audio kept after the MIDI file's end so the last notes can ring out."""
+
+INSTALL_HINT = (
+    "FluidSynth is not installed: install it with "
+    "`sudo apt-get install --no-install-recommends fluidsynth fluid-soundfont-gm` (Debian/Ubuntu) "
+    "or `brew install fluid-synth` (macOS)"
+)
+
+_SYSTEM_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/*.sf2",
+    "/usr/share/sounds/sf2/*.sf2",
+    "/opt/homebrew/share/soundfonts/*.sf2",
+    "/opt/homebrew/share/fluid-synth/sf2/*.sf2",
+    "/usr/local/share/soundfonts/*.sf2",
+    "/usr/local/share/fluid-synth/sf2/*.sf2",
+)
+
+
+def find_fluidsynth() -> str:
+    """The path of the `fluidsynth` program; `RenderError` with install instructions if absent."""
+    program = shutil.which("fluidsynth")
+    if program is None:
+        raise RenderError(INSTALL_HINT)
+    return program
+
+
+def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
+    """The SoundFont to use: `explicit`, else `$MELODYGEN_SOUNDFONT`, else the first one found
+    in the usual places, else pretty_midi's bundled TimGM6mb.sf2."""
+    if explicit is not None:
+        return _checked_soundfont(Path(explicit), "--soundfont")
+    if os.environ.get("MELODYGEN_SOUNDFONT"):
+        return _checked_soundfont(Path(os.environ["MELODYGEN_SOUNDFONT"]), "$MELODYGEN_SOUNDFONT")
+    for pattern in _SYSTEM_SOUNDFONTS:
+        for candidate in sorted(glob.glob(pattern)):
+            if _is_soundfont(Path(candidate)):
+                return Path(candidate)
+    bundled = _bundled_soundfont()
+    if bundled is not None:
+        return bundled
+    raise RenderError(
+        "no General MIDI SoundFont found: install `fluid-soundfont-gm` (apt) or pass --soundfont FILE.sf2"
+    )
+
+
+def _bundled_soundfont() -> Path | None:
+    # find_spec locates pretty_midi without importing it (only midi_io imports pretty_midi).
+    spec = importlib.util.find_spec("pretty_midi")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "TimGM6mb.sf2"
+        if _is_soundfont(candidate):
+            return candidate
+    return None
+
+
+def _checked_soundfont(path: Path, origin: str) -> Path:
+    if not path.is_file():
+        raise RenderError(f"{path}: SoundFont not found (from {origin})")
+    if not _is_soundfont(path):
+        raise RenderError(f"{path}: not a SoundFont (.sf2) file (from {origin})")
+    return path
+
+
+def _is_soundfont(path: Path) -> bool:
+    """True for a readable RIFF file of form type `sfbk` (what FluidSynth loads)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
+
+
+def render_wav(
+    midi_path: Path, wav_path: Path, *, duration: float, soundfont: Path, expect_sound: bool = True
+) -> Path:
+    """Render `midi_path` to a normalized 16-bit stereo WAV of `duration + RELEASE_TAIL_S` seconds.
+
+    With `expect_sound` (the file has notes), all-zero output is an error: FluidSynth renders
+    silence rather than failing when the SoundFont lacks the instruments.
+    """
+    samples = synthesize(midi_path, soundfont)
+    if expect_sound and not samples.any():
+        raise RenderError(f"{midi_path}: FluidSynth rendered silence with SoundFont {soundfont}")
+    n_frames = round((duration + RELEASE_TAIL_S) * SAMPLE_RATE)
+    write_wav(normalize(fit_length(samples, n_frames)), wav_path)
+    return wav_path
+
+
+def synthesize(midi_path: Path, soundfont: Path) -> np.ndarray:
+    """Run FluidSynth on `midi_path`; float32 samples, shape (frames, 2)."""
+    program = find_fluidsynth()
+    with tempfile.TemporaryDirectory(prefix="melodygen-render-") as tmp:
+        raw = Path(tmp) / "out.raw"
+        cmd = [program, "-n", "-i", "-q", "-F", str(raw), "-r", str(SAMPLE_RATE),
+               "-T", "raw", "-O", "float", "-E", "little", str(soundfont), str(midi_path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not raw.is_file():
+            reason = (done.stderr or done.stdout).strip().splitlines()
+            detail = reason[-1] if reason else f"exit status {done.returncode}"
+            raise RenderError(f"{midi_path}: FluidSynth failed: {detail}")
+        samples = np.fromfile(raw, dtype="<f4")
+    return samples[: samples.size - samples.size % 2].reshape(-1, 2)
+
+
+def fit_length(samples: np.ndarray, n_frames: int) -> np.ndarray:
+    """Trim or zero-pad (frames, channels) samples to exactly `n_frames` frames."""
+    if len(samples) >= n_frames:
+        return samples[:n_frames]
+    pad = np.zeros((n_frames - len(samples), samples.shape[1]), dtype=samples.dtype)
+    return np.concatenate([samples, pad])
+
+
+def normalize(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
+    """Scale so the loudest sample sits at `peak_dbfs` (silence stays silent)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak == 0.0:
+        return samples
+    return samples * (10.0 ** (peak_dbfs / 20.0) / peak)
+
+
+def write_wav(samples: np.ndarray, path: Path) -> None:
+    """Write float samples in [-1, 1], shape (frames, channels), as 16-bit PCM; temp file + rename."""
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as out:
+        out.setnchannels(pcm.shape[1])
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Read a 16-bit PCM WAV as float samples in [-1, 1], shape (frames, channels), and its rate."""
+    with wave.open(str(path), "rb") as f:
+        if f.getsampwidth() != 2:
+            raise RenderError(f"{path}: only 16-bit PCM WAV files are supported")
+        frames = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+        return frames.reshape(-1, f.getnchannels()).astype(np.float32) / 32767.0, f.getframerate()

@@ -1,0 +1,131 @@
+"""Piano-roll pictures of a `Score` with matplotlib (Agg, no display needed).
+
+Time in seconds on x, MIDI pitch on y (C of each octave labelled), one rectangle per note
+coloured by velocity on a fixed 1..127 scale (so colours compare across files), bar lines where
+the file has time signatures (placed through its tempo map), and a title with the file name and
+key facts: note count, duration, pitch range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.notes import Note, Score
+
+_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_MAX_BAR_LINES = 2000  # beyond this the lines would merge into a grey wash
+
+
+@dataclass(frozen=True)
+class ScoreFacts:
+    """What the title (and a report) says about one file."""
+
+    name: str
+    notes: int
+    duration: float
+    lowest: int | None
+    highest: int | None
+
+    @property
+    def pitch_range(self) -> str:
+        if self.lowest is None:
+            return "-"
+        return f"{pitch_name(self.lowest)}-{pitch_name(self.highest)}"
+
+    def summary(self) -> str:
+        return f"{self.notes} notes, {self.duration:.1f} s, pitch {self.pitch_range}"
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name, MIDI 60 -> "C4"."""
+    return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def all_notes(score: Score) -> list[Note]:
+    return [note for track in score.tracks for note in track.notes]
+
+
+def score_duration(score: Score) -> float:
+    """Seconds from 0 to the file's end (its last event, or last note end if that is later)."""
+    return max([score.end_time] + [note.end for note in all_notes(score)])
+
+
+def score_facts(score: Score, name: str) -> ScoreFacts:
+    pitches = [note.pitch for note in all_notes(score)]
+    return ScoreFacts(
+        name=name,
+        notes=len(pitches),
+        duration=score_duration(score),
+        lowest=min(pitches, default=None),
+        highest=max(pitches, default=None),
+    )
+
+
+def bar_times(score: Score, end: float) -> list[float]:
+    """Seconds at which bars start, from the time signatures and tempo map; [] without a meter."""
+    signatures = sorted(score.time_signatures)
+    tempo = score.tempo_map
+    times: list[float] = []
+    for i, (start, numerator, denominator) in enumerate(signatures):
+        stop = signatures[i + 1][0] if i + 1 < len(signatures) else end
+        first, last = tempo.to_beats(start), tempo.to_beats(stop)
+        bar_beats = numerator * 4.0 / denominator
+        if bar_beats <= 0 or (last - first) / bar_beats > _MAX_BAR_LINES:
+            continue
+        times += [tempo.to_seconds(b) for b in np.arange(first, last - 1e-9, bar_beats)]
+    return times if len(times) <= _MAX_BAR_LINES else []
+
+
+def draw_pianoroll(score: Score, png_path: Path, *, name: str) -> Path:
+    """Write the piano roll of `score` to `png_path` (about 1200 x 420 pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    facts = score_facts(score, name)
+    notes = all_notes(score)
+    figure = Figure(figsize=(12, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    rects = PolyCollection(_note_rectangles(notes), cmap="viridis", edgecolors="none")
+    rects.set_array(np.array([note.velocity for note in notes], dtype=float))
+    rects.set_clim(1, 127)
+    ax.add_collection(rects)
+    figure.colorbar(rects, ax=ax, label="velocity", pad=0.01)
+    ax.vlines(bar_times(score, facts.duration), 0, 128, colors="0.75", linewidths=0.6, zorder=0)
+    _set_axes(ax, facts)
+    ax.set_title(f"{name}: {facts.summary()}", fontsize=11)
+    figure.savefig(png_path, format="png")
+    return png_path
+
+
+def _note_rectangles(notes: list[Note]) -> np.ndarray:
+    """(N, 4, 2) corner coordinates, each note a bar 0.8 semitones tall centred on its pitch."""
+    if not notes:
+        return np.zeros((0, 4, 2))
+    start = np.array([n.start for n in notes])
+    end = np.array([n.end for n in notes])
+    low = np.array([n.pitch for n in notes]) - 0.4
+    high = low + 0.8
+    return np.stack([np.stack(c, axis=1) for c in
+                     ((start, low), (end, low), (end, high), (start, high))], axis=1)
+
+
+def _set_axes(ax, facts: ScoreFacts) -> None:
+    lowest = facts.lowest if facts.lowest is not None else 60
+    highest = facts.highest if facts.highest is not None else 72
+    # Label every C in view plus the lowest and highest notes; set ticks before limits, as
+    # set_yticks widens the view to include its ticks.
+    ticks = sorted({p for p in range(lowest - 2, highest + 3) if p % 12 == 0} | {lowest, highest})
+    ax.set_yticks(ticks, [pitch_name(p) for p in ticks])
+    ax.set_axisbelow(True)
+    ax.yaxis.grid(True, color="0.92", linewidth=0.6)
+    ax.set_xlim(0, max(facts.duration, 1e-3))
+    ax.set_ylim(lowest - 2, highest + 2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("pitch")
+    if facts.notes == 0:
+        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center")

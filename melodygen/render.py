@@ -1,0 +1,92 @@
+"""Render MIDI files to WAV audio and piano-roll PNG pictures, side by side.
+
+`render_files` is the library entry point behind `melodygen render`, `melodygen sample --render`
+and the report page: for each `song.mid` it writes `song.wav` and/or `song.png` into `out_dir`
+(or beside the MIDI file when `out_dir` is None). Audio: `melodygen.audio`; pictures:
+`melodygen.pianoroll`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from melodygen.audio import find_fluidsynth, find_soundfont, render_wav
+from melodygen.errors import RenderError
+from melodygen.pianoroll import ScoreFacts, draw_pianoroll, score_facts
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What was written for one MIDI file (`wav` / `png` are None when not asked for)."""
+
+    midi: Path
+    facts: ScoreFacts
+    wav: Path | None
+    png: Path | None
+
+
+def expand_midi_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders replaced by the MIDI files below them (sorted)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def render_files(
+    paths: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    *,
+    wav: bool = True,
+    png: bool = True,
+    soundfont: str | os.PathLike | None = None,
+) -> list[Rendered]:
+    """Render each MIDI file; outputs are named after the file (`song.mid` -> `song.wav`, `song.png`).
+
+    Checks FluidSynth and the SoundFont before rendering anything, and refuses two inputs that
+    would write the same output name. Raises `MidiReadError` / `RenderError` naming the file.
+    """
+    paths = [Path(p) for p in paths]
+    font = find_soundfont(soundfont) if wav else None
+    if wav:
+        find_fluidsynth()
+    stems = _output_stems(paths, None if out_dir is None else Path(out_dir))
+    return [render_file(path, stem, wav=wav, png=png, soundfont=font) for path, stem in zip(paths, stems)]
+
+
+def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None) -> Rendered:
+    """Render one file to `<stem>.wav` / `<stem>.png`."""
+    from melodygen.midi_io import read_score
+
+    score = read_score(midi)
+    facts = score_facts(score, midi.name)
+    wav_path = png_path = None
+    if wav:
+        wav_path = render_wav(midi, Path(f"{stem}.wav"), duration=facts.duration,
+                              soundfont=soundfont, expect_sound=facts.notes > 0)
+    if png:
+        png_path = draw_pianoroll(score, Path(f"{stem}.png"), name=midi.name)
+    return Rendered(midi=midi, facts=facts, wav=wav_path, png=png_path)
+
+
+def _output_stems(paths: list[Path], out_dir: Path | None) -> list[Path]:
+    stems = [(out_dir if out_dir is not None else p.parent) / p.stem for p in paths]
+    seen: dict[Path, Path] = {}
+    for path, stem in zip(paths, stems):
+        if stem in seen:
+            raise RenderError(f"{seen[stem]} and {path} would both be rendered to {stem}.*; "
+                              "render them into different --out folders")
+        seen[stem] = path
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RenderError(f"{out_dir}: exists and is not a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return stems
