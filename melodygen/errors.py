@@ -39,3 +39,7 @@ class RenderError(MelodygenError):
 
 class OutputError(MelodygenError):
     """An output file or folder cannot be written, or exists and would be overwritten."""
+
+
+class ReportError(MelodygenError):
+    """A run folder lacks what a report needs (no metrics.csv and no config), or is unreadable."""
