@@ -1,0 +1,23 @@
+"""Musical statistics of MIDI sets and their distance to a reference set (`melodygen stats`).
+
+`metrics` computes one score's statistics, `sets` describes a set of files, `compare` measures
+how close two sets are per metric, `tables` prints the results. The public entry points:
+
+    described = describe_set(find_midi_files(["samples/"]))
+    reference = describe_set(find_midi_files(["data/nottingham"]))
+    comparison = compare_sets(described, reference)
+"""
+
+from melodygen.stats.compare import compare_sets
+from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
+from melodygen.stats.sets import describe_set, find_midi_files
+
+__all__ = [
+    "HISTOGRAM_METRICS",
+    "SCALAR_METRICS",
+    "ScoreStats",
+    "compare_sets",
+    "describe_set",
+    "find_midi_files",
+    "score_stats",
+]

@@ -1,0 +1,101 @@
+"""Statistics of a set of MIDI files: per-file metrics, their mean/std and pooled histograms.
+
+Files are read with `midi_io.read_score` (optionally in worker processes). A file that cannot
+be read, or holds no non-drum notes, is skipped and listed with its reason; only a set with
+no usable file at all is an error. The result is a plain JSON-ready dict (see `describe_set`)
+that `compare.compare_sets`, the CLI and the HTML report share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.errors import MidiReadError, NoUsableMusicError
+from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def find_midi_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """The files named in `inputs`, plus every .mid/.midi file below each folder (sorted).
+
+    Raises FileNotFoundError for a missing path, NoUsableMusicError when nothing is found.
+    """
+    inputs = [Path(p) for p in inputs]
+    found: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(2, "no such file or folder", str(path))
+    if not found:
+        names = ", ".join(str(p) for p in inputs)
+        raise NoUsableMusicError(f"{names}: no MIDI files (.mid, .midi) found")
+    return found
+
+
+def describe_set(paths: Sequence[str | Path], *, workers: int = 1, progress: bool = False) -> dict:
+    """Statistics of the MIDI files `paths`, as a JSON-ready dict:
+
+    {"count": files used, "skipped": [{"path", "reason"}],
+     "per_file": [{"path", "scalars": {metric: value}}],
+     "scalars": {metric: {"mean", "std", "min", "max"}},          # std: population (ddof=0)
+     "histograms": {metric: {"labels", "counts", "probs"}}}      # pooled over the files
+
+    Metric names and meanings: `metrics.SCALAR_METRICS`, `metrics.HISTOGRAM_METRICS`.
+    Raises NoUsableMusicError when no file is usable.
+    """
+    results = _map_files([str(p) for p in paths], workers, progress)
+    used = [(path, stats) for path, stats, _ in results if stats is not None]
+    skipped = [{"path": path, "reason": reason} for path, stats, reason in results if stats is None]
+    if not used:
+        first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        raise NoUsableMusicError(f"no readable MIDI file with notes among {len(paths)} file(s){first}")
+    return {
+        "count": len(used),
+        "skipped": skipped,
+        "per_file": [{"path": path, "scalars": stats.scalars} for path, stats in used],
+        "scalars": {name: _summary([s.scalars[name] for _, s in used]) for name in SCALAR_METRICS},
+        "histograms": {
+            name: _pooled([s.histograms[name] for _, s in used], labels)
+            for name, labels in HISTOGRAM_METRICS.items()
+        },
+    }
+
+
+def file_stats(path: str) -> tuple[str, ScoreStats | None, str | None]:
+    """(path, stats, None) for a usable file, (path, None, reason) for one to skip."""
+    from melodygen.midi_io import read_score
+
+    try:
+        return path, score_stats(read_score(path)), None
+    except (MidiReadError, NoUsableMusicError) as exc:
+        return path, None, str(exc).removeprefix(f"{path}: ")
+
+
+def _map_files(paths: list[str], workers: int, progress: bool) -> list:
+    from tqdm import tqdm
+
+    bar = dict(total=len(paths), unit="file", disable=not progress, leave=False)
+    if workers <= 1 or len(paths) < 2:
+        return [file_stats(p) for p in tqdm(paths, **bar)]
+    with ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+        return list(tqdm(pool.map(file_stats, paths, chunksize=8), **bar))
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def _pooled(histograms: list[np.ndarray], labels: Sequence[str]) -> dict:
+    counts = np.sum(histograms, axis=0)
+    total = counts.sum()
+    probs = counts / total if total > 0 else np.zeros_like(counts)
+    return {"labels": list(labels), "counts": counts.tolist(), "probs": probs.tolist()}
