@@ -3,6 +3,6 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import render
+from melodygen.commands import render, stats
 
-COMMANDS: list = [render.command]
+COMMANDS: list = [render.command, stats.command]
