@@ -1,0 +1,142 @@
+"""The abstract `Encoding`: notes <-> ids, its settings, and its JSON form.
+
+Every encoding has a registry `name`, a frozen settings dataclass, and a `Vocabulary` built
+from those settings. `to_dict` stores name + settings + the token list + melodygen version;
+`from_dict` rebuilds the encoding from the settings and refuses a token list that does not
+match, so a dataset or checkpoint is never read with a different vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from melodygen import __version__
+from melodygen.encodings.vocab import Vocabulary
+from melodygen.errors import ConfigError, EncodingError
+from melodygen.notes import Note, Score
+
+
+class Encoding(ABC):
+    """Turns a `Score` into ids (uint16, without BOS/EOS) and ids back into notes."""
+
+    name: ClassVar[str]
+    settings_type: ClassVar[type]
+
+    def __init__(self, settings: Any = None):
+        self.settings = self.settings_type() if settings is None else settings
+        self.vocab: Vocabulary = self._build_vocab()
+
+    @classmethod
+    def from_settings(cls, values: dict[str, Any]) -> Encoding:
+        """Build from plain settings (config/JSON); every bad key or value -> one `ConfigError`."""
+        fields = {f.name for f in dataclasses.fields(cls.settings_type)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.name} encoding setting(s) {', '.join(unknown)}; "
+                f"valid settings: {', '.join(sorted(fields))}")
+        return cls(cls.settings_type(**values))
+
+    @abstractmethod
+    def _build_vocab(self) -> Vocabulary: ...
+
+    @abstractmethod
+    def encode(self, score: Score) -> np.ndarray:
+        """Ids (uint16) of one piece, without BOS/EOS; raises `NoUsableMusicError(reason)`."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> list[Note]:
+        """Notes of any in-vocabulary id sequence (specials skipped); never crashes on those."""
+
+    @abstractmethod
+    def pitch_shift_table(self, shift: int) -> np.ndarray:
+        """int64 map id -> id transposed by `shift` semitones; -1 where it leaves the range."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "settings": dataclasses.asdict(self.settings),
+                "tokens": list(self.vocab.tokens), "melodygen_version": __version__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Encoding:
+        """Rebuild from `to_dict` output; a mismatch of name or token list -> `EncodingError`."""
+        if not isinstance(d, dict) or d.get("name") != cls.name:
+            raise EncodingError(f"not a {cls.name} encoding: {str(d)[:80]}")
+        try:
+            encoding = cls.from_settings(dict(d.get("settings") or {}))
+        except (ConfigError, TypeError) as exc:
+            raise EncodingError(f"bad {cls.name} encoding settings: {exc}") from None
+        if list(d.get("tokens", [])) != encoding.vocab.tokens:
+            raise EncodingError(
+                f"the stored {cls.name} token list does not match the vocabulary these settings "
+                f"build ({len(d.get('tokens', []))} stored vs {encoding.vocab.size} ids)")
+        return encoding
+
+    def save_json(self, path: str | Path) -> Path:
+        """Write `to_dict()` as JSON atomically (temp file in the same folder + rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.settings == self.settings
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.settings))
+
+
+def sort_notes(notes: Iterable[Note]) -> list[Note]:
+    """Notes in the order decoders return them: by start, then pitch (then end, velocity)."""
+    return sorted(notes, key=lambda n: (n.start, n.pitch, n.end, n.velocity))
+
+
+def check_settings(settings: Any, rules: dict[str, Callable[[], bool]] | None = None) -> None:
+    """Check a settings dataclass (call it from `__post_init__`); problems -> one `ConfigError`.
+
+    Each field must match its annotated type (bool is not int); then each rule (a description
+    and a check, run only when the types are right) must hold.
+    """
+    hints = typing.get_type_hints(type(settings))
+    problems = []
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        allowed = _allowed_types(hints[field.name])
+        if not any(_is_instance(value, t) for t in allowed):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            problems.append(f"{field.name}={value!r} must be {names}")
+    if not problems:
+        problems = [text for text, holds in (rules or {}).items() if not holds()]
+    if problems:
+        raise ConfigError(f"bad {type(settings).__name__}: " + "; ".join(problems))
+
+
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _is_instance(value: Any, t: type) -> bool:
+    if t is int or t is float:  # bool is an int subclass, but True is no pitch or step count
+        return isinstance(value, int if t is int else (int, float)) and not isinstance(value, bool)
+    return isinstance(value, t)

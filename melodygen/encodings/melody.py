@@ -1,0 +1,165 @@
+"""Magenta Melody RNN's monophonic encoding on a step grid that follows the tempo map.
+
+Events, one per grid step (default 4 steps per quarter note): NOTE_ON(pitch) for each pitch
+in [min_pitch, max_pitch] (a note starts), NO_EVENT (the previous state continues) and
+NOTE_OFF (silence starts): 36 + 2 = 38 events + PAD/BOS/EOS = 41 ids with the defaults.
+
+Melody extraction (`MelodyEncoding.extract_melody`), so no music is dropped silently:
+1. the melody track: `music.pick_melody_track` (settings `track` / `program` win, else its
+   documented rule);
+2. the highest sounding note where notes overlap (`music.skyline`), then notes folded into
+   [min_pitch, max_pitch] by octaves (`music.fold_into_range`);
+3. onsets and offsets rounded to the nearest step in quarter notes through the file's tempo
+   map; a note shorter than one step gets one step; of notes starting on the same step the
+   highest is kept; a note still sounding at the next onset is cut there;
+4. leading silence trimmed to the start of the bar holding the first note (Magenta does the
+   same), then the optional `max_steps` cap; fewer than `min_notes` notes left ->
+   `NoUsableMusicError`.
+A NOTE_OFF follows the last note, so its length survives the round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from melodygen.encodings.base import Encoding, check_settings
+from melodygen.encodings.vocab import EventRange, Vocabulary
+from melodygen.errors import NoUsableMusicError
+from melodygen.notes import Note, Score, TempoMap
+
+
+@dataclass(frozen=True)
+class MelodySettings:
+    """`track` / `program` pick the melody track by index / General MIDI program (0-based)."""
+
+    min_pitch: int = 48
+    max_pitch: int = 83
+    steps_per_quarter: int = 4
+    track: int | None = None
+    program: int | None = None
+    min_notes: int = 4
+    max_steps: int | None = None
+
+    def __post_init__(self):
+        check_settings(self, {
+            "need 0 <= min_pitch <= max_pitch <= 127 with at least one octave":
+                lambda: 0 <= self.min_pitch and self.min_pitch + 11 <= self.max_pitch <= 127,
+            "steps_per_quarter must be >= 1": lambda: self.steps_per_quarter >= 1,
+            "min_notes must be >= 1": lambda: self.min_notes >= 1,
+            "max_steps must be >= 1 or None": lambda: self.max_steps is None or self.max_steps >= 1,
+        })
+
+
+class MelodyEncoding(Encoding):
+    """One monophonic melody per file as NOTE_ON / NO_EVENT / NOTE_OFF grid steps."""
+
+    name = "melody"
+    settings_type = MelodySettings
+
+    def _build_vocab(self) -> Vocabulary:
+        s = self.settings
+        return Vocabulary([EventRange.flag("NO_EVENT"), EventRange.flag("NOTE_OFF"),
+                           EventRange("NOTE_ON", s.min_pitch, s.max_pitch)])
+
+    def extract_melody(self, score: Score) -> list[Note]:
+        """The melody exactly as `encode` keeps it, with start/end in grid STEPS (whole numbers
+        as floats; step 0 = the first bar line of the melody), source velocities kept.
+
+        `decode(encode(score), qpm)` returns these notes with times times 60 / qpm /
+        steps_per_quarter seconds and velocity 100. Raises `NoUsableMusicError(reason)`.
+        """
+        pitch, start, end, velocity = self._quantized(score)
+        return [Note(int(p), int(v), float(s), float(e))
+                for p, s, e, v in zip(pitch, start, end, velocity)]
+
+    def encode(self, score: Score) -> np.ndarray:
+        pitch, start, end, _ = self._quantized(score)
+        v = self.vocab
+        ids = np.full(end[-1] + 1, v.id_of("NO_EVENT"), dtype=np.int64)
+        ids[end] = v.id_of("NOTE_OFF")
+        ids[start] = v.offset("NOTE_ON") + pitch - self.settings.min_pitch
+        return ids[:self.settings.max_steps].astype(np.uint16)
+
+    def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
+        """Notes at `qpm` quarter notes per minute, velocity 100, sorted by start.
+
+        Every non-special id is one step. NOTE_ON ends the sounding note and starts one;
+        NOTE_OFF ends it (ignored when none sounds); a note open at the end closes there.
+        """
+        step_seconds = 60.0 / qpm / self.settings.steps_per_quarter
+        notes, sounding = [], None  # sounding: (pitch, start step)
+        events = self.vocab.events(ids)
+        for step, (name, value) in enumerate(events):
+            if name != "NO_EVENT" and sounding is not None:
+                notes.append(Note(sounding[0], 100, sounding[1] * step_seconds, step * step_seconds))
+                sounding = None
+            if name == "NOTE_ON":
+                sounding = (value, step)
+        step = len(events)
+        if sounding is not None:
+            notes.append(Note(sounding[0], 100, sounding[1] * step_seconds, step * step_seconds))
+        return notes
+
+    def pitch_shift_table(self, shift: int) -> np.ndarray:
+        s = self.settings
+        table = np.arange(self.vocab.size, dtype=np.int64)
+        first = self.vocab.offset("NOTE_ON")
+        pitches = np.arange(s.min_pitch, s.max_pitch + 1) + shift
+        inside = (pitches >= s.min_pitch) & (pitches <= s.max_pitch)
+        table[first:first + len(pitches)] = np.where(inside, first + pitches - s.min_pitch, -1)
+        return table
+
+    def _quantized(self, score: Score) -> tuple[np.ndarray, ...]:
+        """(pitch, start step, end step, velocity) of the extracted melody; see module doc."""
+        from melodygen import music
+
+        s = self.settings
+        track = music.pick_melody_track(score, track=s.track, program=s.program)
+        notes = music.fold_into_range(music.skyline(track.notes), s.min_pitch, s.max_pitch)
+        if not notes:
+            raise NoUsableMusicError("the melody track has no notes")
+        pitch = np.array([n.pitch for n in notes], dtype=np.int64)
+        velocity = np.array([n.velocity for n in notes], dtype=np.int64)
+        start = self._steps(score.tempo_map, [n.start for n in notes])
+        end = np.maximum(self._steps(score.tempo_map, [n.end for n in notes]), start + 1)
+        order = np.lexsort((-pitch, start))  # by onset, highest pitch first
+        pitch, start, end, velocity = pitch[order], start[order], end[order], velocity[order]
+        keep = np.append(True, start[1:] != start[:-1])  # the highest of equal onsets
+        pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
+        end[:-1] = np.minimum(end[:-1], start[1:])
+        origin = self._bar_start(score, int(start[0]))
+        return self._capped(pitch, start - origin, end - origin, velocity)
+
+    def _capped(self, pitch, start, end, velocity) -> tuple[np.ndarray, ...]:
+        cap = self.settings.max_steps
+        if cap is not None:
+            keep = start < cap
+            pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
+            end = np.minimum(end, cap)
+        if len(pitch) < self.settings.min_notes:
+            raise NoUsableMusicError(
+                f"the melody has {len(pitch)} note(s), fewer than min_notes={self.settings.min_notes}")
+        return pitch, start, end, velocity
+
+    def _steps(self, tempo_map: TempoMap, seconds: list[float]) -> np.ndarray:
+        """Nearest grid step of each time (vectorised `TempoMap.to_beats`)."""
+        t = np.asarray(seconds, dtype=float)
+        times = np.asarray(tempo_map.times)
+        i = np.maximum(np.searchsorted(times, t, side="right") - 1, 0)
+        beats = np.asarray(tempo_map.beats)[i] + (t - times[i]) * np.asarray(tempo_map.qpm)[i] / 60
+        return np.rint(beats * self.settings.steps_per_quarter).astype(np.int64)
+
+    def _bar_start(self, score: Score, first_step: int) -> int:
+        """The step of the bar line at or before the first note (the note itself if the bar is
+        not a whole number of steps)."""
+        signatures = score.time_signatures or [(0.0, 4, 4)]
+        at = self._steps(score.tempo_map, [ts[0] for ts in signatures])
+        i = max(0, int(np.searchsorted(at, first_step, side="right")) - 1)
+        _, num, den = signatures[i]
+        bar_steps = num * 4 * self.settings.steps_per_quarter / den
+        if bar_steps != int(bar_steps) or bar_steps <= 0:
+            return first_step
+        return int(at[i]) + (first_step - int(at[i])) // int(bar_steps) * int(bar_steps)
