@@ -3,6 +3,6 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import render, stats
+from melodygen.commands import prepare, render, stats
 
-COMMANDS: list = [render.command, stats.command]
+COMMANDS: list = [prepare.command, render.command, stats.command]
