@@ -6,7 +6,7 @@ Layout (docs/ARCHITECTURE.md): `DIR/{split}.bin` holds uint16 ids, each piece st
 encoding's `to_dict()` and `DIR/manifest.json` is written last, so a folder without a manifest is
 never a finished dataset.
 
-The batch samplers live in `windows.py` and are re-exported here for convenience.
+The batch samplers live in `windows.py` (also importable from here, lazily).
 """
 
 from __future__ import annotations
@@ -160,4 +160,11 @@ def _describe(encoding_dict: dict) -> str:
     return f"{encoding_dict.get('name')!r} ({settings})"
 
 
-from melodygen.dataset.windows import WindowSampler, iter_sequential_windows  # noqa: E402,F401  (re-export)
+def __getattr__(name: str):
+    # `WindowSampler` and `iter_sequential_windows` are importable from here too, lazily, so that
+    # writing shards (`prepare`) does not pay for importing torch.
+    if name in ("WindowSampler", "iter_sequential_windows"):
+        from melodygen.dataset import windows
+
+        return getattr(windows, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""`prepare`: MIDI files -> a dataset folder of token shards, encoding.json and manifest.json.
+
+Steps: find the files; if the input fingerprint matches the dataset already in `out_dir`, reuse
+it; otherwise hash every file (exact duplicates are dropped, the content hash decides the split),
+read and encode the rest in worker processes, and write everything into a staging folder next to
+`out_dir`. The manifest is written last and the staging folder is renamed into place only when
+complete, so an interrupted run leaves the previous dataset untouched and nothing a later run
+would trust (a killed run may leave a `.NAME.partial-*` folder behind, never read).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from melodygen.dataset.encode_files import UNREADABLE, FileResult, encode_files
+from melodygen.dataset.manifest import build_manifest, count_reasons, input_fingerprint, split_of, write_json
+from melodygen.dataset.shards import ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, write_split
+from melodygen.dataset.sources import content_hash, find_midi_files
+from melodygen.dataset.summary import PrepareSummary
+from melodygen.encodings.vocab import BOS_ID, EOS_ID
+from melodygen.errors import ConfigError, DatasetError, OutputError
+
+DUPLICATE = "duplicate"
+
+
+def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val_fraction: float = 0.1,
+            workers: int | None = None, progress: bool = True, force: bool = False) -> PrepareSummary:
+    """Build (or reuse) the dataset of `sources` under `encoding` in `out_dir`.
+
+    `sources`: MIDI files and folders (searched recursively). `workers`: processes that parse
+    (default: every CPU; 1 parses in this process). Bad files are skipped and recorded with their
+    reason. Raises `DatasetError` when no file is usable, `OutputError` when `out_dir` cannot be
+    written or holds something other than a melodygen dataset, `ConfigError` for a bad fraction.
+    """
+    started = time.perf_counter()
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    out_dir = Path(out_dir)
+    files = find_midi_files(sources)
+    encoding_dict = encoding.to_dict()
+    fingerprint = input_fingerprint(files, encoding_dict, val_fraction)
+    if not force and (previous := _reusable(out_dir, fingerprint, encoding_dict)) is not None:
+        return previous
+    _check_replaceable(out_dir)
+    with _staging_dir(out_dir) as staging:
+        unique, skipped = _hash_and_dedup(files)
+        results = encode_files([path for path, _ in unique], encoding, workers=workers, progress=progress)
+        pieces = _write_shards(staging, unique, results, skipped, val_fraction)
+        write_json(staging / ENCODING, encoding_dict)
+        manifest = build_manifest(
+            sources=[str(Path(s).resolve()) for s in sources], fingerprint=fingerprint,
+            encoding_dict=encoding_dict, val_fraction=val_fraction, files_found=len(files), pieces=pieces,
+            skipped=sorted(skipped, key=lambda s: s["path"]), seconds=time.perf_counter() - started)
+        write_json(staging / MANIFEST, manifest)  # last: its presence marks a complete dataset
+        _swap_into_place(staging, out_dir)
+    return PrepareSummary.from_manifest(manifest, out_dir, reused=False)
+
+
+def _reusable(out_dir: Path, fingerprint: str, encoding_dict: dict) -> PrepareSummary | None:
+    try:
+        manifest = check_dataset(out_dir, encoding_dict)
+    except DatasetError:
+        return None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    return PrepareSummary.from_manifest(manifest, out_dir, reused=True)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace anything but an empty folder or an earlier melodygen dataset."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder; choose another --out")
+    if any(out_dir.iterdir()):
+        try:
+            read_manifest(out_dir)
+        except DatasetError:
+            raise OutputError(f"{out_dir}: exists and is not a melodygen dataset; not replacing it, "
+                              "choose another --out") from None
+
+
+@contextmanager
+def _staging_dir(out_dir: Path) -> Iterator[Path]:
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        yield staging
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: writing the dataset failed ({exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = staging.with_name(staging.name.replace(".partial-", ".old-"))
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _skip(path: Path | str, reason: str, detail: str) -> dict:
+    return {"path": str(path), "reason": reason, "detail": detail}
+
+
+def _hash_and_dedup(files: list[Path]) -> tuple[list[tuple[Path, str]], list[dict]]:
+    """(path, sha1) of the first file of each content, in order; the rest recorded as skipped."""
+    first_with: dict[str, Path] = {}
+    unique, skipped = [], []
+    for path in files:
+        try:
+            sha1 = content_hash(path)
+        except OSError as exc:
+            skipped.append(_skip(path, UNREADABLE, f"{path}: {exc.strerror or exc}"))
+            continue
+        if sha1 in first_with:
+            skipped.append(_skip(path, DUPLICATE, f"same content as {first_with[sha1]}"))
+            continue
+        first_with[sha1] = path
+        unique.append((path, sha1))
+    return unique, skipped
+
+
+def _write_shards(staging: Path, unique: list[tuple[Path, str]], results: list[FileResult],
+                  skipped: list[dict], val_fraction: float) -> list[dict]:
+    """Write both splits; return one manifest entry per piece, append unusable files to `skipped`."""
+    ids_of = {split: [] for split in SPLITS}
+    pieces = []
+    for (path, sha1), result in zip(unique, results):
+        if result.ids is None:
+            skipped.append(_skip(path, result.reason, result.detail))
+            continue
+        split = split_of(sha1, val_fraction)
+        pieces.append({"path": str(path), "sha1": sha1, "split": split, "index": len(ids_of[split]),
+                       "ids": len(result.ids), "notes": result.notes, "seconds": result.seconds})
+        ids_of[split].append(result.ids)
+    if not pieces:
+        raise DatasetError(f"no usable MIDI: all {len(skipped)} files were skipped ({_reasons(skipped)})")
+    if not ids_of["train"]:
+        raise DatasetError(f"all {len(pieces)} usable pieces fell into the validation split; "
+                           "lower --val-fraction or add files")
+    for split in SPLITS:
+        write_split(staging, split, ids_of[split], BOS_ID, EOS_ID)
+    return pieces
+
+
+def _reasons(skipped: list[dict]) -> str:
+    counts = ", ".join(f"{reason}: {n}" for reason, n in count_reasons(skipped).items())
+    example = next((s for s in skipped if s["reason"] != DUPLICATE), skipped[0])
+    return f"{counts}; e.g. {example['detail']}"
