@@ -10,14 +10,16 @@ how close two sets are per metric, `tables` prints the results. The public entry
 
 from melodygen.stats.compare import compare_sets
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
-from melodygen.stats.sets import describe_set, find_midi_files
+from melodygen.stats.sets import describe_results, describe_set, file_stats, find_midi_files
 
 __all__ = [
     "HISTOGRAM_METRICS",
     "SCALAR_METRICS",
     "ScoreStats",
     "compare_sets",
+    "describe_results",
     "describe_set",
+    "file_stats",
     "find_midi_files",
     "score_stats",
 ]

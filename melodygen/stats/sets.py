@@ -41,7 +41,14 @@ def find_midi_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def describe_set(paths: Sequence[str | Path], *, workers: int = 1, progress: bool = False) -> dict:
-    """Statistics of the MIDI files `paths`, as a JSON-ready dict:
+    """Statistics of the MIDI files `paths` (read with `midi_io.read_score`): `describe_results`
+    of their `file_stats`. Raises NoUsableMusicError when no file is usable."""
+    return describe_results(_map_files([str(p) for p in paths], workers, progress))
+
+
+def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]]) -> dict:
+    """A set's statistics from (name, stats, None) / (name, None, skip reason) entries, as a
+    JSON-ready dict:
 
     {"count": files used, "skipped": [{"path", "reason"}],
      "per_file": [{"path", "scalars": {metric: value}}],
@@ -49,14 +56,13 @@ def describe_set(paths: Sequence[str | Path], *, workers: int = 1, progress: boo
      "histograms": {metric: {"labels", "counts", "probs"}}}      # pooled over the files
 
     Metric names and meanings: `metrics.SCALAR_METRICS`, `metrics.HISTOGRAM_METRICS`.
-    Raises NoUsableMusicError when no file is usable.
+    Raises NoUsableMusicError when no entry has stats.
     """
-    results = _map_files([str(p) for p in paths], workers, progress)
     used = [(path, stats) for path, stats, _ in results if stats is not None]
     skipped = [{"path": path, "reason": reason} for path, stats, reason in results if stats is None]
     if not used:
         first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
-        raise NoUsableMusicError(f"no readable MIDI file with notes among {len(paths)} file(s){first}")
+        raise NoUsableMusicError(f"no readable MIDI file with notes among {len(results)} file(s){first}")
     return {
         "count": len(used),
         "skipped": skipped,

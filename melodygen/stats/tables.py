@@ -12,7 +12,7 @@ def format_set(described: dict, title: str) -> str:
     lines = [f"{title}: {described['count']} file(s)", _row(_SET_WIDTHS, "metric", "mean ± std", "min", "max")]
     for name, s in described["scalars"].items():
         lines.append(_row(_SET_WIDTHS, name, _mean_std(s), f"{s['min']:.3f}", f"{s['max']:.3f}"))
-    lines += ["", *_histogram_lines(described, title)]
+    lines += ["", *_histogram_lines([(title, described)])]
     return "\n".join(lines)
 
 
@@ -27,7 +27,7 @@ def format_comparison(described: dict, reference: dict, comparison: dict) -> str
         lines.append(_row(_COMPARISON_WIDTHS, name, *cells))
     for name, c in comparison["histograms"].items():
         lines.append(_row(_COMPARISON_WIDTHS, f"{name} (histogram)", "", "", _num(c["overlap"]), _num(c["kl"])))
-    lines += ["", *_histogram_lines(described, "set"), *_histogram_lines(reference, "reference")]
+    lines += ["", *_histogram_lines([("set", described), ("reference", reference)])]
     lines.append("overlap: area shared by the two distributions (1 = same); KL(set || reference) in nats")
     return "\n".join(lines)
 
@@ -40,11 +40,14 @@ def format_skipped(described: dict, title: str) -> str:
     return "\n".join([f"{title}: skipped {len(skipped)} file(s):", *(f"  {s['path']}: {s['reason']}" for s in skipped)])
 
 
-def _histogram_lines(described: dict, title: str) -> list[str]:
+def _histogram_lines(sets: list[tuple[str, dict]]) -> list[str]:
+    """Per histogram metric: a header of bin labels, then one row of shares per set."""
     lines = []
-    for name, hist in described["histograms"].items():
-        cells = "  ".join(f"{label} {p:.3f}" for label, p in zip(hist["labels"], hist["probs"]))
-        lines.append(f"{title} {name}: {cells}")
+    for name, hist in sets[0][1]["histograms"].items():
+        lines.append(f"{name + ' (share)':<{_NAME_WIDTH}}" + "".join(f"{label:>7}" for label in hist["labels"]))
+        for title, described in sets:
+            probs = described["histograms"][name]["probs"]
+            lines.append(f"  {title:<{_NAME_WIDTH - 2}}" + "".join(f"{p:>7.3f}" for p in probs))
     return lines
 
 
