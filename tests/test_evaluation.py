@@ -1,0 +1,131 @@
+"""Tests of melodygen.evaluation: the validation figures and the n-gram baseline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from melodygen.dataset.shards import TokenDataset, write_split
+from melodygen.dataset.windows import iter_sequential_windows
+from melodygen.encodings import get_encoding
+from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
+from melodygen.errors import ConfigError
+from melodygen.evaluation import NgramBaseline, evaluate_baseline, evaluate_nll, score_ids
+from melodygen.models import build_model
+
+
+class EmbeddingModel(torch.nn.Module):
+    """ids (B, T) -> logits (B, T, V) through one random embedding."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.table = torch.nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+def test_evaluate_nll_equals_direct_cross_entropy():
+    torch.manual_seed(0)
+    model = EmbeddingModel(12)
+    xs = [torch.randint(0, 12, (3, 9)) for _ in range(3)]
+    ys = [torch.randint(0, 12, (3, 9)) for _ in range(3)]
+    ys[1][0, :4] = PAD_ID  # padded targets are not scored
+    got = evaluate_nll(model, zip(xs, ys))
+    logits, targets = torch.cat([model(x) for x in xs]).detach(), torch.cat(ys)
+    want = F.cross_entropy(logits.reshape(-1, 12), targets.reshape(-1), ignore_index=PAD_ID).item()
+    keep = targets != PAD_ID
+    assert got["events"] == int(keep.sum())
+    assert got["nll"] == pytest.approx(want, rel=1e-6)
+    assert got["perplexity"] == pytest.approx(math.exp(want), rel=1e-6)
+    assert got["accuracy"] == pytest.approx((logits.argmax(-1) == targets)[keep].float().mean().item())
+
+
+def test_evaluate_nll_restores_training_mode_and_handles_no_windows():
+    model = EmbeddingModel(5).train()
+    assert math.isnan(evaluate_nll(model, [])["nll"])
+    assert model.training
+
+
+def test_score_ids_covers_every_target_once_with_a_real_model():
+    torch.manual_seed(1)
+    model = build_model("lstm", {"embed_size": 8, "hidden_size": 16, "num_layers": 1}, 41)
+    ids = np.random.default_rng(0).integers(3, 41, 103)
+    got = score_ids(model, ids, seq_len=10, batch_size=4)
+    model.eval()
+    with torch.no_grad():
+        total = sum(F.cross_entropy(model(x)[0], y[0], reduction="sum").item()
+                    for x, y in ((torch.tensor(ids[i:i + 11][None, :-1]), torch.tensor(ids[i + 1:i + 11][None]))
+                                 for i in range(0, 102, 10)))
+    assert got["events"] == 102
+    assert got["nll"] == pytest.approx(total / 102, rel=1e-5)
+
+
+# Toy corpus over 6 ids: BOS 3 4 3 4 5 EOS. Targets 3 4 3 4 5 2 (N=6, 4 types).
+TOY = np.array([BOS_ID, 3, 4, 3, 4, 5, EOS_ID])
+
+
+def unigram(w: int) -> float:
+    counts = {3: 2, 4: 2, 5: 1, 2: 1}
+    return (counts.get(w, 0) + 4 / 6) / (6 + 4)
+
+
+def test_unigram_is_witten_bell_over_uniform():
+    p = NgramBaseline(1, 6).fit(TOY).probs(np.array([[3]]))[0, 0]
+    assert np.allclose(p, [unigram(w) for w in range(6)])
+
+
+def test_bigram_known_counts_and_fallback():
+    model = NgramBaseline(2, 6).fit(TOY)
+    p = model.probs(np.array([[3, 4, 0]]))[0]
+    # After 3: seen twice, always followed by 4 (T=1).
+    assert p[0, 4] == pytest.approx((2 + unigram(4)) / 3)
+    assert p[0, 5] == pytest.approx(unigram(5) / 3)
+    # After 4: seen twice, followed by 3 and 5 (T=2).
+    assert p[1, 3] == pytest.approx((1 + 2 * unigram(3)) / 4)
+    # Id 0 never appears as a context: back to the unigram.
+    assert np.allclose(p[2], [unigram(w) for w in range(6)])
+    assert np.allclose(p.sum(-1), 1.0)
+
+
+def test_trigram_uses_shorter_context_at_window_start():
+    model = NgramBaseline(3, 6).fit(TOY)
+    bigram = NgramBaseline(2, 6).fit(TOY)
+    x = np.array([[3, 4, 3]])
+    p = model.probs(x)[0]
+    assert np.allclose(p[0], bigram.probs(x)[0, 0])  # one id of context only
+    # (3, 4) seen once followed by 3, once by 5: T=2, c=2.
+    assert p[1, 5] == pytest.approx((1 + 2 * bigram.probs(x)[0, 1, 5]) / 4)
+    assert np.allclose(p.sum(-1), 1.0)
+
+
+def test_baseline_scores_like_a_model():
+    model = NgramBaseline(2, 6).fit(TOY)
+    got = evaluate_nll(model, [(torch.tensor([[3, 4]]), torch.tensor([[4, 5]]))])
+    want = -(math.log((2 + unigram(4)) / 3) + math.log((1 + 2 * unigram(5)) / 4)) / 2
+    assert got["nll"] == pytest.approx(want)
+    assert got["accuracy"] == 0.5  # after 3 the argmax is 4; after 4 it is 3, not 5
+
+
+@pytest.mark.parametrize("order", [0, 7])
+def test_order_out_of_range(order):
+    with pytest.raises(ConfigError, match="order"):
+        NgramBaseline(order, 6)
+
+
+def test_evaluate_baseline_on_a_dataset(tmp_path):
+    encoding = get_encoding("melody")
+    rng = np.random.default_rng(0)
+    tune = rng.integers(3, 41, 30)
+    write_split(tmp_path, "train", [tune] * 20, BOS_ID, EOS_ID)
+    write_split(tmp_path, "valid", [tune, tune[::-1]], BOS_ID, EOS_ID)
+    encoding.save_json(tmp_path / "encoding.json")
+    low = evaluate_baseline(tmp_path, order=1, seq_len=16)
+    high = evaluate_baseline(tmp_path, order=4, seq_len=16)
+    assert low["events"] == high["events"] == TokenDataset(tmp_path, "valid").num_tokens - 1
+    assert high["nll"] < low["nll"]
+    assert high["accuracy"] > 0.5  # the first tune is memorised
