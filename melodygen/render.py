@@ -17,8 +17,6 @@ from melodygen.audio import find_fluidsynth, find_soundfont, render_wav
 from melodygen.errors import RenderError
 from melodygen.pianoroll import ScoreFacts, draw_pianoroll, score_facts
 
-MIDI_SUFFIXES = (".mid", ".midi")
-
 
 @dataclass(frozen=True)
 class Rendered:
@@ -28,17 +26,6 @@ class Rendered:
     facts: ScoreFacts
     wav: Path | None
     png: Path | None
-
-
-def expand_midi_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders replaced by the MIDI files below them (sorted)."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
-        else:
-            found.append(path)
-    return found
 
 
 def render_files(

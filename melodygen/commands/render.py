@@ -29,11 +29,10 @@ def command(midi: tuple[str, ...], wav: bool, png: bool, out_dir: str | None, so
       melodygen render song.mid --png
       melodygen render song.mid --wav --soundfont ~/sf2/GeneralUser.sf2
     """
-    from melodygen.render import expand_midi_paths, render_files
+    from melodygen.render import render_files
+    from melodygen.stats import find_midi_files
 
-    paths = expand_midi_paths(midi)
-    if not paths:
-        raise click.ClickException(f"no MIDI files (.mid, .midi) in {', '.join(midi)}")
+    paths = find_midi_files(midi)
     both = not wav and not png
     results = render_files(paths, out_dir, wav=wav or both, png=png or both, soundfont=soundfont)
     for result in results:
