@@ -140,7 +140,9 @@ def polyphony(starts: np.ndarray, ends: np.ndarray) -> float:
     """Mean count of sounding notes over the time when at least one note sounds."""
     times = np.concatenate([starts, ends])
     deltas = np.concatenate([np.ones(len(starts)), -np.ones(len(ends))])
-    order = np.lexsort((deltas, times))  # at equal times, ends first: legato is not overlap
+    # Events at equal times leave zero-length spans, which weigh nothing: a note ending where
+    # the next starts (legato) does not count as overlap, whatever order they sort in.
+    order = np.argsort(times, kind="stable")
     sounding = np.cumsum(deltas[order])[:-1]
     spans = np.diff(times[order])
     busy = sounding > 0

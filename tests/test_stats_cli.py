@@ -1,0 +1,88 @@
+"""`melodygen stats` through click's CliRunner on a few real files from data/."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from melodygen.cli import main
+from melodygen.stats import HISTOGRAM_METRICS, SCALAR_METRICS
+
+
+def copy_into(folder, paths):
+    folder.mkdir()
+    for path in paths:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture
+def folk_dir(nottingham_files, tmp_path):
+    return copy_into(tmp_path / "folk", nottingham_files)
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["stats", *map(str, args)])
+
+
+def test_table_lists_every_metric(folk_dir, nottingham_files):
+    result = run(folk_dir)
+    assert result.exit_code == 0, result.output
+    assert f"set: {len(nottingham_files)} file(s)" in result.output
+    for name in [*SCALAR_METRICS, *HISTOGRAM_METRICS]:
+        assert name in result.output
+
+
+def test_json_shape_with_reference(folk_dir, chorale_files, tmp_path):
+    chorales = copy_into(tmp_path / "chorales", chorale_files)
+    result = run(folk_dir, "--reference", chorales, "--json", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data.keys() == {"set", "reference", "comparison"}
+    assert data["set"]["count"] == 5
+    assert data["reference"]["count"] == len(chorale_files)
+    assert data["comparison"]["scalars"].keys() == SCALAR_METRICS.keys()
+    assert data["comparison"]["histograms"].keys() == HISTOGRAM_METRICS.keys()
+    for metric in data["comparison"]["scalars"].values():
+        assert 0.0 <= metric["overlap"] <= 1.0 + 1e-9 and metric["kl"] >= 0.0
+        assert metric["generated"].keys() == metric["reference"].keys() == {"mean", "std"}
+
+
+def test_reference_table_and_unreadable_file_is_reported(folk_dir, tmp_path):
+    (folk_dir / "broken.mid").write_bytes(b"MThd garbage")
+    result = run(folk_dir, "--reference", folk_dir)
+    assert result.exit_code == 0, result.output
+    assert "set: 5 file(s), reference: 5 file(s)" in result.stdout
+    assert "overlap" in result.stdout and "KL" in result.stdout
+    assert "set: skipped 1 file(s)" in result.stderr
+    assert "broken.mid" in result.stderr
+
+
+def test_files_can_be_named_one_by_one(nottingham_files):
+    result = run(*nottingham_files[:2], "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [f["path"] for f in data["set"]["per_file"]] == [str(p) for p in nottingham_files[:2]]
+
+
+def test_folder_without_readable_midi_is_one_error_line(tmp_path):
+    (tmp_path / "a.mid").write_bytes(b"not a midi file")
+    result = run(tmp_path)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0
+    assert "no readable MIDI file" in result.output and "a.mid" in result.output
+
+
+def test_folder_without_midi_files_is_one_error_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = run(tmp_path)
+    assert result.exit_code == 1
+    assert "no MIDI files" in result.output and "Traceback" not in result.output
+
+
+def test_missing_input_is_a_usage_error(tmp_path):
+    result = run(tmp_path / "nowhere")
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
