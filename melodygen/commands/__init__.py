@@ -3,6 +3,6 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import prepare, render, stats
+from melodygen.commands import prepare, render, report, stats, train
 
-COMMANDS: list = [prepare.command, render.command, stats.command]
+COMMANDS: list = [prepare.command, render.command, report.command, stats.command, train.command]

@@ -1,0 +1,116 @@
+"""Checkpoints: the unit of reuse, saved atomically and loaded with `weights_only=True`.
+
+The layout (docs/ARCHITECTURE.md) is plain dicts, lists, numbers and tensors:
+
+    {"format": "melodygen-checkpoint", "format_version": 1, "melodygen_version": "0.1.0",
+     "model": {"kind", "settings", "vocab_size", "state_dict"}, "encoding": Encoding.to_dict(),
+     "run_config": {...}, "step": int, "best_val_nll": float | None,
+     "optimizer": ..., "scheduler": ..., "rng": ...}      # the last three only for training
+
+`save` writes a temp file beside the target and renames it over, so an interrupted save never
+leaves a half-written checkpoint. Every problem reading one is a `CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from melodygen import __version__
+from melodygen.errors import CheckpointError, MelodygenError
+
+FORMAT = "melodygen-checkpoint"
+FORMAT_VERSION = 1
+
+
+def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Module,
+                    encoding, run_config: dict, step: int, best_val_nll: float | None,
+                    training_state: dict | None = None) -> dict:
+    """The checkpoint dict of `model` (unwrapped: no DDP or compile prefixes in its keys).
+    `training_state` adds "optimizer", "scheduler" and "rng" for `--resume`."""
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "melodygen_version": __version__,
+        "model": {"kind": model_kind, "settings": dict(model_settings),
+                  "vocab_size": int(model.vocab_size), "state_dict": state_dict},
+        "encoding": encoding.to_dict(), "run_config": run_config,
+        "step": int(step), "best_val_nll": None if best_val_nll is None else float(best_val_nll),
+    }
+    ckpt.update(training_state or {})
+    return ckpt
+
+
+def save(obj: dict, path: str | os.PathLike) -> Path:
+    """Writes `obj` to `path` atomically (temp file in the same folder + `os.replace`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Reads and checks a checkpoint dict; `CheckpointError` naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    _check_layout(ckpt, path)
+    return ckpt
+
+
+def _check_layout(ckpt: Any, path: Path) -> None:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a melodygen checkpoint")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {ckpt.get('format_version')!r} (melodygen "
+            f"{ckpt.get('melodygen_version')}), this melodygen {__version__} reads version {FORMAT_VERSION}")
+    missing = [k for k in ("model", "encoding", "run_config", "step") if k not in ckpt]
+    model = ckpt.get("model")
+    if not missing and isinstance(model, dict):
+        missing = [f"model.{k}" for k in ("kind", "settings", "vocab_size", "state_dict") if k not in model]
+    if missing or not isinstance(model, dict):
+        raise CheckpointError(f"{path}: incomplete checkpoint (missing {', '.join(missing) or 'model'})")
+
+
+def build_from_checkpoint(ckpt: dict, path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(model with the checkpoint's weights on `device`, encoding) from a loaded checkpoint."""
+    from melodygen.encodings import encoding_from_dict
+    from melodygen.models import build_model
+
+    spec = ckpt["model"]
+    try:
+        encoding = encoding_from_dict(ckpt["encoding"])
+        model = build_model(spec["kind"], spec["settings"], spec["vocab_size"])
+        model.load_state_dict(spec["state_dict"])
+    except MelodygenError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except RuntimeError as exc:  # state_dict keys or shapes do not fit the model
+        raise CheckpointError(f"{path}: weights do not fit a {spec['kind']!r} model "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+    if encoding.vocab.size != spec["vocab_size"]:
+        raise CheckpointError(f"{path}: model vocabulary {spec['vocab_size']} != encoding vocabulary "
+                              f"{encoding.vocab.size}")
+    return model.to(device), encoding
+
+
+def load_for_inference(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """`(model in eval mode on device, encoding, checkpoint dict)`: all sampling needs."""
+    ckpt = load(path, map_location="cpu")
+    model, encoding = build_from_checkpoint(ckpt, path, device)
+    model.eval()
+    return model, encoding, ckpt

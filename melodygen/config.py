@@ -1,0 +1,294 @@
+"""The run config: a TOML file -> frozen dataclasses, with strict, typed `--set` overrides.
+
+A config has four sections, one frozen dataclass each:
+
+    [data]      sources = ["data/nottingham"]  (MIDI files/folders)  or  dataset = "runs/data/x"
+    [encoding]  name = "melody", then any encoding setting, e.g. min_pitch = 48
+    [model]     kind = "lstm", then any model setting, e.g. hidden_size = 256
+    [training]  batch_size, seq_len, max_steps, lr, ... (see `TrainingConfig`)
+
+Overrides use dotted keys and TOML value syntax: `training.lr=3e-4`, `data.sources=["a", "b"]`,
+`training.device=cpu` (a bare word is taken as a string). A value is checked against the type of
+the field it replaces. Encoding and model settings are free-form here; their registries check
+them. Every unknown key and wrong type, in the file and in the overrides, is reported together
+in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from melodygen.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training ids come from: MIDI `sources` (prepared and cached under `cache_dir`
+    by `melodygen train`) or a `dataset` folder made by `melodygen prepare`, which wins if set
+    (not empty)."""
+
+    sources: tuple[str, ...] = ("data/nottingham",)
+    dataset: str = ""
+    val_fraction: float = 0.1
+    cache_dir: str = "runs/data"
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """An encoding registry name and its settings, passed to `get_encoding(name, **settings)`."""
+
+    name: str = "melody"
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model registry kind and its settings, passed to `build_model(kind, settings, V)`."""
+
+    kind: str = "lstm"
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The optimisation. Batches are per process: the effective batch is
+    `batch_size * grad_accum * world_size` windows of `seq_len` ids.
+
+    Zero turns off: `max_minutes` (time budget), `grad_clip`, `patience` (validations without a
+    better val NLL before stopping early), `threads` (0 = torch's default), `eval_max_batches`
+    (0 = validate on the whole valid split)."""
+
+    batch_size: int = 32
+    seq_len: int = 128
+    max_steps: int = 2000
+    max_minutes: float = 0.0
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    grad_accum: int = 1
+    eval_every: int = 200
+    eval_max_batches: int = 20
+    log_every: int = 20
+    patience: int = 0
+    transpose_range: tuple[int, int] = (0, 0)
+    seed: int = 1234
+    compile: bool = False
+    threads: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run config; `to_dict()` is what checkpoints and the run folder store."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name, section in _sections(self).items():
+            values = dataclasses.asdict(section)
+            values.update(values.pop("settings", {}))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        return out
+
+    def replace(self, **sections: dict[str, Any]) -> RunConfig:
+        """A copy with some fields changed, e.g. `replace(training={"seed": 3})` (checked)."""
+        raw = self.to_dict()
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return config_from_dict(raw, "<replace>")
+
+
+# The key in each section that names the registry entry; its other keys are settings.
+_FREE_FORM = {"encoding": "name", "model": "kind"}
+_SECTION_TYPES = {"data": DataConfig, "encoding": EncodingConfig, "model": ModelConfig,
+                  "training": TrainingConfig}
+
+
+def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Reads a TOML run config and applies `section.key=value` overrides (ConfigError on any
+    problem, all problems listed)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    problems: list[str] = []
+    for item in overrides:
+        _apply_override(raw, item, problems)
+    return config_from_dict(raw, str(path), problems)
+
+
+def config_from_dict(raw: dict, origin: str = "<config>", problems: list[str] | None = None,
+                     ) -> RunConfig:
+    """Builds a `RunConfig` from nested plain dicts (a parsed TOML file or `to_dict()` output)."""
+    problems = list(problems or [])
+    sections = {}
+    for name in raw:
+        if name not in _SECTION_TYPES:
+            problems.append(f"unknown section [{name}] (expected one of {', '.join(_SECTION_TYPES)})")
+    for name, cls in _SECTION_TYPES.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            problems.append(f"[{name}] must be a table, got {values!r}")
+            values = {}
+        sections[name] = _build_section(name, cls, values, problems)
+    _check_values(sections["training"], sections["data"], problems)
+    if problems:
+        raise ConfigError(f"{origin}: " + "; ".join(problems))
+    return RunConfig(**sections)
+
+
+def _build_section(name: str, cls: type, values: dict, problems: list[str]):
+    hints = typing.get_type_hints(cls)
+    free_key = _FREE_FORM.get(name)
+    kwargs: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in hints and key != "settings":
+            checked = _check_type(value, hints[key])
+            if checked is _BAD:
+                problems.append(f"{name}.{key} = {value!r}: expected {_type_name(hints[key])}")
+            else:
+                kwargs[key] = checked
+        elif free_key is not None:
+            settings[key] = value
+        else:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            problems.append(f"unknown key {name}.{key} (known: {known})")
+    if free_key is not None:
+        kwargs["settings"] = settings
+    return cls(**kwargs)
+
+
+_BAD = object()
+
+
+def _check_type(value: Any, hint: Any) -> Any:
+    """`value` converted to `hint` (int -> float, list -> tuple), or `_BAD`."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if len(value) != len(args):
+            return _BAD
+        items = tuple(_check_type(v, a) for v, a in zip(value, args))
+        return _BAD if any(i is _BAD for i in items) else items
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return value if hint in (str, bool) and type(value) is hint else _BAD
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}s"
+        return f"list of {len(args)} {_type_name(args[0])}s"
+    return {int: "integer", float: "number", bool: "true/false", str: "string"}[hint]
+
+
+# (field, test, what it must be) for values whose type alone does not make them valid.
+_RULES = [
+    (("batch_size", "seq_len", "max_steps", "grad_accum", "eval_every", "log_every"),
+     lambda v: v > 0, "> 0"),
+    (("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience", "threads",
+      "eval_max_batches"),
+     lambda v: v >= 0, ">= 0"),
+    (("lr",), lambda v: v > 0, "> 0"),
+    (("min_lr_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
+    (("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
+    (("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),
+    (("transpose_range",), lambda v: v[0] <= 0 <= v[1], "[lo, hi] with lo <= 0 <= hi"),
+    (("device",), lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+     "auto, cpu, cuda, cuda:N or mps"),
+]
+
+
+def _check_values(training: TrainingConfig, data: DataConfig, problems: list[str]) -> None:
+    for names, test, wanted in _RULES:
+        for name in names:
+            if not test(getattr(training, name)):
+                problems.append(f"training.{name} = {getattr(training, name)!r}: must be {wanted}")
+    if not 0 <= data.val_fraction < 1:
+        problems.append(f"data.val_fraction = {data.val_fraction!r}: must be in [0, 1)")
+    if not data.dataset and not data.sources:
+        problems.append("[data] needs sources (MIDI files or folders) or dataset (a prepared folder)")
+
+
+def _apply_override(raw: dict, item: str, problems: list[str]) -> None:
+    key, sep, text = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name or "." in name:
+        problems.append(f"override {item!r}: expected section.key=value, e.g. training.lr=3e-4")
+        return
+    if section not in _SECTION_TYPES:
+        problems.append(f"override {item!r}: unknown section [{section}]")
+        return
+    raw.setdefault(section, {})[name] = parse_value(text.strip())
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (`3e-4`, `true`, `[1, 2]`, `"x"`); anything else is kept as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _sections(config: RunConfig) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def dumps_toml(config: RunConfig) -> str:
+    """The config as TOML text that `load_config` reads back to an equal config."""
+    lines = []
+    for name, values in config.to_dict().items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else
+                                                          ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def save_config(config: RunConfig, path: str | os.PathLike) -> None:
+    """Writes the resolved config as TOML, atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(dumps_toml(config), encoding="utf-8")
+    os.replace(tmp, path)

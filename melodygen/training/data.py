@@ -1,0 +1,95 @@
+"""The training data of a run: a prepared dataset (given, or prepared and cached from MIDI
+sources), the random training batches and the validation windows."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.config import RunConfig
+from melodygen.errors import DatasetError
+from melodygen.training import distributed
+from melodygen.training.distributed import DistInfo
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def dataset_dir(config: RunConfig, encoding, info: DistInfo) -> Path:
+    """The folder of the run's prepared dataset, checked against the config's encoding.
+
+    `data.dataset` is used as given. Otherwise `data.sources` are prepared (rank 0 only) into
+    `data.cache_dir/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
+    dataset module reuses that folder while the source files are unchanged."""
+    from melodygen.dataset.shards import check_dataset
+
+    if config.data.dataset:
+        check_dataset(config.data.dataset, encoding.to_dict())
+        return Path(config.data.dataset)
+    sources = [resolve_source(s) for s in config.data.sources]
+    out = Path(config.data.cache_dir) / _cache_name(sources, encoding, config.data.val_fraction)
+    if info.is_main:
+        from melodygen.dataset.prepare import prepare
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        prepare(sources, encoding, out, val_fraction=config.data.val_fraction)
+    distributed.barrier(info)
+    check_dataset(out, encoding.to_dict())
+    return out
+
+
+def resolve_source(source: str) -> Path:
+    """A source path as given, or else relative to the melodygen repository (so the presets'
+    `data/nottingham` works from any working folder)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path.resolve()
+    if not path.is_absolute() and (_REPO / path).exists():
+        return (_REPO / path).resolve()
+    raise DatasetError(f"{source}: no such MIDI file or folder (data.sources)")
+
+
+def _cache_name(sources: list[Path], encoding, val_fraction: float) -> str:
+    spec = {"sources": [str(s) for s in sources], "val_fraction": val_fraction,
+            "encoding": {k: encoding.to_dict()[k] for k in ("name", "settings")}}
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{sources[0].stem}-{encoding.name}-{digest}"
+
+
+def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
+    """The endless `WindowSampler` of this rank: its own random stream (seed, rank)."""
+    from melodygen.dataset.shards import TokenDataset
+    from melodygen.dataset.windows import WindowSampler, shift_tables_for
+
+    cfg = config.training
+    return WindowSampler(
+        TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size,
+        generator=np.random.default_rng([cfg.seed, info.rank]),
+        transpose_range=cfg.transpose_range,
+        shift_tables=shift_tables_for(encoding, cfg.transpose_range))
+
+
+class ValidationWindows:
+    """Re-iterable validation batches: the first `eval_max_batches` sequential batches of the
+    valid split (all of them when 0), dealt round-robin to the ranks."""
+
+    def __init__(self, directory: Path, config: RunConfig, info: DistInfo):
+        from melodygen.dataset.shards import TokenDataset
+
+        self.dataset = TokenDataset(directory, "valid")
+        self.seq_len, self.batch_size = config.training.seq_len, config.training.batch_size
+        self.max_batches = config.training.eval_max_batches or None
+        self.info = info
+
+    @property
+    def empty(self) -> bool:
+        return self.dataset.num_tokens < 2
+
+    def __iter__(self):
+        from melodygen.dataset.windows import iter_sequential_windows
+
+        batches = iter_sequential_windows(self.dataset, self.seq_len, self.batch_size)
+        return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)

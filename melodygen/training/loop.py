@@ -1,0 +1,250 @@
+"""`train(config, out_dir)`: a whole training run, from the config to best.pt / last.pt.
+
+Set-up (every check before anything is written), then the step loop: a step per iteration,
+the loss read back every `log_every` steps, validation + checkpoints every `eval_every` steps
+and at the end. It stops at `max_steps`, at the time budget, on early stopping, or when the
+`StopFlag` is raised (Ctrl-C) -- then after finishing the current step and writing last.pt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from melodygen import checkpoint
+from melodygen.config import RunConfig, save_config
+from melodygen.devices import resolve_device, set_threads
+from melodygen.training import data, distributed, state
+from melodygen.training.distributed import DistInfo
+from melodygen.training.interrupt import StopFlag
+from melodygen.training.optim import lr_at, make_optimizer
+from melodygen.training.progress import ProgressBar
+from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir
+from melodygen.training.steps import Stepper, validate
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. `tokens_per_s` counts training ids over the time spent in training
+    steps (validation excluded, checkpointing and logging included), over all ranks."""
+
+    step: int
+    stop_reason: str  # "max_steps", "time budget", "early stopping" or "interrupted"
+    best: dict | None  # {"nll", "perplexity", "accuracy", "step"} of the best validation
+    paths: RunPaths
+    elapsed_s: float
+    train_s: float
+    tokens: int
+    params: int
+    is_main: bool = True  # False on the other ranks of a distributed run
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_s if self.train_s > 0 else 0.0
+
+
+@dataclass
+class _Run:
+    """Everything the step loop reads and updates."""
+
+    config: RunConfig
+    info: DistInfo
+    device: torch.device
+    paths: RunPaths
+    encoding: object
+    raw_model: torch.nn.Module  # unwrapped: what checkpoints and validation use
+    optimizer: torch.optim.Optimizer
+    sampler: object
+    valid: data.ValidationWindows
+    stepper: Stepper
+    step: int = 0
+    best: dict | None = None
+    bad_evals: int = 0
+    elapsed_before: float = 0.0
+    metrics: MetricsLog | None = None
+    bar: ProgressBar | None = None
+    clock: dict = field(default_factory=dict)
+
+
+def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
+          stop: StopFlag | None = None, progress: bool = True) -> TrainResult:
+    """Trains per `config` into the run folder `out_dir` (or continues it with `resume`)."""
+    set_threads(config.training.threads)
+    device = resolve_device(config.training.device)
+    info = distributed.setup(device)
+    try:
+        run = _setup(config, Path(out_dir), resume, info, distributed.local_device(device, info))
+        if info.is_main:
+            _open_outputs(run, resume, progress)
+        try:
+            reason = _loop(run, stop or StopFlag())
+            _finish(run, reason)
+        finally:
+            if run.bar:
+                run.bar.close()
+            if run.metrics:
+                run.metrics.close()
+        return _result(run, reason)
+    finally:
+        distributed.teardown(info)
+
+
+def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, device) -> _Run:
+    """Builds the run, checking everything (config, data, checkpoint) before writing."""
+    from melodygen.encodings import PAD_ID, get_encoding
+    from melodygen.models import build_model
+
+    paths = check_run_dir(out_dir, resume)
+    ckpt = checkpoint.load(paths.last) if resume else None
+    encoding = get_encoding(config.encoding.name, **config.encoding.settings)
+    torch.manual_seed(config.training.seed)
+    raw_model = build_model(config.model.kind, config.model.settings, encoding.vocab.size)
+    if ckpt is not None:
+        state.check_same_run(ckpt, config.model.kind, config.model.settings, encoding, paths.last)
+        raw_model.load_state_dict(ckpt["model"]["state_dict"])
+    directory = data.dataset_dir(config, encoding, info)
+    sampler = data.train_batches(directory, config, encoding, info)
+    raw_model.to(device)
+    optimizer = make_optimizer(raw_model, config.training)
+    model = torch.compile(raw_model) if config.training.compile else raw_model
+    model = distributed.wrap(model, info, device)
+    stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
+    run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
+               data.ValidationWindows(directory, config, info), stepper)
+    if ckpt is not None:
+        resumed = state.restore(ckpt, optimizer, sampler, info, paths.last)
+        run.step, run.best = ckpt["step"], resumed["best"]
+        run.bad_evals, run.elapsed_before = resumed["bad_evals"], resumed["elapsed_s"]
+    return run
+
+
+def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
+    run.paths.root.mkdir(parents=True, exist_ok=True)
+    save_config(run.config, run.paths.config)
+    run.metrics = MetricsLog(run.paths.metrics, run.step if resume else None)
+    run.bar = ProgressBar(run.config.training.max_steps, run.step, progress)
+    if run.valid.empty:
+        run.bar.write(f"note: {run.valid.dataset.directory} has no validation ids; "
+                      "no validation, no best.pt, no early stopping")
+
+
+def _loop(run: _Run, stop: StopFlag) -> str:
+    cfg = run.config.training
+    tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * run.info.world_size
+    now = time.perf_counter()
+    run.clock = {"start": now, "val_s": 0.0, "tokens": 0, "log_time": 0.0, "log_tokens": 0}
+    running, count = torch.zeros((), device=run.device), 0
+    while run.step < cfg.max_steps:
+        running += run.stepper(run.step)
+        run.step, count = run.step + 1, count + 1
+        run.clock["tokens"] += tokens_per_step
+        if run.bar:
+            run.bar.advance()
+        at_log = run.step % cfg.log_every == 0 or run.step == cfg.max_steps
+        row = _train_figures(run, running / count) if at_log else {}
+        if at_log:
+            running, count = torch.zeros((), device=run.device), 0
+        early_stop = False
+        if run.step % cfg.eval_every == 0:
+            early_stop, val_row = _evaluate(run)
+            row |= val_row
+        _write_row(run, row)
+        reason = "early stopping" if early_stop else _stop_reason(run, stop, at_log)
+        if reason:
+            return reason
+    return "max_steps"
+
+
+def _stop_reason(run: _Run, stop: StopFlag, at_log: bool) -> str | None:
+    """Ctrl-C or the time budget; under DDP decided together at log steps only (one sync)."""
+    budget = run.config.training.max_minutes * 60
+    over = budget > 0 and _elapsed(run) >= budget
+    if run.info.enabled:
+        if not at_log:
+            return None
+        interrupted = distributed.any_rank(stop.requested, run.info, run.device)
+        over = distributed.any_rank(over, run.info, run.device)
+    else:
+        interrupted = stop.requested
+    return "interrupted" if interrupted else ("time budget" if over else None)
+
+
+def _elapsed(run: _Run) -> float:
+    return run.elapsed_before + time.perf_counter() - run.clock["start"]
+
+
+def _train_seconds(run: _Run) -> float:
+    return time.perf_counter() - run.clock["start"] - run.clock["val_s"]
+
+
+def _train_figures(run: _Run, mean_loss: torch.Tensor) -> dict:
+    """Train loss, lr, tokens/s since the last log (the one place the loss is read back)."""
+    loss = distributed.mean(mean_loss, run.info).item()
+    clock = run.clock
+    spent = _train_seconds(run) - clock["log_time"]
+    tokens_per_s = (clock["tokens"] - clock["log_tokens"]) / spent if spent > 0 else 0.0
+    clock["log_time"], clock["log_tokens"] = _train_seconds(run), clock["tokens"]
+    if run.bar:
+        run.bar.show(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+    return {"train_loss": loss, "lr": lr_at(run.step - 1, run.config.training),
+            "tokens_per_s": tokens_per_s}
+
+
+def _write_row(run: _Run, row: dict) -> None:
+    if row and run.metrics:
+        run.metrics.write(step=run.step, elapsed_s=_elapsed(run), **row)
+
+
+def _evaluate(run: _Run) -> tuple[bool, dict]:
+    """Validation, best.pt / last.pt -> (early stopping is due, metrics fields)."""
+    if run.valid.empty:
+        _save(run, best=False)
+        return False, {}
+    started = time.perf_counter()
+    val = validate(run.raw_model, run.valid, run.device, run.info)
+    improved = run.best is None or val["nll"] < run.best["nll"]
+    if improved:
+        run.best = {k: val[k] for k in ("nll", "perplexity", "accuracy")} | {"step": run.step}
+    run.bad_evals = 0 if improved else run.bad_evals + 1
+    _save(run, best=improved)
+    run.clock["val_s"] += time.perf_counter() - started
+    if run.bar:
+        run.bar.show(val_nll=f"{val['nll']:.3f}")
+    patience = run.config.training.patience
+    row = {"val_nll": val["nll"], "val_ppl": val["perplexity"], "val_acc": val["accuracy"]}
+    return patience > 0 and run.bad_evals >= patience, row
+
+
+def _save(run: _Run, best: bool) -> None:
+    """last.pt (and best.pt) from rank 0; every rank takes part in gathering the RNG states."""
+    training_state = state.capture(run.optimizer, run.sampler, step=run.step, best=run.best,
+                                   bad_evals=run.bad_evals, elapsed=_elapsed(run), info=run.info)
+    if not run.info.is_main:
+        return
+    ckpt = checkpoint.make_checkpoint(
+        model_kind=run.config.model.kind, model_settings=run.config.model.settings,
+        model=run.raw_model, encoding=run.encoding, run_config=run.config.to_dict(),
+        step=run.step, best_val_nll=run.best["nll"] if run.best else None,
+        training_state=training_state)
+    checkpoint.save(ckpt, run.paths.last)
+    if best:
+        checkpoint.save(ckpt, run.paths.best)
+
+
+def _finish(run: _Run, reason: str) -> None:
+    """The end: a last validation unless the run just had one; Ctrl-C only writes last.pt."""
+    cfg = run.config.training
+    if reason == "interrupted":
+        _save(run, best=False)
+    elif reason != "early stopping" and run.step % cfg.eval_every != 0:
+        _write_row(run, _evaluate(run)[1])
+
+
+def _result(run: _Run, reason: str) -> TrainResult:
+    params = sum(p.numel() for p in run.raw_model.parameters())
+    return TrainResult(step=run.step, stop_reason=reason, best=run.best, paths=run.paths,
+                       elapsed_s=_elapsed(run), train_s=_train_seconds(run),
+                       tokens=run.clock["tokens"], params=params, is_main=run.info.is_main)

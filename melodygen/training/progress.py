@@ -1,0 +1,61 @@
+"""What the user sees: a tqdm bar while training and a one-screen summary at the end.
+Only rank 0 shows anything."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from tqdm import tqdm
+
+
+class ProgressBar:
+    """Step counter with loss, val NLL and tokens/s; ETA from tqdm (refreshes at most ~10x/s,
+    so a per-step `advance()` costs next to nothing)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                         disable=not enabled, file=sys.stderr, mininterval=0.5)
+        self._fields: dict[str, str] = {}
+
+    def advance(self) -> None:
+        self._bar.update(1)
+
+    def show(self, **fields: str) -> None:
+        self._fields.update(fields)
+        self._bar.set_postfix(self._fields, refresh=False)
+
+    def write(self, line: str) -> None:
+        self._bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def summary(result) -> str:
+    """The end-of-run screen for a `TrainResult`."""
+    paths = result.paths
+    lines = [f"Stopped at step {result.step} ({result.stop_reason}) after "
+             f"{format_duration(result.elapsed_s)}; {result.params:,} parameters, "
+             f"{result.tokens_per_s:,.0f} training tokens/s."]
+    best = result.best
+    if best:
+        lines.append(f"  best val NLL  {best['nll']:.4f} nats/event at step {best['step']}: "
+                     f"perplexity {best['perplexity']:.3f}, accuracy {100 * best['accuracy']:.1f}%")
+    else:
+        lines.append("  no validation figures (empty valid split, or stopped before the first)")
+    sample_from = paths.best if best and paths.best.is_file() else paths.last
+    lines += [f"  checkpoints   {paths.best if paths.best.is_file() else '(no best.pt)'}  {paths.last}",
+              f"  metrics       {paths.metrics}",
+              f"  config        {paths.config}"]
+    if result.stop_reason == "interrupted":
+        lines += ["Resume with:", f"  melodygen train --out {shlex.quote(str(paths.root))} --resume"]
+    lines += ["Try next:", f"  melodygen sample {shlex.quote(str(sample_from))} --out "
+              f"{shlex.quote(str(paths.root / 'samples'))} --temperature 0.9"]
+    return "\n".join(lines)

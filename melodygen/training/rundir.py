@@ -1,0 +1,89 @@
+"""The run folder: where the resolved config, metrics.csv and the checkpoints go.
+
+    RUN/config.toml   the resolved run config (reusable: `--config RUN/config.toml`)
+    RUN/metrics.csv   step, train_loss, val_nll, val_ppl, val_acc, lr, tokens_per_s, elapsed_s
+    RUN/best.pt       the checkpoint with the best validation NLL so far
+    RUN/last.pt       the latest checkpoint (every validation, the end, Ctrl-C)
+
+A folder that already holds a run is never overwritten: continue it with `--resume` or pick
+another `--out`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from melodygen.errors import CheckpointError, ConfigError
+
+COLUMNS = ("step", "train_loss", "val_nll", "val_ppl", "val_acc", "lr", "tokens_per_s", "elapsed_s")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.pt"
+
+
+def check_run_dir(root: str | Path, resume: bool) -> RunPaths:
+    """The paths of a run folder, after checking it fits the request (nothing is written)."""
+    paths = RunPaths(Path(root))
+    if paths.root.exists() and not paths.root.is_dir():
+        raise ConfigError(f"{paths.root}: exists and is not a folder; choose another --out")
+    if resume and not paths.last.is_file():
+        raise CheckpointError(f"{paths.last}: no checkpoint to resume from; run without --resume")
+    if not resume and (paths.last.exists() or paths.best.exists()):
+        raise ConfigError(f"{paths.root}: already holds a run (last.pt/best.pt); continue it with "
+                          "--resume or choose another --out")
+    return paths
+
+
+class MetricsLog:
+    """Appends rows to metrics.csv; opened once, flushed at each write (a write happens every
+    `log_every` steps, never per step). On resume, rows past the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        existing = _rows_up_to(path, resume_step) if resume_step is not None else []
+        self._file = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(COLUMNS)
+        self._writer.writerows(existing)
+        self._file.flush()
+
+    def write(self, **values) -> None:
+        self._writer.writerow([_cell(values.get(c)) for c in COLUMNS])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _rows_up_to(path: Path, step: int) -> list[list[str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    return [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]

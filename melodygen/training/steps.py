@@ -1,0 +1,65 @@
+"""One optimisation step and one validation pass: the hot path, kept free of host syncs.
+
+A step never calls `.item()`: it returns the loss as a device tensor, and the loop reads it
+only every `log_every` steps. Batches are gathered by the window sampler with one numpy index.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from melodygen.config import TrainingConfig
+from melodygen.devices import autocast
+from melodygen.training import distributed
+from melodygen.training.distributed import DistInfo
+from melodygen.training.optim import lr_at, set_lr
+
+
+class Stepper:
+    """`stepper(step)` runs optimisation step `step`: `grad_accum` micro-batches of
+    next-id cross-entropy (PAD targets ignored), clipping, the lr of the schedule, AdamW."""
+
+    def __init__(self, model, optimizer, batches, cfg: TrainingConfig, device: torch.device,
+                 pad_id: int):
+        self.model, self.optimizer, self.batches = model, optimizer, batches
+        self.cfg, self.device, self.pad_id = cfg, device, pad_id
+        self._non_blocking = device.type == "cuda"
+
+    def __call__(self, step: int) -> torch.Tensor:
+        cfg = self.cfg
+        set_lr(self.optimizer, lr_at(step, cfg))
+        total = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            x, y = next(self.batches)
+            x = x.to(self.device, non_blocking=self._non_blocking)
+            y = y.to(self.device, non_blocking=self._non_blocking)
+            with distributed.no_sync(self.model, sync=micro == cfg.grad_accum - 1):
+                with autocast(self.device):
+                    logits = self.model(x)  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
+                                       ignore_index=self.pad_id, label_smoothing=cfg.label_smoothing)
+                (loss / cfg.grad_accum).backward()
+            total += loss.detach()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / cfg.grad_accum
+
+
+def validate(model, windows, device: torch.device, info: DistInfo) -> dict:
+    """{nll (nats/event), perplexity, accuracy, events} over the validation windows, each rank
+    scoring its share (`melodygen.evaluation.evaluate_nll`, the figures `evaluate` reports)."""
+    from melodygen.evaluation import evaluate_nll
+
+    mine = evaluate_nll(model, windows, device)
+    events = mine["events"]
+    sums = [mine["nll"] * events, mine["accuracy"] * events, events] if events else [0.0, 0.0, 0.0]
+    nll_sum, hits, events = distributed.sum_floats(sums, info, device)
+    if events == 0:
+        return {"nll": math.nan, "perplexity": math.nan, "accuracy": math.nan, "events": 0}
+    nll = nll_sum / events
+    return {"nll": nll, "perplexity": math.exp(nll), "accuracy": hits / events, "events": int(events)}
