@@ -69,13 +69,12 @@ class PerformanceEncoding(Encoding):
 
     def score_notes(self, score: Score) -> list[Note]:
         """All non-drum notes of `score`, merged, with the sustain pedal applied if set."""
+        tracks = [track for track in score.tracks if not track.is_drum]
+        if not self.settings.sustain:
+            return [note for track in tracks for note in track.notes]
         from melodygen import music
 
-        notes: list[Note] = []
-        for track in score.tracks:
-            if not track.is_drum:
-                notes.extend(music.apply_sustain(track) if self.settings.sustain else track.notes)
-        return notes
+        return [note for track in tracks for note in music.apply_sustain(track)]
 
     def encode(self, score: Score) -> np.ndarray:
         pitch, start, end, vbin = self._quantized(self.score_notes(score))
