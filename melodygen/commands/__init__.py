@@ -3,6 +3,7 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import prepare, render, report, stats, train
+from melodygen.commands import baseline, evaluate, prepare, render, report, sample, stats, train
 
-COMMANDS: list = [prepare.command, render.command, report.command, stats.command, train.command]
+COMMANDS: list = [baseline.command, evaluate.command, prepare.command, render.command, report.command,
+                  sample.command, stats.command, train.command]

@@ -1,0 +1,195 @@
+"""Tests of melodygen.sampling: filtering math, the batched incremental loop, EOS, primer, budgets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from melodygen.encodings import get_encoding
+from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
+from melodygen.errors import ConfigError
+from melodygen.models import MODELS, build_model
+from melodygen.sampling import Budget, SampleRequest, filter_logits, length_budget, sample
+
+MELODY = get_encoding("melody")  # 41 ids
+PERFORMANCE = get_encoding("performance")  # 391 ids
+
+
+class TableModel(torch.nn.Module):
+    """A bigram 'model': logits of the next id = table[current id]. Records what `step` is fed."""
+
+    def __init__(self, table: torch.Tensor, max_context: int | None = None):
+        super().__init__()
+        self.table, self.max_context, self.fed = table, max_context, []
+        self.vocab_size = table.size(0)
+
+    def forward(self, ids):
+        return self.table[ids]
+
+    def step(self, ids, state):
+        self.fed.append(ids.tolist())
+        return self.table[ids], (0 if state is None else state + ids.size(1))
+
+
+def table_with(rows: dict[int, dict[int, float]], vocab_size: int = MELODY.vocab.size) -> torch.Tensor:
+    """A table where row `i` gives logit 0 to the listed ids (by their value) and -inf elsewhere;
+    unlisted rows give id 3 for sure."""
+    table = torch.full((vocab_size, vocab_size), -math.inf)
+    table[:, 3] = 0.0
+    for i, nexts in rows.items():
+        table[i] = -math.inf
+        for j, logit in nexts.items():
+            table[i, j] = logit
+    return table
+
+
+def test_temperature_divides_logits():
+    logits = torch.tensor([[1.0, 2.0, 0.5, -1.0]])
+    for t in (0.5, 1.0, 2.0):
+        got = torch.softmax(filter_logits(logits, t, None, None), -1)
+        assert torch.allclose(got, torch.softmax(logits / t, -1))
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_temperature_must_be_positive(temperature):
+    with pytest.raises(ConfigError, match="temperature"):
+        filter_logits(torch.zeros(1, 4), temperature, None, None)
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[0.1, 3.0, -2.0, 2.5, 1.0]])
+    kept = torch.isfinite(filter_logits(logits, 1.0, 2, None))
+    assert kept.tolist() == [[False, True, False, True, False]]
+    assert torch.isfinite(filter_logits(logits, 1.0, 10, None)).all()
+
+
+@pytest.mark.parametrize("top_p, kept", [(0.4, 1), (0.75, 2), (0.85, 3), (0.99, 4), (1.0, 4), (1e-6, 1)])
+def test_top_p_keeps_the_smallest_nucleus(top_p, kept):
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3]])
+    out = filter_logits(probs.log(), 1.0, None, top_p)
+    finite = torch.isfinite(out)[0]
+    assert int(finite.sum()) == kept
+    order = [1, 3, 0, 2][:kept]  # ids by probability
+    assert finite[order].all()
+    assert torch.allclose(out[0, finite], probs.log()[0, finite])
+
+
+def test_top_k_then_top_p_and_temperature():
+    probs = torch.tensor([[0.4, 0.3, 0.2, 0.1]])
+    # top-k 3 renormalises to 4/9, 3/9, 2/9: top-p 0.7 then needs the first two (7/9).
+    out = filter_logits(probs.log(), 1.0, 3, 0.7)
+    assert torch.isfinite(out).tolist() == [[True, True, False, False]]
+    # Temperature applies before top-p: at T=0.1 the top id holds almost all the mass.
+    out = filter_logits(probs.log(), 0.1, None, 0.9)
+    assert torch.isfinite(out).tolist() == [[True, False, False, False]]
+
+
+def test_draws_follow_the_filtered_distribution():
+    table = table_with({BOS_ID: {5: math.log(0.5), 6: math.log(0.3), 7: math.log(0.2)},
+                        5: {EOS_ID: 0.0}, 6: {EOS_ID: 0.0}, 7: {EOS_ID: 0.0}})
+    rows = sample(TableModel(table), MELODY, num_outputs=4000, max_events=3,
+                  generator=torch.Generator().manual_seed(0))
+    counts = np.bincount([r[0] for r in rows], minlength=8)[5:8] / 4000
+    assert np.allclose(counts, [0.5, 0.3, 0.2], atol=0.03)
+    rows = sample(TableModel(table), MELODY, num_outputs=2000, max_events=3, top_k=2,
+                  generator=torch.Generator().manual_seed(0))
+    counts = np.bincount([r[0] for r in rows], minlength=8)[5:8] / 2000
+    assert counts[2] == 0 and np.allclose(counts[:2], [0.625, 0.375], atol=0.04)
+
+
+def test_eos_stops_a_row_while_others_continue():
+    # From BOS: 4 or 5. After 4: EOS for sure. After 5: 5 again forever.
+    table = table_with({BOS_ID: {4: 0.0, 5: 0.0}, 4: {EOS_ID: 0.0}, 5: {5: 0.0}})
+    rows = sample(TableModel(table), MELODY, num_outputs=64, max_events=10,
+                  generator=torch.Generator().manual_seed(1))
+    assert {tuple(r) for r in rows} == {(4,), (5,) * 10}
+
+
+def test_stop_on_eos_false_never_draws_eos():
+    table = table_with({BOS_ID: {4: 0.0}, 4: {EOS_ID: 5.0, 6: 0.0}, 6: {EOS_ID: 5.0, 4: 0.0}})
+    rows = sample(TableModel(table), MELODY, num_outputs=3, max_events=7, stop_on_eos=False,
+                  generator=torch.Generator().manual_seed(1))
+    assert rows == [[4, 6, 4, 6, 4, 6, 4]] * 3
+
+
+def test_pad_and_bos_are_never_drawn():
+    table = table_with({i: {PAD_ID: 50.0, BOS_ID: 50.0, 7: 0.0} for i in range(MELODY.vocab.size)})
+    rows = sample(TableModel(table), MELODY, num_outputs=8, max_events=20, temperature=5.0,
+                  generator=torch.Generator().manual_seed(2))
+    assert rows == [[7] * 20] * 8
+
+
+def test_incremental_primer_fed_once_then_one_id_per_step():
+    model = TableModel(table_with({}))
+    rows = sample(model, MELODY, num_outputs=2, max_events=4, primer_ids=[10, 11, 12],
+                  generator=torch.Generator().manual_seed(0))
+    assert rows == [[3, 3, 3, 3]] * 2
+    assert model.fed[0] == [[BOS_ID, 10, 11, 12]] * 2
+    assert model.fed[1:] == [[[3], [3]]] * 3  # no step after the last draw
+
+
+def test_primer_is_cut_to_the_model_context():
+    model = TableModel(table_with({}), max_context=4)
+    sample(model, MELODY, max_events=2, primer_ids=[10, 11, 12, 13, 14])
+    assert model.fed[0] == [[12, 13, 14]]
+
+
+def test_model_mode_is_restored():
+    model = TableModel(table_with({}))
+    model.train()
+    sample(model, MELODY, max_events=2)
+    assert model.training
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_real_models_seeded_batches(kind):
+    torch.manual_seed(0)
+    model = build_model(kind, _tiny(kind), MELODY.vocab.size)
+    draw = lambda seed: sample(model, MELODY, num_outputs=3, max_events=40, top_p=0.95,  # noqa: E731
+                               primer_ids=[20, 4, 4], generator=torch.Generator().manual_seed(seed))
+    first = draw(7)
+    assert first == draw(7)
+    assert first != draw(8)
+    assert len(first) == 3 and all(len(r) <= 40 for r in first) and any(first)
+    assert all(EOS_ID < i < MELODY.vocab.size for r in first for i in r)
+
+
+def test_transformer_runs_past_its_context():
+    model = build_model("transformer", _tiny("transformer"), MELODY.vocab.size)
+    rows = sample(model, MELODY, num_outputs=2, max_events=3 * model.max_context, stop_on_eos=False,
+                  generator=torch.Generator().manual_seed(0))
+    assert [len(r) for r in rows] == [3 * model.max_context] * 2
+
+
+def test_budget_stops_each_row_on_its_own_time():
+    costs = np.zeros(MELODY.vocab.size)
+    costs[4], costs[5] = 1.0, 0.25
+    table = table_with({BOS_ID: {4: 0.0, 5: 0.0}, 4: {4: 0.0}, 5: {5: 0.0}})
+    rows = sample(TableModel(table), MELODY, num_outputs=32, max_events=100, budget=Budget(costs, 2.0),
+                  generator=torch.Generator().manual_seed(3))
+    assert {tuple(r) for r in rows} == {(4, 4), (5,) * 8}
+
+
+def test_length_budget_melody_converts_to_steps():
+    assert length_budget(MELODY, SampleRequest(), 120) == (512, None)
+    assert length_budget(MELODY, SampleRequest(events=33), 120) == (33, None)
+    assert length_budget(MELODY, SampleRequest(seconds=10), 120) == (80, None)  # 8 steps/s
+    assert length_budget(MELODY, SampleRequest(bars=4), 90) == (64, None)
+
+
+def test_length_budget_performance_counts_time_shifts():
+    cap, budget = length_budget(PERFORMANCE, SampleRequest(seconds=3), 120)
+    assert budget.limit == 3 and cap >= 600
+    shift = PERFORMANCE.vocab.id_of("TIME_SHIFT", 25)
+    assert budget.costs[shift] == pytest.approx(0.25)
+    assert budget.costs[PERFORMANCE.vocab.id_of("NOTE_ON", 60)] == 0
+    assert length_budget(PERFORMANCE, SampleRequest(bars=2), 60)[1].limit == pytest.approx(8.0)
+
+
+def _tiny(kind: str) -> dict:
+    if kind == "transformer":
+        return {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 8}
+    return {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
