@@ -3,7 +3,7 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import baseline, evaluate, prepare, render, report, sample, stats, train
+from melodygen.commands import baseline, evaluate, prepare, render, report, sample, stats, tokens, train
 
 COMMANDS: list = [baseline.command, evaluate.command, prepare.command, render.command, report.command,
-                  sample.command, stats.command, train.command]
+                  sample.command, stats.command, tokens.command, train.command]

@@ -1,0 +1,40 @@
+"""`melodygen report`: one HTML page for a training run and its samples."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
+              help="Folder of generated MIDI files to render, play and describe.")
+@click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
+              help="Folder of MIDI files (e.g. the training corpus) to compare the samples' statistics with.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="The HTML page to write [default: RUN_DIR/report.html].")
+@click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
+              help="General MIDI SoundFont (.sf2) for the audio [default: found automatically].")
+def command(run_dir: str, samples: str | None, reference: str | None, out: str | None,
+            soundfont: str | None) -> None:
+    """Write one HTML page about a training run: its settings, training and validation
+    curves, evaluation figures, and a gallery of samples (piano roll, audio player, MIDI
+    link and statistics, against a reference set if given).
+
+    Pictures are embedded in the page; the samples' WAV and MIDI files are written to a
+    folder beside it (`report_files/` for `report.html`). Open the page in any browser;
+    it needs no network.
+
+    \b
+    Examples:
+      melodygen report runs/melody_lstm
+      melodygen report runs/melody_lstm --samples samples/
+      melodygen report runs/melody_lstm --samples samples/ --reference data/nottingham --out report.html
+    """
+    from melodygen.report import build_report
+
+    report = build_report(run_dir, out, samples=samples, reference=reference, soundfont=soundfont)
+    if report.assets is not None:
+        click.echo(f"rendered {report.samples} sample(s) into {report.assets}")
+    click.echo(f"report written to {report.page}")
+    click.echo(f"open it with: xdg-open {report.page}   (macOS: open {report.page})")

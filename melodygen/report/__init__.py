@@ -1,0 +1,62 @@
+"""One HTML page for a training run and its samples (`melodygen report`).
+
+`run` reads the run folder (config, metrics.csv), `curves` draws the training curves,
+`gallery` renders and describes the samples, `page` writes the HTML from `template.html`.
+The page embeds its pictures; the samples' WAV and MIDI files go into `<page name>_files/`
+beside it, linked relatively, so the page works offline and moves with that folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from melodygen.errors import ReportError
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where the page went, where its sample files went (None without samples), how many samples."""
+
+    page: Path
+    assets: Path | None
+    samples: int
+
+
+def build_report(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    samples: str | os.PathLike | None = None,
+    reference: str | os.PathLike | None = None,
+    soundfont: str | os.PathLike | None = None,
+) -> Report:
+    """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
+
+    `samples`: a folder of MIDI files to render, play and describe; `reference`: a folder of MIDI
+    files (e.g. the training corpus) the samples' statistics are compared against.
+    """
+    from melodygen.report.curves import curves_png
+    from melodygen.report.gallery import build_gallery
+    from melodygen.report.page import render_page
+    from melodygen.report.run import read_run
+
+    run_dir = Path(run_dir)
+    page = Path(out) if out is not None else run_dir / "report.html"
+    if reference is not None and samples is None:
+        raise ReportError(f"--reference {reference} needs --samples: it is what the samples are compared to")
+    run = read_run(run_dir)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    assets = page.parent / f"{page.stem}_files"
+    gallery = None
+    if samples is not None:
+        gallery = build_gallery(Path(samples), assets, soundfont=soundfont,
+                                reference_dir=None if reference is None else Path(reference))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
+    tmp = page.with_name(f".{page.name}.tmp-{os.getpid()}")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, page)
+    return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0)

@@ -1,0 +1,68 @@
+"""The report's sample gallery: render each sample (WAV + piano roll) and compute its statistics.
+
+Outputs go to the report's assets folder: `name.wav`, `name.png` and a copy of `name.mid`, so
+the page and its folder can be moved or archived together. Statistics come from
+`melodygen.stats` (per file, per set, and against a reference set when one is given).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from melodygen.errors import NoUsableMusicError
+from melodygen.render import Rendered, render_files
+
+
+@dataclass(frozen=True)
+class SampleEntry:
+    """One sample: what was rendered (`midi` is the copy beside the page) and its scalar metrics
+    (None when the stats module skipped the file; `skip_reason` says why)."""
+
+    rendered: Rendered
+    scalars: dict[str, float] | None
+    skip_reason: str | None
+
+
+@dataclass(frozen=True)
+class Gallery:
+    entries: list[SampleEntry]
+    described: dict | None  # stats.describe_set of the samples (None: no usable sample)
+    reference: dict | None  # stats.describe_set of the reference set
+    comparison: dict | None  # stats.compare_sets(described, reference)
+    reference_dir: Path | None
+
+
+def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | None = None,
+                  soundfont: str | Path | None = None) -> Gallery:
+    """Render and describe every MIDI file below `samples_dir` into `assets_dir`."""
+    from melodygen.stats import compare_sets, describe_set, find_midi_files
+
+    paths = find_midi_files([samples_dir])
+    rendered = render_files(paths, assets_dir, soundfont=soundfont)
+    try:
+        described = describe_set(paths)
+    except NoUsableMusicError:
+        described = None
+    reference = describe_set(find_midi_files([reference_dir])) if reference_dir is not None else None
+    comparison = compare_sets(described, reference) if described and reference else None
+    entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
+    return Gallery(entries, described, reference, comparison, reference_dir)
+
+
+def _copy_midi(rendered: Rendered, assets_dir: Path) -> Rendered:
+    copy = assets_dir / rendered.midi.name
+    shutil.copyfile(rendered.midi, copy)
+    return Rendered(midi=copy, facts=rendered.facts, wav=rendered.wav, png=rendered.png)
+
+
+def _entry(copy: Rendered, original: Path, described: dict | None) -> SampleEntry:
+    if described is not None:
+        for row in described["per_file"]:
+            if Path(row["path"]) == original:
+                return SampleEntry(copy, row["scalars"], None)
+        for row in described["skipped"]:
+            if Path(row["path"]) == original:
+                return SampleEntry(copy, None, row["reason"])
+    return SampleEntry(copy, None, "no notes")

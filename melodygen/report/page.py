@@ -1,0 +1,143 @@
+"""The report's HTML: fills `template.html` from a run, its curves and the sample gallery.
+
+Pictures are embedded as base64 `data:` URIs; audio and MIDI files are linked by paths relative
+to the page (they live in the assets folder beside it), so the page needs no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from html import escape
+from importlib import resources
+from pathlib import Path
+from string import Template
+from urllib.parse import quote
+
+from melodygen import __version__
+from melodygen.report.gallery import Gallery, SampleEntry
+from melodygen.report.run import RunInfo, evaluation_figures
+
+
+def render_page(run: RunInfo, curves: bytes | None, gallery: Gallery | None, page_dir: Path,
+                generated_at: str) -> str:
+    """The whole HTML page; links are made relative to `page_dir`, the page's folder."""
+    template = Template(resources.files("melodygen.report").joinpath("template.html").read_text("utf-8"))
+    config_note = f"config from {run.config_source}" if run.config_source else "no config file found"
+    return template.substitute(
+        version=escape(__version__),
+        title=escape(f"melodygen report: {run.path.resolve().name}"),
+        meta=escape(f"run folder {run.path} · {config_note} · generated {generated_at}"),
+        figures=_figures(evaluation_figures(run.metrics)),
+        curves=(_img(curves, "training and validation curves") if curves
+                else '<p class="note">No loss values in metrics.csv yet.</p>'),
+        samples=_samples(gallery, page_dir),
+        settings=_settings(run.config),
+    )
+
+
+def _figures(figures: list[tuple[str, str]]) -> str:
+    if not figures:
+        return '<p class="note">No metrics.csv in the run folder.</p>'
+    items = "".join(f"<div><dt>{escape(label)}</dt><dd>{escape(value)}</dd></div>" for label, value in figures)
+    return f'<dl class="figures">{items}</dl>'
+
+
+def _settings(config: dict | None) -> str:
+    if not config:
+        return '<p class="note">No resolved config found in the run folder.</p>'
+    loose = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    sections = {**({"run": loose} if loose else {}), **{k: v for k, v in config.items() if isinstance(v, dict)}}
+    tables = "".join(
+        f"<div><h3>[{escape(name)}]</h3>{_table(('setting', 'value'), [(k, _value(v)) for k, v in values.items()])}</div>"
+        for name, values in sections.items()
+    )
+    return f'<div class="settings">{tables}</div>'
+
+
+def _samples(gallery: Gallery | None, page_dir: Path) -> str:
+    if gallery is None:
+        return ('<p class="note">No samples: pass <code>--samples DIR</code> (the folder '
+                '<code>melodygen sample</code> wrote) to hear and see them here.</p>')
+    parts = [f"<p>{len(gallery.entries)} sample(s).</p>", _set_table(gallery)]
+    parts += [_card(entry, gallery, page_dir) for entry in gallery.entries]
+    return "\n".join(parts)
+
+
+def _set_table(gallery: Gallery) -> str:
+    from melodygen.stats import SCALAR_METRICS
+
+    if gallery.described is None:
+        return '<p class="note">No sample has notes: no statistics.</p>'
+    if gallery.comparison is None:
+        rows = [(name, _mean_std(summary)) for name, summary in gallery.described["scalars"].items()]
+        return "<h3>Statistics of the samples</h3>" + _table(("metric", "mean ± std"), rows, SCALAR_METRICS)
+    rows = [(name, _mean_std(c["generated"]), _mean_std(c["reference"]), _num(c["overlap"]), _num(c["kl"]))
+            for name, c in gallery.comparison["scalars"].items()]
+    rows += [(f"{name} histogram", "", "", _num(c["overlap"]), _num(c["kl"]))
+             for name, c in gallery.comparison["histograms"].items()]
+    heading = (f"<h3>Samples against the reference set ({escape(str(gallery.reference_dir))}, "
+               f"{gallery.reference['count']} files)</h3>")
+    note = ('<p class="note">overlap: shared area of the two distributions (1 = same); '
+            "KL: divergence of the samples from the reference in nats (0 = same).</p>")
+    headers = ("metric", "samples mean ± std", "reference mean ± std", "overlap", "KL")
+    return heading + _table(headers, rows, SCALAR_METRICS) + note
+
+
+def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
+    rendered = entry.rendered
+    name = rendered.midi.name
+    wav, midi = _href(rendered.wav, page_dir), _href(rendered.midi, page_dir)
+    picture = _img(rendered.png.read_bytes(), f"piano roll of {name}")
+    return (f'<article class="sample"><h3>{escape(name)}</h3>'
+            f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
+            f'<div class="player"><audio controls preload="metadata"><source src="{wav}" type="audio/wav">'
+            f'</audio><a href="{midi}" download>MIDI file</a> <a href="{wav}">WAV file</a></div>'
+            f"{_sample_stats(entry, gallery)}</article>")
+
+
+def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:
+    from melodygen.stats import SCALAR_METRICS
+
+    if entry.scalars is None:
+        return f'<p class="note">No statistics: {escape(entry.skip_reason or "")}</p>'
+    headers = ["metric", "this sample", "all samples"]
+    reference = gallery.reference["scalars"] if gallery.reference else None
+    if reference:
+        headers.append("reference")
+    rows = []
+    for name, value in entry.scalars.items():
+        row = [name, _num(value), _mean_std(gallery.described["scalars"][name])]
+        rows.append(row + ([_mean_std(reference[name])] if reference else []))
+    return _table(headers, rows, SCALAR_METRICS)
+
+
+def _table(headers, rows, tooltips: dict[str, str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for first, *rest in rows:
+        tip = f' title="{escape(tooltips[first])}"' if tooltips and first in tooltips else ""
+        cells = "".join(f'<td class="num">{escape(str(c))}</td>' for c in rest)
+        body.append(f"<tr><td{tip}>{escape(str(first))}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+
+def _href(path: Path, page_dir: Path) -> str:
+    return escape(quote(Path(os.path.relpath(path, page_dir)).as_posix()))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _mean_std(summary: dict) -> str:
+    return f"{_num(summary['mean'])} ± {_num(summary['std'])}"
+
+
+def _value(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -1,0 +1,202 @@
+"""Tests of melodygen.report and `melodygen report`, including the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from melodygen.cli import main
+from melodygen.errors import ReportError
+from melodygen.midi_io import write_midi
+from melodygen.notes import Note
+from melodygen.report import build_report
+from melodygen.report.run import evaluation_figures, read_metrics, read_run
+
+needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+METRICS = """step,train_loss,val_nll,val_ppl,val_acc,lr,tokens_per_s,elapsed
+0,4.0,3.9,49.4,0.10,0.001,1000,0.5
+50,2.5,,,,0.001,20000,30
+100,1.9,2.2,9.03,0.45,0.001,21000,61
+150,1.5,,,,0.0009,21000,90
+200,1.2,2.3,9.97,0.44,0.0008,21000,125
+"""
+CONFIG = '[model]\nkind = "lstm"\nhidden_size = 256\n\n[training]\nlr = 0.001\nbetas = [0.9, 0.95]\n'
+
+
+def make_run(folder: Path, *, config: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "metrics.csv").write_text(METRICS)
+    if config:
+        (folder / "config.toml").write_text(CONFIG)
+    return folder
+
+
+def make_samples(folder: Path, count: int, *, first_pitch: int = 60) -> Path:
+    """`count` short melodies (stepwise up from `first_pitch`, 2 s each) named sample_000.mid ..."""
+    folder.mkdir(parents=True)
+    for i in range(count):
+        notes = [Note(first_pitch + i + k, 70 + 5 * k, 0.25 * k, 0.25 * k + 0.25) for k in range(8)]
+        write_midi(notes, folder / f"sample_{i:03d}.mid")
+    return folder
+
+
+class _Links(HTMLParser):
+    """Collects img src, audio source src and a href of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.audio, self.links = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        {"img": self.images, "source": self.audio, "a": self.links}.get(tag, []).append(
+            attrs.get("src") or attrs.get("href"))
+
+
+def page_links(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+# --- the run folder --------------------------------------------------------------------------
+
+def test_metrics_read_with_empty_cells_as_none(tmp_path):
+    metrics = read_metrics(make_run(tmp_path / "run") / "metrics.csv")
+    assert metrics["step"] == [0, 50, 100, 150, 200]
+    assert metrics["val_nll"] == [3.9, None, 2.2, None, 2.3]
+
+
+def test_bad_metrics_cell_names_file_line_and_column(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,train_loss\n0,1.0\n1,oops\n")
+    with pytest.raises(ReportError, match=r"metrics.csv: line 3, column train_loss: not a number: 'oops'"):
+        read_metrics(tmp_path / "metrics.csv")
+
+
+def test_evaluation_figures_are_taken_at_the_best_validation_step(tmp_path):
+    figures = dict(evaluation_figures(read_metrics(make_run(tmp_path / "run") / "metrics.csv")))
+    assert figures["best validation NLL"] == "2.2000 nats/event (step 100)"
+    assert figures["perplexity"] == "9.030"
+    assert figures["accuracy"] == "45.0 %"
+    assert figures["steps"] == "200" and figures["last training loss"] == "1.2000"
+    assert figures["training time"] == "2 min 05 s"
+
+
+def test_perplexity_is_computed_when_the_file_has_no_column(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,val_nll\n10,1.5\n20,1.0\n")
+    figures = dict(evaluation_figures(read_metrics(tmp_path / "metrics.csv")))
+    assert figures["perplexity"] == f"{math.exp(1.0):.3f}"
+    assert "accuracy" not in figures
+
+
+def test_config_falls_back_to_the_checkpoint(tmp_path):
+    run = make_run(tmp_path / "run", config=False)
+    torch.save({"format": "melodygen-checkpoint", "run_config": {"model": {"kind": "gru"}}}, run / "best.pt")
+    info = read_run(run)
+    assert info.config == {"model": {"kind": "gru"}} and info.config_source == "best.pt (run_config)"
+
+
+def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "no metrics.csv and no config" in result.output and "Traceback" not in result.output
+
+
+# --- the page --------------------------------------------------------------------------------
+
+def test_report_without_samples_shows_run_settings_figures_and_curves(tmp_path):
+    report = build_report(make_run(tmp_path / "run"))
+    assert report.page == tmp_path / "run" / "report.html" and report.assets is None
+    html = report.page.read_text(encoding="utf-8")
+    for text in ("hidden_size", "256", "0.9, 0.95", "2.2000 nats/event (step 100)", "45.0 %", "--samples DIR"):
+        assert text in html, text
+    [curves] = page_links(report.page).images
+    assert curves.startswith("data:image/png;base64,")
+
+
+@needs_fluidsynth
+def test_report_gallery_links_existing_files_and_compares_with_the_reference(tmp_path):
+    run = make_run(tmp_path / "run")
+    samples = make_samples(tmp_path / "samples", 2)
+    reference = make_samples(tmp_path / "reference", 3, first_pitch=48)
+    result = CliRunner().invoke(main, ["report", str(run), "--samples", str(samples),
+                                       "--reference", str(reference), "--out", str(tmp_path / "page" / "r.html")])
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "page" / "r.html"
+    assert f"report written to {page}" in result.output
+    links = page_links(page)
+    assert len(links.images) == 3 and all(src.startswith("data:image/png;base64,") for src in links.images)
+    assert links.audio == ["r_files/sample_000.wav", "r_files/sample_001.wav"]
+    for href in links.audio + links.links:
+        assert (page.parent / unquote(href)).is_file(), href
+    html = page.read_text(encoding="utf-8")
+    assert "Samples against the reference set" in html and "3 files" in html
+    assert html.count("<article") == 2 and "pitch_class_entropy" in html
+
+
+def test_reference_without_samples_is_refused(tmp_path):
+    with pytest.raises(ReportError, match="needs --samples"):
+        build_report(make_run(tmp_path / "run"), reference=tmp_path)
+
+
+# --- in a real browser -----------------------------------------------------------------------
+
+_CHECK_SCRIPT = """<script>
+window.addEventListener("load", () => {
+  const audios = [...document.querySelectorAll("audio")];
+  const loaded = audios.map(a => a.readyState >= 1 ? null : new Promise(done => {
+    a.addEventListener("loadedmetadata", done); a.addEventListener("error", done, true); }));
+  Promise.all(loaded).then(() => {
+    const out = document.createElement("pre");
+    out.id = "melodygen-check";
+    out.textContent = JSON.stringify({
+      images: [...document.images].map(i => ({complete: i.complete, width: i.naturalWidth})),
+      audio: audios.map(a => ({canPlay: a.canPlayType("audio/wav"), duration: a.duration,
+                               error: a.error && a.error.code})),
+    });
+    document.body.appendChild(out);
+  });
+});
+</script>"""
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@needs_fluidsynth
+def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
+    report = build_report(make_run(tmp_path / "run"), tmp_path / "site" / "report.html",
+                          samples=make_samples(tmp_path / "samples", 2))
+    # A copy of the page with a script that writes what the browser loaded into the DOM.
+    probe = report.page.with_name("probe.html")
+    probe.write_text(report.page.read_text(encoding="utf-8").replace("</body>", _CHECK_SCRIPT + "</body>"))
+    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()).stdout
+    found = re.search(r'<pre id="melodygen-check">(.*?)</pre>', dom, re.S)
+    assert found, f"the check script did not run; Chromium printed: {dom[:500]}"
+    check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert len(check["images"]) == 3
+    assert all(img["complete"] and img["width"] > 0 for img in check["images"]), check["images"]
+    assert len(check["audio"]) == 2
+    for audio in check["audio"]:  # each sample is 2 s plus the 1 s release tail
+        assert audio["error"] is None and audio["canPlay"] in ("maybe", "probably"), audio
+        assert audio["duration"] == pytest.approx(3.0, abs=0.05), audio
+    shot = tmp_path / "report.png"
+    chromium(tmp_path, "--window-size=1300,2400", f"--screenshot={shot}", report.page.as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
