@@ -56,8 +56,12 @@ class Encoding(ABC):
         """Ids (uint16) of one piece, without BOS/EOS; raises `NoUsableMusicError(reason)`."""
 
     @abstractmethod
-    def decode(self, ids: Sequence[int]) -> list[Note]:
-        """Notes of any in-vocabulary id sequence (specials skipped); never crashes on those."""
+    def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
+        """Notes of any in-vocabulary id sequence (specials skipped); never crashes on those.
+
+        `qpm` lays out encodings whose time is counted in beats (melody); encodings in absolute
+        time ignore it, so callers can treat every encoding alike.
+        """
 
     @abstractmethod
     def pitch_shift_table(self, shift: int) -> np.ndarray:

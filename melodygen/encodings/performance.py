@@ -88,8 +88,9 @@ class PerformanceEncoding(Encoding):
         return sort_notes(self._note(p, s, e, b) for p, s, e, b in zip(
             pitch.tolist(), start.tolist(), end.tolist(), vbin.tolist()))
 
-    def decode(self, ids: Sequence[int]) -> list[Note]:
-        """Notes of any in-vocabulary ids, sorted by (start, pitch).
+    def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
+        """Notes of any in-vocabulary ids, sorted by (start, pitch); `qpm` is ignored (time is
+        absolute).
 
         Lenient by design, so sampled sequences always decode: a NOTE_OFF with no open note is
         ignored; a NOTE_ON for a pitch already sounding ends the old note there and starts a

@@ -120,6 +120,12 @@ class Vocabulary:
         return [(self.ranges[k].name, self._value(k, v))
                 for k, v in zip(kinds[real].tolist(), values[real].tolist())]
 
+    def count_events(self, ids: Sequence[int] | np.ndarray) -> dict[str, int]:
+        """How many ids of each event kind `ids` holds, in table order (kinds absent: left out)."""
+        kinds, _ = self.split(ids)
+        counts = np.bincount(kinds, minlength=len(self.ranges))
+        return {r.name: int(c) for r, c in zip(self.ranges, counts) if c}
+
     def _value(self, kind: int, value: int) -> int | None:
         return int(value) if self.ranges[kind].valued else None
 
