@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from melodygen import stats
+from melodygen.dataset.sources import find_midi_files
 from melodygen.errors import MelodygenError, MidiReadError, NoUsableMusicError
 from melodygen.notes import Score, Track
 from melodygen.stats.compare import compare_sets
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def reference_paths(args: argparse.Namespace) -> list[Path]:
     """The reference MIDI files: named ones, or the validation pieces of a prepared dataset."""
     if args.reference:
-        return stats.find_midi_files(args.reference)
+        return find_midi_files(args.reference)
     manifest = json.loads((args.dataset / "manifest.json").read_text(encoding="utf-8"))
     paths = [Path(p["path"]) for p in manifest["pieces"] if p["split"] == "valid"]
     if not paths:

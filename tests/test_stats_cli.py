@@ -79,7 +79,7 @@ def test_folder_without_midi_files_is_one_error_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = run(tmp_path)
     assert result.exit_code == 1
-    assert "no MIDI files" in result.output and "Traceback" not in result.output
+    assert "no .mid or .midi files" in result.output and "Traceback" not in result.output
 
 
 def test_missing_input_is_a_usage_error(tmp_path):

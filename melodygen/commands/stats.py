@@ -33,13 +33,14 @@ def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, worke
     import json
 
     from melodygen import stats
+    from melodygen.dataset.sources import find_midi_files
     from melodygen.stats import tables
 
     progress = not as_json
-    described = stats.describe_set(stats.find_midi_files(inputs), workers=workers, progress=progress)
+    described = stats.describe_set(find_midi_files(inputs), workers=workers, progress=progress)
     result = {"set": described}
     if reference is not None:
-        ref = stats.describe_set(stats.find_midi_files([reference]), workers=workers, progress=progress)
+        ref = stats.describe_set(find_midi_files([reference]), workers=workers, progress=progress)
         result.update(reference=ref, comparison=stats.compare_sets(described, ref))
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -3,14 +3,14 @@
 `metrics` computes one score's statistics, `sets` describes a set of files, `compare` measures
 how close two sets are per metric, `tables` prints the results. The public entry points:
 
-    described = describe_set(find_midi_files(["samples/"]))
-    reference = describe_set(find_midi_files(["data/nottingham"]))
+    described = describe_set(["samples/a.mid", "samples/b.mid"])
+    reference = describe_set(dataset.sources.find_midi_files(["data/nottingham"]))
     comparison = compare_sets(described, reference)
 """
 
 from melodygen.stats.compare import compare_sets
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
-from melodygen.stats.sets import describe_results, describe_set, file_stats, find_midi_files
+from melodygen.stats.sets import describe_results, describe_set, file_stats
 
 __all__ = [
     "HISTOGRAM_METRICS",
@@ -20,6 +20,5 @@ __all__ = [
     "describe_results",
     "describe_set",
     "file_stats",
-    "find_midi_files",
     "score_stats",
 ]

@@ -8,7 +8,7 @@ that `compare.compare_sets`, the CLI and the HTML report share.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -16,28 +16,6 @@ import numpy as np
 
 from melodygen.errors import MidiReadError, NoUsableMusicError
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
-
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-def find_midi_files(inputs: Iterable[str | Path]) -> list[Path]:
-    """The files named in `inputs`, plus every .mid/.midi file below each folder (sorted).
-
-    Raises FileNotFoundError for a missing path, NoUsableMusicError when nothing is found.
-    """
-    inputs = [Path(p) for p in inputs]
-    found: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
-        elif path.exists():
-            found.append(path)
-        else:
-            raise FileNotFoundError(2, "no such file or folder", str(path))
-    if not found:
-        names = ", ".join(str(p) for p in inputs)
-        raise NoUsableMusicError(f"{names}: no MIDI files (.mid, .midi) found")
-    return found
 
 
 def describe_set(paths: Sequence[str | Path], *, workers: int = 1, progress: bool = False) -> dict:
