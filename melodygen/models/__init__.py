@@ -1,0 +1,81 @@
+"""The model registry: kind name -> (settings dataclass, generator class), and `build_model`.
+
+    model = build_model("lstm", {"hidden_size": 512}, vocab_size=encoding.vocab.size)
+    spec = {"kind": model.kind, "settings": settings_to_dict(model.settings),
+            "vocab_size": model.vocab_size}  # what a checkpoint stores; build_model(**spec) rebuilds it
+
+`rnn`, `lstm` and `gru` share `RecurrentSettings`; `transformer` has `TransformerSettings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from melodygen.errors import ConfigError
+from melodygen.models.base import Generator
+from melodygen.models.recurrent import ElmanRNN, GRUGenerator, LSTMGenerator, RecurrentSettings
+from melodygen.models.transformer import TransformerGenerator, TransformerSettings
+
+
+class ModelEntry(NamedTuple):
+    settings_type: type
+    model_type: type[Generator]
+
+
+MODELS: dict[str, ModelEntry] = {
+    "rnn": ModelEntry(RecurrentSettings, ElmanRNN),
+    "lstm": ModelEntry(RecurrentSettings, LSTMGenerator),
+    "gru": ModelEntry(RecurrentSettings, GRUGenerator),
+    "transformer": ModelEntry(TransformerSettings, TransformerGenerator),
+}
+
+
+def make_settings(kind: str, settings: dict[str, Any]) -> Any:
+    """The frozen settings of model `kind` from plain values (missing keys take defaults).
+
+    Raises one `ConfigError` listing every problem: unknown kind, unknown keys (with the
+    closest valid name), wrong types, bad values.
+    """
+    if kind not in MODELS:
+        raise ConfigError(f"unknown model kind {kind!r} (known: {', '.join(MODELS)})")
+    settings_type = MODELS[kind].settings_type
+    names = [f.name for f in dataclasses.fields(settings_type)]
+    problems = [_unknown(key, names) for key in settings if key not in names]
+    try:
+        resolved = settings_type(**{k: v for k, v in settings.items() if k in names})
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError(f"model {kind!r}: " + "; ".join(problems) + f" (valid settings: {', '.join(names)})")
+    return resolved
+
+
+def _unknown(key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(str(key), names, n=1)
+    return f"unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> Generator:
+    """A freshly initialised generator of `kind` for `vocab_size` ids (ConfigError on bad settings)."""
+    resolved = make_settings(kind, settings)
+    if not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ConfigError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+    return MODELS[kind].model_type(resolved, vocab_size)
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """Plain dict of a settings dataclass (all fields resolved), as stored in checkpoints."""
+    return dataclasses.asdict(settings)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct parameters (a tied embedding/head counts once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MODELS", "Generator", "ModelEntry", "build_model", "count_parameters",
+           "make_settings", "settings_to_dict"]

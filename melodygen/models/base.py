@@ -1,0 +1,41 @@
+"""The `Generator` contract every model kind follows (see docs/ARCHITECTURE.md).
+
+A generator maps ids `(B, T)` to next-id logits `(B, T, V)` with `forward`, and continues a
+sequence incrementally with `step`, carrying a state (recurrent hidden state, Transformer KV
+cache) so that sampling never re-runs the prefix. Loss and sampling live outside the model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from torch import LongTensor, Tensor, nn
+
+
+class Generator(nn.Module, ABC):
+    """Base class of the registry's models; `kind` is the registry key stored in checkpoints."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, settings: Any, vocab_size: int):
+        super().__init__()
+        self.settings = settings
+        self.vocab_size = vocab_size
+
+    @property
+    def max_context(self) -> int | None:
+        """The longest `forward` input (Transformer block size); None means unbounded."""
+        return None
+
+    @abstractmethod
+    def forward(self, ids: LongTensor) -> Tensor:
+        """ids (B, T) -> logits (B, T, V); logits at t depend on ids[:, :t + 1] only."""
+
+    @abstractmethod
+    def step(self, ids: LongTensor, state: Any = None) -> tuple[Tensor, Any]:
+        """ids (B, T') continuing `state` (None starts fresh) -> (logits (B, T', V), new state).
+
+        Stepping a sequence in any chunks gives the same logits as `forward` on the whole of
+        it (within float tolerance, in eval mode, while it fits `max_context`).
+        """

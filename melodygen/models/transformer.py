@@ -1,0 +1,224 @@
+"""Decoder-only Transformer generator (GPT-style, pre-LayerNorm) with a KV cache for `step`.
+
+    ids (B, T) -> embedding (+ learned positions) -> dropout
+               -> n_layers x [x + attn(LN(x)), x + MLP(LN(x))] -> LN -> head (tied) -> logits
+
+Attention is causal `F.scaled_dot_product_attention`; the MLP is Linear -> GELU -> Linear.
+
+Positions default to rotary (RoPE, Su et al. 2021) rather than learned (nanoGPT). RoPE makes
+attention depend only on the distance between ids, so the KV cache can slide past
+`max_context`: cached keys keep the rotation of their absolute position, and a query at any
+later position still sees the right distances. It also has no table to outgrow.
+
+The step state is a `KVCache`. Past `max_context`:
+- rope: the cache keeps the most recent `max_context - 1` positions, so every new id attends
+  to a full window. (Cached keys of the deeper layers were computed with their own, longer
+  past, so this is a streaming approximation of re-running the window, exact for one layer.)
+- learned: there is no position embedding beyond the table, so the last `max_context // 2`
+  ids are re-encoded at positions 0.. and stepping continues from there (exact: it equals
+  `forward` on that window plus what follows, at a re-run every `max_context // 2` ids).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor, nn
+
+from melodygen.encodings.base import check_settings
+from melodygen.errors import ConfigError
+from melodygen.models.base import Generator
+
+ROPE_BASE = 10000.0
+
+
+@dataclass(frozen=True)
+class TransformerSettings:
+    """Sizes of a Transformer generator; `max_context` is the block size (longest window)."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_context: int = 512
+    positions: str = "rope"
+    tie_weights: bool = True
+
+    def __post_init__(self):
+        check_settings(self, {
+            "d_model, n_layers, n_heads and d_ff must be >= 1":
+                lambda: min(self.d_model, self.n_layers, self.n_heads, self.d_ff) >= 1,
+            "max_context must be >= 2": lambda: self.max_context >= 2,
+            "dropout must be in [0, 1)": lambda: 0 <= self.dropout < 1,
+            "positions must be 'rope' or 'learned'": lambda: self.positions in ("rope", "learned"),
+            f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})":
+                lambda: self.d_model % self.n_heads == 0,
+            "rope needs an even head size (d_model / n_heads)":
+                lambda: self.positions != "rope" or self.d_model // self.n_heads % 2 == 0,
+        })
+
+
+@dataclass
+class KVCache:
+    """Step state: per layer (keys, values), each (B, n_heads, L, head_size); `position` is
+    the position of the next id; `ids` (B, L) are kept only for learned positions."""
+
+    layers: list[tuple[Tensor, Tensor]]
+    position: int
+    ids: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return self.layers[0][0].shape[2]
+
+
+def rope_tables(positions: Tensor, head_size: int) -> tuple[Tensor, Tensor]:
+    """(cos, sin), each (T, head_size / 2), for float `positions` (T,)."""
+    inv_freq = ROPE_BASE ** -(torch.arange(0, head_size, 2, device=positions.device) / head_size)
+    angles = positions[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotates pairs (x[i], x[i + D/2]) of x (B, H, T, D) by the angles of each position."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # keep bf16 under autocast
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head causal self-attention over the new ids and the cached keys/values."""
+
+    def __init__(self, s: TransformerSettings):
+        super().__init__()
+        self.n_heads, self.dropout = s.n_heads, s.dropout
+        self.qkv = nn.Linear(s.d_model, 3 * s.d_model, bias=False)
+        self.proj = nn.Linear(s.d_model, s.d_model, bias=False)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None,
+                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=_causal_mask(T, k.shape[2], x.device),
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=k.shape[2] == T and T > 1)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+
+
+def _causal_mask(new: int, total: int, device: torch.device) -> Tensor | None:
+    """(new, total) bool mask letting new id i see cached + new ids up to itself; None where
+    `is_causal` (no cache) or a single new id (sees everything) already says it."""
+    if new == 1 or new == total:
+        return None
+    past = total - new
+    return torch.arange(total, device=device)[None, :] <= torch.arange(past, total, device=device)[:, None]
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, s: TransformerSettings):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(s.d_model), nn.LayerNorm(s.d_model)
+        self.attn = SelfAttention(s)
+        self.drop = nn.Dropout(s.dropout)
+        self.mlp = nn.Sequential(nn.Linear(s.d_model, s.d_ff), nn.GELU(),
+                                 nn.Linear(s.d_ff, s.d_model), nn.Dropout(s.dropout))
+
+    def forward(self, x, rope, past):
+        y, kv = self.attn(self.ln1(x), rope, past)
+        x = x + self.drop(y)
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class TransformerGenerator(Generator):
+    """GPT-style decoder; see the module docstring for positions and the sliding KV cache."""
+
+    kind = "transformer"
+
+    def __init__(self, settings: TransformerSettings, vocab_size: int):
+        super().__init__(settings, vocab_size)
+        s = settings
+        self.embed = nn.Embedding(vocab_size, s.d_model)
+        self.pos_embed = nn.Embedding(s.max_context, s.d_model) if s.positions == "learned" else None
+        self.drop = nn.Dropout(s.dropout)
+        self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
+        self.ln_f = nn.LayerNorm(s.d_model)
+        self.head = nn.Linear(s.d_model, vocab_size, bias=False)
+        self._init_weights()
+        if s.tie_weights:
+            self.head.weight = self.embed.weight
+
+    @property
+    def max_context(self) -> int:
+        return self.settings.max_context
+
+    def _init_weights(self) -> None:
+        """GPT-2's init: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layers)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp[2]):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * len(self.blocks)))
+
+    def forward(self, ids: LongTensor) -> Tensor:
+        if ids.shape[1] > self.max_context:
+            raise ConfigError(
+                f"a window of {ids.shape[1]} ids is longer than the transformer's max_context "
+                f"{self.max_context}; use windows <= max_context (e.g. training.seq_len)")
+        return self._run(ids, None, 0)[0]
+
+    def step(self, ids: LongTensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        outputs, done = [], 0
+        while done < ids.shape[1]:  # pieces that fit the context, sliding it in between
+            state = self._make_room(state)
+            room = self.max_context - (state.length if state else 0)
+            logits, state = self._extend(ids[:, done:done + room], state)
+            outputs.append(logits)
+            done += logits.shape[1]
+        return torch.cat(outputs, dim=1), state
+
+    def _make_room(self, state: KVCache | None) -> KVCache | None:
+        """`state` with at most `max_context - 1` cached positions (module docstring)."""
+        if state is None or state.length < self.max_context:
+            return state
+        if self.pos_embed is None:
+            keep = self.max_context - 1
+            return KVCache([(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state.layers], state.position)
+        return self._extend(state.ids[:, -(self.max_context // 2):], None)[1]
+
+    def _extend(self, ids: LongTensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
+        past, start = (state.layers, state.position) if state else (None, 0)
+        logits, layers = self._run(ids, past, start)
+        kept = None
+        if self.pos_embed is not None:
+            kept = ids if state is None else torch.cat((state.ids, ids), dim=1)
+        return logits, KVCache(layers, start + ids.shape[1], kept)
+
+    def _run(self, ids: LongTensor, past: list | None, start: int) -> tuple[Tensor, list]:
+        """ids (B, T) at positions start.. after `past` -> (logits (B, T, V), new per-layer k, v)."""
+        x = self.embed(ids)  # (B, T, C)
+        positions = torch.arange(start, start + ids.shape[1], device=ids.device)
+        rope = None
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        else:
+            rope = rope_tables(positions.float(), self.settings.d_model // self.settings.n_heads)
+        x = self.drop(x)
+        layers = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, rope, past[i] if past else None)
+            layers.append(kv)
+        return self.head(self.ln_f(x)), layers

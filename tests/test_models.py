@@ -1,0 +1,214 @@
+"""Models: registry and settings checks, forward/step agreement, causality, tying, learning."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from melodygen.errors import ConfigError
+from melodygen.models import MODELS, build_model, count_parameters, make_settings, settings_to_dict
+
+V = 23
+TINY = {
+    "rnn": {"embed_size": 16, "hidden_size": 16, "num_layers": 2},
+    "lstm": {"embed_size": 16, "hidden_size": 16, "num_layers": 2, "tie_weights": True},
+    "gru": {"embed_size": 8, "hidden_size": 16, "num_layers": 2},
+    "transformer": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 16},
+}
+CASES = [(kind, TINY[kind]) for kind in MODELS] + [
+    ("transformer", {**TINY["transformer"], "positions": "learned", "tie_weights": False})]
+IDS = ["rnn", "lstm", "gru", "transformer-rope", "transformer-learned"]
+
+
+def tiny(kind, settings, seed=0):
+    torch.manual_seed(seed)
+    return build_model(kind, settings, V).eval()
+
+
+def random_ids(batch=3, length=12, seed=1):
+    return torch.randint(0, V, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def step_in_chunks(model, ids, sizes):
+    state, outputs, start = None, [], 0
+    for size in sizes:
+        logits, state = model.step(ids[:, start:start + size], state)
+        outputs.append(logits)
+        start += size
+    return torch.cat(outputs, dim=1), state
+
+
+def test_registry_has_every_kind():
+    assert set(MODELS) == {"rnn", "lstm", "gru", "transformer"}
+    assert set(TINY) == set(MODELS)
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_shapes_and_kind(kind, settings):
+    model = tiny(kind, settings)
+    ids = random_ids()
+    assert model(ids).shape == (3, 12, V)
+    logits, _ = model.step(ids[:, :4], None)
+    assert logits.shape == (3, 4, V)
+    assert model.kind == kind and model.vocab_size == V
+    assert model.max_context == (16 if kind == "transformer" else None)
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+@pytest.mark.parametrize("sizes", [[1] * 12, [5] + [1] * 7, [3, 4, 5], [12]], ids=["ones", "5+ones", "3-4-5", "all"])
+def test_step_matches_forward(kind, settings, sizes):
+    model = tiny(kind, settings)
+    ids = random_ids()
+    with torch.inference_mode():
+        full = model(ids)
+        stepped, _ = step_in_chunks(model, ids, sizes)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_causal(kind, settings):
+    model = tiny(kind, settings)
+    ids = random_ids()
+    changed = ids.clone()
+    changed[:, 7] = (changed[:, 7] + 1) % V
+    with torch.no_grad():
+        before, after = model(ids), model(changed)
+    torch.testing.assert_close(after[:, :7], before[:, :7])
+    assert not torch.allclose(after[:, 7], before[:, 7])
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_settings_round_trip_and_state_dict(kind, settings):
+    model = tiny(kind, settings, seed=0)
+    stored = settings_to_dict(model.settings)
+    rebuilt = tiny(kind, stored, seed=1)
+    assert rebuilt.settings == model.settings
+    rebuilt.load_state_dict(model.state_dict())
+    ids = random_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(ids), model(ids))
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_weight_tying_shares_the_tensor(kind):
+    tie = {"rnn": {"embed_size": 16, "hidden_size": 16}, "lstm": {"embed_size": 16, "hidden_size": 16},
+           "gru": {"embed_size": 16, "hidden_size": 16}, "transformer": TINY["transformer"]}[kind]
+    tied = tiny(kind, {**tie, "tie_weights": True})
+    untied = tiny(kind, {**tie, "tie_weights": False})
+    assert tied.head.weight is tied.embed.weight
+    assert untied.head.weight.data_ptr() != untied.embed.weight.data_ptr()
+    assert count_parameters(untied) - count_parameters(tied) == V * 16
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_learns_a_repeated_phrase(kind, settings):
+    model = tiny(kind, {**settings, "dropout": 0.0}).train()
+    ids = torch.tensor([[3, 7, 5, 9, 4, 11] * 2])  # 12 ids, fits every max_context
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+
+    def loss():
+        return F.cross_entropy(model(ids[:, :-1]).reshape(-1, V), ids[:, 1:].reshape(-1))
+
+    first = loss().item()
+    for _ in range(40):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        optimizer.step()
+    assert loss().item() < 0.05 * first
+
+
+def test_rope_window_slides_past_max_context():
+    # One layer: its keys depend only on id and position, so the sliding cache must equal
+    # `forward` on the last max_context ids (RoPE sees only relative positions).
+    model = tiny("transformer", {**TINY["transformer"], "n_layers": 1, "max_context": 8})
+    ids = random_ids(length=20)
+    with torch.inference_mode():
+        stepped, state = step_in_chunks(model, ids, [1] * 20)
+        for t in (8, 13, 19):
+            window = model(ids[:, t - 7:t + 1])
+            torch.testing.assert_close(stepped[:, t], window[:, -1], atol=1e-5, rtol=1e-4)
+    assert state.length == 8 and state.position == 20
+
+
+def test_learned_positions_reencode_past_max_context():
+    model = tiny("transformer", {**TINY["transformer"], "positions": "learned", "max_context": 8})
+    ids = random_ids(length=11)
+    with torch.inference_mode():
+        stepped, state = step_in_chunks(model, ids, [1] * 11)
+        # after 8 ids the cache is full: ids 4..7 are re-encoded at positions 0..3
+        expected = model(ids[:, 4:11])
+    torch.testing.assert_close(stepped[:, 8:], expected[:, 4:], atol=1e-5, rtol=1e-4)
+    assert state.length == 7 and state.position == 7
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_one_long_chunk_equals_stepping_past_max_context(positions):
+    model = tiny("transformer", {**TINY["transformer"], "positions": positions, "max_context": 6})
+    ids = random_ids(length=17)
+    with torch.inference_mode():
+        at_once, _ = model.step(ids, None)
+        one_by_one, _ = step_in_chunks(model, ids, [1] * 17)
+    assert at_once.shape == (3, 17, V)
+    torch.testing.assert_close(at_once, one_by_one, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_longer_than_context_is_a_clear_error():
+    model = tiny("transformer", TINY["transformer"])
+    with pytest.raises(ConfigError, match="max_context 16"):
+        model(random_ids(length=17))
+
+
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_bf16_autocast(kind, settings):
+    model = tiny(kind, settings)
+    ids = random_ids()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        full = model(ids)
+        stepped, _ = step_in_chunks(model, ids, [5] + [1] * 7)
+    assert full.shape == stepped.shape == (3, 12, V)
+    torch.testing.assert_close(stepped.float(), full.float(), atol=0.1, rtol=0.1)
+
+
+def test_unknown_kind():
+    with pytest.raises(ConfigError, match="unknown model kind 'lstn'.*rnn, lstm, gru, transformer"):
+        build_model("lstn", {}, V)
+
+
+def test_every_problem_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        build_model("lstm", {"hiden_size": 8, "dropout": "0.1", "num_layers": True}, V)
+    message = str(info.value)
+    assert "'hiden_size' (did you mean 'hidden_size'?)" in message
+    assert "dropout='0.1' must be float" in message
+    assert "num_layers=True must be int" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("kind,settings,fragment", [
+    ("gru", {"embed_size": 8, "hidden_size": 16, "tie_weights": True}, "tie_weights needs embed_size == hidden_size"),
+    ("rnn", {"dropout": 1.0}, "dropout must be in [0, 1)"),
+    ("lstm", {"num_layers": 0}, ">= 1"),
+    ("transformer", {"d_model": 30, "n_heads": 4}, "multiple of n_heads"),
+    ("transformer", {"d_model": 6, "n_heads": 2}, "even head size"),
+    ("transformer", {"positions": "sinusoidal"}, "'rope' or 'learned'"),
+    ("transformer", {"max_context": 1}, "max_context must be >= 2"),
+])
+def test_bad_values(kind, settings, fragment):
+    with pytest.raises(ConfigError, match=f"model '{kind}'") as info:
+        build_model(kind, settings, V)
+    assert fragment in str(info.value)
+
+
+def test_defaults_and_int_for_float():
+    assert make_settings("lstm", {}) == MODELS["lstm"].settings_type()
+    assert make_settings("transformer", {"dropout": 0}).dropout == 0
+    assert make_settings("transformer", {}).positions == "rope"
+    with pytest.raises(ConfigError, match="vocab_size"):
+        build_model("rnn", {}, 0)
+
+
+def test_recurrent_step_restores_onednn_flag():
+    model = tiny("lstm", TINY["lstm"])
+    before = torch.backends.mkldnn.enabled
+    model.step(random_ids(length=2), None)
+    assert torch.backends.mkldnn.enabled == before
