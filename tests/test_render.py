@@ -177,3 +177,23 @@ def test_render_errors_are_one_line(tmp_path, monkeypatch):
     result = runner.invoke(main, ["render", str(tmp_path / "scale.mid"), "--wav"])
     assert result.exit_code == 1 and "--no-install-recommends" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@needs_fluidsynth
+def test_sample_render_writes_audio_and_pictures_beside_the_samples(tmp_path):
+    from melodygen.checkpoint import make_checkpoint, save
+    from melodygen.encodings import get_encoding
+    from melodygen.models import build_model
+
+    encoding = get_encoding("melody")
+    settings = {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
+    model = build_model("lstm", settings, encoding.vocab.size)
+    save(make_checkpoint(model_kind="lstm", model_settings=settings, model=model, encoding=encoding,
+                         run_config={}, step=0, best_val_nll=None), tmp_path / "tiny.pt")
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "tiny.pt"), "--out", str(tmp_path / "s"),
+                                       "-n", "2", "--length", "64", "--seed", "1", "--device", "cpu",
+                                       "--render"])
+    assert result.exit_code == 0, result.output
+    for name in ("sample_000", "sample_001"):
+        assert {p.suffix for p in (tmp_path / "s").glob(f"{name}.*")} == {".mid", ".wav", ".png"}
+    assert f"into {tmp_path / 's'}" in result.output

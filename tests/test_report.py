@@ -25,7 +25,7 @@ from melodygen.report.run import evaluation_figures, read_metrics, read_run
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
-METRICS = """step,train_loss,val_nll,val_ppl,val_acc,lr,tokens_per_s,elapsed
+METRICS = """step,train_loss,val_nll,val_ppl,val_acc,lr,tokens_per_s,elapsed_s
 0,4.0,3.9,49.4,0.10,0.001,1000,0.5
 50,2.5,,,,0.001,20000,30
 100,1.9,2.2,9.03,0.45,0.001,21000,61

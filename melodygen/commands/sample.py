@@ -33,7 +33,9 @@ import click
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
-def command(checkpoint: str, out_dir: str, device: str, seed: int | None, **options) -> None:
+@click.option("--render", is_flag=True,
+              help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
+def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render: bool, **options) -> None:
     """Generate new music from a trained CHECKPOINT into MIDI files.
 
     The checkpoint holds everything needed (model, encoding). Each step draws the
@@ -49,6 +51,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, **opti
       melodygen sample best.pt --out samples/ --top-p 0.95 --seconds 30
       melodygen sample best.pt --out samples/ --bars 16 --tempo 100 --program 73
       melodygen sample best.pt --out cont/ --primer tune.mid --continuation-only
+      melodygen sample best.pt --out samples/ -n 4 --render
     """
     import secrets
     from pathlib import Path
@@ -66,6 +69,11 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, **opti
     results = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
     _print_table(results)
     click.echo(f"wrote {len(results)} MIDI file(s) to {out_dir} (seed {seed})")
+    if render:
+        from melodygen.render import render_files
+
+        rendered = render_files([r.path for r in results], Path(out_dir))
+        click.echo(f"rendered {len(rendered)} WAV + piano-roll PNG pair(s) into {out_dir}")
 
 
 def _print_table(results) -> None:

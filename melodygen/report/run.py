@@ -1,14 +1,14 @@
 """Read a training run folder for the report: its resolved config and `metrics.csv`.
 
-The run config is the folder's TOML file (the trainer writes exactly one), else `config.json`,
-else the `run_config` stored in `best.pt` / `last.pt`. `metrics.csv` has a header row (step,
-train_loss, val_nll, ...); empty cells (a step without validation) read as None.
+The layout is the trainer's (`melodygen.training.rundir`): `config.toml` holds the resolved
+config (else we take the `run_config` stored in `best.pt` / `last.pt`); `metrics.csv` has a
+header row (step, train_loss, val_nll, val_ppl, val_acc, lr, tokens_per_s, elapsed_s) and
+empty cells where a step had no validation, read here as None.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -17,17 +17,8 @@ from pathlib import Path
 from melodygen.errors import ReportError
 
 METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.toml"
 CHECKPOINTS = ("best.pt", "last.pt")
-# Column names the trainer may use for each figure, first match wins.
-COLUMNS = {
-    "step": ("step",),
-    "train_loss": ("train_loss", "loss"),
-    "val_nll": ("val_nll", "valid_nll"),
-    "val_ppl": ("val_ppl", "val_perplexity"),
-    "val_acc": ("val_acc", "val_accuracy"),
-    "elapsed": ("elapsed", "elapsed_s", "elapsed_seconds"),
-    "tokens_per_s": ("tokens_per_s", "tokens_per_sec", "tokens/s", "tok_per_s"),
-}
 
 Metrics = dict[str, list[float | None]]
 
@@ -57,14 +48,12 @@ def read_run(run_dir: Path) -> RunInfo:
 
 def read_config(run_dir: Path) -> tuple[dict | None, str | None]:
     """(config dict, file name it came from), or (None, None) when the folder holds none."""
-    tomls = sorted(run_dir.glob("*.toml"))
-    try:
-        if tomls:
-            return tomllib.loads(tomls[0].read_text(encoding="utf-8")), tomls[0].name
-        if (run_dir / "config.json").is_file():
-            return json.loads((run_dir / "config.json").read_text(encoding="utf-8")), "config.json"
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{tomls[0] if tomls else run_dir / 'config.json'}: unreadable config: {exc}") from None
+    path = run_dir / CONFIG_FILE
+    if path.is_file():
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8")), CONFIG_FILE
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ReportError(f"{path}: unreadable config: {exc}") from None
     for name in CHECKPOINTS:
         if (run_dir / name).is_file():
             return _checkpoint_config(run_dir / name), f"{name} (run_config)"
@@ -102,17 +91,9 @@ def _number(cell: str | None, path: Path, line: int, column: str) -> float | Non
         raise ReportError(f"{path}: line {line}, column {column}: not a number: {cell!r}") from None
 
 
-def column(metrics: Metrics, key: str) -> list[float | None] | None:
-    """The values of figure `key` (a `COLUMNS` key) under whichever name the file uses."""
-    for name in COLUMNS[key]:
-        if name in metrics:
-            return metrics[name]
-    return None
-
-
 def series(metrics: Metrics, key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of the rows where figure `key` has a value."""
-    steps, values = column(metrics, "step"), column(metrics, key)
+    """(steps, values) of the rows where column `key` has a value."""
+    steps, values = metrics.get("step"), metrics.get(key)
     if steps is None or values is None:
         return [], []
     pairs = [(s, v) for s, v in zip(steps, values) if s is not None and v is not None]
@@ -126,7 +107,7 @@ def evaluation_figures(metrics: Metrics) -> list[tuple[str, str]]:
     steps, nll = series(metrics, "val_nll")
     if nll:
         best = min(range(len(nll)), key=nll.__getitem__)
-        row = column(metrics, "step").index(steps[best])
+        row = metrics["step"].index(steps[best])
         figures.append(("best validation NLL", f"{nll[best]:.4f} nats/event (step {steps[best]:g})"))
         ppl = _at(metrics, "val_ppl", row)
         figures.append(("perplexity", f"{ppl if ppl is not None else math.exp(nll[best]):.3f}"))
@@ -134,15 +115,15 @@ def evaluation_figures(metrics: Metrics) -> list[tuple[str, str]]:
         if acc is not None:
             figures.append(("accuracy", f"{100 * acc:.1f} %" if acc <= 1 else f"{acc:.1f} %"))
     for key, label, fmt in (("step", "steps", "{:g}"), ("train_loss", "last training loss", "{:.4f}"),
-                            ("elapsed", "training time", None), ("tokens_per_s", "tokens/s", "{:,.0f}")):
-        values = [v for v in column(metrics, key) or [] if v is not None]
+                            ("elapsed_s", "training time", None), ("tokens_per_s", "tokens/s", "{:,.0f}")):
+        values = [v for v in metrics.get(key, []) if v is not None]
         if values:
             figures.append((label, _duration(values[-1]) if fmt is None else fmt.format(values[-1])))
     return figures
 
 
 def _at(metrics: Metrics, key: str, row: int) -> float | None:
-    values = column(metrics, key)
+    values = metrics.get(key)
     return values[row] if values is not None else None
 
 
