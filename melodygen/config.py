@@ -262,11 +262,12 @@ def _sections(config: RunConfig) -> dict:
 
 
 def dumps_toml(config: RunConfig) -> str:
-    """The config as TOML text that `load_config` reads back to an equal config."""
+    """The config as TOML text that `load_config` reads back to an equal config. TOML has no
+    null: a None setting is left out, which means the setting's default (None)."""
     lines = []
     for name, values in config.to_dict().items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
         lines.append("")
     return "\n".join(lines)
 

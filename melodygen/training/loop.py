@@ -17,6 +17,7 @@ import torch
 from melodygen import checkpoint
 from melodygen.config import RunConfig, save_config
 from melodygen.devices import resolve_device, set_threads
+from melodygen.errors import ConfigError
 from melodygen.training import data, distributed, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
@@ -95,15 +96,12 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
 def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, device) -> _Run:
     """Builds the run, checking everything (config, data, checkpoint) before writing."""
     from melodygen.encodings import PAD_ID, get_encoding
-    from melodygen.models import build_model
-
     paths = check_run_dir(out_dir, resume)
     ckpt = checkpoint.load(paths.last) if resume else None
     encoding = get_encoding(config.encoding.name, **config.encoding.settings)
-    torch.manual_seed(config.training.seed)
-    raw_model = build_model(config.model.kind, config.model.settings, encoding.vocab.size)
+    raw_model = _build_model(config, encoding)
     if ckpt is not None:
-        state.check_same_run(ckpt, config.model.kind, config.model.settings, encoding, paths.last)
+        state.check_same_run(ckpt, raw_model, encoding, paths.last)
         raw_model.load_state_dict(ckpt["model"]["state_dict"])
     directory = data.dataset_dir(config, encoding, info)
     sampler = data.train_batches(directory, config, encoding, info)
@@ -112,6 +110,7 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
     model = torch.compile(raw_model) if config.training.compile else raw_model
     model = distributed.wrap(model, info, device)
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
+    config = _resolved(config, raw_model, encoding)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
                data.ValidationWindows(directory, config, info), stepper)
     if ckpt is not None:
@@ -119,6 +118,26 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
         run.step, run.best = ckpt["step"], resumed["best"]
         run.bad_evals, run.elapsed_before = resumed["bad_evals"], resumed["elapsed_s"]
     return run
+
+
+def _build_model(config: RunConfig, encoding) -> torch.nn.Module:
+    """The model, initialised from the seed (every rank alike; DDP also broadcasts rank 0's)."""
+    from melodygen.models import build_model
+
+    torch.manual_seed(config.training.seed)
+    model = build_model(config.model.kind, config.model.settings, encoding.vocab.size)
+    if model.max_context is not None and config.training.seq_len > model.max_context:
+        raise ConfigError(f"training.seq_len = {config.training.seq_len} is longer than the "
+                          f"model's max_context = {model.max_context}")
+    return model
+
+
+def _resolved(config: RunConfig, model, encoding) -> RunConfig:
+    """The config with every model and encoding setting spelled out (defaults included)."""
+    from melodygen.models import settings_to_dict
+
+    return config.replace(model=settings_to_dict(model.settings),
+                          encoding=encoding.to_dict()["settings"])
 
 
 def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
@@ -220,12 +239,14 @@ def _evaluate(run: _Run) -> tuple[bool, dict]:
 
 def _save(run: _Run, best: bool) -> None:
     """last.pt (and best.pt) from rank 0; every rank takes part in gathering the RNG states."""
+    from melodygen.models import settings_to_dict
+
     training_state = state.capture(run.optimizer, run.sampler, step=run.step, best=run.best,
                                    bad_evals=run.bad_evals, elapsed=_elapsed(run), info=run.info)
     if not run.info.is_main:
         return
     ckpt = checkpoint.make_checkpoint(
-        model_kind=run.config.model.kind, model_settings=run.config.model.settings,
+        model_kind=run.raw_model.kind, model_settings=settings_to_dict(run.raw_model.settings),
         model=run.raw_model, encoding=run.encoding, run_config=run.config.to_dict(),
         step=run.step, best_val_nll=run.best["nll"] if run.best else None,
         training_state=training_state)

@@ -44,8 +44,11 @@ def restore(ckpt: dict, optimizer, sampler, info: DistInfo, path) -> dict:
     return scheduler
 
 
-def check_same_run(ckpt: dict, model_kind: str, model_settings: dict, encoding, path) -> None:
+def check_same_run(ckpt: dict, model, encoding, path) -> None:
     """A checkpoint may only be resumed by the same melodygen, model and encoding."""
+    from melodygen.models import settings_to_dict
+
+    model_kind, model_settings = model.kind, settings_to_dict(model.settings)
     problems = []
     if ckpt.get("melodygen_version") != __version__:
         problems.append(f"written by melodygen {ckpt.get('melodygen_version')}, this is {__version__}")

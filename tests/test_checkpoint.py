@@ -1,0 +1,101 @@
+"""Checkpoints: the documented layout, weights_only loading, atomic saves, clear errors."""
+
+import pytest
+import torch
+
+from melodygen import __version__, checkpoint
+from melodygen.encodings import get_encoding
+from melodygen.errors import CheckpointError
+from melodygen.models import build_model
+
+
+@pytest.fixture
+def ckpt():
+    encoding = get_encoding("melody")
+    torch.manual_seed(0)
+    model = build_model("lstm", {"embed_size": 8, "hidden_size": 8, "num_layers": 1}, encoding.vocab.size)
+    return checkpoint.make_checkpoint(
+        model_kind="lstm", model_settings={"embed_size": 8, "hidden_size": 8, "num_layers": 1},
+        model=model, encoding=encoding, run_config={"training": {"seed": 0}}, step=5,
+        best_val_nll=1.5)
+
+
+def test_layout_and_weights_only_round_trip(ckpt, tmp_path):
+    path = checkpoint.save(ckpt, tmp_path / "best.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "melodygen-checkpoint" and raw["format_version"] == 1
+    assert raw["melodygen_version"] == __version__ and raw["step"] == 5 and raw["best_val_nll"] == 1.5
+    assert set(raw["model"]) == {"kind", "settings", "vocab_size", "state_dict"}
+    assert raw["encoding"]["tokens"] == get_encoding("melody").vocab.tokens
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temp file left
+
+
+def test_load_for_inference_rebuilds_the_same_model(ckpt, tmp_path):
+    checkpoint.save(ckpt, tmp_path / "a.pt")
+    model, encoding, loaded = checkpoint.load_for_inference(tmp_path / "a.pt", "cpu")
+    assert not model.training and encoding == get_encoding("melody") and loaded["step"] == 5
+    for name, tensor in ckpt["model"]["state_dict"].items():
+        assert torch.equal(model.state_dict()[name], tensor)
+
+
+def test_a_failed_save_leaves_the_old_file_intact(ckpt, tmp_path, monkeypatch):
+    path = checkpoint.save(ckpt, tmp_path / "last.pt")
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({**ckpt, "step": 6}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "not a readable checkpoint"),
+    (b"\x00garbage" * 50, "not a readable checkpoint"),
+])
+def test_unreadable_files_name_the_file(tmp_path, content, reason):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"bad.pt: {reason}"):
+        checkpoint.load_for_inference(path)
+
+
+def test_truncated_checkpoint(ckpt, tmp_path):
+    path = checkpoint.save(ckpt, tmp_path / "t.pt")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="t.pt: not a readable checkpoint"):
+        checkpoint.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        checkpoint.load(tmp_path / "none.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "something-else"}, "not a melodygen checkpoint"),
+    ({"format_version": 99}, "format version 99"),
+    ({"encoding": {"name": "nope"}}, "unknown encoding"),
+])
+def test_foreign_or_future_checkpoints_are_refused(ckpt, tmp_path, change, message):
+    checkpoint.save({**ckpt, **change}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load_for_inference(tmp_path / "x.pt")
+
+
+def test_weights_that_do_not_fit_the_model(ckpt, tmp_path):
+    ckpt["model"]["settings"] = {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
+    checkpoint.save(ckpt, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="w.pt: weights do not fit a 'lstm' model"):
+        checkpoint.load_for_inference(tmp_path / "w.pt")
+
+
+def test_incomplete_checkpoint(ckpt, tmp_path):
+    del ckpt["model"]["state_dict"]
+    checkpoint.save(ckpt, tmp_path / "i.pt")
+    with pytest.raises(CheckpointError, match="missing model.state_dict"):
+        checkpoint.load(tmp_path / "i.pt")
