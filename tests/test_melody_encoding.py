@@ -167,7 +167,8 @@ def test_pitch_shift_table():
     table = ENC.pitch_shift_table(2)
     assert table.dtype == np.int64 and len(table) == v.size
     assert table[v.id_of("NOTE_ON", 60)] == v.id_of("NOTE_ON", 62)
-    assert table[v.id_of("NOTE_ON", 82)] == -1 and ENC.pitch_shift_table(-2)[v.id_of("NOTE_ON", 49)] == -1
+    assert table[v.id_of("NOTE_ON", 82)] == -1
+    assert ENC.pitch_shift_table(-2)[v.id_of("NOTE_ON", 49)] == -1
     for id_ in (0, 1, 2, v.id_of("NO_EVENT"), v.id_of("NOTE_OFF")):
         assert table[id_] == id_
 

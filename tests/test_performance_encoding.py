@@ -160,7 +160,8 @@ def test_pitch_shift_table_matches_transposing_the_notes():
 def test_pitch_shift_table_edges():
     v = ENC.vocab
     up, down = ENC.pitch_shift_table(3), ENC.pitch_shift_table(-3)
-    assert up[v.id_of("NOTE_ON", 125)] == -1 and up[v.id_of("NOTE_OFF", 124)] == v.id_of("NOTE_OFF", 127)
+    assert up[v.id_of("NOTE_ON", 125)] == -1
+    assert up[v.id_of("NOTE_OFF", 124)] == v.id_of("NOTE_OFF", 127)
     assert down[v.id_of("NOTE_OFF", 2)] == -1
     for name, value in [("TIME_SHIFT", 5), ("VELOCITY", 9), ("PAD", None), ("EOS", None)]:
         assert up[v.id_of(name, value)] == v.id_of(name, value)

@@ -129,7 +129,7 @@ def test_get_encoding_lists_valid_choices():
 @pytest.mark.parametrize("name, settings, message", [
     ("melody", {"min_pitch": "48"}, "min_pitch='48' must be int"),
     ("melody", {"steps_per_quarter": True}, "steps_per_quarter=True must be int"),
-    ("melody", {"min_pitch": 70, "max_pitch": 60}, "min_pitch <= max_pitch"),
+    ("melody", {"min_pitch": 70, "max_pitch": 60}, "min_pitch \\+ 11 <= max_pitch"),
     ("melody", {"max_steps": 0}, "max_steps"),
     ("performance", {"velocity_bins": 0}, "velocity_bins"),
     ("performance", {"sustain": 1}, "sustain=1 must be bool"),

@@ -53,7 +53,7 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     notes = encoding.decode(ids, qpm=qpm)
     _print_tokens(encoding.vocab, ids, limit)
     click.echo(f"{len(ids)} ids from {score.note_count()} notes in {midi_file}; they decode to "
-               f"{len(notes)} notes ({encoding.name} encoding, vocabulary of {encoding.vocab.size})")
+               f"{len(notes)} notes ({encoding.name} encoding, {encoding.vocab.size} ids in all)")
     click.echo("  ".join(f"{name} {n}" for name, n in encoding.vocab.count_events(ids).items()))
     if decode_to is not None:
         write_midi(notes, decode_to, qpm=qpm)

@@ -18,7 +18,8 @@ from melodygen.encodings.performance import PerformanceEncoding, PerformanceSett
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID, EventRange, Vocabulary
 from melodygen.errors import ConfigError, EncodingError
 
-ENCODINGS: dict[str, type[Encoding]] = {"melody": MelodyEncoding, "performance": PerformanceEncoding}
+ENCODINGS: dict[str, type[Encoding]] = {
+    "melody": MelodyEncoding, "performance": PerformanceEncoding}
 
 __all__ = ["BOS_ID", "ENCODINGS", "EOS_ID", "PAD_ID", "Encoding", "EventRange", "MelodyEncoding",
            "MelodySettings", "PerformanceEncoding", "PerformanceSettings", "Vocabulary",

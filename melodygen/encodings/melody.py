@@ -45,7 +45,7 @@ class MelodySettings:
 
     def __post_init__(self):
         check_settings(self, {
-            "need 0 <= min_pitch <= max_pitch <= 127 with at least one octave":
+            "need 0 <= min_pitch, min_pitch + 11 <= max_pitch <= 127 (an octave to fold into)":
                 lambda: 0 <= self.min_pitch and self.min_pitch + 11 <= self.max_pitch <= 127,
             "steps_per_quarter must be >= 1": lambda: self.steps_per_quarter >= 1,
             "min_notes must be >= 1": lambda: self.min_notes >= 1,
@@ -68,8 +68,8 @@ class MelodyEncoding(Encoding):
         """The melody exactly as `encode` keeps it, with start/end in grid STEPS (whole numbers
         as floats; step 0 = the first bar line of the melody), source velocities kept.
 
-        `decode(encode(score), qpm)` returns these notes with times times 60 / qpm /
-        steps_per_quarter seconds and velocity 100. Raises `NoUsableMusicError(reason)`.
+        `decode(encode(score), qpm)` returns these notes with times multiplied by
+        60 / qpm / steps_per_quarter seconds and velocity 100. Raises `NoUsableMusicError(reason)`.
         """
         pitch, start, end, velocity = self._quantized(score)
         return [Note(int(p), int(v), float(s), float(e))
@@ -91,16 +91,14 @@ class MelodyEncoding(Encoding):
         """
         step_seconds = 60.0 / qpm / self.settings.steps_per_quarter
         notes, sounding = [], None  # sounding: (pitch, start step)
-        events = self.vocab.events(ids)
+        events = self.vocab.events(ids) + [("NOTE_OFF", None)]  # closes a note open at the end
         for step, (name, value) in enumerate(events):
             if name != "NO_EVENT" and sounding is not None:
-                notes.append(Note(sounding[0], 100, sounding[1] * step_seconds, step * step_seconds))
+                pitch, begin = sounding
+                notes.append(Note(pitch, 100, begin * step_seconds, step * step_seconds))
                 sounding = None
             if name == "NOTE_ON":
                 sounding = (value, step)
-        step = len(events)
-        if sounding is not None:
-            notes.append(Note(sounding[0], 100, sounding[1] * step_seconds, step * step_seconds))
         return notes
 
     def pitch_shift_table(self, shift: int) -> np.ndarray:
@@ -139,9 +137,10 @@ class MelodyEncoding(Encoding):
             keep = start < cap
             pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
             end = np.minimum(end, cap)
-        if len(pitch) < self.settings.min_notes:
+        least = self.settings.min_notes
+        if len(pitch) < least:
             raise NoUsableMusicError(
-                f"the melody has {len(pitch)} note(s), fewer than min_notes={self.settings.min_notes}")
+                f"the melody has {len(pitch)} note(s), fewer than min_notes={least}")
         return pitch, start, end, velocity
 
     def _steps(self, tempo_map: TempoMap, seconds: list[float]) -> np.ndarray:

@@ -96,9 +96,6 @@ class Vocabulary:
         kinds, values = self.split(np.array([id_]))
         return self.ranges[kinds[0]].text(self._value(kinds[0], values[0]))
 
-    def is_special(self, id_: int) -> bool:
-        return 0 <= id_ < len(SPECIALS)
-
     def split(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised `event_of`: (range index into `self.ranges`, value) arrays for `ids`.
 
