@@ -79,6 +79,15 @@ def test_leading_silence_is_trimmed_to_the_bar_line():
     assert [n.start for n in ENC.extract_melody(waltz)] == [10, 12, 16, 20]
 
 
+def test_track_and_program_settings_choose_the_melody_track():
+    low = Track("bass", 33, False, [Note(40 + i, 90, 0.5 * i, 0.5 * i + 0.5) for i in range(4)])
+    high = Track("lead", 73, False, [Note(70 + i, 90, 0.5 * i, 0.5 * i + 0.5) for i in range(4)])
+    score = Score([high, low])
+    for settings in ({"track": 1}, {"program": 33}):
+        melody = get_encoding("melody", min_pitch=36, **settings).extract_melody(score)
+        assert [n.pitch for n in melody] == [40, 41, 42, 43], settings
+
+
 def test_too_few_notes_is_reported():
     with pytest.raises(NoUsableMusicError, match="3 note.*min_notes=4"):
         ENC.encode(_score([Note(60, 90, t, t + 0.25) for t in (0.0, 0.5, 1.0)]))
