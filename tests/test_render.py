@@ -159,6 +159,15 @@ def test_png_only_renders_beside_the_file(tmp_path):
     assert rendered.wav is None and not (tmp_path / "scale.wav").exists()
 
 
+def test_render_command_takes_folders(tmp_path):
+    for name in ("a", "sub/b"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        write_scale(tmp_path / f"{name}.mid")
+    result = CliRunner().invoke(main, ["render", str(tmp_path), "--png", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
 def test_same_output_name_twice_is_refused(tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

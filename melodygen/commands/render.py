@@ -30,7 +30,7 @@ def command(midi: tuple[str, ...], wav: bool, png: bool, out_dir: str | None, so
       melodygen render song.mid --wav --soundfont ~/sf2/GeneralUser.sf2
     """
     from melodygen.render import render_files
-    from melodygen.stats import find_midi_files
+    from melodygen.dataset.sources import find_midi_files
 
     paths = find_midi_files(midi)
     both = not wav and not png
