@@ -58,13 +58,17 @@ class TempoMap:
 
 @dataclass(slots=True)
 class Score:
-    """A whole MIDI file: its tracks, tempo map and time signatures (seconds, num, den)."""
+    """A whole MIDI file: its tracks, tempo map and time signatures (seconds, num, den).
+
+    `dropped_notes` counts zero-length notes the reader left out.
+    """
 
     tracks: list[Track]
     tempo_map: TempoMap = field(default_factory=TempoMap)
     time_signatures: list[tuple[float, int, int]] = field(default_factory=list)
     end_time: float = 0.0
     source: str = ""
+    dropped_notes: int = 0
 
     def note_count(self) -> int:
         return sum(len(t.notes) for t in self.tracks)

@@ -1,0 +1,265 @@
+"""midi_io: the fast reader on MIDI edge cases built with mido, on corrupt files, against
+pretty_midi on real corpora; and atomic writing that reads back."""
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+import midi_factory as mf
+from conftest import DATA, REPO
+from melodygen.errors import MidiReadError
+from melodygen.midi_io import read_score, write_midi, write_score
+from melodygen.notes import Note, Track
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+def spans(track):
+    return [(n.pitch, n.start, n.end) for n in track.notes]
+
+
+def test_simple_file_notes_tempo_and_names(tmp_path):
+    score = read_score(mf.simple_file(tmp_path))
+    (track,) = score.tracks
+    assert (track.name, track.program, track.is_drum) == ("Melody", 0, False)
+    assert spans(track) == [(p, i * 0.5, (i + 1) * 0.5)
+                            for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
+    assert {n.velocity for n in track.notes} == {80}
+    assert score.tempo_map.qpm == (120.0,) and score.end_time == 4.0
+    assert score.source.endswith("simple.mid") and score.dropped_notes == 0
+
+
+def test_tempo_and_time_signature_changes_from_any_track(tmp_path):
+    score = read_score(mf.tempo_changes_file(tmp_path))
+    (track,) = score.tracks
+    assert track.program == 5
+    starts = [n.start for n in track.notes]
+    assert starts == pytest.approx([0, 0.5, 1, 2, 3, 4, 5, 6])
+    assert track.notes[-1].end == pytest.approx(7.0)
+    assert score.tempo_map.times == pytest.approx((0.0, 1.0))
+    assert score.tempo_map.qpm == pytest.approx((120.0, 60.0))
+    assert score.tempo_map.beats == pytest.approx((0.0, 2.0))
+    assert score.tempo_map.to_beats(3.0) == pytest.approx(4.0)
+    assert score.time_signatures == [(0.0, 4, 4), (pytest.approx(3.0), 3, 4)]
+
+
+def test_type0_is_split_by_channel_and_drums_are_optional(tmp_path):
+    path = mf.type0_file(tmp_path)
+    score = read_score(path)
+    assert [(t.name, t.program, t.is_drum, len(t.notes)) for t in score.tracks] == [
+        ("Band", 73, False, 4), ("Band", 33, False, 1)]
+    with_drums = read_score(path, include_drums=True)
+    drums = with_drums.tracks[-1]
+    assert drums.is_drum and spans(drums) == [(42, 0.0, 0.25), (42, 1.0, 1.25)]
+
+
+def test_drum_track_excluded_by_default(tmp_path):
+    path = mf.drums_file(tmp_path)
+    assert [t.name for t in read_score(path).tracks] == ["Bass"]
+    assert [t.name for t in read_score(path, include_drums=True).tracks] == ["Drums", "Bass"]
+    assert read_score(mf.drums_only_file(tmp_path)).tracks == []
+
+
+def test_velocity_zero_is_a_note_off(tmp_path):
+    score = read_score(mf.velocity_zero_file(tmp_path))
+    assert spans(score.tracks[0]) == spans(read_score(mf.simple_file(tmp_path)).tracks[0])
+
+
+def test_same_pitch_overlap_ends_the_earlier_note(tmp_path):
+    (track,) = read_score(mf.same_pitch_overlap_file(tmp_path)).tracks
+    assert [(n.pitch, n.velocity, n.start, n.end) for n in track.notes] == [
+        (60, 70, 0.0, 0.5), (60, 90, 0.5, 1.0)]
+
+
+def test_note_on_before_note_off_at_one_tick_keeps_the_new_note(tmp_path):
+    (track,) = read_score(mf.repeated_note_file(tmp_path)).tracks
+    assert [(n.velocity, n.start, n.end) for n in track.notes] == [(80, 0.0, 0.5), (81, 0.5, 1.0)]
+
+
+def test_zero_length_notes_are_dropped_and_counted(tmp_path):
+    score = read_score(mf.zero_length_file(tmp_path))
+    assert spans(score.tracks[0]) == [(60, 0.0, 0.5), (64, 0.5, 1.0)]
+    assert score.dropped_notes == 1
+
+
+def test_unclosed_note_ends_with_its_track(tmp_path):
+    score = read_score(mf.unclosed_note_file(tmp_path))
+    assert spans(score.tracks[0]) == [(60, 0.0, 0.5), (67, 0.5, 2.0)]
+    assert score.end_time == 2.0
+
+
+def test_sustain_pedal_intervals(tmp_path):
+    (track,) = read_score(mf.pedal_file(tmp_path)).tracks
+    assert track.pedals == [(0.5, 1.0), (1.75, 3.0)]
+    assert spans(track) == [(60, 0.0, 0.5), (64, 0.25, 0.75), (67, 1.5, 2.0)]
+
+
+def test_voices_on_one_channel_stay_separate_tracks(tmp_path):
+    score = read_score(mf.multi_voice_file(tmp_path))
+    assert [t.name for t in score.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert [{n.pitch for n in t.notes} for t in score.tracks] == [{72}, {65}, {58}, {51}]
+
+
+def test_file_without_notes_gives_score_without_tracks(tmp_path):
+    score = read_score(mf.empty_file(tmp_path))
+    assert score.tracks == [] and score.note_count() == 0
+    assert score.tempo_map.qpm == (100.0,)
+    assert score.time_signatures == [(0.0, 3, 4)]
+
+
+@pytest.mark.parametrize("ticks_per_beat", [1, 24, 96, 480, 10080, 32767])
+def test_any_ticks_per_beat(tmp_path, ticks_per_beat):
+    score = read_score(mf.resolution_file(tmp_path, ticks_per_beat))
+    expected = spans(read_score(mf.simple_file(tmp_path)).tracks[0])
+    flat = [value for span in spans(score.tracks[0]) for value in span]
+    assert flat == pytest.approx([value for span in expected for value in span])
+
+
+def test_smpte_division_uses_frames_per_second(tmp_path):
+    path = mf.resolution_file(tmp_path, 480)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # 25 frames/s x 40 ticks = 1000 ticks per second
+    path.write_bytes(bytes(data))
+    notes = read_score(path).tracks[0].notes
+    assert (notes[1].start, notes[1].end) == pytest.approx((0.48, 0.96))
+
+
+def test_long_piece(tmp_path):
+    score = read_score(mf.long_file(tmp_path))
+    assert score.note_count() == 30_000
+    assert score.end_time == pytest.approx(3750.0)
+
+
+@pytest.mark.parametrize("builder", mf.CORRUPT_BUILDERS)
+def test_corrupt_files_raise_midi_read_error_naming_the_file(tmp_path, builder):
+    path = builder(tmp_path)
+    with pytest.raises(MidiReadError, match=f"^{path}: .+"):
+        read_score(path)
+
+
+def test_missing_file_raises_midi_read_error(tmp_path):
+    with pytest.raises(MidiReadError, match="nope.mid: cannot read"):
+        read_score(tmp_path / "nope.mid")
+
+
+def test_truncated_real_file(tmp_path):
+    source = sorted((DATA / "bach-chorales").glob("*.mid"))[0]
+    for keep in (0.1, 0.5, 0.99):
+        with pytest.raises(MidiReadError, match="truncated"):
+            read_score(mf.truncated_file(tmp_path, source, keep))
+
+
+# ----------------------------------------------------------------------------- vs pretty_midi
+
+
+def pretty_midi_tracks(path):
+    """pretty_midi's instruments, with its same-pitch overlaps resolved as our reader does.
+
+    pretty_midi lets an earlier note of a pitch run on under a new onset of that pitch; we end
+    it at the new onset (the module docstring of midi_io explains why).
+    """
+    import pretty_midi
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        midi = pretty_midi.PrettyMIDI(str(path))
+    tracks = []
+    for instrument in midi.instruments:
+        notes = sorted(instrument.notes, key=lambda n: (n.pitch, n.start))
+        kept = []
+        for note, after in zip(notes, notes[1:] + [None]):
+            end = after.start if after and after.pitch == note.pitch and after.start < note.end \
+                else note.end
+            if end > note.start:
+                kept.append((note.pitch, note.velocity, note.start, end))
+        tracks.append((instrument.program, instrument.is_drum, sorted(kept, key=lambda n: (n[2], n[0]))))
+    return sorted(tracks, key=lambda t: (t[2][:1], t[0]))
+
+
+def our_tracks(path):
+    tracks = [(t.program, t.is_drum, [(n.pitch, n.velocity, n.start, n.end) for n in t.notes])
+              for t in read_score(path, include_drums=True).tracks]
+    return sorted(tracks, key=lambda t: (t[2][:1], t[0]))
+
+
+def real_files(corpus, count=3):
+    for root in (DATA, SHARED):
+        files = sorted((root / corpus).glob("*.mid"))
+        if files:
+            return files[:count]
+    pytest.skip(f"no {corpus} files in {DATA} or {SHARED}")
+
+
+@pytest.mark.parametrize("corpus", ["nottingham", "bach-chorales", "pop909"])
+def test_same_notes_as_pretty_midi_on_real_files(corpus):
+    for path in real_files(corpus):
+        ours, theirs = our_tracks(path), pretty_midi_tracks(path)
+        assert [(p, d, len(n)) for p, d, n in ours] == [(p, d, len(n)) for p, d, n in theirs], path
+        for (_, _, our_notes), (_, _, their_notes) in zip(ours, theirs):
+            for mine, other in zip(our_notes, their_notes):
+                assert mine[:2] == other[:2], path
+                assert mine[2:] == pytest.approx(other[2:], abs=1e-6), path
+
+
+def test_real_pop909_file_has_tempo_changes_and_pedals():
+    path = next((p for p in real_files("pop909", 20) if p.name == "003.mid"), None)
+    if path is None:
+        pytest.skip("pop909/003.mid not available")
+    score = read_score(path)
+    assert [t.name for t in score.tracks] == ["MELODY", "BRIDGE", "PIANO"]
+    assert any(t.pedals for t in score.tracks)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def test_write_midi_round_trip(tmp_path):
+    notes = [Note(60, 80, 0.0, 0.5), Note(64, 100, 0.25, 1.0), Note(67, 1, 1.0, 1.125)]
+    path = write_midi(notes, tmp_path / "out" / "song.mid", qpm=90, program=41,
+                      track_name="Lead")
+    assert path == tmp_path / "out" / "song.mid"
+    score = read_score(path)
+    (track,) = score.tracks
+    assert (track.name, track.program, track.is_drum) == ("Lead", 41, False)
+    half_tick = 0.5 * 60 / (90 * 960)  # times are rounded to the written file's ticks
+    assert [n.pitch for n in track.notes] == [n.pitch for n in notes]
+    assert [n.velocity for n in track.notes] == [n.velocity for n in notes]
+    assert [t for n in track.notes for t in (n.start, n.end)] == pytest.approx(
+        [t for n in notes for t in (n.start, n.end)], abs=half_tick)
+    assert score.tempo_map.qpm == pytest.approx((90.0,), rel=1e-6)
+    assert [p.name for p in path.parent.iterdir()] == ["song.mid"]  # no temp file left
+    assert os.stat(path).st_mode & 0o044  # readable by others, unlike a mkstemp file
+
+
+def test_write_midi_cuts_same_pitch_overlap_at_new_onset(tmp_path):
+    notes = [Note(60, 80, 0.0, 1.0), Note(60, 90, 0.5, 1.5)]
+    (track,) = read_score(write_midi(notes, tmp_path / "o.mid")).tracks
+    assert spans(track) == [(60, 0.0, 0.5), (60, 0.5, 1.5)]
+
+
+def test_write_drums_and_score_with_pedals(tmp_path):
+    drums = Track("Kit", 0, True, [Note(36, 100, 0.0, 0.1)])
+    piano = Track("Piano", 0, False, [Note(60, 70, 0.0, 0.5)], pedals=[(0.25, 1.0)])
+    score = read_score(write_score([piano, drums], tmp_path / "band.mid"), include_drums=True)
+    assert [(t.name, t.is_drum, t.pedals) for t in score.tracks] == [
+        ("Piano", False, [(0.25, 1.0)]), ("Kit", True, [])]
+
+
+def test_write_is_atomic_on_failure(tmp_path):
+    path = write_midi([Note(60, 80, 0.0, 0.5)], tmp_path / "keep.mid")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="pitch 200"):
+        write_midi([Note(200, 80, 0.0, 0.5)], path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mid"]
+
+
+def test_other_modules_do_not_import_mido_or_pretty_midi():
+    package = Path(REPO / "melodygen")
+    offenders = [p.relative_to(REPO) for p in package.rglob("*.py") if p.name != "midi_io.py"
+                 and any(line.lstrip().startswith(("import mido", "import pretty_midi",
+                                                   "from mido", "from pretty_midi"))
+                         for line in p.read_text().splitlines())]
+    assert offenders == []
