@@ -224,10 +224,10 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     from melodygen.devices import resolve_device
     from melodygen.midi_io import write_midi
 
-    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
+    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,

@@ -157,6 +157,23 @@ def test_real_models_seeded_batches(kind):
     assert all(EOS_ID < i < MELODY.vocab.size for r in first for i in r)
 
 
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_incremental_draws_equal_rerunning_the_prefix(kind):
+    """Within the context, the cached loop draws exactly what a full forward pass per step draws."""
+    torch.manual_seed(0)
+    model = build_model(kind, _tiny(kind), MELODY.vocab.size).eval()
+    # BOS + a primer of 2 + 5 draws stay within the Transformer's context of 8.
+    got = sample(model, MELODY, num_outputs=4, max_events=5, stop_on_eos=False, primer_ids=[20, 4],
+                 temperature=1.3, top_k=20, generator=torch.Generator().manual_seed(4))
+    generator, ids = torch.Generator().manual_seed(4), torch.tensor([[BOS_ID, 20, 4]] * 4)
+    with torch.no_grad():
+        for _ in range(5):
+            logits = model(ids)[:, -1].masked_fill(torch.arange(MELODY.vocab.size) <= EOS_ID, -math.inf)
+            probs = torch.softmax(filter_logits(logits, 1.3, 20, None), -1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], 1)
+    assert got == ids[:, 3:].tolist()
+
+
 def test_transformer_runs_past_its_context():
     model = build_model("transformer", _tiny("transformer"), MELODY.vocab.size)
     rows = sample(model, MELODY, num_outputs=2, max_events=3 * model.max_context, stop_on_eos=False,

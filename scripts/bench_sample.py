@@ -1,0 +1,73 @@
+"""Sampling speed: tokens/s of `melodygen.sampling.sample` for each model kind at batch 1 and 16,
+and, for the Transformer, the KV-cached path against re-running the whole prefix at every step,
+in the same run.
+
+    python scripts/bench_sample.py                       # 1024 tokens, default model settings
+    python scripts/bench_sample.py --tokens 64 --kinds lstm transformer   # a quick check
+
+Models are built with their default settings (random weights: speed does not depend on them)
+over the performance vocabulary (391 ids). EOS is disabled so every row runs to --tokens.
+Run on a quiet machine; --threads sets torch's intra-op threads (default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from melodygen.encodings import get_encoding
+from melodygen.encodings.vocab import BOS_ID
+from melodygen.models import MODELS, build_model
+from melodygen.sampling import filter_logits, sample
+
+
+def cached_tokens_per_s(model, encoding, batch: int, tokens: int, device) -> float:
+    start = time.perf_counter()
+    sample(model, encoding, num_outputs=batch, max_events=tokens, stop_on_eos=False,
+           generator=torch.Generator(device).manual_seed(0), device=device)
+    return batch * tokens / (time.perf_counter() - start)
+
+
+def uncached_tokens_per_s(model, batch: int, tokens: int, device) -> float:
+    """The naive loop: a full forward pass over the (context-limited) prefix for every new id."""
+    generator = torch.Generator(device).manual_seed(0)
+    ids = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
+    context = model.max_context or tokens + 1
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(tokens):
+            logits = model(ids[:, -context:])[:, -1].float()
+            probs = torch.softmax(filter_logits(logits, 1.0, None, None), dim=-1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
+    return batch * tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--kinds", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    encoding = get_encoding("performance")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {device}, {args.tokens} tokens per row")
+    print(f"{'model':<12} {'batch':>5} {'path':<9} {'tokens/s':>10}")
+    for kind in args.kinds:
+        torch.manual_seed(0)
+        model = build_model(kind, {}, encoding.vocab.size).to(device).eval()
+        cached_tokens_per_s(model, encoding, 1, 8, device)  # warm-up: first-call allocations
+        for batch in args.batches:
+            cached = cached_tokens_per_s(model, encoding, batch, args.tokens, device)
+            print(f"{kind:<12} {batch:>5} {'cached':<9} {cached:>10.0f}")
+            if kind == "transformer":
+                naive = uncached_tokens_per_s(model, batch, args.tokens, device)
+                print(f"{kind:<12} {batch:>5} {'uncached':<9} {naive:>10.0f}   cache speed-up {cached / naive:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""`melodygen sample` through click's CliRunner on tiny checkpoints of every model kind and encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from melodygen.checkpoint import make_checkpoint, save
+from melodygen.cli import main
+from melodygen.encodings import ENCODINGS, get_encoding
+from melodygen.midi_io import read_score
+from melodygen.models import MODELS, build_model, settings_to_dict
+from midi_factory import empty_file, simple_file, text_file
+
+TINY = {"transformer": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 16}}
+TINY_RECURRENT = {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
+
+
+def write_checkpoint(path: Path, kind: str, encoding_name: str) -> Path:
+    torch.manual_seed(0)
+    encoding = get_encoding(encoding_name)
+    model = build_model(kind, TINY.get(kind, TINY_RECURRENT), encoding.vocab.size)
+    ckpt = make_checkpoint(model_kind=kind, model_settings=settings_to_dict(model.settings), model=model,
+                           encoding=encoding, run_config={}, step=0, best_val_nll=None)
+    return save(ckpt, path)
+
+
+@pytest.fixture
+def melody_ckpt(tmp_path) -> Path:
+    return write_checkpoint(tmp_path / "lstm.pt", "lstm", "melody")
+
+
+def run(*args) -> object:
+    return CliRunner().invoke(main, ["sample", *map(str, args)])
+
+
+def notes_of(path: Path) -> list:
+    return sorted((n for t in read_score(path).tracks for n in t.notes), key=lambda n: (n.start, n.pitch))
+
+
+@pytest.mark.parametrize("encoding_name", sorted(ENCODINGS))
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_kind_and_encoding_writes_midi(tmp_path, kind, encoding_name):
+    ckpt = write_checkpoint(tmp_path / "m.pt", kind, encoding_name)
+    out = tmp_path / "out"
+    result = run(ckpt, "--out", out, "-n", 2, "--length", 40, "--seed", 5, "--temperature", 0.9,
+                 "--top-k", 30, "--top-p", 0.95, "--program", 40, "--tempo", 100)
+    assert result.exit_code == 0, result.output
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["sample_000.mid", "sample_001.mid"]
+    for f in files:
+        score = read_score(f)  # a valid MIDI file
+        assert score.tempo_map.qpm[0] == pytest.approx(100, abs=0.01)
+        assert all(t.program == 40 for t in score.tracks)
+        assert f.name in result.output
+    assert "file" in result.output and "events" in result.output
+    assert f"to {out}" in result.output
+
+
+def test_seed_reproduces_files_bit_for_bit(tmp_path, melody_ckpt):
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        assert run(melody_ckpt, "--out", tmp_path / name, "-n", 3, "--length", 64, "--seed", seed).exit_code == 0
+    files = {d: [(tmp_path / d / f"sample_{i:03d}.mid").read_bytes() for i in range(3)] for d in "abc"}
+    assert files["a"] == files["b"]
+    assert files["a"] != files["c"]
+    assert len(set(files["a"])) == 3  # the rows of one batch differ
+
+
+def test_never_overwrites_without_the_flag(tmp_path, melody_ckpt):
+    out = tmp_path / "out"
+    assert run(melody_ckpt, "--out", out, "--seed", 1, "--name", "tune").exit_code == 0
+    before = (out / "tune_000.mid").read_bytes()
+    result = run(melody_ckpt, "--out", out, "--seed", 2, "--name", "tune")
+    assert result.exit_code == 1
+    assert "tune_000.mid: already exists" in result.output and "Traceback" not in result.output
+    assert (out / "tune_000.mid").read_bytes() == before
+    assert run(melody_ckpt, "--out", out, "--seed", 2, "--name", "tune", "--overwrite").exit_code == 0
+
+
+def test_primer_then_continuation(tmp_path, melody_ckpt):
+    primer = simple_file(tmp_path)  # 8 quarter notes at 120 qpm, 60..72
+    full, cont = tmp_path / "full", tmp_path / "cont"
+    assert run(melody_ckpt, "--out", full, "--primer", primer, "--length", 48, "--seed", 3).exit_code == 0
+    result = run(melody_ckpt, "--out", cont, "--primer", primer, "--length", 48, "--seed", 3,
+                 "--continuation-only")
+    assert result.exit_code == 0, result.output
+    primer_notes, full_notes = notes_of(primer), notes_of(full / "sample_000.mid")
+    assert [(n.pitch, n.start, n.end) for n in full_notes[:8]] == \
+        [(n.pitch, pytest.approx(n.start), pytest.approx(n.end)) for n in primer_notes]
+    # The continuation-only file holds what follows the primer, shifted to time 0.
+    shift = len(get_encoding("melody").encode(read_score(primer))) * 0.125  # 0.125 s per step at 120 qpm
+    later = [(n.pitch, round(n.start - shift, 3), round(n.end - shift, 3)) for n in full_notes[8:]]
+    cont_notes = [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in notes_of(cont / "sample_000.mid")]
+    assert cont_notes and cont_notes == later
+
+
+def test_seconds_and_bars_bound_the_duration(tmp_path):
+    perf = write_checkpoint(tmp_path / "p.pt", "gru", "performance")
+    assert run(perf, "--out", tmp_path / "p", "-n", 4, "--seconds", 2, "--seed", 1).exit_code == 0
+    for f in (tmp_path / "p").iterdir():
+        assert max((n.end for n in notes_of(f)), default=0) <= 3.0  # the last shift may pass 2 s by < 1 s
+    mel = write_checkpoint(tmp_path / "m.pt", "rnn", "melody")
+    result = run(mel, "--out", tmp_path / "m", "--bars", 2, "--tempo", 60, "--seed", 1)
+    assert result.exit_code == 0
+    assert max((n.end for n in notes_of(tmp_path / "m" / "sample_000.mid")), default=0) <= 8.0 + 1e-6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", 0], "--temperature"),
+    (["--temperature", -1], "--temperature"),
+    (["--top-p", 0], "--top-p"),
+    (["--top-p", 1.5], "--top-p"),
+    (["--length", 10, "--seconds", 3], "at most one of"),
+    (["--continuation-only"], "needs --primer"),
+])
+def test_bad_options_are_usage_errors(tmp_path, melody_ckpt, args, message):
+    result = run(melody_ckpt, "--out", tmp_path / "o", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, melody_ckpt):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    other = torch.load(melody_ckpt, weights_only=True)
+    other["format_version"] = 99
+    future = save(other, tmp_path / "future.pt")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [
+        ([tmp_path / "missing.pt", "--out", tmp_path / "o"], "missing.pt"),
+        ([corrupt, "--out", tmp_path / "o"], "corrupt.pt"),
+        ([future, "--out", tmp_path / "o"], "future.pt"),
+        ([melody_ckpt, "--out", tmp_path / "o", "--primer", text_file(tmp_path)], ".mid"),
+        ([melody_ckpt, "--out", tmp_path / "o", "--primer", empty_file(tmp_path)], "empty.mid"),
+        ([melody_ckpt, "--out", blocker / "sub"], "file/sub"),
+    ]
+    for args, name in cases:
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Traceback" not in result.output and name in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing is created when the inputs are bad
