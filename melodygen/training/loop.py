@@ -65,6 +65,7 @@ class _Run:
     best: dict | None = None
     bad_evals: int = 0
     elapsed_before: float = 0.0
+    running: tuple[torch.Tensor | float, int] = (0.0, 0)  # loss sum and steps since the last log
     metrics: MetricsLog | None = None
     bar: ProgressBar | None = None
     clock: dict = field(default_factory=dict)
@@ -117,6 +118,7 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
         resumed = state.restore(ckpt, optimizer, sampler, info, paths.last)
         run.step, run.best = ckpt["step"], resumed["best"]
         run.bad_evals, run.elapsed_before = resumed["bad_evals"], resumed["elapsed_s"]
+        run.running = resumed["running_loss"]
     return run
 
 
@@ -155,17 +157,17 @@ def _loop(run: _Run, stop: StopFlag) -> str:
     tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * run.info.world_size
     now = time.perf_counter()
     run.clock = {"start": now, "val_s": 0.0, "tokens": 0, "log_time": 0.0, "log_tokens": 0}
-    running, count = torch.zeros((), device=run.device), 0
+    loss_sum, count = run.running
+    run.running = (torch.tensor(loss_sum, device=run.device), count)
     while run.step < cfg.max_steps:
-        running += run.stepper(run.step)
-        run.step, count = run.step + 1, count + 1
+        loss = run.stepper(run.step)
+        run.running = (run.running[0] + loss, run.running[1] + 1)
+        run.step += 1
         run.clock["tokens"] += tokens_per_step
         if run.bar:
             run.bar.advance()
         at_log = run.step % cfg.log_every == 0 or run.step == cfg.max_steps
-        row = _train_figures(run, running / count) if at_log else {}
-        if at_log:
-            running, count = torch.zeros((), device=run.device), 0
+        row = _train_figures(run) if at_log else {}
         early_stop = False
         if run.step % cfg.eval_every == 0:
             early_stop, val_row = _evaluate(run)
@@ -199,9 +201,11 @@ def _train_seconds(run: _Run) -> float:
     return time.perf_counter() - run.clock["start"] - run.clock["val_s"]
 
 
-def _train_figures(run: _Run, mean_loss: torch.Tensor) -> dict:
+def _train_figures(run: _Run) -> dict:
     """Train loss, lr, tokens/s since the last log (the one place the loss is read back)."""
-    loss = distributed.mean(mean_loss, run.info).item()
+    loss_sum, count = run.running
+    loss = distributed.mean(loss_sum / count, run.info).item()
+    run.running = (torch.zeros((), device=run.device), 0)
     clock = run.clock
     spent = _train_seconds(run) - clock["log_time"]
     tokens_per_s = (clock["tokens"] - clock["log_tokens"]) / spent if spent > 0 else 0.0
@@ -242,7 +246,8 @@ def _save(run: _Run, best: bool) -> None:
     from melodygen.models import settings_to_dict
 
     training_state = state.capture(run.optimizer, run.sampler, step=run.step, best=run.best,
-                                   bad_evals=run.bad_evals, elapsed=_elapsed(run), info=run.info)
+                                   bad_evals=run.bad_evals, elapsed=_elapsed(run),
+                                   running=(float(run.running[0]), run.running[1]), info=run.info)
     if not run.info.is_main:
         return
     ckpt = checkpoint.make_checkpoint(

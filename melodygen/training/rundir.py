@@ -78,7 +78,7 @@ class MetricsLog:
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _rows_up_to(path: Path, step: int) -> list[list[str]]:

@@ -13,20 +13,24 @@ from melodygen.training.distributed import DistInfo
 
 
 def capture(optimizer, sampler, *, step: int, best: dict | None, bad_evals: int, elapsed: float,
-            info: DistInfo) -> dict:
-    """The training-state part of a checkpoint (call on every rank: it gathers the RNGs)."""
+            running: tuple[float, int], info: DistInfo) -> dict:
+    """The training-state part of a checkpoint (call on every rank: it gathers the RNGs).
+    `running` is the loss sum and step count since the last log, so that the first metrics
+    row after a resume averages the same steps as in an uninterrupted run."""
     rng = {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state()
     return {
         "optimizer": optimizer.state_dict(),
-        "scheduler": {"step": step, "best": best, "bad_evals": bad_evals, "elapsed_s": elapsed},
+        "scheduler": {"step": step, "best": best, "bad_evals": bad_evals, "elapsed_s": elapsed,
+                      "running_loss": distributed.gather(running, info)},
         "rng": {"world_size": info.world_size, "ranks": distributed.gather(rng, info)},
     }
 
 
 def restore(ckpt: dict, optimizer, sampler, info: DistInfo, path) -> dict:
-    """Loads the optimizer and this rank's random states; returns the "scheduler" dict."""
+    """Loads the optimizer and this rank's random states; returns the "scheduler" dict with
+    this rank's `running_loss`."""
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
         rng = ckpt["rng"]
@@ -41,7 +45,7 @@ def restore(ckpt: dict, optimizer, sampler, info: DistInfo, path) -> dict:
     if "cuda" in mine and torch.cuda.is_available():
         torch.cuda.set_rng_state(mine["cuda"])
     sampler.load_state_dict(mine["sampler"])
-    return scheduler
+    return {**scheduler, "running_loss": scheduler["running_loss"][info.rank]}
 
 
 def check_same_run(ckpt: dict, model, encoding, path) -> None:

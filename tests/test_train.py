@@ -1,0 +1,219 @@
+"""The training loop: run folder, metrics, resume == uninterrupted, Ctrl-C, early stopping,
+gradient accumulation, the schedule, and bad input (one clear error, nothing overwritten)."""
+
+import csv
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from melodygen import checkpoint
+from melodygen.cli import main
+from melodygen.config import TrainingConfig, save_config
+from melodygen.encodings import PAD_ID
+from melodygen.errors import CheckpointError, ConfigError, DatasetError
+from melodygen.models import build_model
+from melodygen.training import train
+from melodygen.training.interrupt import StopFlag
+from melodygen.training.optim import lr_at, make_optimizer
+from melodygen.training.rundir import COLUMNS
+from melodygen.training.steps import Stepper
+from train_fixtures import make_dataset, tiny_config
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "motifs")
+
+
+class StopAtCall(StopFlag):
+    """Ctrl-C pressed during step `n` (the loop reads `requested` once per step)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    @property
+    def requested(self):
+        self.calls += 1
+        return self.calls >= self.n
+
+    @requested.setter
+    def requested(self, value):
+        pass
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_metrics_and_checkpoints(dataset, tmp_path):
+    result = train(tiny_config(dataset), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"config.toml", "metrics.csv", "best.pt", "last.pt"}
+    rows = read_metrics(run)
+    assert tuple(rows[0]) == COLUMNS
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]
+    val = [float(r["val_nll"]) for r in rows if r["val_nll"]]
+    assert len(val) == 3 and result.best["nll"] == min(val)
+    assert all(math.isclose(float(r["val_ppl"]), math.exp(float(r["val_nll"])), rel_tol=1e-4)
+               for r in rows if r["val_nll"])
+    best = torch.load(run / "best.pt", weights_only=True)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["step"] == 12 and best["step"] == result.best["step"]
+    assert best["best_val_nll"] == pytest.approx(result.best["nll"])
+    assert best["run_config"]["model"]["hidden_size"] == 24
+    assert result.stop_reason == "max_steps" and result.tokens == 12 * 4 * 16
+
+
+def test_training_learns(dataset, tmp_path):
+    config = tiny_config(dataset, max_steps=80, eval_every=80, log_every=10, lr=2e-2,
+                         transpose_range=[0, 0])
+    train(config, tmp_path / "run", progress=False)
+    losses = [float(r["train_loss"]) for r in read_metrics(tmp_path / "run")]
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_resume_reaches_the_same_result_as_an_uninterrupted_run(dataset, tmp_path):
+    config = tiny_config(dataset, max_steps=12, eval_every=4)
+    train(config, tmp_path / "straight", progress=False)
+    interrupted = train(config, tmp_path / "split", stop=StopAtCall(7), progress=False)
+    assert interrupted.stop_reason == "interrupted" and interrupted.step == 7
+    assert torch.load(tmp_path / "split" / "last.pt", weights_only=True)["step"] == 7
+    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    assert resumed.step == 12
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    for name, tensor in a["model"]["state_dict"].items():
+        assert torch.equal(tensor, b["model"]["state_dict"][name]), name
+    assert a["best_val_nll"] == b["best_val_nll"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in rows]
+    assert strip(read_metrics(tmp_path / "straight")) == strip(read_metrics(tmp_path / "split"))
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(dataset, tmp_path):
+    common = dict(max_steps=3, eval_every=3, transpose_range=[0, 0], grad_clip=0.0)
+    model_cfg = {"dropout": 0.0}
+    big = tiny_config(dataset, batch_size=8, **common).replace(model=model_cfg)
+    accum = tiny_config(dataset, batch_size=4, grad_accum=2, **common).replace(model=model_cfg)
+    train(big, tmp_path / "big", progress=False)
+    train(accum, tmp_path / "accum", progress=False)
+    a = torch.load(tmp_path / "big" / "last.pt", weights_only=True)["model"]["state_dict"]
+    b = torch.load(tmp_path / "accum" / "last.pt", weights_only=True)["model"]["state_dict"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_on_patience(dataset, tmp_path):
+    # lr so small that the weights cannot change in float32: validation never improves
+    config = tiny_config(dataset, lr=1e-30, patience=2, max_steps=100, eval_every=4)
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.stop_reason == "early stopping" and result.step == 12
+    assert result.best["step"] == 4
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_step_loss_is_next_id_cross_entropy_without_pad(smoothing):
+    torch.manual_seed(0)
+    model = build_model("gru", {"embed_size": 8, "hidden_size": 8, "num_layers": 1, "dropout": 0.0}, 41)
+    x = torch.randint(3, 41, (2, 6))
+    y = torch.randint(3, 41, (2, 6))
+    y[0, :2] = PAD_ID
+    with torch.no_grad():
+        logp = torch.log_softmax(model(x), -1)[y != PAD_ID]  # (events, V)
+    target = y[y != PAD_ID]
+    nll = -logp.gather(1, target[:, None]).mean()
+    expected = (1 - smoothing) * nll + smoothing * (-logp.mean())
+    cfg = TrainingConfig(label_smoothing=smoothing, grad_accum=1)
+    optimizer = make_optimizer(model, cfg)
+    stepper = Stepper(model, optimizer, iter([(x, y)]), cfg, torch.device("cpu"), PAD_ID)
+    before = [p.clone() for p in model.parameters()]
+    assert stepper(0).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainingConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(110)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lr_at(110, cfg) == pytest.approx(0.1) and lr_at(500, cfg) == pytest.approx(0.1)
+
+
+def test_no_weight_decay_on_biases_norms_and_embeddings():
+    model = build_model("transformer", {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,
+                                        "max_context": 16}, 41)
+    optimizer = make_optimizer(model, TrainingConfig(weight_decay=0.1))
+    decay, keep = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    assert embeddings and not embeddings & {id(p) for p in decay["params"]}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert len(decay["params"]) + len(keep["params"]) == len(list(model.parameters()))
+
+
+def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
+    train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
+    other_model = tiny_config(dataset, max_steps=4).replace(model={"hidden_size": 32})
+    with pytest.raises(CheckpointError, match="cannot resume: model"):
+        train(other_model, tmp_path / "run", resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_resume_refuses_another_version(dataset, tmp_path):
+    train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    checkpoint.save({**ckpt, "melodygen_version": "0.0.1"}, last)
+    with pytest.raises(CheckpointError, match="written by melodygen 0.0.1"):
+        train(tiny_config(dataset, max_steps=4), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        train(tiny_config(dataset), tmp_path / "fresh", resume=True, progress=False)
+
+
+def test_bad_data_and_model(dataset, tmp_path):
+    with pytest.raises(DatasetError, match="prepared with encoding 'melody'"):
+        train(tiny_config(dataset).replace(encoding={"max_pitch": 90}), tmp_path / "a")
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        train(tiny_config(tmp_path / "missing"), tmp_path / "b")
+    with pytest.raises(ConfigError, match="unknown model kind 'lstn'"):
+        train(tiny_config(dataset).replace(model={"kind": "lstn"}), tmp_path / "c")
+    with pytest.raises(ConfigError, match="max_context"):
+        train(tiny_config(dataset, seq_len=64).replace(
+            model={"kind": "transformer", "max_context": 32}), tmp_path / "d")
+    assert not any((tmp_path / d).exists() for d in "abcd")
+
+
+def test_cli_trains_and_reports(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    save_config(tiny_config(dataset, max_steps=4), config)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(out),
+                                       "--threads", "1", "--seed", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "best val NLL" in result.output and f"melodygen sample {out}/best.pt" in result.output
+    assert (out / "best.pt").is_file()
+    assert "seed = 3" in (out / "config.toml").read_text()
+    again = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(out)])
+    assert again.exit_code == 1 and "already holds a run" in again.output
+    assert "Traceback" not in again.output
+    resumed = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--quiet",
+                                        "--set", "training.max_steps=6"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Stopped at step 6" in resumed.output
+
+
+def test_cli_bad_override_is_one_line(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    save_config(tiny_config(dataset), config)
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(tmp_path / "r"),
+                                       "--set", "training.lr=fast", "--set", "model.hidden=3"])
+    assert result.exit_code == 1
+    assert "training.lr = 'fast'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
