@@ -54,7 +54,8 @@ def test_shapes_and_kind(kind, settings):
 
 
 @pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
-@pytest.mark.parametrize("sizes", [[1] * 12, [5] + [1] * 7, [3, 4, 5], [12]], ids=["ones", "5+ones", "3-4-5", "all"])
+@pytest.mark.parametrize("sizes", [[1] * 12, [5] + [1] * 7, [3, 4, 5], [12]],
+                         ids=["ones", "5+ones", "3-4-5", "all"])
 def test_step_matches_forward(kind, settings, sizes):
     model = tiny(kind, settings)
     ids = random_ids()
@@ -90,8 +91,8 @@ def test_settings_round_trip_and_state_dict(kind, settings):
 
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_weight_tying_shares_the_tensor(kind):
-    tie = {"rnn": {"embed_size": 16, "hidden_size": 16}, "lstm": {"embed_size": 16, "hidden_size": 16},
-           "gru": {"embed_size": 16, "hidden_size": 16}, "transformer": TINY["transformer"]}[kind]
+    square = {"embed_size": 16, "hidden_size": 16}
+    tie = TINY["transformer"] if kind == "transformer" else square
     tied = tiny(kind, {**tie, "tie_weights": True})
     untied = tiny(kind, {**tie, "tie_weights": False})
     assert tied.head.weight is tied.embed.weight
@@ -185,7 +186,8 @@ def test_every_problem_reported_at_once():
 
 
 @pytest.mark.parametrize("kind,settings,fragment", [
-    ("gru", {"embed_size": 8, "hidden_size": 16, "tie_weights": True}, "tie_weights needs embed_size == hidden_size"),
+    ("gru", {"embed_size": 8, "hidden_size": 16, "tie_weights": True},
+     "tie_weights needs embed_size == hidden_size"),
     ("rnn", {"dropout": 1.0}, "dropout must be in [0, 1)"),
     ("lstm", {"num_layers": 0}, ">= 1"),
     ("transformer", {"d_model": 30, "n_heads": 4}, "multiple of n_heads"),

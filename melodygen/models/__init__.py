@@ -1,8 +1,9 @@
 """The model registry: kind name -> (settings dataclass, generator class), and `build_model`.
 
     model = build_model("lstm", {"hidden_size": 512}, vocab_size=encoding.vocab.size)
+    # what a checkpoint stores; build_model(**spec) rebuilds the model
     spec = {"kind": model.kind, "settings": settings_to_dict(model.settings),
-            "vocab_size": model.vocab_size}  # what a checkpoint stores; build_model(**spec) rebuilds it
+            "vocab_size": model.vocab_size}
 
 `rnn`, `lstm` and `gru` share `RecurrentSettings`; `transformer` has `TransformerSettings`.
 """
@@ -50,7 +51,8 @@ def make_settings(kind: str, settings: dict[str, Any]) -> Any:
     except ConfigError as exc:
         problems.append(str(exc))
     if problems:
-        raise ConfigError(f"model {kind!r}: " + "; ".join(problems) + f" (valid settings: {', '.join(names)})")
+        raise ConfigError(f"model {kind!r}: " + "; ".join(problems)
+                          + f" (valid settings: {', '.join(names)})")
     return resolved
 
 
@@ -60,7 +62,7 @@ def _unknown(key: str, names: list[str]) -> str:
 
 
 def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> Generator:
-    """A freshly initialised generator of `kind` for `vocab_size` ids (ConfigError on bad settings)."""
+    """A freshly initialised generator of `kind` for `vocab_size` ids (ConfigError if bad)."""
     resolved = make_settings(kind, settings)
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise ConfigError(f"vocab_size must be a positive integer, got {vocab_size!r}")

@@ -38,7 +38,8 @@ class RecurrentSettings:
                 lambda: min(self.embed_size, self.hidden_size, self.num_layers) >= 1,
             "dropout must be in [0, 1)": lambda: 0 <= self.dropout < 1,
             f"tie_weights needs embed_size == hidden_size (got {self.embed_size} and "
-            f"{self.hidden_size})": lambda: not self.tie_weights or self.embed_size == self.hidden_size,
+            f"{self.hidden_size})":
+                lambda: not self.tie_weights or self.embed_size == self.hidden_size,
         })
 
 

@@ -84,10 +84,12 @@ def rope_tables(positions: Tensor, head_size: int) -> tuple[Tensor, Tensor]:
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotates pairs (x[i], x[i + D/2]) of x (B, H, T, D) by the angles of each position."""
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # keep bf16 under autocast
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotates pairs (x[i], x[i + D/2]) of x (B, H, T, D) by the angles of each position.
+
+    Computed in float32 (bf16 rotations lose precision at large positions), returned in
+    x's dtype so attention under bf16 autocast gets matching q, k, v."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -120,7 +122,8 @@ def _causal_mask(new: int, total: int, device: torch.device) -> Tensor | None:
     if new == 1 or new == total:
         return None
     past = total - new
-    return torch.arange(total, device=device)[None, :] <= torch.arange(past, total, device=device)[:, None]
+    keys = torch.arange(total, device=device)
+    return keys[None, :] <= keys[past:, None]
 
 
 class Block(nn.Module):
@@ -149,7 +152,8 @@ class TransformerGenerator(Generator):
         super().__init__(settings, vocab_size)
         s = settings
         self.embed = nn.Embedding(vocab_size, s.d_model)
-        self.pos_embed = nn.Embedding(s.max_context, s.d_model) if s.positions == "learned" else None
+        learned = s.positions == "learned"
+        self.pos_embed = nn.Embedding(s.max_context, s.d_model) if learned else None
         self.drop = nn.Dropout(s.dropout)
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
         self.ln_f = nn.LayerNorm(s.d_model)
@@ -196,7 +200,8 @@ class TransformerGenerator(Generator):
             return state
         if self.pos_embed is None:
             keep = self.max_context - 1
-            return KVCache([(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state.layers], state.position)
+            layers = [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state.layers]
+            return KVCache(layers, state.position)
         return self._extend(state.ids[:, -(self.max_context // 2):], None)[1]
 
     def _extend(self, ids: LongTensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
@@ -208,7 +213,7 @@ class TransformerGenerator(Generator):
         return logits, KVCache(layers, start + ids.shape[1], kept)
 
     def _run(self, ids: LongTensor, past: list | None, start: int) -> tuple[Tensor, list]:
-        """ids (B, T) at positions start.. after `past` -> (logits (B, T, V), new per-layer k, v)."""
+        """ids (B, T) at positions start.. after `past` -> (logits (B, T, V), per-layer k, v)."""
         x = self.embed(ids)  # (B, T, C)
         positions = torch.arange(start, start + ids.shape[1], device=ids.device)
         rope = None
