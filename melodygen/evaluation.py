@@ -58,10 +58,11 @@ def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -
             events += keep.sum()
     if isinstance(model, torch.nn.Module):
         model.train(was_training)
-    return _figures(nll.item(), int(hits.item()), int(events.item()))
+    return nll_figures(nll.item(), int(hits.item()), int(events.item()))
 
 
-def _figures(nll_sum: float, hits: int, events: int) -> dict:
+def nll_figures(nll_sum: float, hits: int, events: int) -> dict:
+    """The figures from summed NLL (nats), correct argmax count and scored events (NaN if none)."""
     if events == 0:
         return {"nll": math.nan, "perplexity": math.nan, "accuracy": math.nan, "events": 0}
     nll = nll_sum / events
@@ -162,7 +163,10 @@ def encode_midi_files(sources, encoding) -> tuple[np.ndarray, list[str]]:
     for path in find_midi_files(sources):
         try:
             ids = encoding.encode(read_score(path))
-        except (MidiReadError, NoUsableMusicError) as exc:
+        except MidiReadError as exc:  # its message names the file already
+            skipped.append(str(exc))
+            continue
+        except NoUsableMusicError as exc:
             skipped.append(f"{path}: {exc}")
             continue
         pieces.append(np.concatenate([[BOS_ID], ids, [EOS_ID]]).astype(np.int64))

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
+
+from melodygen.checkpoint import load_for_inference, make_checkpoint, save
+from melodygen.cli import main
 
 from melodygen.dataset.shards import TokenDataset, write_split
 from melodygen.dataset.windows import iter_sequential_windows
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError
-from melodygen.evaluation import NgramBaseline, evaluate_baseline, evaluate_nll, score_ids
-from melodygen.models import build_model
+from melodygen.evaluation import NgramBaseline, evaluate_baseline, evaluate_checkpoint, evaluate_nll, score_ids
+from melodygen.midi_io import read_score
+from melodygen.models import build_model, settings_to_dict
+from midi_factory import text_file
 
 
 class EmbeddingModel(torch.nn.Module):
@@ -129,3 +137,73 @@ def test_evaluate_baseline_on_a_dataset(tmp_path):
     assert low["events"] == high["events"] == TokenDataset(tmp_path, "valid").num_tokens - 1
     assert high["nll"] < low["nll"]
     assert high["accuracy"] > 0.5  # the first tune is memorised
+
+
+def tiny_dataset(directory: Path, encoding) -> Path:
+    """A prepared-dataset folder (shards, encoding.json, a minimal manifest) of random pieces."""
+    directory.mkdir()
+    rng = np.random.default_rng(3)
+    low, size = EOS_ID + 1, encoding.vocab.size
+    write_split(directory, "train", [rng.integers(low, size, 40) for _ in range(6)], BOS_ID, EOS_ID)
+    write_split(directory, "valid", [rng.integers(low, size, n) for n in (25, 31)], BOS_ID, EOS_ID)
+    encoding.save_json(directory / "encoding.json")
+    (directory / "manifest.json").write_text(json.dumps({"format": "melodygen-dataset"}))
+    return directory
+
+
+def tiny_checkpoint(path: Path, encoding, seq_len: int = 16) -> Path:
+    torch.manual_seed(2)
+    model = build_model("gru", {"embed_size": 8, "hidden_size": 16, "num_layers": 1}, encoding.vocab.size)
+    return save(make_checkpoint(model_kind="gru", model_settings=settings_to_dict(model.settings), model=model,
+                                encoding=encoding, run_config={"training": {"seq_len": seq_len}}, step=3,
+                                best_val_nll=None), path)
+
+
+def test_evaluate_command_equals_direct_cross_entropy(tmp_path):
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", encoding, seq_len=16)
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt), "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    model, _, _ = load_for_inference(ckpt)
+    ids = torch.from_numpy(TokenDataset(data, "valid").ids.astype(np.int64))
+    chunks = [ids[i:i + 17] for i in range(0, len(ids) - 1, 16)]  # windows of 16 targets
+    with torch.no_grad():
+        losses = [F.cross_entropy(model(c[None, :-1])[0], c[1:], reduction="sum") for c in chunks]
+    assert got["events"] == len(ids) - 1 and got["seq_len"] == 16
+    assert got["nll"] == pytest.approx(sum(losses).item() / (len(ids) - 1), rel=1e-5)
+    text = CliRunner().invoke(main, ["evaluate", str(ckpt), "--data", str(data)]).output
+    assert f"NLL {got['nll']:.4f} nats/event" in text
+
+
+def test_evaluate_on_midi_files_skips_unusable_ones(tmp_path, nottingham_files):
+    encoding = get_encoding("melody")
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", encoding)
+    result = evaluate_checkpoint(ckpt, sources=[*map(str, nottingham_files[:2]), str(text_file(tmp_path))])
+    pieces = [encoding.encode(read_score(f)) for f in nottingham_files[:2]]
+    assert result["events"] == sum(len(p) + 2 for p in pieces) - 1
+    assert len(result["skipped"]) == 1 and result["skipped"][0].count("readme.mid") == 1
+
+
+def test_evaluate_errors_are_one_line(tmp_path):
+    encoding = get_encoding("performance")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", get_encoding("melody"))
+    for args in (["--data", str(data)], ["--data", str(tmp_path / "nowhere")]):
+        result = CliRunner().invoke(main, ["evaluate", str(ckpt), *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert "prepared with encoding 'performance'" in CliRunner().invoke(
+        main, ["evaluate", str(ckpt), "--data", str(data)]).output
+    assert CliRunner().invoke(main, ["evaluate", str(ckpt)]).exit_code == 2
+
+
+def test_baseline_command_orders(tmp_path):
+    data = tiny_dataset(tmp_path / "data", get_encoding("melody"))
+    result = CliRunner().invoke(main, ["baseline", str(data), "--order", "1", "--order", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["order"] for r in rows] == [1, 2]
+    assert rows[0]["events"] == TokenDataset(data, "valid").num_tokens - 1
+    assert rows[0] == evaluate_baseline(data, order=1)
