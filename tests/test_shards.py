@@ -161,3 +161,25 @@ def test_sequential_windows_cover_every_target_exactly_once(tmp_path, seq_len, b
     xs = torch.cat([x.reshape(-1) for x, _ in batches])
     ids = torch.from_numpy(ds.ids.astype(np.int64))
     assert torch.equal(ys, ids[1:]) and torch.equal(xs, ids[:-1])
+
+
+@pytest.mark.parametrize("name", ["melody", "performance"])
+def test_transposed_windows_decode_to_transposed_music(tmp_path, nottingham_files, name):
+    from melodygen.dataset.encode_files import encode_file
+    from melodygen.dataset.windows import shift_tables_for
+    from melodygen.encodings import get_encoding
+
+    encoding = get_encoding(name)
+    pieces = [encode_file(f, encoding).ids for f in nottingham_files]
+    ds = _write(tmp_path, pieces)
+    plain = WindowSampler(ds, 64, 16, generator=np.random.default_rng(3))
+    shifted = WindowSampler(ds, 64, 16, generator=np.random.default_rng(3), transpose_range=(-5, 5),
+                            shift_tables=shift_tables_for(encoding, (-5, 5)))
+    deltas = set()
+    for row0, row1 in zip(next(plain)[0], next(shifted)[0]):
+        notes0, notes1 = encoding.decode(row0.tolist()), encoding.decode(row1.tolist())
+        assert [(n.start, n.end) for n in notes0] == [(n.start, n.end) for n in notes1]
+        row_deltas = {b.pitch - a.pitch for a, b in zip(notes0, notes1)}
+        assert len(row_deltas) <= 1
+        deltas |= row_deltas
+    assert deltas <= set(range(-5, 6)) and len(deltas) > 2

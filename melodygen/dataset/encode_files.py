@@ -43,19 +43,25 @@ def encode_file(path: str | Path, encoding) -> FileResult:
     try:
         score = read_score(path)
     except MidiReadError as exc:
-        return FileResult(path, None, reason=UNREADABLE, detail=str(exc))
+        return FileResult(path, None, reason=UNREADABLE, detail=_without_path(path, exc))
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
         return FileResult(path, None, reason=ERROR, detail=f"reading: {type(exc).__name__}: {exc}")
     notes, seconds = score.note_count(), float(score.end_time)
     try:
         ids = encoding.encode(score)
     except NoUsableMusicError as exc:
-        return FileResult(path, None, notes, seconds, NO_MUSIC, str(exc))
+        return FileResult(path, None, notes, seconds, NO_MUSIC, _without_path(path, exc))
     except Exception as exc:  # noqa: BLE001 - as above
         return FileResult(path, None, notes, seconds, ERROR, f"encoding: {type(exc).__name__}: {exc}")
     if len(ids) == 0:
-        return FileResult(path, None, notes, seconds, NO_MUSIC, f"{path}: the encoding kept no events")
+        return FileResult(path, None, notes, seconds, NO_MUSIC, "the encoding kept no events")
     return FileResult(path, np.asarray(ids, dtype=np.uint16), notes, seconds)
+
+
+def _without_path(path: str, exc: Exception) -> str:
+    """The message without a leading "PATH: " (the path is recorded beside it)."""
+    message = str(exc)
+    return message[len(path) + 2:] if message.startswith(f"{path}: ") else message
 
 
 _worker_encoding = None  # set once per worker process by `_init_worker`

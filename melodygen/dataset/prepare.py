@@ -11,8 +11,8 @@ would trust (a killed run may leave a `.NAME.partial-*` folder behind, never rea
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,7 +90,8 @@ def _check_replaceable(out_dir: Path) -> None:
 def _staging_dir(out_dir: Path) -> Iterator[Path]:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+        staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()  # not mkdtemp: the dataset gets the usual permissions, not 0700
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
     try:
@@ -123,7 +124,7 @@ def _hash_and_dedup(files: list[Path]) -> tuple[list[tuple[Path, str]], list[dic
         try:
             sha1 = content_hash(path)
         except OSError as exc:
-            skipped.append(_skip(path, UNREADABLE, f"{path}: {exc.strerror or exc}"))
+            skipped.append(_skip(path, UNREADABLE, str(exc.strerror or exc)))
             continue
         if sha1 in first_with:
             skipped.append(_skip(path, DUPLICATE, f"same content as {first_with[sha1]}"))
@@ -159,4 +160,4 @@ def _write_shards(staging: Path, unique: list[tuple[Path, str]], results: list[F
 def _reasons(skipped: list[dict]) -> str:
     counts = ", ".join(f"{reason}: {n}" for reason, n in count_reasons(skipped).items())
     example = next((s for s in skipped if s["reason"] != DUPLICATE), skipped[0])
-    return f"{counts}; e.g. {example['detail']}"
+    return f"{counts}; e.g. {example['path']}: {example['detail']}"

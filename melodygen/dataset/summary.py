@@ -66,7 +66,8 @@ class PrepareSummary:
         lines += [
             f"pieces:  {self.pieces.get('train', 0)} train, {self.pieces.get('valid', 0)} valid; {self.tokens:,} tokens",
             f"music:   {self.hours:.2f} hours, {self.notes:,} notes",
-            f"time:    {self.seconds:.1f} s ({self.notes_per_second:,.0f} notes/s)",
+            f"time:    {self.seconds:.1f} s ({self.notes_per_second:,.0f} notes/s)"
+            + (" when it was built" if self.reused else ""),
             f"dataset: {self.out_dir}",
         ]
         lines += [f"warning: {w}" for w in self.warnings]
