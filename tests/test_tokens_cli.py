@@ -58,11 +58,13 @@ def test_decode_writes_the_decoded_notes(tune, tmp_path):
     (["--set", "bogus=1"], "unknown melody encoding setting(s) bogus"),
     (["--set", "track"], "expected KEY=VALUE"),
     (["--set", "min_notes=100000"], "nothing to encode"),
+    (["--set", "track=5"], "nothing to encode (track 5 out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tune, args, message):
     result = _run(tune, *args)
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.output.count(tune.name) <= 1
     assert "Traceback" not in result.output
 
 

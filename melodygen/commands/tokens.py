@@ -48,7 +48,8 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     try:
         ids = encoding.encode(score)
     except NoUsableMusicError as exc:
-        raise NoUsableMusicError(f"{midi_file}: nothing to encode ({exc})") from None
+        reason = str(exc).removeprefix(f"{score.source}: ")  # music's errors name the file
+        raise NoUsableMusicError(f"{midi_file}: nothing to encode ({reason})") from None
     qpm = float(score.tempo_map.qpm[0])
     notes = encoding.decode(ids, qpm=qpm)
     _print_tokens(encoding.vocab, ids, limit)
