@@ -18,27 +18,27 @@ from melodygen.training.distributed import DistInfo
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def dataset_dir(config: RunConfig, encoding, info: DistInfo) -> Path:
+def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = True
+                ) -> tuple[Path, dict]:
     """The folder of the run's prepared dataset, checked against the config's encoding.
 
     `data.dataset` is used as given. Otherwise `data.sources` are prepared (rank 0 only) into
     `data.cache_dir/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
-    dataset module reuses that folder while the source files are unchanged."""
+    dataset module reuses that folder while the source files are unchanged. Returns the
+    folder and its manifest."""
     from melodygen.dataset.shards import check_dataset
 
     if config.data.dataset:
-        check_dataset(config.data.dataset, encoding.to_dict())
-        return Path(config.data.dataset)
+        return Path(config.data.dataset), check_dataset(config.data.dataset, encoding.to_dict())
     sources = [resolve_source(s) for s in config.data.sources]
     out = Path(config.data.cache_dir) / _cache_name(sources, encoding, config.data.val_fraction)
     if info.is_main:
         from melodygen.dataset.prepare import prepare
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        prepare(sources, encoding, out, val_fraction=config.data.val_fraction)
+        prepare(sources, encoding, out, val_fraction=config.data.val_fraction, progress=progress)
     distributed.barrier(info)
-    check_dataset(out, encoding.to_dict())
-    return out
+    return out, check_dataset(out, encoding.to_dict())
 
 
 def resolve_source(source: str) -> Path:

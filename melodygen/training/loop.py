@@ -22,7 +22,7 @@ from melodygen.training import data, distributed, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
 from melodygen.training.optim import lr_at, make_optimizer
-from melodygen.training.progress import ProgressBar
+from melodygen.training.progress import ProgressBar, describe_start
 from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir
 from melodygen.training.steps import Stepper, validate
 
@@ -69,6 +69,7 @@ class _Run:
     metrics: MetricsLog | None = None
     bar: ProgressBar | None = None
     clock: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # the dataset's
 
 
 def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -78,7 +79,8 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
     device = resolve_device(config.training.device)
     info = distributed.setup(device)
     try:
-        run = _setup(config, Path(out_dir), resume, info, distributed.local_device(device, info))
+        run = _setup(config, Path(out_dir), resume, info, distributed.local_device(device, info),
+                     progress and info.is_main)
         if info.is_main:
             _open_outputs(run, resume, progress)
         try:
@@ -94,7 +96,8 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
         distributed.teardown(info)
 
 
-def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, device) -> _Run:
+def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, device,
+           progress: bool) -> _Run:
     """Builds the run, checking everything (config, data, checkpoint) before writing."""
     from melodygen.encodings import PAD_ID, get_encoding
     paths = check_run_dir(out_dir, resume)
@@ -104,7 +107,7 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
     if ckpt is not None:
         state.check_same_run(ckpt, raw_model, encoding, paths.last)
         raw_model.load_state_dict(ckpt["model"]["state_dict"])
-    directory = data.dataset_dir(config, encoding, info)
+    directory, manifest = data.dataset_dir(config, encoding, info, progress)
     sampler = data.train_batches(directory, config, encoding, info)
     raw_model.to(device)
     optimizer = make_optimizer(raw_model, config.training)
@@ -113,7 +116,7 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
     config = _resolved(config, raw_model, encoding)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
-               data.ValidationWindows(directory, config, info), stepper)
+               data.ValidationWindows(directory, config, info), stepper, manifest=manifest)
     if ckpt is not None:
         resumed = state.restore(ckpt, optimizer, sampler, info, paths.last)
         run.step, run.best = ckpt["step"], resumed["best"]
@@ -147,6 +150,7 @@ def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
     save_config(run.config, run.paths.config)
     run.metrics = MetricsLog(run.paths.metrics, run.step if resume else None)
     run.bar = ProgressBar(run.config.training.max_steps, run.step, progress)
+    run.bar.write(describe_start(run.valid.dataset.directory, run.manifest, run.raw_model))
     if run.valid.empty:
         run.bar.write(f"note: {run.valid.dataset.directory} has no validation ids; "
                       "no validation, no best.pt, no early stopping")

@@ -26,10 +26,19 @@ class ProgressBar:
         self._bar.set_postfix(self._fields, refresh=False)
 
     def write(self, line: str) -> None:
-        self._bar.write(line, file=sys.stderr)
+        if not self._bar.disable:
+            self._bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
         self._bar.close()
+
+
+def describe_start(directory, manifest: dict, model) -> str:
+    """One line on what is about to train on what."""
+    splits = ", ".join(f"{name} {split['pieces']} pieces / {split['tokens']:,} ids"
+                       for name, split in manifest.get("splits", {}).items())
+    params = sum(p.numel() for p in model.parameters())
+    return f"data: {directory} ({splits}); model: {model.kind}, {params:,} parameters"
 
 
 def format_duration(seconds: float) -> str:
