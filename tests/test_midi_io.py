@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import midi_factory as mf
 from conftest import DATA, REPO
@@ -263,3 +265,26 @@ def test_other_modules_do_not_import_mido_or_pretty_midi():
                                                    "from mido", "from pretty_midi"))
                          for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+@pytest.fixture(scope="module")
+def simple_bytes(tmp_path_factory):
+    return mf.simple_file(tmp_path_factory.mktemp("simple")).read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(14, 10_000))
+def test_damaged_files_read_or_raise_midi_read_error(tmp_path_factory, simple_bytes, edits, cut):
+    """Bytes flipped or cut anywhere: a Score or a MidiReadError, never another exception."""
+    data = bytearray(simple_bytes)
+    for position, value in edits:
+        data[position % len(data)] = value
+    path = tmp_path_factory.mktemp("damaged") / "damaged.mid"
+    path.write_bytes(bytes(data[:cut]))
+    try:
+        score = read_score(path, include_drums=True)
+    except MidiReadError as exc:
+        assert str(exc).startswith(f"{path}: ")
+    else:
+        assert all(0 <= x.pitch <= 127 and x.end > x.start for t in score.tracks for x in t.notes)
