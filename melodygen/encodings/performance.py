@@ -58,12 +58,12 @@ class PerformanceEncoding(Encoding):
 
     def _build_vocab(self) -> Vocabulary:
         s = self.settings
+        in_ms = 1000 % s.steps_per_second == 0  # tokens read TIME_SHIFT(250ms), else in steps
         return Vocabulary([
             EventRange("NOTE_ON", 0, 127),
             EventRange("NOTE_OFF", 0, 127),
-            EventRange("TIME_SHIFT", 1, s.max_shift_steps,
-                       unit="ms" if 1000 % s.steps_per_second == 0 else "steps",
-                       scale=1000 // s.steps_per_second if 1000 % s.steps_per_second == 0 else 1),
+            EventRange("TIME_SHIFT", 1, s.max_shift_steps, unit="ms" if in_ms else " steps",
+                       scale=1000 // s.steps_per_second if in_ms else 1),
             EventRange("VELOCITY", 1, s.velocity_bins, scale=s.bin_size, offset=1 - s.bin_size),
         ])
 
