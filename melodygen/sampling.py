@@ -8,9 +8,9 @@ Transformer KV cache), so the prefix is never re-run. Each step:
 
 PAD and BOS are never drawn. EOS ends a row (the others continue) unless `stop_on_eos=False`,
 in which case EOS is never drawn either and every row runs to its length. Past a Transformer's
-`max_context`, the model's own KV cache slides (it keeps the most recent positions); the
-primer itself is fed as its last `max_context - 1` ids plus BOS at most, so one chunk never
-exceeds the context (the output still holds the whole primer).
+`max_context`, the model's own KV cache slides (it keeps the most recent positions). A prefix
+longer than the context is fed as its last `max_context - 1` ids (BOS and the primer's start
+dropped), so one chunk never exceeds it; the output still holds the whole primer.
 
 Lengths in events, seconds or bars become a `Budget`: each id costs some amount of musical
 time (`id_time_costs`) and a row stops once its total reaches the limit.
@@ -69,6 +69,14 @@ def filter_logits(
     return logits
 
 
+def draw(logits: torch.Tensor, banned: torch.Tensor, temperature: float, top_k: int | None,
+         top_p: float | None, generator: torch.Generator | None) -> torch.Tensor:
+    """One id per row (B,) from (B, V) logits: `banned` ids (V,) masked, then filtered, then drawn."""
+    logits = logits.float().masked_fill(banned, -math.inf)
+    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 def _prefix(primer_ids: Sequence[int], num_outputs: int, max_context: int | None, device) -> torch.Tensor:
     """(B, T') ids fed before the first draw: BOS + primer, cut to the model's context."""
     ids = [BOS_ID, *(int(i) for i in primer_ids)]
@@ -112,10 +120,7 @@ def sample(
     with torch.inference_mode():
         logits, state = model.step(_prefix(primer_ids, num_outputs, model.max_context, device), None)
         for t in range(max_events):
-            step_logits = logits[:, -1].float().masked_fill(banned, -math.inf)
-            probs = torch.softmax(filter_logits(step_logits, temperature, top_k, top_p), dim=-1)
-            ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            ids = ids.masked_fill(done, PAD_ID)
+            ids = draw(logits[:, -1], banned, temperature, top_k, top_p, generator).masked_fill(done, PAD_ID)
             out[:, t] = ids
             done |= ids == EOS_ID
             if costs is not None:

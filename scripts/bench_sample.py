@@ -18,9 +18,9 @@ import time
 import torch
 
 from melodygen.encodings import get_encoding
-from melodygen.encodings.vocab import BOS_ID
+from melodygen.encodings.vocab import BOS_ID, EOS_ID
 from melodygen.models import MODELS, build_model
-from melodygen.sampling import filter_logits, sample
+from melodygen.sampling import draw, sample
 
 
 def cached_tokens_per_s(model, encoding, batch: int, tokens: int, device) -> float:
@@ -35,12 +35,12 @@ def uncached_tokens_per_s(model, batch: int, tokens: int, device) -> float:
     generator = torch.Generator(device).manual_seed(0)
     ids = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     context = model.max_context or tokens + 1
+    banned = torch.arange(model.vocab_size, device=device) <= EOS_ID  # as sample(stop_on_eos=False)
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(tokens):
-            logits = model(ids[:, -context:])[:, -1].float()
-            probs = torch.softmax(filter_logits(logits, 1.0, None, None), dim=-1)
-            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
+            new = draw(model(ids[:, -context:])[:, -1], banned, 1.0, None, None, generator)
+            ids = torch.cat([ids, new[:, None]], dim=1)
     return batch * tokens / (time.perf_counter() - start)
 
 

@@ -167,7 +167,7 @@ def test_incremental_draws_equal_rerunning_the_prefix(kind):
                  temperature=1.3, top_k=20, generator=torch.Generator().manual_seed(4))
     generator, ids = torch.Generator().manual_seed(4), torch.tensor([[BOS_ID, 20, 4]] * 4)
     with torch.no_grad():
-        for _ in range(5):
+        for _ in range(5):  # spelled out rather than through sampling.draw, which this checks
             logits = model(ids)[:, -1].masked_fill(torch.arange(MELODY.vocab.size) <= EOS_ID, -math.inf)
             probs = torch.softmax(filter_logits(logits, 1.3, 20, None), -1)
             ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], 1)
