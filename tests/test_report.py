@@ -147,6 +147,18 @@ def test_report_gallery_links_existing_files_and_compares_with_the_reference(tmp
     assert html.count("<article") == 2 and "pitch_class_entropy" in html
 
 
+def test_no_audio_needs_no_fluidsynth(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    result = CliRunner().invoke(main, ["report", str(make_run(tmp_path / "run")), "--no-audio",
+                                       "--samples", str(make_samples(tmp_path / "samples", 2))])
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "run" / "report.html"
+    links = page_links(page)
+    assert links.audio == [] and len(links.images) == 3 and "<audio" not in page.read_text(encoding="utf-8")
+    assert links.links == ["report_files/sample_000.mid", "report_files/sample_001.mid"]
+    assert not list((tmp_path / "run" / "report_files").glob("*.wav"))
+
+
 def test_reference_without_samples_is_refused(tmp_path):
     with pytest.raises(ReportError, match="needs --samples"):
         build_report(make_run(tmp_path / "run"), reference=tmp_path)
@@ -162,6 +174,7 @@ window.addEventListener("load", () => {
   Promise.all(loaded).then(() => {
     const out = document.createElement("pre");
     out.id = "melodygen-check";
+    out.style.whiteSpace = "pre-wrap";
     out.textContent = JSON.stringify({
       images: [...document.images].map(i => ({complete: i.complete, width: i.naturalWidth})),
       audio: audios.map(a => ({canPlay: a.canPlayType("audio/wav"), duration: a.duration,
@@ -184,10 +197,13 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
     report = build_report(make_run(tmp_path / "run"), tmp_path / "site" / "report.html",
                           samples=make_samples(tmp_path / "samples", 2))
-    # A copy of the page with a script that writes what the browser loaded into the DOM.
+    # A copy of the page with a script that writes what the browser loaded into the DOM; one
+    # Chromium run prints that DOM and takes a screenshot of the page.
     probe = report.page.with_name("probe.html")
     probe.write_text(report.page.read_text(encoding="utf-8").replace("</body>", _CHECK_SCRIPT + "</body>"))
-    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()).stdout
+    shot = tmp_path / "report.png"
+    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--window-size=1300,2400", f"--screenshot={shot}",
+                   "--dump-dom", probe.as_uri()).stdout
     found = re.search(r'<pre id="melodygen-check">(.*?)</pre>', dom, re.S)
     assert found, f"the check script did not run; Chromium printed: {dom[:500]}"
     check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
@@ -197,6 +213,31 @@ def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
     for audio in check["audio"]:  # each sample is 2 s plus the 1 s release tail
         assert audio["error"] is None and audio["canPlay"] in ("maybe", "probably"), audio
         assert audio["duration"] == pytest.approx(3.0, abs=0.05), audio
-    shot = tmp_path / "report.png"
-    chromium(tmp_path, "--window-size=1300,2400", f"--screenshot={shot}", report.page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# --- end to end: the newcomer's path -------------------------------------------------------
+
+@pytest.mark.slow
+@needs_fluidsynth
+def test_train_sample_render_report(tmp_path):
+    """train -> sample --render -> report, through the command line, on a tiny model."""
+    from train_fixtures import make_dataset, tiny_config
+
+    from melodygen.config import save_config
+
+    save_config(tiny_config(make_dataset(tmp_path / "data")), tmp_path / "tiny.toml")
+    run, samples, runner = tmp_path / "run", tmp_path / "samples", CliRunner()
+    steps = [["train", "--config", str(tmp_path / "tiny.toml"), "--out", str(run), "--quiet"],
+             ["sample", str(run / "best.pt"), "--out", str(samples), "-n", "2", "--length", "48",
+              "--seed", "3", "--device", "cpu", "--render"],
+             ["report", str(run), "--samples", str(samples)]]
+    for args in steps:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+    page = run / "report.html"
+    html = page.read_text(encoding="utf-8")
+    assert "best validation NLL" in html and "nats/event" in html and "[model]" in html
+    links = page_links(page)
+    assert len(links.audio) == 2 and all((page.parent / unquote(src)).is_file() for src in links.audio)
+    assert len(links.images) == 3  # curves + two piano rolls

@@ -15,8 +15,9 @@ import click
               help="The HTML page to write [default: RUN_DIR/report.html].")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
               help="General MIDI SoundFont (.sf2) for the audio [default: found automatically].")
+@click.option("--no-audio", is_flag=True, help="No WAV files or players (e.g. without FluidSynth).")
 def command(run_dir: str, samples: str | None, reference: str | None, out: str | None,
-            soundfont: str | None) -> None:
+            soundfont: str | None, no_audio: bool) -> None:
     """Write one HTML page about a training run: its settings, training and validation
     curves, evaluation figures, and a gallery of samples (piano roll, audio player, MIDI
     link and statistics, against a reference set if given).
@@ -33,7 +34,8 @@ def command(run_dir: str, samples: str | None, reference: str | None, out: str |
     """
     from melodygen.report import build_report
 
-    report = build_report(run_dir, out, samples=samples, reference=reference, soundfont=soundfont)
+    report = build_report(run_dir, out, samples=samples, reference=reference, soundfont=soundfont,
+                          audio=not no_audio)
     if report.assets is not None:
         click.echo(f"rendered {report.samples} sample(s) into {report.assets}")
     click.echo(f"report written to {report.page}")

@@ -32,11 +32,13 @@ def build_report(
     samples: str | os.PathLike | None = None,
     reference: str | os.PathLike | None = None,
     soundfont: str | os.PathLike | None = None,
+    audio: bool = True,
 ) -> Report:
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
     `samples`: a folder of MIDI files to render, play and describe; `reference`: a folder of MIDI
-    files (e.g. the training corpus) the samples' statistics are compared against.
+    files (e.g. the training corpus) the samples' statistics are compared against. `audio=False`
+    leaves out the WAV files and players (where FluidSynth is not installed).
     """
     from melodygen.report.curves import curves_png
     from melodygen.report.gallery import build_gallery
@@ -52,7 +54,7 @@ def build_report(
     assets = page.parent / f"{page.stem}_files"
     gallery = None
     if samples is not None:
-        gallery = build_gallery(Path(samples), assets, soundfont=soundfont,
+        gallery = build_gallery(Path(samples), assets, soundfont=soundfont, audio=audio,
                                 reference_dir=None if reference is None else Path(reference))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)

@@ -35,13 +35,14 @@ class Gallery:
 
 
 def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | None = None,
-                  soundfont: str | Path | None = None) -> Gallery:
-    """Render and describe every MIDI file below `samples_dir` into `assets_dir`."""
+                  soundfont: str | Path | None = None, audio: bool = True) -> Gallery:
+    """Render (piano rolls, and WAVs with `audio`) and describe every MIDI file below `samples_dir`
+    into `assets_dir`."""
     from melodygen.dataset.sources import find_midi_files
     from melodygen.stats import compare_sets, describe_set
 
     paths = find_midi_files([samples_dir])
-    rendered = render_files(paths, assets_dir, soundfont=soundfont)
+    rendered = render_files(paths, assets_dir, wav=audio, soundfont=soundfont)
     try:
         described = describe_set(paths)
     except NoUsableMusicError:

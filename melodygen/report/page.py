@@ -87,13 +87,16 @@ def _set_table(gallery: Gallery) -> str:
 def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
     rendered = entry.rendered
     name = rendered.midi.name
-    wav, midi = _href(rendered.wav, page_dir), _href(rendered.midi, page_dir)
+    midi = _href(rendered.midi, page_dir)
+    player = f'<a href="{midi}" download>MIDI file</a>'
+    if rendered.wav is not None:
+        wav = _href(rendered.wav, page_dir)
+        player = (f'<audio controls preload="metadata"><source src="{wav}" type="audio/wav"></audio>'
+                  f'{player} <a href="{wav}">WAV file</a>')
     picture = _img(rendered.png.read_bytes(), f"piano roll of {name}")
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
-            f'<div class="player"><audio controls preload="metadata"><source src="{wav}" type="audio/wav">'
-            f'</audio><a href="{midi}" download>MIDI file</a> <a href="{wav}">WAV file</a></div>'
-            f"{_sample_stats(entry, gallery)}</article>")
+            f'<div class="player">{player}</div>{_sample_stats(entry, gallery)}</article>')
 
 
 def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:
