@@ -69,6 +69,12 @@ def nll_figures(nll_sum: float, hits: int, events: int) -> dict:
     return {"nll": nll, "perplexity": math.exp(nll), "accuracy": hits / events, "events": events}
 
 
+def format_figures(figures: dict) -> str:
+    """One readable line of `nll`, `perplexity` and `accuracy`."""
+    return (f"NLL {figures['nll']:.4f} nats/event   perplexity {figures['perplexity']:.3f}"
+            f"   accuracy {figures['accuracy']:.2%}")
+
+
 class NgramBaseline:
     """Interpolated Witten-Bell n-gram over ids; callable like a model: ids (B, T) -> log-probs (B, T, V)."""
 
@@ -199,23 +205,40 @@ def default_seq_len(model, ckpt: dict) -> int:
 
 
 def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "valid",
-                        seq_len: int | None = None, batch_size: int = 32, device="auto") -> dict:
-    """Figures of a checkpoint on a prepared dataset split or on MIDI files (one of the two),
-    plus `seq_len`, `source` (what was scored) and `skipped` (unusable MIDI files)."""
+                        seq_len: int | None = None, batch_size: int = 32, device="auto",
+                        baseline_order: int | None = None) -> dict:
+    """Figures of a checkpoint on a prepared dataset split or on MIDI files, plus `seq_len`,
+    `source` (what was scored) and `skipped` (unusable MIDI files). With neither `data_dir`
+    nor `sources`, the dataset the checkpoint was trained on (its run config's `data.dataset`).
+    `baseline_order` adds `baseline`: that n-gram's figures on the same dataset and windows."""
     from melodygen.checkpoint import load_for_inference
     from melodygen.devices import resolve_device
 
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
     skipped = []
-    if data_dir is not None:
-        ids, source = split_ids(data_dir, split, encoding), f"{data_dir} ({split} split)"
-    else:
+    if sources:
         ids, skipped = encode_midi_files(sources, encoding)
         source = f"{len(sources)} MIDI source(s)"
+    else:
+        data_dir = data_dir or _training_dataset(ckpt, checkpoint)
+        ids, source = split_ids(data_dir, split, encoding), f"{data_dir} ({split} split)"
     seq_len = seq_len or default_seq_len(model, ckpt)
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
-    return {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
+    result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
+    if baseline_order is not None:
+        if sources:
+            raise ConfigError("--baseline needs a prepared dataset (--data DIR): it counts the train split")
+        result["baseline"] = evaluate_baseline(data_dir, order=baseline_order, split=split,
+                                               seq_len=seq_len, batch_size=batch_size)
+    return result
+
+
+def _training_dataset(ckpt: dict, checkpoint) -> str:
+    dataset = (ckpt.get("run_config", {}).get("data") or {}).get("dataset")
+    if not dataset:
+        raise ConfigError(f"{checkpoint} records no dataset; give --data DIR or MIDI files to score")
+    return dataset
 
 
 def evaluate_baseline(data_dir, *, order: int, split: str = "valid", seq_len: int = 256,

@@ -196,7 +196,25 @@ def test_evaluate_errors_are_one_line(tmp_path):
         assert len(result.output.strip().splitlines()) == 1
     assert "prepared with encoding 'performance'" in CliRunner().invoke(
         main, ["evaluate", str(ckpt), "--data", str(data)]).output
-    assert CliRunner().invoke(main, ["evaluate", str(ckpt)]).exit_code == 2
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt)])
+    assert result.exit_code == 1 and "records no dataset" in result.output
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt), "--data", str(data), "x.mid"])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_evaluate_defaults_to_the_training_dataset_and_compares_a_baseline(tmp_path):
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", encoding, seq_len=16)
+    stored = torch.load(ckpt, weights_only=True)
+    stored["run_config"]["data"] = {"dataset": str(data)}
+    save(stored, ckpt)
+    result = evaluate_checkpoint(ckpt, baseline_order=2)
+    assert result == evaluate_checkpoint(ckpt, data_dir=data, baseline_order=2)
+    assert result["baseline"] == evaluate_baseline(data, order=2, seq_len=16)
+    assert result["baseline"]["events"] == result["events"]
+    text = CliRunner().invoke(main, ["evaluate", str(ckpt), "--baseline", "2"]).output
+    assert "2-gram" in text and "model - 2-gram" in text
 
 
 def test_baseline_command_orders(tmp_path):

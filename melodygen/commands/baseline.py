@@ -28,13 +28,11 @@ def command(data_dir: str, orders: tuple[int, ...], split: str, seq_len: int, as
     """
     import json
 
-    from melodygen.evaluation import evaluate_baseline
+    from melodygen.evaluation import evaluate_baseline, format_figures
 
     for order in orders:
         result = evaluate_baseline(data_dir, order=order, split=split, seq_len=seq_len)
         if as_json:
             click.echo(json.dumps(result))
             continue
-        click.echo(f"{order}-gram on {result['source']}: {result['events']} events   "
-                   f"NLL {result['nll']:.4f} nats/event   perplexity {result['perplexity']:.3f}"
-                   f"   accuracy {result['accuracy']:.2%}")
+        click.echo(f"{order}-gram on {result['source']}: {result['events']} events   {format_figures(result)}")

@@ -16,11 +16,13 @@ import click
               help="Window length [default: the training one stored in the checkpoint].")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--baseline", "baseline_order", default=None, type=click.IntRange(1, 6),
+              help="Also score an n-gram of this order (counted on the train split of the dataset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_json: bool, **options) -> None:
     """Score a CHECKPOINT on held-out music: the validation split of a prepared
-    dataset (--data DIR) or MIDI files/folders (SOURCES, encoded with the
-    checkpoint's encoding, each piece as BOS ids EOS).
+    dataset (--data DIR; default: the one it was trained on) or MIDI files/folders
+    (SOURCES, encoded with the checkpoint's encoding, each piece as BOS ids EOS).
 
     Prints the mean negative log-likelihood in nats per event (lower is better),
     the perplexity exp(NLL), and the accuracy (how often the likeliest next event
@@ -28,16 +30,17 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
 
     \b
     Examples:
-      melodygen evaluate runs/melody_lstm/best.pt --data runs/data/nottingham-melody
+      melodygen evaluate runs/melody_lstm/best.pt
+      melodygen evaluate runs/melody_lstm/best.pt --data runs/data/nottingham-melody --baseline 5
       melodygen evaluate best.pt my_tunes/ other.mid
       melodygen evaluate best.pt --data runs/data/x --json
     """
     import json
 
-    from melodygen.evaluation import evaluate_checkpoint
+    from melodygen.evaluation import evaluate_checkpoint, format_figures
 
-    if (data_dir is None) == (not sources):
-        raise click.UsageError("give either --data DIR or MIDI SOURCES (one of the two)")
+    if data_dir is not None and sources:
+        raise click.UsageError("give --data DIR or MIDI SOURCES, not both")
     result = evaluate_checkpoint(checkpoint, data_dir=data_dir, sources=sources, **options)
     if as_json:
         click.echo(json.dumps({"checkpoint": checkpoint, **result}))
@@ -45,5 +48,9 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
     for line in result["skipped"]:
         click.echo(f"skipped {line}", err=True)
     click.echo(f"{checkpoint} on {result['source']}: {result['events']} events, windows of {result['seq_len']}")
-    click.echo(f"  NLL {result['nll']:.4f} nats/event   perplexity {result['perplexity']:.3f}"
-               f"   accuracy {result['accuracy']:.2%}")
+    click.echo(f"  model    {format_figures(result)}")
+    if "baseline" in result:
+        base = result["baseline"]
+        click.echo(f"  {base['order']}-gram   {format_figures(base)}")
+        click.echo(f"  model - {base['order']}-gram: {result['nll'] - base['nll']:+.4f} nats/event "
+                   f"({result['nll'] / base['nll'] - 1:+.1%})")
