@@ -204,7 +204,7 @@ def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
     shot = tmp_path / "report.png"
     dom = chromium(tmp_path, "--virtual-time-budget=10000", "--window-size=1300,2400", f"--screenshot={shot}",
                    "--dump-dom", probe.as_uri()).stdout
-    found = re.search(r'<pre id="melodygen-check">(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="melodygen-check"[^>]*>(.*?)</pre>', dom, re.S)
     assert found, f"the check script did not run; Chromium printed: {dom[:500]}"
     check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert len(check["images"]) == 3
