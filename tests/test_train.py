@@ -217,3 +217,12 @@ def test_cli_bad_override_is_one_line(dataset, tmp_path):
     assert result.exit_code == 1
     assert "training.lr = 'fast'" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_time_budget_stops_with_a_final_validation(dataset, tmp_path):
+    result = train(tiny_config(dataset, max_minutes=1e-9, max_steps=100), tmp_path / "run",
+                   progress=False)
+    assert result.stop_reason == "time budget" and result.step == 1
+    rows = read_metrics(tmp_path / "run")
+    assert rows[-1]["step"] == "1" and rows[-1]["val_nll"]
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["step"] == 1

@@ -149,8 +149,8 @@ def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
     run.paths.root.mkdir(parents=True, exist_ok=True)
     save_config(run.config, run.paths.config)
     run.metrics = MetricsLog(run.paths.metrics, run.step if resume else None)
-    run.bar = ProgressBar(run.config.training.max_steps, run.step, progress)
-    run.bar.write(describe_start(run.valid.dataset.directory, run.manifest, run.raw_model))
+    run.bar = ProgressBar(run.config.training.max_steps, run.step, progress,
+                          header=describe_start(run.valid.dataset.directory, run.manifest, run.raw_model))
     if run.valid.empty:
         run.bar.write(f"note: {run.valid.dataset.directory} has no validation ids; "
                       "no validation, no best.pt, no early stopping")
@@ -173,7 +173,7 @@ def _loop(run: _Run, stop: StopFlag) -> str:
         at_log = run.step % cfg.log_every == 0 or run.step == cfg.max_steps
         row = _train_figures(run) if at_log else {}
         early_stop = False
-        if run.step % cfg.eval_every == 0:
+        if run.step % cfg.eval_every == 0 or run.step == cfg.max_steps:
             early_stop, val_row = _evaluate(run)
             row |= val_row
         _write_row(run, row)
@@ -265,11 +265,12 @@ def _save(run: _Run, best: bool) -> None:
 
 
 def _finish(run: _Run, reason: str) -> None:
-    """The end: a last validation unless the run just had one; Ctrl-C only writes last.pt."""
+    """After Ctrl-C, last.pt; after the time budget, a last validation unless the run just
+    had one (`max_steps` and early stopping end on a validation already)."""
     cfg = run.config.training
     if reason == "interrupted":
         _save(run, best=False)
-    elif reason != "early stopping" and run.step % cfg.eval_every != 0:
+    elif reason == "time budget" and run.step % cfg.eval_every != 0:
         _write_row(run, _evaluate(run)[1])
 
 

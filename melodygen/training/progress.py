@@ -13,7 +13,9 @@ class ProgressBar:
     """Step counter with loss, val NLL and tokens/s; ETA from tqdm (refreshes at most ~10x/s,
     so a per-step `advance()` costs next to nothing)."""
 
-    def __init__(self, total: int, initial: int, enabled: bool):
+    def __init__(self, total: int, initial: int, enabled: bool, header: str = ""):
+        if enabled and header:
+            print(header, file=sys.stderr)
         self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                          disable=not enabled, file=sys.stderr, mininterval=0.5)
         self._fields: dict[str, str] = {}

@@ -1,0 +1,44 @@
+"""Every shipped preset in configs/ loads, names existing data and builds its model."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from melodygen.config import load_config
+from melodygen.encodings import get_encoding
+from melodygen.models import build_model
+from melodygen.training.data import resolve_source
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
+PRESETS = {"debug", "melody_rnn", "melody_lstm", "melody_transformer", "performance_lstm",
+           "performance_transformer"}
+
+
+def test_every_preset_is_shipped():
+    assert PRESETS <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_preset_loads_and_builds(path):
+    config = load_config(path)
+    encoding = get_encoding(config.encoding.name, **config.encoding.settings)
+    model = build_model(config.model.kind, config.model.settings, encoding.vocab.size)
+    assert model.max_context is None or config.training.seq_len <= model.max_context
+    for source in config.data.sources:
+        assert resolve_source(source).exists()
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.ones(1, 8, dtype=torch.long)).shape == (1, 8, encoding.vocab.size)
+
+
+def test_presets_use_the_bundled_corpus_of_their_encoding():
+    for path in CONFIGS:
+        config = load_config(path)
+        corpus = {"melody": "data/nottingham", "performance": "data/bach-chorales"}[config.encoding.name]
+        assert config.data.sources == (corpus,), path.name
+
+
+def test_quickstart_fits_in_five_minutes():
+    config = load_config(next(p for p in CONFIGS if p.stem == "melody_lstm"))
+    assert 0 < config.training.max_minutes <= 5
