@@ -164,11 +164,3 @@ def write_wav(samples: np.ndarray, path: Path) -> None:
         out.writeframes(pcm.tobytes())
     os.replace(tmp, path)
 
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as float samples in [-1, 1], shape (frames, channels), and its rate."""
-    with wave.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2:
-            raise RenderError(f"{path}: only 16-bit PCM WAV files are supported")
-        frames = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
-        return frames.reshape(-1, f.getnchannels()).astype(np.float32) / 32767.0, f.getframerate()
