@@ -54,8 +54,9 @@ def test_every_kind_and_encoding_writes_midi(tmp_path, kind, encoding_name):
     for f in files:
         score = read_score(f)  # a valid MIDI file
         assert score.tempo_map.qpm[0] == pytest.approx(100, abs=0.01)
-        assert all(t.program == 40 for t in score.tracks)
+        assert all(t.program == 40 and t.name.startswith(f"melodygen {encoding_name}") for t in score.tracks)
         assert f.name in result.output
+    assert sum(read_score(f).note_count() for f in files) > 0
     assert "file" in result.output and "events" in result.output
     assert f"to {out}" in result.output
 
@@ -80,19 +81,22 @@ def test_never_overwrites_without_the_flag(tmp_path, melody_ckpt):
     assert run(melody_ckpt, "--out", out, "--seed", 2, "--name", "tune", "--overwrite").exit_code == 0
 
 
-def test_primer_then_continuation(tmp_path, melody_ckpt):
+# The primer's length in seconds as its ids lay it out: the melody grid has 32 steps of notes plus
+# a NOTE_OFF step (0.125 s each at 120 qpm); performance time is the notes' own 4 s.
+@pytest.mark.parametrize("encoding_name, primer_seconds", [("melody", 33 * 0.125), ("performance", 4.0)])
+def test_primer_then_continuation(tmp_path, encoding_name, primer_seconds):
+    ckpt = write_checkpoint(tmp_path / "m.pt", "lstm", encoding_name)
     primer = simple_file(tmp_path)  # 8 quarter notes at 120 qpm, 60..72
     full, cont = tmp_path / "full", tmp_path / "cont"
-    assert run(melody_ckpt, "--out", full, "--primer", primer, "--length", 48, "--seed", 3).exit_code == 0
-    result = run(melody_ckpt, "--out", cont, "--primer", primer, "--length", 48, "--seed", 3,
-                 "--continuation-only")
+    assert run(ckpt, "--out", full, "--primer", primer, "--length", 48, "--seed", 3).exit_code == 0
+    result = run(ckpt, "--out", cont, "--primer", primer, "--length", 48, "--seed", 3, "--continuation-only")
     assert result.exit_code == 0, result.output
     primer_notes, full_notes = notes_of(primer), notes_of(full / "sample_000.mid")
     assert [(n.pitch, n.start, n.end) for n in full_notes[:8]] == \
         [(n.pitch, pytest.approx(n.start), pytest.approx(n.end)) for n in primer_notes]
     # The continuation-only file holds what follows the primer, shifted to time 0.
-    shift = len(get_encoding("melody").encode(read_score(primer))) * 0.125  # 0.125 s per step at 120 qpm
-    later = [(n.pitch, round(n.start - shift, 3), round(n.end - shift, 3)) for n in full_notes[8:]]
+    later = [(n.pitch, round(n.start - primer_seconds, 3), round(n.end - primer_seconds, 3))
+             for n in full_notes[8:]]
     cont_notes = [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in notes_of(cont / "sample_000.mid")]
     assert cont_notes and cont_notes == later
 
