@@ -89,7 +89,8 @@ def test_split_is_stable_when_files_are_added(tmp_path):
 
 
 def test_split_fraction_follows_val_fraction():
-    hashes = [f"{h:040x}" for h in np.random.default_rng(0).integers(0, 2**62, size=4000)]
+    rng = np.random.default_rng(0)
+    hashes = [rng.bytes(20).hex() for _ in range(4000)]
     for fraction in (0.0, 0.1, 0.5):
         share = np.mean([split_of(h, fraction) == "valid" for h in hashes])
         assert abs(share - fraction) < 0.03
