@@ -127,8 +127,10 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
                     append((tick, _PROGRAM, byte & 0x0F, min(data[pos], 127), 0))
                 pos += 1
                 continue
-            a, b = min(data[pos], 127), min(data[pos + 1], 127)
+            a, b = data[pos], data[pos + 1]
             pos += 2
+            if (a | b) > 127:
+                a, b = min(a, 127), min(b, 127)
             if kind == 0x90:
                 append((tick, _NOTE_ON if b else _NOTE_OFF, byte & 0x0F, a, b))
             elif kind == 0x80:
@@ -268,6 +270,13 @@ class _Clock:
         i = bisect_right(self.ticks, tick) - 1
         return self.seconds[i] + self.scales[i] * (tick - self.ticks[i])
 
+    def convert(self, ticks: list[int]) -> list[float]:
+        """Many ticks at once; the common single-tempo case skips the search."""
+        if len(self.ticks) == 1:
+            scale = self.scales[0]
+            return [scale * tick for tick in ticks]
+        return [self(tick) for tick in ticks]
+
 
 def _tempo_map(changes: list[tuple[int, float]], clock: _Clock) -> TempoMap:
     times = [clock(tick) for tick, _ in changes]
@@ -299,8 +308,9 @@ def _track_name(events: list[tuple]) -> str:
 
 def _make_track(name: str, channel: int, state: _Channel, clock: _Clock) -> Track:
     state.notes.sort(key=lambda n: (n[0], n[2]))
-    notes = [Note(pitch, velocity, clock(start), clock(end))
-             for start, end, pitch, velocity in state.notes]
+    starts = clock.convert([n[0] for n in state.notes])
+    ends = clock.convert([n[1] for n in state.notes])
+    notes = [Note(n[2], n[3], start, end) for n, start, end in zip(state.notes, starts, ends)]
     pedals = [(clock(down), clock(up)) for down, up in state.pedals]
     return Track(name, state.program or 0, channel == DRUM_CHANNEL, notes, pedals)
 

@@ -57,6 +57,15 @@ def test_type0_is_split_by_channel_and_drums_are_optional(tmp_path):
     assert drums.is_drum and spans(drums) == [(42, 0.0, 0.25), (42, 1.0, 1.25)]
 
 
+def test_type1_track_with_several_channels_and_programs(tmp_path):
+    events = [mf.meta(0, "track_name", name="Keys"), mf.message(0, "program_change", program=10),
+              *mf.note_events([(60, 0, 480)]), mf.message(480, "program_change", program=20),
+              *mf.note_events([(62, 480, 960)]), *mf.note_events([(40, 0, 960)], channel=2)]
+    score = read_score(mf.midi_file(tmp_path / "keys.mid", [events]))
+    assert [(t.name, t.program, [n.pitch for n in t.notes]) for t in score.tracks] == [
+        ("Keys", 10, [60, 62]), ("Keys", 0, [40])]
+
+
 def test_drum_track_excluded_by_default(tmp_path):
     path = mf.drums_file(tmp_path)
     assert [t.name for t in read_score(path).tracks] == ["Bass"]
