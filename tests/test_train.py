@@ -226,3 +226,12 @@ def test_time_budget_stops_with_a_final_validation(dataset, tmp_path):
     rows = read_metrics(tmp_path / "run")
     assert rows[-1]["step"] == "1" and rows[-1]["val_nll"]
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["step"] == 1
+
+
+def test_time_budget_advances_the_decay():
+    cfg = TrainingConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1, max_minutes=1.0)
+    assert lr_at(20, cfg, time_used=0.0) == lr_at(20, cfg)
+    assert lr_at(20, cfg, time_used=1.0) == pytest.approx(0.1)
+    assert lr_at(20, cfg, time_used=0.5) == pytest.approx(0.55)
+    assert lr_at(100, cfg, time_used=0.5) == lr_at(100, cfg)  # steps ahead of the clock
+    assert lr_at(5, cfg, time_used=0.9) == lr_at(5, cfg)  # warm-up counts steps only

@@ -21,7 +21,7 @@ from melodygen.errors import ConfigError
 from melodygen.training import data, distributed, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
-from melodygen.training.optim import lr_at, make_optimizer
+from melodygen.training.optim import make_optimizer
 from melodygen.training.progress import ProgressBar, describe_start
 from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir
 from melodygen.training.steps import Stepper, validate
@@ -164,7 +164,7 @@ def _loop(run: _Run, stop: StopFlag) -> str:
     loss_sum, count = run.running
     run.running = (torch.tensor(loss_sum, device=run.device), count)
     while run.step < cfg.max_steps:
-        loss = run.stepper(run.step)
+        loss = run.stepper(run.step, _time_used(run))
         run.running = (run.running[0] + loss, run.running[1] + 1)
         run.step += 1
         run.clock["tokens"] += tokens_per_step
@@ -185,8 +185,7 @@ def _loop(run: _Run, stop: StopFlag) -> str:
 
 def _stop_reason(run: _Run, stop: StopFlag, at_log: bool) -> str | None:
     """Ctrl-C or the time budget; under DDP decided together at log steps only (one sync)."""
-    budget = run.config.training.max_minutes * 60
-    over = budget > 0 and _elapsed(run) >= budget
+    over = _time_used(run) >= 1.0
     if run.info.enabled:
         if not at_log:
             return None
@@ -199,6 +198,12 @@ def _stop_reason(run: _Run, stop: StopFlag, at_log: bool) -> str | None:
 
 def _elapsed(run: _Run) -> float:
     return run.elapsed_before + time.perf_counter() - run.clock["start"]
+
+
+def _time_used(run: _Run) -> float:
+    """The share of the time budget spent (0 without a budget)."""
+    budget = run.config.training.max_minutes * 60
+    return _elapsed(run) / budget if budget > 0 else 0.0
 
 
 def _train_seconds(run: _Run) -> float:
@@ -216,7 +221,7 @@ def _train_figures(run: _Run) -> dict:
     clock["log_time"], clock["log_tokens"] = _train_seconds(run), clock["tokens"]
     if run.bar:
         run.bar.show(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-    return {"train_loss": loss, "lr": lr_at(run.step - 1, run.config.training),
+    return {"train_loss": loss, "lr": run.stepper.lr,
             "tokens_per_s": tokens_per_s}
 
 

@@ -26,13 +26,17 @@ def make_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def lr_at(step: int, cfg: TrainingConfig) -> float:
+def lr_at(step: int, cfg: TrainingConfig, time_used: float = 0.0) -> float:
     """The learning rate for optimisation step `step` (0-based): linear warm-up over
-    `warmup_steps`, then a cosine decay to `lr * min_lr_ratio` at `max_steps`."""
+    `warmup_steps`, then a cosine decay to `lr * min_lr_ratio` at `max_steps`.
+
+    With a time budget, `time_used` (the share of `max_minutes` spent, 0..1) advances the decay
+    when it is ahead of the steps, so a run cut by the budget on a slow machine still ends
+    annealed. Such a run depends on the clock; runs without a budget are deterministic."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    progress = min(1.0, max((step - cfg.warmup_steps) / span, time_used))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -19,18 +19,20 @@ from melodygen.training.optim import lr_at, set_lr
 
 
 class Stepper:
-    """`stepper(step)` runs optimisation step `step`: `grad_accum` micro-batches of
-    next-id cross-entropy (PAD targets ignored), clipping, the lr of the schedule, AdamW."""
+    """`stepper(step, time_used)` runs optimisation step `step`: `grad_accum` micro-batches
+    of next-id cross-entropy (PAD targets ignored), clipping, the lr of the schedule, AdamW."""
 
     def __init__(self, model, optimizer, batches, cfg: TrainingConfig, device: torch.device,
                  pad_id: int):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.cfg, self.device, self.pad_id = cfg, device, pad_id
         self._non_blocking = device.type == "cuda"
+        self.lr = 0.0  # of the last step
 
-    def __call__(self, step: int) -> torch.Tensor:
+    def __call__(self, step: int, time_used: float = 0.0) -> torch.Tensor:
         cfg = self.cfg
-        set_lr(self.optimizer, lr_at(step, cfg))
+        self.lr = lr_at(step, cfg, time_used)
+        set_lr(self.optimizer, self.lr)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             x, y = next(self.batches)
