@@ -102,7 +102,7 @@ def markdown(args: argparse.Namespace, reference: dict, sweep: list[tuple[float,
         f"Generated {datetime.date.today()} by `python scripts/temperature_sweep.py {' '.join(sys.argv[1:])}`.", "",
         f"- checkpoint: `{args.checkpoint}`; {args.num_outputs} samples of {args.length} events per "
         f"temperature, seed {args.seed} (files under `{args.samples}`)",
-        f"- reference: {reference['count']} files ({how}); {len(reference['skipped'])} skipped",
+        f"- reference: {_source(args)}: {reference['count']} files ({how}); {len(reference['skipped'])} skipped",
         "- overlap: area shared by the metric's distributions over the two sets (1 = same, 0 = disjoint; "
         "histograms: sum of min of the pooled histograms); KL(samples || reference) in nats. "
         "Metrics: `melodygen/stats/metrics.py`.", "",
@@ -116,6 +116,13 @@ def markdown(args: argparse.Namespace, reference: dict, sweep: list[tuple[float,
                 + [_means_row(f"T={t:g}", d) for t, d, _ in sweep]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _source(args: argparse.Namespace) -> str:
+    if args.dataset:
+        return f"validation split of `{args.dataset}`"
+    shown = ", ".join(f"`{r}`" for r in args.reference[:3])
+    return shown + (f" and {len(args.reference) - 3} more" if len(args.reference) > 3 else "")
 
 
 def _cells(comparison: dict, names: list[str], key: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -86,3 +87,31 @@ def test_missing_input_is_a_usage_error(tmp_path):
     result = run(tmp_path / "nowhere")
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+@pytest.mark.slow
+def test_temperature_sweep_writes_a_markdown_report(nottingham_files, tmp_path):
+    import subprocess
+    import sys
+
+    from melodygen.checkpoint import make_checkpoint, save
+    from melodygen.encodings import get_encoding
+    from melodygen.models import build_model
+
+    encoding, settings = get_encoding("melody"), {"embed_size": 8, "hidden_size": 8, "num_layers": 1}
+    model = build_model("lstm", settings, encoding.vocab.size)
+    checkpoint = save(make_checkpoint(model_kind="lstm", model_settings=settings, model=model, encoding=encoding,
+                                      run_config={}, step=0, best_val_nll=None), tmp_path / "tiny.pt")
+    doc = tmp_path / "sweep.md"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "temperature_sweep.py"
+    command = [sys.executable, str(script), str(checkpoint),
+               "--reference", *map(str, nottingham_files), "-n", "2", "--length", "64",
+               "--temperatures", "0.5", "1.5", "--samples", str(tmp_path / "samples"), "--doc", str(doc),
+               "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = doc.read_text()
+    assert f"{len(nottingham_files)} files (passed through the checkpoint's encoding" in text
+    for row in ("| 0.5 |", "| 1.5 |", "| reference |", "| T=1.5 |"):
+        assert row in text
+    assert len(list((tmp_path / "samples" / "t0.5").glob("sample_*.mid"))) == 2
