@@ -44,16 +44,18 @@ def _chunks(data: bytes) -> tuple[int, int, list[tuple[int, int]]]:
     """(format, division, [(start, end) of each MTrk chunk]) of a whole file's bytes."""
     if not data:
         raise _Corrupt("empty file (0 bytes)")
-    if data[:4] != b"MThd":
+    # The header may follow a wrapper: RIFF (.rmi) or a MacBinary header.
+    offset = data.find(b"MThd", 0, 1024)
+    if offset < 0:
         raise _Corrupt("not a MIDI file (no MThd header)")
-    if len(data) < 14:
+    if len(data) < offset + 14:
         raise _Corrupt("truncated MIDI header")
-    header_size, fmt, n_tracks, division = struct.unpack(">IHHH", data[4:14])
+    header_size, fmt, n_tracks, division = struct.unpack(">IHHH", data[offset + 4:offset + 14])
     if fmt > 2:
         raise _Corrupt(f"unknown MIDI format {fmt}")
-    if division == 0:
-        raise _Corrupt("ticks per beat is 0")
-    pos, tracks = 8 + header_size, []
+    if division == 0 or division & 0x80FF == 0x8000:
+        raise _Corrupt("time division of 0 ticks per beat (or per SMPTE frame)")
+    pos, tracks = offset + 8 + header_size, []
     while len(tracks) < n_tracks:
         if pos + 8 > len(data):
             raise _Corrupt(f"truncated: header announces {n_tracks} tracks, found {len(tracks)}")
@@ -157,9 +159,10 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
 class _Channel:
     """Pairs note-ons with note-offs and pedal downs with ups on one channel of one track.
 
-    Ticks throughout. Mirrors pretty_midi: a note-off at the very tick its note started keeps
-    that note open when the same note-on just ended an earlier note (it is that note's off);
-    otherwise the note has zero length and is dropped (counted in `dropped`).
+    Ticks throughout. A note-on of a pitch already sounding ends the earlier note there. As in
+    pretty_midi, a note-off at the very tick its note started keeps that note open when this
+    note-on just ended an earlier note (the off is that note's); otherwise the note has zero
+    length and is dropped (counted in `dropped`).
     """
 
     __slots__ = ("open", "notes", "pedals", "pedal_down", "program", "dropped")

@@ -137,6 +137,30 @@ def test_smpte_division_uses_frames_per_second(tmp_path):
     assert (notes[1].start, notes[1].end) == pytest.approx((0.48, 0.96))
 
 
+def test_riff_wrapped_midi_is_read(tmp_path):
+    midi = mf.simple_file(tmp_path).read_bytes()
+    data = b"RIFF" + (len(midi) + 12).to_bytes(4, "little") + b"RMIDdata"
+    path = tmp_path / "song.rmi"
+    path.write_bytes(data + len(midi).to_bytes(4, "little") + midi)
+    assert read_score(path).tracks == read_score(tmp_path / "simple.mid").tracks
+
+
+def test_zero_ticks_per_frame_is_an_error(tmp_path):
+    path = mf.resolution_file(tmp_path, 480)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 0])
+    path.write_bytes(bytes(data))
+    with pytest.raises(MidiReadError, match="time division of 0"):
+        read_score(path)
+
+
+def test_type2_is_read_like_type1(tmp_path):
+    type1 = read_score(mf.multi_voice_file(tmp_path))
+    path = mf.multi_voice_file(tmp_path)
+    path.write_bytes(path.read_bytes()[:9] + b"\x02" + path.read_bytes()[10:])  # format field
+    assert read_score(path).tracks == type1.tracks
+
+
 def test_long_piece(tmp_path):
     score = read_score(mf.long_file(tmp_path))
     assert score.note_count() == 30_000
