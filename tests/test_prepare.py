@@ -203,3 +203,13 @@ def test_file_discovery_is_recursive_sorted_and_unique(messy_folder):
 
 def test_default_corpus_is_the_bundled_nottingham_folder():
     assert default_corpus().name == "nottingham" and len(list(default_corpus().glob("*.mid"))) > 1000
+
+
+def test_check_dataset_refuses_another_token_list(messy_folder, tmp_path):
+    _prepare(messy_folder, tmp_path / "ds")
+    expected = get_encoding("melody").to_dict()
+    assert check_dataset(tmp_path / "ds", expected)["files"]["used"] == 6
+    with pytest.raises(DatasetError, match="token list differs"):
+        check_dataset(tmp_path / "ds", {**expected, "tokens": expected["tokens"][::-1]})
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        check_dataset(tmp_path / "nothing", expected)

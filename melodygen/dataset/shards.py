@@ -139,7 +139,7 @@ def load_dataset_encoding(directory: str | Path):
 def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
     """Check that `directory` is a complete dataset made with `expected_encoding` (a `to_dict()`).
 
-    Compares the encoding name and settings; returns the manifest. Raises `DatasetError` when the
+    Compares the encoding name, settings and token list; returns the manifest. Raises `DatasetError` when the
     dataset is missing, incomplete, damaged, or was prepared with another encoding.
     """
     directory = Path(directory)
@@ -150,6 +150,9 @@ def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
             raise DatasetError(
                 f"{directory}: prepared with encoding {_describe(stored)}, but {_describe(expected_encoding)}"
                 " was asked for; prepare it again with that encoding or use another --data folder")
+    if "tokens" in expected_encoding and stored.get("tokens") != expected_encoding["tokens"]:
+        raise DatasetError(f"{directory}: its token list differs from this melodygen's {stored.get('name')!r} "
+                           f"encoding (prepared with melodygen {stored.get('melodygen_version')}); prepare it again")
     for split in SPLITS:
         TokenDataset(directory, split)  # raises on a missing or truncated shard
     return manifest

@@ -47,7 +47,7 @@ class PrepareSummary:
     @property
     def warnings(self) -> list[str]:
         if self.pieces.get("valid", 0) == 0:
-            return ["the validation split is empty (too few files for --val-fraction); "
+            return ["the validation split is empty (--val-fraction 0, or too few files for it); "
                     "training cannot report a validation loss"]
         return []
 
