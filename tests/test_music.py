@@ -4,11 +4,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA
+from conftest import DATA, REPO
 from melodygen.errors import NoUsableMusicError
 from melodygen.midi_io import read_score
 from melodygen.music import apply_sustain, fold_into_range, pick_melody_track, skyline, transpose
 from melodygen.notes import Note, Score, Track
+
+SHARED = REPO.parent / "shared" / "data"
 
 
 def n(pitch, start, end, velocity=80):
@@ -190,9 +192,13 @@ def test_pick_errors_name_the_reason():
         pick_melody_track(Score([track("kit", [36], is_drum=True)]))
 
 
-@pytest.mark.parametrize("corpus, expected", [("nottingham", 0), ("bach-chorales", "Soprano")])
+@pytest.mark.parametrize("corpus, expected", [("nottingham", 0), ("bach-chorales", "Soprano"),
+                                               ("pop909", "MELODY")])
 def test_pick_on_real_files(corpus, expected):
-    for path in sorted((DATA / corpus).glob("*.mid"))[:3]:
+    files = [p for root in (DATA, SHARED) for p in sorted((root / corpus).glob("*.mid"))[:3]]
+    if not files:
+        pytest.skip(f"no {corpus} files in {DATA} or {SHARED}")
+    for path in files[:3]:
         score = read_score(path)
         chosen = pick_melody_track(score)
         assert (chosen is score.tracks[expected] if isinstance(expected, int)
