@@ -30,7 +30,8 @@ from melodygen.training.steps import Stepper, validate
 @dataclass
 class TrainResult:
     """How a run ended. `tokens_per_s` counts training ids over the time spent in training
-    steps (validation excluded, checkpointing and logging included), over all ranks."""
+    steps (validation passes excluded; batching, logging and checkpointing included), over all
+    ranks."""
 
     step: int
     stop_reason: str  # "max_steps", "time budget", "early stopping" or "interrupted"
@@ -237,12 +238,12 @@ def _evaluate(run: _Run) -> tuple[bool, dict]:
         return False, {}
     started = time.perf_counter()
     val = validate(run.raw_model, run.valid, run.device, run.info)
+    run.clock["val_s"] += time.perf_counter() - started  # checkpointing stays in train time
     improved = run.best is None or val["nll"] < run.best["nll"]
     if improved:
         run.best = {k: val[k] for k in ("nll", "perplexity", "accuracy")} | {"step": run.step}
     run.bad_evals = 0 if improved else run.bad_evals + 1
     _save(run, best=improved)
-    run.clock["val_s"] += time.perf_counter() - started
     if run.bar:
         run.bar.show(val_nll=f"{val['nll']:.3f}")
     patience = run.config.training.patience
