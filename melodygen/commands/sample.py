@@ -17,11 +17,11 @@ import click
 @click.option("--top-p", default=None, type=click.FloatRange(0, 1, min_open=True),
               help="Draw only among the likeliest ids whose probability sums to P (nucleus).")
 @click.option("--length", "events", default=None, type=click.IntRange(1),
-              help="Events to generate per piece [default: 512].")
+              help="New events per piece, after any primer [default: 512].")
 @click.option("--seconds", default=None, type=click.FloatRange(0, min_open=True),
-              help="Generate this many seconds of music per piece instead.")
+              help="Instead: this many seconds of new music per piece.")
 @click.option("--bars", default=None, type=click.FloatRange(0, min_open=True),
-              help="Generate this many 4/4 bars at --tempo instead.")
+              help="Instead: this many new 4/4 bars at --tempo per piece.")
 @click.option("--primer", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="MIDI file to continue; the output starts with it.")
 @click.option("--continuation-only", is_flag=True, help="With --primer: write only the new music.")
