@@ -79,6 +79,14 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
+def _text(body: bytes) -> str:
+    """MIDI text has no declared encoding: UTF-8 when it decodes, else latin-1 (never fails)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
 def _scan_meta(data: bytes, pos: int, tick: int, events: list) -> int:
     """Keeps tempo, time-signature and track-name meta events; returns the next position."""
     meta_type = data[pos]
@@ -91,7 +99,7 @@ def _scan_meta(data: bytes, pos: int, tick: int, events: list) -> int:
     elif meta_type == 0x58 and length >= 2:
         events.append((tick, _TIME_SIG, 0, body[0], 2 ** body[1]))
     elif meta_type == 0x03:
-        events.append((tick, _NAME, 0, body.decode("latin-1"), 0))
+        events.append((tick, _NAME, 0, _text(body), 0))
     return pos + length
 
 
@@ -410,7 +418,8 @@ def _midi_track(track: Track, index: int, ticks_per_second: float):
     import mido
 
     channel = _channel_for(index, track.is_drum)
-    out = mido.MidiTrack([mido.MetaMessage("track_name", name=track.name, time=0),
+    name = track.name.encode("utf-8").decode("latin-1")  # mido writes latin-1: UTF-8 bytes
+    out = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0),
                           mido.Message("program_change", channel=channel, program=track.program)])
     now = 0
     for tick, _, message in _timed_messages(track, channel, ticks_per_second):

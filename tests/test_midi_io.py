@@ -282,6 +282,13 @@ def test_write_drums_and_score_with_pedals(tmp_path):
         ("Piano", False, [(0.25, 1.0)]), ("Kit", True, [])]
 
 
+def test_track_names_utf8_round_trip_and_latin1_fallback(tmp_path):
+    path = write_midi([Note(60, 80, 0.0, 0.5)], tmp_path / "n.mid", track_name="旋律 é")
+    assert read_score(path).tracks[0].name == "旋律 é"
+    latin1 = [mf.meta(0, "track_name", name="Mélodie"), *mf.note_events([(60, 0, 480)])]
+    assert read_score(mf.midi_file(tmp_path / "l.mid", [latin1])).tracks[0].name == "Mélodie"
+
+
 def test_write_is_atomic_on_failure(tmp_path):
     path = write_midi([Note(60, 80, 0.0, 0.5)], tmp_path / "keep.mid")
     before = path.read_bytes()
