@@ -195,10 +195,10 @@ def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Bu
         steps_per_second = qpm / 60 * encoding.settings.steps_per_quarter
         return max(1, round(seconds * steps_per_second)), None
     if encoding.name == "performance":
-        costs = np.zeros(encoding.vocab.size)
-        shifts = encoding.vocab.range("TIME_SHIFT")
-        first = encoding.vocab.offset("TIME_SHIFT")
-        costs[first:first + shifts.size] = np.arange(shifts.lo, shifts.hi + 1) / encoding.settings.steps_per_second
+        costs = np.zeros(encoding.vocab.size)  # seconds each id moves time forward
+        shifts, first = encoding.vocab.range("TIME_SHIFT"), encoding.vocab.offset("TIME_SHIFT")
+        steps = np.arange(shifts.lo, shifts.hi + 1)
+        costs[first:first + shifts.size] = steps / encoding.settings.steps_per_second
         return max(64, math.ceil(seconds * _MAX_EVENTS_PER_SECOND)), Budget(costs, seconds)
     raise ConfigError(f"--seconds/--bars do not know the {encoding.name!r} encoding; use --length")
 
