@@ -92,14 +92,18 @@ def simple_file(folder: Path, name: str = "simple.mid") -> Path:
 def tempo_changes_file(folder: Path) -> Path:
     """Tempo and time-signature changes, the tempo events split over two tracks.
 
-    Track 0: 120 qpm and 4/4 at tick 0; 3/4 at tick 1920. Track 1 ("Melody", program 5): a
-    60 qpm tempo event at tick 960 and 8 quarter notes (as `simple_file`). Notes 0-1 last
-    0.5 s each (0..1 s); from tick 960 on, quarters last 1 s: note 2 spans 1..2 s, note i
-    spans (i-1)..i s. Time signatures: (0 s, 4, 4), (3 s, 3, 4).
+    Track 0: 120 qpm and 4/4 at tick 0; 3/4 at tick 1920; 240 qpm and 6/8 at tick 2880.
+    Track 1 ("Melody", program 5): a 60 qpm tempo event at tick 960 and 8 quarter notes (as
+    `simple_file`). Notes 0-1 last 0.5 s each (0..1 s); from tick 960 quarters last 1 s
+    (note i spans (i-1)..i s for i = 2..5); from tick 2880 (5 s) 0.25 s: note 6 spans
+    5..5.25 s, note 7 5.25..5.5 s. Tempo map: times (0, 1, 5) s, beats (0, 2, 6), qpm (120,
+    60, 240). Time signatures: (0 s, 4, 4), (3 s, 3, 4), (5 s, 6, 8).
     """
     conductor = [meta(0, "set_tempo", tempo=500000), meta(0, "time_signature", numerator=4,
                                                            denominator=4),
-                 meta(1920, "time_signature", numerator=3, denominator=4)]
+                 meta(1920, "time_signature", numerator=3, denominator=4),
+                 meta(2880, "set_tempo", tempo=250000),
+                 meta(2880, "time_signature", numerator=6, denominator=8)]
     melody = [meta(0, "track_name", name="Melody"), message(0, "program_change", program=5),
               meta(960, "set_tempo", tempo=1000000), *note_events(melody_notes(8))]
     return midi_file(folder / "tempo_changes.mid", [conductor, melody])

@@ -38,13 +38,14 @@ def test_tempo_and_time_signature_changes_from_any_track(tmp_path):
     (track,) = score.tracks
     assert track.program == 5
     starts = [n.start for n in track.notes]
-    assert starts == pytest.approx([0, 0.5, 1, 2, 3, 4, 5, 6])
-    assert track.notes[-1].end == pytest.approx(7.0)
-    assert score.tempo_map.times == pytest.approx((0.0, 1.0))
-    assert score.tempo_map.qpm == pytest.approx((120.0, 60.0))
-    assert score.tempo_map.beats == pytest.approx((0.0, 2.0))
-    assert score.tempo_map.to_beats(3.0) == pytest.approx(4.0)
-    assert score.time_signatures == [(0.0, 4, 4), (pytest.approx(3.0), 3, 4)]
+    assert starts == pytest.approx([0, 0.5, 1, 2, 3, 4, 5, 5.25])
+    assert track.notes[-1].end == pytest.approx(5.5)
+    assert score.tempo_map.times == pytest.approx((0.0, 1.0, 5.0))
+    assert score.tempo_map.qpm == pytest.approx((120.0, 60.0, 240.0))
+    assert score.tempo_map.beats == pytest.approx((0.0, 2.0, 6.0))
+    assert score.tempo_map.to_beats(5.5) == pytest.approx(8.0)
+    assert score.time_signatures == [(0.0, 4, 4), (pytest.approx(3.0), 3, 4),
+                                     (pytest.approx(5.0), 6, 8)]
 
 
 def test_type0_is_split_by_channel_and_drums_are_optional(tmp_path):
