@@ -225,3 +225,22 @@ def test_baseline_command_orders(tmp_path):
     assert [r["order"] for r in rows] == [1, 2]
     assert rows[0]["events"] == TokenDataset(data, "valid").num_tokens - 1
     assert rows[0] == evaluate_baseline(data, order=1)
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_the_trainers_validation_nll(tmp_path):
+    """train (full validation) -> evaluate on the same dataset: the same figure, to float precision."""
+    from train_fixtures import make_dataset, tiny_config
+
+    from melodygen.config import save_config
+
+    data = make_dataset(tmp_path / "data")
+    save_config(tiny_config(data, eval_max_batches=0), tmp_path / "tiny.toml")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "tiny.toml"), "--out", str(run),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    best = torch.load(run / "best.pt", weights_only=True)["best_val_nll"]
+    result = CliRunner().invoke(main, ["evaluate", str(run / "best.pt"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["nll"] == pytest.approx(best, rel=1e-6)
