@@ -59,6 +59,7 @@ def test_summary_counts_and_skip_reasons(messy_folder, tmp_path):
     assert summary.tokens == sum(ds.num_tokens for ds in datasets.values())
     assert summary.notes == sum(p["notes"] for p in manifest["pieces"]) > 0
     assert summary.hours > 0 and f"dataset: {tmp_path / 'ds'}" in summary.format()
+    assert summary.notes_per_second > 0 and "notes/s" in summary.format()
 
 
 def test_stored_pieces_are_the_encoded_files(messy_folder, tmp_path):
@@ -115,11 +116,35 @@ def test_rerun_reuses_unchanged_inputs(messy_folder, tmp_path, monkeypatch):
     assert (again.pieces, again.tokens, again.skipped) == (first.pieces, first.tokens, first.skipped)
     with pytest.raises(AssertionError, match="nothing should be parsed"):
         _prepare(messy_folder, tmp_path / "ds", force=True)
-    with pytest.raises(AssertionError, match="nothing should be parsed"):
-        _prepare(messy_folder, tmp_path / "ds", val_fraction=0.2)
-    _melody(messy_folder / "sub" / "tune.MIDI", seed=2)  # content, size or mtime change
+    resplit = _prepare(messy_folder, tmp_path / "ds", val_fraction=0.5)  # rebuilt from the shards
+    assert not resplit.reused and resplit.files_from_previous == 9
+    _melody(messy_folder / "sub" / "tune.MIDI", seed=2)  # new content
     with pytest.raises(AssertionError, match="nothing should be parsed"):
         _prepare(messy_folder, tmp_path / "ds")
+
+
+def test_rebuild_parses_only_new_content_and_equals_a_full_build(messy_folder, tmp_path, monkeypatch):
+    _prepare(messy_folder, tmp_path / "ds")
+    for seed in range(3):
+        _melody(messy_folder / f"new{seed}.mid", seed + 10)
+    (messy_folder / "ashover1.mid").rename(messy_folder / "renamed.mid")
+    parsed = []
+    real_encode_files = prepare_module.encode_files
+
+    def recording(paths, *args, **kwargs):
+        parsed.extend(Path(p).name for p in paths)
+        return real_encode_files(paths, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "encode_files", recording)
+    summary = _prepare(messy_folder, tmp_path / "ds")
+    assert sorted(parsed) == ["new0.mid", "new1.mid", "new2.mid"]
+    assert summary.files_from_previous == 9 and "9 files taken from the previous build" in summary.format()
+    assert summary.notes_per_second is None, "no parsing rate when most files were not parsed"
+    _prepare(messy_folder, tmp_path / "full", force=True)
+    unique_names = [p.name for p in find_midi_files([messy_folder]) if p.name != "zz_copy.mid"]
+    assert sorted(parsed[3:]) == sorted(unique_names), "--force parses every file again"
+    for name in ("train.bin", "valid.bin", "train.idx.npy", "valid.idx.npy"):
+        assert (tmp_path / "ds" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
 
 
 def test_other_encoding_settings_rebuild(messy_folder, tmp_path):

@@ -40,22 +40,25 @@ def input_fingerprint(files: list[Path], encoding_dict: dict, val_fraction: floa
 
 
 def build_manifest(*, sources: list[str], fingerprint: str, encoding_dict: dict, val_fraction: float,
-                   files_found: int, pieces: list[dict], skipped: list[dict], seconds: float) -> dict:
+                   files_found: int, files_from_previous: int, pieces: list[dict], skipped: list[dict],
+                   seconds: float) -> dict:
     """The `manifest.json` content. `pieces`: one dict per stored piece (path, sha1, split, index,
-    ids, notes, seconds); `skipped`: one dict per unused file (path, reason, detail)."""
+    ids, notes, seconds); `skipped`: one dict per unused file (path, reason, detail, and sha1 once
+    hashed). `files_from_previous`: files whose results came from the previous build, not parsed."""
     notes = sum(p["notes"] for p in pieces)
     return {
         "format": DATASET_FORMAT, "format_version": FORMAT_VERSION, "melodygen_version": __version__,
         "fingerprint": fingerprint, "sources": sources,
         "encoding": {"name": encoding_dict["name"], "settings": encoding_dict["settings"]},
         "settings": {"val_fraction": val_fraction, "split_rule": SPLIT_RULE},
-        "files": {"found": files_found, "used": len(pieces), "skipped": len(skipped),
+        "files": {"found": files_found, "used": len(pieces), "skipped": len(skipped), "from_previous_build": files_from_previous,
                   "skipped_by_reason": count_reasons(skipped)},
         "splits": {split: _split_totals([p for p in pieces if p["split"] == split]) for split in ("train", "valid")},
         "totals": {"pieces": len(pieces), "notes": notes, "tokens": sum(p["ids"] + 2 for p in pieces),
                    "hours": sum(p["seconds"] for p in pieces) / 3600.0},
         "seconds_taken": seconds,
-        "notes_per_second": notes / seconds if seconds > 0 else None,
+        # a rate only when every file was parsed in this build
+        "notes_per_second": notes / seconds if seconds > 0 and not files_from_previous else None,
         "pieces": pieces, "skipped": skipped,
     }
 

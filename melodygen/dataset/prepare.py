@@ -2,8 +2,8 @@
 
 Steps: find the files; if the input fingerprint matches the dataset already in `out_dir`, reuse
 it; otherwise hash every file (exact duplicates are dropped, the content hash decides the split),
-read and encode the rest in worker processes, and write everything into a staging folder next to
-`out_dir`. The manifest is written last and the staging folder is renamed into place only when
+take the ids of files the previous dataset already encoded (`incremental`), read and encode the
+rest in worker processes, and write everything into a staging folder next to `out_dir`. The manifest is written last and the staging folder is renamed into place only when
 complete, so an interrupted run leaves the previous dataset untouched and nothing a later run
 would trust (a killed run may leave a `.NAME.partial-*` folder behind, never read).
 """
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from melodygen.dataset.encode_files import UNREADABLE, FileResult, encode_files
+from melodygen.dataset.incremental import earlier_results
 from melodygen.dataset.manifest import build_manifest, count_reasons, input_fingerprint, split_of, write_json
 from melodygen.dataset.shards import ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, write_split
 from melodygen.dataset.sources import content_hash, find_midi_files
@@ -34,7 +35,7 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
     """Build (or reuse) the dataset of `sources` under `encoding` in `out_dir`.
 
     `sources`: MIDI files and folders (searched recursively). `workers`: processes that parse
-    (default: every CPU; 1 parses in this process). Bad files are skipped and recorded with their
+    (default: every CPU; 1 parses in this process). `force`: rebuild and re-parse every file. Bad files are skipped and recorded with their
     reason. Raises `DatasetError` when no file is usable, `OutputError` when `out_dir` cannot be
     written or holds something other than a melodygen dataset, `ConfigError` for a bad fraction.
     """
@@ -50,12 +51,14 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
     _check_replaceable(out_dir)
     with _staging_dir(out_dir) as staging:
         unique, skipped = _hash_and_dedup(files)
-        results = encode_files([path for path, _ in unique], encoding, workers=workers, progress=progress)
+        earlier = {} if force else earlier_results(out_dir, encoding_dict)
+        results = _encode(unique, encoding, earlier, workers, progress)
         pieces = _write_shards(staging, unique, results, skipped, val_fraction)
         write_json(staging / ENCODING, encoding_dict)
         manifest = build_manifest(
             sources=[str(Path(s).resolve()) for s in sources], fingerprint=fingerprint,
-            encoding_dict=encoding_dict, val_fraction=val_fraction, files_found=len(files), pieces=pieces,
+            encoding_dict=encoding_dict, val_fraction=val_fraction, files_found=len(files),
+            files_from_previous=sum(sha1 in earlier for _, sha1 in unique), pieces=pieces,
             skipped=sorted(skipped, key=lambda s: s["path"]), seconds=time.perf_counter() - started)
         write_json(staging / MANIFEST, manifest)  # last: its presence marks a complete dataset
         _swap_into_place(staging, out_dir)
@@ -134,6 +137,14 @@ def _hash_and_dedup(files: list[Path]) -> tuple[list[tuple[Path, str]], list[dic
     return unique, skipped
 
 
+def _encode(unique: list[tuple[Path, str]], encoding, earlier: dict[str, FileResult], workers: int | None,
+            progress: bool) -> list[FileResult]:
+    """A result per unique file, in order: from `earlier` where known, else parsed now."""
+    todo = [path for path, sha1 in unique if sha1 not in earlier]
+    fresh = iter(encode_files(todo, encoding, workers=workers, progress=progress) if todo else [])
+    return [earlier[sha1] if sha1 in earlier else next(fresh) for _, sha1 in unique]
+
+
 def _write_shards(staging: Path, unique: list[tuple[Path, str]], results: list[FileResult],
                   skipped: list[dict], val_fraction: float) -> list[dict]:
     """Write both splits; return one manifest entry per piece, append unusable files to `skipped`."""
@@ -141,7 +152,7 @@ def _write_shards(staging: Path, unique: list[tuple[Path, str]], results: list[F
     pieces = []
     for (path, sha1), result in zip(unique, results):
         if result.ids is None:
-            skipped.append(_skip(path, result.reason, result.detail))
+            skipped.append(_skip(path, result.reason, result.detail) | {"sha1": sha1})
             continue
         split = split_of(sha1, val_fraction)
         pieces.append({"path": str(path), "sha1": sha1, "split": split, "index": len(ids_of[split]),

@@ -125,15 +125,19 @@ def _read_json(path: Path, what: str) -> dict:
         raise DatasetError(f"{path}: unreadable {what} ({exc})") from None
 
 
+def read_encoding_dict(directory: str | Path) -> dict:
+    """The dataset's `encoding.json` as stored (the encoding's `to_dict()` at prepare time)."""
+    return _read_json(Path(directory) / ENCODING, "encoding file")
+
+
 def load_dataset_encoding(directory: str | Path):
     """The `Encoding` a dataset was prepared with, rebuilt from its `encoding.json`."""
     from melodygen.encodings import encoding_from_dict
 
-    path = Path(directory) / ENCODING
     try:
-        return encoding_from_dict(_read_json(path, "encoding file"))
+        return encoding_from_dict(read_encoding_dict(directory))
     except EncodingError as exc:
-        raise DatasetError(f"{path}: {exc}") from None
+        raise DatasetError(f"{Path(directory) / ENCODING}: {exc}") from None
 
 
 def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
@@ -144,7 +148,7 @@ def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    stored = _read_json(directory / ENCODING, "encoding file")
+    stored = read_encoding_dict(directory)
     for key in ("name", "settings"):
         if stored.get(key) != expected_encoding.get(key):
             raise DatasetError(

@@ -20,6 +20,7 @@ class PrepareSummary:
     out_dir: Path
     files_found: int
     files_used: int
+    files_from_previous: int                    # files whose ids came from the previous build
     skipped_by_reason: dict[str, int]
     skipped: tuple[tuple[str, str, str], ...]   # (path, reason, detail)
     pieces: dict[str, int]                      # split -> pieces
@@ -33,7 +34,7 @@ class PrepareSummary:
     def from_manifest(cls, manifest: dict, out_dir: Path, *, reused: bool) -> PrepareSummary:
         files, totals = manifest["files"], manifest["totals"]
         return cls(
-            out_dir=Path(out_dir), files_found=files["found"], files_used=files["used"],
+            out_dir=Path(out_dir), files_found=files["found"], files_used=files["used"], files_from_previous=files["from_previous_build"],
             skipped_by_reason=dict(files["skipped_by_reason"]),
             skipped=tuple((s["path"], s["reason"], s["detail"]) for s in manifest["skipped"]),
             pieces={split: info["pieces"] for split, info in manifest["splits"].items()},
@@ -41,8 +42,9 @@ class PrepareSummary:
             seconds=manifest["seconds_taken"], reused=reused)
 
     @property
-    def notes_per_second(self) -> float:
-        return self.notes / self.seconds if self.seconds > 0 else 0.0
+    def notes_per_second(self) -> float | None:
+        """Notes read per second of build time; None when files came from the previous build."""
+        return self.notes / self.seconds if self.seconds > 0 and not self.files_from_previous else None
 
     @property
     def warnings(self) -> list[str]:
@@ -60,13 +62,15 @@ class PrepareSummary:
         skipped = sum(self.skipped_by_reason.values())
         lines.append(f"files:   {self.files_found} found, {self.files_used} used, {skipped} skipped"
                      + (f" ({reasons})" if reasons else ""))
+        if self.files_from_previous and not self.reused:
+            lines.append(f"  {self.files_from_previous} files taken from the previous build, not parsed again")
         lines += [f"  skipped {path}: {reason}: {detail}" for path, reason, detail in self.skipped[:MAX_SKIPPED_SHOWN]]
         if skipped > MAX_SKIPPED_SHOWN:
             lines.append(f"  ... {skipped - MAX_SKIPPED_SHOWN} more in {self.out_dir / 'manifest.json'}")
         lines += [
             f"pieces:  {self.pieces.get('train', 0)} train, {self.pieces.get('valid', 0)} valid; {self.tokens:,} tokens",
             f"music:   {self.hours:.2f} hours, {self.notes:,} notes",
-            f"time:    {self.seconds:.1f} s ({self.notes_per_second:,.0f} notes/s)"
+            f"time:    {self.seconds:.1f} s" + (f" ({self.notes_per_second:,.0f} notes/s)" if self.notes_per_second else "")
             + (" when it was built" if self.reused else ""),
             f"dataset: {self.out_dir}",
         ]
