@@ -3,9 +3,10 @@
 Steps: find the files; if the input fingerprint matches the dataset already in `out_dir`, reuse
 it; otherwise hash every file (exact duplicates are dropped, the content hash decides the split),
 take the ids of files the previous dataset already encoded (`incremental`), read and encode the
-rest in worker processes, and write everything into a staging folder next to `out_dir`. The manifest is written last and the staging folder is renamed into place only when
-complete, so an interrupted run leaves the previous dataset untouched and nothing a later run
-would trust (a killed run may leave a `.NAME.partial-*` folder behind, never read).
+rest in worker processes, and write everything into a staging folder next to `out_dir`. The
+manifest is written last and the staging folder is renamed into place only when complete, so an
+interrupted run leaves the previous dataset untouched and nothing a later run would trust (a
+killed run may leave a `.NAME.partial-*` folder behind, never read).
 """
 
 from __future__ import annotations
