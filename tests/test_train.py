@@ -3,6 +3,11 @@ gradient accumulation, the schedule, and bad input (one clear error, nothing ove
 
 import csv
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -65,6 +70,7 @@ def test_run_folder_metrics_and_checkpoints(dataset, tmp_path):
     assert last["step"] == 12 and best["step"] == result.best["step"]
     assert best["best_val_nll"] == pytest.approx(result.best["nll"])
     assert best["run_config"]["model"]["hidden_size"] == 24
+    assert best["run_config"]["data"]["dataset"] == str(dataset.resolve())  # what evaluate reads
     assert result.stop_reason == "max_steps" and result.tokens == 12 * 4 * 16
 
 
@@ -235,3 +241,25 @@ def test_time_budget_advances_the_decay():
     assert lr_at(20, cfg, time_used=0.5) == pytest.approx(0.55)
     assert lr_at(100, cfg, time_used=0.5) == lr_at(100, cfg)  # steps ahead of the clock
     assert lr_at(5, cfg, time_used=0.9) == lr_at(5, cfg)  # warm-up counts steps only
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_last_pt_and_exits_130(dataset, tmp_path):
+    config = tmp_path / "long.toml"
+    save_config(tiny_config(dataset, max_steps=10**6, eval_every=10**6, log_every=5), config)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "melodygen", "train", "--config", str(config),
+                             "--out", str(out), "--quiet"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "metrics.csv").is_file() or len(read_metrics(out)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout and f"melodygen train --out {out} --resume" in stdout
+    assert "Traceback" not in stderr
+    step = torch.load(out / "last.pt", weights_only=True)["step"]
+    assert step >= 10 and int(read_metrics(out)[-1]["step"]) <= step

@@ -7,13 +7,14 @@ has exactly the layout `melodygen prepare` writes and passes `check_dataset`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from melodygen.config import RunConfig, config_from_dict
-from melodygen.dataset.manifest import build_manifest, write_json
-from melodygen.dataset.shards import ENCODING, MANIFEST, write_split
+from melodygen import __version__
+from melodygen.dataset.shards import DATASET_FORMAT, ENCODING, MANIFEST, write_split
 from melodygen.encodings import BOS_ID, EOS_ID, get_encoding
 
 
@@ -35,17 +36,16 @@ def make_dataset(directory: Path, encoding_name: str = "melody", train: int = 40
     encoding = get_encoding(encoding_name, **settings)
     directory.mkdir(parents=True)
     splits = {"train": motif_pieces(encoding, train, 1), "valid": motif_pieces(encoding, valid, 2)}
-    records = []
     for split, pieces in splits.items():
         write_split(directory, split, pieces, BOS_ID, EOS_ID)
-        records += [{"path": f"{split}{i}.mid", "sha1": f"{split}{i}", "split": split, "index": i,
-                     "ids": len(p), "notes": len(p) // 2, "seconds": len(p) / 8.0}
-                    for i, p in enumerate(pieces)]
     enc = encoding.to_dict()
-    write_json(directory / ENCODING, enc)
-    write_json(directory / MANIFEST, build_manifest(
-        sources=["<made in code>"], fingerprint="test", encoding_dict=enc, val_fraction=0.1,
-        files_found=len(records), pieces=records, skipped=[], seconds=0.0))
+    (directory / ENCODING).write_text(json.dumps(enc))
+    manifest = {  # the part of prepare's manifest that readers of a dataset use
+        "format": DATASET_FORMAT, "format_version": 1, "melodygen_version": __version__,
+        "sources": ["<made in code>"], "encoding": {"name": enc["name"], "settings": enc["settings"]},
+        "splits": {split: {"pieces": len(p), "tokens": sum(len(x) + 2 for x in p)}
+                   for split, p in splits.items()}}
+    (directory / MANIFEST).write_text(json.dumps(manifest))
     return directory
 
 

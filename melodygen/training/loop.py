@@ -115,7 +115,7 @@ def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, devic
     model = torch.compile(raw_model) if config.training.compile else raw_model
     model = distributed.wrap(model, info, device)
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
-    config = _resolved(config, raw_model, encoding)
+    config = _resolved(config, raw_model, encoding, directory)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
                data.ValidationWindows(directory, config, info), stepper, manifest=manifest)
     if ckpt is not None:
@@ -138,12 +138,14 @@ def _build_model(config: RunConfig, encoding) -> torch.nn.Module:
     return model
 
 
-def _resolved(config: RunConfig, model, encoding) -> RunConfig:
-    """The config with every model and encoding setting spelled out (defaults included)."""
+def _resolved(config: RunConfig, model, encoding, directory: Path) -> RunConfig:
+    """The config with every model and encoding setting spelled out (defaults included) and
+    the dataset actually used (absolute), which `melodygen evaluate` and `--resume` read."""
     from melodygen.models import settings_to_dict
 
     return config.replace(model=settings_to_dict(model.settings),
-                          encoding=encoding.to_dict()["settings"])
+                          encoding=encoding.to_dict()["settings"],
+                          data={"dataset": str(directory.resolve())})
 
 
 def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
