@@ -225,6 +225,8 @@ def test_baseline_command_orders(tmp_path):
     assert [r["order"] for r in rows] == [1, 2]
     assert rows[0]["events"] == TokenDataset(data, "valid").num_tokens - 1
     assert rows[0] == evaluate_baseline(data, order=1)
+    result = CliRunner().invoke(main, ["baseline", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "nowhere: no such dataset folder" in result.output
 
 
 @pytest.mark.slow
