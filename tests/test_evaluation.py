@@ -131,7 +131,7 @@ def test_evaluate_baseline_on_a_dataset(tmp_path):
     tune = rng.integers(3, 41, 30)
     write_split(tmp_path, "train", [tune] * 20, BOS_ID, EOS_ID)
     write_split(tmp_path, "valid", [tune, tune[::-1]], BOS_ID, EOS_ID)
-    encoding.save_json(tmp_path / "encoding.json")
+    finish_dataset(tmp_path, encoding)
     low = evaluate_baseline(tmp_path, order=1, seq_len=16)
     high = evaluate_baseline(tmp_path, order=4, seq_len=16)
     assert low["events"] == high["events"] == TokenDataset(tmp_path, "valid").num_tokens - 1
@@ -146,6 +146,11 @@ def tiny_dataset(directory: Path, encoding) -> Path:
     low, size = EOS_ID + 1, encoding.vocab.size
     write_split(directory, "train", [rng.integers(low, size, 40) for _ in range(6)], BOS_ID, EOS_ID)
     write_split(directory, "valid", [rng.integers(low, size, n) for n in (25, 31)], BOS_ID, EOS_ID)
+    return finish_dataset(directory, encoding)
+
+
+def finish_dataset(directory: Path, encoding) -> Path:
+    """Adds encoding.json and the manifest fields readers check beside written shards."""
     encoding.save_json(directory / "encoding.json")
     (directory / "manifest.json").write_text(json.dumps({"format": "melodygen-dataset"}))
     return directory
