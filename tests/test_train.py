@@ -170,6 +170,9 @@ def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
     with pytest.raises(CheckpointError, match="cannot resume: model"):
         train(other_model, tmp_path / "run", resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    replaced = train(tiny_config(dataset, max_steps=3), tmp_path / "run", overwrite=True, progress=False)
+    assert replaced.step == 3 and [r["step"] for r in read_metrics(tmp_path / "run")] == ["2", "3"]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
 
 
 def test_resume_refuses_another_version(dataset, tmp_path):

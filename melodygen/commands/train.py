@@ -20,13 +20,15 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value (TOML syntax); repeatable.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out (its checkpoints go).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="Where to train (default: the config's, normally auto: CUDA, MPS, then CPU).")
 @click.option("--seed", type=int, help="Random seed (default: the config's).")
 @click.option("--threads", type=click.IntRange(min=0),
               help="CPU threads for torch (0 = torch's default). 1 is safest on a busy machine.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(sources, config_path, data_dir, out_dir, overrides, resume, device, seed, threads, quiet):
+def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrite, device, seed,
+            threads, quiet):
     """Train a generator (RNN, LSTM, GRU or Transformer) on MIDI files or a prepared dataset.
 
     Writes RUN/config.toml, RUN/metrics.csv, RUN/best.pt (best validation NLL) and RUN/last.pt
@@ -58,7 +60,8 @@ def command(sources, config_path, data_dir, out_dir, overrides, resume, device, 
     config = load_config(config_path, [*overrides, *extra])
     out_dir = Path(out_dir or Path("runs") / Path(config_path).stem)
     with catch_interrupts() as stop:
-        result = train(config, out_dir, resume=resume, stop=stop, progress=not quiet)
+        result = train(config, out_dir, resume=resume, overwrite=overwrite, stop=stop,
+                       progress=not quiet)
     if result.is_main:  # under torchrun, one summary
         click.echo(summary(result))
     if result.stop_reason == "interrupted":

@@ -23,7 +23,7 @@ from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
 from melodygen.training.optim import make_optimizer
 from melodygen.training.progress import ProgressBar, describe_start
-from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir
+from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir, clear_old_run
 from melodygen.training.steps import Stepper, validate
 
 
@@ -73,14 +73,16 @@ class _Run:
     manifest: dict = field(default_factory=dict)  # the dataset's
 
 
-def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
+def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           stop: StopFlag | None = None, progress: bool = True) -> TrainResult:
-    """Trains per `config` into the run folder `out_dir` (or continues it with `resume`)."""
+    """Trains per `config` into the run folder `out_dir` (or continues it with `resume`, or
+    replaces the run there with `overwrite`)."""
     set_threads(config.training.threads)
     device = resolve_device(config.training.device)
     info = distributed.setup(device)
     try:
-        run = _setup(config, Path(out_dir), resume, info, distributed.local_device(device, info),
+        paths = check_run_dir(out_dir, resume, overwrite)
+        run = _setup(config, paths, resume, info, distributed.local_device(device, info),
                      progress and info.is_main)
         if info.is_main:
             _open_outputs(run, resume, progress)
@@ -97,11 +99,11 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False,
         distributed.teardown(info)
 
 
-def _setup(config: RunConfig, out_dir: Path, resume: bool, info: DistInfo, device,
+def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, device,
            progress: bool) -> _Run:
     """Builds the run, checking everything (config, data, checkpoint) before writing."""
     from melodygen.encodings import PAD_ID, get_encoding
-    paths = check_run_dir(out_dir, resume)
+
     ckpt = checkpoint.load(paths.last) if resume else None
     encoding = get_encoding(config.encoding.name, **config.encoding.settings)
     raw_model = _build_model(config, encoding)
@@ -150,6 +152,8 @@ def _resolved(config: RunConfig, model, encoding, directory: Path) -> RunConfig:
 
 def _open_outputs(run: _Run, resume: bool, progress: bool) -> None:
     run.paths.root.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        clear_old_run(run.paths)
     save_config(run.config, run.paths.config)
     run.metrics = MetricsLog(run.paths.metrics, run.step if resume else None)
     run.bar = ProgressBar(run.config.training.max_steps, run.step, progress,

@@ -5,8 +5,8 @@
     RUN/best.pt       the checkpoint with the best validation NLL so far
     RUN/last.pt       the latest checkpoint (every validation, the end, Ctrl-C)
 
-A folder that already holds a run is never overwritten: continue it with `--resume` or pick
-another `--out`.
+A folder that already holds a run is never overwritten by accident: continue it with
+`--resume`, replace it with `--overwrite`, or pick another `--out`.
 """
 
 from __future__ import annotations
@@ -42,17 +42,26 @@ class RunPaths:
         return self.root / "last.pt"
 
 
-def check_run_dir(root: str | Path, resume: bool) -> RunPaths:
-    """The paths of a run folder, after checking it fits the request (nothing is written)."""
+def check_run_dir(root: str | Path, resume: bool, overwrite: bool = False) -> RunPaths:
+    """The paths of a run folder, after checking it fits the request (nothing is written).
+    `overwrite` lets a new run replace the one in the folder (see `clear_old_run`)."""
     paths = RunPaths(Path(root))
     if paths.root.exists() and not paths.root.is_dir():
         raise ConfigError(f"{paths.root}: exists and is not a folder; choose another --out")
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
     if resume and not paths.last.is_file():
         raise CheckpointError(f"{paths.last}: no checkpoint to resume from; run without --resume")
-    if not resume and (paths.last.exists() or paths.best.exists()):
+    if not (resume or overwrite) and (paths.last.exists() or paths.best.exists()):
         raise ConfigError(f"{paths.root}: already holds a run (last.pt/best.pt); continue it with "
-                          "--resume or choose another --out")
+                          "--resume, replace it with --overwrite, or choose another --out")
     return paths
+
+
+def clear_old_run(paths: RunPaths) -> None:
+    """Removes an earlier run's checkpoints, so none outlives the run that replaces it."""
+    for path in (paths.best, paths.last):
+        path.unlink(missing_ok=True)
 
 
 class MetricsLog:
