@@ -9,9 +9,9 @@ A config has four sections, one frozen dataclass each:
 
 Overrides use dotted keys and TOML value syntax: `training.lr=3e-4`, `data.sources=["a", "b"]`,
 `training.device=cpu` (a bare word is taken as a string). A value is checked against the type of
-the field it replaces. Encoding and model settings are free-form here; their registries check
-them. Every unknown key and wrong type, in the file and in the overrides, is reported together
-in one `ConfigError`.
+the field it replaces; encoding and model names and settings are checked by their registries
+(`get_encoding`, `models.make_settings`). Every unknown key and wrong type, in the file and in
+the overrides, is reported together in one `ConfigError`.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def config_from_dict(raw: dict, origin: str = "<config>", problems: list[str] | 
             values = {}
         sections[name] = _build_section(name, cls, values, problems)
     _check_values(sections["training"], sections["data"], problems)
+    _check_registries(sections["encoding"], sections["model"], problems)
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return RunConfig(**sections)
@@ -235,6 +236,21 @@ def _check_values(training: TrainingConfig, data: DataConfig, problems: list[str
         problems.append(f"data.val_fraction = {data.val_fraction!r}: must be in [0, 1)")
     if not data.dataset and not data.sources:
         problems.append("[data] needs sources (MIDI files or folders) or dataset (a prepared folder)")
+
+
+def _check_registries(encoding: EncodingConfig, model: ModelConfig, problems: list[str]) -> None:
+    """The encoding and model registries judge their own names and settings."""
+    from melodygen.encodings import get_encoding
+    from melodygen.models import make_settings
+
+    try:
+        get_encoding(encoding.name, **encoding.settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        make_settings(model.kind, model.settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
 
 
 def _apply_override(raw: dict, item: str, problems: list[str]) -> None:

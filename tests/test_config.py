@@ -61,12 +61,13 @@ def test_every_problem_is_reported_in_one_error(config_file):
     with pytest.raises(ConfigError) as info:
         load_config(config_file, ["training.lr=fast", "training.max_steps=1.5", "nosection.a=1",
                                   "training.compile=1", "no_equals_sign", "training.betas=[0.9]",
-                                  "training.batch_size=0"])
+                                  "training.batch_size=0", "model.kind=lstn", "encoding.foo=1"])
     message = str(info.value)
     assert "\n" not in message and str(config_file) in message
     for part in ("training.bogus", "[extra]", "training.lr = 'fast'", "training.max_steps = 1.5",
                  "[nosection]", "training.compile = 1", "no_equals_sign", "training.betas",
-                 "training.batch_size = 0: must be > 0"):
+                 "training.batch_size = 0: must be > 0", "unknown model kind 'lstn'",
+                 "encoding setting(s) foo"):
         assert part in message, part
 
 
@@ -105,3 +106,10 @@ def test_replace_is_checked_too():
 def test_parse_value_falls_back_to_a_bare_string():
     assert parse_value("3") == 3 and parse_value("[1, 2]") == [1, 2]
     assert parse_value("runs/data/x") == "runs/data/x" and parse_value('"7"') == "7"
+
+
+def test_model_settings_are_checked_by_the_registry(config_file):
+    with pytest.raises(ConfigError, match="hidden_sise"):
+        load_config(config_file, ["model.hidden_sise=3"])
+    with pytest.raises(ConfigError, match="unknown encoding 'midi'"):
+        load_config(config_file, ["encoding.name=midi"])
