@@ -22,7 +22,7 @@ from melodygen.training import data, distributed, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
 from melodygen.training.optim import make_optimizer
-from melodygen.training.progress import ProgressBar, describe_start
+from melodygen.training.progress import ProgressBar, describe_start, format_duration
 from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir, clear_old_run
 from melodygen.training.steps import Stepper, validate
 
@@ -227,9 +227,10 @@ def _train_figures(run: _Run) -> dict:
     tokens_per_s = (clock["tokens"] - clock["log_tokens"]) / spent if spent > 0 else 0.0
     clock["log_time"], clock["log_tokens"] = _train_seconds(run), clock["tokens"]
     if run.bar:
-        run.bar.show(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-    return {"train_loss": loss, "lr": run.stepper.lr,
-            "tokens_per_s": tokens_per_s}
+        budget_s = run.config.training.max_minutes * 60
+        left = {"budget_left": format_duration(budget_s - _elapsed(run))} if budget_s else {}
+        run.bar.show(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", **left)
+    return {"train_loss": loss, "lr": run.stepper.lr, "tokens_per_s": tokens_per_s}
 
 
 def _write_row(run: _Run, row: dict) -> None:
