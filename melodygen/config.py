@@ -114,8 +114,8 @@ class RunConfig:
         return config_from_dict(raw, "<replace>")
 
 
-# The key in each section that names the registry entry; its other keys are settings.
-_FREE_FORM = {"encoding": "name", "model": "kind"}
+# Sections whose keys other than the registry name (`name`, `kind`) are free-form settings.
+_FREE_FORM = {"encoding", "model"}
 _SECTION_TYPES = {"data": DataConfig, "encoding": EncodingConfig, "model": ModelConfig,
                   "training": TrainingConfig}
 
@@ -159,7 +159,7 @@ def config_from_dict(raw: dict, origin: str = "<config>", problems: list[str] | 
 
 def _build_section(name: str, cls: type, values: dict, problems: list[str]):
     hints = typing.get_type_hints(cls)
-    free_key = _FREE_FORM.get(name)
+    free_form = name in _FREE_FORM
     kwargs: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     for key, value in values.items():
@@ -169,12 +169,12 @@ def _build_section(name: str, cls: type, values: dict, problems: list[str]):
                 problems.append(f"{name}.{key} = {value!r}: expected {_type_name(hints[key])}")
             else:
                 kwargs[key] = checked
-        elif free_key is not None:
+        elif free_form:
             settings[key] = value
         else:
             known = ", ".join(f.name for f in dataclasses.fields(cls))
             problems.append(f"unknown key {name}.{key} (known: {known})")
-    if free_key is not None:
+    if free_form:
         kwargs["settings"] = settings
     return cls(**kwargs)
 
