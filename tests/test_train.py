@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from melodygen import checkpoint
 from melodygen.cli import main
 from melodygen.config import TrainingConfig, save_config
+from melodygen.devices import resolve_device
 from melodygen.encodings import PAD_ID
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.models import build_model
@@ -266,3 +267,29 @@ def test_ctrl_c_writes_last_pt_and_exits_130(dataset, tmp_path):
     assert "Traceback" not in stderr
     step = torch.load(out / "last.pt", weights_only=True)["step"]
     assert step >= 10 and int(read_metrics(out)[-1]["step"]) <= step
+
+
+def test_midi_sources_are_prepared_once_into_the_cache(nottingham_files, tmp_path):
+    config = tiny_config(tmp_path).replace(
+        data={"dataset": "", "sources": [str(f) for f in nottingham_files], "val_fraction": 0.4,
+              "cache_dir": str(tmp_path / "cache")},
+        training={"transpose_range": [0, 0]})
+    train(config, tmp_path / "run", progress=False)
+    (cached,) = (tmp_path / "cache").iterdir()
+    assert cached.name.startswith(f"{nottingham_files[0].stem}-melody-")
+    manifest = (cached / "manifest.json").stat().st_mtime_ns
+    train(config, tmp_path / "run", overwrite=True, progress=False)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]
+    assert (cached / "manifest.json").stat().st_mtime_ns == manifest  # reused, not rebuilt
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["run_config"]["data"]
+    assert saved["dataset"] == str(cached.resolve())
+
+
+def test_device_resolution():
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="expected auto, cpu"):
+        resolve_device("tpu")
