@@ -132,16 +132,59 @@ def test_transposition_shifts_pitch_ids_and_keeps_specials(tmp_path):
         assert len(deltas) == 1 and -3 <= deltas.pop() <= 3
         seen |= set((w1 - w0)[~special].tolist())
     assert len(seen) > 3, "shifts vary from window to window"
-    assert shifted.fallbacks == 0
 
 
-def test_window_leaving_the_range_falls_back_to_shift_zero(tmp_path):
+def _window_shifts(ds, seq_len, batch_size, transpose_range, seed=1):
+    """(plain windows, shift of each window) from two samplers drawing the same starts."""
+    tables = {s: _fake_shift_table(s) for s in range(transpose_range[0], transpose_range[1] + 1)}
+    plain = WindowSampler(ds, seq_len, batch_size, generator=np.random.default_rng(seed))
+    shifted = WindowSampler(ds, seq_len, batch_size, generator=np.random.default_rng(seed),
+                            transpose_range=transpose_range, shift_tables=tables)
+    (x0, y0), (x1, y1) = next(plain), next(shifted)
+    w0, w1 = torch.cat([x0, y0[:, -1:]], 1).numpy(), torch.cat([x1, y1[:, -1:]], 1).numpy()
+    shifts = []
+    for row0, row1 in zip(w0, w1):
+        (shift,) = set((row1 - row0)[row0 >= 3].tolist()) or {0}
+        np.testing.assert_array_equal(row1, tables[shift][row0])
+        shifts.append(shift)
+    return w0, np.array(shifts)
+
+
+def test_every_shifted_window_stays_in_range_and_edge_windows_use_every_valid_shift(tmp_path):
+    low, high = _random_pieces(9, count=15, lo=3, hi=9), _random_pieces(10, count=15, lo=VOCAB - 6, hi=VOCAB)
+    ds = _write(tmp_path, low + high)  # pieces hugging both ends of the range
+    windows, shifts = _window_shifts(ds, 6, 600, (-4, 4))
+    pitches = np.where(windows >= 3, windows, 20)  # specials never limit the shift
+    lowest, highest = np.maximum(3 - pitches.min(1), -4), np.minimum(VOCAB - 1 - pitches.max(1), 4)
+    assert ((lowest <= shifts) & (shifts <= highest)).all()
+    groups = [(lo, hi) for lo, hi in set(zip(lowest, highest))
+              if (lo, hi) != (-4, 4) and ((lowest == lo) & (highest == hi)).sum() >= 30]
+    assert len(groups) >= 4, "enough edge windows with the same bounds to see every allowed shift"
+    for lo, hi in groups:
+        assert set(shifts[(lowest == lo) & (highest == hi)]) == set(range(lo, hi + 1)), (lo, hi)
+    edge = (lowest > -4) | (highest < 4)
+    expected_zeros = (1 / (highest - lowest + 1))[edge].sum()  # shift 0 is no likelier than the others
+    assert abs((shifts[edge] == 0).sum() - expected_zeros) < 4 * np.sqrt(expected_zeros)
+
+
+def test_windows_at_the_range_edge_are_transposed_uniformly_among_the_shifts_that_fit(tmp_path):
     ds = _write(tmp_path, [np.full(50, VOCAB - 1)])  # the top pitch everywhere: no upward shift fits
-    plain = WindowSampler(ds, 10, 6, generator=np.random.default_rng(1))
-    shifted = WindowSampler(ds, 10, 6, generator=np.random.default_rng(1), transpose_range=(1, 2),
-                            shift_tables={1: _fake_shift_table(1), 2: _fake_shift_table(2)})
-    assert all(torch.equal(u, v) for u, v in zip(next(plain), next(shifted)))
-    assert shifted.fallbacks == 6
+    _, shifts = _window_shifts(ds, 10, 3000, (-2, 3))
+    counts = np.bincount(shifts + 2, minlength=6)
+    assert counts[3:].sum() == 0
+    assert (np.abs(counts[:3] / 3000 - 1 / 3) < 0.04).all(), counts
+
+
+def test_sampler_rejects_shift_tables_that_break_the_interval_rule(tmp_path):
+    ds = _write(tmp_path, [np.arange(3, 30)])
+    gen = np.random.default_rng(0)
+    tables = {s: _fake_shift_table(s) for s in range(-2, 3)}
+    holed = {**tables, 1: np.where(np.arange(VOCAB) == 10, -1, tables[1])}  # 10 fits at +2, not +1
+    with pytest.raises(ConfigError, match="id 10"):
+        WindowSampler(ds, 4, 2, generator=gen, transpose_range=(-2, 2), shift_tables=holed)
+    broken_zero = {**tables, 0: np.where(np.arange(VOCAB) == 7, -1, tables[0])}
+    with pytest.raises(ConfigError, match="id 7"):
+        WindowSampler(ds, 4, 2, generator=gen, transpose_range=(-2, 2), shift_tables=broken_zero)
 
 
 def test_sampler_rejects_bad_settings(tmp_path):
@@ -154,6 +197,9 @@ def test_sampler_rejects_bad_settings(tmp_path):
                                                                                      1: _fake_shift_table(1)})
     with pytest.raises(ConfigError, match="low end"):
         WindowSampler(ds, 4, 2, generator=gen, transpose_range=(2, 1))
+    with pytest.raises(ConfigError, match="contain 0"):
+        WindowSampler(ds, 4, 2, generator=gen, transpose_range=(1, 2), shift_tables={1: _fake_shift_table(1),
+                                                                                    2: _fake_shift_table(2)})
 
 
 @pytest.mark.parametrize("seq_len,batch_size", [(7, 3), (10, 100), (1, 5), (500, 2)])

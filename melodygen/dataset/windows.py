@@ -32,11 +32,11 @@ class WindowSampler:
     """An endless source of random (x, y) batches, `y` being `x` shifted left by one id.
 
     `next(sampler)` returns two int64 tensors of shape (B, T) on the CPU. Each window gets a
-    random transposition drawn uniformly from `transpose_range` (inclusive, in semitones); its
-    ids go through `shift_tables[shift]` (from `Encoding.pitch_shift_table`). A window that the
-    shift would push out of the encoding's pitch range (any id mapped to -1) is kept
-    untransposed (shift 0) instead: it is still real music, and dropping it would bias batches
-    towards pieces in the middle of the range. `fallbacks` counts those windows.
+    transposition drawn uniformly among the shifts of `transpose_range` (inclusive, in
+    semitones, containing 0) that keep every one of its ids in the encoding's pitch range (no id
+    mapped to -1); its ids go through `shift_tables[shift]` (from `Encoding.pitch_shift_table`).
+    Shift 0 always qualifies, so a window near the range edge is still transposed the ways it
+    can be, and no window is dropped (dropping would bias batches towards mid-range pieces).
 
     Deterministic given the generator's state; `state_dict()` / `load_state_dict()` save and
     restore it for `--resume`. A `torch.Generator` must live on the CPU.
@@ -53,7 +53,8 @@ class WindowSampler:
         self.dataset, self.seq_len, self.batch_size = dataset, seq_len, batch_size
         self.generator = generator
         self.shift_lo, self.tables = _stack_tables(transpose_range, shift_tables)
-        self.fallbacks = 0
+        if self.tables is not None:
+            self._lowest, self._highest = _valid_shift_bounds(self.tables, self.shift_lo)
         self._span = np.arange(seq_len + 1)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -68,12 +69,13 @@ class WindowSampler:
         return _split_xy(windows)
 
     def _transpose(self, windows: np.ndarray) -> np.ndarray:
-        rows = _integers(self.generator, 0, len(self.tables), self.batch_size)
-        shifted = self.tables[rows[:, None], windows]
-        out_of_range = (shifted < 0).any(axis=1)
-        self.fallbacks += int(out_of_range.sum())
-        shifted[out_of_range] = windows[out_of_range]
-        return shifted
+        # The shifts keeping a window in range are the intersection of its ids' intervals.
+        lowest = self._lowest[windows].max(axis=1)  # (B,)
+        highest = self._highest[windows].min(axis=1)
+        # floor(u * choices) with u < 1 stays below choices (the float product rounds down).
+        picks = (_uniform(self.generator, self.batch_size) * (highest - lowest + 1)).astype(np.int64)
+        rows = lowest + picks - self.shift_lo
+        return self.tables[rows[:, None], windows]
 
     def state_dict(self) -> dict:
         """The generator state (plain dicts/tensors, fit for a `weights_only` checkpoint)."""
@@ -96,12 +98,37 @@ def _stack_tables(transpose_range: tuple[int, int], shift_tables: Mapping[int, n
     lo, hi = transpose_range
     if lo > hi:
         raise ConfigError(f"transpose_range {transpose_range}: low end above high end")
+    if not lo <= 0 <= hi:
+        raise ConfigError(f"transpose_range {transpose_range} must contain 0 (the untransposed music)")
     if (lo, hi) == (0, 0):
         return 0, None
     missing = [s for s in range(lo, hi + 1) if shift_tables is None or s not in shift_tables]
     if missing:
         raise ConfigError(f"transpose_range {transpose_range} needs shift tables for shifts {missing}")
     return lo, np.stack([np.asarray(shift_tables[s], dtype=np.int64) for s in range(lo, hi + 1)])
+
+
+def _valid_shift_bounds(tables: np.ndarray, shift_lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per id, the lowest and highest shift keeping it in range, as (V,) int64 arrays.
+
+    Transposing a pitch is valid over one interval of shifts, and shift 0 must keep every id; a
+    table breaking either (e.g. a shift-0 table with -1s) would make the bounds lie, so it is refused.
+    """
+    valid = tables >= 0  # (S, V)
+    shifts = np.arange(len(tables))[:, None] + shift_lo
+    lowest = np.where(valid, shifts, np.iinfo(np.int64).max).min(axis=0)
+    highest = np.where(valid, shifts, np.iinfo(np.int64).min).max(axis=0)
+    bad = np.flatnonzero(~valid[-shift_lo] | (valid.sum(axis=0) != highest - lowest + 1))
+    if bad.size:
+        raise ConfigError(f"shift tables: the valid shifts of id {bad[0]} are not one interval containing 0")
+    return lowest, highest
+
+
+def _uniform(generator: RandomSource, size: int) -> np.ndarray:
+    """`size` uniform floats in [0, 1) from either kind of generator."""
+    if isinstance(generator, np.random.Generator):
+        return generator.random(size)
+    return torch.rand(size, generator=generator, dtype=torch.float64).numpy()
 
 
 def _integers(generator: RandomSource, low: int, high: int, size: int) -> np.ndarray:
