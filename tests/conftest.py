@@ -9,6 +9,10 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
+# Real corpora in the repo (tests never read data outside it): the bundled ones, and a few
+# POP909 files kept only for tests (tests/data/pop909/SOURCE.md).
+CORPORA = {"nottingham": DATA / "nottingham", "bach-chorales": DATA / "bach-chorales",
+           "pop909": REPO / "tests" / "data" / "pop909"}
 
 
 @pytest.fixture

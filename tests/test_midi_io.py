@@ -10,12 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import midi_factory as mf
-from conftest import DATA, REPO
+from conftest import CORPORA, DATA, REPO
 from melodygen.errors import MidiReadError
 from melodygen.midi_io import read_score, write_midi, write_score
 from melodygen.notes import Note, Track
-
-SHARED = REPO.parent / "shared" / "data"
 
 
 def spans(track):
@@ -221,11 +219,9 @@ def our_tracks(path):
 
 
 def real_files(corpus, count=3):
-    for root in (DATA, SHARED):
-        files = sorted((root / corpus).glob("*.mid"))
-        if files:
-            return files[:count]
-    pytest.skip(f"no {corpus} files in {DATA} or {SHARED}")
+    files = sorted(CORPORA[corpus].glob("*.mid"))[:count]
+    assert files, f"no {corpus} files in {CORPORA[corpus]}"
+    return files
 
 
 @pytest.mark.parametrize("corpus", ["nottingham", "bach-chorales", "pop909"])
@@ -239,12 +235,11 @@ def test_same_notes_as_pretty_midi_on_real_files(corpus):
                 assert mine[2:] == pytest.approx(other[2:], abs=1e-6), path
 
 
-def test_real_pop909_file_has_tempo_changes_and_pedals():
-    path = next((p for p in real_files("pop909", 20) if p.name == "003.mid"), None)
-    if path is None:
-        pytest.skip("pop909/003.mid not available")
+@pytest.mark.parametrize("path", real_files("pop909"), ids=lambda p: p.name)
+def test_real_pop909_files_have_tempo_changes_and_pedals(path):
     score = read_score(path)
     assert [t.name for t in score.tracks] == ["MELODY", "BRIDGE", "PIANO"]
+    assert len(set(score.tempo_map.qpm)) > 1
     assert any(t.pedals for t in score.tracks)
 
 

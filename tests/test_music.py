@@ -4,13 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, REPO
+from conftest import CORPORA
 from melodygen.errors import NoUsableMusicError
 from melodygen.midi_io import read_score
 from melodygen.music import apply_sustain, fold_into_range, pick_melody_track, skyline, transpose
 from melodygen.notes import Note, Score, Track
-
-SHARED = REPO.parent / "shared" / "data"
 
 
 def n(pitch, start, end, velocity=80):
@@ -195,10 +193,9 @@ def test_pick_errors_name_the_reason():
 @pytest.mark.parametrize("corpus, expected", [("nottingham", 0), ("bach-chorales", "Soprano"),
                                                ("pop909", "MELODY")])
 def test_pick_on_real_files(corpus, expected):
-    files = [p for root in (DATA, SHARED) for p in sorted((root / corpus).glob("*.mid"))[:3]]
-    if not files:
-        pytest.skip(f"no {corpus} files in {DATA} or {SHARED}")
-    for path in files[:3]:
+    files = sorted(CORPORA[corpus].glob("*.mid"))[:3]
+    assert files, f"no {corpus} files in {CORPORA[corpus]}"
+    for path in files:
         score = read_score(path)
         chosen = pick_melody_track(score)
         assert (chosen is score.tracks[expected] if isinstance(expected, int)
