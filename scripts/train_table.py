@@ -27,18 +27,19 @@ def run_preset(name: str, args) -> dict:
     from melodygen import checkpoint
     from melodygen.config import load_config
     from melodygen.evaluation import evaluate_baseline, evaluate_checkpoint
+    from melodygen.models import count_parameters
     from melodygen.training import train
 
     run_dir = Path(args.run_root) / name
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         overrides = [f"training.threads={args.threads}", f"training.device={args.device}"]
         train(load_config(REPO / "configs" / f"{name}.toml", overrides), run_dir)
-    ckpt = checkpoint.load(run_dir / "best.pt")
+    model, _, ckpt = checkpoint.load_for_inference(run_dir / "best.pt")
     elapsed = checkpoint.load(run_dir / "last.pt")["scheduler"]["elapsed_s"]  # the whole run
     figures = evaluate_checkpoint(run_dir / "best.pt", device=args.device)
     data_dir = ckpt["run_config"]["data"]["dataset"]
     baseline = evaluate_baseline(data_dir, order=args.order, seq_len=figures["seq_len"])
-    params = sum(t.numel() for t in ckpt["model"]["state_dict"].values())
+    params = count_parameters(model)  # a tied embedding/head counts once, unlike the state_dict
     return {"preset": name, "params": params, "minutes": elapsed / 60, "model": figures,
             "baseline": baseline, "step": ckpt["step"]}
 
