@@ -9,9 +9,9 @@ A config has four sections, one frozen dataclass each:
 
 Overrides use dotted keys and TOML value syntax: `training.lr=3e-4`, `data.sources=["a", "b"]`,
 `training.device=cpu` (a bare word is taken as a string). A value is checked against the type of
-the field it replaces; encoding and model names and settings are checked by their registries
-(`get_encoding`, `models.make_settings`). Every unknown key and wrong type, in the file and in
-the overrides, is reported together in one `ConfigError`.
+the field it replaces (`melodygen.settings`); encoding and model names and settings are checked
+by their registries (`get_encoding`, `models.make_settings`). Every unknown key, wrong type and
+bad value, in the file and in the overrides, is reported together in one `ConfigError`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from melodygen.errors import ConfigError
+from melodygen.settings import check, collect, each
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,13 @@ class DataConfig:
     dataset: str = ""
     val_fraction: float = 0.1
     cache_dir: str = "runs/data"
+
+    def __post_init__(self):
+        check(self, {
+            **each(self, ("val_fraction",), lambda v: 0 <= v < 1, "in [0, 1)"),
+            "sources (MIDI files or folders) must not be empty unless dataset is set":
+                lambda: bool(self.dataset or self.sources),
+        })
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,21 @@ class TrainingConfig:
     compile: bool = False
     threads: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        check(self, {
+            **each(self, ("batch_size", "seq_len", "max_steps", "grad_accum", "eval_every",
+                          "log_every", "lr"), lambda v: v > 0, "> 0"),
+            **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
+                          "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
+            **each(self, ("min_lr_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
+            **each(self, ("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),
+            **each(self, ("transpose_range",), lambda v: v[0] <= 0 <= v[1],
+                   "[lo, hi] with lo <= 0 <= hi"),
+            **each(self, ("device",), lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+                   "auto, cpu, cuda, cuda:N or mps"),
+        })
 
 
 @dataclass(frozen=True)
@@ -149,93 +172,20 @@ def config_from_dict(raw: dict, origin: str = "<config>", problems: list[str] | 
         if not isinstance(values, dict):
             problems.append(f"[{name}] must be a table, got {values!r}")
             values = {}
-        sections[name] = _build_section(name, cls, values, problems)
-    _check_values(sections["training"], sections["data"], problems)
+        if name in _FREE_FORM:
+            values = _gather_settings(cls, values)
+        sections[name] = collect(cls, values, problems, prefix=f"{name}.")
     _check_registries(sections["encoding"], sections["model"], problems)
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return RunConfig(**sections)
 
 
-def _build_section(name: str, cls: type, values: dict, problems: list[str]):
-    hints = typing.get_type_hints(cls)
-    free_form = name in _FREE_FORM
-    kwargs: dict[str, Any] = {}
-    settings: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in hints and key != "settings":
-            checked = _check_type(value, hints[key])
-            if checked is _BAD:
-                problems.append(f"{name}.{key} = {value!r}: expected {_type_name(hints[key])}")
-            else:
-                kwargs[key] = checked
-        elif free_form:
-            settings[key] = value
-        else:
-            known = ", ".join(f.name for f in dataclasses.fields(cls))
-            problems.append(f"unknown key {name}.{key} (known: {known})")
-    if free_form:
-        kwargs["settings"] = settings
-    return cls(**kwargs)
-
-
-_BAD = object()
-
-
-def _check_type(value: Any, hint: Any) -> Any:
-    """`value` converted to `hint` (int -> float, list -> tuple), or `_BAD`."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            return _BAD
-        if len(args) == 2 and args[1] is Ellipsis:
-            args = (args[0],) * len(value)
-        if len(value) != len(args):
-            return _BAD
-        items = tuple(_check_type(v, a) for v, a in zip(value, args))
-        return _BAD if any(i is _BAD for i in items) else items
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return value if hint in (str, bool) and type(value) is hint else _BAD
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"list of {_type_name(args[0])}s"
-        return f"list of {len(args)} {_type_name(args[0])}s"
-    return {int: "integer", float: "number", bool: "true/false", str: "string"}[hint]
-
-
-# (field, test, what it must be) for values whose type alone does not make them valid.
-_RULES = [
-    (("batch_size", "seq_len", "max_steps", "grad_accum", "eval_every", "log_every"),
-     lambda v: v > 0, "> 0"),
-    (("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience", "threads",
-      "eval_max_batches"),
-     lambda v: v >= 0, ">= 0"),
-    (("lr",), lambda v: v > 0, "> 0"),
-    (("min_lr_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
-    (("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
-    (("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),
-    (("transpose_range",), lambda v: v[0] <= 0 <= v[1], "[lo, hi] with lo <= 0 <= hi"),
-    (("device",), lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
-     "auto, cpu, cuda, cuda:N or mps"),
-]
-
-
-def _check_values(training: TrainingConfig, data: DataConfig, problems: list[str]) -> None:
-    for names, test, wanted in _RULES:
-        for name in names:
-            if not test(getattr(training, name)):
-                problems.append(f"training.{name} = {getattr(training, name)!r}: must be {wanted}")
-    if not 0 <= data.val_fraction < 1:
-        problems.append(f"data.val_fraction = {data.val_fraction!r}: must be in [0, 1)")
-    if not data.dataset and not data.sources:
-        problems.append("[data] needs sources (MIDI files or folders) or dataset (a prepared folder)")
+def _gather_settings(cls: type, values: dict) -> dict:
+    """The values of a free-form section with every key but the registry name in `settings`."""
+    named = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+    return {**{k: v for k, v in values.items() if k in named},
+            "settings": {k: v for k, v in values.items() if k not in named}}
 
 
 def _check_registries(encoding: EncodingConfig, model: ModelConfig, problems: list[str]) -> None:

@@ -55,7 +55,7 @@ def test_decode_writes_the_decoded_notes(tune, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--encoding", "remi"], "unknown encoding 'remi'; choose one of melody, performance"),
-    (["--set", "bogus=1"], "unknown melody encoding setting(s) bogus"),
+    (["--set", "bogus=1"], "melody encoding: unknown setting 'bogus'"),
     (["--set", "track"], "expected KEY=VALUE"),
     (["--set", "min_notes=100000"], "nothing to encode"),
     (["--set", "track=5"], "nothing to encode (track 5 out of range"),

@@ -122,8 +122,10 @@ def test_load_encoding_names_the_bad_file(tmp_path):
 def test_get_encoding_lists_valid_choices():
     with pytest.raises(ConfigError, match="melody, performance"):
         get_encoding("remi")
-    with pytest.raises(ConfigError, match="valid settings: .*min_pitch"):
+    with pytest.raises(ConfigError, match=r"'min_pich' \(did you mean 'min_pitch'\?\)"):
         get_encoding("melody", min_pich=40)
+    with pytest.raises(ConfigError, match="valid settings: .*min_pitch"):
+        get_encoding("melody", colour=40)
 
 
 @pytest.mark.parametrize("name, settings, message", [

@@ -12,10 +12,8 @@ import dataclasses
 import json
 import os
 import tempfile
-import types
-import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +23,7 @@ from melodygen import __version__
 from melodygen.encodings.vocab import Vocabulary
 from melodygen.errors import ConfigError, EncodingError
 from melodygen.notes import Note, Score
+from melodygen.settings import build
 
 
 class Encoding(ABC):
@@ -40,13 +39,7 @@ class Encoding(ABC):
     @classmethod
     def from_settings(cls, values: dict[str, Any]) -> Encoding:
         """Build from plain settings (config/JSON); every bad key or value -> one `ConfigError`."""
-        fields = {f.name for f in dataclasses.fields(cls.settings_type)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ConfigError(
-                f"unknown {cls.name} encoding setting(s) {', '.join(unknown)}; "
-                f"valid settings: {', '.join(sorted(fields))}")
-        return cls(cls.settings_type(**values))
+        return cls(build(cls.settings_type, values, f"{cls.name} encoding"))
 
     @abstractmethod
     def _build_vocab(self) -> Vocabulary: ...
@@ -112,35 +105,3 @@ class Encoding(ABC):
 def sort_notes(notes: Iterable[Note]) -> list[Note]:
     """Notes in the order decoders return them: by start, then pitch (then end, velocity)."""
     return sorted(notes, key=lambda n: (n.start, n.pitch, n.end, n.velocity))
-
-
-def check_settings(settings: Any, rules: dict[str, Callable[[], bool]] | None = None) -> None:
-    """Check a settings dataclass (call it from `__post_init__`); problems -> one `ConfigError`.
-
-    Each field must match its annotated type (bool is not int); then each rule (a description
-    and a check, run only when the types are right) must hold.
-    """
-    hints = typing.get_type_hints(type(settings))
-    problems = []
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        allowed = _allowed_types(hints[field.name])
-        if not any(_is_instance(value, t) for t in allowed):
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            problems.append(f"{field.name}={value!r} must be {names}")
-    if not problems:
-        problems = [text for text, holds in (rules or {}).items() if not holds()]
-    if problems:
-        raise ConfigError(f"bad {type(settings).__name__}: " + "; ".join(problems))
-
-
-def _allowed_types(hint: Any) -> tuple[type, ...]:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _is_instance(value: Any, t: type) -> bool:
-    if t is int or t is float:  # bool is an int subclass, but True is no pitch or step count
-        return isinstance(value, int if t is int else (int, float)) and not isinstance(value, bool)
-    return isinstance(value, t)

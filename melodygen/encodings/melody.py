@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melodygen.encodings.base import Encoding, check_settings
+from melodygen.encodings.base import Encoding
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Note, Score, TempoMap
+from melodygen.settings import check
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class MelodySettings:
     max_steps: int | None = None
 
     def __post_init__(self):
-        check_settings(self, {
+        check(self, {
             "need 0 <= min_pitch, min_pitch + 11 <= max_pitch <= 127 (an octave to fold into)":
                 lambda: 0 <= self.min_pitch and self.min_pitch + 11 <= self.max_pitch <= 127,
             "steps_per_quarter must be >= 1": lambda: self.steps_per_quarter >= 1,

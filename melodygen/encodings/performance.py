@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melodygen.encodings.base import Encoding, check_settings, sort_notes
+from melodygen.encodings.base import Encoding, sort_notes
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Note, Score
+from melodygen.settings import check
 
 _OFF, _ON = 0, 1  # event kinds in the sorted event table; offs sort first within a step
 
@@ -39,7 +40,7 @@ class PerformanceSettings:
     sustain: bool = True
 
     def __post_init__(self):
-        check_settings(self, {
+        check(self, {
             "steps_per_second must be >= 1": lambda: self.steps_per_second >= 1,
             "max_shift_steps must be >= 1": lambda: self.max_shift_steps >= 1,
             "velocity_bins must be in 1..127": lambda: 1 <= self.velocity_bins <= 127,

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, NamedTuple
 
 from torch import nn
@@ -20,6 +19,7 @@ from melodygen.errors import ConfigError
 from melodygen.models.base import Generator
 from melodygen.models.recurrent import ElmanRNN, GRUGenerator, LSTMGenerator, RecurrentSettings
 from melodygen.models.transformer import TransformerGenerator, TransformerSettings
+from melodygen.settings import build
 
 
 class ModelEntry(NamedTuple):
@@ -43,22 +43,7 @@ def make_settings(kind: str, settings: dict[str, Any]) -> Any:
     """
     if kind not in MODELS:
         raise ConfigError(f"unknown model kind {kind!r} (known: {', '.join(MODELS)})")
-    settings_type = MODELS[kind].settings_type
-    names = [f.name for f in dataclasses.fields(settings_type)]
-    problems = [_unknown(key, names) for key in settings if key not in names]
-    try:
-        resolved = settings_type(**{k: v for k, v in settings.items() if k in names})
-    except ConfigError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise ConfigError(f"model {kind!r}: " + "; ".join(problems)
-                          + f" (valid settings: {', '.join(names)})")
-    return resolved
-
-
-def _unknown(key: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(str(key), names, n=1)
-    return f"unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return build(MODELS[kind].settings_type, settings, f"model {kind!r}")
 
 
 def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> Generator:

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import LongTensor, Tensor, nn
 
-from melodygen.encodings.base import check_settings
 from melodygen.models.base import Generator
+from melodygen.settings import check
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class RecurrentSettings:
     tie_weights: bool = False
 
     def __post_init__(self):
-        check_settings(self, {
+        check(self, {
             "embed_size, hidden_size and num_layers must be >= 1":
                 lambda: min(self.embed_size, self.hidden_size, self.num_layers) >= 1,
             "dropout must be in [0, 1)": lambda: 0 <= self.dropout < 1,

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
-from melodygen.encodings.base import check_settings
 from melodygen.errors import ConfigError
 from melodygen.models.base import Generator
+from melodygen.settings import check
 
 ROPE_BASE = 10000.0
 
@@ -49,7 +49,7 @@ class TransformerSettings:
     tie_weights: bool = True
 
     def __post_init__(self):
-        check_settings(self, {
+        check(self, {
             "d_model, n_layers, n_heads and d_ff must be >= 1":
                 lambda: min(self.d_model, self.n_layers, self.n_heads, self.d_ff) >= 1,
             "max_context must be >= 2": lambda: self.max_context >= 2,
