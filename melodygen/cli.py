@@ -22,6 +22,9 @@ class _FriendlyGroup(click.Group):
             raise click.ClickException(f"{exc.filename}: no such file or folder") from None
         except PermissionError as exc:
             raise click.ClickException(f"{exc.filename}: permission denied") from None
+        except KeyboardInterrupt:  # click would print "Aborted!" and exit 1
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,42 @@
+"""The command line's contract: usage errors exit 2 with click's message, `MelodygenError`s one
+line and exit 1, Ctrl-C one line ("interrupted") and exit 130; never a traceback."""
+
+import pytest
+from click.testing import CliRunner
+
+from melodygen import stats
+from melodygen.cli import main
+from melodygen.errors import MidiReadError
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_usage_errors_exit_2_with_usage():
+    result = run("sample", "--temperature", "0", "x.pt", "--out", "o")
+    assert result.exit_code == 2 and result.output.startswith("Usage: ")
+    assert "Invalid value for '--temperature'" in result.output
+
+
+def test_melodygen_errors_are_one_line_exit_1(tmp_path):
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    result = run("sample", tmp_path / "x.pt", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and result.exception is not None
+    assert result.output.strip().splitlines() == [f"Error: {tmp_path / 'x.pt'}: not a readable checkpoint "
+                                                  "(not a PyTorch checkpoint file)"]
+
+
+@pytest.mark.parametrize("exception, code, message", [
+    (KeyboardInterrupt, 130, "interrupted"),
+    (MidiReadError("a.mid: truncated"), 1, "Error: a.mid: truncated"),
+])
+def test_every_command_reports_in_one_line(tmp_path, monkeypatch, exception, code, message):
+    def raises(*args, **kwargs):
+        raise exception
+
+    monkeypatch.setattr(stats, "describe_set", raises)
+    (tmp_path / "a.mid").write_bytes(b"")
+    result = run("stats", tmp_path / "a.mid")
+    assert result.exit_code == code
+    assert result.output.strip() == message and "Aborted" not in result.output
