@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +63,28 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    except PermissionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises anything (KeyError...) on foreign bytes
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_unreadable_reason(path, exc)})") from None
     _check_layout(ckpt, path)
     return ckpt
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch could not load `path`, in our words (torch's advice to pass weights_only=False
+    is wrong for a checkpoint: melodygen's only hold plain dicts and tensors)."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head:
+        return "empty file (0 bytes)"
+    if head == b"MThd":
+        return "a MIDI file, not a checkpoint"
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        return "not a PyTorch checkpoint file"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "it holds Python objects besides plain dicts and tensors: not saved by melodygen"
+    return "truncated or damaged PyTorch archive"
 
 
 def _check_layout(ckpt: Any, path: Path) -> None:

@@ -54,20 +54,31 @@ def test_a_failed_save_leaves_the_old_file_intact(ckpt, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"", "not a readable checkpoint"),
-    (b"\x00garbage" * 50, "not a readable checkpoint"),
+    (b"", r"empty file \(0 bytes\)"),
+    (b"\x00garbage" * 50, "not a PyTorch checkpoint file"),
+    (b"hello world\n", "not a PyTorch checkpoint file"),  # torch's unpickler raised KeyError here
+    (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0", "a MIDI file, not a checkpoint"),
 ])
 def test_unreadable_files_name_the_file(tmp_path, content, reason):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=f"bad.pt: {reason}"):
+    with pytest.raises(CheckpointError, match=f"bad.pt: not a readable checkpoint \\({reason}\\)$") as info:
         checkpoint.load_for_inference(path)
+    assert "weights_only" not in str(info.value)
+
+
+def test_pickled_python_objects_are_refused_in_our_words(tmp_path):
+    path = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(CheckpointError, match="module.pt: .*not saved by melodygen") as info:
+        checkpoint.load(path)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_truncated_checkpoint(ckpt, tmp_path):
     path = checkpoint.save(ckpt, tmp_path / "t.pt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="t.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"t.pt: not a readable checkpoint \(truncated or damaged"):
         checkpoint.load(path)
 
 
