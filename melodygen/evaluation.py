@@ -188,7 +188,11 @@ def split_ids(data_dir, split: str, encoding=None) -> np.ndarray:
 
     if encoding is not None:
         check_dataset(data_dir, encoding.to_dict())
-    return TokenDataset(data_dir, split).ids
+    ids = TokenDataset(data_dir, split).ids
+    if len(ids) < 2:  # no target to score: the figures would be NaN
+        hint = " (prepare more files or a larger --val-fraction, or score --split train)" if split == "valid" else ""
+        raise DatasetError(f"{data_dir}: the {split} split is empty, nothing to score{hint}")
+    return ids
 
 
 def score_ids(model, ids: np.ndarray, *, seq_len: int, batch_size: int = 32, device="cpu") -> dict:

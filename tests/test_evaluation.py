@@ -234,6 +234,34 @@ def test_baseline_command_orders(tmp_path):
     assert result.exit_code == 1 and "nowhere: no such dataset folder" in result.output
 
 
+def test_an_empty_split_is_an_error_not_nan(tmp_path):
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    write_split(data, "valid", [], BOS_ID, EOS_ID)
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", encoding)
+    for args in (["baseline", data], ["evaluate", ckpt, "--data", data]):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: {data}: the valid split is empty, nothing to score (prepare more " \
+                                "files or a larger --val-fraction, or score --split train)\n"
+    assert CliRunner().invoke(main, ["baseline", str(data), "--split", "train"]).exit_code == 0
+
+
+def test_folders_that_are_not_datasets_are_named(tmp_path, nottingham_files):
+    midi_folder = tmp_path / "midi"
+    midi_folder.mkdir()
+    (midi_folder / "a.mid").write_bytes(nottingham_files[0].read_bytes())
+    result = CliRunner().invoke(main, ["baseline", str(midi_folder)])
+    assert result.exit_code == 1
+    assert f"{midi_folder}: not a prepared dataset (no manifest.json)" in result.output
+    data = tiny_dataset(tmp_path / "data", get_encoding("melody"))
+    (data / "train.idx.npy").write_text("hi\n")
+    result = CliRunner().invoke(main, ["baseline", str(data)])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert "train.idx.npy: unreadable offsets index (damaged or not a .npy file)" in result.output
+    assert "pickle" not in result.output
+
+
 @pytest.mark.slow
 def test_evaluate_reproduces_the_trainers_validation_nll(tmp_path):
     """train (full validation) -> evaluate on the same dataset: the same figure, to float precision."""

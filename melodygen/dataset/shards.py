@@ -85,8 +85,9 @@ def _load_offsets(idx_path: Path) -> np.ndarray:
         raise DatasetError(f"{idx_path}: missing; run `melodygen prepare` again")
     try:
         offsets = np.load(idx_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{idx_path}: unreadable offsets index ({exc})") from None
+    except (OSError, ValueError, EOFError):  # numpy's reasons advise allow_pickle: wrong here
+        raise DatasetError(f"{idx_path}: unreadable offsets index (damaged or not a .npy file); "
+                           "run `melodygen prepare --force`") from None
     if (offsets.ndim != 1 or len(offsets) == 0 or offsets.dtype != np.int64 or offsets[0] != 0
             or np.any(np.diff(offsets) < 0)):
         raise DatasetError(f"{idx_path}: not a valid offsets index (int64, starting at 0, increasing)")
@@ -110,6 +111,9 @@ def read_manifest(directory: str | Path) -> dict:
     path = Path(directory) / MANIFEST
     if not Path(directory).is_dir():
         raise DatasetError(f"{directory}: no such dataset folder; create it with `melodygen prepare`")
+    if not path.exists() and not (Path(directory) / ENCODING).exists():
+        raise DatasetError(f"{directory}: not a prepared dataset (no {MANIFEST}); make one from MIDI "
+                           "files with `melodygen prepare`")
     manifest = _read_json(path, "manifest")
     if manifest.get("format") != DATASET_FORMAT:
         raise DatasetError(f"{path}: not a melodygen dataset manifest")
