@@ -114,14 +114,14 @@ def sample(
     costs = torch.as_tensor(budget.costs, dtype=torch.float64, device=device) if budget else None
     spent = torch.zeros(num_outputs, dtype=torch.float64, device=device)
     done = torch.zeros(num_outputs, dtype=torch.bool, device=device)
-    out = torch.full((num_outputs, max_events), PAD_ID, dtype=torch.long, device=device)
+    drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         logits, state = model.step(_prefix(primer_ids, num_outputs, model.max_context, device), None)
         for t in range(max_events):
             ids = draw(logits[:, -1], banned, temperature, top_k, top_p, generator).masked_fill(done, PAD_ID)
-            out[:, t] = ids
+            drawn.append(ids)
             done |= ids == EOS_ID
             if costs is not None:
                 spent += costs[ids]
@@ -130,7 +130,8 @@ def sample(
                 break
             logits, state = model.step(ids[:, None], state)
     model.train(was_training)
-    return [[i for i in row if i > EOS_ID] for row in out.tolist()]
+    rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
+    return [[i for i in row if i > EOS_ID] for row in rows]
 
 
 @dataclass(frozen=True)

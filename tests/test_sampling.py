@@ -108,6 +108,13 @@ def test_eos_stops_a_row_while_others_continue():
     assert {tuple(r) for r in rows} == {(4,), (5,) * 10}
 
 
+def test_a_huge_length_costs_only_what_is_generated():
+    # `--bars 1e9` once asked torch for a (B, max_events) buffer up front: 128 GB, a traceback.
+    table = table_with({BOS_ID: {4: 0.0}, 4: {EOS_ID: 0.0}})
+    rows = sample(TableModel(table), MELODY, num_outputs=1024, max_events=10**12)
+    assert rows == [[4]] * 1024
+
+
 def test_stop_on_eos_false_never_draws_eos():
     table = table_with({BOS_ID: {4: 0.0}, 4: {EOS_ID: 5.0, 6: 0.0}, 6: {EOS_ID: 5.0, 4: 0.0}})
     rows = sample(TableModel(table), MELODY, num_outputs=3, max_events=7, stop_on_eos=False,
