@@ -6,8 +6,6 @@ only every `log_every` steps. Batches are gathered by the window sampler with on
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -55,13 +53,10 @@ class Stepper:
 def validate(model, windows, device: torch.device, info: DistInfo) -> dict:
     """{nll (nats/event), perplexity, accuracy, events} over the validation windows, each rank
     scoring its share (`melodygen.evaluation.evaluate_nll`, the figures `evaluate` reports)."""
-    from melodygen.evaluation import evaluate_nll
+    from melodygen.evaluation import evaluate_nll, nll_figures
 
     mine = evaluate_nll(model, windows, device)
     events = mine["events"]
     sums = [mine["nll"] * events, mine["accuracy"] * events, events] if events else [0.0, 0.0, 0.0]
     nll_sum, hits, events = distributed.sum_floats(sums, info, device)
-    if events == 0:
-        return {"nll": math.nan, "perplexity": math.nan, "accuracy": math.nan, "events": 0}
-    nll = nll_sum / events
-    return {"nll": nll, "perplexity": math.exp(nll), "accuracy": hits / events, "events": int(events)}
+    return nll_figures(nll_sum, hits, int(events))
