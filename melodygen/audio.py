@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melodygen.atomic import atomic_write
 from melodygen.errors import RenderError
 
 SAMPLE_RATE = 44100
@@ -156,11 +157,9 @@ def normalize(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
 def write_wav(samples: np.ndarray, path: Path) -> None:
     """Write float samples in [-1, 1], shape (frames, channels), as 16-bit PCM; temp file + rename."""
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as out:
+    with atomic_write(path) as file, wave.open(file, "wb") as out:
         out.setnchannels(pcm.shape[1])
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from melodygen import __version__
+from melodygen.atomic import atomic_write
 from melodygen.errors import CheckpointError, MelodygenError
 
 FORMAT = "melodygen-checkpoint"
@@ -47,12 +48,8 @@ def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Mo
 def save(obj: dict, path: str | os.PathLike) -> Path:
     """Writes `obj` to `path` atomically (temp file in the same folder + `os.replace`)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as file:
+        torch.save(obj, file)
     return path
 
 

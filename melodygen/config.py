@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from melodygen.atomic import atomic_write
 from melodygen.errors import ConfigError
 from melodygen.settings import check, collect, each
 
@@ -255,7 +256,5 @@ def _toml_value(value: Any) -> str:
 
 def save_config(config: RunConfig, path: str | os.PathLike) -> None:
     """Writes the resolved config as TOML, atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(dumps_toml(config), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as file:
+        file.write(dumps_toml(config))

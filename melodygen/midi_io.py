@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import struct
-import uuid
 from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
-from melodygen.errors import MidiReadError
+from melodygen.atomic import atomic_write
+from melodygen.errors import MidiReadError, OutputError
 from melodygen.notes import Note, Score, TempoMap, Track
 
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
@@ -444,16 +444,12 @@ def write_score(tracks: Sequence[Track], path: str | os.PathLike, *, qpm: float 
         mido.MetaMessage("set_tempo", tempo=tempo, time=0),
         mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]))
     midi.tracks += [_midi_track(t, i, ticks_per_second) for i, t in enumerate(tracks)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder (mkstemp would make the file private to its owner).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "xb") as file:
-            midi.save(file=file)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
+    with atomic_write(path) as file:
+        midi.save(file=file)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melodygen.atomic import atomic_write
 from melodygen.notes import Note, Score
 
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -98,7 +99,8 @@ def draw_pianoroll(score: Score, png_path: Path, *, name: str) -> Path:
     ax.vlines(bar_times(score, facts.duration), 0, 128, colors="0.75", linewidths=0.6, zorder=0)
     _set_axes(ax, facts)
     ax.set_title(f"{name}: {facts.summary()}", fontsize=11)
-    figure.savefig(png_path, format="png")
+    with atomic_write(png_path) as file:
+        figure.savefig(file, format="png")
     return png_path
 
 

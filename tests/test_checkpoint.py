@@ -43,7 +43,7 @@ def test_a_failed_save_leaves_the_old_file_intact(ckpt, tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def crash(obj, f):
-        open(f, "wb").write(b"half a checkpoint")
+        f.write(b"half a checkpoint")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)

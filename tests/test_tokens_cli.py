@@ -1,5 +1,7 @@
 """`melodygen tokens` through click's CliRunner on the real command group."""
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -74,3 +76,11 @@ def test_a_file_that_is_not_midi_is_one_line(tmp_path):
     result = _run(bad)
     assert result.exit_code == 1 and "noise.mid" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unwritable_decode_target_is_named(tune, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = _run(tune, "--decode", tmp_path / "file" / "out.mid")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"Error: {tmp_path / 'file'}: cannot create the folder (")
+    assert os.listdir(tmp_path) == ["file"]

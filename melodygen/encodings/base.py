@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from melodygen import __version__
+from melodygen.atomic import atomic_write
 from melodygen.encodings.vocab import Vocabulary
 from melodygen.errors import ConfigError, EncodingError
 from melodygen.notes import Note, Score
@@ -82,14 +81,8 @@ class Encoding(ABC):
     def save_json(self, path: str | Path) -> Path:
         """Write `to_dict()` as JSON atomically (temp file in the same folder + rename)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "w", encoding="utf-8") as file:
+            json.dump(self.to_dict(), file, indent=1)
         return path
 
     def __repr__(self) -> str:

@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from melodygen.atomic import atomic_write
 from melodygen.errors import ReportError
 
 
 @dataclass(frozen=True)
 class Report:
-    """Where the page went, where its sample files went (None without samples), how many samples."""
+    """Where the page went, where its sample files went (None without samples), how many samples,
+    and the sample files skipped as unreadable (each error naming its file)."""
 
     page: Path
     assets: Path | None
     samples: int
+    skipped: list[str]
 
 
 def build_report(
@@ -58,7 +61,7 @@ def build_report(
                                 reference_dir=None if reference is None else Path(reference))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
-    tmp = page.with_name(f".{page.name}.tmp-{os.getpid()}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, page)
-    return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0)
+    with atomic_write(page, "w", encoding="utf-8") as file:
+        file.write(html)
+    return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0,
+                  skipped=gallery.skipped if gallery else [])
