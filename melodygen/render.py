@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from melodygen.audio import find_fluidsynth, find_soundfont, render_wav
-from melodygen.errors import RenderError
+from melodygen.errors import MidiReadError, RenderError
 from melodygen.pianoroll import ScoreFacts, draw_pianoroll, score_facts
 
 
@@ -35,18 +35,28 @@ def render_files(
     wav: bool = True,
     png: bool = True,
     soundfont: str | os.PathLike | None = None,
+    skipped: list[str] | None = None,
 ) -> list[Rendered]:
     """Render each MIDI file; outputs are named after the file (`song.mid` -> `song.wav`, `song.png`).
 
     Checks FluidSynth and the SoundFont before rendering anything, and refuses two inputs that
-    would write the same output name. Raises `MidiReadError` / `RenderError` naming the file.
+    would write the same output name. Raises `MidiReadError` / `RenderError` naming the file;
+    given a `skipped` list, files unreadable as MIDI are left out and their errors appended to it.
     """
     paths = [Path(p) for p in paths]
     font = find_soundfont(soundfont) if wav else None
     if wav:
         find_fluidsynth()
     stems = _output_stems(paths, None if out_dir is None else Path(out_dir))
-    return [render_file(path, stem, wav=wav, png=png, soundfont=font) for path, stem in zip(paths, stems)]
+    rendered = []
+    for path, stem in zip(paths, stems):
+        try:
+            rendered.append(render_file(path, stem, wav=wav, png=png, soundfont=font))
+        except MidiReadError as exc:  # its message names the file
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+    return rendered
 
 
 def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None) -> Rendered:

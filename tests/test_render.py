@@ -177,6 +177,31 @@ def test_render_command_takes_folders(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
 
 
+def test_unreadable_files_in_a_folder_are_skipped_and_listed(tmp_path):
+    write_scale(tmp_path / "a.mid")
+    (tmp_path / "b.mid").write_bytes(b"")
+    (tmp_path / "c.mid").write_text("text named .mid")
+    result = CliRunner().invoke(main, ["render", str(tmp_path), "--png", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+    assert result.stderr.splitlines() == [f"skipped {tmp_path / 'b.mid'}: empty file (0 bytes)",
+                                          f"skipped {tmp_path / 'c.mid'}: not a MIDI file (no MThd header)"]
+    assert "rendered 1 file(s), skipped 2" in result.stdout
+    (tmp_path / "a.mid").write_bytes(b"MThd")
+    result = CliRunner().invoke(main, ["render", str(tmp_path), "--png"])
+    assert result.exit_code == 1 and result.output.startswith("Error: none of the 3 MIDI files could be read")
+
+
+def test_an_unwritable_output_names_it_and_leaves_no_temp_file(tmp_path):
+    write_scale(tmp_path / "scale.mid")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scale.png").mkdir()  # a folder where the picture should go
+    result = CliRunner().invoke(main, ["render", str(tmp_path / "scale.mid"), "--png", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'out' / 'scale.png'}: cannot write (")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["scale.png"]
+
+
 def test_same_output_name_twice_is_refused(tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

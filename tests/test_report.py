@@ -159,6 +159,18 @@ def test_no_audio_needs_no_fluidsynth(tmp_path, monkeypatch):
     assert not list((tmp_path / "run" / "report_files").glob("*.wav"))
 
 
+def test_unreadable_samples_are_skipped_and_listed(tmp_path):
+    samples = make_samples(tmp_path / "samples", 1)
+    (samples / "broken.mid").write_bytes(b"MThd\x00")
+    result = CliRunner().invoke(main, ["report", str(make_run(tmp_path / "my run")), "--no-audio",
+                                                       "--samples", str(samples)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"skipped {samples / 'broken.mid'}: ")
+    page = tmp_path / "my run" / "report.html"
+    assert "rendered 1 sample(s)" in result.stdout and f"xdg-open '{page}'" in result.stdout
+    assert "Skipped (not readable as MIDI)" in page.read_text(encoding="utf-8")
+
+
 def test_reference_without_samples_is_refused(tmp_path):
     with pytest.raises(ReportError, match="needs --samples"):
         build_report(make_run(tmp_path / "run"), reference=tmp_path)

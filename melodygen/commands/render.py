@@ -29,14 +29,23 @@ def command(midi: tuple[str, ...], wav: bool, png: bool, out_dir: str | None, so
       melodygen render song.mid --png
       melodygen render song.mid --wav --soundfont ~/sf2/GeneralUser.sf2
     """
-    from melodygen.render import render_files
     from melodygen.dataset.sources import find_midi_files
+    from melodygen.errors import MidiReadError
+    from melodygen.render import render_files
 
     paths = find_midi_files(midi)
     both = not wav and not png
-    results = render_files(paths, out_dir, wav=wav or both, png=png or both, soundfont=soundfont)
+    skipped: list[str] = []
+    results = render_files(paths, out_dir, wav=wav or both, png=png or both, soundfont=soundfont,
+                           skipped=skipped)
+    if not results:
+        raise MidiReadError(skipped[0] if len(skipped) == 1 else
+                            f"none of the {len(paths)} MIDI files could be read; first: {skipped[0]}")
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
     for result in results:
         written = ", ".join(str(p) for p in (result.wav, result.png) if p is not None)
         click.echo(f"{result.midi}: {result.facts.summary()} -> {written}")
     where = out_dir if out_dir is not None else "beside the MIDI files"
-    click.echo(f"rendered {len(results)} file(s); outputs are {'in ' if out_dir else ''}{where}")
+    click.echo(f"rendered {len(results)} file(s){f', skipped {len(skipped)}' if skipped else ''}; "
+               f"outputs are {'in ' if out_dir else ''}{where}")

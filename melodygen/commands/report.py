@@ -32,11 +32,16 @@ def command(run_dir: str, samples: str | None, reference: str | None, out: str |
       melodygen report runs/melody_lstm --samples samples/
       melodygen report runs/melody_lstm --samples samples/ --reference data/nottingham --out report.html
     """
+    import shlex
+
     from melodygen.report import build_report
 
     report = build_report(run_dir, out, samples=samples, reference=reference, soundfont=soundfont,
                           audio=not no_audio)
+    for line in report.skipped:
+        click.echo(f"skipped {line}", err=True)
     if report.assets is not None:
         click.echo(f"rendered {report.samples} sample(s) into {report.assets}")
     click.echo(f"report written to {report.page}")
-    click.echo(f"open it with: xdg-open {report.page}   (macOS: open {report.page})")
+    page = shlex.quote(str(report.page))
+    click.echo(f"open it with: xdg-open {page}   (macOS: open {page})")

@@ -32,6 +32,7 @@ class Gallery:
     reference: dict | None  # stats.describe_set of the reference set
     comparison: dict | None  # stats.compare_sets(described, reference)
     reference_dir: Path | None
+    skipped: list[str]  # sample files unreadable as MIDI, each error naming its file
 
 
 def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | None = None,
@@ -42,7 +43,8 @@ def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | 
     from melodygen.stats import compare_sets, describe_set
 
     paths = find_midi_files([samples_dir])
-    rendered = render_files(paths, assets_dir, wav=audio, soundfont=soundfont)
+    skipped: list[str] = []
+    rendered = render_files(paths, assets_dir, wav=audio, soundfont=soundfont, skipped=skipped)
     try:
         described = describe_set(paths)
     except NoUsableMusicError:
@@ -50,7 +52,7 @@ def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | 
     reference = describe_set(find_midi_files([reference_dir])) if reference_dir is not None else None
     comparison = compare_sets(described, reference) if described and reference else None
     entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
-    return Gallery(entries, described, reference, comparison, reference_dir)
+    return Gallery(entries, described, reference, comparison, reference_dir, skipped)
 
 
 def _copy_midi(rendered: Rendered, assets_dir: Path) -> Rendered:

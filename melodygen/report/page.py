@@ -60,6 +60,9 @@ def _samples(gallery: Gallery | None, page_dir: Path) -> str:
         return ('<p class="note">No samples: pass <code>--samples DIR</code> (the folder '
                 '<code>melodygen sample</code> wrote) to hear and see them here.</p>')
     parts = [f"<p>{len(gallery.entries)} sample(s).</p>", _set_table(gallery)]
+    if gallery.skipped:
+        parts.insert(1, '<p class="note">Skipped (not readable as MIDI): '
+                        f'{escape("; ".join(gallery.skipped))}</p>')
     parts += [_card(entry, gallery, page_dir) for entry in gallery.entries]
     return "\n".join(parts)
 
