@@ -83,6 +83,19 @@ def test_folder_without_midi_files_is_one_error_line(tmp_path):
     assert "no .mid or .midi files" in result.output and "Traceback" not in result.output
 
 
+def test_an_empty_reference_fails_before_the_set_is_read(folk_dir, tmp_path, monkeypatch):
+    from melodygen import stats
+
+    def read_nothing(*args, **kwargs):
+        raise AssertionError("the set was read before the reference was checked")
+
+    monkeypatch.setattr(stats, "describe_set", read_nothing)
+    (tmp_path / "empty").mkdir()
+    result = run(folk_dir, "--reference", tmp_path / "empty")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'empty'}: no .mid or .midi files in this folder\n"
+
+
 def test_missing_input_is_a_usage_error(tmp_path):
     result = run(tmp_path / "nowhere")
     assert result.exit_code == 2

@@ -37,10 +37,12 @@ def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, worke
     from melodygen.stats import tables
 
     progress = not as_json
-    described = stats.describe_set(find_midi_files(inputs), workers=workers, progress=progress)
+    files = find_midi_files(inputs)
+    reference_files = find_midi_files([reference]) if reference is not None else None  # fail before the work
+    described = stats.describe_set(files, workers=workers, progress=progress)
     result = {"set": described}
-    if reference is not None:
-        ref = stats.describe_set(find_midi_files([reference]), workers=workers, progress=progress)
+    if reference_files is not None:
+        ref = stats.describe_set(reference_files, workers=workers, progress=progress)
         result.update(reference=ref, comparison=stats.compare_sets(described, ref))
     if as_json:
         click.echo(json.dumps(result, indent=2))
