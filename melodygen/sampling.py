@@ -219,7 +219,8 @@ def read_primer(path: Path, encoding) -> tuple[list[int], float]:
     try:
         ids = encoding.encode(score)
     except NoUsableMusicError as exc:
-        raise NoUsableMusicError(f"{path}: no usable primer ({exc})") from None
+        reason = str(exc).removeprefix(f"{score.source}: ")  # music's errors name the file
+        raise NoUsableMusicError(f"{path}: no usable primer ({reason})") from None
     return [int(i) for i in ids], float(score.tempo_map.qpm[0])
 
 

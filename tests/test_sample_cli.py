@@ -147,3 +147,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path, melody_ckpt):
         assert "Traceback" not in result.output and name in result.output
         assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing is created when the inputs are bad
+    primer = empty_file(tmp_path)
+    result = run(melody_ckpt, "--out", tmp_path / "o", "--primer", primer)
+    assert result.output == f"Error: {primer}: no usable primer (no notes)\n"  # the file named once
