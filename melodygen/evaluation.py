@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -242,6 +243,9 @@ def _training_dataset(ckpt: dict, checkpoint) -> str:
     dataset = (ckpt.get("run_config", {}).get("data") or {}).get("dataset")
     if not dataset:
         raise ConfigError(f"{checkpoint} records no dataset; give --data DIR or MIDI files to score")
+    if not Path(dataset).is_dir():
+        raise DatasetError(f"{dataset}: the dataset {checkpoint} was trained on is gone; give --data DIR "
+                           "or MIDI files to score")
     return dataset
 
 

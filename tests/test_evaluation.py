@@ -220,6 +220,11 @@ def test_evaluate_defaults_to_the_training_dataset_and_compares_a_baseline(tmp_p
     assert result["baseline"]["events"] == result["events"]
     text = CliRunner().invoke(main, ["evaluate", str(ckpt), "--baseline", "2"]).output
     assert "2-gram" in text and "model - 2-gram" in text
+    data.rename(tmp_path / "moved")
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {data}: the dataset {ckpt} was trained on is gone; "
+                             "give --data DIR or MIDI files to score\n")
 
 
 def test_baseline_command_orders(tmp_path):
