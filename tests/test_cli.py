@@ -1,6 +1,10 @@
 """The command line's contract: usage errors exit 2 with click's message, `MelodygenError`s one
 line and exit 1, Ctrl-C one line ("interrupted") and exit 130; never a traceback."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from click.testing import CliRunner
 
@@ -40,3 +44,22 @@ def test_every_command_reports_in_one_line(tmp_path, monkeypatch, exception, cod
     result = run("stats", tmp_path / "a.mid")
     assert result.exit_code == code
     assert result.output.strip() == message and "Aborted" not in result.output
+
+
+def test_a_real_sigint_exits_130_in_one_line(tmp_path):
+    (tmp_path / "a.mid").write_bytes(b"")
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from melodygen import stats
+        from melodygen.cli import main
+
+        def pressed_ctrl_c(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+
+        stats.describe_set = pressed_ctrl_c
+        main(["stats", sys.argv[1]], prog_name="melodygen")
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.mid")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130 and done.stderr == "interrupted\n" and done.stdout == ""
