@@ -21,7 +21,7 @@ from melodygen.encodings import PAD_ID
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.models import build_model
 from melodygen.training import train
-from melodygen.training.interrupt import StopFlag
+from melodygen.training.interrupt import StopFlag, catch_interrupts
 from melodygen.training.optim import lr_at, make_optimizer
 from melodygen.training.rundir import COLUMNS
 from melodygen.training.steps import Stepper
@@ -245,6 +245,22 @@ def test_time_budget_advances_the_decay():
     assert lr_at(20, cfg, time_used=0.5) == pytest.approx(0.55)
     assert lr_at(100, cfg, time_used=0.5) == lr_at(100, cfg)  # steps ahead of the clock
     assert lr_at(5, cfg, time_used=0.9) == lr_at(5, cfg)  # warm-up counts steps only
+
+
+def test_ctrl_c_before_the_loop_stops_at_once_and_during_it_after_the_step(dataset, tmp_path):
+    with catch_interrupts() as flag:  # preparing data, building the model: nothing to save
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        flag.armed = True
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag.requested  # no exception: the loop stops after its step
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    stop = StopAtCall(2)
+    assert train(tiny_config(dataset), tmp_path / "run", stop=stop, progress=False).step == 2
+    assert stop.armed
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""Graceful Ctrl-C: the first SIGINT (or SIGTERM) asks training to stop after the current
-step; a second SIGINT stops at once."""
+"""Graceful Ctrl-C: once the training loop runs, the first SIGINT (or SIGTERM) asks it to stop
+after the current step; a second SIGINT stops at once. Before the loop (preparing the data,
+building the model) there is nothing to save, so SIGINT stops at once."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import threading
 
 
 class StopFlag:
-    """Set when the user asked to stop; the loop reads `requested` once per step."""
+    """Set when the user asked to stop; the loop reads `requested` once per step. `armed` is
+    set when the loop starts: from then on a first SIGINT waits for the step to finish."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.armed = False
 
 
 @contextlib.contextmanager
@@ -25,7 +28,7 @@ def catch_interrupts():
         return
 
     def on_signal(signum, frame):
-        if flag.requested and signum == signal.SIGINT:
+        if signum == signal.SIGINT and (flag.requested or not flag.armed):
             raise KeyboardInterrupt
         flag.requested = True
 

@@ -87,7 +87,9 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overw
         if info.is_main:
             _open_outputs(run, resume, progress)
         try:
-            reason = _loop(run, stop or StopFlag())
+            stop = stop or StopFlag()
+            stop.armed = True  # from here on, Ctrl-C finishes the step and writes last.pt
+            reason = _loop(run, stop)
             _finish(run, reason)
         finally:
             if run.bar:
