@@ -35,7 +35,7 @@ from melodygen.errors import ConfigError
 
 Rules = dict[str, Callable[[], bool]]
 
-_BAD = object()  # what `convert` returns for a value of the wrong type
+_BAD = object()  # what `_convert` returns for a value of the wrong type
 
 
 class SettingsError(ConfigError):
@@ -50,9 +50,9 @@ def check(settings: Any, rules: Rules | None = None) -> None:
     """Check a settings dataclass (call it from `__post_init__`): each field's type, then each
     rule whose check fails; every problem -> one `SettingsError`."""
     hints = typing.get_type_hints(type(settings))
-    problems = [f"{f.name}={getattr(settings, f.name)!r} must be {type_name(hints[f.name])}"
+    problems = [_wrong_type(f.name, getattr(settings, f.name), hints[f.name])
                 for f in dataclasses.fields(settings)
-                if convert(getattr(settings, f.name), hints[f.name]) is _BAD]
+                if _convert(getattr(settings, f.name), hints[f.name]) is _BAD]
     if not problems:
         problems = [text for text, holds in (rules or {}).items() if not holds()]
     if problems:
@@ -77,24 +77,27 @@ def build(cls: type, values: Mapping[str, Any], where: str) -> Any:
 
 def collect(cls: type, values: Mapping[str, Any], problems: list[str], prefix: str = "") -> Any:
     """`build` for callers gathering problems from several places: appends them to `problems`
-    (field names after `prefix`, e.g. "training.") and returns `cls()` if there were any."""
+    (field names after `prefix`, e.g. "training.") and returns the settings the well-typed
+    values make, or the defaults `cls()` where those break a rule."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    found = len(problems)
     kwargs = {}
     for key, value in values.items():
         if key not in names:
             problems.append(_unknown(key, names, prefix))
-        elif (converted := convert(value, hints[key])) is _BAD:
-            problems.append(f"{prefix}{key}={value!r} must be {type_name(hints[key])}")
+        elif (converted := _convert(value, hints[key])) is _BAD:
+            problems.append(_wrong_type(f"{prefix}{key}", value, hints[key]))
         else:
             kwargs[key] = converted
     try:  # the well-typed values still have their rules checked
-        settings = cls(**kwargs)
+        return cls(**kwargs)
     except SettingsError as exc:
         problems += [prefix + text for text in exc.problems]
         return cls()
-    return cls() if len(problems) > found else settings
+
+
+def _wrong_type(name: str, value: Any, hint: Any) -> str:
+    return f"{name}={value!r} must be {_type_name(hint)}"
 
 
 def _unknown(key: Any, names: list[str], prefix: str) -> str:
@@ -103,11 +106,11 @@ def _unknown(key: Any, names: list[str], prefix: str) -> str:
     return f"unknown setting '{prefix}{key}' ({hint})"
 
 
-def convert(value: Any, hint: Any) -> Any:
+def _convert(value: Any, hint: Any) -> Any:
     """`value` as a value of type `hint` (int -> float, list -> tuple), or `_BAD`."""
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        converted = (convert(value, arg) for arg in args)
+        converted = (_convert(value, arg) for arg in args)
         return next((c for c in converted if c is not _BAD), _BAD)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)):
@@ -116,7 +119,7 @@ def convert(value: Any, hint: Any) -> Any:
             args = (args[0],) * len(value)
         if len(value) != len(args):
             return _BAD
-        items = tuple(convert(v, a) for v, a in zip(value, args))
+        items = tuple(_convert(v, a) for v, a in zip(value, args))
         return _BAD if any(i is _BAD for i in items) else items
     if isinstance(value, bool) and hint is not bool:  # True is no pitch or step count
         return _BAD
@@ -125,13 +128,13 @@ def convert(value: Any, hint: Any) -> Any:
     return value if isinstance(value, typing.get_origin(hint) or hint) else _BAD
 
 
-def type_name(hint: Any) -> str:
+def _type_name(hint: Any) -> str:
     """`int`, `float`, `int or None`, `list of 2 float`, `list of str`..."""
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return " or ".join(type_name(arg) for arg in args)
+        return " or ".join(_type_name(arg) for arg in args)
     if typing.get_origin(hint) is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"list of {type_name(args[0])}"
-        return f"list of {len(args)} {type_name(args[0])}"
+            return f"list of {_type_name(args[0])}"
+        return f"list of {len(args)} {_type_name(args[0])}"
     return "None" if hint is type(None) else hint.__name__
