@@ -4,15 +4,18 @@ in the same run.
 
     python scripts/bench_sample.py                       # 1024 tokens, default model settings
     python scripts/bench_sample.py --tokens 64 --kinds lstm transformer   # a quick check
+    python scripts/bench_sample.py --repeat 5 --no-uncached   # cached paths only, median of 5
 
 Models are built with their default settings (random weights: speed does not depend on them)
 over the performance vocabulary (391 ids). EOS is disabled so every row runs to --tokens.
-Run on a quiet machine; --threads sets torch's intra-op threads (default 1).
+Run on a quiet machine; --threads sets torch's intra-op threads (default 1). Each figure is
+the median of --repeat runs (default 3; the uncached path, slow, runs once).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -51,6 +54,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cached figure (median)")
+    parser.add_argument("--no-uncached", action="store_true",
+                        help="skip the Transformer's re-run-the-prefix path (slow at batch 16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -62,9 +68,10 @@ def main() -> None:
         model = build_model(kind, {}, encoding.vocab.size).to(device).eval()
         cached_tokens_per_s(model, encoding, 1, 8, device)  # warm-up: first-call allocations
         for batch in args.batches:
-            cached = cached_tokens_per_s(model, encoding, batch, args.tokens, device)
-            print(f"{kind:<12} {batch:>5} {'cached':<9} {cached:>10.0f}")
-            if kind == "transformer":
+            cached = statistics.median(cached_tokens_per_s(model, encoding, batch, args.tokens, device)
+                                       for _ in range(args.repeat))
+            print(f"{kind:<12} {batch:>5} {'cached':<9} {cached:>10.0f}", flush=True)
+            if kind == "transformer" and not args.no_uncached:
                 naive = uncached_tokens_per_s(model, batch, args.tokens, device)
                 print(f"{kind:<12} {batch:>5} {'uncached':<9} {naive:>10.0f}   cache speed-up {cached / naive:.1f}x")
 

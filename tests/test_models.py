@@ -214,3 +214,20 @@ def test_recurrent_step_restores_onednn_flag():
     before = torch.backends.mkldnn.enabled
     model.step(random_ids(length=2), None)
     assert torch.backends.mkldnn.enabled == before
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_kv_cache_is_written_in_place(positions):
+    # The cache is one preallocated buffer per layer, reused past max_context (compacting
+    # instead of reallocating); the slots it holds are the most recent ids, in order.
+    model = tiny("transformer", {**TINY["transformer"], "positions": positions, "max_context": 8})
+    ids = random_ids(length=40)
+    with torch.inference_mode():
+        _, state = model.step(ids[:, :1], None)
+        buffers = [t.data_ptr() for t in state.keys + state.values]
+        for t in range(1, 40):
+            _, returned = model.step(ids[:, t:t + 1], state)
+            assert returned is state
+    assert [t.data_ptr() for t in state.keys + state.values] == buffers
+    assert state.end <= state.capacity and state.length <= 8
+    assert torch.equal(state.cached_ids(), ids[:, 40 - state.length:])

@@ -10,7 +10,8 @@ attention depend only on the distance between ids, so the KV cache can slide pas
 `max_context`: cached keys keep the rotation of their absolute position, and a query at any
 later position still sees the right distances. It also has no table to outgrow.
 
-The step state is a `KVCache`. Past `max_context`:
+The step state is a `KVCache` (kv_cache.py), preallocated and updated in place. Past
+`max_context`:
 - rope: the cache keeps the most recent `max_context - 1` positions, so every new id attends
   to a full window. (Cached keys of the deeper layers were computed with their own, longer
   past, so this is a streaming approximation of re-running the window, exact for one layer.)
@@ -30,6 +31,7 @@ from torch import LongTensor, Tensor, nn
 
 from melodygen.errors import ConfigError
 from melodygen.models.base import Generator
+from melodygen.models.kv_cache import KVCache
 from melodygen.settings import check
 
 ROPE_BASE = 10000.0
@@ -62,20 +64,6 @@ class TransformerSettings:
         })
 
 
-@dataclass
-class KVCache:
-    """Step state: per layer (keys, values), each (B, n_heads, L, head_size); `position` is
-    the position of the next id; `ids` (B, L) are kept only for learned positions."""
-
-    layers: list[tuple[Tensor, Tensor]]
-    position: int
-    ids: Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        return self.layers[0][0].shape[2]
-
-
 def rope_tables(positions: Tensor, head_size: int) -> tuple[Tensor, Tensor]:
     """(cos, sin), each (T, head_size / 2), for float `positions` (T,)."""
     inv_freq = ROPE_BASE ** -(torch.arange(0, head_size, 2, device=positions.device) / head_size)
@@ -84,7 +72,7 @@ def rope_tables(positions: Tensor, head_size: int) -> tuple[Tensor, Tensor]:
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotates pairs (x[i], x[i + D/2]) of x (B, H, T, D) by the angles of each position.
+    """Rotates pairs (x[i], x[i + D/2]) of x (..., T, D) by the angles of each position.
 
     Computed in float32 (bf16 rotations lose precision at large positions), returned in
     x's dtype so attention under bf16 autocast gets matching q, k, v."""
@@ -101,19 +89,22 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(s.d_model, 3 * s.d_model, bias=False)
         self.proj = nn.Linear(s.d_model, s.d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None,
-                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache: KVCache | None,
+                layer: int) -> Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if past is not None:
-            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        if rope is not None:  # q and k rotated together: half the small ops of a step
+            q, k = apply_rope(qkv[:2], *rope)
+        else:
+            q, k = qkv[0], qkv[1]
+        v = qkv[2]
+        if cache is not None:
+            k, v = cache.store(layer, k, v)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=_causal_mask(T, k.shape[2], x.device),
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=k.shape[2] == T and T > 1)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 def _causal_mask(new: int, total: int, device: torch.device) -> Tensor | None:
@@ -137,10 +128,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(s.d_model, s.d_ff), nn.GELU(),
                                  nn.Linear(s.d_ff, s.d_model), nn.Dropout(s.dropout))
 
-    def forward(self, x, rope, past):
-        y, kv = self.attn(self.ln1(x), rope, past)
-        x = x + self.drop(y)
-        return x + self.mlp(self.ln2(x)), kv
+    def forward(self, x, rope, cache, layer):
+        x = x + self.drop(self.attn(self.ln1(x), rope, cache, layer))
+        return x + self.mlp(self.ln2(x))
 
 
 class TransformerGenerator(Generator):
@@ -158,6 +148,11 @@ class TransformerGenerator(Generator):
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
         self.ln_f = nn.LayerNorm(s.d_model)
         self.head = nn.Linear(s.d_model, vocab_size, bias=False)
+        if not learned:  # the rotations of positions 0..max_context - 1, computed once
+            cos, sin = rope_tables(torch.arange(s.max_context, dtype=torch.float32),
+                                   s.d_model // s.n_heads)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self._init_weights()
         if s.tie_weights:
             self.head.weight = self.embed.weight
@@ -182,48 +177,53 @@ class TransformerGenerator(Generator):
             raise ConfigError(
                 f"a window of {ids.shape[1]} ids is longer than the transformer's max_context "
                 f"{self.max_context}; use windows <= max_context (e.g. training.seq_len)")
-        return self._run(ids, None, 0)[0]
+        return self._run(ids, None)
 
     def step(self, ids: LongTensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """See `Generator.step`; `state` is updated in place and returned (kv_cache.py)."""
+        if state is None:
+            state = KVCache(capacity=self.max_context + self.max_context // 2)
         outputs, done = [], 0
         while done < ids.shape[1]:  # pieces that fit the context, sliding it in between
-            state = self._make_room(state)
-            room = self.max_context - (state.length if state else 0)
-            logits, state = self._extend(ids[:, done:done + room], state)
-            outputs.append(logits)
-            done += logits.shape[1]
-        return torch.cat(outputs, dim=1), state
+            self._make_room(state)
+            room = self.max_context - state.length
+            outputs.append(self._run(ids[:, done:done + room], state))
+            done += outputs[-1].shape[1]
+        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), state
 
-    def _make_room(self, state: KVCache | None) -> KVCache | None:
-        """`state` with at most `max_context - 1` cached positions (module docstring)."""
-        if state is None or state.length < self.max_context:
-            return state
+    def _make_room(self, state: KVCache) -> None:
+        """Leaves at most `max_context - 1` positions in `state` (module docstring)."""
+        if state.length < self.max_context:
+            return
         if self.pos_embed is None:
-            keep = self.max_context - 1
-            layers = [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state.layers]
-            return KVCache(layers, state.position)
-        return self._extend(state.ids[:, -(self.max_context // 2):], None)[1]
+            state.keep_last(self.max_context - 1)
+            return
+        recent = state.cached_ids()[:, -(self.max_context // 2):].clone()  # slots get reused
+        state.clear()
+        self._run(recent, state)
 
-    def _extend(self, ids: LongTensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
-        past, start = (state.layers, state.position) if state else (None, 0)
-        logits, layers = self._run(ids, past, start)
-        kept = None
-        if self.pos_embed is not None:
-            kept = ids if state is None else torch.cat((state.ids, ids), dim=1)
-        return logits, KVCache(layers, start + ids.shape[1], kept)
-
-    def _run(self, ids: LongTensor, past: list | None, start: int) -> tuple[Tensor, list]:
-        """ids (B, T) at positions start.. after `past` -> (logits (B, T, V), per-layer k, v)."""
+    def _run(self, ids: LongTensor, cache: KVCache | None) -> Tensor:
+        """ids (B, T) after the positions in `cache` (None: from position 0, no cache)
+        -> logits (B, T, V); `cache` takes the new positions' keys and values."""
+        start = 0
+        if cache is not None:
+            start = cache.position
+            cache.append(ids)
         x = self.embed(ids)  # (B, T, C)
-        positions = torch.arange(start, start + ids.shape[1], device=ids.device)
         rope = None
         if self.pos_embed is not None:
-            x = x + self.pos_embed(positions)
+            x = x + self.pos_embed(torch.arange(start, start + ids.shape[1], device=ids.device))
         else:
-            rope = rope_tables(positions.float(), self.settings.d_model // self.settings.n_heads)
+            rope = self._rope(start, ids.shape[1])
         x = self.drop(x)
-        layers = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, rope, past[i] if past else None)
-            layers.append(kv)
-        return self.head(self.ln_f(x)), layers
+            x = block(x, rope, cache, i)
+        return self.head(self.ln_f(x))
+
+    def _rope(self, start: int, count: int) -> tuple[Tensor, Tensor]:
+        """(cos, sin) of positions start..start + count - 1: from the table, or computed for
+        positions past it (a sliding cache)."""
+        if start + count <= self.max_context:
+            return self.rope_cos[start:start + count], self.rope_sin[start:start + count]
+        positions = torch.arange(start, start + count, dtype=torch.float32, device=self.rope_cos.device)
+        return rope_tables(positions, self.settings.d_model // self.settings.n_heads)
