@@ -56,16 +56,23 @@ def save(obj: dict, path: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Reads and checks a checkpoint dict; `CheckpointError` naming the file on any problem."""
     path = Path(path)
+    ckpt = load_unchecked(path, map_location)
+    _check_layout(ckpt, path)
+    return ckpt
+
+
+def load_unchecked(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """What `torch.load(weights_only=True)` reads from `path`, its layout unchecked (e.g. to
+    look for a run config); `CheckpointError` naming the file when it cannot be read."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch's unpickler raises anything (KeyError...) on foreign bytes
         raise CheckpointError(f"{path}: not a readable checkpoint ({_unreadable_reason(path, exc)})") from None
-    _check_layout(ckpt, path)
-    return ckpt
 
 
 def _unreadable_reason(path: Path, exc: Exception) -> str:

@@ -108,6 +108,19 @@ def test_config_falls_back_to_the_checkpoint(tmp_path):
     assert info.config == {"model": {"kind": "gru"}} and info.config_source == "best.pt (run_config)"
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("best.pt", b"\xb6}\xd1\xc0 random bytes", "best.pt: not a readable checkpoint (not a PyTorch checkpoint file)"),
+    ("metrics.csv", b"\xf3\x00\x81", "metrics.csv: not a CSV text file ("),
+])
+def test_damaged_run_files_are_one_line_naming_the_file(tmp_path, name, content, message):
+    run = make_run(tmp_path / "run", config=False)
+    (run / name).write_bytes(content)
+    result = CliRunner().invoke(main, ["report", str(run), "--no-audio"])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert result.output.startswith(f"Error: {run / message}")
+    assert "weights_only" not in result.output
+
+
 def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])

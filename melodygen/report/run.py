@@ -61,24 +61,24 @@ def read_config(run_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def _checkpoint_config(path: Path) -> dict | None:
-    import torch
+    from melodygen.checkpoint import load_unchecked  # a damaged file: CheckpointError naming it
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise ReportError(f"{path}: unreadable checkpoint: {exc}") from None
+    checkpoint = load_unchecked(path)
     config = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
     return config if isinstance(config, dict) else None
 
 
 def read_metrics(path: Path) -> Metrics:
     """{column: values}; a cell that is not a number is a ReportError naming file, line, column."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns: Metrics = {name: [] for name in reader.fieldnames or []}
-        for line, row in enumerate(reader, start=2):
-            for name in columns:
-                columns[name].append(_number(row.get(name), path, line, name))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns: Metrics = {name: [] for name in reader.fieldnames or []}
+            for line, row in enumerate(reader, start=2):
+                for name in columns:
+                    columns[name].append(_number(row.get(name), path, line, name))
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary junk, NUL bytes
+        raise ReportError(f"{path}: not a CSV text file ({exc})") from None
     return columns
 
 
