@@ -239,6 +239,21 @@ def test_baseline_command_orders(tmp_path):
     assert result.exit_code == 1 and "nowhere: no such dataset folder" in result.output
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("manifest.json", "[]", "manifest.json: unreadable manifest (not a JSON object)"),
+    ("encoding.json", "[1]", "encoding.json: unreadable encoding file (not a JSON object)"),
+    ("encoding.json", '{"name": 5, "settings": 3}', ": prepared with encoding 5 (settings 3), but 'melody'"),
+])
+def test_damaged_dataset_json_is_one_line(tmp_path, name, text, message):
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    (data / name).write_text(text)
+    result = CliRunner().invoke(main, ["evaluate", str(tiny_checkpoint(tmp_path / "m.pt", encoding)),
+                                       "--data", str(data)])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert result.output.startswith(f"Error: {data}") and message in result.output
+
+
 def test_an_empty_split_is_an_error_not_nan(tmp_path):
     encoding = get_encoding("melody")
     data = tiny_dataset(tmp_path / "data", encoding)

@@ -124,9 +124,12 @@ def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise DatasetError(f"{path}: missing {what}; the dataset is incomplete, run `melodygen prepare` again")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: unreadable {what} (not a JSON object)")
+    return data
 
 
 def read_encoding_dict(directory: str | Path) -> dict:
@@ -167,8 +170,10 @@ def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
 
 
 def _describe(encoding_dict: dict) -> str:
-    settings = ", ".join(f"{k}={v}" for k, v in sorted(encoding_dict.get("settings", {}).items()))
-    return f"{encoding_dict.get('name')!r} ({settings})"
+    settings = encoding_dict.get("settings")
+    if not isinstance(settings, dict):  # a damaged encoding.json
+        return f"{encoding_dict.get('name')!r} (settings {settings!r})"
+    return f"{encoding_dict.get('name')!r} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
 
 
 def __getattr__(name: str):
