@@ -104,6 +104,19 @@ def _check_layout(ckpt: Any, path: Path) -> None:
         missing = [f"model.{k}" for k in ("kind", "settings", "vocab_size", "state_dict") if k not in model]
     if missing or not isinstance(model, dict):
         raise CheckpointError(f"{path}: incomplete checkpoint (missing {', '.join(missing) or 'model'})")
+    wrong = [name for name, value, kind in _typed_fields(ckpt) if not isinstance(value, kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: damaged checkpoint ({', '.join(wrong)} of the wrong type)")
+
+
+def _typed_fields(ckpt: dict) -> list[tuple[str, Any, type | tuple[type, ...]]]:
+    """(name, value, expected type) of the fields loading and resuming rely on."""
+    model = ckpt["model"]
+    return [("step", ckpt["step"], int), ("run_config", ckpt["run_config"], dict),
+            ("encoding", ckpt["encoding"], dict), ("model.kind", model["kind"], str),
+            ("model.settings", model["settings"], dict), ("model.vocab_size", model["vocab_size"], int),
+            ("model.state_dict", model["state_dict"], dict),
+            ("best_val_nll", ckpt.get("best_val_nll"), (int, float, type(None)))]
 
 
 def build_from_checkpoint(ckpt: dict, path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -120,7 +133,7 @@ def build_from_checkpoint(ckpt: dict, path: str | os.PathLike, device: str | tor
         raise CheckpointError(f"{path}: {exc}") from None
     except RuntimeError as exc:  # state_dict keys or shapes do not fit the model
         raise CheckpointError(f"{path}: weights do not fit a {spec['kind']!r} model "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+                              f"({' '.join(str(exc).split())[:200]})") from None  # torch's lines, joined
     if encoding.vocab.size != spec["vocab_size"]:
         raise CheckpointError(f"{path}: model vocabulary {spec['vocab_size']} != encoding vocabulary "
                               f"{encoding.vocab.size}")

@@ -101,8 +101,24 @@ def test_foreign_or_future_checkpoints_are_refused(ckpt, tmp_path, change, messa
 def test_weights_that_do_not_fit_the_model(ckpt, tmp_path):
     ckpt["model"]["settings"] = {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
     checkpoint.save(ckpt, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="w.pt: weights do not fit a 'lstm' model"):
+    with pytest.raises(CheckpointError, match="w.pt: weights do not fit a 'lstm' model") as info:
         checkpoint.load_for_inference(tmp_path / "w.pt")
+    assert "size mismatch" in str(info.value) and "\n" not in str(info.value)  # torch's reason, one line
+
+
+@pytest.mark.parametrize("field, value", [
+    ("step", "abc"), ("run_config", 5), ("encoding", [1, 2]), ("model.kind", 5), ("model.settings", [1]),
+    ("model.vocab_size", "big"), ("model.state_dict", [1]), ("best_val_nll", "low"),
+])
+def test_fields_of_the_wrong_type_are_a_damaged_checkpoint(ckpt, tmp_path, field, value):
+    *parents, key = field.split(".")
+    holder = ckpt
+    for name in parents:
+        holder = holder[name]
+    holder[key] = value
+    checkpoint.save(ckpt, tmp_path / "d.pt")
+    with pytest.raises(CheckpointError, match=rf"d.pt: damaged checkpoint \({field} of the wrong type\)$"):
+        checkpoint.load(tmp_path / "d.pt")
 
 
 def test_incomplete_checkpoint(ckpt, tmp_path):
