@@ -104,6 +104,7 @@ class TrainingConfig:
             **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
                           "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
             **each(self, ("min_lr_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take
             **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
             **each(self, ("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),
             **each(self, ("transpose_range",), lambda v: v[0] <= 0 <= v[1],

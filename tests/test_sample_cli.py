@@ -119,6 +119,7 @@ def test_seconds_and_bars_bound_the_duration(tmp_path):
     (["--top-p", 1.5], "--top-p"),
     (["--length", 10, "--seconds", 3], "at most one of"),
     (["--continuation-only"], "needs --primer"),
+    (["--seed", 2**64], "--seed"),  # torch's manual_seed overflowed: a traceback
 ])
 def test_bad_options_are_usage_errors(tmp_path, melody_ckpt, args, message):
     result = run(melody_ckpt, "--out", tmp_path / "o", *args)

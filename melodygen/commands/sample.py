@@ -25,7 +25,8 @@ import click
 @click.option("--primer", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="MIDI file to continue; the output starts with it.")
 @click.option("--continuation-only", is_flag=True, help="With --primer: write only the new music.")
-@click.option("--seed", default=None, type=int, help="Random seed; the same seed gives the same files.")
+@click.option("--seed", default=None, type=click.IntRange(0, 2**63 - 1),
+              help="Random seed; the same seed gives the same files.")
 @click.option("--tempo", "qpm", default=None, type=click.FloatRange(1, 1000),
               help="Tempo of the files in BPM [default: the primer's, else 120].")
 @click.option("--program", default=0, show_default=True, type=click.IntRange(0, 127),
