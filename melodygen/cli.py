@@ -6,6 +6,8 @@ Every `MelodygenError` raised below a command becomes a one-line message and exi
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from melodygen import __version__
@@ -25,6 +27,25 @@ class _FriendlyGroup(click.Group):
         except KeyboardInterrupt:  # click would print "Aborted!" and exit 1
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (MemoryError, RuntimeError) as exc:  # numpy's MemoryError; torch's are RuntimeErrors
+            reason = _out_of_memory(exc)
+            if reason is None:
+                raise
+            raise click.ClickException(reason) from None
+
+
+_OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|unable to allocate", re.IGNORECASE)
+
+
+def _out_of_memory(exc: Exception) -> str | None:
+    """One line for an allocation that failed (numpy: MemoryError; torch, CPU or CUDA: a
+    RuntimeError saying so), else None: other errors are bugs and keep their traceback."""
+    text = str(exc)
+    if not isinstance(exc, MemoryError) and not _OUT_OF_MEMORY.search(text):
+        return None
+    size = re.search(r"allocate ([\d.]+ ?(?:[KMGT]i?B|bytes))", text)
+    return (f"out of memory{f' (tried to allocate {size.group(1)})' if size else ''}; ask for less: "
+            "a smaller batch, sequence length or model, or fewer outputs")
 
 
 @click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})

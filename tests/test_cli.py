@@ -34,6 +34,13 @@ def test_melodygen_errors_are_one_line_exit_1(tmp_path):
 @pytest.mark.parametrize("exception, code, message", [
     (KeyboardInterrupt, 130, "interrupted"),
     (MidiReadError("a.mid: truncated"), 1, "Error: a.mid: truncated"),
+    (MemoryError("Unable to allocate 24.6 GiB for an array with shape (100000000, 33)"), 1,
+     "Error: out of memory (tried to allocate 24.6 GiB); ask for less: a smaller batch, sequence length or "
+     "model, or fewer outputs"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 51200000000 bytes. Error code 12"), 1,
+     "Error: out of memory (tried to allocate 51200000000 bytes); ask for less: a smaller batch, sequence "
+     "length or model, or fewer outputs"),
 ])
 def test_every_command_reports_in_one_line(tmp_path, monkeypatch, exception, code, message):
     def raises(*args, **kwargs):
@@ -44,6 +51,16 @@ def test_every_command_reports_in_one_line(tmp_path, monkeypatch, exception, cod
     result = run("stats", tmp_path / "a.mid")
     assert result.exit_code == code
     assert result.output.strip() == message and "Aborted" not in result.output
+
+
+def test_other_runtime_errors_are_bugs_and_keep_their_traceback(tmp_path, monkeypatch):
+    def raises(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stats, "describe_set", raises)
+    (tmp_path / "a.mid").write_bytes(b"")
+    result = run("stats", tmp_path / "a.mid")
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
 
 
 def test_a_real_sigint_exits_130_in_one_line(tmp_path):
