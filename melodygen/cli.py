@@ -1,7 +1,8 @@
 """The `melodygen` command line: a click group over one module per command.
 
 Every `MelodygenError` raised below a command becomes a one-line message and exit status 1
-(never a traceback); Ctrl-C exits with status 130 after the command has cleaned up.
+(never a traceback), and so does running out of memory; Ctrl-C prints "interrupted" and exits
+with status 130 after the command has cleaned up. Usage errors are click's: exit status 2.
 """
 
 from __future__ import annotations
