@@ -10,9 +10,9 @@ import torch
 
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
-from melodygen.errors import ConfigError
+from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models import MODELS, build_model
-from melodygen.sampling import Budget, SampleRequest, filter_logits, length_budget, sample
+from melodygen.sampling import Budget, SampleRequest, draw, filter_logits, length_budget, sample
 
 MELODY = get_encoding("melody")  # 41 ids
 PERFORMANCE = get_encoding("performance")  # 391 ids
@@ -149,6 +149,29 @@ def test_model_mode_is_restored():
     model.train()
     sample(model, MELODY, max_events=2)
     assert model.training
+
+
+def test_nan_logits_are_a_clear_error():
+    table = table_with({})
+    table[BOS_ID, 7] = math.nan
+    model = TableModel(table)
+    model.train()
+    with pytest.raises(CheckpointError, match="NaN or infinite logits"):
+        sample(model, MELODY, max_events=2)
+    assert model.training and len(model.fed) == 1
+
+
+def test_draw_equals_torch_multinomial():
+    # draw() reproduces torch.multinomial's draws from the same generator state, id for id.
+    logits = torch.randn(64, PERFORMANCE.vocab.size, generator=torch.Generator().manual_seed(0)) * 3
+    banned = torch.zeros(PERFORMANCE.vocab.size, dtype=torch.bool)
+    banned[[PAD_ID, BOS_ID]] = True
+    for temperature, top_k, top_p in [(1.0, None, None), (0.7, 40, None), (1.3, None, 0.9)]:
+        probs = torch.softmax(filter_logits(logits.masked_fill(banned, -math.inf), temperature, top_k, top_p), -1)
+        for seed in range(5):
+            expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
+            got = draw(logits, banned, temperature, top_k, top_p, torch.Generator().manual_seed(seed))
+            assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
