@@ -44,9 +44,7 @@ def render_files(
     given a `skipped` list, files unreadable as MIDI are left out and their errors appended to it.
     """
     paths = [Path(p) for p in paths]
-    font = find_soundfont(soundfont) if wav else None
-    if wav:
-        find_fluidsynth()
+    font = check_audio(soundfont) if wav else None
     stems = _output_stems(paths, None if out_dir is None else Path(out_dir))
     rendered = []
     for path, stem in zip(paths, stems):
@@ -57,6 +55,14 @@ def render_files(
                 raise
             skipped.append(str(exc))
     return rendered
+
+
+def check_audio(soundfont: str | os.PathLike | None = None) -> Path:
+    """The SoundFont audio will use, once FluidSynth is known to be installed; `RenderError`
+    saying how to install what is missing (callers check before any long work)."""
+    font = find_soundfont(soundfont)
+    find_fluidsynth()
+    return font
 
 
 def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None) -> Rendered:

@@ -240,3 +240,10 @@ def test_sample_render_writes_audio_and_pictures_beside_the_samples(tmp_path):
     for name in ("sample_000", "sample_001"):
         assert {p.suffix for p in (tmp_path / "s").glob(f"{name}.*")} == {".mid", ".wav", ".png"}
     assert f"into {tmp_path / 's'}" in result.output
+
+
+def test_sample_render_without_fluidsynth_fails_before_sampling(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "none.pt"), "--out", str(tmp_path / "s"), "--render"])
+    assert result.exit_code == 1 and "FluidSynth is not installed" in result.output  # not the missing checkpoint
+    assert not (tmp_path / "s").exists()

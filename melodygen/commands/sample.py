@@ -64,6 +64,10 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         raise click.UsageError("give at most one of --length, --seconds, --bars")
     if options["continuation_only"] and options["primer"] is None:
         raise click.UsageError("--continuation-only needs --primer")
+    if render:  # before sampling, not after it
+        from melodygen.render import check_audio
+
+        check_audio()
     seed = secrets.randbelow(2**31) if seed is None else seed
     primer = options.pop("primer")
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
