@@ -8,6 +8,7 @@ Only rank 0 writes files and prints; each rank draws its own windows (seeded by 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 
@@ -52,7 +53,16 @@ def local_device(device: torch.device, info: DistInfo) -> torch.device:
 
 
 def teardown(info: DistInfo) -> None:
+    """Leaves the process group once every rank is done with it.
+
+    Gloo's worker threads abort the process ("terminate called without an active exception")
+    when the group is destroyed, or the interpreter exits, while a rank still has work or a
+    live DDP reducer on it: so free the wrappers first (the caller drops its references), wait
+    for all ranks, then destroy.
+    """
     if info.enabled and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

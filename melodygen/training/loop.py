@@ -96,7 +96,9 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overw
                 run.bar.close()
             if run.metrics:
                 run.metrics.close()
-        return _result(run, reason)
+        result = _result(run, reason)
+        del run  # the DDP wrapper must go before its process group (see distributed.teardown)
+        return result
     finally:
         distributed.teardown(info)
 
