@@ -203,6 +203,14 @@ def test_refuses_to_replace_a_folder_that_is_not_a_dataset(messy_folder, tmp_pat
         _prepare(messy_folder, tmp_path / "afile" / "ds")
 
 
+def test_refuses_to_replace_a_dataset_that_holds_other_files(messy_folder, tmp_path):
+    _prepare(messy_folder, tmp_path / "ds")
+    (tmp_path / "ds" / "best.pt").write_bytes(b"a run trained into the dataset folder")
+    with pytest.raises(OutputError, match=r"ds: holds files that are not part of a dataset \(best.pt\)"):
+        _prepare(messy_folder, tmp_path / "ds", force=True)
+    assert (tmp_path / "ds" / "best.pt").read_bytes() == b"a run trained into the dataset folder"
+
+
 def test_bad_sources_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     junk = tmp_path / "junk"

@@ -176,6 +176,13 @@ def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
 
 
+def test_a_dataset_folder_is_not_a_run_folder(dataset):
+    before = sorted(p.name for p in dataset.iterdir())
+    with pytest.raises(ConfigError, match="is a prepared dataset; choose another --out"):
+        train(tiny_config(dataset, max_steps=2), dataset, progress=False)
+    assert sorted(p.name for p in dataset.iterdir()) == before
+
+
 def test_resume_refuses_another_version(dataset, tmp_path):
     train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
     last = tmp_path / "run" / "last.pt"

@@ -22,7 +22,8 @@ from pathlib import Path
 from melodygen.dataset.encode_files import UNREADABLE, FileResult, encode_files
 from melodygen.dataset.incremental import earlier_results
 from melodygen.dataset.manifest import build_manifest, count_reasons, input_fingerprint, split_of, write_json
-from melodygen.dataset.shards import ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, write_split
+from melodygen.dataset.shards import (ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, shard_paths,
+                                     write_split)
 from melodygen.dataset.sources import content_hash, find_midi_files
 from melodygen.dataset.summary import PrepareSummary
 from melodygen.encodings.vocab import BOS_ID, EOS_ID
@@ -77,7 +78,8 @@ def _reusable(out_dir: Path, fingerprint: str, encoding_dict: dict) -> PrepareSu
 
 
 def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace anything but an empty folder or an earlier melodygen dataset."""
+    """Refuse to replace anything but an empty folder or an earlier melodygen dataset holding
+    nothing else (e.g. not a run that was trained into the dataset folder: its checkpoints)."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -88,6 +90,11 @@ def _check_replaceable(out_dir: Path) -> None:
         except DatasetError:
             raise OutputError(f"{out_dir}: exists and is not a melodygen dataset; not replacing it, "
                               "choose another --out") from None
+    ours = {MANIFEST, ENCODING, *(path.name for split in SPLITS for path in shard_paths(out_dir, split))}
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)
+    if others:
+        raise OutputError(f"{out_dir}: holds files that are not part of a dataset ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); not replacing it, choose another --out")
 
 
 @contextmanager

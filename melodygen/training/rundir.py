@@ -48,6 +48,8 @@ def check_run_dir(root: str | Path, resume: bool, overwrite: bool = False) -> Ru
     paths = RunPaths(Path(root))
     if paths.root.exists() and not paths.root.is_dir():
         raise ConfigError(f"{paths.root}: exists and is not a folder; choose another --out")
+    if (paths.root / "manifest.json").is_file():  # a later `prepare` there would replace the run
+        raise ConfigError(f"{paths.root}: is a prepared dataset; choose another --out for the run")
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
     if resume and not paths.last.is_file():
