@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from melodygen.dataset.shards import MANIFEST
 from melodygen.errors import CheckpointError, ConfigError
 
 COLUMNS = ("step", "train_loss", "val_nll", "val_ppl", "val_acc", "lr", "tokens_per_s", "elapsed_s")
@@ -48,7 +49,7 @@ def check_run_dir(root: str | Path, resume: bool, overwrite: bool = False) -> Ru
     paths = RunPaths(Path(root))
     if paths.root.exists() and not paths.root.is_dir():
         raise ConfigError(f"{paths.root}: exists and is not a folder; choose another --out")
-    if (paths.root / "manifest.json").is_file():  # a later `prepare` there would replace the run
+    if (paths.root / MANIFEST).is_file():  # a later `prepare` there would replace the run
         raise ConfigError(f"{paths.root}: is a prepared dataset; choose another --out for the run")
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: choose one")
