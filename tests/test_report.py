@@ -184,6 +184,14 @@ def test_unreadable_samples_are_skipped_and_listed(tmp_path):
     assert "Skipped (not readable as MIDI)" in page.read_text(encoding="utf-8")
 
 
+def test_out_must_be_an_html_page(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "best.pt").write_bytes(b"weights")
+    result = CliRunner().invoke(main, ["report", str(run), "--out", str(run / "best.pt"), "--no-audio"])
+    assert result.exit_code == 2 and "is not an .html file name" in result.output
+    assert (run / "best.pt").read_bytes() == b"weights"
+
+
 def test_reference_without_samples_is_refused(tmp_path):
     with pytest.raises(ReportError, match="needs --samples"):
         build_report(make_run(tmp_path / "run"), reference=tmp_path)

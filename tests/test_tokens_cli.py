@@ -84,3 +84,13 @@ def test_an_unwritable_decode_target_is_named(tune, tmp_path):
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith(f"Error: {tmp_path / 'file'}: cannot create the folder (")
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_decode_never_replaces_a_file_without_overwrite(tune, tmp_path):
+    precious = tmp_path / "last.pt"
+    precious.write_bytes(b"a checkpoint")
+    result = _run(tune, "--decode", precious)
+    assert result.exit_code == 1 and result.output == (f"Error: {precious}: already exists; pass --overwrite "
+                                                       "or choose another --decode file\n")
+    assert precious.read_bytes() == b"a checkpoint"
+    assert _run(tune, "--decode", precious, "--overwrite").exit_code == 0 and precious.read_bytes()[:4] == b"MThd"

@@ -5,14 +5,21 @@ from __future__ import annotations
 import click
 
 
+def _html_only(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An .html/.htm name only: the page replaces an earlier one, never e.g. a checkpoint."""
+    if value is not None and not value.lower().endswith((".html", ".htm")):
+        raise click.BadParameter(f"{value!r} is not an .html file name")
+    return value
+
+
 @click.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of generated MIDI files to render, play and describe.")
 @click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of MIDI files (e.g. the training corpus) to compare the samples' statistics with.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="The HTML page to write [default: RUN_DIR/report.html].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None, callback=_html_only,
+              help="The HTML page to write, .html or .htm [default: RUN_DIR/report.html].")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
               help="General MIDI SoundFont (.sf2) for the audio [default: found automatically].")
 @click.option("--no-audio", is_flag=True, help="No WAV files or players (e.g. without FluidSynth).")

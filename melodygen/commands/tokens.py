@@ -18,8 +18,9 @@ import click
               help="Print only the first N tokens (the counts still cover all of them).")
 @click.option("--decode", "decode_to", type=click.Path(dir_okay=False, path_type=Path),
               help="Also decode the ids back into notes and write them to this MIDI file.")
+@click.option("--overwrite", is_flag=True, help="Let --decode replace a file that already exists.")
 def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], limit: int | None,
-            decode_to: Path | None) -> None:
+            decode_to: Path | None, overwrite: bool) -> None:
     """Print the event sequence MIDI_FILE becomes in an encoding, with counts per event kind.
 
     The ids carry no BOS/EOS here (datasets add them around each piece). With --decode, the
@@ -34,9 +35,11 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     """
     from melodygen.config import parse_value
     from melodygen.encodings import get_encoding
-    from melodygen.errors import ConfigError, NoUsableMusicError
+    from melodygen.errors import ConfigError, NoUsableMusicError, OutputError
     from melodygen.midi_io import read_score, write_midi
 
+    if decode_to is not None and decode_to.exists() and not overwrite:
+        raise OutputError(f"{decode_to}: already exists; pass --overwrite or choose another --decode file")
     settings = {}
     for item in overrides:
         key, sep, text = item.partition("=")
