@@ -8,8 +8,8 @@ note count (notes melodygen read from those files, all non-drum tracks) by each 
 MidiTok is not a melodygen dependency: it runs in its own virtual env, through a subprocess:
 
     python -m venv bench_env && bench_env/bin/pip install miditok
-    .venv/bin/python scripts/bench_prepare.py --corpus nottingham pop909
-    .venv/bin/python scripts/bench_prepare.py --corpus pop909 --limit 50 --workers 1 2 --repeat 3
+    .venv/bin/python scripts/bench_prepare.py                       # the bundled corpora
+    .venv/bin/python scripts/bench_prepare.py --data-root ../shared/data --corpus pop909 --workers 1 2 --repeat 3
 
 Without a usable MidiTok interpreter the MidiTok column is skipped with a message.
 """
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_ROOT = REPO.parent / "shared" / "data"
+DATA_ROOT = REPO / "data"  # the bundled corpora; pass --data-root for others (e.g. POP909)
 
 MIDITOK_SNIPPET = r"""
 import json, sys, time
@@ -49,8 +49,8 @@ print(json.dumps({"seconds": time.perf_counter() - started, "failed": failed, "t
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", nargs="+", default=["nottingham", "pop909"],
-                        help="corpus folders under --data-root (default: nottingham pop909)")
+    parser.add_argument("--corpus", nargs="+", default=["nottingham", "bach-chorales"],
+                        help="corpus folders under --data-root (default: nottingham bach-chorales)")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT, help=f"default: {DATA_ROOT}")
     parser.add_argument("--limit", type=int, default=None, help="only the first N files of each corpus")
     parser.add_argument("--encoding", default="performance", help="melodygen encoding (default: performance)")
