@@ -18,7 +18,7 @@ from melodygen.cli import main
 from melodygen.config import TrainingConfig, save_config
 from melodygen.devices import resolve_device
 from melodygen.encodings import PAD_ID
-from melodygen.errors import CheckpointError, ConfigError, DatasetError
+from melodygen.errors import CheckpointError, ConfigError, DatasetError, OutputError
 from melodygen.models import build_model
 from melodygen.training import train
 from melodygen.training.interrupt import StopFlag, catch_interrupts
@@ -174,6 +174,14 @@ def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
     replaced = train(tiny_config(dataset, max_steps=3), tmp_path / "run", overwrite=True, progress=False)
     assert replaced.step == 3 and [r["step"] for r in read_metrics(tmp_path / "run")] == ["2", "3"]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+
+
+def test_an_unwritable_dataset_cache_is_named(nottingham_files, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    config = tiny_config(tmp_path).replace(data={"dataset": "", "sources": [str(nottingham_files[0])],
+                                                 "cache_dir": str(tmp_path / "afile" / "cache")})
+    with pytest.raises(OutputError, match=f"{tmp_path / 'afile' / 'cache'}/.*: cannot write there"):
+        train(config, tmp_path / "run", progress=False)
 
 
 def test_a_dataset_folder_is_not_a_run_folder(dataset):

@@ -35,7 +35,6 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     if info.is_main:
         from melodygen.dataset.prepare import prepare
 
-        out.parent.mkdir(parents=True, exist_ok=True)
         prepare(sources, encoding, out, val_fraction=config.data.val_fraction, progress=progress)
     distributed.barrier(info)
     return out, check_dataset(out, encoding.to_dict())
