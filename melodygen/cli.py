@@ -25,6 +25,10 @@ class _FriendlyGroup(click.Group):
             raise click.ClickException(f"{exc.filename}: no such file or folder") from None
         except PermissionError as exc:
             raise click.ClickException(f"{exc.filename}: permission denied") from None
+        except OSError as exc:  # disk full, not a directory...: about a path, not a bug
+            if exc.filename is None:
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
         except KeyboardInterrupt:  # click would print "Aborted!" and exit 1
             click.echo("interrupted", err=True)
             ctx.exit(130)

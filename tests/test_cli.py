@@ -34,6 +34,7 @@ def test_melodygen_errors_are_one_line_exit_1(tmp_path):
 @pytest.mark.parametrize("exception, code, message", [
     (KeyboardInterrupt, 130, "interrupted"),
     (MidiReadError("a.mid: truncated"), 1, "Error: a.mid: truncated"),
+    (OSError(28, "No space left on device", "out/x.bin"), 1, "Error: out/x.bin: No space left on device"),
     (MemoryError("Unable to allocate 24.6 GiB for an array with shape (100000000, 33)"), 1,
      "Error: out of memory (tried to allocate 24.6 GiB); ask for less: a smaller batch, sequence length or "
      "model, or fewer outputs"),
