@@ -14,15 +14,17 @@ from melodygen.errors import OutputError
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
-    """Yields a file open for writing (`mode` "wb" or "w"); when the block ends without an
+def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None,
+                 errors: str | None = None) -> Iterator[IO]:
+    """Yields a file open for writing (`mode` "wb" or "w", text with `encoding` and `errors`
+    as for `open`); when the block ends without an
     exception, the file replaces `path`. The temp file is always removed. An `OSError` while
     writing or renaming becomes an `OutputError` naming `path` (not the temp file)."""
     path = Path(path)
     # A unique name in the same folder, created with the usual permissions (mkstemp's are 0600).
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, mode.replace("w", "x"), encoding=encoding) as file:
+        with open(tmp, mode.replace("w", "x"), encoding=encoding, errors=errors) as file:
             yield file
         os.replace(tmp, path)
     except OSError as exc:

@@ -70,14 +70,20 @@ def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path
     from melodygen.midi_io import read_score
 
     score = read_score(midi)
-    facts = score_facts(score, midi.name)
+    facts = score_facts(score, display_name(midi))
     wav_path = png_path = None
     if wav:
         wav_path = render_wav(midi, Path(f"{stem}.wav"), duration=facts.duration,
                               soundfont=soundfont, expect_sound=facts.notes > 0)
     if png:
-        png_path = draw_pianoroll(score, Path(f"{stem}.png"), name=midi.name)
+        png_path = draw_pianoroll(score, Path(f"{stem}.png"), name=facts.name)
     return Rendered(midi=midi, facts=facts, wav=wav_path, png=png_path)
+
+
+def display_name(path: Path) -> str:
+    """The file's name as printable text: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates, unprintable by matplotlib or in a UTF-8 page) become U+FFFD."""
+    return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _output_stems(paths: list[Path], out_dir: Path | None) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import wave
 from pathlib import Path
@@ -247,3 +248,10 @@ def test_sample_render_without_fluidsynth_fails_before_sampling(tmp_path, monkey
     result = CliRunner().invoke(main, ["sample", str(tmp_path / "none.pt"), "--out", str(tmp_path / "s"), "--render"])
     assert result.exit_code == 1 and "FluidSynth is not installed" in result.output  # not the missing checkpoint
     assert not (tmp_path / "s").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_rendered(tmp_path):
+    path = tmp_path / os.fsdecode(b"caf\xe9.mid")  # Latin-1 bytes, kept by Python as a lone surrogate
+    write_scale(path)
+    [rendered] = render_files([path], tmp_path / "out", wav=False)
+    assert rendered.facts.name == "caf\ufffd.mid" and rendered.png.is_file()

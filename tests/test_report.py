@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -182,6 +183,16 @@ def test_unreadable_samples_are_skipped_and_listed(tmp_path):
     page = tmp_path / "my run" / "report.html"
     assert "rendered 1 sample(s)" in result.stdout and f"xdg-open '{page}'" in result.stdout
     assert "Skipped (not readable as MIDI)" in page.read_text(encoding="utf-8")
+
+
+def test_sample_names_that_are_not_utf8_are_linked_as_on_disk(tmp_path):
+    samples = make_samples(tmp_path / "samples", 1)
+    (samples / "sample_000.mid").rename(samples / os.fsdecode(b"caf\xe9.mid"))
+    result = CliRunner().invoke(main, ["report", str(make_run(tmp_path / "run")), "--no-audio",
+                                       "--samples", str(samples)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert 'href="report_files/caf%E9.mid"' in text and "<h3>caf\ufffd.mid</h3>" in text
 
 
 def test_out_must_be_an_html_page(tmp_path):

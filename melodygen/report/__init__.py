@@ -61,7 +61,8 @@ def build_report(
                                 reference_dir=None if reference is None else Path(reference))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
-    with atomic_write(page, "w", encoding="utf-8") as file:
+    # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"
+    with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:
         file.write(html)
     return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0,
                   skipped=gallery.skipped if gallery else [])

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from melodygen import __version__
 from melodygen.report.gallery import Gallery, SampleEntry
+from melodygen.render import display_name
 from melodygen.report.run import RunInfo, evaluation_figures
 
 
@@ -89,7 +90,7 @@ def _set_table(gallery: Gallery) -> str:
 
 def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
     rendered = entry.rendered
-    name = rendered.midi.name
+    name = display_name(rendered.midi)
     midi = _href(rendered.midi, page_dir)
     player = f'<a href="{midi}" download>MIDI file</a>'
     if rendered.wav is not None:
@@ -134,7 +135,8 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _href(path: Path, page_dir: Path) -> str:
-    return escape(quote(Path(os.path.relpath(path, page_dir)).as_posix()))
+    # As bytes: a file name that is not UTF-8 is %-encoded as it is on disk.
+    return escape(quote(os.fsencode(Path(os.path.relpath(path, page_dir)).as_posix())))
 
 
 def _num(value: float | None) -> str:
