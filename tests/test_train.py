@@ -176,6 +176,14 @@ def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
 
 
+def test_resume_keeps_a_damaged_metrics_file_and_says_so(dataset, tmp_path):
+    train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
+    (tmp_path / "run" / "metrics.csv").write_bytes(b"\xe0\x80 not text")
+    with pytest.raises(OutputError, match="metrics.csv: not a CSV text file .*; move it away to resume"):
+        train(tiny_config(dataset, max_steps=4), tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "metrics.csv").read_bytes() == b"\xe0\x80 not text"
+
+
 def test_an_unwritable_dataset_cache_is_named(nottingham_files, tmp_path):
     (tmp_path / "afile").write_text("x")
     config = tiny_config(tmp_path).replace(data={"dataset": "", "sources": [str(nottingham_files[0])],

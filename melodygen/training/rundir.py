@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from melodygen.dataset.shards import MANIFEST
-from melodygen.errors import CheckpointError, ConfigError
+from melodygen.errors import CheckpointError, ConfigError, OutputError
 
 COLUMNS = ("step", "train_loss", "val_nll", "val_ppl", "val_acc", "lr", "tokens_per_s", "elapsed_s")
 
@@ -96,6 +96,10 @@ def _cell(value) -> str:
 def _rows_up_to(path: Path, step: int) -> list[list[str]]:
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))[1:]
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))[1:]
+    except (UnicodeDecodeError, csv.Error) as exc:  # resuming rewrites it: do not lose it silently
+        raise OutputError(f"{path}: not a CSV text file ({exc}); move it away to resume, "
+                          "a new one will be started") from None
     return [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
