@@ -43,3 +43,7 @@ class OutputError(MelodygenError):
 
 class ReportError(MelodygenError):
     """A run folder lacks what a report needs (no metrics.csv and no config), or is unreadable."""
+
+
+class TrainingDivergedError(MelodygenError):
+    """The training loss or validation NLL became NaN or infinite (learning rate too high...)."""

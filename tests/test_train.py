@@ -332,3 +332,16 @@ def test_device_resolution():
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="expected auto, cpu"):
         resolve_device("tpu")
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_no_nan_checkpoint(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    save_config(tiny_config(dataset, lr=float("inf"), warmup_steps=0, grad_clip=0.0), config)
+    run = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(run), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "training diverged" in result.output and "lower training.lr" in result.output
+    for name in ("best.pt", "last.pt"):
+        if (run / name).exists():
+            weights = checkpoint.load(run / name)["model"]["state_dict"]
+            assert all(torch.isfinite(t).all() for t in weights.values())

@@ -8,6 +8,7 @@ and at the end. It stops at `max_steps`, at the time budget, on early stopping, 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from melodygen import checkpoint
 from melodygen.config import RunConfig, save_config
 from melodygen.devices import resolve_device, set_threads
-from melodygen.errors import ConfigError
+from melodygen.errors import ConfigError, TrainingDivergedError
 from melodygen.training import data, distributed, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
@@ -225,6 +226,7 @@ def _train_figures(run: _Run) -> dict:
     """Train loss, lr, tokens/s since the last log (the one place the loss is read back)."""
     loss_sum, count = run.running
     loss = distributed.mean(loss_sum / count, run.info).item()
+    _check_finite(run, "training loss", loss)
     run.running = (torch.zeros((), device=run.device), 0)
     clock = run.clock
     spent = _train_seconds(run) - clock["log_time"]
@@ -235,6 +237,15 @@ def _train_figures(run: _Run) -> dict:
         left = {"budget_left": format_duration(budget_s - _elapsed(run))} if budget_s else {}
         run.bar.show(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", **left)
     return {"train_loss": loss, "lr": run.stepper.lr, "tokens_per_s": tokens_per_s}
+
+
+def _check_finite(run: _Run, what: str, value: float) -> None:
+    """Stops a diverged run with one line; the checkpoints on disk keep the last good state."""
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"training diverged: the {what} is {value} at step {run.step} (lr {run.stepper.lr:.3g}); "
+            f"lower training.lr or set training.grad_clip, then start again or --resume from "
+            f"{run.paths.last}")
 
 
 def _write_row(run: _Run, row: dict) -> None:
@@ -250,6 +261,7 @@ def _evaluate(run: _Run) -> tuple[bool, dict]:
     started = time.perf_counter()
     val = validate(run.raw_model, run.valid, run.device, run.info)
     run.clock["val_s"] += time.perf_counter() - started  # checkpointing stays in train time
+    _check_finite(run, "validation NLL", val["nll"])  # before a checkpoint could keep the weights
     improved = run.best is None or val["nll"] < run.best["nll"]
     if improved:
         run.best = {k: val[k] for k in ("nll", "perplexity", "accuracy")} | {"step": run.step}
