@@ -148,11 +148,6 @@ class TransformerGenerator(Generator):
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
         self.ln_f = nn.LayerNorm(s.d_model)
         self.head = nn.Linear(s.d_model, vocab_size, bias=False)
-        if not learned:  # the rotations of positions 0..max_context - 1, computed once
-            cos, sin = rope_tables(torch.arange(s.max_context, dtype=torch.float32),
-                                   s.d_model // s.n_heads)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
         self._init_weights()
         if s.tie_weights:
             self.head.weight = self.embed.weight
@@ -210,20 +205,13 @@ class TransformerGenerator(Generator):
             start = cache.position
             cache.append(ids)
         x = self.embed(ids)  # (B, T, C)
+        positions = torch.arange(start, start + ids.shape[1], device=ids.device)
         rope = None
         if self.pos_embed is not None:
-            x = x + self.pos_embed(torch.arange(start, start + ids.shape[1], device=ids.device))
+            x = x + self.pos_embed(positions)
         else:
-            rope = self._rope(start, ids.shape[1])
+            rope = rope_tables(positions.float(), self.settings.d_model // self.settings.n_heads)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i)
         return self.head(self.ln_f(x))
-
-    def _rope(self, start: int, count: int) -> tuple[Tensor, Tensor]:
-        """(cos, sin) of positions start..start + count - 1: from the table, or computed for
-        positions past it (a sliding cache)."""
-        if start + count <= self.max_context:
-            return self.rope_cos[start:start + count], self.rope_sin[start:start + count]
-        positions = torch.arange(start, start + count, dtype=torch.float32, device=self.rope_cos.device)
-        return rope_tables(positions, self.settings.d_model // self.settings.n_heads)
