@@ -37,5 +37,6 @@ class Generator(nn.Module, ABC):
         """ids (B, T') continuing `state` (None starts fresh) -> (logits (B, T', V), new state).
 
         Stepping a sequence in any chunks gives the same logits as `forward` on the whole of
-        it (within float tolerance, in eval mode, while it fits `max_context`).
+        it (within float tolerance, in eval mode, while it fits `max_context`). A state may be
+        updated in place (the Transformer's KV cache is): continue from the returned one only.
         """
