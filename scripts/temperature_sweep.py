@@ -71,11 +71,10 @@ def describe_reference(args: argparse.Namespace, paths: list[Path]) -> dict:
 def _round_trip_stats(path: str, encoding, length: int):
     """`file_stats`-style entry for the file's first `length` events in `encoding`, decoded."""
     from melodygen.midi_io import read_score
-    from melodygen.sampling import decode_notes
 
     try:
         ids = encoding.encode(read_score(path))[:length]
-        notes = decode_notes(encoding, [int(i) for i in ids], 120.0)
+        notes = encoding.decode([int(i) for i in ids], qpm=120.0)
         score = Score([Track("encoded", 0, False, notes)], source=path)
         return path, stats.score_stats(score), None
     except (MidiReadError, NoUsableMusicError) as exc:

@@ -16,7 +16,6 @@ from melodygen.checkpoint import load_for_inference, make_checkpoint, save
 from melodygen.cli import main
 
 from melodygen.dataset.shards import TokenDataset, write_split
-from melodygen.dataset.windows import iter_sequential_windows
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError

@@ -34,9 +34,9 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
       melodygen tokens song.mid --set track=1 --decode melody-only.mid
     """
     from melodygen.config import parse_value
-    from melodygen.encodings import get_encoding
-    from melodygen.errors import ConfigError, NoUsableMusicError, OutputError
-    from melodygen.midi_io import read_score, write_midi
+    from melodygen.encodings import encode_midi_file, get_encoding
+    from melodygen.errors import ConfigError, OutputError
+    from melodygen.midi_io import write_midi
 
     if decode_to is not None and decode_to.exists() and not overwrite:
         raise OutputError(f"{decode_to}: already exists; pass --overwrite or choose another --decode file")
@@ -47,12 +47,7 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set track=1")
         settings[key.strip()] = parse_value(text.strip())
     encoding = get_encoding(encoding_name, **settings)
-    score = read_score(midi_file)
-    try:
-        ids = encoding.encode(score)
-    except NoUsableMusicError as exc:
-        reason = str(exc).removeprefix(f"{score.source}: ")  # music's errors name the file
-        raise NoUsableMusicError(f"{midi_file}: nothing to encode ({reason})") from None
+    ids, score = encode_midi_file(midi_file, encoding, "nothing to encode")
     qpm = float(score.tempo_map.qpm[0])
     notes = encoding.decode(ids, qpm=qpm)
     _print_tokens(encoding.vocab, ids, limit)
