@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
-from melodygen.errors import CheckpointError, ConfigError, NoUsableMusicError, OutputError
+from melodygen.errors import CheckpointError, ConfigError, OutputError
 
 
 # Safety cap on performance events per requested second: dense piano music stays far below it,
@@ -166,6 +166,7 @@ class SampleRequest:
     program: int = 0
     name: str = "sample"
     overwrite: bool = False
+    ignore_eos: bool = False  # never draw EOS: every piece runs to its full length
 
 
 @dataclass(frozen=True)
@@ -217,23 +218,11 @@ def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Bu
     raise ConfigError(f"--seconds/--bars do not know the {encoding.name!r} encoding; use --length")
 
 
-def decode_notes(encoding, ids: Sequence[int], qpm: float) -> list:
-    """Notes of `ids`; the melody grid is laid out at `qpm` (performance time is absolute)."""
-    if encoding.name == "melody":
-        return encoding.decode(ids, qpm=qpm)
-    return encoding.decode(ids)
-
-
 def read_primer(path: Path, encoding) -> tuple[list[int], float]:
     """(ids, first tempo in qpm) of a primer MIDI file in `encoding`; errors name the file."""
-    from melodygen.midi_io import read_score
+    from melodygen.encodings import encode_midi_file
 
-    score = read_score(path)
-    try:
-        ids = encoding.encode(score)
-    except NoUsableMusicError as exc:
-        reason = str(exc).removeprefix(f"{score.source}: ")  # music's errors name the file
-        raise NoUsableMusicError(f"{path}: no usable primer ({reason})") from None
+    ids, score = encode_midi_file(path, encoding, "no usable primer")
     return [int(i) for i in ids], float(score.tempo_map.qpm[0])
 
 
@@ -253,10 +242,10 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
                   temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
                   primer_ids=primer, generator=torch.Generator(device).manual_seed(request.seed),
-                  device=device, budget=budget)
+                  device=device, budget=budget, stop_on_eos=not request.ignore_eos)
     results = []
     for path, row in zip(paths, rows):
-        notes = decode_notes(encoding, row if request.continuation_only else primer + row, qpm)
+        notes = encoding.decode(row if request.continuation_only else primer + row, qpm=qpm)
         write_midi(notes, path, qpm=qpm, program=request.program,
                    track_name=f"melodygen {encoding.name} t={request.temperature:g}")
         pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None

@@ -151,3 +151,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path, melody_ckpt):
     primer = empty_file(tmp_path)
     result = run(melody_ckpt, "--out", tmp_path / "o", "--primer", primer)
     assert result.output == f"Error: {primer}: no usable primer (no notes)\n"  # the file named once
+
+
+def test_ignore_eos_runs_every_piece_to_its_length(tmp_path):
+    from melodygen.encodings import EOS_ID
+    from melodygen.sampling import SampleRequest, sample_to_midi
+
+    torch.manual_seed(0)
+    encoding = get_encoding("melody")
+    model = build_model("lstm", TINY_RECURRENT, encoding.vocab.size)
+    with torch.no_grad():
+        model.head.bias[EOS_ID] = 30.0  # a model that wants to end at once
+    ckpt = save(make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings),
+                                model=model, encoding=encoding, run_config={}, step=0,
+                                best_val_nll=None), tmp_path / "eos.pt")
+    ending = sample_to_midi(ckpt, tmp_path / "a", SampleRequest(num_outputs=3, events=50))
+    assert all(r.generated == 0 for r in ending)
+    full = sample_to_midi(ckpt, tmp_path / "b", SampleRequest(num_outputs=3, events=50, ignore_eos=True))
+    assert all(r.generated == 50 for r in full)
+    assert run(ckpt, "--out", tmp_path / "c", "--length", 20, "--ignore-eos").exit_code == 0

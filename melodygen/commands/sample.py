@@ -33,6 +33,9 @@ import click
               help="General MIDI program (0 = acoustic grand piano).")
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--ignore-eos", is_flag=True,
+              help="Never end a piece early: the end-of-piece event is not drawn, so every piece "
+                   "runs to its full length.")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
@@ -42,7 +45,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     The checkpoint holds everything needed (model, encoding). Each step draws the
     next event from softmax(logits / T) after top-k / top-p filtering; all pieces are
     generated together, carrying the model's state (nothing is recomputed). A piece
-    ends at its length or when the model ends it. Files are named NAME_000.mid, ...
+    ends at its length or when the model ends it (--ignore-eos: at its length). Files are named NAME_000.mid, ...
     and never overwritten without --overwrite.
 
     \b
@@ -51,6 +54,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample best.pt --out samples/ -n 8 --temperature 0.9 --seed 1
       melodygen sample best.pt --out samples/ --top-p 0.95 --seconds 30
       melodygen sample best.pt --out samples/ --bars 16 --tempo 100 --program 73
+      melodygen sample best.pt --out samples/ -n 4 --bars 16 --ignore-eos
       melodygen sample best.pt --out cont/ --primer tune.mid --continuation-only
       melodygen sample best.pt --out samples/ -n 4 --render
     """
