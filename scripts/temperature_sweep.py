@@ -22,8 +22,7 @@ from pathlib import Path
 
 from melodygen import stats
 from melodygen.dataset.sources import find_midi_files
-from melodygen.errors import MelodygenError, MidiReadError, NoUsableMusicError
-from melodygen.notes import Score, Track
+from melodygen.errors import MelodygenError, NoUsableMusicError
 from melodygen.stats.compare import compare_sets
 
 TEMPERATURES = (0.5, 0.8, 1.0, 1.2, 1.5)
@@ -65,20 +64,7 @@ def describe_reference(args: argparse.Namespace, paths: list[Path]) -> dict:
     from melodygen.encodings import encoding_from_dict
 
     encoding = encoding_from_dict(load(args.checkpoint)["encoding"])
-    return stats.describe_results([_round_trip_stats(str(p), encoding, args.length) for p in paths])
-
-
-def _round_trip_stats(path: str, encoding, length: int):
-    """`file_stats`-style entry for the file's first `length` events in `encoding`, decoded."""
-    from melodygen.midi_io import read_score
-
-    try:
-        ids = encoding.encode(read_score(path))[:length]
-        notes = encoding.decode([int(i) for i in ids], qpm=120.0)
-        score = Score([Track("encoded", 0, False, notes)], source=path)
-        return path, stats.score_stats(score), None
-    except (MidiReadError, NoUsableMusicError) as exc:
-        return path, None, str(exc)
+    return stats.describe_encoded_set(paths, encoding, max_events=args.length, workers=args.workers)
 
 
 def sample_set(args: argparse.Namespace, temperature: float) -> dict:

@@ -16,7 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import midi_factory as mf
 from melodygen.cli import main
+from melodygen.encodings import encode_midi_file, get_encoding
 from melodygen.errors import ReportError
 from melodygen.midi_io import write_midi
 from melodygen.notes import Note
@@ -33,7 +35,8 @@ METRICS = """step,train_loss,val_nll,val_ppl,val_acc,lr,tokens_per_s,elapsed_s
 150,1.5,,,,0.0009,21000,90
 200,1.2,2.3,9.97,0.44,0.0008,21000,125
 """
-CONFIG = '[model]\nkind = "lstm"\nhidden_size = 256\n\n[training]\nlr = 0.001\nbetas = [0.9, 0.95]\n'
+CONFIG = ('[encoding]\nname = "melody"\n\n[model]\nkind = "lstm"\nhidden_size = 256\n\n'
+          '[training]\nlr = 0.001\nbetas = [0.9, 0.95]\n')
 
 
 def make_run(folder: Path, *, config: bool = True) -> Path:
@@ -42,6 +45,27 @@ def make_run(folder: Path, *, config: bool = True) -> Path:
     if config:
         (folder / "config.toml").write_text(CONFIG)
     return folder
+
+
+def make_chord_tunes(folder: Path, count: int) -> Path:
+    """`count` tunes: a "Melody" track (16 quarter notes up C major from 60) over a "Chords" track
+    of held C major triads (48 52 55), as in a folk corpus with its accompaniment."""
+    folder.mkdir(parents=True)
+    triads = [(p, i * 4 * mf.TPB, (i + 1) * 4 * mf.TPB) for i in range(4) for p in (48, 52, 55)]
+    for i in range(count):
+        mf.midi_file(folder / f"tune_{i}.mid", [
+            [mf.meta(0, "set_tempo", tempo=500000)],
+            [mf.meta(0, "track_name", name="Melody"), *mf.note_events(mf.melody_notes(16))],
+            [mf.meta(0, "track_name", name="Chords"), *mf.note_events(triads, channel=1)]])
+    return folder
+
+
+def reference_cells(html: str, metric: str) -> tuple[str, str]:
+    """(samples mean ± std, reference mean ± std) of `metric` in the page's comparison table."""
+    found = re.search(rf'<td title="[^"]*">{metric}</td><td class="num">([^<]*)</td><td class="num">([^<]*)</td>',
+                      html)
+    assert found, f"no {metric} row"
+    return found.group(1), found.group(2)
 
 
 def make_samples(folder: Path, count: int, *, first_pitch: int = 60) -> Path:
@@ -206,6 +230,50 @@ def test_out_must_be_an_html_page(tmp_path):
 def test_reference_without_samples_is_refused(tmp_path):
     with pytest.raises(ReportError, match="needs --samples"):
         build_report(make_run(tmp_path / "run"), reference=tmp_path)
+    with pytest.raises(ReportError, match="--raw-reference needs --reference"):
+        build_report(make_run(tmp_path / "run2"), samples=make_samples(tmp_path / "s", 1), raw_reference=True)
+
+
+# --- the reference set, as the run's encoding sees it ---------------------------------------
+
+def test_reference_chords_are_dropped_through_the_run_encoding_and_kept_raw(tmp_path):
+    run, samples = make_run(tmp_path / "run"), make_samples(tmp_path / "samples", 2)
+    reference = make_chord_tunes(tmp_path / "folk", 3)
+    pages = {}
+    for mode, flags in (("encoded", []), ("raw", ["--raw-reference"])):
+        out = tmp_path / f"{mode}.html"
+        result = CliRunner().invoke(main, ["report", str(run), "--samples", str(samples), "--reference",
+                                           str(reference), "--no-audio", "--out", str(out), *flags])
+        assert result.exit_code == 0, result.output
+        pages[mode] = out.read_text(encoding="utf-8")
+    longest = max(len(encode_midi_file(p, get_encoding("melody"), "")[0]) for p in samples.glob("*.mid"))
+    assert ("reference passed through the run&#x27;s melody encoding (from config.toml [encoding]), "
+            f"first {longest} events of each file") in pages["encoded"]
+    assert "raw files, as they are" not in pages["encoded"]
+    assert "Reference measured as: raw files, as they are." in pages["raw"]
+    assert "passed through" not in pages["raw"]
+    assert reference_cells(pages["encoded"], "polyphony") == ("1 ± 0", "1 ± 0")
+    assert float(reference_cells(pages["raw"], "polyphony")[1].split(" ± ")[0]) > 3.0
+
+
+def test_reference_encoding_comes_from_the_checkpoint(tmp_path):
+    run, samples = make_run(tmp_path / "run"), make_chord_tunes(tmp_path / "samples", 1)  # as long as the tunes
+    encoding = get_encoding("melody", min_pitch=60, max_pitch=71)  # the tunes' top note 72 is folded
+    torch.save({"format": "melodygen-checkpoint", "encoding": encoding.to_dict()}, run / "best.pt")
+    build_report(run, samples=samples, reference=make_chord_tunes(tmp_path / "folk", 2), audio=False)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "the run&#x27;s melody encoding (from best.pt)" in html
+    assert reference_cells(html, "pitch_range")[1] == "11 ± 0"  # 12 through config.toml's default melody
+
+
+def test_a_run_without_encoding_needs_raw_reference(tmp_path):
+    run = make_run(tmp_path / "run", config=False)
+    args = ["report", str(run), "--samples", str(make_samples(tmp_path / "samples", 1)),
+            "--reference", str(make_chord_tunes(tmp_path / "folk", 1)), "--no-audio"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert "no checkpoint and no [encoding]" in result.output and "--raw-reference" in result.output
+    assert CliRunner().invoke(main, [*args, "--raw-reference"]).exit_code == 0
 
 
 # --- in a real browser -----------------------------------------------------------------------

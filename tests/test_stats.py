@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pytest
 
+import midi_factory as mf
+from melodygen.encodings import get_encoding
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Note, Score, TempoMap, Track
-from melodygen.stats import compare_sets, describe_set, score_stats
+from melodygen.stats import compare_sets, describe_encoded_set, describe_set, score_stats
 from melodygen.stats.compare import histogram_overlap_and_kl, overlap_and_kl
 from melodygen.stats.metrics import LENGTH_LABELS, length_histogram
 
@@ -184,3 +186,45 @@ def test_compare_sets_of_a_set_with_itself_and_with_another(nottingham_files, ch
     assert other["scalars"].keys() == same["scalars"].keys()
     assert other["scalars"]["pitch_range"]["generated"]["mean"] == folk["scalars"]["pitch_range"]["mean"]
     assert min(m["overlap"] for m in other["scalars"].values()) < 0.9
+
+
+# --- a set as an encoding sees it ------------------------------------------------------------
+
+def tune_with_chords(folder, name="tune.mid", notes=16):
+    """A "Melody" track climbing C major in quarter notes over a "Chords" track of C major
+    triads (48 52 55), two beats each, on channel 1."""
+    triads = [(p, i * 2 * mf.TPB, (i + 1) * 2 * mf.TPB) for i in range(notes // 2) for p in (48, 52, 55)]
+    return mf.midi_file(folder / name, [
+        [mf.meta(0, "set_tempo", tempo=500000)],
+        [mf.meta(0, "track_name", name="Melody"), *mf.note_events(mf.melody_notes(notes))],
+        [mf.meta(0, "track_name", name="Chords"), *mf.note_events(triads, channel=1)]])
+
+
+def test_chords_are_dropped_through_the_melody_encoding_and_kept_raw(tmp_path):
+    files = [tune_with_chords(tmp_path, "a.mid"), tune_with_chords(tmp_path, "b.mid", notes=8)]
+    encoded = describe_encoded_set(files, get_encoding("melody"))
+    raw = describe_set(files)
+    assert encoded["count"] == raw["count"] == 2
+    assert encoded["scalars"]["polyphony"]["max"] == 1.0
+    assert raw["scalars"]["polyphony"]["min"] > 3.0  # melody + triad under it
+    assert encoded["scalars"]["pitch_range"]["max"] == 12.0  # the melody's octave, no chord below
+    assert raw["scalars"]["pitch_range"]["max"] == 72 - 48
+
+
+def test_max_events_keeps_the_beginning_of_each_file(tmp_path):
+    path = tune_with_chords(tmp_path)
+    encoding = get_encoding("melody")
+    whole = describe_encoded_set([path], encoding)["per_file"][0]["scalars"]
+    cut = describe_encoded_set([path], encoding, max_events=6)["per_file"][0]["scalars"]
+    assert whole["used_pitches"] == 8.0
+    assert 1.0 <= cut["used_pitches"] < 8.0 and cut["pitch_range"] < whole["pitch_range"]
+
+
+def test_encoded_set_skips_files_the_encoding_cannot_use_and_runs_in_workers(tmp_path):
+    files = [tune_with_chords(tmp_path, "a.mid"), tune_with_chords(tmp_path, "b.mid", notes=8),
+             mf.drums_only_file(tmp_path)]
+    encoding = get_encoding("melody")
+    serial = describe_encoded_set(files, encoding)
+    assert serial["count"] == 2 and [s["path"] for s in serial["skipped"]] == [str(files[2])]
+    assert serial["skipped"][0]["reason"].startswith("nothing to encode in the melody encoding (")
+    assert describe_encoded_set(files, encoding, workers=2) == serial

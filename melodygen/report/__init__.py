@@ -34,31 +34,39 @@ def build_report(
     *,
     samples: str | os.PathLike | None = None,
     reference: str | os.PathLike | None = None,
+    raw_reference: bool = False,
     soundfont: str | os.PathLike | None = None,
     audio: bool = True,
 ) -> Report:
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
     `samples`: a folder of MIDI files to render, play and describe; `reference`: a folder of MIDI
-    files (e.g. the training corpus) the samples' statistics are compared against. `audio=False`
-    leaves out the WAV files and players (where FluidSynth is not installed).
+    files (e.g. the training corpus) the samples' statistics are compared against, passed through
+    the run's encoding (`report.reference`) unless `raw_reference`. `audio=False` leaves out the
+    WAV files and players (where FluidSynth is not installed).
     """
+    from melodygen.dataset.sources import find_midi_files
     from melodygen.report.curves import curves_png
     from melodygen.report.gallery import build_gallery
     from melodygen.report.page import render_page
+    from melodygen.report.reference import describe_reference
     from melodygen.report.run import read_run
 
     run_dir = Path(run_dir)
     page = Path(out) if out is not None else run_dir / "report.html"
     if reference is not None and samples is None:
         raise ReportError(f"--reference {reference} needs --samples: it is what the samples are compared to")
+    if raw_reference and reference is None:
+        raise ReportError("--raw-reference needs --reference: it says how the reference files are measured")
     run = read_run(run_dir)
     page.parent.mkdir(parents=True, exist_ok=True)
     assets = page.parent / f"{page.stem}_files"
     gallery = None
     if samples is not None:
-        gallery = build_gallery(Path(samples), assets, soundfont=soundfont, audio=audio,
-                                reference_dir=None if reference is None else Path(reference))
+        paths = find_midi_files([samples])
+        described_reference = (None if reference is None else
+                               describe_reference(Path(reference), run, paths, raw=raw_reference))
+        gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from melodygen.errors import NoUsableMusicError
 from melodygen.render import Rendered, render_files
+from melodygen.report.reference import Reference
 
 
 @dataclass(frozen=True)
@@ -29,30 +30,26 @@ class SampleEntry:
 class Gallery:
     entries: list[SampleEntry]
     described: dict | None  # stats.describe_set of the samples (None: no usable sample)
-    reference: dict | None  # stats.describe_set of the reference set
-    comparison: dict | None  # stats.compare_sets(described, reference)
-    reference_dir: Path | None
+    reference: Reference | None  # the reference set's statistics and how they were measured
+    comparison: dict | None  # stats.compare_sets(described, reference.described)
     skipped: list[str]  # sample files unreadable as MIDI, each error naming its file
 
 
-def build_gallery(samples_dir: Path, assets_dir: Path, *, reference_dir: Path | None = None,
+def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference | None = None,
                   soundfont: str | Path | None = None, audio: bool = True) -> Gallery:
-    """Render (piano rolls, and WAVs with `audio`) and describe every MIDI file below `samples_dir`
-    into `assets_dir`."""
-    from melodygen.dataset.sources import find_midi_files
+    """Render (piano rolls, and WAVs with `audio`) and describe the MIDI files `paths` into
+    `assets_dir`, and compare them with `reference` when given."""
     from melodygen.stats import compare_sets, describe_set
 
-    paths = find_midi_files([samples_dir])
     skipped: list[str] = []
     rendered = render_files(paths, assets_dir, wav=audio, soundfont=soundfont, skipped=skipped)
     try:
         described = describe_set(paths)
     except NoUsableMusicError:
         described = None
-    reference = describe_set(find_midi_files([reference_dir])) if reference_dir is not None else None
-    comparison = compare_sets(described, reference) if described and reference else None
+    comparison = compare_sets(described, reference.described) if described and reference else None
     entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
-    return Gallery(entries, described, reference, comparison, reference_dir, skipped)
+    return Gallery(entries, described, reference, comparison, skipped)
 
 
 def _copy_midi(rendered: Rendered, assets_dir: Path) -> Rendered:

@@ -80,8 +80,9 @@ def _set_table(gallery: Gallery) -> str:
             for name, c in gallery.comparison["scalars"].items()]
     rows += [(f"{name} histogram", "", "", _num(c["overlap"]), _num(c["kl"]))
              for name, c in gallery.comparison["histograms"].items()]
-    heading = (f"<h3>Samples against the reference set ({escape(str(gallery.reference_dir))}, "
-               f"{gallery.reference['count']} files)</h3>")
+    heading = (f"<h3>Samples against the reference set ({escape(str(gallery.reference.folder))}, "
+               f"{gallery.reference.described['count']} files)</h3>"
+               f'<p class="note">Reference measured as: {escape(gallery.reference.mode)}.</p>')
     note = ('<p class="note">overlap: shared area of the two distributions (1 = same); '
             "KL: divergence of the samples from the reference in nats (0 = same).</p>")
     headers = ("metric", "samples mean ± std", "reference mean ± std", "overlap", "KL")
@@ -109,7 +110,7 @@ def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:
     if entry.scalars is None:
         return f'<p class="note">No statistics: {escape(entry.skip_reason or "")}</p>'
     headers = ["metric", "this sample", "all samples"]
-    reference = gallery.reference["scalars"] if gallery.reference else None
+    reference = gallery.reference.described["scalars"] if gallery.reference else None
     if reference:
         headers.append("reference")
     rows = []

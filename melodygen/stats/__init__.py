@@ -6,19 +6,22 @@ how close two sets are per metric, `tables` prints the results. The public entry
     described = describe_set(["samples/a.mid", "samples/b.mid"])
     reference = describe_set(dataset.sources.find_midi_files(["data/nottingham"]))
     comparison = compare_sets(described, reference)
+    as_modelled = describe_encoded_set(paths, get_encoding("melody"), max_events=512)  # what a melody model sees
 """
 
 from melodygen.stats.compare import compare_sets
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
-from melodygen.stats.sets import describe_results, describe_set, file_stats
+from melodygen.stats.sets import describe_encoded_set, describe_results, describe_set, encoded_file_stats, file_stats
 
 __all__ = [
     "HISTOGRAM_METRICS",
     "SCALAR_METRICS",
     "ScoreStats",
     "compare_sets",
+    "describe_encoded_set",
     "describe_results",
     "describe_set",
+    "encoded_file_stats",
     "file_stats",
     "score_stats",
 ]

@@ -1,0 +1,82 @@
+"""The report's reference set: the files as the run's encoding sees them, or as they are.
+
+A melody model's samples have one voice and a few hundred events; the corpus it learned from
+may hold chord tracks, drums and long pieces. By default each reference file is passed through
+the run's encoding (the checkpoint's, else the config's `[encoding]`) and cut to the longest
+sample's length in events, so the samples are compared with what the model could express.
+`raw=True` measures the files as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from melodygen.errors import ConfigError, EncodingError, MelodygenError, ReportError
+from melodygen.report.run import CHECKPOINTS, RunInfo
+
+RAW_MODE = "raw files, as they are"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference folder, its `stats.describe_set`-shaped statistics, and how its files were
+    measured (`mode`, shown on the page)."""
+
+    folder: Path
+    described: dict
+    mode: str
+
+
+def describe_reference(folder: Path, run: RunInfo, sample_paths: list[Path], *, raw: bool = False) -> Reference:
+    """The reference statistics: through the run's encoding (default) or `raw`."""
+    from melodygen.dataset.sources import find_midi_files
+    from melodygen.stats import describe_encoded_set, describe_set
+
+    files = find_midi_files([folder])
+    if raw:
+        return Reference(folder, describe_set(files), RAW_MODE)
+    encoding, source = run_encoding(run)
+    max_events = longest_in_events(sample_paths, encoding)
+    described = describe_encoded_set(files, encoding, max_events=max_events)
+    cut = f", first {max_events} events of each file (the longest sample)" if max_events else ""
+    return Reference(folder, described, f"reference passed through the run's {encoding.name} encoding "
+                                        f"(from {source}){cut}")
+
+
+def run_encoding(run: RunInfo):
+    """(encoding, where it came from): the run checkpoint's stored encoding, else the config's
+    `[encoding]` section; ReportError when the run has neither."""
+    from melodygen.checkpoint import load_unchecked
+    from melodygen.encodings import encoding_from_dict, get_encoding
+
+    for name in CHECKPOINTS:
+        path = run.path / name
+        checkpoint = load_unchecked(path) if path.is_file() else None
+        if isinstance(checkpoint, dict) and "encoding" in checkpoint:
+            try:
+                return encoding_from_dict(checkpoint["encoding"]), name
+            except EncodingError as exc:
+                raise ReportError(f"{path}: damaged checkpoint: {exc}") from None
+    section = (run.config or {}).get("encoding")
+    if isinstance(section, dict) and isinstance(section.get("name"), str):
+        settings = {k: v for k, v in section.items() if k != "name"}
+        try:
+            return get_encoding(section["name"], **settings), f"{run.config_source} [encoding]"
+        except ConfigError as exc:
+            raise ReportError(f"{run.path}: {run.config_source} [encoding]: {exc}") from None
+    raise ReportError(f"{run.path}: no checkpoint and no [encoding] in the config, so the reference cannot be "
+                      "passed through the run's encoding; add --raw-reference to compare with the files as they are")
+
+
+def longest_in_events(paths: list[Path], encoding) -> int | None:
+    """The most events any of `paths` takes in `encoding` (None when none can be encoded)."""
+    from melodygen.encodings import encode_midi_file
+
+    lengths = []
+    for path in paths:
+        try:
+            lengths.append(len(encode_midi_file(path, encoding, "nothing to encode")[0]))
+        except MelodygenError:  # unreadable or empty samples are listed by the gallery
+            continue
+    return max(lengths, default=None)
