@@ -47,25 +47,28 @@ class Budget:
 def filter_logits(
     logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
 ) -> torch.Tensor:
-    """(B, V) logits -> logits / temperature with the ids outside top-k and top-p set to -inf.
+    """(B, V) logits -> (logits - their max) / temperature with the ids outside top-k and top-p
+    set to -inf (the shift leaves the softmax as it is).
 
     Top-k keeps the k largest logits (ties at the k-th value are kept). Top-p (nucleus) then
-    keeps the smallest set of most likely ids whose probability sums to >= top_p; the most
-    likely id always survives.
+    keeps the smallest set of most likely ids whose probability sums to >= top_p, plus the ids
+    tied with the least likely of them (which of equal ids a sort puts first is arbitrary);
+    the most likely id always survives.
     """
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}")
-    logits = logits / temperature
+    # Shifted before dividing: a tiny temperature then sends the other logits to -inf instead
+    # of the largest to +inf (3.0 / 1e-40 overflows float32; softmax of +inf is NaN).
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        sorted_logits = torch.sort(logits, dim=-1, descending=True).values
         probs = torch.softmax(sorted_logits, dim=-1)
         mass_before = torch.cumsum(probs, dim=-1) - probs
-        drop_sorted = mass_before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, -math.inf)
+        least_kept = sorted_logits.masked_fill(mass_before >= top_p, math.inf).amin(dim=-1, keepdim=True)
+        logits = logits.masked_fill(logits < least_kept, -math.inf)
     return logits
 
 

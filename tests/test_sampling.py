@@ -74,7 +74,30 @@ def test_top_p_keeps_the_smallest_nucleus(top_p, kept):
     assert int(finite.sum()) == kept
     order = [1, 3, 0, 2][:kept]  # ids by probability
     assert finite[order].all()
-    assert torch.allclose(out[0, finite], probs.log()[0, finite])
+    assert torch.allclose(out[0, finite], probs.log()[0, finite] - math.log(0.5))  # max shifted to 0
+
+
+def test_top_p_keeps_every_id_tied_with_the_last_one_kept():
+    # Equally likely ids are all in or all out: which of them survives must not depend on the
+    # sort order of ties (that drew id 1 for sure where 1, 2 and 3 are equally likely).
+    out = filter_logits(torch.tensor([[0.0, 1.0, 1.0, 1.0, -5.0]]), 1.0, None, 0.5)
+    assert torch.isfinite(out).tolist() == [[False, True, True, True, False]]
+    out = filter_logits(torch.tensor([[0.5, 0.5, 0.0]]).log(), 1.0, None, 0.5)
+    assert torch.isfinite(out).tolist() == [[True, True, False]]
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1e-30, 1e-40, 1e-45])
+def test_a_tiny_temperature_draws_the_likeliest_id(temperature):
+    # logits / T overflowed to +inf below T ~ 1e-38 (3.0 / 1e-40): softmax turned NaN and the
+    # draw returned id 0, PAD, which is banned.
+    logits = torch.tensor([[3.5, 3.0, 2.0, 1.0, -1.0], [9.0, 7.0, 7.0, 1.0, -1.0]])
+    banned = torch.tensor([True, False, False, False, False])
+    out = filter_logits(logits.masked_fill(banned, -math.inf), temperature, None, 0.9)
+    assert not out.isnan().any() and (out < math.inf).all()
+    ids = [draw(logits, banned, temperature, None, 0.9, torch.Generator().manual_seed(seed)).tolist()
+           for seed in range(40)]
+    assert {row[0] for row in ids} == {1}
+    assert {row[1] for row in ids} == {1, 2}  # a tie at the top stays a fair coin
 
 
 def test_top_k_then_top_p_and_temperature():
