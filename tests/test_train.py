@@ -261,6 +261,18 @@ def test_time_budget_stops_with_a_final_validation(dataset, tmp_path):
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["step"] == 1
 
 
+def test_time_budget_running_out_at_the_last_step_validates_once(dataset, tmp_path):
+    # max_steps already validated step 1; the time budget must not validate it again (a second
+    # metrics row for step 1, and a 'bad' evaluation counted towards early stopping).
+    result = train(tiny_config(dataset, max_minutes=1e-9, max_steps=1, eval_every=4), tmp_path / "run",
+                   progress=False)
+    assert result.step == 1
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == ["1"] and rows[0]["val_nll"]
+    scheduler = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["scheduler"]
+    assert scheduler["bad_evals"] == 0
+
+
 def test_time_budget_advances_the_decay():
     cfg = TrainingConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1, max_minutes=1.0)
     assert lr_at(20, cfg, time_used=0.0) == lr_at(20, cfg)

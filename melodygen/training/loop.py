@@ -185,7 +185,7 @@ def _loop(run: _Run, stop: StopFlag) -> str:
         at_log = run.step % cfg.log_every == 0 or run.step == cfg.max_steps
         row = _train_figures(run) if at_log else {}
         early_stop = False
-        if run.step % cfg.eval_every == 0 or run.step == cfg.max_steps:
+        if _validates_at(run):
             early_stop, val_row = _evaluate(run)
             row |= val_row
         _write_row(run, row)
@@ -296,11 +296,16 @@ def _save(run: _Run, best: bool) -> None:
 def _finish(run: _Run, reason: str) -> None:
     """After Ctrl-C, last.pt; after the time budget, a last validation unless the run just
     had one (`max_steps` and early stopping end on a validation already)."""
-    cfg = run.config.training
     if reason == "interrupted":
         _save(run, best=False)
-    elif reason == "time budget" and run.step % cfg.eval_every != 0:
+    elif reason == "time budget" and not _validates_at(run):
         _write_row(run, _evaluate(run)[1])
+
+
+def _validates_at(run: _Run) -> bool:
+    """Whether the loop validates after the current step (the budget may run out on it)."""
+    cfg = run.config.training
+    return run.step % cfg.eval_every == 0 or run.step == cfg.max_steps
 
 
 def _result(run: _Run, reason: str) -> TrainResult:
