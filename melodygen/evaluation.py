@@ -49,16 +49,18 @@ def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -
     nll = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.long, device=device)
     events = torch.zeros((), dtype=torch.long, device=device)
-    with torch.inference_mode():
-        for x, y in windows:
-            x, y = x.to(device), y.to(device)
-            logits = model(x).float()
-            keep = y != PAD_ID
-            nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").double()
-            hits += (logits[keep].argmax(-1) == y[keep]).sum()
-            events += keep.sum()
-    if isinstance(model, torch.nn.Module):
-        model.train(was_training)
+    try:
+        with torch.inference_mode():
+            for x, y in windows:
+                x, y = x.to(device), y.to(device)
+                logits = model(x).float()
+                keep = y != PAD_ID
+                nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").double()
+                hits += (logits[keep].argmax(-1) == y[keep]).sum()
+                events += keep.sum()
+    finally:  # a failed pass (e.g. out of memory) must not leave a training model in eval mode
+        if isinstance(model, torch.nn.Module):
+            model.train(was_training)
     return nll_figures(nll.item(), int(hits.item()), int(events.item()))
 
 

@@ -58,6 +58,13 @@ def test_evaluate_nll_restores_training_mode_and_handles_no_windows():
     assert model.training
 
 
+def test_evaluate_nll_restores_training_mode_when_scoring_fails():
+    model = EmbeddingModel(5).train()
+    with pytest.raises(IndexError):
+        evaluate_nll(model, [(torch.tensor([[1, 9]]), torch.tensor([[2, 3]]))])  # 9: not an id
+    assert model.training
+
+
 def test_score_ids_covers_every_target_once_with_a_real_model():
     torch.manual_seed(1)
     model = build_model("lstm", {"embed_size": 8, "hidden_size": 16, "num_layers": 1}, 41)
