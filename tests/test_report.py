@@ -246,11 +246,12 @@ def test_reference_chords_are_dropped_through_the_run_encoding_and_kept_raw(tmp_
                                            str(reference), "--no-audio", "--out", str(out), *flags])
         assert result.exit_code == 0, result.output
         pages[mode] = out.read_text(encoding="utf-8")
+        assert ("reference passed through the run's melody encoding" in result.output) == (mode == "encoded")
     longest = max(len(encode_midi_file(p, get_encoding("melody"), "")[0]) for p in samples.glob("*.mid"))
-    assert ("reference passed through the run&#x27;s melody encoding (from config.toml [encoding]), "
+    assert ("Reference passed through the run&#x27;s melody encoding (from config.toml [encoding]), "
             f"first {longest} events of each file") in pages["encoded"]
-    assert "raw files, as they are" not in pages["encoded"]
-    assert "Reference measured as: raw files, as they are." in pages["raw"]
+    assert "raw files" not in pages["encoded"]
+    assert "Reference measured as raw files, as they are." in pages["raw"]
     assert "passed through" not in pages["raw"]
     assert reference_cells(pages["encoded"], "polyphony") == ("1 ± 0", "1 ± 0")
     assert float(reference_cells(pages["raw"], "polyphony")[1].split(" ± ")[0]) > 3.0

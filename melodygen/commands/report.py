@@ -58,6 +58,8 @@ def command(run_dir: str, samples: str | None, reference: str | None, raw_refere
         click.echo(f"skipped {line}", err=True)
     if report.assets is not None:
         click.echo(f"rendered {report.samples} sample(s) into {report.assets}")
+    if report.reference_mode is not None:
+        click.echo(report.reference_mode)
     click.echo(f"report written to {report.page}")
     page = shlex.quote(str(report.page))
     click.echo(f"open it with: xdg-open {page}   (macOS: open {page})")

@@ -20,12 +20,14 @@ from melodygen.errors import ReportError
 @dataclass(frozen=True)
 class Report:
     """Where the page went, where its sample files went (None without samples), how many samples,
-    and the sample files skipped as unreadable (each error naming its file)."""
+    the sample files skipped as unreadable (each error naming its file), and how the reference
+    files were measured (None without a reference)."""
 
     page: Path
     assets: Path | None
     samples: int
     skipped: list[str]
+    reference_mode: str | None = None
 
 
 def build_report(
@@ -73,4 +75,5 @@ def build_report(
     with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:
         file.write(html)
     return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0,
-                  skipped=gallery.skipped if gallery else [])
+                  skipped=gallery.skipped if gallery else [],
+                  reference_mode=gallery.reference.mode if gallery and gallery.reference else None)

@@ -80,9 +80,10 @@ def _set_table(gallery: Gallery) -> str:
             for name, c in gallery.comparison["scalars"].items()]
     rows += [(f"{name} histogram", "", "", _num(c["overlap"]), _num(c["kl"]))
              for name, c in gallery.comparison["histograms"].items()]
+    mode = gallery.reference.mode
     heading = (f"<h3>Samples against the reference set ({escape(str(gallery.reference.folder))}, "
                f"{gallery.reference.described['count']} files)</h3>"
-               f'<p class="note">Reference measured as: {escape(gallery.reference.mode)}.</p>')
+               f'<p class="note">{escape(mode[:1].upper() + mode[1:])}.</p>')
     note = ('<p class="note">overlap: shared area of the two distributions (1 = same); '
             "KL: divergence of the samples from the reference in nats (0 = same).</p>")
     headers = ("metric", "samples mean ± std", "reference mean ± std", "overlap", "KL")

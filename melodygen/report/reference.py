@@ -15,7 +15,7 @@ from pathlib import Path
 from melodygen.errors import ConfigError, EncodingError, MelodygenError, ReportError
 from melodygen.report.run import CHECKPOINTS, RunInfo
 
-RAW_MODE = "raw files, as they are"
+RAW_MODE = "reference measured as raw files, as they are"
 
 
 @dataclass(frozen=True)
