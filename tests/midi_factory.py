@@ -178,6 +178,16 @@ def pedal_file(folder: Path) -> Path:
     return midi_file(folder / "pedal.mid", [events])
 
 
+def melody_with_chords_file(folder: Path, name: str = "melody_with_chords.mid", notes: int = 16) -> Path:
+    """Type 1, like a folk tune with its accompaniment: track "Melody" plays `melody_notes(notes)`
+    (quarter notes up C major from 60) over track "Chords" on channel 1: held C major triads
+    (48 52 55), two beats each, `notes // 2` of them."""
+    triads = [(p, i * 2 * TPB, (i + 1) * 2 * TPB) for i in range(notes // 2) for p in (48, 52, 55)]
+    return midi_file(folder / name, [[meta(0, "set_tempo", tempo=500000)],
+                                     [meta(0, "track_name", name="Melody"), *note_events(melody_notes(notes))],
+                                     [meta(0, "track_name", name="Chords"), *note_events(triads, channel=1)]])
+
+
 def drums_file(folder: Path) -> Path:
     """Type 1: track "Drums" on channel 9 (pitches 36, 38, 42 at 0, 0.5, 1 s, 0.25 s each)
     and track "Bass" on channel 1 (pitch 40 from 0 to 1 s)."""

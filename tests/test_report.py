@@ -48,15 +48,10 @@ def make_run(folder: Path, *, config: bool = True) -> Path:
 
 
 def make_chord_tunes(folder: Path, count: int) -> Path:
-    """`count` tunes: a "Melody" track (16 quarter notes up C major from 60) over a "Chords" track
-    of held C major triads (48 52 55), as in a folk corpus with its accompaniment."""
+    """`count` tunes of a melody over a chord track (`midi_factory.melody_with_chords_file`)."""
     folder.mkdir(parents=True)
-    triads = [(p, i * 4 * mf.TPB, (i + 1) * 4 * mf.TPB) for i in range(4) for p in (48, 52, 55)]
     for i in range(count):
-        mf.midi_file(folder / f"tune_{i}.mid", [
-            [mf.meta(0, "set_tempo", tempo=500000)],
-            [mf.meta(0, "track_name", name="Melody"), *mf.note_events(mf.melody_notes(16))],
-            [mf.meta(0, "track_name", name="Chords"), *mf.note_events(triads, channel=1)]])
+        mf.melody_with_chords_file(folder, f"tune_{i}.mid")
     return folder
 
 

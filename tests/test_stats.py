@@ -190,18 +190,8 @@ def test_compare_sets_of_a_set_with_itself_and_with_another(nottingham_files, ch
 
 # --- a set as an encoding sees it ------------------------------------------------------------
 
-def tune_with_chords(folder, name="tune.mid", notes=16):
-    """A "Melody" track climbing C major in quarter notes over a "Chords" track of C major
-    triads (48 52 55), two beats each, on channel 1."""
-    triads = [(p, i * 2 * mf.TPB, (i + 1) * 2 * mf.TPB) for i in range(notes // 2) for p in (48, 52, 55)]
-    return mf.midi_file(folder / name, [
-        [mf.meta(0, "set_tempo", tempo=500000)],
-        [mf.meta(0, "track_name", name="Melody"), *mf.note_events(mf.melody_notes(notes))],
-        [mf.meta(0, "track_name", name="Chords"), *mf.note_events(triads, channel=1)]])
-
-
 def test_chords_are_dropped_through_the_melody_encoding_and_kept_raw(tmp_path):
-    files = [tune_with_chords(tmp_path, "a.mid"), tune_with_chords(tmp_path, "b.mid", notes=8)]
+    files = [mf.melody_with_chords_file(tmp_path, "a.mid"), mf.melody_with_chords_file(tmp_path, "b.mid", notes=8)]
     encoded = describe_encoded_set(files, get_encoding("melody"))
     raw = describe_set(files)
     assert encoded["count"] == raw["count"] == 2
@@ -212,7 +202,7 @@ def test_chords_are_dropped_through_the_melody_encoding_and_kept_raw(tmp_path):
 
 
 def test_max_events_keeps_the_beginning_of_each_file(tmp_path):
-    path = tune_with_chords(tmp_path)
+    path = mf.melody_with_chords_file(tmp_path)
     encoding = get_encoding("melody")
     whole = describe_encoded_set([path], encoding)["per_file"][0]["scalars"]
     cut = describe_encoded_set([path], encoding, max_events=6)["per_file"][0]["scalars"]
@@ -221,7 +211,7 @@ def test_max_events_keeps_the_beginning_of_each_file(tmp_path):
 
 
 def test_encoded_set_skips_files_the_encoding_cannot_use_and_runs_in_workers(tmp_path):
-    files = [tune_with_chords(tmp_path, "a.mid"), tune_with_chords(tmp_path, "b.mid", notes=8),
+    files = [mf.melody_with_chords_file(tmp_path, "a.mid"), mf.melody_with_chords_file(tmp_path, "b.mid", notes=8),
              mf.drums_only_file(tmp_path)]
     encoding = get_encoding("melody")
     serial = describe_encoded_set(files, encoding)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import midi_factory as mf
 from melodygen.cli import main
 from melodygen.stats import HISTOGRAM_METRICS, SCALAR_METRICS
 
@@ -128,3 +129,23 @@ def test_temperature_sweep_writes_a_markdown_report(nottingham_files, tmp_path):
     for row in ("| 0.5 |", "| 1.5 |", "| reference |", "| T=1.5 |"):
         assert row in text
     assert len(list((tmp_path / "samples" / "t0.5").glob("sample_*.mid"))) == 2
+
+
+def test_encoding_measures_files_as_the_encoding_sees_them(tmp_path):
+    folder = tmp_path / "folk"
+    folder.mkdir()
+    mf.melody_with_chords_file(folder)
+    raw = json.loads(run(folder, "--json").output)["set"]
+    encoded = json.loads(run(folder, "--json", "--encoding", "melody").output)["set"]
+    cut = json.loads(run(folder, "--json", "--encoding", "melody", "--max-events", 6).output)["set"]
+    assert raw["scalars"]["polyphony"]["mean"] > 3.0 and encoded["scalars"]["polyphony"]["mean"] == 1.0
+    assert cut["scalars"]["used_pitches"]["mean"] < encoded["scalars"]["used_pitches"]["mean"] == 8.0
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--encoding", "chords"], 1, "Error: unknown encoding 'chords'; choose one of melody, performance\n"),
+    (["--max-events", "6"], 2, "--max-events counts events of an --encoding; add --encoding NAME"),
+])
+def test_encoding_options_are_checked(folk_dir, args, code, message):
+    result = run(folk_dir, *args)
+    assert result.exit_code == code and message in result.output

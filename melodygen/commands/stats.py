@@ -12,9 +12,14 @@ import click
     type=click.Path(exists=True),
     help="A folder (or file) of real music to compare against: overlapping area and KL per metric.",
 )
+@click.option("--encoding", "encoding_name", metavar="NAME", default=None,
+              help="Measure every file as encoding NAME (default settings) sees it: encoded, then decoded.")
+@click.option("--max-events", type=click.IntRange(min=1), default=None,
+              help="With --encoding: keep each file's first N events (e.g. the samples' --length).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes reading files.")
-def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, workers: int) -> None:
+def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str | None, max_events: int | None,
+            as_json: bool, workers: int) -> None:
     """Musical statistics of the MIDI files in INPUTS (folders are searched for .mid/.midi).
 
     Per file, over all non-drum notes: pitch-class histogram and entropy, pitch range, used
@@ -24,11 +29,15 @@ def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, worke
     two sets are compared (Yang & Lerch 2020): overlapping area (1 = same, 0 = disjoint) and
     KL(set || reference) in nats. Unreadable files are skipped and listed.
 
+    With --encoding (melody, performance), each file is first passed through that encoding,
+    so a folk tune is measured without its chord track, as a melody model's samples are.
+
     \b
     Examples:
       melodygen stats samples/
       melodygen stats samples/ --reference data/nottingham --workers 4
       melodygen stats a.mid b.mid --json > stats.json
+      melodygen stats samples/ --reference data/nottingham --encoding melody --max-events 512
     """
     import json
 
@@ -36,13 +45,13 @@ def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, worke
     from melodygen.dataset.sources import find_midi_files
     from melodygen.stats import tables
 
-    progress = not as_json
+    describe = _describer(encoding_name, max_events, workers=workers, progress=not as_json)
     files = find_midi_files(inputs)
     reference_files = find_midi_files([reference]) if reference is not None else None  # fail before the work
-    described = stats.describe_set(files, workers=workers, progress=progress)
+    described = describe(files)
     result = {"set": described}
     if reference_files is not None:
-        ref = stats.describe_set(reference_files, workers=workers, progress=progress)
+        ref = describe(reference_files)
         result.update(reference=ref, comparison=stats.compare_sets(described, ref))
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -54,3 +63,18 @@ def command(inputs: tuple[str, ...], reference: str | None, as_json: bool, worke
         skipped = tables.format_skipped(result[title], title) if title in result else ""
         if skipped:
             click.echo(skipped, err=True)
+
+
+def _describer(encoding_name: str | None, max_events: int | None, **options):
+    """`describe_set`, or `describe_encoded_set` through the encoding `encoding_name`, with `options`."""
+    from functools import partial
+
+    from melodygen import stats
+
+    if encoding_name is None:
+        if max_events is not None:
+            raise click.UsageError("--max-events counts events of an --encoding; add --encoding NAME")
+        return partial(stats.describe_set, **options)
+    from melodygen.encodings import get_encoding
+
+    return partial(stats.describe_encoded_set, encoding=get_encoding(encoding_name), max_events=max_events, **options)
