@@ -55,8 +55,8 @@ def filter_logits(
     tied with the least likely of them (which of equal ids a sort puts first is arbitrary);
     the most likely id always survives.
     """
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if not 0 < temperature < math.inf:  # inf or nan would make every probability NaN
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     # Shifted before dividing: a tiny temperature then sends the other logits to -inf instead
     # of the largest to +inf (3.0 / 1e-40 overflows float32; softmax of +inf is NaN).
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature

@@ -50,6 +50,7 @@ def test_default_out_is_named_after_source_and_encoding(src, tmp_path, monkeypat
     ("unwritable", "cannot write there"),
     ("not_a_dataset", "is not a melodygen dataset"),
     ("val_fraction", "Invalid value for '--val-fraction'"),
+    ("val_fraction_nan", "Invalid value for '--val-fraction'"),  # nan passed the range check
 ])
 def test_bad_input_is_one_clear_line(src, tmp_path, case, needle):
     out = tmp_path / "ds"
@@ -61,6 +62,7 @@ def test_bad_input_is_one_clear_line(src, tmp_path, case, needle):
         "unwritable": [src, "--out", tmp_path / "afile" / "ds"],
         "not_a_dataset": [src, "--out", tmp_path / "mine"],
         "val_fraction": [src, "--out", out, "--val-fraction", "1.5"],
+        "val_fraction_nan": [src, "--out", out, "--val-fraction", "nan"],
     }[case]
     (tmp_path / "empty").mkdir()
     (tmp_path / "junk").mkdir()

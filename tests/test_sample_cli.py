@@ -120,6 +120,15 @@ def test_seconds_and_bars_bound_the_duration(tmp_path):
     (["--length", 10, "--seconds", 3], "at most one of"),
     (["--continuation-only"], "needs --primer"),
     (["--seed", 2**64], "--seed"),  # torch's manual_seed overflowed: a traceback
+    # nan passes click's range comparisons and inf its open upper ends: NaN probabilities, or
+    # a ValueError/OverflowError traceback turning the length into a number of events
+    (["--temperature", "nan"], "--temperature"),
+    (["--temperature", "inf"], "--temperature"),
+    (["--top-p", "nan"], "--top-p"),
+    (["--seconds", "inf"], "--seconds"),
+    (["--seconds", "nan"], "--seconds"),
+    (["--bars", "inf"], "--bars"),
+    (["--tempo", "nan", "--bars", 2], "--tempo"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, melody_ckpt, args, message):
     result = run(melody_ckpt, "--out", tmp_path / "o", *args)

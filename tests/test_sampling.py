@@ -53,7 +53,7 @@ def test_temperature_divides_logits():
         assert torch.allclose(got, torch.softmax(logits / t, -1))
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.inf, math.nan])  # inf/nan: NaN probs, PAD drawn
 def test_temperature_must_be_positive(temperature):
     with pytest.raises(ConfigError, match="temperature"):
         filter_logits(torch.zeros(1, 4), temperature, None, None)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from melodygen.commands.params import FiniteFloatRange
+
 
 @click.command("prepare")
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
@@ -13,7 +15,7 @@ import click
               help="Event encoding: melody (monophonic, Melody RNN) or performance (polyphonic, Performance RNN).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Dataset folder [default: runs/data/<first SRC name>-<encoding>].")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+@click.option("--val-fraction", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
               help="Share of files for validation (chosen by content hash: stable when files are added).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel reader processes [default: every CPU].")

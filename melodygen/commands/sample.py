@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from melodygen.commands.params import FiniteFloatRange
+
 
 @click.command("sample")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
@@ -11,23 +13,23 @@ import click
               help="Folder for the MIDI files (created if needed).")
 @click.option("-n", "--num-outputs", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="How many pieces, generated together as one batch.")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--temperature", default=1.0, show_default=True, type=FiniteFloatRange(0, min_open=True),
               help="Logits are divided by T before the softmax: < 1 safer, > 1 wilder.")
 @click.option("--top-k", default=None, type=click.IntRange(1), help="Draw only among the K likeliest ids.")
-@click.option("--top-p", default=None, type=click.FloatRange(0, 1, min_open=True),
+@click.option("--top-p", default=None, type=FiniteFloatRange(0, 1, min_open=True),
               help="Draw only among the likeliest ids whose probability sums to P (nucleus).")
 @click.option("--length", "events", default=None, type=click.IntRange(1),
               help="New events per piece, after any primer [default: 512].")
-@click.option("--seconds", default=None, type=click.FloatRange(0, min_open=True),
+@click.option("--seconds", default=None, type=FiniteFloatRange(0, min_open=True),
               help="Instead: this many seconds of new music per piece.")
-@click.option("--bars", default=None, type=click.FloatRange(0, min_open=True),
+@click.option("--bars", default=None, type=FiniteFloatRange(0, min_open=True),
               help="Instead: this many new 4/4 bars at --tempo per piece.")
 @click.option("--primer", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="MIDI file to continue; the output starts with it.")
 @click.option("--continuation-only", is_flag=True, help="With --primer: write only the new music.")
 @click.option("--seed", default=None, type=click.IntRange(0, 2**63 - 1),
               help="Random seed; the same seed gives the same files.")
-@click.option("--tempo", "qpm", default=None, type=click.FloatRange(1, 1000),
+@click.option("--tempo", "qpm", default=None, type=FiniteFloatRange(1, 1000),
               help="Tempo of the files in BPM [default: the primer's, else 120].")
 @click.option("--program", default=0, show_default=True, type=click.IntRange(0, 127),
               help="General MIDI program (0 = acoustic grand piano).")
