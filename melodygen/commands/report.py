@@ -33,9 +33,9 @@ def command(run_dir: str, samples: str | None, reference: str | None, raw_refere
     link and statistics, against a reference set if given).
 
     The reference files are measured as the run's encoding sees them (encoded with the
-    checkpoint's encoding, cut to the longest sample's length, decoded), so a melody model
-    is not blamed for the chord track of a folk tune; --raw-reference measures them as
-    they are. The page says which was done.
+    encoding stored in best.pt/last.pt, else config.toml's [encoding], cut to the longest
+    sample's length in events, decoded), so a melody model is not blamed for the chord
+    track of a folk tune; --raw-reference measures them as they are. The page says which.
 
     Pictures are embedded in the page; the samples' WAV and MIDI files are written to a
     folder beside it (`report_files/` for `report.html`). Open the page in any browser;
