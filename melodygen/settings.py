@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -97,7 +98,8 @@ def collect(cls: type, values: Mapping[str, Any], problems: list[str], prefix: s
 
 
 def _wrong_type(name: str, value: Any, hint: Any) -> str:
-    return f"{name}={value!r} must be {_type_name(hint)}"
+    finite = " (a finite number)" if isinstance(value, float) and not math.isfinite(value) else ""
+    return f"{name}={value!r} must be {_type_name(hint)}{finite}"
 
 
 def _unknown(key: Any, names: list[str], prefix: str) -> str:
@@ -125,6 +127,8 @@ def _convert(value: Any, hint: Any) -> Any:
         return _BAD
     if hint is float and isinstance(value, int):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        return _BAD  # TOML's inf/nan: nan fails no comparison of a rule, inf overflows later
     return value if isinstance(value, typing.get_origin(hint) or hint) else _BAD
 
 

@@ -246,9 +246,11 @@ def test_cli_bad_override_is_one_line(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
     save_config(tiny_config(dataset), config)
     result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(tmp_path / "r"),
-                                       "--set", "training.lr=fast", "--set", "model.hidden=3"])
+                                       "--set", "training.lr=fast", "--set", "model.hidden=3",
+                                       "--set", "training.max_minutes=inf"])
     assert result.exit_code == 1
     assert "training.lr='fast' must be float" in result.output
+    assert "training.max_minutes=inf must be float (a finite number)" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
