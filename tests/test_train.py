@@ -350,7 +350,7 @@ def test_device_resolution():
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_no_nan_checkpoint(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
-    save_config(tiny_config(dataset, lr=float("inf"), warmup_steps=0, grad_clip=0.0), config)
+    save_config(tiny_config(dataset, lr=1e30, warmup_steps=0, grad_clip=0.0), config)
     run = tmp_path / "r"
     result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(run), "--quiet"])
     assert result.exit_code == 1, result.output
