@@ -221,6 +221,8 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     from melodygen.checkpoint import load_for_inference
     from melodygen.devices import resolve_device
 
+    if baseline_order is not None and sources:
+        raise ConfigError("--baseline needs a prepared dataset (--data DIR): it counts the train split")
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
     skipped = []
@@ -234,8 +236,6 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
     result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
     if baseline_order is not None:
-        if sources:
-            raise ConfigError("--baseline needs a prepared dataset (--data DIR): it counts the train split")
         result["baseline"] = evaluate_baseline(data_dir, order=baseline_order, split=split,
                                                seq_len=seq_len, batch_size=batch_size)
     return result

@@ -65,6 +65,12 @@ def test_evaluate_nll_restores_training_mode_when_scoring_fails():
     assert model.training
 
 
+def test_baseline_on_midi_files_is_refused_before_any_work(tmp_path):
+    # it was refused only after loading the checkpoint and scoring every MIDI file
+    with pytest.raises(ConfigError, match="--baseline needs a prepared dataset"):
+        evaluate_checkpoint(tmp_path / "not_loaded.pt", sources=[tmp_path], baseline_order=2)
+
+
 def test_score_ids_covers_every_target_once_with_a_real_model():
     torch.manual_seed(1)
     model = build_model("lstm", {"embed_size": 8, "hidden_size": 16, "num_layers": 1}, 41)
