@@ -49,6 +49,12 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def accumulator_dtype(device: str | torch.device) -> torch.dtype:
+    """The dtype of running sums kept on `device`: float64, but float32 on MPS, which has no
+    float64 (creating such a tensor there is a TypeError, pytorch#122602)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA, a no-op elsewhere."""
     if device.type == "cuda":

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from melodygen import devices
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError, DatasetError, MidiReadError, NoUsableMusicError
 
@@ -46,7 +47,7 @@ def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -
     was_training = getattr(model, "training", False)
     if isinstance(model, torch.nn.Module):
         model.eval()
-    nll = torch.zeros((), dtype=torch.float64, device=device)
+    nll = torch.zeros((), dtype=devices.accumulator_dtype(device), device=device)
     hits = torch.zeros((), dtype=torch.long, device=device)
     events = torch.zeros((), dtype=torch.long, device=device)
     try:
@@ -55,7 +56,7 @@ def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -
                 x, y = x.to(device), y.to(device)
                 logits = model(x).float()
                 keep = y != PAD_ID
-                nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").double()
+                nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").to(nll.dtype)
                 hits += (logits[keep].argmax(-1) == y[keep]).sum()
                 events += keep.sum()
     finally:  # a failed pass (e.g. out of memory) must not leave a training model in eval mode

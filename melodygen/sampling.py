@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from melodygen import devices
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError, OutputError
 
@@ -121,8 +122,9 @@ def sample(
     banned[[PAD_ID, BOS_ID]] = True
     if not stop_on_eos:
         banned[EOS_ID] = True
-    costs = torch.as_tensor(budget.costs, dtype=torch.float64, device=device) if budget else None
-    spent = torch.zeros(num_outputs, dtype=torch.float64, device=device)
+    dtype = devices.accumulator_dtype(device)
+    costs = torch.as_tensor(budget.costs, dtype=dtype, device=device) if budget else None
+    spent = torch.zeros(num_outputs, dtype=dtype, device=device)
     done = torch.zeros(num_outputs, dtype=torch.bool, device=device)
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     was_training = model.training

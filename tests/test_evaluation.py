@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from melodygen import devices
 from melodygen.checkpoint import load_for_inference, make_checkpoint, save
 from melodygen.cli import main
 
@@ -50,6 +51,11 @@ def test_evaluate_nll_equals_direct_cross_entropy():
     assert got["nll"] == pytest.approx(want, rel=1e-6)
     assert got["perplexity"] == pytest.approx(math.exp(want), rel=1e-6)
     assert got["accuracy"] == pytest.approx((logits.argmax(-1) == targets)[keep].float().mean().item())
+
+
+def test_evaluate_nll_sums_in_float32_where_the_device_has_no_float64(monkeypatch):
+    monkeypatch.setattr(devices, "accumulator_dtype", lambda device: torch.float32)  # as on MPS
+    test_evaluate_nll_equals_direct_cross_entropy()
 
 
 def test_evaluate_nll_restores_training_mode_and_handles_no_windows():

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from melodygen import devices
+from melodygen.devices import accumulator_dtype
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
@@ -241,6 +243,15 @@ def test_budget_stops_each_row_on_its_own_time():
     rows = sample(TableModel(table), MELODY, num_outputs=32, max_events=100, budget=Budget(costs, 2.0),
                   generator=torch.Generator().manual_seed(3))
     assert {tuple(r) for r in rows} == {(4, 4), (5,) * 8}
+
+
+def test_running_sums_use_no_float64_on_mps(monkeypatch):
+    # MPS has no float64 (pytorch#122602, "expected behaviour"): every `sample` on an Apple GPU
+    # failed creating its float64 budget sums, and every validation its NLL sum
+    assert accumulator_dtype(torch.device("mps")) == torch.float32
+    assert accumulator_dtype(torch.device("cpu")) == accumulator_dtype("cuda") == torch.float64
+    monkeypatch.setattr(devices, "accumulator_dtype", lambda device: torch.float32)  # as on MPS
+    test_budget_stops_each_row_on_its_own_time()
 
 
 def test_length_budget_melody_converts_to_steps():
