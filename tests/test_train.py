@@ -359,3 +359,19 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_no_nan_checkpoint(dataset
         if (run / name).exists():
             weights = checkpoint.load(run / name)["model"]["state_dict"]
             assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+@pytest.mark.slow
+def test_compiled_training_writes_plain_checkpoints_that_sample(dataset, tmp_path):
+    from melodygen.config import config_from_dict
+    from melodygen.sampling import SampleRequest, sample_to_midi
+
+    raw = tiny_config(dataset, max_steps=4, eval_every=4, compile=True).to_dict()
+    raw["model"] = {"kind": "transformer", "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,
+                    "max_context": 32}
+    result = train(config_from_dict(raw, "<test>"), tmp_path / "run", progress=False)
+    assert result.step == 4
+    keys = checkpoint.load(tmp_path / "run" / "best.pt")["model"]["state_dict"]
+    assert keys and not any(k.startswith("_orig_mod") for k in keys)  # no torch.compile prefix
+    written = sample_to_midi(tmp_path / "run" / "best.pt", tmp_path / "s", SampleRequest(events=8))
+    assert written[0].path.exists()
