@@ -1,8 +1,8 @@
 """How well a model predicts held-out music: NLL, perplexity, accuracy; and an n-gram baseline.
 
-`evaluate_nll(model, windows, device)` is THE validation metric: `melodygen train` calls it at
-every validation and `melodygen evaluate` / `melodygen baseline` call it too, so the figures
-are the same everywhere. `windows` is any iterable of `(x, y)` LongTensor pairs of shape
+`evaluate_nll(model, windows, device)` is THE validation metric: `melodygen train` calls its
+`nll_sums` at every validation (adding them up over the ranks) and `melodygen evaluate` /
+`melodygen baseline` call it, so the figures are the same everywhere. `windows` is any iterable of `(x, y)` LongTensor pairs of shape
 (B, T) with `y` the next ids of `x` (e.g. `dataset.iter_sequential_windows`); targets equal to
 PAD are not scored. `model` is anything mapping ids (B, T) -> logits (B, T, V): a `Generator`
 (put in eval mode for the call, its mode restored after) or an `NgramBaseline`.
@@ -40,7 +40,13 @@ MAX_ORDER = 6
 
 
 def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -> dict:
-    """Score `model` on every non-PAD target of `windows` -> {nll, perplexity, accuracy, events}.
+    """Score `model` on every non-PAD target of `windows` -> {nll, perplexity, accuracy, events}."""
+    return nll_figures(*nll_sums(model, windows, device))
+
+
+def nll_sums(model, windows: Iterable, device: str | torch.device = "cpu") -> tuple[float, int, int]:
+    """(summed NLL in nats, correct argmax count, scored events) of `model` over `windows`:
+    what `nll_figures` takes, and what ranks add up before it (`training.steps.validate`).
 
     Sums stay on `device` until the end (one sync), so this is cheap inside a training loop.
     """
@@ -62,7 +68,7 @@ def evaluate_nll(model, windows: Iterable, device: str | torch.device = "cpu") -
     finally:  # a failed pass (e.g. out of memory) must not leave a training model in eval mode
         if isinstance(model, torch.nn.Module):
             model.train(was_training)
-    return nll_figures(nll.item(), int(hits.item()), int(events.item()))
+    return nll.item(), int(hits.item()), int(events.item())
 
 
 def nll_figures(nll_sum: float, hits: int, events: int) -> dict:

@@ -52,11 +52,8 @@ class Stepper:
 
 def validate(model, windows, device: torch.device, info: DistInfo) -> dict:
     """{nll (nats/event), perplexity, accuracy, events} over the validation windows, each rank
-    scoring its share (`melodygen.evaluation.evaluate_nll`, the figures `evaluate` reports)."""
-    from melodygen.evaluation import evaluate_nll, nll_figures
+    scoring its share (`melodygen.evaluation.nll_sums`, the figures `evaluate` reports)."""
+    from melodygen.evaluation import nll_figures, nll_sums
 
-    mine = evaluate_nll(model, windows, device)
-    events = mine["events"]
-    sums = [mine["nll"] * events, mine["accuracy"] * events, events] if events else [0.0, 0.0, 0.0]
-    nll_sum, hits, events = distributed.sum_floats(sums, info, device)
+    nll_sum, hits, events = distributed.sum_floats(list(nll_sums(model, windows, device)), info, device)
     return nll_figures(nll_sum, hits, int(events))
