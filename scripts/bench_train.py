@@ -86,7 +86,7 @@ def bench_preset(name: str, args, workdir: Path) -> dict:
     from melodygen.config import load_config
     from melodygen.devices import resolve_device
     from melodygen.encodings import get_encoding
-    from melodygen.models import build_model
+    from melodygen.models import build_model, count_parameters
     from melodygen.training.data import dataset_dir
     from melodygen.training.distributed import DistInfo
 
@@ -101,8 +101,7 @@ def bench_preset(name: str, args, workdir: Path) -> dict:
     for _ in range(args.repeats):
         bare.append(bare_tokens_per_s(config, encoding.vocab.size, args.steps, warmup, device))
         ours.append(melodygen_tokens_per_s(config, args.steps, warmup, workdir))
-    params = sum(p.numel() for p in build_model(config.model.kind, config.model.settings,
-                                                encoding.vocab.size).parameters())
+    params = count_parameters(build_model(config.model.kind, config.model.settings, encoding.vocab.size))
     return {"preset": name, "params": params, "bare": max(bare), "melodygen": max(ours)}
 
 

@@ -309,7 +309,9 @@ def _validates_at(run: _Run) -> bool:
 
 
 def _result(run: _Run, reason: str) -> TrainResult:
-    params = sum(p.numel() for p in run.raw_model.parameters())
+    from melodygen.models import count_parameters
+
+    params = count_parameters(run.raw_model)
     return TrainResult(step=run.step, stop_reason=reason, best=run.best, paths=run.paths,
                        elapsed_s=_elapsed(run), train_s=_train_seconds(run),
                        tokens=run.clock["tokens"], params=params, is_main=run.info.is_main)

@@ -37,10 +37,11 @@ class ProgressBar:
 
 def describe_start(directory, manifest: dict, model) -> str:
     """One line on what is about to train on what."""
+    from melodygen.models import count_parameters
+
     splits = ", ".join(f"{name} {split['pieces']} pieces / {split['tokens']:,} ids"
                        for name, split in manifest.get("splits", {}).items())
-    params = sum(p.numel() for p in model.parameters())
-    return f"data: {directory} ({splits}); model: {model.kind}, {params:,} parameters"
+    return f"data: {directory} ({splits}); model: {model.kind}, {count_parameters(model):,} parameters"
 
 
 def format_duration(seconds: float) -> str:
