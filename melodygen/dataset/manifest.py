@@ -45,7 +45,7 @@ def build_manifest(*, sources: list[str], fingerprint: str, encoding_dict: dict,
     """The `manifest.json` content. `pieces`: one dict per stored piece (path, sha1, split, index,
     ids, notes, seconds); `skipped`: one dict per unused file (path, reason, detail, and sha1 once
     hashed). `files_from_previous`: files whose results came from the previous build, not parsed."""
-    notes = sum(p["notes"] for p in pieces)
+    totals = _split_totals(pieces)
     return {
         "format": DATASET_FORMAT, "format_version": FORMAT_VERSION, "melodygen_version": __version__,
         "fingerprint": fingerprint, "sources": sources,
@@ -54,11 +54,10 @@ def build_manifest(*, sources: list[str], fingerprint: str, encoding_dict: dict,
         "files": {"found": files_found, "used": len(pieces), "skipped": len(skipped), "from_previous_build": files_from_previous,
                   "skipped_by_reason": count_reasons(skipped)},
         "splits": {split: _split_totals([p for p in pieces if p["split"] == split]) for split in ("train", "valid")},
-        "totals": {"pieces": len(pieces), "notes": notes, "tokens": sum(p["ids"] + 2 for p in pieces),
-                   "hours": sum(p["seconds"] for p in pieces) / 3600.0},
+        "totals": totals,
         "seconds_taken": seconds,
         # a rate only when every file was parsed in this build
-        "notes_per_second": notes / seconds if seconds > 0 and not files_from_previous else None,
+        "notes_per_second": totals["notes"] / seconds if seconds > 0 and not files_from_previous else None,
         "pieces": pieces, "skipped": skipped,
     }
 
@@ -71,6 +70,7 @@ def count_reasons(skipped: list[dict]) -> dict[str, int]:
 
 
 def _split_totals(pieces: list[dict]) -> dict:
+    """Pieces, ids (BOS and EOS included), notes and hours of music of `pieces`."""
     return {"pieces": len(pieces), "tokens": sum(p["ids"] + 2 for p in pieces),
             "notes": sum(p["notes"] for p in pieces), "hours": sum(p["seconds"] for p in pieces) / 3600.0}
 
