@@ -6,7 +6,7 @@ Layout (docs/ARCHITECTURE.md): `DIR/{split}.bin` holds uint16 ids, each piece st
 encoding's `to_dict()` and `DIR/manifest.json` is written last, so a folder without a manifest is
 never a finished dataset.
 
-The batch samplers live in `windows.py` (also importable from here, lazily).
+The batch samplers live in `windows.py`.
 """
 
 from __future__ import annotations
@@ -175,12 +175,3 @@ def _describe(encoding_dict: dict) -> str:
         return f"{encoding_dict.get('name')!r} (settings {settings!r})"
     return f"{encoding_dict.get('name')!r} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
 
-
-def __getattr__(name: str):
-    # `WindowSampler` and `iter_sequential_windows` are importable from here too, lazily, so that
-    # writing shards (`prepare`) does not pay for importing torch.
-    if name in ("WindowSampler", "iter_sequential_windows"):
-        from melodygen.dataset import windows
-
-        return getattr(windows, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
