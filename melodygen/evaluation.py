@@ -173,17 +173,14 @@ def encode_midi_files(sources, encoding) -> tuple[np.ndarray, list[str]]:
     """(`BOS ids EOS` of every usable MIDI file under `sources`, concatenated; skipped files with
     their reasons). `DatasetError` when no file is usable."""
     from melodygen.dataset.sources import find_midi_files
-    from melodygen.midi_io import read_score
+    from melodygen.encodings import encode_midi_file
 
     pieces, skipped = [], []
     for path in find_midi_files(sources):
         try:
-            ids = encoding.encode(read_score(path))
-        except MidiReadError as exc:  # its message names the file already
+            ids, _ = encode_midi_file(path, encoding, f"nothing to score in the {encoding.name} encoding")
+        except (MidiReadError, NoUsableMusicError) as exc:  # their messages name the file once
             skipped.append(str(exc))
-            continue
-        except NoUsableMusicError as exc:
-            skipped.append(f"{path}: {exc}")
             continue
         pieces.append(np.concatenate([[BOS_ID], ids, [EOS_ID]]).astype(np.int64))
     if not pieces:

@@ -23,7 +23,7 @@ from melodygen.errors import ConfigError
 from melodygen.evaluation import NgramBaseline, evaluate_baseline, evaluate_checkpoint, evaluate_nll, score_ids
 from melodygen.midi_io import read_score
 from melodygen.models import build_model, settings_to_dict
-from midi_factory import text_file
+from midi_factory import drums_only_file, text_file
 
 
 class EmbeddingModel(torch.nn.Module):
@@ -207,6 +207,14 @@ def test_evaluate_on_midi_files_skips_unusable_ones(tmp_path, nottingham_files):
     pieces = [encoding.encode(read_score(f)) for f in nottingham_files[:2]]
     assert result["events"] == sum(len(p) + 2 for p in pieces) - 1
     assert len(result["skipped"]) == 1 and result["skipped"][0].count("readme.mid") == 1
+
+
+def test_evaluate_on_midi_files_names_a_file_without_music_once(tmp_path, nottingham_files):
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", get_encoding("melody"))
+    drums = drums_only_file(tmp_path)
+    result = evaluate_checkpoint(ckpt, sources=[str(nottingham_files[0]), str(drums)])
+    assert len(result["skipped"]) == 1
+    assert result["skipped"][0].startswith(f"{drums}: ") and result["skipped"][0].count("drums_only.mid") == 1
 
 
 def test_evaluate_errors_are_one_line(tmp_path):
