@@ -7,7 +7,10 @@ these types, never pretty_midi or mido objects.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,13 @@ class TempoMap:
     def to_beats(self, seconds: float) -> float:
         i = max(0, bisect.bisect_right(self.times, seconds) - 1)
         return self.beats[i] + (seconds - self.times[i]) * self.qpm[i] / 60.0
+
+    def beats_of(self, seconds: Sequence[float] | np.ndarray) -> np.ndarray:
+        """`to_beats` of many times at once, as a float64 array (the same values)."""
+        t = np.asarray(seconds, dtype=np.float64)
+        times = np.asarray(self.times)
+        i = np.maximum(np.searchsorted(times, t, side="right") - 1, 0)
+        return np.asarray(self.beats)[i] + (t - times[i]) * np.asarray(self.qpm)[i] / 60.0
 
     def to_seconds(self, beats: float) -> float:
         i = max(0, bisect.bisect_right(self.beats, beats) - 1)

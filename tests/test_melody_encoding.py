@@ -55,6 +55,13 @@ def _steps(notes):
     return [(n.pitch, n.start, n.end) for n in notes]
 
 
+@given(st.lists(st.floats(0.0, 600.0), max_size=20))
+@settings(max_examples=50, deadline=None)
+def test_tempo_map_beats_of_is_to_beats_of_each_time(seconds):
+    tempo = TempoMap(times=(0.0, 2.0, 7.5), beats=(0.0, 4.0, 9.5), qpm=(120.0, 60.0, 173.0))
+    assert tempo.beats_of(seconds).tolist() == [tempo.to_beats(t) for t in seconds]
+
+
 def test_quantization_rules():
     notes = [Note(60, 90, 0.0, 0.01),                            # shorter than a step: one step
              Note(62, 90, 0.49, 0.9), Note(67, 90, 0.51, 0.6),   # same step: the highest kept

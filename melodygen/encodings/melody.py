@@ -145,12 +145,8 @@ class MelodyEncoding(Encoding):
         return pitch, start, end, velocity
 
     def _steps(self, tempo_map: TempoMap, seconds: list[float]) -> np.ndarray:
-        """Nearest grid step of each time (vectorised `TempoMap.to_beats`)."""
-        t = np.asarray(seconds, dtype=float)
-        times = np.asarray(tempo_map.times)
-        i = np.maximum(np.searchsorted(times, t, side="right") - 1, 0)
-        beats = np.asarray(tempo_map.beats)[i] + (t - times[i]) * np.asarray(tempo_map.qpm)[i] / 60
-        return np.rint(beats * self.settings.steps_per_quarter).astype(np.int64)
+        """Nearest grid step of each time."""
+        return np.rint(tempo_map.beats_of(seconds) * self.settings.steps_per_quarter).astype(np.int64)
 
     def _bar_start(self, score: Score, first_step: int) -> int:
         """The step of the bar line at or before the first note (the note itself if the bar is

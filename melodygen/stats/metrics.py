@@ -103,9 +103,8 @@ def _note_arrays(score: Score) -> _NoteArrays:
     notes = [n for track in score.tracks if not track.is_drum for n in track.notes]
     if not notes:
         raise NoUsableMusicError(f"{score.source or 'score'}: no non-drum notes")
-    to_beats = score.tempo_map.to_beats
-    starts = np.round([to_beats(n.start) for n in notes], _BEAT_DECIMALS)
-    ends = np.round([to_beats(n.end) for n in notes], _BEAT_DECIMALS)
+    starts = np.round(score.tempo_map.beats_of([n.start for n in notes]), _BEAT_DECIMALS)
+    ends = np.round(score.tempo_map.beats_of([n.end for n in notes]), _BEAT_DECIMALS)
     return _NoteArrays(
         pitches=np.array([n.pitch for n in notes]),
         velocities=np.array([n.velocity for n in notes]),
