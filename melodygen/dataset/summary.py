@@ -14,7 +14,8 @@ class PrepareSummary:
 
     `notes` are the notes read from the used files (all tracks), `hours` the length of their
     music, `tokens` the ids stored in the shards (BOS and EOS included), `seconds` the time the
-    build took (the original build's time when reused).
+    build took (the original build's time when reused), `notes_per_second` the notes read per
+    second of it (None when files came from the previous build).
     """
 
     out_dir: Path
@@ -28,6 +29,7 @@ class PrepareSummary:
     notes: int
     hours: float
     seconds: float
+    notes_per_second: float | None
     reused: bool = False
 
     @classmethod
@@ -39,12 +41,7 @@ class PrepareSummary:
             skipped=tuple((s["path"], s["reason"], s["detail"]) for s in manifest["skipped"]),
             pieces={split: info["pieces"] for split, info in manifest["splits"].items()},
             tokens=totals["tokens"], notes=totals["notes"], hours=totals["hours"],
-            seconds=manifest["seconds_taken"], reused=reused)
-
-    @property
-    def notes_per_second(self) -> float | None:
-        """Notes read per second of build time; None when files came from the previous build."""
-        return self.notes / self.seconds if self.seconds > 0 and not self.files_from_previous else None
+            seconds=manifest["seconds_taken"], notes_per_second=manifest["notes_per_second"], reused=reused)
 
     @property
     def warnings(self) -> list[str]:
