@@ -288,5 +288,26 @@ def header_only_file(folder: Path) -> Path:
     return path
 
 
+def long_delta_file(folder: Path) -> Path:
+    """A one-track file whose second event's delta time is a 5-byte variable-length quantity
+    (the standard allows 4): mido and pretty_midi read it; it is corrupt."""
+    track = (b"\x00\x90\x3c\x40"  # delta 0, note on C4
+             + b"\x80\x80\x80\x80\x01\x80\x3c\x00"  # 5-byte delta, note off
+             + b"\x00\xff\x2f\x00")  # end of track
+    path = folder / "long_delta.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0"
+                     + b"MTrk" + len(track).to_bytes(4, "big") + track)
+    return path
+
+
+def long_meta_length_file(folder: Path) -> Path:
+    """A one-track file with a track-name meta event whose length is a 5-byte quantity."""
+    track = b"\x00\xff\x03\x80\x80\x80\x80\x02ab\x00\xff\x2f\x00"
+    path = folder / "long_meta_length.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0"
+                     + b"MTrk" + len(track).to_bytes(4, "big") + track)
+    return path
+
+
 CORRUPT_BUILDERS = (zero_byte_file, random_bytes_file, truncated_file, text_file,
-                    header_only_file)
+                    header_only_file, long_delta_file, long_meta_length_file)

@@ -173,6 +173,22 @@ def test_corrupt_files_raise_midi_read_error_naming_the_file(tmp_path, builder):
         read_score(path)
 
 
+@pytest.mark.parametrize("builder", [mf.long_delta_file, mf.long_meta_length_file])
+def test_variable_length_quantity_over_four_bytes_is_rejected(tmp_path, builder):
+    path = builder(tmp_path)
+    with pytest.raises(MidiReadError, match=f"^{path}: .*longer than 4 bytes"):
+        read_score(path)
+
+
+def test_four_byte_delta_is_accepted(tmp_path):
+    track = b"\x00\x90\x3c\x40\x81\x80\x80\x00\x80\x3c\x00\x00\xff\x2f\x00"  # delta 2**21
+    path = tmp_path / "four.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0"
+                     + b"MTrk" + len(track).to_bytes(4, "big") + track)
+    [track] = read_score(path).tracks
+    assert spans(track) == [(60, 0.0, pytest.approx(2**21 / 480 * 0.5))]
+
+
 def test_missing_file_raises_midi_read_error(tmp_path):
     with pytest.raises(MidiReadError, match="nope.mid: cannot read"):
         read_score(tmp_path / "nope.mid")

@@ -55,14 +55,26 @@ def _chunks(data: bytes) -> tuple[int, list[tuple[int, int]]]:
     return division, tracks
 
 
+# A variable-length quantity (delta time, meta or sysex length) has at most 4 bytes
+# (0x0FFFFFFF), as the SMF standard says; a longer one means the bytes are not MIDI.
+_MAX_VLQ_BYTES = 4
+
+
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
+    value, start = 0, pos
     while True:
         byte = data[pos]
         pos += 1
         value = (value << 7) | (byte & 0x7F)
         if byte < 0x80:
+            if pos - start > _MAX_VLQ_BYTES:
+                raise _Corrupt(_vlq_problem(start))
             return value, pos
+
+
+def _vlq_problem(start: int) -> str:
+    return (f"a variable-length quantity at byte {start} is longer than "
+            f"{_MAX_VLQ_BYTES} bytes (corrupt delta time or length)")
 
 
 def _text(body: bytes) -> str:
@@ -99,6 +111,7 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
     append = events.append
     tick = status = 0
     while pos < end:
+        delta_start = pos
         byte = data[pos]
         pos += 1
         delta = byte & 0x7F
@@ -106,6 +119,8 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
             byte = data[pos]
             pos += 1
             delta = (delta << 7) | (byte & 0x7F)
+        if pos - delta_start > _MAX_VLQ_BYTES:
+            raise _Corrupt(_vlq_problem(delta_start))
         tick += delta
         byte = data[pos]
         if byte & 0x80:
