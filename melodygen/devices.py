@@ -1,7 +1,8 @@
 """Where tensors live: device auto-detection (CUDA, then MPS, then CPU), threads, autocast.
 
 bf16 autocast is used on CUDA only: on the CPUs we measured, bf16 matmuls run at half the
-fp32 speed (no AMX), so CPU training stays in fp32.
+fp32 speed (no AMX), and some CPUs lack bf16 kernels altogether (oneDNN has no bf16 LSTM
+without AVX-512), so CPU training stays in fp32 on every CPU.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from melodygen.devices import autocast
 from melodygen.errors import ConfigError
 from melodygen.models import MODELS, build_model, count_parameters, make_settings, settings_to_dict
 
@@ -159,13 +160,29 @@ def test_forward_longer_than_context_is_a_clear_error():
         model(random_ids(length=17))
 
 
-@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
-def test_bf16_autocast(kind, settings):
-    model = tiny(kind, settings)
+def test_training_autocast_is_a_no_op_on_cpu():
+    """What the product does on CPU: `devices.autocast` keeps fp32 there (bf16 CPU kernels are
+    missing on some CPUs, e.g. oneDNN's LSTM without AVX-512, and slower on the rest)."""
+    model = tiny("lstm", TINY["lstm"])
     ids = random_ids()
-    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+    with torch.no_grad():
+        plain = model(ids)
+        with autocast(torch.device("cpu")):
+            under = model(ids)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain, atol=0, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast is used on CUDA only")
+@pytest.mark.parametrize("kind,settings", CASES, ids=IDS)
+def test_bf16_autocast_on_cuda(kind, settings):
+    device = torch.device("cuda")
+    model = tiny(kind, settings).to(device)
+    ids = random_ids().to(device)
+    with autocast(device), torch.no_grad():
         full = model(ids)
         stepped, _ = step_in_chunks(model, ids, [5] + [1] * 7)
+    assert full.dtype == torch.bfloat16
     assert full.shape == stepped.shape == (3, 12, V)
     torch.testing.assert_close(stepped.float(), full.float(), atol=0.1, rtol=0.1)
 
