@@ -154,8 +154,11 @@ def sample(
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """What `melodygen sample` asks for. At most one of `events`, `seconds`, `bars` is set;
-    none means 512 events. `qpm=None` takes the primer's first tempo, else 120."""
+    """What `melodygen sample` asks for. At most one of `events`, `seconds`, `bars` is set.
+
+    A given length is the amount of new music each piece gets: end-of-piece is not drawn
+    before it unless `allow_early_end`. With none, a piece ends where the model ends it, after
+    at most 512 events. `qpm=None` takes the primer's first tempo, else 120."""
 
     num_outputs: int = 1
     temperature: float = 1.0
@@ -171,7 +174,11 @@ class SampleRequest:
     program: int = 0
     name: str = "sample"
     overwrite: bool = False
-    ignore_eos: bool = False  # never draw EOS: every piece runs to its full length
+    allow_early_end: bool = False  # with a length: the model may still end a piece before it
+
+    @property
+    def has_length(self) -> bool:
+        return not (self.events is None and self.seconds is None and self.bars is None)
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,7 @@ class SampleResult:
     seconds: float
     pitch_range: tuple[int, int] | None
     generated: int
+    shortfall: str | None = None  # why the piece has less new music than asked, if it has
 
 
 def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
@@ -247,13 +255,37 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
                   temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
                   primer_ids=primer, generator=torch.Generator(device).manual_seed(request.seed),
-                  device=device, budget=budget, stop_on_eos=not request.ignore_eos)
+                  device=device, budget=budget,
+                  stop_on_eos=request.allow_early_end or not request.has_length)
     results = []
     for path, row in zip(paths, rows):
+        shortfall = _shortfall(row, request, max_events, budget)
         notes = encoding.decode(row if request.continuation_only else primer + row, qpm=qpm)
         write_midi(notes, path, qpm=qpm, program=request.program,
                    track_name=f"melodygen {encoding.name} t={request.temperature:g}")
         pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None
         end = max((n.end for n in notes), default=0.0)
-        results.append(SampleResult(path, len(notes), end, pitches, len(row)))
+        results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall))
     return results
+
+
+def _shortfall(row: list[int], request: SampleRequest, max_events: int,
+               budget: Budget | None) -> str | None:
+    """Why `row` holds less new music than `request` asked for (None if it holds it all)."""
+    if budget is not None:
+        spent = float(budget.costs[row].sum()) if row else 0.0
+        if spent >= budget.limit:
+            return None
+        if len(row) < max_events:
+            return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the model ended the piece "
+                    "(--allow-early-end)")
+        return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the safety cap of {max_events} "
+                "events was reached (the model hardly moves time forward)")
+    if len(row) == max_events:
+        return None
+    if request.has_length:
+        return f"{len(row)} of {max_events} new events: the model ended the piece (--allow-early-end)"
+    if not row:
+        return ("no new music: the model ended the piece at once; ask for a length "
+                "(--length, --bars or --seconds) to get new music")
+    return None

@@ -11,7 +11,7 @@ SAMPLES=samples/quickstart
 
 $MG prepare data/nottingham --encoding melody --out runs/data/nottingham-melody
 $MG train --config configs/melody_lstm.toml --data runs/data/nottingham-melody --out "$RUN" --overwrite "$@"
-$MG sample "$RUN/best.pt" --out "$SAMPLES" --num-outputs 4 --bars 16 --temperature 0.9 --seed 0 --ignore-eos --overwrite
+$MG sample "$RUN/best.pt" --out "$SAMPLES" --num-outputs 4 --bars 16 --temperature 0.9 --seed 0 --overwrite
 echo
 echo "Done. Your generated MIDI files are in $SAMPLES/ (the model is $RUN/best.pt)."
 echo "Next: hear and see them on one page:  .venv/bin/melodygen report $RUN --samples $SAMPLES --reference data/nottingham"

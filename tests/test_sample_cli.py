@@ -162,20 +162,54 @@ def test_bad_inputs_are_one_line_errors(tmp_path, melody_ckpt):
     assert result.output == f"Error: {primer}: no usable primer (no notes)\n"  # the file named once
 
 
-def test_ignore_eos_runs_every_piece_to_its_length(tmp_path):
-    from melodygen.encodings import EOS_ID
-    from melodygen.sampling import SampleRequest, sample_to_midi
-
+def ending_checkpoint(path: Path, encoding_name: str, bias: dict[int, float]) -> Path:
+    """A tiny LSTM checkpoint whose head favours the ids in `bias` (EOS: a model that ends
+    every piece at once, as a trained one does after a complete tune given as primer)."""
     torch.manual_seed(0)
-    encoding = get_encoding("melody")
+    encoding = get_encoding(encoding_name)
     model = build_model("lstm", TINY_RECURRENT, encoding.vocab.size)
     with torch.no_grad():
-        model.head.bias[EOS_ID] = 30.0  # a model that wants to end at once
-    ckpt = save(make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings),
+        for i, value in bias.items():
+            model.head.bias[i] = value
+    return save(make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings),
                                 model=model, encoding=encoding, run_config={}, step=0,
-                                best_val_nll=None), tmp_path / "eos.pt")
-    ending = sample_to_midi(ckpt, tmp_path / "a", SampleRequest(num_outputs=3, events=50))
-    assert all(r.generated == 0 for r in ending)
-    full = sample_to_midi(ckpt, tmp_path / "b", SampleRequest(num_outputs=3, events=50, ignore_eos=True))
-    assert all(r.generated == 50 for r in full)
-    assert run(ckpt, "--out", tmp_path / "c", "--length", 20, "--ignore-eos").exit_code == 0
+                                best_val_nll=None), path)
+
+
+def test_a_primer_the_model_ends_still_gets_the_length_asked_for(tmp_path):
+    from melodygen.encodings import EOS_ID
+
+    ckpt = ending_checkpoint(tmp_path / "eos.pt", "melody", {EOS_ID: 30.0})
+    primer = simple_file(tmp_path)
+    result = run(ckpt, "--out", tmp_path / "a", "-n", 3, "--primer", primer, "--length", 50)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("  50\n") == 3  # the events column: 50 new events each
+    assert "ended" not in result.output
+    result = run(ckpt, "--out", tmp_path / "b", "--primer", primer, "--bars", 2, "--tempo", 120)
+    assert result.output.count("  32\n") == 1  # 2 bars of 16th-note steps
+
+
+def test_early_end_allowed_or_no_length_says_why_a_piece_is_short(tmp_path):
+    from melodygen.encodings import EOS_ID
+
+    ckpt = ending_checkpoint(tmp_path / "eos.pt", "melody", {EOS_ID: 30.0})
+    primer = simple_file(tmp_path)
+    result = run(ckpt, "--out", tmp_path / "a", "-n", 2, "--primer", primer, "--length", 50,
+                 "--allow-early-end")
+    assert result.exit_code == 0, result.output
+    for name in ("sample_000.mid", "sample_001.mid"):
+        assert (f"{name}: 0 of 50 new events: the model ended the piece (--allow-early-end)"
+                in result.output)
+    result = run(ckpt, "--out", tmp_path / "b", "--primer", primer)
+    assert ("sample_000.mid: no new music: the model ended the piece at once; ask for a length"
+            in result.output)
+
+
+def test_seconds_cut_short_by_the_event_cap_say_so(tmp_path):
+    """A performance model that never moves time forward fills the safety cap of events."""
+    note_on = get_encoding("performance").vocab.offset("NOTE_ON") + 60
+    ckpt = ending_checkpoint(tmp_path / "stuck.pt", "performance", {note_on: 30.0})
+    result = run(ckpt, "--out", tmp_path / "a", "--seconds", 1)
+    assert result.exit_code == 0, result.output
+    assert ("sample_000.mid: 0.0 of 1.0 s of new music: the safety cap of 200 events was reached"
+            in result.output)

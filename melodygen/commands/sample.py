@@ -19,7 +19,8 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--top-p", default=None, type=FiniteFloatRange(0, 1, min_open=True),
               help="Draw only among the likeliest ids whose probability sums to P (nucleus).")
 @click.option("--length", "events", default=None, type=click.IntRange(1),
-              help="New events per piece, after any primer [default: 512].")
+              help="New events per piece, after any primer [default: until the model ends the "
+                   "piece, at most 512].")
 @click.option("--seconds", default=None, type=FiniteFloatRange(0, min_open=True),
               help="Instead: this many seconds of new music per piece.")
 @click.option("--bars", default=None, type=FiniteFloatRange(0, min_open=True),
@@ -35,9 +36,9 @@ from melodygen.commands.params import FiniteFloatRange
               help="General MIDI program (0 = acoustic grand piano).")
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--ignore-eos", is_flag=True,
-              help="Never end a piece early: the end-of-piece event is not drawn, so every piece "
-                   "runs to its full length.")
+@click.option("--allow-early-end", is_flag=True,
+              help="With --length/--seconds/--bars: the model may end a piece before that length "
+                   "(by default every piece gets all the new music asked for).")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
@@ -46,9 +47,11 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
 
     The checkpoint holds everything needed (model, encoding). Each step draws the
     next event from softmax(logits / T) after top-k / top-p filtering; all pieces are
-    generated together, carrying the model's state (nothing is recomputed). A piece
-    ends at its length or when the model ends it (--ignore-eos: at its length). Files are named NAME_000.mid, ...
-    and never overwritten without --overwrite.
+    generated together, carrying the model's state (nothing is recomputed).
+    Given a length (--length, --seconds or --bars), every piece gets that much new music
+    after the primer (--allow-early-end lets the model end it sooner); without one, a
+    piece ends where the model ends it. A piece shorter than asked gets a line saying why.
+    Files are named NAME_000.mid, ... and never overwritten without --overwrite.
 
     \b
     Examples:
@@ -56,7 +59,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample best.pt --out samples/ -n 8 --temperature 0.9 --seed 1
       melodygen sample best.pt --out samples/ --top-p 0.95 --seconds 30
       melodygen sample best.pt --out samples/ --bars 16 --tempo 100 --program 73
-      melodygen sample best.pt --out samples/ -n 4 --bars 16 --ignore-eos
+      melodygen sample best.pt --out samples/ -n 4 --bars 16 --allow-early-end
       melodygen sample best.pt --out cont/ --primer tune.mid --continuation-only
       melodygen sample best.pt --out samples/ -n 4 --render
     """
@@ -79,6 +82,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
     results = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
     _print_table(results)
+    for r in results:
+        if r.shortfall:
+            click.echo(f"{r.path.name}: {r.shortfall}")
     click.echo(f"wrote {len(results)} MIDI file(s) to {out_dir} (seed {seed})")
     if render:
         from melodygen.render import render_files
