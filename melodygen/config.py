@@ -2,7 +2,7 @@
 
 A config has four sections, one frozen dataclass each:
 
-    [data]      sources = ["data/nottingham"]  (MIDI files/folders)  or  dataset = "runs/data/x"
+    [data]      sources = ["bundled:nottingham"]  (MIDI files/folders)  or  dataset = "runs/data/x"
     [encoding]  name = "melody", then any encoding setting, e.g. min_pitch = 48
     [model]     kind = "lstm", then any model setting, e.g. hidden_size = 256
     [training]  batch_size, seq_len, max_steps, lr, ... (see `TrainingConfig`)
@@ -12,6 +12,11 @@ Overrides use dotted keys and TOML value syntax: `training.lr=3e-4`, `data.sourc
 the field it replaces (`melodygen.settings`); encoding and model names and settings are checked
 by their registries (`get_encoding`, `models.make_settings`). Every unknown key, wrong type and
 bad value, in the file and in the overrides, is reported together in one `ConfigError`.
+
+Relative paths in `[data]` (`sources`, `dataset`, `cache_dir`) resolve against the folder of the
+config file that holds them, overrides' against the current folder, never a guessed repository
+root; the loaded config holds absolute paths, so the copy a run folder keeps means the same
+from anywhere. A source `bundled:NAME` names a corpus shipped with melodygen.
 """
 
 from __future__ import annotations
@@ -26,20 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from melodygen.atomic import atomic_write
+from melodygen.dataset.sources import BUNDLED_PREFIX
 from melodygen.errors import ConfigError
 from melodygen.settings import check, collect, each
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training ids come from: MIDI `sources` (prepared and cached under `cache_dir`
-    by `melodygen train`) or a `dataset` folder made by `melodygen prepare`, which wins if set
-    (not empty)."""
+    """Where the training ids come from: MIDI `sources` (files, folders or `bundled:NAME`,
+    prepared and cached under `cache_dir` by `melodygen train`; empty means the user's cache
+    folder) or a `dataset` folder made by `melodygen prepare`, which wins if set (not empty)."""
 
-    sources: tuple[str, ...] = ("data/nottingham",)
+    sources: tuple[str, ...] = ("bundled:nottingham",)
     dataset: str = ""
     val_fraction: float = 0.1
-    cache_dir: str = "runs/data"
+    cache_dir: str = ""
 
     def __post_init__(self):
         check(self, {
@@ -155,9 +161,31 @@ def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     problems: list[str] = []
+    if isinstance(raw.get("data"), dict):
+        raw["data"] = _absolute_data_paths(raw["data"], path.resolve().parent)
     for item in overrides:
         _apply_override(raw, item, problems)
     return config_from_dict(raw, str(path), problems)
+
+
+_DATA_PATHS = ("sources", "dataset", "cache_dir")
+
+
+def _absolute_data_paths(values: dict, base: Path) -> dict:
+    """`[data]` values with each relative path made absolute against `base` (a value of the
+    wrong type is left for the type check to report; "" and `bundled:` names stay)."""
+    def absolute(text):
+        if not isinstance(text, str) or not text or text.startswith(BUNDLED_PREFIX):
+            return text
+        return str(base / Path(text).expanduser())  # an absolute path replaces base
+
+    values = dict(values)
+    for key in _DATA_PATHS:
+        if isinstance(values.get(key), list):
+            values[key] = [absolute(v) for v in values[key]]
+        elif key in values:
+            values[key] = absolute(values[key])
+    return values
 
 
 def config_from_dict(raw: dict, origin: str = "<config>", problems: list[str] | None = None,
@@ -213,7 +241,10 @@ def _apply_override(raw: dict, item: str, problems: list[str]) -> None:
     if section not in _SECTION_TYPES:
         problems.append(f"override {item!r}: unknown section [{section}]")
         return
-    raw.setdefault(section, {})[name] = parse_value(text.strip())
+    value = parse_value(text.strip())
+    if section == "data":
+        value = _absolute_data_paths({name: value}, Path.cwd())[name]
+    raw.setdefault(section, {})[name] = value
 
 
 def parse_value(text: str) -> Any:

@@ -1,11 +1,24 @@
 """Shared test set-up: one torch thread (see docs/ARCHITECTURE.md) and paths to real data."""
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# torch.compile's kernel cache (default /tmp/torchinductor_<user>) outlives the session; a
+# kernel compiled on another CPU (AVX-512) and reused on this one can crash the process. Each
+# test session compiles afresh in its own folder, so no test depends on which CPU ran before.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="melodygen-inductor-")
+atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+# Datasets that `train` prepares from sources are cached in the user's cache folder by default:
+# the tests' go to a folder of their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="melodygen-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

@@ -1,7 +1,9 @@
 """The run config: TOML sections -> frozen dataclasses, typed overrides, all errors at once."""
 
 import dataclasses
+import os
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -33,13 +35,38 @@ def config_file(tmp_path):
 
 def test_sections_map_onto_frozen_dataclasses(config_file):
     config = load_config(config_file)
-    assert config.data.sources == ("data/nottingham",)
+    assert config.data.sources == (str(config_file.parent / "data/nottingham"),)
     assert config.encoding.name == "melody" and config.encoding.settings == {"min_pitch": 48}
     assert config.model.kind == "lstm" and config.model.settings == {"hidden_size": 64}
     assert config.training.batch_size == 8 and config.training.betas == (0.9, 0.95)
     assert config.training.lr == RunConfig().training.lr  # unspecified -> default
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.training.lr = 1.0
+
+
+def test_data_paths_resolve_against_the_config_folder_never_the_current_one(tmp_path, monkeypatch):
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "run.toml").write_text('[data]\nsources = ["../tunes", "bundled:nottingham", "/abs/x.mid"]\n'
+                                     'dataset = "prepared"\ncache_dir = "~/cache"\n')
+    monkeypatch.chdir(tmp_path / "presets")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd in (folder, elsewhere):
+        os.chdir(cwd)
+        data = load_config(folder / "run.toml").data
+        assert data.sources == (str(folder / "../tunes"), "bundled:nottingham", "/abs/x.mid")
+        assert data.dataset == str(folder / "prepared")
+        assert data.cache_dir == str(Path("~/cache").expanduser())
+    overridden = load_config(folder / "run.toml", ["data.dataset=ds", "data.sources=['bundled:x']"]).data
+    assert overridden.dataset == str(elsewhere / "ds") and overridden.sources == ("bundled:x",)
+
+
+def test_a_saved_config_means_the_same_from_its_new_folder(config_file, tmp_path):
+    config = load_config(config_file)
+    (tmp_path / "run").mkdir()
+    save_config(config, tmp_path / "run" / "config.toml")
+    assert load_config(tmp_path / "run" / "config.toml") == config
 
 
 def test_overrides_are_parsed_with_the_fields_type(config_file):
@@ -51,7 +78,7 @@ def test_overrides_are_parsed_with_the_fields_type(config_file):
     assert (t.lr, t.max_steps, t.compile, t.device) == (3e-4, 10, True, "cpu")
     assert t.transpose_range == (-3, 3) and t.max_minutes == 2.0
     assert isinstance(t.max_minutes, float)
-    assert config.data.sources == ("a", "b")
+    assert config.data.sources == (str(Path.cwd() / "a"), str(Path.cwd() / "b"))
     assert config.model.settings["hidden_size"] == 512
     assert config.encoding.settings == {"min_pitch": 48, "max_pitch": 90}
 

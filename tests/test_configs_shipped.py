@@ -8,7 +8,7 @@ import torch
 from melodygen.config import load_config
 from melodygen.encodings import get_encoding
 from melodygen.models import build_model
-from melodygen.training.data import resolve_source
+from melodygen.dataset.sources import resolve_source
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
 PRESETS = {"debug", "melody_rnn", "melody_lstm", "melody_transformer", "performance_lstm",
@@ -35,7 +35,7 @@ def test_preset_loads_and_builds(path):
 def test_presets_use_the_bundled_corpus_of_their_encoding():
     for path in CONFIGS:
         config = load_config(path)
-        corpus = {"melody": "data/nottingham", "performance": "data/bach-chorales"}[config.encoding.name]
+        corpus = {"melody": "bundled:nottingham", "performance": "bundled:bach-chorales"}[config.encoding.name]
         assert config.data.sources == (corpus,), path.name
 
 

@@ -10,7 +10,7 @@ from melodygen.dataset import prepare as prepare_module
 from melodygen.dataset.manifest import split_of
 from melodygen.dataset.prepare import prepare
 from melodygen.dataset.shards import TokenDataset, check_dataset, load_dataset_encoding, read_manifest
-from melodygen.dataset.sources import content_hash, default_corpus, find_midi_files
+from melodygen.dataset.sources import bundled_corpora, content_hash, default_corpus, find_midi_files
 from melodygen.encodings import get_encoding
 from melodygen.errors import ConfigError, DatasetError, OutputError
 from melodygen.midi_io import read_score
@@ -236,6 +236,15 @@ def test_file_discovery_is_recursive_sorted_and_unique(messy_folder):
 
 def test_default_corpus_is_the_bundled_nottingham_folder():
     assert default_corpus().name == "nottingham" and len(list(default_corpus().glob("*.mid"))) > 1000
+    assert (default_corpus() / "LICENSE.md").is_file()  # the license travels with the files
+
+
+def test_bundled_sources_name_the_shipped_corpora():
+    assert set(bundled_corpora()) == {"nottingham", "bach-chorales"}
+    assert find_midi_files(["bundled:bach-chorales"]) == find_midi_files([bundled_corpora()["bach-chorales"]])
+    with pytest.raises(DatasetError, match="bundled:pop: no such bundled corpus .*bundled:bach-chorales, "
+                                           "bundled:nottingham"):
+        find_midi_files(["bundled:pop"])
 
 
 def test_check_dataset_refuses_another_token_list(messy_folder, tmp_path):

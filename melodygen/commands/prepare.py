@@ -24,25 +24,27 @@ def command(sources: tuple[Path, ...], encoding_name: str, out_dir: Path | None,
             workers: int | None, force: bool) -> None:
     """Turn MIDI files into training data: token shards, encoding.json and manifest.json.
 
-    SOURCES are MIDI files or folders (searched recursively for .mid/.midi);
-    default: the bundled Nottingham folk tunes (data/nottingham). Files that
+    SOURCES are MIDI files, folders (searched recursively for .mid/.midi) or
+    bundled corpora (bundled:nottingham, bundled:bach-chorales); default: the
+    bundled Nottingham folk tunes. Files that
     cannot be used are skipped and listed with the reason; exact duplicates
     are dropped. Running again on unchanged inputs reuses the earlier result.
 
     \b
     Examples:
       melodygen prepare
-      melodygen prepare data/nottingham --encoding melody --out runs/data/nottingham-melody
+      melodygen prepare bundled:nottingham --encoding melody --out runs/data/nottingham-melody
+      melodygen prepare bundled:bach-chorales --encoding performance
       melodygen prepare ~/midi/piano/ --encoding performance --out runs/data/piano --workers 4
       melodygen prepare song1.mid song2.mid --val-fraction 0 --out runs/data/two-songs
     """
     from melodygen.dataset.prepare import prepare
-    from melodygen.dataset.sources import default_corpus
+    from melodygen.dataset.sources import DEFAULT_CORPUS, resolve_source
     from melodygen.encodings import get_encoding
 
     encoding = get_encoding(encoding_name)
-    sources = sources or (default_corpus(),)
+    sources = sources or (DEFAULT_CORPUS,)
     if out_dir is None:
-        out_dir = Path("runs") / "data" / f"{sources[0].resolve().stem}-{encoding_name}"
+        out_dir = Path("runs") / "data" / f"{resolve_source(sources[0]).resolve().stem}-{encoding_name}"
     summary = prepare(sources, encoding, out_dir, val_fraction=val_fraction, workers=workers, force=force)
     click.echo(summary.format())

@@ -9,7 +9,7 @@ import click
 
 
 @click.command("train")
-@click.argument("sources", nargs=-1, type=click.Path(exists=True))
+@click.argument("sources", nargs=-1, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML run config (e.g. configs/melody_lstm.toml). With --resume, defaults to "
                    "the run folder's config.toml.")

@@ -1,29 +1,50 @@
-"""Finding the MIDI files a dataset is built from, hashing their content, and the bundled default.
+"""Finding the MIDI files a dataset is built from, hashing their content, and the bundled corpora.
 
-A source is a MIDI file (taken as given, whatever its suffix) or a folder searched recursively
-for `.mid` / `.midi` files (any case). Missing paths and folders without MIDI files are
-`DatasetError`s naming the path; the order of the result is sorted, so runs are reproducible.
+A source is a MIDI file (taken as given, whatever its suffix), a folder searched recursively
+for `.mid` / `.midi` files (any case), or `bundled:NAME`, a corpus shipped inside the package
+(the repository's `data/` folder, installed as the package `melodygen.corpora`), so presets
+work the same from a clone and from an installed wheel. Missing paths, unknown corpora and
+folders without MIDI files are `DatasetError`s naming the source; the order of the result is
+sorted, so runs are reproducible.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 from collections.abc import Sequence
 from pathlib import Path
 
 from melodygen.errors import DatasetError
 
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
-DEFAULT_CORPUS = "nottingham"
+BUNDLED_PREFIX = "bundled:"
+DEFAULT_CORPUS = f"{BUNDLED_PREFIX}nottingham"
+
+
+def bundled_corpora() -> dict[str, Path]:
+    """{name: folder} of the corpora shipped with melodygen."""
+    root = Path(str(importlib.resources.files("melodygen.corpora")))
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("_")}
+
+
+def resolve_source(source: str | Path) -> Path:
+    """The path a source names: `bundled:NAME` -> that bundled corpus, else the path itself
+    (`~` expanded). Relative paths are the caller's business (`melodygen.config` resolves a
+    config's against its folder)."""
+    text = str(source)
+    if not text.startswith(BUNDLED_PREFIX):
+        return Path(text).expanduser()
+    name, corpora = text[len(BUNDLED_PREFIX):], bundled_corpora()
+    if name not in corpora:
+        raise DatasetError(f"{text}: no such bundled corpus (there are: "
+                           f"{', '.join(BUNDLED_PREFIX + n for n in corpora)})")
+    return corpora[name]
 
 
 def default_corpus() -> Path:
-    """The bundled corpus (`data/nottingham` in the melodygen repository)."""
-    path = Path(__file__).resolve().parents[2] / "data" / DEFAULT_CORPUS
-    if not path.is_dir():
-        raise DatasetError(f"no SRC given and the bundled corpus {path} is not there "
-                           "(melodygen installed outside its repository?); pass a MIDI file or folder")
-    return path
+    """The bundled Nottingham folk tunes: what `prepare` reads when given no source."""
+    return resolve_source(DEFAULT_CORPUS)
 
 
 def find_midi_files(sources: Sequence[str | Path]) -> list[Path]:
@@ -32,7 +53,7 @@ def find_midi_files(sources: Sequence[str | Path]) -> list[Path]:
         raise DatasetError("no MIDI sources given")
     found: dict[Path, None] = {}
     for source in sources:
-        path = Path(source)
+        path = resolve_source(source)
         if path.is_dir():
             files = [f for f in path.rglob("*") if f.suffix.lower() in MIDI_SUFFIXES and f.is_file()]
             if not files:

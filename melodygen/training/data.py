@@ -6,32 +6,31 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from melodygen.config import RunConfig
+from melodygen.dataset.sources import resolve_source
 from melodygen.errors import DatasetError
 from melodygen.training import distributed
 from melodygen.training.distributed import DistInfo
-
-_REPO = Path(__file__).resolve().parents[2]
-
 
 def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = True
                 ) -> tuple[Path, dict]:
     """The folder of the run's prepared dataset, checked against the config's encoding.
 
     `data.dataset` is used as given. Otherwise `data.sources` are prepared (rank 0 only) into
-    `data.cache_dir/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
+    `cache_root/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
     dataset module reuses that folder while the source files are unchanged. Returns the
     folder and its manifest."""
     from melodygen.dataset.shards import check_dataset
 
     if config.data.dataset:
         return Path(config.data.dataset), check_dataset(config.data.dataset, encoding.to_dict())
-    sources = [resolve_source(s) for s in config.data.sources]
-    out = Path(config.data.cache_dir) / _cache_name(sources, encoding, config.data.val_fraction)
+    sources = [_existing_source(s) for s in config.data.sources]
+    out = cache_root(config) / _cache_name(sources, encoding, config.data.val_fraction)
     if info.is_main:
         from melodygen.dataset.prepare import prepare
 
@@ -40,15 +39,22 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     return out, check_dataset(out, encoding.to_dict())
 
 
-def resolve_source(source: str) -> Path:
-    """A source path as given, or else relative to the melodygen repository (so the presets'
-    `data/nottingham` works from any working folder)."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return path.resolve()
-    if not path.is_absolute() and (_REPO / path).exists():
-        return (_REPO / path).resolve()
-    raise DatasetError(f"{source}: no such MIDI file or folder (data.sources)")
+def cache_root(config: RunConfig) -> Path:
+    """Where datasets prepared from `data.sources` are cached: `data.cache_dir`, else the
+    user's cache folder (`$XDG_CACHE_HOME/melodygen/datasets`, by default
+    `~/.cache/melodygen/datasets`), shared by every run of the same sources and encoding."""
+    if config.data.cache_dir:
+        return Path(config.data.cache_dir)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "melodygen" / "datasets"
+
+
+def _existing_source(source: str) -> Path:
+    """The absolute path of one of `data.sources` (a path, or `bundled:NAME`)."""
+    path = resolve_source(source)
+    if not path.exists():
+        raise DatasetError(f"{source}: no such MIDI file or folder (data.sources)")
+    return path.resolve()
 
 
 def _cache_name(sources: list[Path], encoding, val_fraction: float) -> str:
