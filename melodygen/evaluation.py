@@ -4,7 +4,7 @@
 `nll_sums` at every validation (adding them up over the ranks) and `melodygen evaluate` /
 `melodygen baseline` call it, so the figures are the same everywhere. `windows` is any iterable of `(x, y)` LongTensor pairs of shape
 (B, T) with `y` the next ids of `x` (e.g. `dataset.iter_sequential_windows`); targets equal to
-PAD are not scored. `model` is anything mapping ids (B, T) -> logits (B, T, V): a `Generator`
+PAD are not scored. `model` is anything mapping ids (B, T) -> logits (B, T, V): a `SequenceModel`
 (put in eval mode for the call, its mode restored after) or an `NgramBaseline`.
 
 Figures: `nll` = mean cross-entropy in nats per scored event, `perplexity` = exp(nll),
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from melodygen import devices
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
-from melodygen.errors import ConfigError, DatasetError, MidiReadError, NoUsableMusicError
+from melodygen.errors import ConfigError, DatasetError
 
 MAX_ORDER = 6
 
@@ -172,17 +172,15 @@ class _IdStream:
 def encode_midi_files(sources, encoding) -> tuple[np.ndarray, list[str]]:
     """(`BOS ids EOS` of every usable MIDI file under `sources`, concatenated; skipped files with
     their reasons). `DatasetError` when no file is usable."""
+    from melodygen.dataset.files import read_files
     from melodygen.dataset.sources import find_midi_files
-    from melodygen.encodings import encode_midi_file
 
     pieces, skipped = [], []
-    for path in find_midi_files(sources):
-        try:
-            ids, _ = encode_midi_file(path, encoding, f"nothing to score in the {encoding.name} encoding")
-        except (MidiReadError, NoUsableMusicError) as exc:  # their messages name the file once
-            skipped.append(str(exc))
-            continue
-        pieces.append(np.concatenate([[BOS_ID], ids, [EOS_ID]]).astype(np.int64))
+    for read in read_files(find_midi_files(sources), encoding, workers=1, progress=False):
+        if read.skipped:
+            skipped.append(read.message(f"nothing to score in the {encoding.name} encoding"))
+        else:
+            pieces.append(np.concatenate([[BOS_ID], read.ids, [EOS_ID]]).astype(np.int64))
     if not pieces:
         raise DatasetError(f"none of the MIDI files given is usable: {skipped[0] if skipped else ''}")
     return np.concatenate(pieces), skipped

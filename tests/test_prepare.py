@@ -110,7 +110,7 @@ def test_rerun_reuses_unchanged_inputs(messy_folder, tmp_path, monkeypatch):
     def no_parsing(*args, **kwargs):
         raise AssertionError("inputs unchanged: nothing should be parsed")
 
-    monkeypatch.setattr(prepare_module, "encode_files", no_parsing)
+    monkeypatch.setattr(prepare_module, "read_files", no_parsing)
     again = _prepare(messy_folder, tmp_path / "ds")
     assert again.reused and "reusing" in again.format()
     assert (again.pieces, again.tokens, again.skipped) == (first.pieces, first.tokens, first.skipped)
@@ -129,13 +129,13 @@ def test_rebuild_parses_only_new_content_and_equals_a_full_build(messy_folder, t
         _melody(messy_folder / f"new{seed}.mid", seed + 10)
     (messy_folder / "ashover1.mid").rename(messy_folder / "renamed.mid")
     parsed = []
-    real_encode_files = prepare_module.encode_files
+    real_read_files = prepare_module.read_files
 
     def recording(paths, *args, **kwargs):
         parsed.extend(Path(p).name for p in paths)
-        return real_encode_files(paths, *args, **kwargs)
+        return real_read_files(paths, *args, **kwargs)
 
-    monkeypatch.setattr(prepare_module, "encode_files", recording)
+    monkeypatch.setattr(prepare_module, "read_files", recording)
     summary = _prepare(messy_folder, tmp_path / "ds")
     assert sorted(parsed) == ["new0.mid", "new1.mid", "new2.mid"]
     assert summary.files_from_previous == 9 and "9 files taken from the previous build" in summary.format()

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 import midi_factory as mf
 from melodygen.cli import main
-from melodygen.encodings import encode_midi_file, get_encoding
+from melodygen.dataset.files import read_file
+from melodygen.encodings import get_encoding
 from melodygen.errors import ReportError
 from melodygen.midi_io import write_midi
 from melodygen.notes import Note
@@ -242,7 +243,7 @@ def test_reference_chords_are_dropped_through_the_run_encoding_and_kept_raw(tmp_
         assert result.exit_code == 0, result.output
         pages[mode] = out.read_text(encoding="utf-8")
         assert ("reference passed through the run's melody encoding" in result.output) == (mode == "encoded")
-    longest = max(len(encode_midi_file(p, get_encoding("melody"), "")[0]) for p in samples.glob("*.mid"))
+    longest = max(len(read_file(p, get_encoding("melody")).ids) for p in samples.glob("*.mid"))
     assert ("Reference passed through the run&#x27;s melody encoding (from config.toml [encoding]), "
             f"first {longest} events of each file") in pages["encoded"]
     assert "raw files" not in pages["encoded"]

@@ -215,12 +215,12 @@ def test_sequential_windows_cover_every_target_exactly_once(tmp_path, seq_len, b
 
 @pytest.mark.parametrize("name", ["melody", "performance"])
 def test_transposed_windows_decode_to_transposed_music(tmp_path, nottingham_files, name):
-    from melodygen.dataset.encode_files import encode_file
+    from melodygen.dataset.files import read_file
     from melodygen.dataset.windows import shift_tables_for
     from melodygen.encodings import get_encoding
 
     encoding = get_encoding(name)
-    pieces = [encode_file(f, encoding).ids for f in nottingham_files]
+    pieces = [read_file(f, encoding).ids for f in nottingham_files]
     ds = _write(tmp_path, pieces)
     plain = WindowSampler(ds, 64, 16, generator=np.random.default_rng(3))
     shifted = WindowSampler(ds, 64, 16, generator=np.random.default_rng(3), transpose_range=(-5, 5),

@@ -34,7 +34,8 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
       melodygen tokens song.mid --set track=1 --decode melody-only.mid
     """
     from melodygen.config import parse_value
-    from melodygen.encodings import encode_midi_file, get_encoding
+    from melodygen.dataset.files import read_file
+    from melodygen.encodings import get_encoding
     from melodygen.errors import ConfigError, OutputError
     from melodygen.midi_io import write_midi
 
@@ -47,7 +48,8 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set track=1")
         settings[key.strip()] = parse_value(text.strip())
     encoding = get_encoding(encoding_name, **settings)
-    ids, score = encode_midi_file(midi_file, encoding, "nothing to encode")
+    read = read_file(midi_file, encoding, keep_score=True).raise_if_skipped("nothing to encode")
+    ids, score = read.ids, read.score
     qpm = float(score.tempo_map.qpm[0])
     notes = encoding.decode(ids, qpm=qpm)
     _print_tokens(encoding.vocab, ids, limit)

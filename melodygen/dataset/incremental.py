@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.dataset.encode_files import NO_MUSIC, UNREADABLE, FileResult
+from melodygen.dataset.files import NO_MUSIC, UNREADABLE, FileResult
 from melodygen.dataset.shards import SPLITS, TokenDataset, check_dataset, read_encoding_dict
 from melodygen.errors import DatasetError
 

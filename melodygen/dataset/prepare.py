@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from melodygen.dataset.encode_files import UNREADABLE, FileResult, encode_files
+from melodygen.dataset.files import UNREADABLE, FileResult, read_files
 from melodygen.dataset.incremental import earlier_results
 from melodygen.dataset.manifest import build_manifest, count_reasons, input_fingerprint, split_of, write_json
 from melodygen.dataset.shards import (ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, shard_paths,
@@ -149,7 +149,7 @@ def _encode(unique: list[tuple[Path, str]], encoding, earlier: dict[str, FileRes
             progress: bool) -> list[FileResult]:
     """A result per unique file, in order: from `earlier` where known, else parsed now."""
     todo = [path for path, sha1 in unique if sha1 not in earlier]
-    fresh = iter(encode_files(todo, encoding, workers=workers, progress=progress) if todo else [])
+    fresh = iter(read_files(todo, encoding, workers=workers, progress=progress) if todo else [])
     return [earlier[sha1] if sha1 in earlier else next(fresh) for _, sha1 in unique]
 
 

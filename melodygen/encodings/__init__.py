@@ -16,14 +16,14 @@ from melodygen.encodings.base import Encoding
 from melodygen.encodings.melody import MelodyEncoding, MelodySettings
 from melodygen.encodings.performance import PerformanceEncoding, PerformanceSettings
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID, EventRange, Vocabulary
-from melodygen.errors import ConfigError, EncodingError, NoUsableMusicError
+from melodygen.errors import ConfigError, EncodingError
 
 ENCODINGS: dict[str, type[Encoding]] = {
     "melody": MelodyEncoding, "performance": PerformanceEncoding}
 
 __all__ = ["BOS_ID", "ENCODINGS", "EOS_ID", "PAD_ID", "Encoding", "EventRange", "MelodyEncoding",
            "MelodySettings", "PerformanceEncoding", "PerformanceSettings", "Vocabulary",
-           "encode_midi_file", "encoding_from_dict", "get_encoding", "load_encoding"]
+           "encoding_from_dict", "get_encoding", "load_encoding"]
 
 
 def get_encoding(name: str, **settings: Any) -> Encoding:
@@ -53,15 +53,3 @@ def load_encoding(path: str | Path) -> Encoding:
     except EncodingError as exc:
         raise EncodingError(f"{path}: {exc}") from None
 
-
-def encode_midi_file(path: str | Path, encoding: Encoding, failure: str):
-    """(ids, score) of one MIDI file in `encoding`. A file with nothing to encode raises
-    `NoUsableMusicError("PATH: FAILURE (reason)")`, naming the file once."""
-    from melodygen.midi_io import read_score
-
-    score = read_score(path)
-    try:
-        return encoding.encode(score), score
-    except NoUsableMusicError as exc:
-        reason = str(exc).removeprefix(f"{score.source}: ")  # music's errors name the file
-        raise NoUsableMusicError(f"{path}: {failure} ({reason})") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from melodygen.errors import ConfigError, EncodingError, MelodygenError, ReportError
+from melodygen.errors import ConfigError, EncodingError, ReportError
 from melodygen.report.run import CHECKPOINTS, RunInfo
 
 RAW_MODE = "reference measured as raw files, as they are"
@@ -71,12 +71,8 @@ def run_encoding(run: RunInfo):
 
 def longest_in_events(paths: list[Path], encoding) -> int | None:
     """The most events any of `paths` takes in `encoding` (None when none can be encoded)."""
-    from melodygen.encodings import encode_midi_file
+    from melodygen.dataset.files import read_files
 
-    lengths = []
-    for path in paths:
-        try:
-            lengths.append(len(encode_midi_file(path, encoding, "nothing to encode")[0]))
-        except MelodygenError:  # unreadable or empty samples are listed by the gallery
-            continue
+    # unreadable or empty samples are left out here (the gallery lists them)
+    lengths = [len(r.ids) for r in read_files(paths, encoding, workers=1, progress=False) if not r.skipped]
     return max(lengths, default=None)

@@ -1,6 +1,6 @@
 """Statistics of a set of MIDI files: per-file metrics, their mean/std and pooled histograms.
 
-Files are read with `midi_io.read_score` (optionally in worker processes), either as they are
+Files are read with `dataset.files` (optionally in worker processes), either as they are
 (`describe_set`) or as an encoding sees them (`describe_encoded_set`: encoded, cut, decoded).
 A file that cannot be read, or holds no non-drum notes, is skipped and listed with its reason;
 only a set with no usable file at all is an error. The result is a plain JSON-ready dict (see `describe_set`)
@@ -9,22 +9,22 @@ that `compare.compare_sets`, the CLI and the HTML report share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from melodygen.errors import MidiReadError, NoUsableMusicError
+from melodygen.dataset.files import map_files, read_file
+from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Score, Track
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
 
 
 def describe_set(paths: Sequence[str | Path], *, workers: int = 1, progress: bool = False) -> dict:
-    """Statistics of the MIDI files `paths` (read with `midi_io.read_score`): `describe_results`
-    of their `file_stats`. Raises NoUsableMusicError when no file is usable."""
-    return describe_results(_map_files(file_stats, [str(p) for p in paths], workers, progress))
+    """Statistics of the MIDI files `paths` as they are: `describe_results` of their
+    `file_stats`. Raises NoUsableMusicError when no file is usable."""
+    return describe_results(map_files(file_stats, paths, workers=workers, progress=progress))
 
 
 def describe_encoded_set(paths: Sequence[str | Path], encoding, *, max_events: int | None = None,
@@ -36,7 +36,7 @@ def describe_encoded_set(paths: Sequence[str | Path], encoding, *, max_events: i
     express: through a melody encoding a folk tune loses its chord track, as every sample does.
     A file the encoding cannot use is skipped with the encoding's reason."""
     stats_of = partial(encoded_file_stats, encoding=encoding, max_events=max_events)
-    return describe_results(_map_files(stats_of, [str(p) for p in paths], workers, progress))
+    return describe_results(map_files(stats_of, paths, workers=workers, progress=progress))
 
 
 def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]]) -> dict:
@@ -70,35 +70,24 @@ def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]
 
 def file_stats(path: str) -> tuple[str, ScoreStats | None, str | None]:
     """(path, stats, None) for a usable file, (path, None, reason) for one to skip."""
-    from melodygen.midi_io import read_score
-
-    try:
-        return path, score_stats(read_score(path)), None
-    except (MidiReadError, NoUsableMusicError) as exc:
-        return path, None, str(exc).removeprefix(f"{path}: ")
+    read = read_file(path, keep_score=True)
+    return _stats_of(path, read.score) if not read.skipped else (path, None, read.detail)
 
 
 def encoded_file_stats(path: str, encoding, max_events: int | None = None) -> tuple[str, ScoreStats | None, str | None]:
     """`file_stats` of the file's first `max_events` events in `encoding`, decoded to notes."""
-    from melodygen.encodings import encode_midi_file
+    read = read_file(path, encoding)
+    if read.skipped:
+        return path, None, read.why(f"nothing to encode in the {encoding.name} encoding")
+    notes = encoding.decode([int(i) for i in read.ids[:max_events]], qpm=120.0)
+    return _stats_of(path, Score([Track(f"{encoding.name} encoding", 0, False, notes)], source=path))
 
+
+def _stats_of(path: str, score: Score) -> tuple[str, ScoreStats | None, str | None]:
     try:
-        ids, _ = encode_midi_file(path, encoding, f"nothing to encode in the {encoding.name} encoding")
-        notes = encoding.decode([int(i) for i in ids[:max_events]], qpm=120.0)
-        score = Score([Track(f"{encoding.name} encoding", 0, False, notes)], source=path)
         return path, score_stats(score), None
-    except (MidiReadError, NoUsableMusicError) as exc:
+    except NoUsableMusicError as exc:
         return path, None, str(exc).removeprefix(f"{path}: ")
-
-
-def _map_files(stats_of: Callable, paths: list[str], workers: int, progress: bool) -> list:
-    from tqdm import tqdm
-
-    bar = dict(total=len(paths), unit="file", disable=not progress, leave=False)
-    if workers <= 1 or len(paths) < 2:
-        return [stats_of(p) for p in tqdm(paths, **bar)]
-    with ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
-        return list(tqdm(pool.map(stats_of, paths, chunksize=8), **bar))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
