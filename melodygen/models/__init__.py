@@ -16,22 +16,22 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from melodygen.errors import ConfigError
-from melodygen.models.base import Generator
-from melodygen.models.recurrent import ElmanRNN, GRUGenerator, LSTMGenerator, RecurrentSettings
-from melodygen.models.transformer import TransformerGenerator, TransformerSettings
+from melodygen.models.base import SequenceModel
+from melodygen.models.recurrent import ElmanRNN, GRUModel, LSTMModel, RecurrentSettings
+from melodygen.models.transformer import TransformerModel, TransformerSettings
 from melodygen.settings import build
 
 
 class ModelEntry(NamedTuple):
     settings_type: type
-    model_type: type[Generator]
+    model_type: type[SequenceModel]
 
 
 MODELS: dict[str, ModelEntry] = {
     "rnn": ModelEntry(RecurrentSettings, ElmanRNN),
-    "lstm": ModelEntry(RecurrentSettings, LSTMGenerator),
-    "gru": ModelEntry(RecurrentSettings, GRUGenerator),
-    "transformer": ModelEntry(TransformerSettings, TransformerGenerator),
+    "lstm": ModelEntry(RecurrentSettings, LSTMModel),
+    "gru": ModelEntry(RecurrentSettings, GRUModel),
+    "transformer": ModelEntry(TransformerSettings, TransformerModel),
 }
 
 
@@ -46,7 +46,7 @@ def make_settings(kind: str, settings: dict[str, Any]) -> Any:
     return build(MODELS[kind].settings_type, settings, f"model {kind!r}")
 
 
-def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> Generator:
+def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> SequenceModel:
     """A freshly initialised generator of `kind` for `vocab_size` ids (ConfigError if bad)."""
     resolved = make_settings(kind, settings)
     if not isinstance(vocab_size, int) or vocab_size < 1:
@@ -64,5 +64,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "Generator", "ModelEntry", "build_model", "count_parameters",
+__all__ = ["MODELS", "SequenceModel", "ModelEntry", "build_model", "count_parameters",
            "make_settings", "settings_to_dict"]

@@ -1,8 +1,10 @@
-"""The `Generator` contract every model kind follows (see docs/ARCHITECTURE.md).
+"""The `SequenceModel` contract every model kind follows (see docs/ARCHITECTURE.md).
 
-A generator maps ids `(B, T)` to next-id logits `(B, T, V)` with `forward`, and continues a
-sequence incrementally with `step`, carrying a state (recurrent hidden state, Transformer KV
-cache) so that sampling never re-runs the prefix. Loss and sampling live outside the model.
+A sequence model maps ids `(B, T)` to next-id logits `(B, T, V)` with `forward`, and continues
+a sequence incrementally with `step`, carrying a state (recurrent hidden state, Transformer KV
+cache) so that sampling never re-runs the prefix. `select_rows` reorders or copies a state's
+batch rows, for beam search and for branching several continuations from one primer. Loss and
+sampling live outside the model. (Named so as not to be read as `torch.Generator`, the RNG.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, ClassVar
 from torch import LongTensor, Tensor, nn
 
 
-class Generator(nn.Module, ABC):
+class SequenceModel(nn.Module, ABC):
     """Base class of the registry's models; `kind` is the registry key stored in checkpoints."""
 
     kind: ClassVar[str]
@@ -40,3 +42,9 @@ class Generator(nn.Module, ABC):
         it (within float tolerance, in eval mode, while it fits `max_context`). A state may be
         updated in place (the Transformer's KV cache is): continue from the returned one only.
         """
+
+    @abstractmethod
+    def select_rows(self, state: Any, rows: LongTensor) -> Any:
+        """A new state whose row i is row `rows[i]` of `state` (rows may repeat or be left out:
+        B' = len(rows)); stepping it continues each chosen row exactly as the original would.
+        `state` itself is left as it was."""

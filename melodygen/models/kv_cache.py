@@ -63,6 +63,13 @@ class KVCache:
         values[:, :, self.end - v.shape[2]:self.end] = v
         return keys[:, :, self.start:self.end], values[:, :, self.start:self.end]
 
+    def select_rows(self, rows: LongTensor) -> KVCache:
+        """A new cache holding batch rows `rows` of this one (copied; this one is unchanged)."""
+        return KVCache(self.capacity, [k.index_select(0, rows) for k in self.keys],
+                       [v.index_select(0, rows) for v in self.values],
+                       None if self.ids is None else self.ids.index_select(0, rows),
+                       self.start, self.end, self.position)
+
     def keep_last(self, count: int) -> None:
         """Forgets all but the `count` most recent positions (positions go on counting)."""
         self.start = max(self.start, self.end - count)

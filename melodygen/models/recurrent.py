@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import LongTensor, Tensor, nn
 
-from melodygen.models.base import Generator
+from melodygen.models.base import SequenceModel
 from melodygen.settings import check
 
 
@@ -57,7 +57,7 @@ def _onednn_disabled() -> Iterator[None]:
         torch.backends.mkldnn.enabled = saved
 
 
-class RecurrentGenerator(Generator):
+class RecurrentModel(SequenceModel):
     """Embedding -> `rnn_type` layers -> head; subclasses pick the recurrent layer."""
 
     rnn_type: ClassVar[type[nn.RNNBase]]
@@ -80,27 +80,33 @@ class RecurrentGenerator(Generator):
         with _onednn_disabled():
             return self._run(ids, state)
 
+    def select_rows(self, state: Any, rows: LongTensor) -> Any:
+        """`h` (layers, B, hidden), or `(h, c)` for the LSTM, indexed along the batch."""
+        if isinstance(state, tuple):
+            return tuple(s.index_select(1, rows) for s in state)
+        return state.index_select(1, rows)
+
     def _run(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
         x = self.drop(self.embed(ids))  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
         return self.head(self.drop(out)), state
 
 
-class ElmanRNN(RecurrentGenerator):
+class ElmanRNN(RecurrentModel):
     """Elman network: h_t = tanh(W x_t + U h_{t-1} + b)."""
 
     kind = "rnn"
     rnn_type = nn.RNN
 
 
-class LSTMGenerator(RecurrentGenerator):
+class LSTMModel(RecurrentModel):
     """LSTM (Hochreiter & Schmidhuber 1997), the Magenta melody/performance RNN cell."""
 
     kind = "lstm"
     rnn_type = nn.LSTM
 
 
-class GRUGenerator(RecurrentGenerator):
+class GRUModel(RecurrentModel):
     """GRU (Cho et al. 2014)."""
 
     kind = "gru"

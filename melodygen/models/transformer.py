@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
 from melodygen.errors import ConfigError
-from melodygen.models.base import Generator
+from melodygen.models.base import SequenceModel
 from melodygen.models.kv_cache import KVCache
 from melodygen.settings import check
 
@@ -133,7 +133,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class TransformerGenerator(Generator):
+class TransformerModel(SequenceModel):
     """GPT-style decoder; see the module docstring for positions and the sliding KV cache."""
 
     kind = "transformer"
@@ -175,7 +175,7 @@ class TransformerGenerator(Generator):
         return self._run(ids, None)
 
     def step(self, ids: LongTensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
-        """See `Generator.step`; `state` is updated in place and returned (kv_cache.py)."""
+        """See `SequenceModel.step`; `state` is updated in place and returned (kv_cache.py)."""
         if state is None:
             state = KVCache(capacity=self.max_context + self.max_context // 2)
         outputs, done = [], 0
@@ -185,6 +185,9 @@ class TransformerGenerator(Generator):
             outputs.append(self._run(ids[:, done:done + room], state))
             done += outputs[-1].shape[1]
         return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), state
+
+    def select_rows(self, state: KVCache, rows: LongTensor) -> KVCache:
+        return state.select_rows(rows)
 
     def _make_room(self, state: KVCache) -> None:
         """Leaves at most `max_context - 1` positions in `state` (module docstring)."""
