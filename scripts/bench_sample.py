@@ -1,4 +1,4 @@
-"""Sampling speed: tokens/s of `melodygen.sampling.sample` for each model kind at batch 1 and 16,
+"""Sampling speed: tokens/s of `melodygen.sampling.decoding.sample` for each model kind at batch 1 and 16,
 and, for the Transformer, the KV-cached path against re-running the whole prefix at every step,
 in the same run.
 
@@ -21,9 +21,10 @@ import time
 import torch
 
 from melodygen.encodings import get_encoding
-from melodygen.encodings.vocab import BOS_ID, EOS_ID
+from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.models import MODELS, build_model
-from melodygen.sampling import draw, sample
+from melodygen.sampling.decoding import draw, sample
+from melodygen.sampling.processors import BanIds
 
 
 def cached_tokens_per_s(model, encoding, batch: int, tokens: int, device) -> float:
@@ -38,11 +39,11 @@ def uncached_tokens_per_s(model, batch: int, tokens: int, device) -> float:
     generator = torch.Generator(device).manual_seed(0)
     ids = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     context = model.max_context or tokens + 1
-    banned = torch.arange(model.vocab_size, device=device) <= EOS_ID  # as sample(stop_on_eos=False)
+    ban = BanIds([PAD_ID, BOS_ID, EOS_ID], model.vocab_size, device)  # as sample(stop_on_eos=False)
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(tokens):
-            new = draw(model(ids[:, -context:])[:, -1], banned, 1.0, None, None, generator)
+            new = draw(ban(model(ids[:, -context:])[:, -1], None), 1.0, None, None, generator)
             ids = torch.cat([ids, new[:, None]], dim=1)
     return batch * tokens / (time.perf_counter() - start)
 

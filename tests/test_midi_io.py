@@ -319,6 +319,15 @@ def test_other_modules_do_not_import_mido_or_pretty_midi():
     assert offenders == []
 
 
+def test_encodings_are_pure_they_never_read_or_write_files():
+    """Notes in, ids out: reading MIDI is `dataset.files`' job, not an encoding's."""
+    package = Path(REPO / "melodygen" / "encodings")
+    offenders = [p.name for p in package.rglob("*.py")
+                 if any("melodygen.midi_io" in line or "melodygen.dataset" in line
+                        for line in p.read_text().splitlines() if "import" in line)]
+    assert offenders == []
+
+
 @pytest.fixture(scope="module")
 def simple_bytes(tmp_path_factory):
     return mf.simple_file(tmp_path_factory.mktemp("simple")).read_bytes()

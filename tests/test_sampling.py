@@ -1,4 +1,4 @@
-"""Tests of melodygen.sampling: filtering math, the batched incremental loop, EOS, primer, budgets."""
+"""Tests of melodygen.sampling (decoding, processors, files): filtering math, the batched incremental loop, EOS, primer, budgets."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import torch
 from melodygen import devices
 from melodygen.devices import accumulator_dtype
 from melodygen.encodings import get_encoding
+from melodygen.encodings.base import BEATS, TimePerId
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models import MODELS, build_model
-from melodygen.sampling import Budget, SampleRequest, draw, filter_logits, length_budget, sample
+from melodygen.sampling.decoding import Budget, draw, filter_logits, sample
+from melodygen.sampling.files import SampleRequest, length_budget
+from melodygen.sampling.processors import BanIds
 
 MELODY = get_encoding("melody")  # 41 ids
 PERFORMANCE = get_encoding("performance")  # 391 ids
@@ -96,7 +99,7 @@ def test_a_tiny_temperature_draws_the_likeliest_id(temperature):
     banned = torch.tensor([True, False, False, False, False])
     out = filter_logits(logits.masked_fill(banned, -math.inf), temperature, None, 0.9)
     assert not out.isnan().any() and (out < math.inf).all()
-    ids = [draw(logits, banned, temperature, None, 0.9, torch.Generator().manual_seed(seed)).tolist()
+    ids = [draw(BanIds([0], 5)(logits, None), temperature, None, 0.9, torch.Generator().manual_seed(seed)).tolist()
            for seed in range(40)]
     assert {row[0] for row in ids} == {1}
     assert {row[1] for row in ids} == {1, 2}  # a tie at the top stays a fair coin
@@ -195,7 +198,8 @@ def test_draw_equals_torch_multinomial():
         probs = torch.softmax(filter_logits(logits.masked_fill(banned, -math.inf), temperature, top_k, top_p), -1)
         for seed in range(5):
             expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
-            got = draw(logits, banned, temperature, top_k, top_p, torch.Generator().manual_seed(seed))
+            got = draw(BanIds([PAD_ID, BOS_ID], PERFORMANCE.vocab.size)(logits, None), temperature, top_k,
+                       top_p, torch.Generator().manual_seed(seed))
             assert torch.equal(got, expected)
 
 
@@ -268,6 +272,33 @@ def test_length_budget_performance_counts_time_shifts():
     assert budget.costs[shift] == pytest.approx(0.25)
     assert budget.costs[PERFORMANCE.vocab.id_of("NOTE_ON", 60)] == 0
     assert length_budget(PERFORMANCE, SampleRequest(bars=2), 60)[1].limit == pytest.approx(8.0)
+
+
+class BeatsWithRests(type(MELODY)):
+    """An encoding of no registered name whose ids advance different amounts of beats."""
+
+    name = "beats-with-rests"
+
+    def time_per_id(self):
+        time = super().time_per_id()
+        amounts = time.amounts.copy()
+        amounts[3] = 0.0  # the first event takes no time
+        return TimePerId(amounts, BEATS)
+
+
+def test_lengths_in_time_work_for_any_encoding_that_declares_time():
+    """No name switch: seconds and bars go through `Encoding.time_per_id` (beats or seconds)."""
+    odd = BeatsWithRests()
+    cap, budget = length_budget(odd, SampleRequest(bars=2), 120)
+    assert budget.limit == 8 and cap == 800  # 8 beats = 4 s at 120 qpm: 200 events a second at most
+    assert budget.costs[3] == 0 and budget.costs[4] == 0.25
+    cap, budget = length_budget(odd, SampleRequest(seconds=3), 60)
+    assert budget.limit == 3 and cap == 600  # 3 s at 60 qpm = 3 beats
+    plain = type(MELODY)()
+    plain.time_per_id = lambda: None  # an encoding that declares no time
+    with pytest.raises(ConfigError, match="declares no musical time: give the length in events"):
+        length_budget(plain, SampleRequest(seconds=3), 120)
+    assert length_budget(plain, SampleRequest(events=7), 120) == (7, None)
 
 
 def _tiny(kind: str) -> dict:

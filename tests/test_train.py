@@ -364,7 +364,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_no_nan_checkpoint(dataset
 @pytest.mark.slow
 def test_compiled_training_writes_plain_checkpoints_that_sample(dataset, tmp_path):
     from melodygen.config import config_from_dict
-    from melodygen.sampling import SampleRequest, sample_to_midi
+    from melodygen.sampling.files import SampleRequest, sample_to_midi
 
     raw = tiny_config(dataset, max_steps=4, eval_every=4, compile=True).to_dict()
     raw["model"] = {"kind": "transformer", "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,

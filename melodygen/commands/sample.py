@@ -66,7 +66,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     import secrets
     from pathlib import Path
 
-    from melodygen.sampling import SampleRequest, sample_to_midi
+    from melodygen.sampling.files import SampleRequest, sample_to_midi
 
     lengths = [k for k in ("events", "seconds", "bars") if options[k] is not None]
     if len(lengths) > 1:

@@ -4,6 +4,10 @@ Every encoding has a registry `name`, a frozen settings dataclass, and a `Vocabu
 from those settings. `to_dict` stores name + settings + the token list + melodygen version;
 `from_dict` rebuilds the encoding from the settings and refuses a token list that does not
 match, so a dataset or checkpoint is never read with a different vocabulary.
+
+Musical time belongs to the encoding: `time_per_id` says how far each id moves time forward,
+in beats or in seconds, so sampling lengths in seconds or bars, statistics and reports never
+switch on an encoding's name.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +28,25 @@ from melodygen.encodings.vocab import Vocabulary
 from melodygen.errors import ConfigError, EncodingError
 from melodygen.notes import Note, Score
 from melodygen.settings import build
+
+
+BEATS, SECONDS = "beats", "seconds"
+
+
+@dataclass(frozen=True)
+class TimePerId:
+    """How far each id moves musical time forward: `amounts[i]` (float, (V,)) in `unit`,
+    `BEATS` (quarter notes: laid out at a tempo) or `SECONDS` (absolute time)."""
+
+    amounts: np.ndarray
+    unit: str
+
+    def fixed_step(self, first_event_id: int) -> float | None:
+        """The one amount every event id (ids from `first_event_id` on) advances, when they all
+        advance the same positive amount (a grid with one event per step); else None."""
+        events = self.amounts[first_event_id:]
+        step = float(events[0]) if len(events) else 0.0
+        return step if step > 0 and bool((events == step).all()) else None
 
 
 class Encoding(ABC):
@@ -54,6 +78,11 @@ class Encoding(ABC):
         `qpm` lays out encodings whose time is counted in beats (melody); encodings in absolute
         time ignore it, so callers can treat every encoding alike.
         """
+
+    def time_per_id(self) -> TimePerId | None:
+        """How far each id moves time forward; None for an encoding that declares no time
+        (then lengths can only be asked for in events)."""
+        return None
 
     @abstractmethod
     def pitch_shift_table(self, shift: int) -> np.ndarray:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melodygen.encodings.base import Encoding
-from melodygen.encodings.vocab import EventRange, Vocabulary
+from melodygen.encodings.base import BEATS, Encoding, TimePerId
+from melodygen.encodings.vocab import EOS_ID, EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Note, Score, TempoMap
 from melodygen.settings import check
@@ -101,6 +101,12 @@ class MelodyEncoding(Encoding):
             if name == "NOTE_ON":
                 sounding = (value, step)
         return notes
+
+    def time_per_id(self) -> TimePerId:
+        """Every event is one grid step: 1 / steps_per_quarter beats."""
+        amounts = np.zeros(self.vocab.size)
+        amounts[EOS_ID + 1:] = 1.0 / self.settings.steps_per_quarter
+        return TimePerId(amounts, BEATS)
 
     def pitch_shift_table(self, shift: int) -> np.ndarray:
         s = self.settings

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melodygen.encodings.base import Encoding, sort_notes
+from melodygen.encodings.base import SECONDS, Encoding, TimePerId, sort_notes
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Note, Score
@@ -113,6 +113,13 @@ class PerformanceEncoding(Encoding):
                 open_notes[value] = (step, vbin)
         notes += [self._note(p, s, step, b) for p, (s, b) in open_notes.items() if step > s]
         return sort_notes(notes)
+
+    def time_per_id(self) -> TimePerId:
+        """TIME_SHIFT(n) moves time n / steps_per_second seconds; other events, none."""
+        amounts = np.zeros(self.vocab.size)
+        shifts, first = self.vocab.range("TIME_SHIFT"), self.vocab.offset("TIME_SHIFT")
+        amounts[first:first + shifts.size] = np.arange(shifts.lo, shifts.hi + 1) / self.settings.steps_per_second
+        return TimePerId(amounts, SECONDS)
 
     def pitch_shift_table(self, shift: int) -> np.ndarray:
         table = np.arange(self.vocab.size, dtype=np.int64)

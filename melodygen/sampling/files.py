@@ -1,0 +1,167 @@
+"""The file job of sampling: a checkpoint and a `SampleRequest` -> MIDI files in a folder.
+
+Reads the primer (through `dataset.files`, like every MIDI reader), turns a length in events,
+seconds or bars into the decoding loop's limits through the encoding's time contract
+(`Encoding.time_per_id`), runs `decoding.sample`, decodes and writes each piece, and says why
+a piece holds less new music than asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from melodygen.encodings.base import BEATS
+from melodygen.encodings.vocab import EOS_ID
+from melodygen.errors import ConfigError, OutputError
+from melodygen.sampling.decoding import Budget, sample
+
+# A bar is 4 beats: `--bars` counts 4/4 bars at the requested tempo.
+BEATS_PER_BAR = 4
+# Safety cap on events per second of requested music for an encoding whose events do not all
+# move time forward: dense piano music stays far below it, an untrained model that never moves
+# time forward still stops.
+_MAX_EVENTS_PER_SECOND = 200
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What `melodygen sample` asks for. At most one of `events`, `seconds`, `bars` is set.
+
+    A given length is the amount of new music each piece gets: end-of-piece is not drawn
+    before it unless `allow_early_end`. With none, a piece ends where the model ends it, after
+    at most 512 events. `qpm=None` takes the primer's first tempo, else 120."""
+
+    num_outputs: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    events: int | None = None
+    seconds: float | None = None
+    bars: float | None = None
+    primer: Path | None = None
+    continuation_only: bool = False
+    seed: int = 0
+    qpm: float | None = None
+    program: int = 0
+    name: str = "sample"
+    overwrite: bool = False
+    allow_early_end: bool = False  # with a length: the model may still end a piece before it
+
+    @property
+    def has_length(self) -> bool:
+        return not (self.events is None and self.seconds is None and self.bars is None)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One written file and what is in it."""
+
+    path: Path
+    notes: int
+    seconds: float
+    pitch_range: tuple[int, int] | None
+    generated: int
+    shortfall: str | None = None  # why the piece has less new music than asked, if it has
+
+
+def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
+    """`out_dir/<name>_000.mid`, `_001`, ...; `OutputError` naming the first that exists
+    unless `overwrite`, or when `out_dir` cannot be created or written."""
+    paths = [out_dir / f"{name}_{i:03d}.mid" for i in range(count)]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise OutputError(f"{out_dir}: output folder is not writable")
+    return paths
+
+
+def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Budget | None]:
+    """(max events, budget) for the requested length in events, seconds or 4/4 bars at `qpm`.
+
+    Through the encoding's time contract: when every event advances the same amount of time (a
+    grid, as melody's), the length is an exact number of events; otherwise each row stops once
+    its ids' time adds up to the length (a `Budget`), with a cap of 200 events per second.
+    """
+    if request.seconds is None and request.bars is None:
+        return request.events or 512, None
+    time = encoding.time_per_id()
+    if time is None:
+        raise ConfigError(f"the {encoding.name!r} encoding declares no musical time: give the "
+                          "length in events (--length), not --seconds or --bars")
+    beats = request.bars * BEATS_PER_BAR if request.bars is not None else request.seconds * qpm / 60
+    seconds = request.seconds if request.seconds is not None else beats * 60 / qpm
+    limit = beats if time.unit == BEATS else seconds
+    step = time.fixed_step(EOS_ID + 1)
+    if step is not None:
+        return max(1, round(limit / step)), None
+    return max(64, math.ceil(seconds * _MAX_EVENTS_PER_SECOND)), Budget(time.amounts, limit)
+
+
+def read_primer(path: Path, encoding) -> tuple[list[int], float]:
+    """(ids, first tempo in qpm) of a primer MIDI file in `encoding`; errors name the file."""
+    from melodygen.dataset.files import read_file
+
+    read = read_file(path, encoding, keep_score=True).raise_if_skipped("no usable primer")
+    return [int(i) for i in read.ids], float(read.score.tempo_map.qpm[0])
+
+
+def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
+                   device: str = "auto") -> list[SampleResult]:
+    """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`."""
+    from melodygen.checkpoint import load_for_inference
+    from melodygen.devices import resolve_device
+    from melodygen.midi_io import write_midi
+
+    device = resolve_device(device)
+    model, encoding, _ = load_for_inference(checkpoint, device)
+    primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
+    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
+    qpm = request.qpm or primer_qpm or 120.0
+    max_events, budget = length_budget(encoding, request, qpm)
+    rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
+                  temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+                  primer_ids=primer, generator=torch.Generator(device).manual_seed(request.seed),
+                  device=device, budget=budget,
+                  stop_on_eos=request.allow_early_end or not request.has_length)
+    results = []
+    for path, row in zip(paths, rows):
+        shortfall = _shortfall(row, request, max_events, budget)
+        notes = encoding.decode(row if request.continuation_only else primer + row, qpm=qpm)
+        write_midi(notes, path, qpm=qpm, program=request.program,
+                   track_name=f"melodygen {encoding.name} t={request.temperature:g}")
+        pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None
+        end = max((n.end for n in notes), default=0.0)
+        results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall))
+    return results
+
+
+def _shortfall(row: list[int], request: SampleRequest, max_events: int,
+               budget: Budget | None) -> str | None:
+    """Why `row` holds less new music than `request` asked for (None if it holds it all)."""
+    if budget is not None:
+        spent = float(budget.costs[row].sum()) if row else 0.0
+        if spent >= budget.limit:
+            return None
+        if len(row) < max_events:
+            return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the model ended the piece "
+                    "(--allow-early-end)")
+        return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the safety cap of {max_events} "
+                "events was reached (the model hardly moves time forward)")
+    if len(row) == max_events:
+        return None
+    if request.has_length:
+        return f"{len(row)} of {max_events} new events: the model ended the piece (--allow-early-end)"
+    if not row:
+        return ("no new music: the model ended the piece at once; ask for a length "
+                "(--length, --bars or --seconds) to get new music")
+    return None
