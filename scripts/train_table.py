@@ -3,7 +3,7 @@ count-based n-gram baseline on the same validation events.
 
 For each preset: `melodygen.training.train` into `RUN_ROOT/<preset>` (or reuse a finished run
 there with --reuse), then `evaluation.evaluate_checkpoint` on the whole valid split with the
-preset's window length, and `evaluation.evaluate_baseline` (interpolated Witten-Bell n-gram
+preset's window length, and `baseline.evaluate_baseline` (interpolated Witten-Bell n-gram
 fitted on the train split) over exactly the same windows. Prints a Markdown table.
 
     python scripts/train_table.py --threads 2                 # every preset but debug
@@ -26,7 +26,8 @@ DEFAULT_PRESETS = ["melody_rnn", "melody_lstm", "melody_transformer", "performan
 def run_preset(name: str, args) -> dict:
     from melodygen import checkpoint
     from melodygen.config import load_config
-    from melodygen.evaluation import evaluate_baseline, evaluate_checkpoint
+    from melodygen.baseline import evaluate_baseline
+    from melodygen.evaluation import evaluate_checkpoint
     from melodygen.models import count_parameters
     from melodygen.training import train
 

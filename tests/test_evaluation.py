@@ -20,7 +20,10 @@ from melodygen.dataset.shards import TokenDataset, write_split
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError
-from melodygen.evaluation import NgramBaseline, evaluate_baseline, evaluate_checkpoint, evaluate_nll, score_ids
+from melodygen.baseline import NgramBaseline, evaluate_baseline
+from melodygen.dataset.windows import Batch
+from melodygen.evaluation import evaluate_checkpoint
+from melodygen.metrics import evaluate_nll, score_ids
 from melodygen.midi_io import read_score
 from melodygen.models import build_model, settings_to_dict
 from midi_factory import drums_only_file, text_file
@@ -43,7 +46,7 @@ def test_evaluate_nll_equals_direct_cross_entropy():
     xs = [torch.randint(0, 12, (3, 9)) for _ in range(3)]
     ys = [torch.randint(0, 12, (3, 9)) for _ in range(3)]
     ys[1][0, :4] = PAD_ID  # padded targets are not scored
-    got = evaluate_nll(model, zip(xs, ys))
+    got = evaluate_nll(model, [Batch(x, y) for x, y in zip(xs, ys)])
     logits, targets = torch.cat([model(x) for x in xs]).detach(), torch.cat(ys)
     want = F.cross_entropy(logits.reshape(-1, 12), targets.reshape(-1), ignore_index=PAD_ID).item()
     keep = targets != PAD_ID
@@ -67,7 +70,7 @@ def test_evaluate_nll_restores_training_mode_and_handles_no_windows():
 def test_evaluate_nll_restores_training_mode_when_scoring_fails():
     model = EmbeddingModel(5).train()
     with pytest.raises(IndexError):
-        evaluate_nll(model, [(torch.tensor([[1, 9]]), torch.tensor([[2, 3]]))])  # 9: not an id
+        evaluate_nll(model, [Batch(torch.tensor([[1, 9]]), torch.tensor([[2, 3]]))])  # 9: not an id
     assert model.training
 
 
@@ -131,7 +134,7 @@ def test_trigram_uses_shorter_context_at_window_start():
 
 def test_baseline_scores_like_a_model():
     model = NgramBaseline(2, 6).fit(TOY)
-    got = evaluate_nll(model, [(torch.tensor([[3, 4]]), torch.tensor([[4, 5]]))])
+    got = evaluate_nll(model, [Batch(torch.tensor([[3, 4]]), torch.tensor([[4, 5]]))])
     want = -(math.log((2 + unigram(4)) / 3) + math.log((1 + 2 * unigram(5)) / 4)) / 2
     assert got["nll"] == pytest.approx(want)
     assert got["accuracy"] == 0.5  # after 3 the argmax is 4; after 4 it is 3, not 5

@@ -15,6 +15,10 @@ BOS, EOS = 1, 2
 VOCAB = 40  # ids 0..2 specials, 3..39 "pitches" in the fake shift tables below
 
 
+
+def xy(batch):
+    return batch.ids, batch.targets
+
 def _fake_shift_table(shift: int) -> np.ndarray:
     """Specials map to themselves, pitch ids move by `shift`, -1 where they leave 3..VOCAB-1."""
     ids = np.arange(VOCAB)
@@ -76,7 +80,7 @@ def test_unknown_split_is_rejected(tmp_path):
 def test_random_windows_are_contiguous_slices_and_y_is_x_shifted(tmp_path):
     ds = _write(tmp_path, _random_pieces(2))
     sampler = WindowSampler(ds, seq_len=16, batch_size=8, generator=np.random.default_rng(0))
-    x, y = next(sampler)
+    x, y = xy(next(sampler))
     assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == torch.int64
     torch.testing.assert_close(x[:, 1:], y[:, :-1])
     ids = torch.from_numpy(ds.ids.astype(np.int64))
@@ -89,7 +93,7 @@ def test_random_windows_are_contiguous_slices_and_y_is_x_shifted(tmp_path):
 def test_windows_reach_both_ends_of_the_split(tmp_path):
     ds = _write(tmp_path, [np.arange(3, 13)])  # 12 ids: BOS 3..12 EOS
     sampler = WindowSampler(ds, seq_len=4, batch_size=64, generator=np.random.default_rng(0))
-    x, y = next(sampler)
+    x, y = xy(next(sampler))
     assert set(x[:, 0].tolist()) == set(ds.ids[: ds.num_tokens - 4].tolist())
     assert EOS in y[:, -1].tolist()
 
@@ -104,7 +108,7 @@ def test_windows_are_deterministic_and_state_restores(tmp_path, make_gen):
         return WindowSampler(ds, 12, 5, generator=make_gen(seed), transpose_range=(-2, 2), shift_tables=tables)
 
     a, b, c = sampler(7), sampler(7), sampler(8)
-    first_a, first_b, first_c = next(a), next(b), next(c)
+    first_a, first_b, first_c = xy(next(a)), xy(next(b)), xy(next(c))
     assert all(torch.equal(u, v) for u, v in zip(first_a, first_b))
     assert not torch.equal(first_a[0], first_c[0])
     buffer = io.BytesIO()
@@ -114,7 +118,7 @@ def test_windows_are_deterministic_and_state_restores(tmp_path, make_gen):
     expected = next(a)
     restored = sampler(99)
     restored.load_state_dict(state)
-    assert all(torch.equal(u, v) for u, v in zip(next(restored), expected))
+    assert all(torch.equal(u, v) for u, v in zip(xy(next(restored)), xy(expected)))
 
 
 def test_transposition_shifts_pitch_ids_and_keeps_specials(tmp_path):
@@ -123,7 +127,7 @@ def test_transposition_shifts_pitch_ids_and_keeps_specials(tmp_path):
     plain = WindowSampler(ds, 24, 32, generator=np.random.default_rng(5))
     shifted = WindowSampler(ds, 24, 32, generator=np.random.default_rng(5), transpose_range=(-3, 3),
                             shift_tables=tables)
-    (x0, y0), (x1, y1) = next(plain), next(shifted)  # same starts: drawn before the shifts
+    (x0, y0), (x1, y1) = xy(next(plain)), xy(next(shifted))  # same starts: drawn before the shifts
     seen = set()
     for w0, w1 in zip(torch.cat([x0, y0[:, -1:]], 1), torch.cat([x1, y1[:, -1:]], 1)):
         special = w0 < 3
@@ -140,7 +144,7 @@ def _window_shifts(ds, seq_len, batch_size, transpose_range, seed=1):
     plain = WindowSampler(ds, seq_len, batch_size, generator=np.random.default_rng(seed))
     shifted = WindowSampler(ds, seq_len, batch_size, generator=np.random.default_rng(seed),
                             transpose_range=transpose_range, shift_tables=tables)
-    (x0, y0), (x1, y1) = next(plain), next(shifted)
+    (x0, y0), (x1, y1) = xy(next(plain)), xy(next(shifted))
     w0, w1 = torch.cat([x0, y0[:, -1:]], 1).numpy(), torch.cat([x1, y1[:, -1:]], 1).numpy()
     shifts = []
     for row0, row1 in zip(w0, w1):
@@ -206,9 +210,10 @@ def test_sampler_rejects_bad_settings(tmp_path):
 def test_sequential_windows_cover_every_target_exactly_once(tmp_path, seq_len, batch_size):
     ds = _write(tmp_path, _random_pieces(6))
     batches = list(iter_sequential_windows(ds, seq_len, batch_size))
-    assert all(x.shape == y.shape and x.shape[0] <= batch_size and x.shape[1] <= seq_len for x, y in batches)
-    ys = torch.cat([y.reshape(-1) for _, y in batches])
-    xs = torch.cat([x.reshape(-1) for x, _ in batches])
+    assert all(b.ids.shape == b.targets.shape and b.ids.shape[0] <= batch_size and b.ids.shape[1] <= seq_len
+               for b in batches)
+    ys = torch.cat([b.targets.reshape(-1) for b in batches])
+    xs = torch.cat([b.ids.reshape(-1) for b in batches])
     ids = torch.from_numpy(ds.ids.astype(np.int64))
     assert torch.equal(ys, ids[1:]) and torch.equal(xs, ids[:-1])
 
@@ -226,7 +231,7 @@ def test_transposed_windows_decode_to_transposed_music(tmp_path, nottingham_file
     shifted = WindowSampler(ds, 64, 16, generator=np.random.default_rng(3), transpose_range=(-5, 5),
                             shift_tables=shift_tables_for(encoding, (-5, 5)))
     deltas = set()
-    for row0, row1 in zip(next(plain)[0], next(shifted)[0]):
+    for row0, row1 in zip(next(plain).ids, next(shifted).ids):
         notes0, notes1 = encoding.decode(row0.tolist()), encoding.decode(row1.tolist())
         assert [(n.start, n.end) for n in notes0] == [(n.start, n.end) for n in notes1]
         row_deltas = {b.pitch - a.pitch for a, b in zip(notes0, notes1)}

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from melodygen import checkpoint
 from melodygen.cli import main
 from melodygen.config import TrainingConfig, save_config
+from melodygen.dataset.windows import Batch
 from melodygen.devices import resolve_device
 from melodygen.encodings import PAD_ID
 from melodygen.errors import CheckpointError, ConfigError, DatasetError, OutputError
@@ -135,7 +136,7 @@ def test_step_loss_is_next_id_cross_entropy_without_pad(smoothing):
     expected = (1 - smoothing) * nll + smoothing * (-logp.mean())
     cfg = TrainingConfig(label_smoothing=smoothing, grad_accum=1)
     optimizer = make_optimizer(model, cfg)
-    stepper = Stepper(model, optimizer, iter([(x, y)]), cfg, torch.device("cpu"), PAD_ID)
+    stepper = Stepper(model, optimizer, iter([Batch(x, y)]), cfg, torch.device("cpu"), PAD_ID)
     before = [p.clone() for p in model.parameters()]
     assert stepper(0).item() == pytest.approx(expected.item(), rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

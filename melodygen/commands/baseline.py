@@ -28,7 +28,8 @@ def command(data_dir: str, orders: tuple[int, ...], split: str, seq_len: int, as
     """
     import json
 
-    from melodygen.evaluation import evaluate_baseline, format_figures
+    from melodygen.baseline import evaluate_baseline
+    from melodygen.metrics import format_figures
 
     for order in orders:
         result = evaluate_baseline(data_dir, order=order, split=split, seq_len=seq_len)

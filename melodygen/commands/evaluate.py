@@ -37,7 +37,8 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
     """
     import json
 
-    from melodygen.evaluation import evaluate_checkpoint, format_figures
+    from melodygen.evaluation import evaluate_checkpoint
+    from melodygen.metrics import format_figures
 
     if data_dir is not None and sources:
         raise click.UsageError("give --data DIR or MIDI SOURCES, not both")

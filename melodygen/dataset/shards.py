@@ -175,3 +175,14 @@ def _describe(encoding_dict: dict) -> str:
         return f"{encoding_dict.get('name')!r} (settings {settings!r})"
     return f"{encoding_dict.get('name')!r} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
 
+
+def split_ids(data_dir, split: str, encoding=None) -> np.ndarray:
+    """The ids of one split of a prepared dataset; with `encoding`, checks the dataset was
+    prepared with it (`DatasetError` otherwise)."""
+    if encoding is not None:
+        check_dataset(data_dir, encoding.to_dict())
+    ids = TokenDataset(data_dir, split).ids
+    if len(ids) < 2:  # no target to score: the figures would be NaN
+        hint = " (prepare more files or a larger --val-fraction, or score --split train)" if split == "valid" else ""
+        raise DatasetError(f"{data_dir}: the {split} split is empty, nothing to score{hint}")
+    return ids

@@ -1,4 +1,4 @@
-"""Training and validation batches: (x, y) id windows cut from a split's concatenated pieces.
+"""Training and validation batches: `Batch`es of id windows cut from a split's concatenated pieces.
 
 `WindowSampler` draws random windows of `seq_len + 1` ids over the whole split (windows may
 cross piece boundaries, where `EOS BOS` marks the seam, as in nanoGPT) and applies transposition
@@ -9,6 +9,7 @@ gather with one vectorised numpy index per batch; no Python loop runs over token
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
 RandomSource = np.random.Generator | torch.Generator
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The unit of training and validation data: `ids` (B, T) the model reads and `targets`
+    (B, T), the id after each of them (PAD targets are not scored), int64. `side` holds
+    optional per-id streams (B, T) by name, e.g. control values for a conditioned model;
+    whatever is there travels with the ids (`to`)."""
+
+    ids: torch.Tensor
+    targets: torch.Tensor
+    side: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.ids), move(self.targets), {k: move(v) for k, v in self.side.items()})
+
+
 def shift_tables_for(encoding, transpose_range: tuple[int, int]) -> dict[int, np.ndarray]:
     """`{shift: encoding.pitch_shift_table(shift)}` for every shift in the inclusive range."""
     lo, hi = transpose_range
@@ -29,9 +46,9 @@ def shift_tables_for(encoding, transpose_range: tuple[int, int]) -> dict[int, np
 
 
 class WindowSampler:
-    """An endless source of random (x, y) batches, `y` being `x` shifted left by one id.
+    """An endless source of random `Batch`es, `targets` being `ids` shifted left by one id.
 
-    `next(sampler)` returns two int64 tensors of shape (B, T) on the CPU. Each window gets a
+    `next(sampler)` returns a `Batch` of (B, T) int64 tensors on the CPU. Each window gets a
     transposition drawn uniformly among the shifts of `transpose_range` (inclusive, in
     semitones, containing 0) that keep every one of its ids in the encoding's pitch range (no id
     mapped to -1); its ids go through `shift_tables[shift]` (from `Encoding.pitch_shift_table`).
@@ -57,16 +74,16 @@ class WindowSampler:
             self._lowest, self._highest = _valid_shift_bounds(self.tables, self.shift_lo)
         self._span = np.arange(seq_len + 1)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> Batch:
         n_starts = self.dataset.num_tokens - self.seq_len
         starts = _integers(self.generator, 0, n_starts, self.batch_size)
         windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
         if self.tables is not None:
             windows = self._transpose(windows)
-        return _split_xy(windows)
+        return _batch_of(windows)
 
     def _transpose(self, windows: np.ndarray) -> np.ndarray:
         # The shifts keeping a window in range are the intersection of its ids' intervals.
@@ -138,16 +155,17 @@ def _integers(generator: RandomSource, low: int, high: int, size: int) -> np.nda
     return torch.randint(low, high, (size,), generator=generator).numpy()
 
 
-def _split_xy(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(np.ascontiguousarray(windows[:, :-1])),
-            torch.from_numpy(np.ascontiguousarray(windows[:, 1:])))
+def _batch_of(windows: np.ndarray) -> Batch:
+    """(B, T + 1) ids -> the `Batch` of their first T ids and the T after."""
+    return Batch(torch.from_numpy(np.ascontiguousarray(windows[:, :-1])),
+                 torch.from_numpy(np.ascontiguousarray(windows[:, 1:])))
 
 
-def iter_sequential_windows(dataset: TokenDataset, seq_len: int, batch_size: int
-                            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Walk the split once in order: every target id (all but the first) appears in exactly one y.
+def iter_sequential_windows(dataset: TokenDataset, seq_len: int, batch_size: int) -> Iterator[Batch]:
+    """Walk the split once in order: every target id (all but the first) appears in exactly one
+    batch's targets.
 
-    Yields (x, y) int64 batches of shape (B, seq_len), the last of them possibly with fewer rows,
+    Yields batches of shape (B, seq_len), the last of them possibly with fewer rows,
     then, if the split does not divide evenly, one final (1, T') batch with T' < seq_len. No
     padding, so summed losses over all batches divided by `dataset.num_tokens - 1` give the
     exact mean over the split. Windows do not overlap, so the first ids of each see little context.
@@ -157,6 +175,6 @@ def iter_sequential_windows(dataset: TokenDataset, seq_len: int, batch_size: int
     span = np.arange(seq_len + 1)
     for first in range(0, full, batch_size):
         rows = np.arange(first, min(first + batch_size, full))
-        yield _split_xy(dataset.ids[rows[:, None] * seq_len + span].astype(np.int64))
+        yield _batch_of(dataset.ids[rows[:, None] * seq_len + span].astype(np.int64))
     if n_targets > full * seq_len:
-        yield _split_xy(np.asarray(dataset.ids[full * seq_len:], dtype=np.int64)[None, :])
+        yield _batch_of(np.asarray(dataset.ids[full * seq_len:], dtype=np.int64)[None, :])

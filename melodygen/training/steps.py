@@ -33,13 +33,11 @@ class Stepper:
         set_lr(self.optimizer, self.lr)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            x, y = next(self.batches)
-            x = x.to(self.device, non_blocking=self._non_blocking)
-            y = y.to(self.device, non_blocking=self._non_blocking)
+            batch = next(self.batches).to(self.device, non_blocking=self._non_blocking)
             with distributed.no_sync(self.model, sync=micro == cfg.grad_accum - 1):
                 with autocast(self.device):
-                    logits = self.model(x)  # (B, T, V)
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
+                    logits = self.model(batch.ids)  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
                                        ignore_index=self.pad_id, label_smoothing=cfg.label_smoothing)
                 (loss / cfg.grad_accum).backward()
             total += loss.detach()
@@ -52,8 +50,8 @@ class Stepper:
 
 def validate(model, windows, device: torch.device, info: DistInfo) -> dict:
     """{nll (nats/event), perplexity, accuracy, events} over the validation windows, each rank
-    scoring its share (`melodygen.evaluation.nll_sums`, the figures `evaluate` reports)."""
-    from melodygen.evaluation import nll_figures, nll_sums
+    scoring its share (`melodygen.metrics.nll_sums`, the figures `evaluate` reports)."""
+    from melodygen.metrics import nll_figures, nll_sums
 
     nll_sum, hits, events = distributed.sum_floats(list(nll_sums(model, windows, device)), info, device)
     return nll_figures(nll_sum, hits, int(events))
