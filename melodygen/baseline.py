@@ -100,7 +100,8 @@ def evaluate_baseline(data_dir, *, order: int, split: str = "valid", seq_len: in
                       batch_size: int = 32) -> dict:
     """Figures of an n-gram fitted on the train split of `data_dir`, scored on `split` over the
     same targets (every id after the first) as `melodygen evaluate`."""
-    from melodygen.dataset.shards import load_dataset_encoding, read_manifest, split_ids
+    from melodygen.dataset.manifest import load_dataset_encoding, read_manifest
+    from melodygen.dataset.shards import split_ids
 
     read_manifest(data_dir)  # a missing or unfinished dataset fails here, named
     vocab_size = load_dataset_encoding(data_dir).vocab.size

@@ -154,18 +154,25 @@ def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     """Reads a TOML run config and applies `section.key=value` overrides (ConfigError on any
     problem, all problems listed)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_config_dict(path)
     problems: list[str] = []
     if isinstance(raw.get("data"), dict):
         raw["data"] = _absolute_data_paths(raw["data"], path.resolve().parent)
     for item in overrides:
         _apply_override(raw, item, problems)
     return config_from_dict(raw, str(path), problems)
+
+
+def read_config_dict(path: str | os.PathLike) -> dict:
+    """The TOML of a config file as plain dicts, unchecked (`ConfigError` when it cannot be read
+    or parsed): what `load_config` builds on, and what a report shows as it is."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 _DATA_PATHS = ("sources", "dataset", "cache_dir")

@@ -42,7 +42,11 @@ class OutputError(MelodygenError):
 
 
 class ReportError(MelodygenError):
-    """A run folder lacks what a report needs (no metrics.csv and no config), or is unreadable."""
+    """A run folder lacks what a report needs (no metrics.csv and no config), or options clash."""
+
+
+class RunFolderError(MelodygenError):
+    """A file of a training run folder (metrics.csv) is damaged or not what it should be."""
 
 
 class TrainingDivergedError(MelodygenError):

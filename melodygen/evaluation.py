@@ -46,6 +46,7 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     `baseline_order` adds `baseline`: that n-gram's figures on the same dataset and windows."""
     from melodygen.baseline import evaluate_baseline
     from melodygen.checkpoint import load_for_inference
+    from melodygen.dataset.manifest import check_dataset
     from melodygen.dataset.shards import split_ids
     from melodygen.devices import resolve_device
 
@@ -59,7 +60,8 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         source = f"{len(sources)} MIDI source(s)"
     else:
         data_dir = data_dir or _training_dataset(ckpt, checkpoint)
-        ids, source = split_ids(data_dir, split, encoding), f"{data_dir} ({split} split)"
+        check_dataset(data_dir, encoding.to_dict())
+        ids, source = split_ids(data_dir, split), f"{data_dir} ({split} split)"
     seq_len = seq_len or default_seq_len(model, ckpt)
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
     result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}

@@ -71,7 +71,7 @@ def corpus_files(root: Path, limit: int | None) -> list[Path]:
 def time_prepare(files: list[Path], encoding_name: str, workers: int, repeat: int) -> tuple[float, dict]:
     """Best wall time of `prepare` over `repeat` runs, and the manifest of the last one."""
     from melodygen.dataset.prepare import prepare
-    from melodygen.dataset.shards import read_manifest
+    from melodygen.dataset.manifest import read_manifest
     from melodygen.encodings import get_encoding
 
     best = float("inf")

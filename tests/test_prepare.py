@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from melodygen.dataset import prepare as prepare_module
-from melodygen.dataset.manifest import split_of
+from melodygen.dataset.manifest import check_dataset, load_dataset_encoding, read_manifest, split_of
 from melodygen.dataset.prepare import prepare
-from melodygen.dataset.shards import TokenDataset, check_dataset, load_dataset_encoding, read_manifest
+from melodygen.dataset.shards import TokenDataset
 from melodygen.dataset.sources import bundled_corpora, content_hash, default_corpus, find_midi_files
 from melodygen.encodings import get_encoding
 from melodygen.errors import ConfigError, DatasetError, OutputError

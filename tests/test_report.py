@@ -20,11 +20,12 @@ import midi_factory as mf
 from melodygen.cli import main
 from melodygen.dataset.files import read_file
 from melodygen.encodings import get_encoding
-from melodygen.errors import ReportError
+from melodygen.errors import ReportError, RunFolderError
 from melodygen.midi_io import write_midi
 from melodygen.notes import Note
 from melodygen.report import build_report
-from melodygen.report.run import evaluation_figures, read_metrics, read_run
+from melodygen.report.run import evaluation_figures, read_run
+from melodygen.training.rundir import read_metrics
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -102,7 +103,7 @@ def test_metrics_read_with_empty_cells_as_none(tmp_path):
 
 def test_bad_metrics_cell_names_file_line_and_column(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,train_loss\n0,1.0\n1,oops\n")
-    with pytest.raises(ReportError, match=r"metrics.csv: line 3, column train_loss: not a number: 'oops'"):
+    with pytest.raises(RunFolderError, match=r"metrics.csv: line 3, column train_loss: not a number: 'oops'"):
         read_metrics(tmp_path / "metrics.csv")
 
 

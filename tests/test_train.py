@@ -19,7 +19,7 @@ from melodygen.config import TrainingConfig, save_config
 from melodygen.dataset.windows import Batch
 from melodygen.devices import resolve_device
 from melodygen.encodings import PAD_ID
-from melodygen.errors import CheckpointError, ConfigError, DatasetError, OutputError
+from melodygen.errors import CheckpointError, ConfigError, DatasetError, OutputError, RunFolderError
 from melodygen.models import build_model
 from melodygen.training import train
 from melodygen.training.interrupt import StopFlag, catch_interrupts
@@ -180,7 +180,7 @@ def test_an_existing_run_is_never_overwritten(dataset, tmp_path):
 def test_resume_keeps_a_damaged_metrics_file_and_says_so(dataset, tmp_path):
     train(tiny_config(dataset, max_steps=2), tmp_path / "run", progress=False)
     (tmp_path / "run" / "metrics.csv").write_bytes(b"\xe0\x80 not text")
-    with pytest.raises(OutputError, match="metrics.csv: not a CSV text file .*; move it away to resume"):
+    with pytest.raises(RunFolderError, match="metrics.csv: not a CSV text file .*; move it away to resume"):
         train(tiny_config(dataset, max_steps=4), tmp_path / "run", resume=True, progress=False)
     assert (tmp_path / "run" / "metrics.csv").read_bytes() == b"\xe0\x80 not text"
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from melodygen.config import RunConfig, config_from_dict
 from melodygen import __version__
-from melodygen.dataset.shards import DATASET_FORMAT, ENCODING, MANIFEST, write_split
+from melodygen.dataset.manifest import DATASET_FORMAT, ENCODING, MANIFEST
+from melodygen.dataset.shards import write_split
 from melodygen.encodings import BOS_ID, EOS_ID, get_encoding
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.dataset.files import NO_MUSIC, UNREADABLE, FileResult
-from melodygen.dataset.shards import SPLITS, TokenDataset, check_dataset, read_encoding_dict
+from melodygen.dataset.manifest import check_dataset, read_encoding_dict
+from melodygen.dataset.shards import SPLITS, TokenDataset
 from melodygen.errors import DatasetError
 
 

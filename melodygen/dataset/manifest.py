@@ -1,4 +1,9 @@
-"""The dataset's record of itself: input fingerprint, train/valid split rule and `manifest.json`.
+"""The dataset's record of itself: `manifest.json` and `encoding.json`, written and read here
+alone; the input fingerprint and the train/valid split rule.
+
+`DIR/encoding.json` is the encoding's `to_dict()`; `DIR/manifest.json` is written last, so a
+folder without a manifest is never a finished dataset. `check_dataset` is the one check that a
+folder is a complete dataset of the expected encoding.
 
 The fingerprint covers what decides the output (each input file's resolved path, size and
 mtime, the encoding's full JSON, the validation fraction, the dataset format version), so an
@@ -16,8 +21,12 @@ import os
 from pathlib import Path
 
 from melodygen import __version__
-from melodygen.dataset.shards import DATASET_FORMAT
+from melodygen.dataset.shards import SPLITS, TokenDataset
+from melodygen.errors import DatasetError, EncodingError
 
+MANIFEST = "manifest.json"
+ENCODING = "encoding.json"
+DATASET_FORMAT = "melodygen-dataset"
 FORMAT_VERSION = 1
 SPLIT_BUCKETS = 1000
 SPLIT_RULE = f"valid if int(sha1[:8], 16) % {SPLIT_BUCKETS} < round(val_fraction * {SPLIT_BUCKETS})"
@@ -77,3 +86,73 @@ def _split_totals(pieces: list[dict]) -> dict:
 
 def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The manifest of a finished dataset; `DatasetError` when there is none or it is unreadable."""
+    path = Path(directory) / MANIFEST
+    if not Path(directory).is_dir():
+        raise DatasetError(f"{directory}: no such dataset folder; create it with `melodygen prepare`")
+    if not path.exists() and not (Path(directory) / ENCODING).exists():
+        raise DatasetError(f"{directory}: not a prepared dataset (no {MANIFEST}); make one from MIDI "
+                           "files with `melodygen prepare`")
+    manifest = _read_json(path, "manifest")
+    if manifest.get("format") != DATASET_FORMAT:
+        raise DatasetError(f"{path}: not a melodygen dataset manifest")
+    return manifest
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing {what}; the dataset is incomplete, run `melodygen prepare` again")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: unreadable {what} (not a JSON object)")
+    return data
+
+
+def read_encoding_dict(directory: str | Path) -> dict:
+    """The dataset's `encoding.json` as stored (the encoding's `to_dict()` at prepare time)."""
+    return _read_json(Path(directory) / ENCODING, "encoding file")
+
+
+def load_dataset_encoding(directory: str | Path):
+    """The `Encoding` a dataset was prepared with, rebuilt from its `encoding.json`."""
+    from melodygen.encodings import encoding_from_dict
+
+    try:
+        return encoding_from_dict(read_encoding_dict(directory))
+    except EncodingError as exc:
+        raise DatasetError(f"{Path(directory) / ENCODING}: {exc}") from None
+
+
+def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
+    """Check that `directory` is a complete dataset made with `expected_encoding` (a `to_dict()`).
+
+    Compares the encoding name, settings and token list; returns the manifest. Raises `DatasetError` when the
+    dataset is missing, incomplete, damaged, or was prepared with another encoding.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    stored = read_encoding_dict(directory)
+    for key in ("name", "settings"):
+        if stored.get(key) != expected_encoding.get(key):
+            raise DatasetError(
+                f"{directory}: prepared with encoding {_describe(stored)}, but {_describe(expected_encoding)}"
+                " was asked for; prepare it again with that encoding or use another --data folder")
+    if "tokens" in expected_encoding and stored.get("tokens") != expected_encoding["tokens"]:
+        raise DatasetError(f"{directory}: its token list differs from this melodygen's {stored.get('name')!r} "
+                           f"encoding (prepared with melodygen {stored.get('melodygen_version')}); prepare it again")
+    for split in SPLITS:
+        TokenDataset(directory, split)  # raises on a missing or truncated shard
+    return manifest
+
+
+def _describe(encoding_dict: dict) -> str:
+    settings = encoding_dict.get("settings")
+    if not isinstance(settings, dict):  # a damaged encoding.json
+        return f"{encoding_dict.get('name')!r} (settings {settings!r})"
+    return f"{encoding_dict.get('name')!r} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from melodygen.dataset.files import UNREADABLE, FileResult, read_files
 from melodygen.dataset.incremental import earlier_results
-from melodygen.dataset.manifest import build_manifest, count_reasons, input_fingerprint, split_of, write_json
-from melodygen.dataset.shards import (ENCODING, MANIFEST, SPLITS, check_dataset, read_manifest, shard_paths,
-                                     write_split)
+from melodygen.dataset.manifest import (ENCODING, MANIFEST, build_manifest, check_dataset, count_reasons,
+                                       input_fingerprint, read_manifest, split_of, write_json)
+from melodygen.dataset.shards import SPLITS, shard_paths, write_split
 from melodygen.dataset.sources import content_hash, find_midi_files
 from melodygen.dataset.summary import PrepareSummary
 from melodygen.encodings.vocab import BOS_ID, EOS_ID

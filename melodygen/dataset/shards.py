@@ -1,27 +1,21 @@
-"""The on-disk token shards of a prepared dataset: writing them, memory-mapping them, checking them.
+"""The on-disk token shards of a prepared dataset: writing them and memory-mapping them.
 
 Layout (docs/ARCHITECTURE.md): `DIR/{split}.bin` holds uint16 ids, each piece stored as
 `BOS ids... EOS` and the pieces concatenated; `DIR/{split}.idx.npy` holds int64 offsets into it,
-`len == pieces + 1`, so piece i is `ids[offsets[i]:offsets[i + 1]]`. `DIR/encoding.json` is the
-encoding's `to_dict()` and `DIR/manifest.json` is written last, so a folder without a manifest is
-never a finished dataset.
-
-The batch samplers live in `windows.py`.
+`len == pieces + 1`, so piece i is `ids[offsets[i]:offsets[i + 1]]`. The dataset's own record
+(`manifest.json`, `encoding.json`, checking a folder) is `manifest.py`'s; the batch samplers
+live in `windows.py`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from melodygen.errors import DatasetError, EncodingError
+from melodygen.errors import DatasetError
 
 SPLITS = ("train", "valid")
-MANIFEST = "manifest.json"
-ENCODING = "encoding.json"
-DATASET_FORMAT = "melodygen-dataset"
 
 
 def shard_paths(directory: Path, split: str) -> tuple[Path, Path]:
@@ -106,81 +100,8 @@ def _map_ids(bin_path: Path, expected_tokens: int) -> np.ndarray:
     return np.memmap(bin_path, dtype=np.uint16, mode="r")
 
 
-def read_manifest(directory: str | Path) -> dict:
-    """The manifest of a finished dataset; `DatasetError` when there is none or it is unreadable."""
-    path = Path(directory) / MANIFEST
-    if not Path(directory).is_dir():
-        raise DatasetError(f"{directory}: no such dataset folder; create it with `melodygen prepare`")
-    if not path.exists() and not (Path(directory) / ENCODING).exists():
-        raise DatasetError(f"{directory}: not a prepared dataset (no {MANIFEST}); make one from MIDI "
-                           "files with `melodygen prepare`")
-    manifest = _read_json(path, "manifest")
-    if manifest.get("format") != DATASET_FORMAT:
-        raise DatasetError(f"{path}: not a melodygen dataset manifest")
-    return manifest
-
-
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise DatasetError(f"{path}: missing {what}; the dataset is incomplete, run `melodygen prepare` again")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: unreadable {what} (not a JSON object)")
-    return data
-
-
-def read_encoding_dict(directory: str | Path) -> dict:
-    """The dataset's `encoding.json` as stored (the encoding's `to_dict()` at prepare time)."""
-    return _read_json(Path(directory) / ENCODING, "encoding file")
-
-
-def load_dataset_encoding(directory: str | Path):
-    """The `Encoding` a dataset was prepared with, rebuilt from its `encoding.json`."""
-    from melodygen.encodings import encoding_from_dict
-
-    try:
-        return encoding_from_dict(read_encoding_dict(directory))
-    except EncodingError as exc:
-        raise DatasetError(f"{Path(directory) / ENCODING}: {exc}") from None
-
-
-def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
-    """Check that `directory` is a complete dataset made with `expected_encoding` (a `to_dict()`).
-
-    Compares the encoding name, settings and token list; returns the manifest. Raises `DatasetError` when the
-    dataset is missing, incomplete, damaged, or was prepared with another encoding.
-    """
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    stored = read_encoding_dict(directory)
-    for key in ("name", "settings"):
-        if stored.get(key) != expected_encoding.get(key):
-            raise DatasetError(
-                f"{directory}: prepared with encoding {_describe(stored)}, but {_describe(expected_encoding)}"
-                " was asked for; prepare it again with that encoding or use another --data folder")
-    if "tokens" in expected_encoding and stored.get("tokens") != expected_encoding["tokens"]:
-        raise DatasetError(f"{directory}: its token list differs from this melodygen's {stored.get('name')!r} "
-                           f"encoding (prepared with melodygen {stored.get('melodygen_version')}); prepare it again")
-    for split in SPLITS:
-        TokenDataset(directory, split)  # raises on a missing or truncated shard
-    return manifest
-
-
-def _describe(encoding_dict: dict) -> str:
-    settings = encoding_dict.get("settings")
-    if not isinstance(settings, dict):  # a damaged encoding.json
-        return f"{encoding_dict.get('name')!r} (settings {settings!r})"
-    return f"{encoding_dict.get('name')!r} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
-
-
-def split_ids(data_dir, split: str, encoding=None) -> np.ndarray:
-    """The ids of one split of a prepared dataset; with `encoding`, checks the dataset was
-    prepared with it (`DatasetError` otherwise)."""
-    if encoding is not None:
-        check_dataset(data_dir, encoding.to_dict())
+def split_ids(data_dir, split: str) -> np.ndarray:
+    """The ids of one split of a prepared dataset, to score; `DatasetError` when it has none."""
     ids = TokenDataset(data_dir, split).ids
     if len(ids) < 2:  # no target to score: the figures would be NaN
         hint = " (prepare more files or a larger --val-fraction, or score --split train)" if split == "valid" else ""

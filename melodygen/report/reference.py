@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from melodygen.errors import ConfigError, EncodingError, ReportError
-from melodygen.report.run import CHECKPOINTS, RunInfo
+from melodygen.report.run import RunInfo
 
 RAW_MODE = "reference measured as raw files, as they are"
 
@@ -47,17 +47,14 @@ def describe_reference(folder: Path, run: RunInfo, sample_paths: list[Path], *, 
 def run_encoding(run: RunInfo):
     """(encoding, where it came from): the run checkpoint's stored encoding, else the config's
     `[encoding]` section; ReportError when the run has neither."""
-    from melodygen.checkpoint import load_unchecked
     from melodygen.encodings import encoding_from_dict, get_encoding
 
-    for name in CHECKPOINTS:
-        path = run.path / name
-        checkpoint = load_unchecked(path) if path.is_file() else None
-        if isinstance(checkpoint, dict) and "encoding" in checkpoint:
-            try:
-                return encoding_from_dict(checkpoint["encoding"]), name
-            except EncodingError as exc:
-                raise ReportError(f"{path}: damaged checkpoint: {exc}") from None
+    checkpoint, path = run.checkpoint
+    if checkpoint is not None and "encoding" in checkpoint:
+        try:
+            return encoding_from_dict(checkpoint["encoding"]), path.name
+        except EncodingError as exc:
+            raise ReportError(f"{path}: damaged checkpoint: {exc}") from None
     section = (run.config or {}).get("encoding")
     if isinstance(section, dict) and isinstance(section.get("name"), str):
         settings = {k: v for k, v in section.items() if k != "name"}

@@ -1,26 +1,20 @@
-"""Read a training run folder for the report: its resolved config and `metrics.csv`.
+"""Read a training run folder for the report: its config, metrics and stored checkpoint.
 
-The layout is the trainer's (`melodygen.training.rundir`): `config.toml` holds the resolved
-config (else we take the `run_config` stored in `best.pt` / `last.pt`); `metrics.csv` has a
-header row (step, train_loss, val_nll, val_ppl, val_acc, lr, tokens_per_s, elapsed_s) and
-empty cells where a step had no validation, read here as None.
+The folder's layout and metrics.csv belong to the trainer (`melodygen.training.rundir`), the
+config's TOML to `melodygen.config`; here they are gathered once. The config is `config.toml`,
+else the `run_config` stored in the run's checkpoint (best.pt, else last.pt), which is loaded
+at most once, when first needed (`RunInfo.checkpoint`: the run's config or encoding).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from melodygen.errors import ReportError
-
-METRICS_FILE = "metrics.csv"
-CONFIG_FILE = "config.toml"
-CHECKPOINTS = ("best.pt", "last.pt")
-
-Metrics = dict[str, list[float | None]]
+from melodygen.errors import ConfigError, ReportError
+from melodygen.training.rundir import Metrics, RunPaths, read_metrics
 
 
 @dataclass(frozen=True)
@@ -33,62 +27,41 @@ class RunInfo:
     config_source: str | None
     metrics: Metrics
 
+    @cached_property
+    def checkpoint(self) -> tuple[dict | None, Path | None]:
+        """(the first stored checkpoint's dict as loaded, unchecked; its path), (None, None) when
+        the run has none; loaded on first use, once."""
+        return _first_checkpoint(RunPaths(self.path))
+
+
+def _first_checkpoint(paths: RunPaths) -> tuple[dict | None, Path | None]:
+    from melodygen.checkpoint import load_unchecked  # a damaged file: CheckpointError naming it
+
+    path = next((p for p in paths.checkpoints if p.is_file()), None)
+    loaded = load_unchecked(path) if path else None
+    return (loaded, path) if isinstance(loaded, dict) else (None, path)
+
 
 def read_run(run_dir: Path) -> RunInfo:
     """Read `run_dir`; ReportError when it is not a folder or has neither metrics nor config."""
+    from melodygen.config import read_config_dict
+
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: not a folder (expected a training run folder)")
-    config, source = read_config(run_dir)
-    metrics_path = run_dir / METRICS_FILE
-    metrics = read_metrics(metrics_path) if metrics_path.is_file() else {}
-    if config is None and not metrics:
-        raise ReportError(f"{run_dir}: no {METRICS_FILE} and no config: not a melodygen training run folder")
-    return RunInfo(path=run_dir, config=config, config_source=source, metrics=metrics)
-
-
-def read_config(run_dir: Path) -> tuple[dict | None, str | None]:
-    """(config dict, file name it came from), or (None, None) when the folder holds none."""
-    path = run_dir / CONFIG_FILE
-    if path.is_file():
+    paths = RunPaths(run_dir)
+    metrics = read_metrics(paths.metrics) if paths.metrics.is_file() else {}
+    if paths.config.is_file():
         try:
-            return tomllib.loads(path.read_text(encoding="utf-8")), CONFIG_FILE
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ReportError(f"{path}: unreadable config: {exc}") from None
-    for name in CHECKPOINTS:
-        if (run_dir / name).is_file():
-            return _checkpoint_config(run_dir / name), f"{name} (run_config)"
-    return None, None
-
-
-def _checkpoint_config(path: Path) -> dict | None:
-    from melodygen.checkpoint import load_unchecked  # a damaged file: CheckpointError naming it
-
-    checkpoint = load_unchecked(path)
-    config = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
-    return config if isinstance(config, dict) else None
-
-
-def read_metrics(path: Path) -> Metrics:
-    """{column: values}; a cell that is not a number is a ReportError naming file, line, column."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns: Metrics = {name: [] for name in reader.fieldnames or []}
-            for line, row in enumerate(reader, start=2):
-                for name in columns:
-                    columns[name].append(_number(row.get(name), path, line, name))
-    except (UnicodeDecodeError, csv.Error) as exc:  # binary junk, NUL bytes
-        raise ReportError(f"{path}: not a CSV text file ({exc})") from None
-    return columns
-
-
-def _number(cell: str | None, path: Path, line: int, column: str) -> float | None:
-    if cell is None or cell.strip() == "":
-        return None
-    try:
-        return float(cell)
-    except ValueError:
-        raise ReportError(f"{path}: line {line}, column {column}: not a number: {cell!r}") from None
+            return RunInfo(run_dir, read_config_dict(paths.config), paths.config.name, metrics)
+        except ConfigError as exc:
+            raise ReportError(str(exc)) from None
+    run = RunInfo(run_dir, None, None, metrics)
+    checkpoint, path = run.checkpoint
+    if checkpoint is not None and isinstance(checkpoint.get("run_config"), dict):
+        return RunInfo(run_dir, checkpoint["run_config"], f"{path.name} (run_config)", metrics)
+    if not metrics:
+        raise ReportError(f"{run_dir}: no {paths.metrics.name} and no config: not a melodygen training run folder")
+    return run
 
 
 def series(metrics: Metrics, key: str) -> tuple[list[float], list[float]]:

@@ -25,7 +25,7 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     `cache_root/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
     dataset module reuses that folder while the source files are unchanged. Returns the
     folder and its manifest."""
-    from melodygen.dataset.shards import check_dataset
+    from melodygen.dataset.manifest import check_dataset
 
     if config.data.dataset:
         return Path(config.data.dataset), check_dataset(config.data.dataset, encoding.to_dict())

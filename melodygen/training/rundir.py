@@ -1,4 +1,5 @@
-"""The run folder: where the resolved config, metrics.csv and the checkpoints go.
+"""The run folder: where the resolved config, metrics.csv and the checkpoints go. This module
+owns its layout and metrics.csv, written (`MetricsLog`) and read back (`read_metrics`).
 
     RUN/config.toml   the resolved run config (reusable: `--config RUN/config.toml`)
     RUN/metrics.csv   step, train_loss, val_nll, val_ppl, val_acc, lr, tokens_per_s, elapsed_s
@@ -16,8 +17,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from melodygen.dataset.shards import MANIFEST
-from melodygen.errors import CheckpointError, ConfigError, OutputError
+from melodygen.dataset.manifest import MANIFEST
+from melodygen.errors import CheckpointError, ConfigError, RunFolderError
 
 COLUMNS = ("step", "train_loss", "val_nll", "val_ppl", "val_acc", "lr", "tokens_per_s", "elapsed_s")
 
@@ -41,6 +42,11 @@ class RunPaths:
     @property
     def last(self) -> Path:
         return self.root / "last.pt"
+
+    @property
+    def checkpoints(self) -> tuple[Path, Path]:
+        """Where a run's stored config and encoding are looked for: best.pt, then last.pt."""
+        return self.best, self.last
 
 
 def check_run_dir(root: str | Path, resume: bool, overwrite: bool = False) -> RunPaths:
@@ -100,6 +106,33 @@ def _rows_up_to(path: Path, step: int) -> list[list[str]]:
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))[1:]
     except (UnicodeDecodeError, csv.Error) as exc:  # resuming rewrites it: do not lose it silently
-        raise OutputError(f"{path}: not a CSV text file ({exc}); move it away to resume, "
-                          "a new one will be started") from None
+        raise RunFolderError(f"{path}: not a CSV text file ({exc}); move it away to resume, "
+                             "a new one will be started") from None
     return [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
+
+
+Metrics = dict[str, list[float | None]]
+
+
+def read_metrics(path: Path) -> Metrics:
+    """{column: one value per row}, None where a cell is empty (a step without validation);
+    a cell that is not a number is a `RunFolderError` naming file, line and column."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns: Metrics = {name: [] for name in reader.fieldnames or []}
+            for line, row in enumerate(reader, start=2):
+                for name in columns:
+                    columns[name].append(_number(row.get(name), path, line, name))
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary junk, NUL bytes
+        raise RunFolderError(f"{path}: not a CSV text file ({exc})") from None
+    return columns
+
+
+def _number(cell: str | None, path: Path, line: int, column: str) -> float | None:
+    if cell is None or cell.strip() == "":
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        raise RunFolderError(f"{path}: line {line}, column {column}: not a number: {cell!r}") from None
