@@ -53,6 +53,9 @@ def test_wheel_ships_the_corpora_and_runs_prepare_and_a_preset_from_another_fold
     assert (corpora / "nottingham" / "LICENSE.md").is_file()
     assert (corpora / "bach-chorales" / "SOURCE.md").is_file()
 
+    packages = sorted(f"melodygen.{p.parent.name}" for p in (REPO / "melodygen").glob("*/__init__.py"))
+    run([python, "-c", f"import importlib; [importlib.import_module(p) for p in {packages!r}]"], cwd=tmp_path)
+
     out = run([melodygen, "prepare", "--encoding", "melody", "--out", "ds"], cwd=tmp_path, env=env)
     assert "dataset:" in out and (tmp_path / "ds" / "manifest.json").is_file()
     out = run([melodygen, "train", "--config", REPO / "configs" / "debug.toml", "--out", "run",

@@ -198,7 +198,7 @@ def test_pitch_shift_table_matches_transposing_the_notes():
 
 def test_round_trip_on_real_files(nottingham_files, chorale_files):
     from melodygen.midi_io import read_score
-    from melodygen.music import pick_melody_track
+    from melodygen.encodings.preprocess import pick_melody_track
 
     for path in nottingham_files[:3] + chorale_files[:2]:
         score = read_score(path)

@@ -1,4 +1,4 @@
-"""Tests of melodygen.audio, melodygen.pianoroll, melodygen.render and `melodygen render`."""
+"""Tests of melodygen.render (audio, pianoroll, files) and `melodygen render`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from melodygen import audio
+from melodygen.render import audio
 from melodygen.cli import main
 from melodygen.errors import RenderError
 from melodygen.notes import Note, Score, TempoMap, Track
-from melodygen.pianoroll import bar_times, draw_pianoroll, pitch_name, score_facts
-from melodygen.render import render_files
+from melodygen.render.pianoroll import bar_times, draw_pianoroll, pitch_name, score_facts
+from melodygen.render.files import render_files
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
 C_MAJOR = (60, 62, 64, 65, 67, 69, 71, 72)

@@ -31,7 +31,7 @@ def command(midi: tuple[str, ...], wav: bool, png: bool, out_dir: str | None, so
     """
     from melodygen.dataset.sources import find_midi_files
     from melodygen.errors import MidiReadError
-    from melodygen.render import render_files
+    from melodygen.render.files import render_files
 
     paths = find_midi_files(midi)
     both = not wav and not png

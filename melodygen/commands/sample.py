@@ -74,7 +74,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     if options["continuation_only"] and options["primer"] is None:
         raise click.UsageError("--continuation-only needs --primer")
     if render:  # before sampling, not after it
-        from melodygen.render import check_audio
+        from melodygen.render.files import check_audio
 
         check_audio()
     seed = secrets.randbelow(2**31) if seed is None else seed
@@ -87,7 +87,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
             click.echo(f"{r.path.name}: {r.shortfall}")
     click.echo(f"wrote {len(results)} MIDI file(s) to {out_dir} (seed {seed})")
     if render:
-        from melodygen.render import render_files
+        from melodygen.render.files import render_files
 
         rendered = render_files([r.path for r in results], Path(out_dir))
         click.echo(f"rendered {len(rendered)} WAV + piano-roll PNG pair(s) into {out_dir}")

@@ -5,10 +5,10 @@ in [min_pitch, max_pitch] (a note starts), NO_EVENT (the previous state continue
 NOTE_OFF (silence starts): 36 + 2 = 38 events + PAD/BOS/EOS = 41 ids with the defaults.
 
 Melody extraction (`MelodyEncoding.extract_melody`), so no music is dropped silently:
-1. the melody track: `music.pick_melody_track` (settings `track` / `program` win, else its
+1. the melody track: `preprocess.pick_melody_track` (settings `track` / `program` win, else its
    documented rule);
-2. the highest sounding note where notes overlap (`music.skyline`), then notes folded into
-   [min_pitch, max_pitch] by octaves (`music.fold_into_range`);
+2. the highest sounding note where notes overlap (`preprocess.skyline`), then notes folded into
+   [min_pitch, max_pitch] by octaves (`preprocess.fold_into_range`);
 3. onsets and offsets rounded to the nearest step in quarter notes through the file's tempo
    map; a note shorter than one step gets one step; of notes starting on the same step the
    highest is kept; a note still sounding at the next onset is cut there;
@@ -119,11 +119,11 @@ class MelodyEncoding(Encoding):
 
     def _quantized(self, score: Score) -> tuple[np.ndarray, ...]:
         """(pitch, start step, end step, velocity) of the extracted melody; see module doc."""
-        from melodygen import music
+        from melodygen.encodings import preprocess
 
         s = self.settings
-        track = music.pick_melody_track(score, track=s.track, program=s.program)
-        notes = music.fold_into_range(music.skyline(track.notes), s.min_pitch, s.max_pitch)
+        track = preprocess.pick_melody_track(score, track=s.track, program=s.program)
+        notes = preprocess.fold_into_range(preprocess.skyline(track.notes), s.min_pitch, s.max_pitch)
         if not notes:
             raise NoUsableMusicError("the melody track has no notes")
         pitch = np.array([n.pitch for n in notes], dtype=np.int64)

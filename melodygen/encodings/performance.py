@@ -73,9 +73,9 @@ class PerformanceEncoding(Encoding):
         tracks = [track for track in score.tracks if not track.is_drum]
         if not self.settings.sustain:
             return [note for track in tracks for note in track.notes]
-        from melodygen import music
+        from melodygen.encodings import preprocess
 
-        return [note for track in tracks for note in music.apply_sustain(track)]
+        return [note for track in tracks for note in preprocess.apply_sustain(track)]
 
     def encode(self, score: Score) -> np.ndarray:
         pitch, start, end, vbin = self._quantized(self.score_notes(score))

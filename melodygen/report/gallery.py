@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from melodygen.errors import NoUsableMusicError
-from melodygen.render import Rendered, render_files
+from melodygen.render.files import Rendered, render_files
 from melodygen.report.reference import Reference
 
 

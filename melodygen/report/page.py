@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from melodygen import __version__
 from melodygen.report.gallery import Gallery, SampleEntry
-from melodygen.render import display_name
+from melodygen.render.files import display_name
 from melodygen.report.run import RunInfo, evaluation_figures
 
 

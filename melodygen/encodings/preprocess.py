@@ -1,5 +1,6 @@
-"""Pure functions over notes: sustain pedal, skyline, octave folding, transposition, and the
-choice of a melody track. No I/O; inputs are never modified (new lists / Notes come back).
+"""What encodings do to notes before encoding them: sustain pedal, the choice of a melody track,
+skyline and octave folding. Pure functions: no I/O; inputs are never modified (new lists / Notes
+come back).
 """
 
 from __future__ import annotations
@@ -106,15 +107,6 @@ def fold_into_range(notes: Sequence[Note], lo: int, hi: int) -> list[Note]:
         folded.append(note if pitch == note.pitch else
                       Note(pitch, note.velocity, note.start, note.end))
     return folded
-
-
-def transpose(notes: Sequence[Note], semitones: int) -> list[Note]:
-    """Notes shifted by `semitones`; ValueError if one would leave MIDI's 0..127."""
-    moved = [Note(n.pitch + semitones, n.velocity, n.start, n.end) for n in notes]
-    outside = [n.pitch for n in moved if not 0 <= n.pitch <= 127]
-    if outside:
-        raise ValueError(f"transposing by {semitones} moves pitch {outside[0]} outside 0..127")
-    return moved
 
 
 def pick_melody_track(score: Score, track: int | None = None,

@@ -1,4 +1,4 @@
-"""music: sustain pedal, skyline, octave folding, transposition, melody-track choice."""
+"""encodings.preprocess: sustain pedal, skyline, octave folding, melody-track choice."""
 
 import pytest
 from hypothesis import given, settings
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from conftest import CORPORA
 from melodygen.errors import NoUsableMusicError
 from melodygen.midi_io import read_score
-from melodygen.music import apply_sustain, fold_into_range, pick_melody_track, skyline, transpose
+from melodygen.encodings.preprocess import apply_sustain, fold_into_range, pick_melody_track, skyline
 from melodygen.notes import Note, Score, Track
 
 
@@ -124,7 +124,7 @@ def test_skyline_properties(notes):
         assert any(x.start <= y.start < x.end and x.pitch >= y.pitch for x in line)
 
 
-# ----------------------------------------------------------------------------- fold, transpose
+# ----------------------------------------------------------------------------- fold
 
 
 def test_fold_into_range_moves_by_octaves():
@@ -143,12 +143,6 @@ def test_fold_into_range_property(pitch, lo, width):
 def test_fold_into_range_rejects_narrow_range():
     with pytest.raises(ValueError, match="narrower than an octave"):
         fold_into_range([n(60, 0, 1)], 60, 70)
-
-
-def test_transpose():
-    assert [x.pitch for x in transpose([n(60, 0, 1), n(64, 1, 2)], -5)] == [55, 59]
-    with pytest.raises(ValueError, match="pitch 130"):
-        transpose([n(125, 0, 1)], 5)
 
 
 # ----------------------------------------------------------------------------- melody track

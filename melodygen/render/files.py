@@ -2,8 +2,8 @@
 
 `render_files` is the library entry point behind `melodygen render`, `melodygen sample --render`
 and the report page: for each `song.mid` it writes `song.wav` and/or `song.png` into `out_dir`
-(or beside the MIDI file when `out_dir` is None). Audio: `melodygen.audio`; pictures:
-`melodygen.pianoroll`.
+(or beside the MIDI file when `out_dir` is None). Audio: `render.audio`; pictures:
+`render.pianoroll`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from melodygen.audio import find_fluidsynth, find_soundfont, render_wav
+from melodygen.render.audio import find_fluidsynth, find_soundfont, render_wav
 from melodygen.errors import MidiReadError, RenderError
-from melodygen.pianoroll import ScoreFacts, draw_pianoroll, score_facts
+from melodygen.render.pianoroll import ScoreFacts, draw_pianoroll, score_facts
 
 
 @dataclass(frozen=True)
