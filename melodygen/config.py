@@ -175,6 +175,25 @@ def read_config_dict(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
+def encoding_from_overrides(name: str, overrides: typing.Sequence[str]):
+    """The encoding `name` with the settings of `encoding.key=value` overrides (a bare `key=value`
+    means the same), parsed like `train --set`; every problem in one `ConfigError`. For the
+    commands whose only settings are the encoding's (`prepare`, `tokens`)."""
+    raw: dict = {"encoding": {"name": name}}
+    problems: list[str] = []
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {item!r}: expected encoding.KEY=VALUE, e.g. encoding.min_pitch=36")
+            continue
+        _apply_override(raw, item if "." in key else f"encoding.{item.strip()}", problems)
+    problems += [f"--set {s}.*: only encoding settings can be set here" for s in raw if s != "encoding"]
+    config = config_from_dict({"encoding": raw["encoding"]}, "--set", problems)
+    from melodygen.encodings import get_encoding
+
+    return get_encoding(config.encoding.name, **config.encoding.settings)
+
+
 _DATA_PATHS = ("sources", "dataset", "cache_dir")
 
 

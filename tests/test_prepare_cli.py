@@ -1,5 +1,6 @@
 """`melodygen prepare` through click: output, reuse message, and one-line errors for bad input."""
 
+import json
 import shutil
 
 import midi_factory as mf
@@ -46,7 +47,7 @@ def test_default_out_is_named_after_source_and_encoding(src, tmp_path, monkeypat
     ("missing", "nowhere: no such file or folder"),
     ("empty", "no .mid or .midi files"),
     ("junk_only", "no usable MIDI"),
-    ("encoding", "unknown encoding 'chiptune'"),
+    ("encoding", "'chiptune' is not one of 'melody', 'performance'"),
     ("unwritable", "cannot write there"),
     ("not_a_dataset", "is not a melodygen dataset"),
     ("val_fraction", "Invalid value for '--val-fraction'"),
@@ -75,3 +76,18 @@ def test_bad_input_is_one_clear_line(src, tmp_path, case, needle):
     assert needle in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
     assert not out.exists() and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_encoding_settings_are_set_like_train_overrides(tmp_path, nottingham_files):
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in nottingham_files:
+        (src / f.name).write_bytes(f.read_bytes())
+    result = _run(src, "--out", tmp_path / "ds", "--set", "encoding.min_pitch=40", "--set", "max_pitch=90",
+                  "--workers", "1")
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "ds" / "encoding.json").read_text())
+    assert stored["settings"]["min_pitch"] == 40 and stored["settings"]["max_pitch"] == 90
+    result = _run(src, "--out", tmp_path / "ds2", "--set", "encoding.min_pich=40", "--set", "max_pitch=x")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "'min_pich' (did you mean 'min_pitch'?)" in result.output and "max_pitch='x' must be int" in result.output

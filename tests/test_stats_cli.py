@@ -143,7 +143,7 @@ def test_encoding_measures_files_as_the_encoding_sees_them(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--encoding", "chords"], 1, "Error: unknown encoding 'chords'; choose one of melody, performance\n"),
+    (["--encoding", "chords"], 2, "'chords' is not one of 'melody', 'performance'"),
     (["--max-events", "6"], 2, "--max-events counts events of an --encoding; add --encoding NAME"),
 ])
 def test_encoding_options_are_checked(folk_dir, args, code, message):

@@ -56,9 +56,10 @@ def test_decode_writes_the_decoded_notes(tune, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--encoding", "remi"], "unknown encoding 'remi'; choose one of melody, performance"),
     (["--set", "bogus=1"], "melody encoding: unknown setting 'bogus'"),
-    (["--set", "track"], "expected KEY=VALUE"),
+    (["--set", "encoding.bogus=1"], "melody encoding: unknown setting 'bogus'"),
+    (["--set", "training.lr=1"], "--set training.*: only encoding settings can be set here"),
+    (["--set", "track"], "expected encoding.KEY=VALUE"),
     (["--set", "min_notes=100000"], "nothing to encode"),
     (["--set", "track=5"], "nothing to encode (track 5 out of range"),
 ])
@@ -68,6 +69,12 @@ def test_bad_input_is_one_line_and_exit_1(tune, args, message):
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert result.output.count(tune.name) <= 1
     assert "Traceback" not in result.output
+
+
+def test_an_unknown_encoding_is_a_usage_error_listing_the_registry(tune):
+    result = _run(tune, "--encoding", "remi")
+    assert result.exit_code == 2
+    assert "'remi' is not one of 'melody', 'performance'" in result.output
 
 
 def test_a_file_that_is_not_midi_is_one_line(tmp_path):

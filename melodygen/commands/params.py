@@ -16,3 +16,31 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class RegistryChoice(click.Choice):
+    """`click.Choice` over a registry's names, read when first needed: importing a registry
+    when the CLI starts (the encodings pull in numpy) would slow every command's `--help`."""
+
+    def __init__(self, load_names):
+        self._load_names = load_names
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._load_names())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns them; ours are the registry's
+        pass
+
+
+def _encoding_names() -> list[str]:
+    from melodygen.encodings import ENCODINGS
+
+    return sorted(ENCODINGS)
+
+
+ENCODING_NAME = RegistryChoice(_encoding_names)
+SET_ENCODING_HELP = ("An encoding setting, e.g. encoding.min_pitch=36 or encoding.track=2 (TOML value; "
+                     "the 'encoding.' may be left out); repeatable.")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from melodygen.commands.params import FiniteFloatRange
+from melodygen.commands.params import ENCODING_NAME, SET_ENCODING_HELP, FiniteFloatRange
 
 
 @click.command("prepare")
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--encoding", "encoding_name", default="melody", show_default=True,
+@click.option("--encoding", "encoding_name", type=ENCODING_NAME, default="melody", show_default=True,
               help="Event encoding: melody (monophonic, Melody RNN) or performance (polyphonic, Performance RNN).")
+@click.option("--set", "overrides", multiple=True, metavar="encoding.KEY=VALUE", help=SET_ENCODING_HELP)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Dataset folder [default: runs/data/<first SRC name>-<encoding>].")
 @click.option("--val-fraction", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
@@ -20,8 +21,8 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel reader processes [default: every CPU].")
 @click.option("--force", is_flag=True, help="Rebuild even if the inputs have not changed since the last run.")
-def command(sources: tuple[Path, ...], encoding_name: str, out_dir: Path | None, val_fraction: float,
-            workers: int | None, force: bool) -> None:
+def command(sources: tuple[Path, ...], encoding_name: str, overrides: tuple[str, ...], out_dir: Path | None,
+            val_fraction: float, workers: int | None, force: bool) -> None:
     """Turn MIDI files into training data: token shards, encoding.json and manifest.json.
 
     SOURCES are MIDI files, folders (searched recursively for .mid/.midi) or
@@ -35,14 +36,15 @@ def command(sources: tuple[Path, ...], encoding_name: str, out_dir: Path | None,
       melodygen prepare
       melodygen prepare bundled:nottingham --encoding melody --out runs/data/nottingham-melody
       melodygen prepare bundled:bach-chorales --encoding performance
+      melodygen prepare ~/midi/folk --set encoding.min_pitch=40 --set encoding.max_pitch=88
       melodygen prepare ~/midi/piano/ --encoding performance --out runs/data/piano --workers 4
       melodygen prepare song1.mid song2.mid --val-fraction 0 --out runs/data/two-songs
     """
     from melodygen.dataset.prepare import prepare
+    from melodygen.config import encoding_from_overrides
     from melodygen.dataset.sources import DEFAULT_CORPUS, resolve_source
-    from melodygen.encodings import get_encoding
 
-    encoding = get_encoding(encoding_name)
+    encoding = encoding_from_overrides(encoding_name, overrides)
     sources = sources or (DEFAULT_CORPUS,)
     if out_dir is None:
         out_dir = Path("runs") / "data" / f"{resolve_source(sources[0]).resolve().stem}-{encoding_name}"

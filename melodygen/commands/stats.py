@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from melodygen.commands.params import ENCODING_NAME
+
 
 @click.command("stats")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
@@ -12,7 +14,7 @@ import click
     type=click.Path(exists=True),
     help="A folder (or file) of real music to compare against: overlapping area and KL per metric.",
 )
-@click.option("--encoding", "encoding_name", metavar="NAME", default=None,
+@click.option("--encoding", "encoding_name", type=ENCODING_NAME, default=None,
               help="Measure every file as encoding NAME (default settings) sees it: encoded, then decoded.")
 @click.option("--max-events", type=click.IntRange(min=1), default=None,
               help="With --encoding: keep each file's first N events (e.g. the samples' --length).")

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
+from melodygen.commands.params import ENCODING_NAME, SET_ENCODING_HELP
+
 
 @click.command("tokens")
 @click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--encoding", "encoding_name", default="melody", show_default=True,
+@click.option("--encoding", "encoding_name", type=ENCODING_NAME, default="melody", show_default=True,
               help="Event encoding: melody (monophonic, Melody RNN) or performance (polyphonic, "
                    "Performance RNN).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="An encoding setting, e.g. track=2, min_pitch=36, sustain=false (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="encoding.KEY=VALUE", help=SET_ENCODING_HELP)
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Print only the first N tokens (the counts still cover all of them).")
 @click.option("--decode", "decode_to", type=click.Path(dir_okay=False, path_type=Path),
@@ -31,23 +32,16 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     Examples:
       melodygen tokens data/nottingham/ashover1.mid
       melodygen tokens song.mid --encoding performance --limit 40
-      melodygen tokens song.mid --set track=1 --decode melody-only.mid
+      melodygen tokens song.mid --set encoding.track=1 --decode melody-only.mid
     """
-    from melodygen.config import parse_value
+    from melodygen.config import encoding_from_overrides
     from melodygen.dataset.files import read_file
-    from melodygen.encodings import get_encoding
-    from melodygen.errors import ConfigError, OutputError
+    from melodygen.errors import OutputError
     from melodygen.midi_io import write_midi
 
     if decode_to is not None and decode_to.exists() and not overwrite:
         raise OutputError(f"{decode_to}: already exists; pass --overwrite or choose another --decode file")
-    settings = {}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set track=1")
-        settings[key.strip()] = parse_value(text.strip())
-    encoding = get_encoding(encoding_name, **settings)
+    encoding = encoding_from_overrides(encoding_name, overrides)
     read = read_file(midi_file, encoding, keep_score=True).raise_if_skipped("nothing to encode")
     ids, score = read.ids, read.score
     qpm = float(score.tempo_map.qpm[0])
