@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from melodygen.config import load_config
-from melodygen.encodings import get_encoding
+from melodygen.encodings import ENCODINGS, get_encoding
 from melodygen.models import build_model
 from melodygen.dataset.sources import resolve_source
 
@@ -32,11 +32,16 @@ def test_preset_loads_and_builds(path):
         assert model(torch.ones(1, 8, dtype=torch.long)).shape == (1, 8, encoding.vocab.size)
 
 
-def test_presets_use_the_bundled_corpus_of_their_encoding():
-    for path in CONFIGS:
-        config = load_config(path)
-        corpus = {"melody": "bundled:nottingham", "performance": "bundled:bach-chorales"}[config.encoding.name]
-        assert config.data.sources == (corpus,), path.name
+# The bundled corpus each encoding's presets train on; a new encoding must say which it uses.
+CORPUS_OF = {"melody": "bundled:nottingham", "performance": "bundled:bach-chorales"}
+
+
+@pytest.mark.parametrize("encoding_name", sorted(ENCODINGS))
+def test_every_encoding_has_presets_on_its_bundled_corpus(encoding_name):
+    presets = [p for p in CONFIGS if load_config(p).encoding.name == encoding_name]
+    assert presets, f"no preset in configs/ uses the {encoding_name} encoding"
+    for path in presets:
+        assert load_config(path).data.sources == (CORPUS_OF[encoding_name],), path.name
 
 
 def test_quickstart_fits_in_five_minutes():
