@@ -16,8 +16,9 @@ TINY = {
     "transformer": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 16},
 }
 CASES = [(kind, TINY[kind]) for kind in MODELS] + [
-    ("transformer", {**TINY["transformer"], "positions": "learned", "tie_weights": False})]
-IDS = ["rnn", "lstm", "gru", "transformer-rope", "transformer-learned"]
+    ("transformer", {**TINY["transformer"], "positions": "learned", "tie_weights": False}),
+    ("transformer", {**TINY["transformer"], "positions": "relative", "max_relative_distance": 5})]
+IDS = [*MODELS, "transformer-learned", "transformer-relative"]
 
 
 def tiny(kind, settings, seed=0):
@@ -119,10 +120,12 @@ def test_learns_a_repeated_phrase(kind, settings):
     assert loss().item() < 0.05 * first
 
 
-def test_rope_window_slides_past_max_context():
+@pytest.mark.parametrize("positions", ["rope", "relative"])
+def test_window_slides_past_max_context(positions):
     # One layer: its keys depend only on id and position, so the sliding cache must equal
-    # `forward` on the last max_context ids (RoPE sees only relative positions).
-    model = tiny("transformer", {**TINY["transformer"], "n_layers": 1, "max_context": 8})
+    # `forward` on the last max_context ids (both schemes see only relative positions).
+    model = tiny("transformer", {**TINY["transformer"], "n_layers": 1, "max_context": 8,
+                                 "positions": positions})
     ids = random_ids(length=20)
     with torch.inference_mode():
         stepped, state = step_in_chunks(model, ids, [1] * 20)
@@ -143,7 +146,7 @@ def test_learned_positions_reencode_past_max_context():
     assert state.length == 7 and state.position == 7
 
 
-@pytest.mark.parametrize("positions", ["rope", "learned"])
+@pytest.mark.parametrize("positions", ["rope", "learned", "relative"])
 def test_one_long_chunk_equals_stepping_past_max_context(positions):
     model = tiny("transformer", {**TINY["transformer"], "positions": positions, "max_context": 6})
     ids = random_ids(length=17)
@@ -187,6 +190,33 @@ def step_one_by_one(model, state, ids):
     return torch.cat(outputs, dim=1)
 
 
+@pytest.mark.parametrize("queries,keys,max_distance", [(6, 6, 9), (6, 6, 2), (1, 7, 3), (3, 8, 20)])
+def test_skewed_relative_logits_equal_the_direct_computation(queries, keys, max_distance):
+    """The O(L.D) skewing against the O(L^2.D) definition: q_t . E[min(i - j, M)] for j <= i."""
+    from melodygen.models.transformer import relative_logits
+
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 3, queries, 4, generator=generator)
+    embeddings = torch.randn(3, max_distance + 1, 4, generator=generator)
+    got = relative_logits(q, embeddings, keys)
+    positions = torch.arange(keys - queries, keys)[:, None] - torch.arange(keys)[None, :]  # (T, K) i - j
+    table = embeddings[:, positions.clamp(0, max_distance)]  # (H, T, K, D): the L^2.D tensor
+    direct = torch.einsum("bhtd,htkd->bhtk", q, table)
+    seen = positions >= 0
+    torch.testing.assert_close(got[..., seen], direct[..., seen], atol=1e-5, rtol=1e-5)
+
+
+def test_relative_positions_change_the_logits_and_learn_distances():
+    model = tiny("transformer", {**TINY["transformer"], "positions": "relative"})
+    ids = random_ids()
+    with torch.no_grad():
+        before = model(ids)
+        for block in model.blocks:  # (shifting every distance alike would change nothing)
+            block.attn.relative[:, 1].add_(3.0)
+        assert not torch.allclose(before, model(ids))
+    assert all(b.attn.relative.shape == (2, 16, 8) for b in model.blocks)  # heads, distances 0..15, head size
+
+
 def test_training_autocast_is_a_no_op_on_cpu():
     """What the product does on CPU: `devices.autocast` keeps fp32 there (bf16 CPU kernels are
     missing on some CPUs, e.g. oneDNN's LSTM without AVX-512, and slower on the rest)."""
@@ -222,7 +252,8 @@ def test_every_problem_reported_at_once():
     ("lstm", {"num_layers": 0}, ">= 1"),
     ("transformer", {"d_model": 30, "n_heads": 4}, "multiple of n_heads"),
     ("transformer", {"d_model": 6, "n_heads": 2}, "even head size"),
-    ("transformer", {"positions": "sinusoidal"}, "'rope' or 'learned'"),
+    ("transformer", {"positions": "sinusoidal"}, "one of rope, relative, learned"),
+    ("transformer", {"max_relative_distance": -1}, "max_relative_distance must be >= 0"),
     ("transformer", {"max_context": 1}, "max_context must be >= 2"),
 ])
 def test_bad_values(kind, settings, fragment):

@@ -5,14 +5,23 @@
 
 Attention is causal `F.scaled_dot_product_attention`; the MLP is Linear -> GELU -> Linear.
 
-Positions default to rotary (RoPE, Su et al. 2021) rather than learned (nanoGPT). RoPE makes
-attention depend only on the distance between ids, so the KV cache can slide past
-`max_context`: cached keys keep the rotation of their absolute position, and a query at any
-later position still sees the right distances. It also has no table to outgrow.
+Three position schemes (`positions`), each right for something:
+- `rope` (default; rotary, Su et al. 2021): attention depends only on the distance between ids,
+  with no parameters and no table to outgrow; the KV cache can slide past `max_context`. A
+  good general default, and the cheapest.
+- `relative` (Music Transformer, Huang et al. 2018): learned embeddings per head for each
+  distance up to `max_relative_distance` (further ones share the last), added to the attention
+  logits as q . E[i - j], computed with the memory-efficient "skewing" (O(L.D) extra memory, no
+  (L, L, D) tensor). It was introduced for music: the model can learn "what came exactly one bar
+  ago" as such, which is what repetition and long-range structure need. Costs an (L, L) logit
+  bias per layer (no fused attention kernel), so training is slower than rope's.
+- `learned` (nanoGPT): absolute position embeddings; simplest, but a position past the table
+  was never seen, so stepping past `max_context` re-encodes a window (below).
 
 The step state is a `KVCache` (kv_cache.py), preallocated and updated in place. Past
 `max_context`:
-- rope: the cache keeps the most recent `max_context - 1` positions, so every new id attends
+- rope, relative: the cache keeps the most recent `max_context - 1` positions (distances stay
+  what they were), so every new id attends
   to a full window. (Cached keys of the deeper layers were computed with their own, longer
   past, so this is a streaming approximation of re-running the window, exact for one layer.)
 - learned: there is no position embedding beyond the table, so the last `max_context // 2`
@@ -35,6 +44,7 @@ from melodygen.models.kv_cache import KVCache
 from melodygen.settings import check
 
 ROPE_BASE = 10000.0
+POSITIONS = ("rope", "relative", "learned")
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class TransformerSettings:
     dropout: float = 0.1
     max_context: int = 512
     positions: str = "rope"
+    max_relative_distance: int = 0  # relative positions: 0 = every distance in the context
     tie_weights: bool = True
 
     def __post_init__(self):
@@ -56,7 +67,8 @@ class TransformerSettings:
                 lambda: min(self.d_model, self.n_layers, self.n_heads, self.d_ff) >= 1,
             "max_context must be >= 2": lambda: self.max_context >= 2,
             "dropout must be in [0, 1)": lambda: 0 <= self.dropout < 1,
-            "positions must be 'rope' or 'learned'": lambda: self.positions in ("rope", "learned"),
+            f"positions must be one of {', '.join(POSITIONS)}": lambda: self.positions in POSITIONS,
+            "max_relative_distance must be >= 0": lambda: self.max_relative_distance >= 0,
             f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})":
                 lambda: self.d_model % self.n_heads == 0,
             "rope needs an even head size (d_model / n_heads)":
@@ -80,14 +92,35 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
+def relative_logits(q: Tensor, embeddings: Tensor, keys: int) -> Tensor:
+    """Music Transformer's relative logits S[t, j] = q_t . E[min(i_t - j, M)] for queries q
+    (B, H, T, D) that are the last T of `keys` positions (query t is at i_t = keys - T + t),
+    from per-head embeddings (H, M + 1, D) of distances 0..M; (B, H, T, keys), defined for
+    j <= i_t (later keys are masked by the caller).
+
+    "Skewing" (Huang et al. 2018; the rel_shift of Transformer-XL): multiply q by the
+    embeddings of distances keys-1 .. 0 once, (B, H, T, keys), then shift row t left by
+    T - 1 - t with a pad and a reshape, so no (T, keys, D) tensor is ever built."""
+    distances = torch.arange(keys - 1, -1, -1, device=q.device).clamp(max=embeddings.shape[1] - 1)
+    raw = q @ embeddings[:, distances].transpose(-1, -2).to(q.dtype)  # (B, H, T, keys)
+    B, H, T, K = raw.shape
+    padded = F.pad(raw, (1, 0))  # (B, H, T, K + 1)
+    return padded.view(B, H, K + 1, T)[:, :, 1:].reshape(B, H, T, K)
+
+
 class SelfAttention(nn.Module):
-    """Multi-head causal self-attention over the new ids and the cached keys/values."""
+    """Multi-head causal self-attention over the new ids and the cached keys/values, with
+    relative position logits when the settings ask for them."""
 
     def __init__(self, s: TransformerSettings):
         super().__init__()
         self.n_heads, self.dropout = s.n_heads, s.dropout
         self.qkv = nn.Linear(s.d_model, 3 * s.d_model, bias=False)
         self.proj = nn.Linear(s.d_model, s.d_model, bias=False)
+        self.relative = None
+        if s.positions == "relative":
+            distances = (s.max_relative_distance or s.max_context - 1) + 1
+            self.relative = nn.Parameter(torch.randn(s.n_heads, distances, s.d_model // s.n_heads) * 0.02)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache: KVCache | None,
                 layer: int) -> Tensor:
@@ -100,10 +133,15 @@ class SelfAttention(nn.Module):
         v = qkv[2]
         if cache is not None:
             k, v = cache.store(layer, k, v)
+        mask, causal = _causal_mask(T, k.shape[2], x.device), k.shape[2] == T and T > 1
+        if self.relative is not None:  # an additive bias: SDPA adds it to the scaled q.k
+            bias = relative_logits(q, self.relative, k.shape[2]) / math.sqrt(q.shape[-1])
+            if causal:
+                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            mask, causal = bias if mask is None else bias.masked_fill(~mask, -math.inf), False
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=_causal_mask(T, k.shape[2], x.device),
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=k.shape[2] == T and T > 1)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -143,6 +181,7 @@ class TransformerModel(SequenceModel):
         s = settings
         self.embed = nn.Embedding(vocab_size, s.d_model)
         learned = s.positions == "learned"
+        self.rotary = s.positions == "rope"
         self.pos_embed = nn.Embedding(s.max_context, s.d_model) if learned else None
         self.drop = nn.Dropout(s.dropout)
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
@@ -212,7 +251,7 @@ class TransformerModel(SequenceModel):
         rope = None
         if self.pos_embed is not None:
             x = x + self.pos_embed(positions)
-        else:
+        elif self.rotary:
             rope = rope_tables(positions.float(), self.settings.d_model // self.settings.n_heads)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
