@@ -13,6 +13,7 @@ TINY = {
     "rnn": {"embed_size": 16, "hidden_size": 16, "num_layers": 2},
     "lstm": {"embed_size": 16, "hidden_size": 16, "num_layers": 2, "tie_weights": True},
     "gru": {"embed_size": 8, "hidden_size": 16, "num_layers": 2},
+    "attention_lstm": {"embed_size": 8, "hidden_size": 16, "num_layers": 2, "attention_length": 4},
     "transformer": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 16},
 }
 CASES = [(kind, TINY[kind]) for kind in MODELS] + [
@@ -40,7 +41,7 @@ def step_in_chunks(model, ids, sizes):
 
 
 def test_registry_has_every_kind():
-    assert set(MODELS) == {"rnn", "lstm", "gru", "transformer"}
+    assert set(MODELS) == {"rnn", "lstm", "gru", "attention_lstm", "transformer"}
     assert set(TINY) == set(MODELS)
 
 
@@ -231,7 +232,7 @@ def test_training_autocast_is_a_no_op_on_cpu():
 
 
 def test_unknown_kind():
-    with pytest.raises(ConfigError, match="unknown model kind 'lstn'.*rnn, lstm, gru, transformer"):
+    with pytest.raises(ConfigError, match="unknown model kind .lstn..*rnn, lstm, gru, attention_lstm, transformer"):
         build_model("lstn", {}, V)
 
 

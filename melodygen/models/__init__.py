@@ -5,7 +5,8 @@
     spec = {"kind": model.kind, "settings": settings_to_dict(model.settings),
             "vocab_size": model.vocab_size}
 
-`rnn`, `lstm` and `gru` share `RecurrentSettings`; `transformer` has `TransformerSettings`.
+`rnn`, `lstm` and `gru` share `RecurrentSettings`, `attention_lstm` adds `attention_length`;
+`transformer` has `TransformerSettings`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch import nn
 
 from melodygen.errors import ConfigError
 from melodygen.models.base import SequenceModel
-from melodygen.models.recurrent import ElmanRNN, GRUModel, LSTMModel, RecurrentSettings
+from melodygen.models.recurrent import (AttentionLSTMModel, AttentionLSTMSettings, ElmanRNN, GRUModel,
+                                        LSTMModel, RecurrentSettings)
 from melodygen.models.transformer import TransformerModel, TransformerSettings
 from melodygen.settings import build
 
@@ -31,6 +33,7 @@ MODELS: dict[str, ModelEntry] = {
     "rnn": ModelEntry(RecurrentSettings, ElmanRNN),
     "lstm": ModelEntry(RecurrentSettings, LSTMModel),
     "gru": ModelEntry(RecurrentSettings, GRUModel),
+    "attention_lstm": ModelEntry(AttentionLSTMSettings, AttentionLSTMModel),
     "transformer": ModelEntry(TransformerSettings, TransformerModel),
 }
 

@@ -1,4 +1,5 @@
-"""Recurrent generators: Elman RNN (tanh), LSTM and GRU, one settings dataclass for all three.
+"""Recurrent models: Elman RNN (tanh), LSTM, GRU (one settings dataclass for the three), and the
+LSTM with attention over its recent outputs (its settings add `attention_length`).
 
     ids (B, T) -> embedding -> dropout -> stacked recurrent layers (dropout between layers)
                -> dropout -> linear head -> logits (B, T, V)
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import LongTensor, Tensor, nn
 
 from melodygen.models.base import SequenceModel
@@ -111,3 +113,62 @@ class GRUModel(RecurrentModel):
 
     kind = "gru"
     rnn_type = nn.GRU
+
+
+@dataclass(frozen=True)
+class AttentionLSTMSettings(RecurrentSettings):
+    """An LSTM's sizes plus `attention_length`: how many of its most recent outputs (its own
+    included) each output attends over (Magenta's attention_rnn uses 40)."""
+
+    attention_length: int = 40
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self, {"attention_length must be >= 1": lambda: self.attention_length >= 1})
+
+
+class AttentionLSTMModel(LSTMModel):
+    """The seed's "LSTM with attention" rung, after Magenta's attention_rnn: each LSTM output
+    h_t attends over the outputs h_{t-N+1..t} (N = `attention_length`), and the head reads
+    h_t + tanh(W [h_t; a_t]), the output and what it attended to (Luong's attentional state,
+    kept residual so the model starts out as the plain LSTM and learns as fast). So a melody
+    can look up what it played a bar or two ago without carrying it through the recurrent state.
+
+    Attention is scaled dot-product (queries and keys are learned projections of the outputs,
+    values the outputs themselves) rather than Magenta's additive scores: the same window, and
+    it runs as one masked `scaled_dot_product_attention` over a whole training window. The
+    step state is (LSTM state, the last N - 1 outputs); stepping equals `forward`.
+    """
+
+    kind = "attention_lstm"
+
+    def __init__(self, settings: AttentionLSTMSettings, vocab_size: int):
+        super().__init__(settings, vocab_size)
+        hidden = settings.hidden_size
+        self.query = nn.Linear(hidden, hidden, bias=False)
+        self.key = nn.Linear(hidden, hidden, bias=False)
+        self.combine = nn.Linear(2 * hidden, hidden)
+
+    def select_rows(self, state: Any, rows: LongTensor) -> Any:
+        recurrent, recent = state
+        return super().select_rows(recurrent, rows), recent.index_select(0, rows)
+
+    def _run(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        recurrent, recent = state if state is not None else (None, None)
+        x = self.drop(self.embed(ids))  # (B, T, E)
+        out, recurrent = self.rnn(x, recurrent)  # (B, T, H)
+        past = out if recent is None else torch.cat([recent, out], dim=1)  # (B, P + T, H)
+        read = self._attend(out, past)
+        mixed = out + torch.tanh(self.combine(torch.cat([out, read], dim=-1)))  # (B, T, H)
+        logits = self.head(self.drop(mixed))
+        return logits, (recurrent, past[:, -(self.settings.attention_length - 1):] if
+                        self.settings.attention_length > 1 else past[:, :0])
+
+    def _attend(self, out: Tensor, past: Tensor) -> Tensor:
+        """What each of the T newest outputs reads from the window of outputs ending at it."""
+        T, P = out.shape[1], past.shape[1]
+        rows = torch.arange(P - T, P, device=out.device)[:, None]  # each query's place in `past`
+        cols = torch.arange(P, device=out.device)[None, :]
+        window = (cols <= rows) & (cols > rows - self.settings.attention_length)  # (T, P)
+        q, k = self.query(out), self.key(past)
+        return F.scaled_dot_product_attention(q[:, None], k[:, None], past[:, None], attn_mask=window)[:, 0]
