@@ -61,7 +61,7 @@ def main() -> None:
 
     \b
     Typical path:
-      melodygen prepare data/nottingham --encoding melody --out runs/data/nottingham-melody
+      melodygen prepare bundled:nottingham --encoding melody --out runs/data/nottingham-melody
       melodygen train --config configs/melody_lstm.toml --out runs/melody_lstm
       melodygen sample runs/melody_lstm/best.pt --out samples/ --temperature 0.9
     """

@@ -79,7 +79,6 @@ def score_ids(model, ids: np.ndarray, *, seq_len: int, batch_size: int = 32, dev
     return evaluate_nll(model, iter_sequential_windows(_IdStream(ids), seq_len, batch_size), device)
 
 
-
 @dataclass(frozen=True)
 class _IdStream:
     """Ids of pieces concatenated (`BOS ids EOS` each), shaped for `iter_sequential_windows`."""

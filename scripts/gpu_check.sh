@@ -7,8 +7,9 @@
 #   PYTHON=.venv/bin/python DEVICE=cpu STEPS=20 BENCH_STEPS=5 BENCH_PRESETS=melody_rnn BENCH_TOKENS=64 \
 #       bash scripts/gpu_check.sh                  # a dry run of the script on a CPU
 #
-# It runs from the source tree (PYTHONPATH=.), installing nothing; mido and pretty_midi, if that
-# python lacks them, are installed from wheels in .whl/ when that folder is there.
+# It installs this tree (no dependencies) into a temporary folder on PYTHONPATH, so the bundled
+# corpora are there as on any install; mido and pretty_midi, if that python lacks them, come from
+# wheels in .whl/ when that folder is there (a GPU machine may have no network).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,11 +20,12 @@ BENCH_PRESETS=${BENCH_PRESETS:-melody_rnn melody_lstm melody_transformer perform
 BENCH_TOKENS=${BENCH_TOKENS:-1024}
 WORK=$(mktemp -d)
 REPORT=${OUT:-$WORK}/gpu_check.md
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+"$PY" -m pip install -q --no-deps --no-build-isolation --target "$WORK/site" . || exit 1
+export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 MG=("$PY" -m melodygen)
 
 if ! "$PY" -c "import mido, pretty_midi" 2>/dev/null && [ -d .whl ]; then
-    "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" .whl/*.whl && export PYTHONPATH="$PYTHONPATH:$WORK/site"
+    "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" .whl/*.whl
 fi
 "$PY" - "$DEVICE" <<'EOF' || exit 1
 import sys, torch
@@ -38,15 +40,15 @@ status=0
 section() { echo; echo "== $1 ($(date +%H:%M:%S))"; }
 
 section "CUDA tests"
-"$PY" -m pytest -q -p no:cacheprovider -m cuda tests/ 2>&1 | tail -n 5 | tee "$WORK/tests.txt" || status=1
+"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -n 5 | tee "$WORK/tests.txt" || status=1
 
 section "prepare the bundled Nottingham tunes"
 "${MG[@]}" prepare bundled:nottingham --encoding melody --out "$WORK/data" | tail -n 3 || exit 1
 
-for kind in rnn lstm gru transformer; do
+for kind in rnn lstm gru attention_lstm transformer; do
     case $kind in
         rnn) config=configs/melody_rnn.toml; extra=() ;;
-        gru) config=configs/melody_lstm.toml; extra=(--set model.kind=gru) ;;
+        gru|attention_lstm) config=configs/melody_lstm.toml; extra=(--set model.kind=$kind) ;;
         *) config=configs/melody_$kind.toml; extra=() ;;
     esac
     section "train $kind ($STEPS steps, $DEVICE) and sample 16 x 512 events"
@@ -81,7 +83,7 @@ print(f"gpu_check on {name}, torch {torch.__version__}; training {steps} steps p
 print()
 print("| kind | train s (incl. start-up) | train tok/s (last interval) | val NLL | sample s (16 x 512, incl. load) | events/s |")
 print("|---|---:|---:|---:|---:|---:|")
-for kind in ("rnn", "lstm", "gru", "transformer"):
+for kind in ("rnn", "lstm", "gru", "attention_lstm", "transformer"):
     metrics = work / f"run-{kind}" / "metrics.csv"
     rows = list(csv.DictReader(metrics.open())) if metrics.exists() else []
     rate = next((r["tokens_per_s"] for r in reversed(rows) if r.get("tokens_per_s")), "")

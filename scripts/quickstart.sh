@@ -10,7 +10,7 @@ MG=.venv/bin/melodygen
 RUN=runs/quickstart
 SAMPLES=samples/quickstart
 
-$MG prepare data/nottingham --encoding melody --out runs/data/nottingham-melody
+$MG prepare bundled:nottingham --encoding melody --out runs/data/nottingham-melody
 $MG train --config configs/melody_lstm.toml --data runs/data/nottingham-melody --out "$RUN" --overwrite "$@"
 $MG sample "$RUN/best.pt" --out "$SAMPLES" --num-outputs 4 --bars 16 --temperature 0.9 --seed 0 --overwrite
 echo
@@ -18,4 +18,4 @@ echo "Did it learn? The model against a counted 5-gram, on the same held-out tun
 $MG evaluate "$RUN/best.pt" --data runs/data/nottingham-melody --baseline 5
 echo
 echo "Done. Your generated MIDI files are in $SAMPLES/ (the model is $RUN/best.pt)."
-echo "Next: hear and see them on one page:  .venv/bin/melodygen report $RUN --samples $SAMPLES --reference data/nottingham"
+echo "Next: hear and see them on one page:  .venv/bin/melodygen report $RUN --samples $SAMPLES --reference bundled:nottingham"

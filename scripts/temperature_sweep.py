@@ -8,19 +8,19 @@ the same number of events: a melody model is not blamed for dropping the chords 
 --raw-reference measures the reference files as they are instead.
 
     python scripts/temperature_sweep.py runs/melody_lstm/best.pt --dataset runs/data/nottingham-melody
-    python scripts/temperature_sweep.py best.pt --reference data/nottingham -n 16 --length 256
+    python scripts/temperature_sweep.py best.pt --reference bundled:nottingham -n 16 --length 256
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from melodygen import stats
+from melodygen.dataset.manifest import read_manifest
 from melodygen.dataset.sources import find_midi_files
 from melodygen.errors import MelodygenError, NoUsableMusicError
 from melodygen.stats.compare import compare_sets
@@ -50,7 +50,7 @@ def reference_paths(args: argparse.Namespace) -> list[Path]:
     """The reference MIDI files: named ones, or the validation pieces of a prepared dataset."""
     if args.reference:
         return find_midi_files(args.reference)
-    manifest = json.loads((args.dataset / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(args.dataset)
     paths = [Path(p["path"]) for p in manifest["pieces"] if p["split"] == "valid"]
     if not paths:
         raise NoUsableMusicError(f"{args.dataset}: the dataset has no validation pieces")

@@ -47,7 +47,7 @@ def test_wheel_ships_the_corpora_and_runs_prepare_and_a_preset_from_another_fold
     python, melodygen = installed
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     where = run([python, "-c", "import melodygen, melodygen.dataset.sources as s; "
-                 "print(melodygen.__file__); print(s.default_corpus())"], cwd=tmp_path)
+                 "print(melodygen.__file__); print(s.resolve_source(s.DEFAULT_CORPUS))"], cwd=tmp_path)
     assert str(REPO) not in where and "site-packages" in where
     corpora = Path(where.splitlines()[1]).parent
     assert (corpora / "nottingham" / "LICENSE.md").is_file()

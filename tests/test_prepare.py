@@ -10,7 +10,7 @@ from melodygen.dataset import prepare as prepare_module
 from melodygen.dataset.manifest import check_dataset, load_dataset_encoding, read_manifest, split_of
 from melodygen.dataset.prepare import prepare
 from melodygen.dataset.shards import TokenDataset
-from melodygen.dataset.sources import bundled_corpora, content_hash, default_corpus, find_midi_files
+from melodygen.dataset.sources import DEFAULT_CORPUS, bundled_corpora, content_hash, find_midi_files, resolve_source
 from melodygen.encodings import get_encoding
 from melodygen.errors import ConfigError, DatasetError, OutputError
 from melodygen.midi_io import read_score
@@ -235,8 +235,9 @@ def test_file_discovery_is_recursive_sorted_and_unique(messy_folder):
 
 
 def test_default_corpus_is_the_bundled_nottingham_folder():
-    assert default_corpus().name == "nottingham" and len(list(default_corpus().glob("*.mid"))) > 1000
-    assert (default_corpus() / "LICENSE.md").is_file()  # the license travels with the files
+    corpus = resolve_source(DEFAULT_CORPUS)
+    assert corpus.name == "nottingham" and len(list(corpus.glob("*.mid"))) > 1000
+    assert (corpus / "LICENSE.md").is_file()  # the license travels with the files
 
 
 def test_bundled_sources_name_the_shipped_corpora():

@@ -97,10 +97,13 @@ def test_an_empty_reference_fails_before_the_set_is_read(folk_dir, tmp_path, mon
     assert result.output == f"Error: {tmp_path / 'empty'}: no .mid or .midi files in this folder\n"
 
 
-def test_missing_input_is_a_usage_error(tmp_path):
+def test_missing_input_is_one_clear_line(tmp_path):
     result = run(tmp_path / "nowhere")
-    assert result.exit_code == 2
-    assert "does not exist" in result.output
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'nowhere'}: no such file or folder\n"
+    mf.simple_file(tmp_path)
+    result = run(tmp_path, "--reference", "bundled:folk")  # a bundled corpus is named, not a path
+    assert result.exit_code == 1 and "bundled:folk: no such bundled corpus" in result.output
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ def _html_only(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of generated MIDI files to render, play and describe.")
-@click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
-              help="Folder of MIDI files (e.g. the training corpus) to compare the samples' statistics with; "
+@click.option("--reference", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder of MIDI files or bundled:NAME (e.g. the training corpus) to compare the samples' statistics with; "
                    "each file is passed through the run's encoding and cut to the longest sample's length.")
 @click.option("--raw-reference", is_flag=True,
               help="Compare with the --reference files as they are (chords, drums, whole pieces included).")
@@ -45,8 +45,8 @@ def command(run_dir: str, samples: str | None, reference: str | None, raw_refere
     Examples:
       melodygen report runs/melody_lstm
       melodygen report runs/melody_lstm --samples samples/
-      melodygen report runs/melody_lstm --samples samples/ --reference data/nottingham --out report.html
-      melodygen report runs/melody_lstm --samples samples/ --reference data/nottingham --raw-reference
+      melodygen report runs/melody_lstm --samples samples/ --reference bundled:nottingham --out report.html
+      melodygen report runs/melody_lstm --samples samples/ --reference bundled:nottingham --raw-reference
     """
     import shlex
 

@@ -8,11 +8,12 @@ from melodygen.commands.params import ENCODING_NAME
 
 
 @click.command("stats")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--reference",
-    type=click.Path(exists=True),
-    help="A folder (or file) of real music to compare against: overlapping area and KL per metric.",
+    type=click.Path(),
+    help="A folder (or file, or bundled:NAME) of real music to compare against: overlapping area and "
+         "KL per metric.",
 )
 @click.option("--encoding", "encoding_name", type=ENCODING_NAME, default=None,
               help="Measure every file as encoding NAME (default settings) sees it: encoded, then decoded.")
@@ -37,9 +38,9 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     \b
     Examples:
       melodygen stats samples/
-      melodygen stats samples/ --reference data/nottingham --workers 4
+      melodygen stats samples/ --reference bundled:nottingham --workers 4
       melodygen stats a.mid b.mid --json > stats.json
-      melodygen stats samples/ --reference data/nottingham --encoding melody --max-events 512
+      melodygen stats samples/ --reference bundled:nottingham --encoding melody --max-events 512
     """
     import json
 

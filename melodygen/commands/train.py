@@ -29,11 +29,12 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrite, device, seed,
             threads, quiet):
-    """Train a generator (RNN, LSTM, GRU or Transformer) on MIDI files or a prepared dataset.
+    """Train a model (RNN, LSTM, GRU, attention LSTM, Transformer) on MIDI or a prepared dataset.
 
     Writes RUN/config.toml, RUN/metrics.csv, RUN/best.pt (best validation NLL) and RUN/last.pt
     (refreshed at every validation). MIDI SOURCES given on the command line (or `[data]
-    sources` in the config) are prepared once and cached under runs/data/. Ctrl-C finishes the
+    sources` in the config: paths relative to the config file, or bundled:NAME) are prepared
+    once and cached in ~/.cache/melodygen/datasets ($XDG_CACHE_HOME). Ctrl-C finishes the
     current step, writes last.pt and exits with status 130; --resume continues exactly there.
 
     \b
@@ -74,7 +75,9 @@ def _config_path(config_path: str | None, out_dir: str | None, resume: bool) -> 
     if config_path:
         return config_path
     if resume and out_dir:
-        return str(Path(out_dir) / "config.toml")
+        from melodygen.training.rundir import RunPaths
+
+        return str(RunPaths(Path(out_dir)).config)
     raise ConfigError("--config is required (e.g. --config configs/melody_lstm.toml), "
                       "unless resuming with --out RUN --resume")
 

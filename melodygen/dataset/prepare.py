@@ -24,7 +24,7 @@ from melodygen.dataset.incremental import earlier_results
 from melodygen.dataset.manifest import (ENCODING, MANIFEST, build_manifest, check_dataset, count_reasons,
                                        input_fingerprint, read_manifest, split_of, write_json)
 from melodygen.dataset.shards import SPLITS, shard_paths, write_split
-from melodygen.dataset.sources import content_hash, find_midi_files
+from melodygen.dataset.sources import content_hash, find_midi_files, resolve_source
 from melodygen.dataset.summary import PrepareSummary
 from melodygen.encodings.vocab import BOS_ID, EOS_ID
 from melodygen.errors import ConfigError, DatasetError, OutputError
@@ -58,7 +58,7 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
         pieces = _write_shards(staging, unique, results, skipped, val_fraction)
         write_json(staging / ENCODING, encoding_dict)
         manifest = build_manifest(
-            sources=[str(Path(s).resolve()) for s in sources], fingerprint=fingerprint,
+            sources=[str(resolve_source(s).resolve()) for s in sources], fingerprint=fingerprint,
             encoding_dict=encoding_dict, val_fraction=val_fraction, files_found=len(files),
             files_from_previous=sum(sha1 in earlier for _, sha1 in unique), pieces=pieces,
             skipped=sorted(skipped, key=lambda s: s["path"]), seconds=time.perf_counter() - started)

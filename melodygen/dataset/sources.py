@@ -42,11 +42,6 @@ def resolve_source(source: str | Path) -> Path:
     return corpora[name]
 
 
-def default_corpus() -> Path:
-    """The bundled Nottingham folk tunes: what `prepare` reads when given no source."""
-    return resolve_source(DEFAULT_CORPUS)
-
-
 def find_midi_files(sources: Sequence[str | Path]) -> list[Path]:
     """Every MIDI file under `sources`, each once, sorted by path."""
     if not sources:

@@ -1,4 +1,4 @@
-"""The model registry: kind name -> (settings dataclass, generator class), and `build_model`.
+"""The model registry: kind name -> (settings dataclass, model class), and `build_model`.
 
     model = build_model("lstm", {"hidden_size": 512}, vocab_size=encoding.vocab.size)
     # what a checkpoint stores; build_model(**spec) rebuilds the model
@@ -50,7 +50,7 @@ def make_settings(kind: str, settings: dict[str, Any]) -> Any:
 
 
 def build_model(kind: str, settings: dict[str, Any], vocab_size: int) -> SequenceModel:
-    """A freshly initialised generator of `kind` for `vocab_size` ids (ConfigError if bad)."""
+    """A freshly initialised sequence model of `kind` for `vocab_size` ids (ConfigError if bad)."""
     resolved = make_settings(kind, settings)
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise ConfigError(f"vocab_size must be a positive integer, got {vocab_size!r}")

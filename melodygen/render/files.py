@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from melodygen.render.audio import find_fluidsynth, find_soundfont, render_wav
 from melodygen.errors import MidiReadError, RenderError
+from melodygen.render.audio import find_fluidsynth, find_soundfont, render_wav
 from melodygen.render.pianoroll import ScoreFacts, draw_pianoroll, score_facts
 
 
@@ -67,9 +67,9 @@ def check_audio(soundfont: str | os.PathLike | None = None) -> Path:
 
 def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None) -> Rendered:
     """Render one file to `<stem>.wav` / `<stem>.png`."""
-    from melodygen.midi_io import read_score
+    from melodygen.dataset.files import read_file
 
-    score = read_score(midi)
+    score = read_file(midi, keep_score=True).raise_if_skipped("").score
     facts = score_facts(score, display_name(midi))
     wav_path = png_path = None
     if wav:

@@ -58,7 +58,9 @@ def read_run(run_dir: Path) -> RunInfo:
     run = RunInfo(run_dir, None, None, metrics)
     checkpoint, path = run.checkpoint
     if checkpoint is not None and isinstance(checkpoint.get("run_config"), dict):
-        return RunInfo(run_dir, checkpoint["run_config"], f"{path.name} (run_config)", metrics)
+        found = RunInfo(run_dir, checkpoint["run_config"], f"{path.name} (run_config)", metrics)
+        found.__dict__["checkpoint"] = run.checkpoint  # the cached_property's slot: loaded once
+        return found
     if not metrics:
         raise ReportError(f"{run_dir}: no {paths.metrics.name} and no config: not a melodygen training run folder")
     return run

@@ -35,10 +35,12 @@ from melodygen.sampling.processors import BanIds, LogitProcessor
 
 @dataclass(frozen=True)
 class Budget:
-    """A per-row stop condition: id `i` costs `costs[i]`; a row stops once its sum >= `limit`."""
+    """A per-row stop condition: id `i` costs `costs[i]`; a row stops once its sum >= `limit`
+    (both in `unit`, e.g. "beats" or "seconds", for messages)."""
 
     costs: np.ndarray  # (V,) float
     limit: float
+    unit: str = "seconds"
 
 
 def filter_logits(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from melodygen.encodings.base import BEATS
+from melodygen.encodings.base import BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
 from melodygen.sampling.decoding import Budget, sample
@@ -104,7 +104,7 @@ def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Bu
     step = time.fixed_step(EOS_ID + 1)
     if step is not None:
         return max(1, round(limit / step)), None
-    return max(64, math.ceil(seconds * _MAX_EVENTS_PER_SECOND)), Budget(time.amounts, limit)
+    return max(64, math.ceil(seconds * _MAX_EVENTS_PER_SECOND)), Budget(time.amounts, limit, time.unit)
 
 
 def read_primer(path: Path, encoding) -> tuple[list[int], float]:
@@ -152,11 +152,12 @@ def _shortfall(row: list[int], request: SampleRequest, max_events: int,
         spent = float(budget.costs[row].sum()) if row else 0.0
         if spent >= budget.limit:
             return None
+        unit = "s" if budget.unit == SECONDS else budget.unit
+        got = f"{spent:.1f} of {budget.limit:.1f} {unit} of new music"
         if len(row) < max_events:
-            return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the model ended the piece "
-                    "(--allow-early-end)")
-        return (f"{spent:.1f} of {budget.limit:.1f} s of new music: the safety cap of {max_events} "
-                "events was reached (the model hardly moves time forward)")
+            return f"{got}: the model ended the piece (--allow-early-end)"
+        return (f"{got}: the safety cap of {max_events} events was reached (the model hardly "
+                "moves time forward)")
     if len(row) == max_events:
         return None
     if request.has_length:

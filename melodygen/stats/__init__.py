@@ -4,7 +4,7 @@
 how close two sets are per metric, `tables` prints the results. The public entry points:
 
     described = describe_set(["samples/a.mid", "samples/b.mid"])
-    reference = describe_set(dataset.sources.find_midi_files(["data/nottingham"]))
+    reference = describe_set(dataset.sources.find_midi_files(["bundled:nottingham"]))
     comparison = compare_sets(described, reference)
     as_modelled = describe_encoded_set(paths, get_encoding("melody"), max_events=512)  # what a melody model sees
 """

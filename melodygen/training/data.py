@@ -17,6 +17,7 @@ from melodygen.errors import DatasetError
 from melodygen.training import distributed
 from melodygen.training.distributed import DistInfo
 
+
 def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = True
                 ) -> tuple[Path, dict]:
     """The folder of the run's prepared dataset, checked against the config's encoding.
