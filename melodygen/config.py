@@ -78,7 +78,11 @@ class TrainingConfig:
 
     Zero turns off: `max_minutes` (time budget), `grad_clip`, `patience` (validations without a
     better val NLL before stopping early), `threads` (0 = torch's default), `eval_max_batches`
-    (0 = validate on the whole valid split)."""
+    (0 = validate on the whole valid split).
+
+    `window_starts`: "anywhere" (random windows over the concatenated pieces) or "pieces"
+    (windows start at a random piece's beginning: with `seq_len` above most pieces' length,
+    whole pieces, so their form, repeats and ending can be learned)."""
 
     batch_size: int = 32
     seq_len: int = 128
@@ -97,6 +101,7 @@ class TrainingConfig:
     log_every: int = 20
     patience: int = 0
     transpose_range: tuple[int, int] = (0, 0)
+    window_starts: str = "anywhere"
     seed: int = 1234
     compile: bool = False
     threads: int = 0
@@ -116,6 +121,7 @@ class TrainingConfig:
                    "[lo, hi] with lo <= 0 <= hi"),
             **each(self, ("device",), lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
                    "auto, cpu, cuda, cuda:N or mps"),
+            **each(self, ("window_starts",), lambda v: v in ("anywhere", "pieces"), "'anywhere' or 'pieces'"),
         })
 
 

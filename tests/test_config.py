@@ -101,7 +101,8 @@ def test_every_problem_is_reported_in_one_error(config_file):
 @pytest.mark.parametrize("override", ["training.seed=true", "training.seq_len=\"64\"",
                                       "data.sources=\"data\"", "training.transpose_range=[1, 2]",
                                       "training.device=tpu", "data.val_fraction=1.0",
-                                      "training.seed=-1", "training.seed=9223372036854775808"])
+                                      "training.seed=-1", "training.seed=9223372036854775808",
+                                      "training.window_starts=bars"])
 def test_wrong_types_and_values_are_rejected(config_file, override):
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config(config_file, [override])

@@ -90,6 +90,26 @@ def test_random_windows_are_contiguous_slices_and_y_is_x_shifted(tmp_path):
         assert starts, "every window is a slice of the split"
 
 
+def test_piece_start_windows_begin_at_a_piece_and_hold_it_whole(tmp_path):
+    pieces = [np.full(n, 3 + i) for i, n in enumerate((10, 30, 12, 8, 25))]  # told apart by their ids
+    ds = _write(tmp_path, pieces)
+    sampler = WindowSampler(ds, seq_len=20, batch_size=200, generator=np.random.default_rng(0),
+                            piece_starts=True)
+    x, y = xy(next(sampler))
+    last_fitting = ds.num_tokens - 21
+    starts = {min(int(o), last_fitting) for o in ds.offsets[:-1]}
+    ids = torch.from_numpy(ds.ids.astype(np.int64))
+    seen = set()
+    for row in x:
+        start = next(s for s in starts if torch.equal(ids[s:s + 20], row))
+        seen.add(start)
+    assert seen == starts  # every piece drawn (200 draws of 5), and nothing else
+    assert (x[:, 0] == BOS).sum() >= 150  # rows start at BOS, but the last piece's window moved back
+    short = pieces[0]  # shorter than the window: whole, then EOS, then the next piece
+    row = next(r for r in x if r[0] == BOS and r[1] == int(short[0]) and r[len(short) + 1] == EOS)
+    assert row[len(short) + 2] == BOS
+
+
 def test_windows_reach_both_ends_of_the_split(tmp_path):
     ds = _write(tmp_path, [np.arange(3, 13)])  # 12 ids: BOS 3..12 EOS
     sampler = WindowSampler(ds, seq_len=4, batch_size=64, generator=np.random.default_rng(0))

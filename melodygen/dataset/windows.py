@@ -1,7 +1,9 @@
 """Training and validation batches: `Batch`es of id windows cut from a split's concatenated pieces.
 
 `WindowSampler` draws random windows of `seq_len + 1` ids over the whole split (windows may
-cross piece boundaries, where `EOS BOS` marks the seam, as in nanoGPT) and applies transposition
+cross piece boundaries, where `EOS BOS` marks the seam, as in nanoGPT), or windows that start at
+a random piece's BOS (`piece_starts`: with a context longer than most pieces, the model sees
+whole pieces from their beginning, the form a listener hears), and applies transposition
 augmentation at batch time. `iter_sequential_windows` walks a split once for validation. Both
 gather with one vectorised numpy index per batch; no Python loop runs over tokens.
 """
@@ -61,7 +63,7 @@ class WindowSampler:
 
     def __init__(self, dataset: TokenDataset, seq_len: int, batch_size: int, *, generator: RandomSource,
                  transpose_range: tuple[int, int] = (0, 0),
-                 shift_tables: Mapping[int, np.ndarray] | None = None):
+                 shift_tables: Mapping[int, np.ndarray] | None = None, piece_starts: bool = False):
         if seq_len < 1 or batch_size < 1:
             raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
         if dataset.num_tokens < seq_len + 1:
@@ -73,13 +75,18 @@ class WindowSampler:
         if self.tables is not None:
             self._lowest, self._highest = _valid_shift_bounds(self.tables, self.shift_lo)
         self._span = np.arange(seq_len + 1)
+        # piece_starts: each piece's first id, the last pieces' moved back to fit a whole window
+        self._piece_starts = (np.minimum(dataset.offsets[:-1], dataset.num_tokens - seq_len - 1)
+                              if piece_starts else None)
 
     def __iter__(self) -> Iterator[Batch]:
         return self
 
     def __next__(self) -> Batch:
-        n_starts = self.dataset.num_tokens - self.seq_len
-        starts = _integers(self.generator, 0, n_starts, self.batch_size)
+        if self._piece_starts is None:
+            starts = _integers(self.generator, 0, self.dataset.num_tokens - self.seq_len, self.batch_size)
+        else:
+            starts = self._piece_starts[_integers(self.generator, 0, len(self._piece_starts), self.batch_size)]
         windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
         if self.tables is not None:
             windows = self._transpose(windows)

@@ -75,7 +75,8 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
         TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size,
         generator=np.random.default_rng([cfg.seed, info.rank]),
         transpose_range=cfg.transpose_range,
-        shift_tables=shift_tables_for(encoding, cfg.transpose_range))
+        shift_tables=shift_tables_for(encoding, cfg.transpose_range),
+        piece_starts=cfg.window_starts == "pieces")
 
 
 class ValidationWindows:
