@@ -21,6 +21,7 @@ Definitions (all over the non-drum notes of every track):
 - `empty_beat_rate`: share of the whole beats (quarter-note grid) from the first onset to the
   last note end in which no note sounds.
 - `mean_velocity`: mean MIDI velocity.
+- structure (repeats at the scale of phrases and bars): see `structure.py`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Score
+from melodygen.stats.structure import STRUCTURE_METRICS, beats_per_bar, structure_scalars
 
 PITCH_CLASS_LABELS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Bin centres in quarter notes are 2**-4 .. 2**2; labels name them.
@@ -52,6 +54,7 @@ SCALAR_METRICS = {
     "repetition": f"share of repeated {NGRAM}-grams of onsets",
     "empty_beat_rate": "share of beats with no sounding note",
     "mean_velocity": "mean MIDI velocity",
+    **STRUCTURE_METRICS,
 }
 HISTOGRAM_METRICS = {
     "pitch_class": PITCH_CLASS_LABELS,
@@ -90,6 +93,7 @@ def score_stats(score: Score) -> ScoreStats:
         "repetition": repetition(notes.starts, notes.pitches),
         "empty_beat_rate": empty_beat_rate(notes.starts, notes.ends),
         "mean_velocity": float(notes.velocities.mean()),
+        **structure_scalars(notes.starts, notes.pitches, beats_per_bar(score.time_signatures), repetition),
     }
     histograms = {
         "pitch_class": pc_counts,
