@@ -23,7 +23,7 @@ from melodygen import stats
 from melodygen.dataset.manifest import read_manifest
 from melodygen.dataset.sources import find_midi_files
 from melodygen.errors import MelodygenError, NoUsableMusicError
-from melodygen.stats.compare import compare_sets
+from melodygen.stats.compare import compare_sets, mean_overlap
 
 TEMPERATURES = (0.5, 0.8, 1.0, 1.2, 1.5)
 
@@ -92,7 +92,7 @@ def markdown(args: argparse.Namespace, reference: dict, sweep: list[tuple[float,
         "histograms: sum of min of the pooled histograms); KL(samples || reference) in nats. "
         "Metrics: `melodygen/stats/metrics.py`.", "",
         "## Overlapping area with the reference (higher is closer)", "",
-        *_table(["T", *names, "mean"], [[f"{t:g}", *_cells(c, names, "overlap"), _mean_overlap(c, names)]
+        *_table(["T", *names, "mean"], [[f"{t:g}", *_cells(c, names, "overlap"), f"**{mean_overlap(c):.3f}**"]
                                          for t, _, c in sweep]),
         "", "## KL divergence from the reference (nats, lower is closer)", "",
         *_table(["T", *names], [[f"{t:g}", *_cells(c, names, "kl")] for t, _, c in sweep]),
@@ -113,12 +113,6 @@ def _source(args: argparse.Namespace) -> str:
 def _cells(comparison: dict, names: list[str], key: str) -> list[str]:
     merged = {**comparison["scalars"], **comparison["histograms"]}
     return ["-" if merged[n][key] is None else f"{merged[n][key]:.3f}" for n in names]
-
-
-def _mean_overlap(comparison: dict, names: list[str]) -> str:
-    merged = {**comparison["scalars"], **comparison["histograms"]}
-    values = [merged[n]["overlap"] for n in names if merged[n]["overlap"] is not None]
-    return f"**{sum(values) / len(values):.3f}**"
 
 
 def _means_row(title: str, described: dict) -> list[str]:

@@ -50,6 +50,14 @@ def compare_sets(generated: dict, reference: dict) -> dict:
     return {"scalars": scalars, "histograms": histograms}
 
 
+def mean_overlap(comparison: dict) -> float:
+    """The mean of a `compare_sets` result's overlaps, scalars and histograms alike (one
+    number for how close two sets are; empty histograms left out)."""
+    values = [m["overlap"] for part in ("scalars", "histograms") for m in comparison[part].values()
+              if m["overlap"] is not None]
+    return sum(values) / len(values)
+
+
 def _values(described: dict, metric: str) -> np.ndarray:
     return np.array([f["scalars"][metric] for f in described["per_file"]], dtype=np.float64)
 
