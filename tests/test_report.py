@@ -173,13 +173,16 @@ def test_report_gallery_links_existing_files_and_compares_with_the_reference(tmp
     page = tmp_path / "page" / "r.html"
     assert f"report written to {page}" in result.output
     links = page_links(page)
-    assert len(links.images) == 3 and all(src.startswith("data:image/png;base64,") for src in links.images)
+    # curves, 2 piano rolls, 2 sample structures and 3 reference pieces' structures
+    assert len(links.images) == 8 and all(src.startswith("data:image/png;base64,") for src in links.images)
     assert links.audio == ["r_files/sample_000.wav", "r_files/sample_001.wav"]
     for href in links.audio + links.links:
         assert (page.parent / unquote(href)).is_file(), href
     html = page.read_text(encoding="utf-8")
     assert "Samples against the reference set" in html and "3 files" in html
     assert html.count("<article") == 2 and "pitch_class_entropy" in html
+    assert html.count('<div class="structure">') == 2  # one per sample card, beside its piano roll
+    assert "Structure of reference pieces" in html and html.count('alt="bar self-similarity of') == 5
 
 
 def test_no_audio_needs_no_fluidsynth(tmp_path, monkeypatch):
@@ -189,7 +192,7 @@ def test_no_audio_needs_no_fluidsynth(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     page = tmp_path / "run" / "report.html"
     links = page_links(page)
-    assert links.audio == [] and len(links.images) == 3 and "<audio" not in page.read_text(encoding="utf-8")
+    assert links.audio == [] and len(links.images) == 5 and "<audio" not in page.read_text(encoding="utf-8")
     assert links.links == ["report_files/sample_000.mid", "report_files/sample_001.mid"]
     assert not list((tmp_path / "run" / "report_files").glob("*.wav"))
 
@@ -318,7 +321,7 @@ def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
     found = re.search(r'<pre id="melodygen-check"[^>]*>(.*?)</pre>', dom, re.S)
     assert found, f"the check script did not run; Chromium printed: {dom[:500]}"
     check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(check["images"]) == 3
+    assert len(check["images"]) == 5  # curves, two piano rolls and their bar self-similarity
     assert all(img["complete"] and img["width"] > 0 for img in check["images"]), check["images"]
     assert len(check["audio"]) == 2
     for audio in check["audio"]:  # each sample is 2 s plus the 1 s release tail
@@ -351,4 +354,4 @@ def test_train_sample_render_report(tmp_path):
     assert "best validation NLL" in html and "nats/event" in html and "[model]" in html
     links = page_links(page)
     assert len(links.audio) == 2 and all((page.parent / unquote(src)).is_file() for src in links.audio)
-    assert len(links.images) == 3  # curves + two piano rolls
+    assert len(links.images) == 5  # curves + two piano rolls + their bar self-similarity

@@ -8,11 +8,11 @@ the page and its folder can be moved or archived together. Statistics come from
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from melodygen.errors import NoUsableMusicError
-from melodygen.render.files import Rendered, render_files
+from melodygen.render.files import Rendered, display_name, render_files
 from melodygen.report.reference import Reference
 
 
@@ -24,6 +24,7 @@ class SampleEntry:
     rendered: Rendered
     scalars: dict[str, float] | None
     skip_reason: str | None
+    structure_png: Path | None = None  # its bar self-similarity picture (None without notes)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Gallery:
     reference: Reference | None  # the reference set's statistics and how they were measured
     comparison: dict | None  # stats.compare_sets(described, reference.described)
     skipped: list[str]  # sample files unreadable as MIDI, each error naming its file
+    reference_structure: list[tuple[str, Path]]  # (name, self-similarity PNG) of reference examples
 
 
 def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference | None = None,
@@ -49,7 +51,32 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
         described = None
     comparison = compare_sets(described, reference.described) if described and reference else None
     entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
-    return Gallery(entries, described, reference, comparison, skipped)
+    entries = [replace(e, structure_png=_structure_png(e.rendered.midi, assets_dir)) for e in entries]
+    examples = reference.examples if reference else ()
+    pictures = [(display_name(Path(path)), _draw_structure(score, assets_dir / f"reference-{i}.structure.png",
+                                                           display_name(Path(path))))
+                for i, (path, score) in enumerate(examples)]
+    return Gallery(entries, described, reference, comparison, skipped,
+                   [(name, png) for name, png in pictures if png is not None])
+
+
+def _structure_png(midi: Path, assets_dir: Path) -> Path | None:
+    from melodygen.dataset.files import read_file
+
+    read = read_file(midi, keep_score=True)
+    return None if read.skipped else _draw_structure(read.score, assets_dir / f"{midi.stem}.structure.png",
+                                                     display_name(midi))
+
+
+def _draw_structure(score, png_path: Path, name: str) -> Path | None:
+    """`png_path` with the score's bar self-similarity drawn, or None when it has no notes."""
+    from melodygen.render.structure import draw_self_similarity
+    from melodygen.stats.metrics import bar_self_similarity
+
+    try:
+        return draw_self_similarity(bar_self_similarity(score), png_path, name=name)
+    except NoUsableMusicError:
+        return None
 
 
 def _copy_midi(rendered: Rendered, assets_dir: Path) -> Rendered:

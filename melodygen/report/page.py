@@ -65,7 +65,20 @@ def _samples(gallery: Gallery | None, page_dir: Path) -> str:
         parts.insert(1, '<p class="note">Skipped (not readable as MIDI): '
                         f'{escape("; ".join(gallery.skipped))}</p>')
     parts += [_card(entry, gallery, page_dir) for entry in gallery.entries]
+    parts.append(_reference_structure(gallery))
     return "\n".join(parts)
+
+
+def _reference_structure(gallery: Gallery) -> str:
+    """The reference pieces' bar self-similarity, to hold the samples' against."""
+    if not gallery.reference_structure:
+        return ""
+    pictures = "".join(f"<figure>{_img(png.read_bytes(), f'bar self-similarity of {name}')}"
+                       f"<figcaption>{escape(name)}</figcaption></figure>"
+                       for name, png in gallery.reference_structure)
+    return ('<h3>Structure of reference pieces</h3><p class="note">Bar self-similarity of the first '
+            'reference pieces, measured as the reference set is: repeats show as lines off the diagonal.'
+            f'</p><div class="structures">{pictures}</div>')
 
 
 def _set_table(gallery: Gallery) -> str:
@@ -100,6 +113,9 @@ def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
         player = (f'<audio controls preload="metadata"><source src="{wav}" type="audio/wav"></audio>'
                   f'{player} <a href="{wav}">WAV file</a>')
     picture = _img(rendered.png.read_bytes(), f"piano roll of {name}")
+    if entry.structure_png is not None:
+        structure = _img(entry.structure_png.read_bytes(), f"bar self-similarity of {name}")
+        picture = f'<div class="pictures"><div class="roll">{picture}</div><div class="structure">{structure}</div></div>'
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
             f'<div class="player">{player}</div>{_sample_stats(entry, gallery)}</article>')

@@ -13,19 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from melodygen.errors import ConfigError, EncodingError, ReportError
+from melodygen.notes import Score
 from melodygen.report.run import RunInfo
 
 RAW_MODE = "reference measured as raw files, as they are"
 
 
+EXAMPLES = 3  # reference pieces whose structure the page draws beside the samples'
+
+
 @dataclass(frozen=True)
 class Reference:
-    """The reference folder, its `stats.describe_set`-shaped statistics, and how its files were
-    measured (`mode`, shown on the page)."""
+    """The reference folder, its `stats.describe_set`-shaped statistics, how its files were
+    measured (`mode`, shown on the page) and its first usable pieces as measured
+    (`examples`: (path, score)), for pictures."""
 
     folder: Path
     described: dict
     mode: str
+    examples: tuple[tuple[str, Score], ...] = ()
 
 
 def describe_reference(folder: Path, run: RunInfo, sample_paths: list[Path], *, raw: bool = False) -> Reference:
@@ -35,13 +41,27 @@ def describe_reference(folder: Path, run: RunInfo, sample_paths: list[Path], *, 
 
     files = find_midi_files([folder])
     if raw:
-        return Reference(folder, describe_set(files), RAW_MODE)
+        return Reference(folder, describe_set(files), RAW_MODE, _examples(files))
     encoding, source = run_encoding(run)
     max_events = longest_in_events(sample_paths, encoding)
     described = describe_encoded_set(files, encoding, max_events=max_events)
     cut = f", first {max_events} events of each file (the longest sample)" if max_events else ""
     return Reference(folder, described, f"reference passed through the run's {encoding.name} encoding "
-                                        f"(from {source}){cut}")
+                                        f"(from {source}){cut}", _examples(files, encoding, max_events))
+
+
+def _examples(files: list[Path], encoding=None, max_events: int | None = None) -> tuple:
+    """The first `EXAMPLES` usable files as the set measures them."""
+    from melodygen.stats.sets import measured_score
+
+    examples = []
+    for path in files:
+        score, _ = measured_score(str(path), encoding, max_events)
+        if score is not None and score.note_count():
+            examples.append((str(path), score))
+        if len(examples) == EXAMPLES:
+            break
+    return tuple(examples)
 
 
 def run_encoding(run: RunInfo):

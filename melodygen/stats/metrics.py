@@ -32,7 +32,8 @@ import numpy as np
 
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Score
-from melodygen.stats.structure import STRUCTURE_METRICS, beats_per_bar, structure_scalars
+from melodygen.stats.structure import (STRUCTURE_METRICS, bar_contents, beats_per_bar, self_similarity,
+                                       structure_scalars)
 
 PITCH_CLASS_LABELS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Bin centres in quarter notes are 2**-4 .. 2**2; labels name them.
@@ -101,6 +102,13 @@ def score_stats(score: Score) -> ScoreStats:
         "ioi": length_histogram(np.diff(np.unique(notes.starts))),
     }
     return ScoreStats(scalars=scalars, histograms=histograms)
+
+
+def bar_self_similarity(score: Score) -> np.ndarray:
+    """(bars, bars) self-similarity of the score's non-drum notes (`structure.self_similarity`),
+    bars of its first time signature; NoUsableMusicError without notes."""
+    notes = _note_arrays(score)
+    return self_similarity(bar_contents(notes.starts, notes.pitches, beats_per_bar(score.time_signatures)))
 
 
 def _note_arrays(score: Score) -> _NoteArrays:

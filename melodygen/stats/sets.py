@@ -70,17 +70,26 @@ def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]
 
 def file_stats(path: str) -> tuple[str, ScoreStats | None, str | None]:
     """(path, stats, None) for a usable file, (path, None, reason) for one to skip."""
-    read = read_file(path, keep_score=True)
-    return _stats_of(path, read.score) if not read.skipped else (path, None, read.detail)
+    score, reason = measured_score(path)
+    return _stats_of(path, score) if score is not None else (path, None, reason)
 
 
 def encoded_file_stats(path: str, encoding, max_events: int | None = None) -> tuple[str, ScoreStats | None, str | None]:
     """`file_stats` of the file's first `max_events` events in `encoding`, decoded to notes."""
-    read = read_file(path, encoding)
+    score, reason = measured_score(path, encoding, max_events)
+    return _stats_of(path, score) if score is not None else (path, None, reason)
+
+
+def measured_score(path: str, encoding=None, max_events: int | None = None) -> tuple[Score | None, str | None]:
+    """(the score that is measured, None) or (None, why the file is skipped): the file as it is
+    without `encoding`, else its first `max_events` events in `encoding` decoded at 120 qpm."""
+    read = read_file(path, encoding, keep_score=encoding is None)
     if read.skipped:
-        return path, None, read.why(f"nothing to encode in the {encoding.name} encoding")
+        return None, read.why(f"nothing to encode in the {encoding.name} encoding" if encoding else "")
+    if encoding is None:
+        return read.score, None
     notes = encoding.decode([int(i) for i in read.ids[:max_events]], qpm=120.0)
-    return _stats_of(path, Score([Track(f"{encoding.name} encoding", 0, False, notes)], source=path))
+    return Score([Track(f"{encoding.name} encoding", 0, False, notes)], source=path), None
 
 
 def _stats_of(path: str, score: Score) -> tuple[str, ScoreStats | None, str | None]:
