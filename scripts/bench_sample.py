@@ -5,6 +5,8 @@ in the same run.
     python scripts/bench_sample.py                       # 1024 tokens, default model settings
     python scripts/bench_sample.py --tokens 64 --kinds lstm transformer   # a quick check
     python scripts/bench_sample.py --repeat 5 --no-uncached   # cached paths only, median of 5
+    python scripts/bench_sample.py --kinds transformer --positions relative --max-context 1024 --batches 1
+                                                         # Music Transformer's cache at 1024 events
 
 Models are built with their default settings (random weights: speed does not depend on them)
 over the performance vocabulary (391 ids). EOS is disabled so every row runs to --tokens.
@@ -56,6 +58,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cached figure (median)")
+    parser.add_argument("--positions", default=None, choices=["rope", "relative", "learned"],
+                        help="the Transformer's positions [default: its default, rope]")
+    parser.add_argument("--max-context", type=int, default=None, help="the Transformer's context")
     parser.add_argument("--no-uncached", action="store_true",
                         help="skip the Transformer's re-run-the-prefix path (slow at batch 16)")
     args = parser.parse_args()
@@ -66,7 +71,9 @@ def main() -> None:
     print(f"{'model':<12} {'batch':>5} {'path':<9} {'tokens/s':>10}")
     for kind in args.kinds:
         torch.manual_seed(0)
-        model = build_model(kind, {}, encoding.vocab.size).to(device).eval()
+        settings = {} if kind != "transformer" else {
+            k: v for k, v in (("positions", args.positions), ("max_context", args.max_context)) if v is not None}
+        model = build_model(kind, settings, encoding.vocab.size).to(device).eval()
         cached_tokens_per_s(model, encoding, 1, 8, device)  # warm-up: first-call allocations
         for batch in args.batches:
             cached = statistics.median(cached_tokens_per_s(model, encoding, batch, args.tokens, device)
