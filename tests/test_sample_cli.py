@@ -213,3 +213,28 @@ def test_seconds_cut_short_by_the_event_cap_say_so(tmp_path):
     assert result.exit_code == 0, result.output
     assert ("sample_000.mid: 0.0 of 1.0 s of new music: the safety cap of 200 events was reached"
             in result.output)
+
+
+def test_beam_search_writes_the_most_likely_pieces_with_their_log_likelihood(tmp_path, melody_ckpt):
+    result = run(melody_ckpt, "--out", tmp_path / "a", "--beam", 4, "--branch", 3, "--beam-steps", 4,
+                 "-n", 2, "--length", 24, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    header, first, second = result.output.splitlines()[:3]
+    assert header.split()[-1] == "log-likelihood"
+    assert float(first.split()[-1]) >= float(second.split()[-1])  # best first
+    assert first.split()[4] == "24"  # every piece runs its length
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beam", 2, "-n", 3], "-n 3 is more than the --beam 2 sequences"),
+])
+def test_beam_usage_errors(tmp_path, melody_ckpt, args, message):
+    result = run(melody_ckpt, "--out", tmp_path / "a", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_beam_search_needs_a_length_in_events(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "p.pt", "lstm", "performance")
+    result = run(ckpt, "--out", tmp_path / "a", "--beam", 2, "--seconds", 2)
+    assert result.exit_code == 1
+    assert "beam search runs every sequence to a length in events" in result.output

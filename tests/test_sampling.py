@@ -38,6 +38,9 @@ class TableModel(torch.nn.Module):
         self.fed.append(ids.tolist())
         return self.table[ids], (0 if state is None else state + ids.size(1))
 
+    def select_rows(self, state, rows):  # a bigram's state is the last id, which the caller feeds
+        return state
+
 
 def table_with(rows: dict[int, dict[int, float]], vocab_size: int = MELODY.vocab.size) -> torch.Tensor:
     """A table where row `i` gives logit 0 to the listed ids (by their value) and -inf elsewhere;
@@ -307,3 +310,47 @@ def _tiny(kind: str) -> dict:
     if kind == "transformer":
         return {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 8}
     return {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
+
+
+# ----------------------------------------------------------------------------- beam search
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_a_beam_of_one_with_one_branch_is_plain_sampling(kind):
+    from melodygen.sampling.beam import beam_search
+
+    torch.manual_seed(0)
+    model = build_model(kind, _tiny(kind), MELODY.vocab.size)
+    sampled = sample(model, MELODY, max_events=30, stop_on_eos=False, primer_ids=[20, 4], temperature=1.2,
+                     generator=torch.Generator().manual_seed(5))
+    [kept] = beam_search(model, MELODY, beam_size=1, branch_factor=1, max_events=30, primer_ids=[20, 4],
+                         temperature=1.2, generator=torch.Generator().manual_seed(5))
+    assert kept.ids == sampled[0]
+
+
+def test_beam_search_keeps_the_likelier_path_that_sampling_misses():
+    """From BOS, id 4 (p 0.6) leads to a 10-way coin every step; id 5 (p 0.4) to a sure path.
+    Sampling mostly takes 4; a beam of branches that looks two ids ahead before pruning keeps 5,
+    far likelier over 6 ids (pruning after each id would keep 4: beam search is myopic)."""
+    from melodygen.sampling.beam import beam_search
+
+    wide = {i: 0.0 for i in range(10, 20)}
+    table = table_with({BOS_ID: {4: math.log(0.6), 5: math.log(0.4)}, 4: wide, 5: {6: 0.0}, 6: {6: 0.0},
+                        **{i: wide for i in range(10, 20)}})
+    [best] = beam_search(TableModel(table), MELODY, beam_size=2, branch_factor=8, steps_per_iteration=2,
+                         max_events=6, generator=torch.Generator().manual_seed(0))
+    assert best.ids == [5, 6, 6, 6, 6, 6]
+    assert best.log_likelihood == pytest.approx(math.log(0.4))
+    rows = sample(TableModel(table), MELODY, num_outputs=20, max_events=6, stop_on_eos=False,
+                  generator=torch.Generator().manual_seed(0))
+    assert sum(r[0] == 4 for r in rows) > 5  # plain sampling often takes the likelier first id
+
+
+def test_beam_search_arguments_are_checked():
+    from melodygen.sampling.beam import beam_search
+
+    model = TableModel(table_with({}))
+    with pytest.raises(ConfigError, match="keeps 2 sequence"):
+        beam_search(model, MELODY, beam_size=2, num_outputs=3, max_events=4)
+    with pytest.raises(ConfigError, match="branch_factor and steps_per_iteration must be >= 1"):
+        beam_search(model, MELODY, beam_size=2, branch_factor=0, max_events=4)

@@ -39,6 +39,14 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--allow-early-end", is_flag=True,
               help="With --length/--seconds/--bars: the model may end a piece before that length "
                    "(by default every piece gets all the new music asked for).")
+@click.option("--beam", default=0, type=click.IntRange(0, 256),
+              help="Beam search keeping this many sequences: each grows --branch sampled branches and "
+                   "the most likely survive; the table shows each piece's log-likelihood. 0: plain "
+                   "sampling. -n may not exceed it.")
+@click.option("--branch", "branch_factor", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="With --beam: branches sampled from each kept sequence.")
+@click.option("--beam-steps", default=1, show_default=True, type=click.IntRange(1),
+              help="With --beam: ids each branch draws before the beam is pruned again.")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
@@ -62,6 +70,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample best.pt --out samples/ -n 4 --bars 16 --allow-early-end
       melodygen sample best.pt --out cont/ --primer tune.mid --continuation-only
       melodygen sample best.pt --out samples/ -n 4 --render
+      melodygen sample best.pt --out beam/ --beam 8 --branch 4 --beam-steps 16 -n 2 --bars 16
     """
     import secrets
     from pathlib import Path
@@ -73,6 +82,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         raise click.UsageError("give at most one of --length, --seconds, --bars")
     if options["continuation_only"] and options["primer"] is None:
         raise click.UsageError("--continuation-only needs --primer")
+    if options["beam"] and options["num_outputs"] > options["beam"]:
+        raise click.UsageError(f"-n {options['num_outputs']} is more than the --beam {options['beam']} "
+                               "sequences beam search keeps")
     if render:  # before sampling, not after it
         from melodygen.render.files import check_audio
 
@@ -94,10 +106,12 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
 
 
 def _print_table(results) -> None:
-    rows = [("file", "notes", "seconds", "pitches", "events")]
+    beam = any(r.log_likelihood is not None for r in results)
+    rows = [("file", "notes", "seconds", "pitches", "events") + (("log-likelihood",) if beam else ())]
     for r in results:
         pitches = f"{r.pitch_range[0]}-{r.pitch_range[1]}" if r.pitch_range else "-"
-        rows.append((r.path.name, str(r.notes), f"{r.seconds:.1f}", pitches, str(r.generated)))
+        rows.append((r.path.name, str(r.notes), f"{r.seconds:.1f}", pitches, str(r.generated))
+                    + ((f"{r.log_likelihood:.2f}",) if beam else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)

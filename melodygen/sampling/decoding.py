@@ -85,7 +85,7 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
     return (probs / noise).argmax(dim=-1)
 
 
-def _prefix(primer_ids: Sequence[int], num_outputs: int, max_context: int | None, device) -> torch.Tensor:
+def prefix_ids(primer_ids: Sequence[int], num_outputs: int, max_context: int | None, device) -> torch.Tensor:
     """(B, T') ids fed before the first draw: BOS + primer, cut to the model's context."""
     ids = [BOS_ID, *(int(i) for i in primer_ids)]
     if max_context is not None and len(ids) > max_context - 1:
@@ -127,7 +127,7 @@ def sample(
     model.eval()
     try:
         with torch.inference_mode():
-            logits, state = model.step(_prefix(primer_ids, num_outputs, model.max_context, device), None)
+            logits, state = model.step(prefix_ids(primer_ids, num_outputs, model.max_context, device), None)
             if not bool((logits[:, -1] < math.inf).all()):  # NaN or +inf; -inf is a valid 'never'
                 raise CheckpointError("the model gives NaN or infinite logits: its weights are damaged "
                                       "or its training diverged")

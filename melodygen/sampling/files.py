@@ -18,6 +18,7 @@ import torch
 from melodygen.encodings.base import BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
+from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, sample
 
 # A bar is 4 beats: `--bars` counts 4/4 bars at the requested tempo.
@@ -51,6 +52,9 @@ class SampleRequest:
     name: str = "sample"
     overwrite: bool = False
     allow_early_end: bool = False  # with a length: the model may still end a piece before it
+    beam: int = 0  # > 0: beam search keeping this many sequences (`sampling.beam`)
+    branch_factor: int = 2
+    beam_steps: int = 1  # ids drawn per branch between two prunings
 
     @property
     def has_length(self) -> bool:
@@ -67,6 +71,7 @@ class SampleResult:
     pitch_range: tuple[int, int] | None
     generated: int
     shortfall: str | None = None  # why the piece has less new music than asked, if it has
+    log_likelihood: float | None = None  # of its new ids under the model (beam search), nats
 
 
 def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
@@ -128,20 +133,31 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
-    rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
-                  temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
-                  primer_ids=primer, generator=torch.Generator(device).manual_seed(request.seed),
-                  device=device, budget=budget,
-                  stop_on_eos=request.allow_early_end or not request.has_length)
+    generator = torch.Generator(device).manual_seed(request.seed)
+    likelihoods = [None] * request.num_outputs
+    if request.beam:
+        if budget is not None or request.allow_early_end:
+            raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
+                              "encoding's --seconds/--bars are not one, and --allow-early-end does not apply")
+        kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
+                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
+                           max_events=max_events, temperature=request.temperature, top_k=request.top_k,
+                           top_p=request.top_p, primer_ids=primer, generator=generator, device=device)
+        rows, likelihoods = [k.ids for k in kept], [k.log_likelihood for k in kept]
+    else:
+        rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
+                      temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+                      primer_ids=primer, generator=generator, device=device, budget=budget,
+                      stop_on_eos=request.allow_early_end or not request.has_length)
     results = []
-    for path, row in zip(paths, rows):
+    for path, row, likelihood in zip(paths, rows, likelihoods):
         shortfall = _shortfall(row, request, max_events, budget)
         notes = encoding.decode(row if request.continuation_only else primer + row, qpm=qpm)
         write_midi(notes, path, qpm=qpm, program=request.program,
                    track_name=f"melodygen {encoding.name} t={request.temperature:g}")
         pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None
         end = max((n.end for n in notes), default=0.0)
-        results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall))
+        results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall, likelihood))
     return results
 
 
