@@ -9,7 +9,10 @@ melody dataset, with every rung's time budget set to `--minutes` (and no step li
   `melodygen.stats` and compared with the held-out (valid) tunes as the melody encoding sees them
   (their first `--length` events); the temperature with the best mean overlap is the rung's.
 The three Transformers share one shape (the Music Transformer preset's) and differ only in
-positions. Prints Markdown: the table and how to read it.
+positions. Prints Markdown: the table and how to read it. Caveat: the rungs whose presets train
+on windows starting at a tune's beginning are scored, like every rung, on sequential windows that
+start mid-tune; a model with learned positions, which only ever saw a BOS at position 0, is the
+most disadvantaged by that.
 
     python scripts/ladder_table.py --minutes 5 --threads 2            # ~45 min on 2 CPU cores
     python scripts/ladder_table.py --reuse                             # re-score finished runs
@@ -18,6 +21,7 @@ positions. Prints Markdown: the table and how to read it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +44,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=5.0, help="training budget of every rung")
     p.add_argument("--run-root", type=Path, default=Path("runs/ladder"))
-    p.add_argument("--rungs", nargs="+", default=[name for name, _, _ in RUNGS])
+    p.add_argument("--rungs", nargs="+", default=[name for name, _, _ in RUNGS],
+                   choices=[name for name, _, _ in RUNGS], metavar="RUNG")
     p.add_argument("--eval-len", type=int, default=768, help="validation window, events")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 0.9, 1.0])
     p.add_argument("--samples", type=int, default=8, help="pieces per temperature")
@@ -68,7 +73,7 @@ def train_rung(name: str, preset: str, overrides: list[str], data: Path, args) -
     if args.reuse and (run_dir / "best.pt").is_file():
         return run_dir
     config = load_config(REPO / "configs" / f"{preset}.toml", [
-        *overrides, f"data.dataset={str(data)!r}", f"training.max_minutes={args.minutes}",
+        *overrides, f"data.dataset={json.dumps(str(data))}", f"training.max_minutes={args.minutes}",
         "training.max_steps=1000000", f"training.threads={args.threads}", f"training.device={args.device}"])
     train(config, run_dir, overwrite=True, progress=False)
     return run_dir

@@ -227,6 +227,8 @@ def test_beam_search_writes_the_most_likely_pieces_with_their_log_likelihood(tmp
 
 @pytest.mark.parametrize("args, message", [
     (["--beam", 2, "-n", 3], "-n 3 is more than the --beam 2 sequences"),
+    (["--beam", 2, "--allow-early-end", "--length", 8], "--allow-early-end does not apply"),
+    (["--branch", 4], "--branch and --beam-steps set up beam search: add --beam N"),
 ])
 def test_beam_usage_errors(tmp_path, melody_ckpt, args, message):
     result = run(melody_ckpt, "--out", tmp_path / "a", *args)
@@ -238,3 +240,14 @@ def test_beam_search_needs_a_length_in_events(tmp_path):
     result = run(ckpt, "--out", tmp_path / "a", "--beam", 2, "--seconds", 2)
     assert result.exit_code == 1
     assert "beam search runs every sequence to a length in events" in result.output
+    assert not (tmp_path / "a").exists()  # refused before any output folder is made
+
+
+def test_beam_returns_as_many_distinct_pieces_as_asked(tmp_path, melody_ckpt):
+    """Each output is the best branch of a different kept sequence, also with one branch each
+    and when the length ends before the first pruning."""
+    for extra in (["--branch", 1], ["--branch", 2, "--beam-steps", 16]):
+        out = tmp_path / "-".join(map(str, extra))
+        result = run(melody_ckpt, "--out", out, "--beam", 6, "-n", 6, "--length", 10, "--seed", 2, *extra)
+        assert result.exit_code == 0, result.output
+        assert len(list(out.glob("*.mid"))) == 6

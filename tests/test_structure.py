@@ -57,6 +57,11 @@ def test_empty_bars_are_kept_in_place_but_never_count_as_repeats():
     np.testing.assert_array_equal(matrix, matrix.T)
 
 
+def test_an_onset_rounding_onto_a_downbeat_belongs_to_that_bar():
+    contents = bar_contents(np.array([0.0, 3.999999, 4.0]), np.array([60, 62, 64]), bar_beats=4.0)
+    assert contents == [frozenset({(0, 60)}), frozenset({(0, 62), (0, 64)})]
+
+
 @pytest.mark.parametrize("signatures, expected", [([], 4.0), ([(0.0, 3, 4)], 3.0), ([(0.0, 6, 8)], 3.0),
                                                   ([(0.0, 2, 2), (10.0, 3, 4)], 4.0)])
 def test_bars_follow_the_first_time_signature(signatures, expected):

@@ -58,7 +58,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     generated together, carrying the model's state (nothing is recomputed).
     Given a length (--length, --seconds or --bars), every piece gets that much new music
     after the primer (--allow-early-end lets the model end it sooner); without one, a
-    piece ends where the model ends it. A piece shorter than asked gets a line saying why.
+    piece ends where the model ends it (with --beam: at 512 events). A piece shorter than
+    asked gets a line saying why. --beam keeps the most likely of several sampled
+    branches; it needs a length in events (--length, or --bars/--seconds of melody).
     Files are named NAME_000.mid, ... and never overwritten without --overwrite.
 
     \b
@@ -85,6 +87,10 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     if options["beam"] and options["num_outputs"] > options["beam"]:
         raise click.UsageError(f"-n {options['num_outputs']} is more than the --beam {options['beam']} "
                                "sequences beam search keeps")
+    if options["beam"] and options["allow_early_end"]:
+        raise click.UsageError("--beam runs every piece to its length: --allow-early-end does not apply")
+    if not options["beam"] and (options["branch_factor"] != 2 or options["beam_steps"] != 1):
+        raise click.UsageError("--branch and --beam-steps set up beam search: add --beam N")
     if render:  # before sampling, not after it
         from melodygen.render.files import check_audio
 

@@ -75,8 +75,9 @@ class WindowSampler:
         if self.tables is not None:
             self._lowest, self._highest = _valid_shift_bounds(self.tables, self.shift_lo)
         self._span = np.arange(seq_len + 1)
-        # piece_starts: each piece's first id, the last pieces' moved back to fit a whole window
-        self._piece_starts = (np.minimum(dataset.offsets[:-1], dataset.num_tokens - seq_len - 1)
+        # piece_starts: each piece's first id; the last pieces' would run past the split, so
+        # they share one window, the last that fits (drawn once, not once per such piece)
+        self._piece_starts = (np.unique(np.minimum(dataset.offsets[:-1], dataset.num_tokens - seq_len - 1))
                               if piece_starts else None)
 
     def __iter__(self) -> Iterator[Batch]:

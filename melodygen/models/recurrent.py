@@ -5,7 +5,8 @@ LSTM with attention over its recent outputs (its settings add `attention_length`
                -> dropout -> linear head -> logits (B, T, V)
 
 The incremental state is the recurrent state: `h` (layers, B, hidden) for `rnn` and `gru`,
-`(h, c)` for `lstm`.
+`(h, c)` for `lstm`, and `((h, c), the last attention_length - 1 outputs (B, N - 1, hidden))` for
+`attention_lstm`.
 """
 
 from __future__ import annotations

@@ -53,19 +53,22 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
     entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
     entries = [replace(e, structure_png=_structure_png(e.rendered.midi, assets_dir)) for e in entries]
     examples = reference.examples if reference else ()
-    pictures = [(display_name(Path(path)), _draw_structure(score, assets_dir / f"reference-{i}.structure.png",
-                                                           display_name(Path(path))))
-                for i, (path, score) in enumerate(examples)]
+    names = [display_name(Path(path)) for path, _ in examples]
+    if examples:
+        (assets_dir / "reference").mkdir(exist_ok=True)
+    # in a folder of their own: no sample's name can collide with them
+    pictures = [(name, _draw_structure(score, assets_dir / "reference" / f"{i}.structure.png", name))
+                for i, (name, (_, score)) in enumerate(zip(names, examples))]
     return Gallery(entries, described, reference, comparison, skipped,
                    [(name, png) for name, png in pictures if png is not None])
 
 
 def _structure_png(midi: Path, assets_dir: Path) -> Path | None:
-    from melodygen.dataset.files import read_file
+    from melodygen.stats.sets import measured_score
 
-    read = read_file(midi, keep_score=True)
-    return None if read.skipped else _draw_structure(read.score, assets_dir / f"{midi.stem}.structure.png",
-                                                     display_name(midi))
+    score, _ = measured_score(str(midi))
+    return None if score is None else _draw_structure(score, assets_dir / f"{midi.stem}.structure.png",
+                                                      display_name(midi))
 
 
 def _draw_structure(score, png_path: Path, name: str) -> Path | None:

@@ -1,29 +1,31 @@
 """Beam search over sampled branches (Magenta's `beam_size` / `branch_factor` / `steps_per_iteration`).
 
-Plain sampling keeps whatever it draws. Here `beam_size` sequences are kept, each grown into
-`branch_factor` branches by sampling `steps_per_iteration` ids (through the same logit processors,
+Plain sampling keeps whatever it draws. Here `beam_size` sequences are kept, each as
+`branch_factor` branches that draw `steps_per_iteration` ids (through the same specials' ban,
 temperature and top-k/top-p as `decoding.sample`); then the `beam_size` branches whose ids are the
 most likely under the model (summed log-probability of the model's own softmax, before temperature
-and filtering) survive, their states picked with the model's `select_rows`. With beam 1 and branch 1
-this is `decoding.sample` itself, id for id. Drawing branches rather than taking the top ids keeps
-some of sampling's variety; like every beam search it favours safe, repetitive continuations (it is
-known to loop), so measure what it does before relying on it.
+and filtering) survive, their states picked with the model's `select_rows`, and branch again. At the
+end each kept sequence's best branch competes for the outputs, so no two outputs are branches of
+one sequence. With beam 1 and branch 1 this is `decoding.sample` with EOS banned, id for id.
+Drawing branches rather than taking the top ids keeps some of sampling's variety; like every beam
+search it favours safe, repetitive continuations (it is known to loop), and it looks only
+`steps_per_iteration` ids ahead when it prunes: measure what it does before relying on it.
 
-Lengths are in events: every sequence runs `max_events` ids (EOS is never drawn).
+Lengths are in events: every sequence runs `max_events` ids (EOS is never drawn). Logit
+processors that keep state per row are not supported (pruning reorders the rows).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
-from melodygen.errors import CheckpointError, ConfigError
-from melodygen.sampling.decoding import draw, prefix_ids
-from melodygen.sampling.processors import BanIds, LogitProcessor
+from melodygen.errors import ConfigError
+from melodygen.sampling.decoding import apply_processors, decoding, draw
+from melodygen.sampling.processors import BanIds
 
 
 @dataclass(frozen=True)
@@ -37,45 +39,34 @@ class BeamResult:
 def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, steps_per_iteration: int = 1,
                 num_outputs: int = 1, max_events: int = 512, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, primer_ids: Sequence[int] = (),
-                generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                processors: Sequence[LogitProcessor] = ()) -> list[BeamResult]:
-    """The `num_outputs` most likely of the `beam_size` sequences kept after `max_events` ids,
-    best first (see the module docstring)."""
+                generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> list[BeamResult]:
+    """The `num_outputs` most likely of the `beam_size` kept sequences after `max_events` ids, best
+    first (see the module docstring)."""
     if not 1 <= num_outputs <= beam_size:
         raise ConfigError(f"beam search keeps {beam_size} sequence(s): it cannot return {num_outputs}")
     if min(branch_factor, steps_per_iteration) < 1:
         raise ConfigError("branch_factor and steps_per_iteration must be >= 1")
-    processors = [BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device), *processors]
-    rows = branch_factor  # one sequence to start with, in `branch_factor` branches
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits, state = model.step(prefix_ids(primer_ids, rows, model.max_context, device), None)
-            if not bool((logits[:, -1] < math.inf).all()):
-                raise CheckpointError("the model gives NaN or infinite logits: its weights are damaged "
-                                      "or its training diverged")
-            scores = torch.zeros(rows, dtype=torch.float64, device=device)
-            drawn = torch.zeros(rows, 0, dtype=torch.long, device=device)
-            ids = None
-            for t in range(max_events):
-                next_logits = logits[:, -1].float()
-                for processor in processors:
-                    next_logits = processor(next_logits, ids)
-                ids = draw(next_logits, temperature, top_k, top_p, generator)
-                scores += torch.log_softmax(logits[:, -1].float(), dim=-1).gather(1, ids[:, None])[:, 0]
-                drawn = torch.cat([drawn, ids[:, None]], dim=1)
-                if t + 1 == max_events:
-                    break
-                logits, state = model.step(ids[:, None], state)
-                if (t + 1) % steps_per_iteration == 0:
-                    keep = _survivors(scores, beam_size, branch_factor)
-                    state, logits = model.select_rows(state, keep), logits.index_select(0, keep)
-                    scores, drawn, ids = scores[keep], drawn[keep], ids[keep]
-    finally:
-        model.train(was_training)
-    best = torch.argsort(scores, descending=True, stable=True)[:num_outputs]
-    return [BeamResult(drawn[i].tolist(), float(scores[i])) for i in best.tolist()]
+    ban = [BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device)]
+    rows = beam_size * branch_factor  # row r is branch r % branch_factor of sequence r // branch_factor
+    scores = torch.zeros(rows, dtype=torch.float64, device=device)
+    drawn = torch.zeros(rows, 0, dtype=torch.long, device=device)
+    with decoding(model, primer_ids, rows, device) as (logits, state):
+        ids = None
+        for t in range(max_events):
+            ids = draw(apply_processors(ban, logits[:, -1], ids), temperature, top_k, top_p, generator)
+            scores += torch.log_softmax(logits[:, -1].float(), dim=-1).gather(1, ids[:, None])[:, 0]
+            drawn = torch.cat([drawn, ids[:, None]], dim=1)
+            if t + 1 == max_events:
+                break
+            logits, state = model.step(ids[:, None], state)
+            if (t + 1) % steps_per_iteration == 0:
+                keep = _survivors(scores, beam_size, branch_factor)
+                state, logits = model.select_rows(state, keep), logits.index_select(0, keep)
+                scores, drawn, ids = scores[keep], drawn[keep], ids[keep]
+    best_branch = scores.view(beam_size, branch_factor).argmax(dim=1) + torch.arange(
+        0, rows, branch_factor, device=scores.device)  # (beam_size,) one row per kept sequence
+    order = best_branch[torch.argsort(scores[best_branch], descending=True, stable=True)][:num_outputs]
+    return [BeamResult(drawn[i].tolist(), float(scores[i])) for i in order.tolist()]
 
 
 def _survivors(scores: torch.Tensor, beam_size: int, branch_factor: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,15 @@ def filter_logits(
     return logits
 
 
+def apply_processors(processors: Sequence[LogitProcessor], logits: torch.Tensor,
+                     last_ids: torch.Tensor | None) -> torch.Tensor:
+    """(B, V) float logits of the next draw after every processor, in order."""
+    logits = logits.float()
+    for processor in processors:
+        logits = processor(logits, last_ids)
+    return logits
+
+
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
          generator: torch.Generator | None) -> torch.Tensor:
     """One id per row (B,) from (B, V) logits (processors already applied): filtered, then drawn.
@@ -85,12 +95,29 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
     return (probs / noise).argmax(dim=-1)
 
 
-def prefix_ids(primer_ids: Sequence[int], num_outputs: int, max_context: int | None, device) -> torch.Tensor:
+def _prefix_ids(primer_ids: Sequence[int], rows: int, max_context: int | None, device) -> torch.Tensor:
     """(B, T') ids fed before the first draw: BOS + primer, cut to the model's context."""
     ids = [BOS_ID, *(int(i) for i in primer_ids)]
     if max_context is not None and len(ids) > max_context - 1:
         ids = ids[-(max_context - 1):]
-    return torch.tensor([ids] * num_outputs, dtype=torch.long, device=device)
+    return torch.tensor([ids] * rows, dtype=torch.long, device=device)
+
+
+@contextmanager
+def decoding(model, primer_ids: Sequence[int], rows: int, device):
+    """The model in eval and inference mode, fed BOS + primer in `rows` rows: yields (logits, state)
+    of that prefix, the first draw's logits checked; the model's mode comes back afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits, state = model.step(_prefix_ids(primer_ids, rows, model.max_context, device), None)
+            if not bool((logits[:, -1] < math.inf).all()):  # NaN or +inf; -inf is a valid 'never'
+                raise CheckpointError("the model gives NaN or infinite logits: its weights are damaged "
+                                      "or its training diverged")
+            yield logits, state
+    finally:
+        model.train(was_training)
 
 
 def sample(
@@ -123,29 +150,18 @@ def sample(
     spent = torch.zeros(num_outputs, dtype=dtype, device=device)
     done = torch.zeros(num_outputs, dtype=torch.bool, device=device)
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits, state = model.step(prefix_ids(primer_ids, num_outputs, model.max_context, device), None)
-            if not bool((logits[:, -1] < math.inf).all()):  # NaN or +inf; -inf is a valid 'never'
-                raise CheckpointError("the model gives NaN or infinite logits: its weights are damaged "
-                                      "or its training diverged")
-            ids = None
-            for t in range(max_events):
-                next_logits = logits[:, -1].float()
-                for processor in processors:
-                    next_logits = processor(next_logits, ids)
-                ids = draw(next_logits, temperature, top_k, top_p, generator).masked_fill(done, PAD_ID)
-                drawn.append(ids)
-                done |= ids == EOS_ID
-                if costs is not None:
-                    spent += costs[ids]
-                    done |= spent >= budget.limit
-                if t + 1 == max_events or bool(done.all()):
-                    break
-                logits, state = model.step(ids[:, None], state)
-    finally:
-        model.train(was_training)
+    with decoding(model, primer_ids, num_outputs, device) as (logits, state):
+        ids = None
+        for t in range(max_events):
+            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p,
+                       generator).masked_fill(done, PAD_ID)
+            drawn.append(ids)
+            done |= ids == EOS_ID
+            if costs is not None:
+                spent += costs[ids]
+                done |= spent >= budget.limit
+            if t + 1 == max_events or bool(done.all()):
+                break
+            logits, state = model.step(ids[:, None], state)
     rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
     return [[i for i in row if i > EOS_ID] for row in rows]

@@ -130,15 +130,15 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
-    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
+    if request.beam and budget is not None:
+        raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
+                          "encoding's --seconds/--bars are not one; give --length")
+    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     generator = torch.Generator(device).manual_seed(request.seed)
     likelihoods = [None] * request.num_outputs
     if request.beam:
-        if budget is not None or request.allow_early_end:
-            raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
-                              "encoding's --seconds/--bars are not one, and --allow-early-end does not apply")
         kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
                            steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
                            max_events=max_events, temperature=request.temperature, top_k=request.top_k,

@@ -44,9 +44,10 @@ def beats_per_bar(time_signatures: list[tuple[float, int, int]]) -> float:
 def bar_contents(starts: np.ndarray, pitches: np.ndarray, bar_beats: float) -> list[BarContent]:
     """One content per bar from the first bar to the last onset's (empty bars included);
     `starts` in quarter notes."""
-    bars = np.floor(np.asarray(starts) / bar_beats).astype(np.int64)
+    grid = np.rint(np.asarray(starts) * GRID_PER_BEAT).astype(np.int64)  # on the grid first, so a
+    bar_steps = max(1, round(bar_beats * GRID_PER_BEAT))  # note just before a downbeat joins its bar
+    bars, positions = grid // bar_steps, grid % bar_steps
     first = int(bars.min())
-    positions = np.rint((np.asarray(starts) - bars * bar_beats) * GRID_PER_BEAT).astype(np.int64)
     contents: list[set] = [set() for _ in range(int(bars.max()) - first + 1)]
     for bar, position, pitch in zip(bars, positions, pitches):
         contents[bar - first].add((int(position), int(pitch)))
