@@ -207,8 +207,8 @@ def test_early_end_allowed_or_no_length_says_why_a_piece_is_short(tmp_path):
 
 def test_seconds_cut_short_by_the_event_cap_say_so(tmp_path):
     """A performance model that never moves time forward fills the safety cap of events."""
-    note_on = get_encoding("performance").vocab.offset("NOTE_ON") + 60
-    ckpt = ending_checkpoint(tmp_path / "stuck.pt", "performance", {note_on: 30.0})
+    velocity = get_encoding("performance").vocab.offset("VELOCITY")  # never moves time, always allowed
+    ckpt = ending_checkpoint(tmp_path / "stuck.pt", "performance", {velocity: 30.0})
     result = run(ckpt, "--out", tmp_path / "a", "--seconds", 1)
     assert result.exit_code == 0, result.output
     assert ("sample_000.mid: 0.0 of 1.0 s of new music: the safety cap of 200 events was reached"

@@ -354,3 +354,49 @@ def test_beam_search_arguments_are_checked():
         beam_search(model, MELODY, beam_size=2, num_outputs=3, max_events=4)
     with pytest.raises(ConfigError, match="branch_factor and steps_per_iteration must be >= 1"):
         beam_search(model, MELODY, beam_size=2, branch_factor=0, max_events=4)
+
+
+# ----------------------------------------------------------------------------- encoding grammars
+
+
+@pytest.mark.parametrize("encoding", [MELODY, PERFORMANCE], ids=["melody", "performance"])
+def test_the_grammar_leaves_no_dropped_id_in_sampled_streams(encoding):
+    """An untrained model drops ids all the time; through its encoding's grammar, never."""
+    torch.manual_seed(0)
+    model = build_model("lstm", _tiny("lstm"), encoding.vocab.size)
+    primer = encoding.encode(_primer_score())[:40].tolist()
+
+    def drops(processors):
+        rows = sample(model, encoding, num_outputs=64, max_events=200, stop_on_eos=False, primer_ids=primer,
+                      generator=torch.Generator().manual_seed(1), processors=processors)
+        return sum(encoding.dropped_ids(primer + row) for row in rows)
+
+    assert drops([]) > 5  # melody: 11, performance: far more
+    assert drops([encoding.grammar(primer, 64)]) == 0
+
+
+@pytest.mark.parametrize("encoding", [MELODY, PERFORMANCE], ids=["melody", "performance"])
+def test_beam_search_keeps_each_rows_grammar_through_pruning(encoding):
+    from melodygen.sampling.beam import beam_search
+
+    torch.manual_seed(0)
+    model = build_model("gru", _tiny("gru"), encoding.vocab.size)
+    kept = beam_search(model, encoding, beam_size=4, branch_factor=3, steps_per_iteration=5, num_outputs=4,
+                       max_events=120, generator=torch.Generator().manual_seed(2),
+                       processors=[encoding.grammar([], 12)])
+    assert [encoding.dropped_ids(k.ids) for k in kept] == [0, 0, 0, 0]
+
+
+def test_real_music_encodes_with_no_dropped_id(nottingham_files, chorale_files):
+    from melodygen.midi_io import read_score
+
+    for encoding, files in ((MELODY, nottingham_files), (PERFORMANCE, chorale_files)):
+        for path in files:
+            assert encoding.dropped_ids(encoding.encode(read_score(path)).tolist()) == 0, path
+
+
+def _primer_score():
+    from melodygen.notes import Note, Score, Track
+
+    notes = [Note(60 + (i * 5) % 12, 90, 0.25 * i, 0.25 * i + 0.2) for i in range(16)]
+    return Score([Track("melody", 0, False, notes)])

@@ -71,13 +71,29 @@ class Encoding(ABC):
     def encode(self, score: Score) -> np.ndarray:
         """Ids (uint16) of one piece, without BOS/EOS; raises `NoUsableMusicError(reason)`."""
 
-    @abstractmethod
     def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
         """Notes of any in-vocabulary id sequence (specials skipped); never crashes on those.
 
         `qpm` lays out encodings whose time is counted in beats (melody); encodings in absolute
         time ignore it, so callers can treat every encoding alike.
         """
+        return self._decode(ids, qpm)[0]
+
+    def dropped_ids(self, ids: Sequence[int]) -> int:
+        """How many of `ids` break the stream's grammar, so that decoding ignores them or drops
+        the note they make (e.g. a NOTE_OFF with no note sounding). 0 for what `encode` makes,
+        and for what sampling makes through `grammar`."""
+        return self._decode(ids, 120.0)[1]
+
+    @abstractmethod
+    def _decode(self, ids: Sequence[int], qpm: float) -> tuple[list[Note], int]:
+        """(`decode`'s notes, `dropped_ids`' count): one pass does both."""
+
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu"):
+        """A logit processor (`sampling.processors` contract, with `select_rows`) that bans, row
+        by row, the ids that would break the grammar after `primer_ids` and what each row drew
+        since; None when every id is always valid."""
+        return None
 
     def time_per_id(self) -> TimePerId | None:
         """How far each id moves time forward; None for an encoding that declares no time

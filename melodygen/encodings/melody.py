@@ -84,23 +84,29 @@ class MelodyEncoding(Encoding):
         ids[start] = v.offset("NOTE_ON") + pitch - self.settings.min_pitch
         return ids[:self.settings.max_steps].astype(np.uint16)
 
-    def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
+    def _decode(self, ids: Sequence[int], qpm: float) -> tuple[list[Note], int]:
         """Notes at `qpm` quarter notes per minute, velocity 100, sorted by start.
 
         Every non-special id is one step. NOTE_ON ends the sounding note and starts one;
-        NOTE_OFF ends it (ignored when none sounds); a note open at the end closes there.
+        NOTE_OFF ends it (ignored, and counted as dropped, when none sounds); a note open at
+        the end closes there.
         """
         step_seconds = 60.0 / qpm / self.settings.steps_per_quarter
-        notes, sounding = [], None  # sounding: (pitch, start step)
-        events = self.vocab.events(ids) + [("NOTE_OFF", None)]  # closes a note open at the end
-        for step, (name, value) in enumerate(events):
+        notes, sounding, dropped = [], None, 0  # sounding: (pitch, start step)
+        events = self.vocab.events(ids)
+        for step, (name, value) in enumerate(events + [("END", None)]):  # END closes an open note
+            if name == "NOTE_OFF" and sounding is None:
+                dropped += 1
             if name != "NO_EVENT" and sounding is not None:
                 pitch, begin = sounding
                 notes.append(Note(pitch, 100, begin * step_seconds, step * step_seconds))
                 sounding = None
             if name == "NOTE_ON":
                 sounding = (value, step)
-        return notes
+        return notes, dropped
+
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu") -> MelodyGrammar:
+        return MelodyGrammar(self, primer_ids, rows, device)
 
     def time_per_id(self) -> TimePerId:
         """Every event is one grid step: 1 / steps_per_quarter beats."""
@@ -165,3 +171,30 @@ class MelodyEncoding(Encoding):
         if bar_steps != int(bar_steps) or bar_steps <= 0:
             return first_step
         return int(at[i]) + (first_step - int(at[i])) // int(bar_steps) * int(bar_steps)
+
+
+class MelodyGrammar:
+    """Bans NOTE_OFF in the rows where no note sounds (the decoder would ignore it). A row's
+    state is whether a note sounds, from the primer and each id it drew since."""
+
+    def __init__(self, encoding: MelodyEncoding, primer_ids: Sequence[int], rows: int, device):
+        import torch
+
+        vocab = encoding.vocab
+        self.note_off = vocab.offset("NOTE_OFF")
+        self.first_on, self.last_on = vocab.offset("NOTE_ON"), vocab.offset("NOTE_ON") + vocab.range("NOTE_ON").size
+        sounding = False
+        for name, _ in vocab.events(primer_ids):
+            sounding = name == "NOTE_ON" or (sounding and name == "NO_EVENT")
+        self.sounding = torch.full((rows,), sounding, dtype=torch.bool, device=device)
+
+    def __call__(self, logits, last_ids):
+        if last_ids is not None:
+            started = (last_ids >= self.first_on) & (last_ids < self.last_on)
+            self.sounding = started | (self.sounding & ~(last_ids == self.note_off))
+        banned = logits.new_zeros(logits.shape, dtype=bool)
+        banned[:, self.note_off] = ~self.sounding
+        return logits.masked_fill(banned, float("-inf"))
+
+    def select_rows(self, rows) -> None:
+        self.sounding = self.sounding.index_select(0, rows)

@@ -89,16 +89,18 @@ class PerformanceEncoding(Encoding):
         return sort_notes(self._note(p, s, e, b) for p, s, e, b in zip(
             pitch.tolist(), start.tolist(), end.tolist(), vbin.tolist()))
 
-    def decode(self, ids: Sequence[int], qpm: float = 120.0) -> list[Note]:
+    def _decode(self, ids: Sequence[int], qpm: float) -> tuple[list[Note], int]:
         """Notes of any in-vocabulary ids, sorted by (start, pitch); `qpm` is ignored (time is
         absolute).
 
         Lenient by design, so sampled sequences always decode: a NOTE_OFF with no open note is
         ignored; a NOTE_ON for a pitch already sounding ends the old note there and starts a
         new one; notes still open at the end close at the final time; zero-length notes are
-        dropped. Before any VELOCITY event notes get velocity 100.
+        dropped. Before any VELOCITY event notes get velocity 100. Dropped: each ignored
+        NOTE_OFF and each NOTE_ON/NOTE_OFF that ends a note where it began (a note left open
+        at the very end with no length is not counted: the stream just stopped).
         """
-        step, vbin, notes = 0, None, []
+        step, vbin, notes, dropped = 0, None, [], 0
         open_notes: dict[int, tuple[int, int | None]] = {}  # pitch -> (start step, bin)
         for name, value in self.vocab.events(ids):
             if name == "TIME_SHIFT":
@@ -109,10 +111,17 @@ class PerformanceEncoding(Encoding):
                 begin, b = open_notes.pop(value)
                 if step > begin:
                     notes.append(self._note(value, begin, step, b))
+                else:
+                    dropped += 1
+            elif name == "NOTE_OFF":
+                dropped += 1
             if name == "NOTE_ON":
                 open_notes[value] = (step, vbin)
         notes += [self._note(p, s, step, b) for p, (s, b) in open_notes.items() if step > s]
-        return sort_notes(notes)
+        return sort_notes(notes), dropped
+
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu") -> PerformanceGrammar:
+        return PerformanceGrammar(self, primer_ids, rows, device)
 
     def time_per_id(self) -> TimePerId:
         """TIME_SHIFT(n) moves time n / steps_per_second seconds; other events, none."""
@@ -190,3 +199,53 @@ def _event_table(pitch, start, end, vbin) -> tuple[np.ndarray, ...]:
     vbin = np.concatenate([vbin, vbin])
     order = np.lexsort((pitch, kind, time))
     return time[order], kind[order], pitch[order], vbin[order]
+
+
+class PerformanceGrammar:
+    """Bans, row by row, a NOTE_OFF of a pitch that does not sound or that started at this very
+    instant, and a NOTE_ON of a pitch that started at this instant: each would be ignored or
+    make a note of no length. A row's state: the pitches sounding, and which of them started
+    since the last TIME_SHIFT; TIME_SHIFT, VELOCITY and EOS stay allowed, so a row is never stuck."""
+
+    def __init__(self, encoding: PerformanceEncoding, primer_ids: Sequence[int], rows: int, device):
+        import torch
+
+        vocab = encoding.vocab
+        self.on, self.off = vocab.offset("NOTE_ON"), vocab.offset("NOTE_OFF")
+        self.shift_lo = vocab.offset("TIME_SHIFT")
+        self.shift_hi = self.shift_lo + vocab.range("TIME_SHIFT").size
+        sounding, fresh = set(), set()
+        for name, value in vocab.events(primer_ids):
+            if name == "TIME_SHIFT":
+                fresh.clear()
+            elif name == "NOTE_ON":
+                sounding.add(value)
+                fresh.add(value)
+            elif name == "NOTE_OFF":
+                sounding.discard(value)
+                fresh.discard(value)
+        self.sounding = torch.zeros(rows, 128, dtype=torch.bool, device=device)
+        self.fresh = torch.zeros(rows, 128, dtype=torch.bool, device=device)
+        self.sounding[:, list(sounding)] = True
+        self.fresh[:, list(fresh)] = True
+
+    def __call__(self, logits, last_ids):
+        if last_ids is not None:
+            self._update(last_ids)
+        banned = logits.new_zeros(logits.shape, dtype=bool)
+        banned[:, self.off:self.off + 128] = ~self.sounding | self.fresh
+        banned[:, self.on:self.on + 128] = self.fresh
+        return logits.masked_fill(banned, float("-inf"))
+
+    def _update(self, ids) -> None:
+        rows = ids.new_tensor(range(len(ids)))
+        shifted = (ids >= self.shift_lo) & (ids < self.shift_hi)
+        self.fresh[shifted] = False
+        started = (ids >= self.on) & (ids < self.on + 128)
+        self.sounding[rows[started], ids[started] - self.on] = True
+        self.fresh[rows[started], ids[started] - self.on] = True
+        ended = (ids >= self.off) & (ids < self.off + 128)
+        self.sounding[rows[ended], ids[ended] - self.off] = False
+
+    def select_rows(self, rows) -> None:
+        self.sounding, self.fresh = self.sounding.index_select(0, rows), self.fresh.index_select(0, rows)

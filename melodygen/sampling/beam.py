@@ -11,8 +11,9 @@ Drawing branches rather than taking the top ids keeps some of sampling's variety
 search it favours safe, repetitive continuations (it is known to loop), and it looks only
 `steps_per_iteration` ids ahead when it prunes: measure what it does before relying on it.
 
-Lengths are in events: every sequence runs `max_events` ids (EOS is never drawn). Logit
-processors that keep state per row are not supported (pruning reorders the rows).
+Lengths are in events: every sequence runs `max_events` ids (EOS is never drawn). A logit
+processor that keeps state per row must have `select_rows(rows)` (an encoding's grammar does):
+pruning reorders the rows, and it is told so.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError
 from melodygen.sampling.decoding import apply_processors, decoding, draw
-from melodygen.sampling.processors import BanIds
+from melodygen.sampling.processors import BanIds, LogitProcessor
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,22 @@ class BeamResult:
 def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, steps_per_iteration: int = 1,
                 num_outputs: int = 1, max_events: int = 512, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, primer_ids: Sequence[int] = (),
-                generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> list[BeamResult]:
+                generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+                processors: Sequence[LogitProcessor] = ()) -> list[BeamResult]:
     """The `num_outputs` most likely of the `beam_size` kept sequences after `max_events` ids, best
     first (see the module docstring)."""
     if not 1 <= num_outputs <= beam_size:
         raise ConfigError(f"beam search keeps {beam_size} sequence(s): it cannot return {num_outputs}")
     if min(branch_factor, steps_per_iteration) < 1:
         raise ConfigError("branch_factor and steps_per_iteration must be >= 1")
-    ban = [BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device)]
+    processors = [BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device), *processors]
     rows = beam_size * branch_factor  # row r is branch r % branch_factor of sequence r // branch_factor
     scores = torch.zeros(rows, dtype=torch.float64, device=device)
     drawn = torch.zeros(rows, 0, dtype=torch.long, device=device)
     with decoding(model, primer_ids, rows, device) as (logits, state):
         ids = None
         for t in range(max_events):
-            ids = draw(apply_processors(ban, logits[:, -1], ids), temperature, top_k, top_p, generator)
+            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p, generator)
             scores += torch.log_softmax(logits[:, -1].float(), dim=-1).gather(1, ids[:, None])[:, 0]
             drawn = torch.cat([drawn, ids[:, None]], dim=1)
             if t + 1 == max_events:
@@ -62,6 +64,9 @@ def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, step
             if (t + 1) % steps_per_iteration == 0:
                 keep = _survivors(scores, beam_size, branch_factor)
                 state, logits = model.select_rows(state, keep), logits.index_select(0, keep)
+                for processor in processors:
+                    if hasattr(processor, "select_rows"):
+                        processor.select_rows(keep)
                 scores, drawn, ids = scores[keep], drawn[keep], ids[keep]
     best_branch = scores.view(beam_size, branch_factor).argmax(dim=1) + torch.arange(
         0, rows, branch_factor, device=scores.device)  # (beam_size,) one row per kept sequence

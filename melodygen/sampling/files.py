@@ -139,16 +139,19 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     generator = torch.Generator(device).manual_seed(request.seed)
     likelihoods = [None] * request.num_outputs
     if request.beam:
+        rows = request.beam * request.branch_factor
         kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
                            steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
                            max_events=max_events, temperature=request.temperature, top_k=request.top_k,
-                           top_p=request.top_p, primer_ids=primer, generator=generator, device=device)
+                           top_p=request.top_p, primer_ids=primer, generator=generator, device=device,
+                           processors=_grammar(encoding, primer, rows, device))
         rows, likelihoods = [k.ids for k in kept], [k.log_likelihood for k in kept]
     else:
         rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
                       temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
                       primer_ids=primer, generator=generator, device=device, budget=budget,
-                      stop_on_eos=request.allow_early_end or not request.has_length)
+                      stop_on_eos=request.allow_early_end or not request.has_length,
+                      processors=_grammar(encoding, primer, request.num_outputs, device))
     results = []
     for path, row, likelihood in zip(paths, rows, likelihoods):
         shortfall = _shortfall(row, request, max_events, budget)
@@ -159,6 +162,12 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
         end = max((n.end for n in notes), default=0.0)
         results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall, likelihood))
     return results
+
+
+def _grammar(encoding, primer: list[int], rows: int, device) -> list:
+    """The encoding's grammar as the loop's processors: every sampled piece decodes whole."""
+    grammar = encoding.grammar(primer, rows, device)
+    return [grammar] if grammar is not None else []
 
 
 def _shortfall(row: list[int], request: SampleRequest, max_events: int,
