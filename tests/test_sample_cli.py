@@ -41,6 +41,19 @@ def notes_of(path: Path) -> list:
     return sorted((n for t in read_score(path).tracks for n in t.notes), key=lambda n: (n.start, n.pitch))
 
 
+def test_a_music_transformer_samples_through_the_cli(tmp_path):
+    torch.manual_seed(0)
+    encoding = get_encoding("melody")
+    settings = {**TINY["transformer"], "positions": "relative", "max_relative_distance": 6}
+    model = build_model("transformer", settings, encoding.vocab.size)
+    ckpt = save(make_checkpoint(model_kind="transformer", model_settings=settings_to_dict(model.settings),
+                                model=model, encoding=encoding, run_config={}, step=0, best_val_nll=None),
+                tmp_path / "mt.pt")
+    result = run(ckpt, "--out", tmp_path / "out", "-n", 2, "--length", 40, "--seed", 3)  # past its context
+    assert result.exit_code == 0, result.output
+    assert all(read_score(f).note_count() > 0 for f in (tmp_path / "out").glob("*.mid"))
+
+
 @pytest.mark.parametrize("encoding_name", sorted(ENCODINGS))
 @pytest.mark.parametrize("kind", sorted(MODELS))
 def test_every_kind_and_encoding_writes_midi(tmp_path, kind, encoding_name):
