@@ -27,7 +27,9 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
 
     Per file, over all non-drum notes: pitch-class histogram and entropy, pitch range, used
     pitches, note density, polyphony, note-length and inter-onset histograms (quarter notes),
-    scale consistency, repeated 4-grams, empty-beat rate and mean velocity; then mean ± std
+    scale consistency, repeated 4-grams, empty-beat rate and mean velocity, and structure
+    (repeated 8- and 16-grams, bars repeating an earlier bar exactly or transposed, the
+    longest repeated run of bars); then mean ± std
     over the set and pooled histograms. With --reference, each metric's distributions in the
     two sets are compared (Yang & Lerch 2020): overlapping area (1 = same, 0 = disjoint) and
     KL(set || reference) in nats. Unreadable files are skipped and listed.
