@@ -2,8 +2,8 @@
 
 Reads the primer (through `dataset.files`, like every MIDI reader), turns a length in events,
 seconds or bars into the decoding loop's limits through the encoding's time contract
-(`Encoding.time_per_id`), runs `decoding.sample`, decodes and writes each piece, and says why
-a piece holds less new music than asked for.
+(`Encoding.time_per_id`), runs `decoding.sample` (or `beam.beam_search`) through the encoding's
+grammar, decodes and writes each piece, and says why a piece holds less new music than asked for.
 """
 
 from __future__ import annotations
@@ -136,22 +136,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
     paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
-    generator = torch.Generator(device).manual_seed(request.seed)
-    likelihoods = [None] * request.num_outputs
-    if request.beam:
-        rows = request.beam * request.branch_factor
-        kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
-                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
-                           max_events=max_events, temperature=request.temperature, top_k=request.top_k,
-                           top_p=request.top_p, primer_ids=primer, generator=generator, device=device,
-                           processors=_grammar(encoding, primer, rows, device))
-        rows, likelihoods = [k.ids for k in kept], [k.log_likelihood for k in kept]
-    else:
-        rows = sample(model, encoding, num_outputs=request.num_outputs, max_events=max_events,
-                      temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
-                      primer_ids=primer, generator=generator, device=device, budget=budget,
-                      stop_on_eos=request.allow_early_end or not request.has_length,
-                      processors=_grammar(encoding, primer, request.num_outputs, device))
+    rows, likelihoods = _generate(model, encoding, request, primer, max_events, budget, device)
     results = []
     for path, row, likelihood in zip(paths, rows, likelihoods):
         shortfall = _shortfall(row, request, max_events, budget)
@@ -162,6 +147,24 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
         end = max((n.end for n in notes), default=0.0)
         results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall, likelihood))
     return results
+
+
+def _generate(model, encoding, request: SampleRequest, primer: list[int], max_events: int,
+              budget: Budget | None, device) -> tuple[list[list[int]], list[float | None]]:
+    """(new ids per piece, log-likelihood per piece or None): sampled, or by beam search."""
+    generator = torch.Generator(device).manual_seed(request.seed)
+    common = dict(max_events=max_events, temperature=request.temperature, top_k=request.top_k,
+                  top_p=request.top_p, primer_ids=primer, generator=generator, device=device)
+    if request.beam:
+        grammar = _grammar(encoding, primer, request.beam * request.branch_factor, device)
+        kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
+                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
+                           processors=grammar, **common)
+        return [k.ids for k in kept], [k.log_likelihood for k in kept]
+    rows = sample(model, encoding, num_outputs=request.num_outputs, budget=budget,
+                  stop_on_eos=request.allow_early_end or not request.has_length,
+                  processors=_grammar(encoding, primer, request.num_outputs, device), **common)
+    return rows, [None] * len(rows)
 
 
 def _grammar(encoding, primer: list[int], rows: int, device) -> list:
