@@ -381,10 +381,11 @@ def test_beam_search_keeps_each_rows_grammar_through_pruning(encoding):
 
     torch.manual_seed(0)
     model = build_model("gru", _tiny("gru"), encoding.vocab.size)
+    primer = encoding.encode(_primer_score())[:41].tolist()  # ends while a note sounds
     kept = beam_search(model, encoding, beam_size=4, branch_factor=3, steps_per_iteration=5, num_outputs=4,
-                       max_events=120, generator=torch.Generator().manual_seed(2),
-                       processors=[encoding.grammar([], 12)])
-    assert [encoding.dropped_ids(k.ids) for k in kept] == [0, 0, 0, 0]
+                       max_events=120, primer_ids=primer, generator=torch.Generator().manual_seed(2),
+                       processors=[encoding.grammar(primer, 12)])
+    assert [encoding.dropped_ids(primer + k.ids) for k in kept] == [0, 0, 0, 0]
 
 
 def test_real_music_encodes_with_no_dropped_id(nottingham_files, chorale_files):

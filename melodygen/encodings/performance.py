@@ -238,14 +238,17 @@ class PerformanceGrammar:
         return logits.masked_fill(banned, float("-inf"))
 
     def _update(self, ids) -> None:
-        rows = ids.new_tensor(range(len(ids)))
+        """Takes each row's last id (B,) into its state; whole-tensor ops, no host sync."""
+        import torch.nn.functional as F
+
+        def pitches(first: int):  # (B, 128): the pitch of each row's id when it is in first..first+127
+            inside = (ids >= first) & (ids < first + 128)
+            return F.one_hot((ids - first).clamp(0, 127), 128).bool() & inside[:, None]
+
         shifted = (ids >= self.shift_lo) & (ids < self.shift_hi)
-        self.fresh[shifted] = False
-        started = (ids >= self.on) & (ids < self.on + 128)
-        self.sounding[rows[started], ids[started] - self.on] = True
-        self.fresh[rows[started], ids[started] - self.on] = True
-        ended = (ids >= self.off) & (ids < self.off + 128)
-        self.sounding[rows[ended], ids[ended] - self.off] = False
+        started, ended = pitches(self.on), pitches(self.off)
+        self.fresh = (self.fresh & ~shifted[:, None]) | started
+        self.sounding = (self.sounding | started) & ~ended
 
     def select_rows(self, rows) -> None:
         self.sounding, self.fresh = self.sounding.index_select(0, rows), self.fresh.index_select(0, rows)

@@ -168,7 +168,9 @@ def _generate(model, encoding, request: SampleRequest, primer: list[int], max_ev
 
 
 def _grammar(encoding, primer: list[int], rows: int, device) -> list:
-    """The encoding's grammar as the loop's processors: every sampled piece decodes whole."""
+    """The encoding's grammar as the loop's processors: every sampled piece decodes whole with
+    its primer (its state starts from the primer; a `--continuation-only` file, cut from the
+    primer, may begin by ending a note the primer held)."""
     grammar = encoding.grammar(primer, rows, device)
     return [grammar] if grammar is not None else []
 
