@@ -12,6 +12,13 @@ Models are built with their default settings (random weights: speed does not dep
 over the performance vocabulary (391 ids). EOS is disabled so every row runs to --tokens.
 Run on a quiet machine; --threads sets torch's intra-op threads (default 1). Each figure is
 the median of --repeat runs (default 3; the uncached path, slow, runs once).
+
+Each cached row also says how close a step comes to the machine's two limits, measured in the
+same run: compute (the step's matmul FLOPs, about 2 x dense weights x batch, at the peak of a
+large fp32 matmul) and memory (the step's fp32 weights read once, at the rate this machine copies
+a buffer of that size: from cache for a small model, from DRAM for a large one). A step far from
+both is bound by per-op overhead; near the memory limit, only fewer or smaller weights (or a
+larger batch) can make it faster.
 """
 
 from __future__ import annotations
@@ -50,6 +57,42 @@ def uncached_tokens_per_s(model, batch: int, tokens: int, device) -> float:
     return batch * tokens / (time.perf_counter() - start)
 
 
+def matmul_peak(device) -> float:
+    """fp32 matmul FLOP/s of `device`, measured on 1024 x 1024 x 1024."""
+    a = torch.randn(1024, 1024, device=device)
+    return _best_rate(lambda: a @ a, 2 * 1024**3, device)
+
+
+def read_rate(nbytes: int, device) -> float:
+    """Bytes/s at which `device` reads a buffer of `nbytes` it has just touched (a copy,
+    counting the bytes read and written)."""
+    buffer = torch.empty(max(nbytes // 4, 1), device=device)
+    return _best_rate(lambda: buffer.clone(), 2 * buffer.numel() * 4, device)
+
+
+def _best_rate(work, amount: float, device, runs: int = 5) -> float:
+    work()
+    best = float("inf")
+    for _ in range(runs):
+        _sync(device)
+        start = time.perf_counter()
+        work()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return amount / best
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def dense_weights(model) -> int:
+    """Weights a step multiplies by (embedding tables are looked up, not multiplied)."""
+    return sum(p.numel() for m in model.modules() if not isinstance(m, torch.nn.Embedding)
+               for p in m.parameters(recurse=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=1024)
@@ -68,20 +111,27 @@ def main() -> None:
     device = torch.device(args.device)
     encoding = get_encoding("performance")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {device}, {args.tokens} tokens per row")
-    print(f"{'model':<12} {'batch':>5} {'path':<9} {'tokens/s':>10}")
+    peak = matmul_peak(device)
+    print(f"measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s; compute/memory: share of each limit a step reaches")
+    print(f"{'model':<14} {'batch':>5} {'path':<9} {'tokens/s':>10} {'us/step':>9} {'compute':>8} {'memory':>8}")
     for kind in args.kinds:
         torch.manual_seed(0)
         settings = {} if kind != "transformer" else {
             k: v for k, v in (("positions", args.positions), ("max_context", args.max_context)) if v is not None}
         model = build_model(kind, settings, encoding.vocab.size).to(device).eval()
         cached_tokens_per_s(model, encoding, 1, 8, device)  # warm-up: first-call allocations
+        weights = dense_weights(model)
+        bandwidth = read_rate(4 * weights, device)
         for batch in args.batches:
             cached = statistics.median(cached_tokens_per_s(model, encoding, batch, args.tokens, device)
                                        for _ in range(args.repeat))
-            print(f"{kind:<12} {batch:>5} {'cached':<9} {cached:>10.0f}", flush=True)
+            step = batch / cached  # seconds per step of the whole batch
+            compute, memory = 2 * weights * batch / peak / step, 4 * weights / bandwidth / step
+            print(f"{kind:<14} {batch:>5} {'cached':<9} {cached:>10.0f} {step * 1e6:>9.0f} {compute:>8.1%} "
+                  f"{memory:>8.1%}", flush=True)
             if kind == "transformer" and not args.no_uncached:
                 naive = uncached_tokens_per_s(model, batch, args.tokens, device)
-                print(f"{kind:<12} {batch:>5} {'uncached':<9} {naive:>10.0f}   cache speed-up {cached / naive:.1f}x")
+                print(f"{kind:<14} {batch:>5} {'uncached':<9} {naive:>10.0f}   cache speed-up {cached / naive:.1f}x")
 
 
 if __name__ == "__main__":
