@@ -71,29 +71,37 @@ section "sampling benchmark: batch 1 and 16, cached vs re-running the prefix"
 
 section "table"
 "$PY" - "$WORK" "$DEVICE" "$STEPS" <<'EOF' | tee "$REPORT"
-import csv, sys
+import sys
 from pathlib import Path
 
 import torch
+
+from melodygen.training.rundir import RunPaths, read_metrics
 
 work, device, steps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
 print(f"gpu_check on {name}, torch {torch.__version__}; training {steps} steps per kind "
       f"({'bf16 autocast' if device.startswith('cuda') else 'fp32'}), sampling 16 x 512 events")
 print()
+def last(values: list, default: float) -> float:
+    """The last value of a metrics column that has one (steps without it hold None)."""
+    return next((v for v in reversed(values) if v is not None), default)
+
+
+def seconds(what: str, kind: str) -> float:
+    begin, end = map(float, (work / f"{what}-{kind}.seconds").read_text().split())
+    return end - begin
+
+
 print("| kind | train s (incl. start-up) | train tok/s (last interval) | val NLL | sample s (16 x 512, incl. load) | events/s |")
 print("|---|---:|---:|---:|---:|---:|")
 for kind in ("rnn", "lstm", "gru", "attention_lstm", "transformer"):
-    metrics = work / f"run-{kind}" / "metrics.csv"
-    rows = list(csv.DictReader(metrics.open())) if metrics.exists() else []
-    rate = next((r["tokens_per_s"] for r in reversed(rows) if r.get("tokens_per_s")), "")
-    nll = next((r["val_nll"] for r in reversed(rows) if r.get("val_nll")), "")
-    def seconds(what: str) -> float:
-        begin, end = map(float, (work / f"{what}-{kind}.seconds").read_text().split())
-        return end - begin
-
-    sample_s = seconds("sample")
-    print(f"| {kind} | {seconds('train'):.1f} | {float(rate or 0):,.0f} | {float(nll or 'nan'):.3f} | "
+    paths = RunPaths(work / f"run-{kind}")
+    columns = read_metrics(paths.metrics) if paths.metrics.is_file() else {}
+    rate = last(columns.get("tokens_per_s", []), 0.0)
+    nll = last(columns.get("val_nll", []), float("nan"))
+    sample_s = seconds("sample", kind)
+    print(f"| {kind} | {seconds('train', kind):.1f} | {rate:,.0f} | {nll:.3f} | "
           f"{sample_s:.1f} | {16 * 512 / sample_s:,.0f} |")
 print()
 print("CUDA tests: " + (work / "tests.txt").read_text().strip().splitlines()[-1])
