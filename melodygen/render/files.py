@@ -16,16 +16,19 @@ from typing import Iterable
 from melodygen.errors import MidiReadError, RenderError
 from melodygen.render.audio import find_fluidsynth, find_soundfont, render_wav
 from melodygen.render.pianoroll import ScoreFacts, draw_pianoroll, score_facts
+from melodygen.render.structure import draw_structure
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """What was written for one MIDI file (`wav` / `png` are None when not asked for)."""
+    """What was written for one MIDI file (`wav` / `png` / `structure` are None when not asked
+    for; `structure` also when the file has no notes)."""
 
     midi: Path
     facts: ScoreFacts
     wav: Path | None
     png: Path | None
+    structure: Path | None = None  # the bar self-similarity picture (`render.structure`)
 
 
 def render_files(
@@ -36,8 +39,10 @@ def render_files(
     png: bool = True,
     soundfont: str | os.PathLike | None = None,
     skipped: list[str] | None = None,
+    structure: bool = False,
 ) -> list[Rendered]:
-    """Render each MIDI file; outputs are named after the file (`song.mid` -> `song.wav`, `song.png`).
+    """Render each MIDI file; outputs are named after the file (`song.mid` -> `song.wav`, `song.png`,
+    and with `structure` `song.structure.png`).
 
     Checks FluidSynth and the SoundFont before rendering anything, and refuses two inputs that
     would write the same output name. Raises `MidiReadError` / `RenderError` naming the file;
@@ -49,7 +54,7 @@ def render_files(
     rendered = []
     for path, stem in zip(paths, stems):
         try:
-            rendered.append(render_file(path, stem, wav=wav, png=png, soundfont=font))
+            rendered.append(render_file(path, stem, wav=wav, png=png, soundfont=font, structure=structure))
         except MidiReadError as exc:  # its message names the file
             if skipped is None:
                 raise
@@ -65,8 +70,9 @@ def check_audio(soundfont: str | os.PathLike | None = None) -> Path:
     return font
 
 
-def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None) -> Rendered:
-    """Render one file to `<stem>.wav` / `<stem>.png`."""
+def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path | None,
+                structure: bool = False) -> Rendered:
+    """Render one file to `<stem>.wav` / `<stem>.png` / `<stem>.structure.png`."""
     from melodygen.dataset.files import read_file
 
     score = read_file(midi, keep_score=True).raise_if_skipped("").score
@@ -77,7 +83,8 @@ def render_file(midi: Path, stem: Path, *, wav: bool, png: bool, soundfont: Path
                               soundfont=soundfont, expect_sound=facts.notes > 0)
     if png:
         png_path = draw_pianoroll(score, Path(f"{stem}.png"), name=facts.name)
-    return Rendered(midi=midi, facts=facts, wav=wav_path, png=png_path)
+    structure_path = draw_structure(score, Path(f"{stem}.structure.png"), name=facts.name) if structure else None
+    return Rendered(midi=midi, facts=facts, wav=wav_path, png=png_path, structure=structure_path)
 
 
 def display_name(path: Path) -> str:

@@ -14,6 +14,17 @@ import numpy as np
 from melodygen.atomic import atomic_write
 
 
+def draw_structure(score, png_path: Path, *, name: str) -> Path | None:
+    """`png_path` with the bar self-similarity of `score` drawn, or None when it has no notes."""
+    from melodygen.errors import NoUsableMusicError
+    from melodygen.stats.metrics import bar_self_similarity
+
+    try:
+        return draw_self_similarity(bar_self_similarity(score), png_path, name=name)
+    except NoUsableMusicError:
+        return None
+
+
 def draw_self_similarity(matrix: np.ndarray, png_path: Path, *, name: str) -> Path:
     """Write `matrix` (bars, bars) with values in [0, 1] to `png_path` (about 420 x 420 pixels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

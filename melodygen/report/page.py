@@ -113,8 +113,8 @@ def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
         player = (f'<audio controls preload="metadata"><source src="{wav}" type="audio/wav"></audio>'
                   f'{player} <a href="{wav}">WAV file</a>')
     picture = _img(rendered.png.read_bytes(), f"piano roll of {name}")
-    if entry.structure_png is not None:
-        structure = _img(entry.structure_png.read_bytes(), f"bar self-similarity of {name}")
+    if rendered.structure is not None:
+        structure = _img(rendered.structure.read_bytes(), f"bar self-similarity of {name}")
         picture = f'<div class="pictures"><div class="roll">{picture}</div><div class="structure">{structure}</div></div>'
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
