@@ -50,6 +50,22 @@ class TempoMap:
     beats: tuple[float, ...] = (0.0,)
     qpm: tuple[float, ...] = (120.0,)
 
+    @classmethod
+    def from_changes(cls, times: Sequence[float], qpm: Sequence[float]) -> TempoMap:
+        """The map of tempo `qpm[i]` from second `times[i]` on (`times[0] == 0`, increasing)."""
+        beats = [0.0]
+        for i in range(1, len(times)):
+            beats.append(beats[-1] + (times[i] - times[i - 1]) * qpm[i - 1] / 60.0)
+        return cls(tuple(float(t) for t in times), tuple(beats), tuple(float(q) for q in qpm))
+
+    @classmethod
+    def from_beats(cls, beats: Sequence[float], qpm: Sequence[float]) -> TempoMap:
+        """The map of tempo `qpm[i]` from quarter note `beats[i]` on (`beats[0] == 0`, increasing)."""
+        times = [0.0]
+        for i in range(1, len(beats)):
+            times.append(times[-1] + (beats[i] - beats[i - 1]) * 60.0 / qpm[i - 1])
+        return cls(tuple(times), tuple(float(b) for b in beats), tuple(float(q) for q in qpm))
+
     def to_beats(self, seconds: float) -> float:
         i = max(0, bisect.bisect_right(self.times, seconds) - 1)
         return self.beats[i] + (seconds - self.times[i]) * self.qpm[i] / 60.0

@@ -5,6 +5,7 @@ import os
 import warnings
 from pathlib import Path
 
+import mido
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 import midi_factory as mf
 from conftest import CORPORA, DATA, REPO
 from melodygen.errors import MidiReadError
-from melodygen.midi_io import read_score, write_midi, write_score
-from melodygen.notes import Note, Track
+from melodygen.midi_io import WRITE_TICKS_PER_BEAT, read_score, write_midi, write_score
+from melodygen.notes import Note, Score, TempoMap, Track
 
 
 def spans(track):
@@ -289,9 +290,30 @@ def test_write_midi_cuts_same_pitch_overlap_at_new_onset(tmp_path):
 def test_write_drums_and_score_with_pedals(tmp_path):
     drums = Track("Kit", 0, True, [Note(36, 100, 0.0, 0.1)])
     piano = Track("Piano", 0, False, [Note(60, 70, 0.0, 0.5)], pedals=[(0.25, 1.0)])
-    score = read_score(write_score([piano, drums], tmp_path / "band.mid"), include_drums=True)
+    score = read_score(write_score(Score([piano, drums], end_time=1.0), tmp_path / "band.mid"),
+                       include_drums=True)
     assert [(t.name, t.is_drum, t.pedals) for t in score.tracks] == [
         ("Piano", False, [(0.25, 1.0)]), ("Kit", True, [])]
+
+
+def test_write_score_keeps_tempo_and_meter_changes_and_its_end(tmp_path):
+    tempo = TempoMap.from_beats([0.0, 3.0, 9.0], [100.0, 150.0, 75.0])
+    notes = [Note(60 + i, 80, tempo.to_seconds(b), tempo.to_seconds(b + 0.5)) for i, b in enumerate((0, 2.5, 3, 8.5, 10))]
+    signatures = [(0.0, 3, 4), (tempo.to_seconds(6.0), 6, 8)]
+    end = tempo.to_seconds(12.0)
+    score = Score([Track("a", 5, False, notes)], tempo, signatures, end_time=end)
+    back = read_score(write_score(score, tmp_path / "t.mid"))
+    assert back.tempo_map.qpm == pytest.approx(tempo.qpm)
+    assert back.tempo_map.beats == pytest.approx(tempo.beats)
+    assert [(round(t, 9), n, d) for t, n, d in back.time_signatures] == [
+        (round(t, 9), n, d) for t, n, d in signatures]
+    assert [n.pitch for n in back.tracks[0].notes] == [n.pitch for n in notes]
+    assert [t for n in back.tracks[0].notes for t in (n.start, n.end)] == pytest.approx(
+        [t for n in notes for t in (n.start, n.end)])
+    assert back.tracks[0].program == 5
+    conductor = mido.MidiFile(tmp_path / "t.mid").tracks[0]
+    assert conductor[-1].type == "end_of_track"
+    assert sum(m.time for m in conductor) == 12 * WRITE_TICKS_PER_BEAT  # the score's end_time
 
 
 def test_track_names_utf8_round_trip_and_latin1_fallback(tmp_path):

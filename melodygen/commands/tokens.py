@@ -37,7 +37,7 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     from melodygen.config import encoding_from_overrides
     from melodygen.dataset.files import read_file
     from melodygen.errors import OutputError
-    from melodygen.midi_io import write_midi
+    from melodygen.midi_io import write_score
 
     if decode_to is not None and decode_to.exists() and not overwrite:
         raise OutputError(f"{decode_to}: already exists; pass --overwrite or choose another --decode file")
@@ -45,21 +45,23 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
     read = read_file(midi_file, encoding, keep_score=True).raise_if_skipped("nothing to encode")
     ids, score = read.ids, read.score
     qpm = float(score.tempo_map.qpm[0])
-    notes = encoding.decode(ids, qpm=qpm)
-    _print_tokens(encoding.vocab, ids, limit)
+    decoded = encoding.decode_score(ids, qpm=qpm)
+    _print_tokens(encoding, ids, limit)
+    tracks = f" on {len(decoded.tracks)} tracks" if encoding.keeps_instruments else ""
     click.echo(f"{len(ids)} ids from {score.note_count()} notes in {midi_file}; they decode to "
-               f"{len(notes)} notes ({encoding.name} encoding, {encoding.vocab.size} ids in all)")
+               f"{decoded.note_count()} notes{tracks} ({encoding.name} encoding, "
+               f"{encoding.vocab.size} ids in all)")
     click.echo("  ".join(f"{name} {n}" for name, n in encoding.vocab.count_events(ids).items()))
     if decode_to is not None:
-        write_midi(notes, decode_to, qpm=qpm)
-        click.echo(f"wrote {len(notes)} decoded notes to {decode_to}")
+        write_score(decoded, decode_to)
+        click.echo(f"wrote {decoded.note_count()} decoded notes to {decode_to}")
 
 
-def _print_tokens(vocab, ids, limit: int | None) -> None:
+def _print_tokens(encoding, ids, limit: int | None) -> None:
     import textwrap
 
     shown = ids if limit is None else ids[:limit]
-    text = " ".join(vocab.tokens[int(i)] for i in shown)
+    text = " ".join(encoding.readable(shown))
     if text:
         click.echo(textwrap.fill(text, width=100, break_on_hyphens=False))
     if len(shown) < len(ids):

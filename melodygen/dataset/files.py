@@ -76,7 +76,7 @@ def read_file(path: str | Path, encoding=None, *, keep_score: bool = False) -> F
 
     path = str(path)
     try:
-        score = read_score(path)
+        score = read_score(path, include_drums=encoding is not None and encoding.reads_drums)
     except MidiReadError as exc:
         return FileResult(path, reason=UNREADABLE, detail=_without_path(path, exc))
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands

@@ -6,8 +6,10 @@ from those settings. `to_dict` stores name + settings + the token list + melodyg
 match, so a dataset or checkpoint is never read with a different vocabulary.
 
 Musical time belongs to the encoding: `time_per_id` says how far each id moves time forward,
-in beats or in seconds, so sampling lengths in seconds or bars, statistics and reports never
-switch on an encoding's name.
+in beats, seconds or bars, so sampling lengths in seconds or bars, statistics and reports never
+switch on an encoding's name. So does the shape of what comes back: `decode_score` gives a whole
+`Score` (one track for a single-stream encoding; `keeps_instruments` says whether its tracks,
+programs, tempo and meter come from the ids or are the caller's to choose).
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ from melodygen import __version__
 from melodygen.atomic import atomic_write
 from melodygen.encodings.vocab import Vocabulary
 from melodygen.errors import ConfigError, EncodingError
-from melodygen.notes import Note, Score
+from melodygen.notes import Note, Score, TempoMap, Track
 from melodygen.settings import build
 
 
-BEATS, SECONDS = "beats", "seconds"
+BEATS, SECONDS, BARS = "beats", "seconds", "bars"
 
 
 @dataclass(frozen=True)
 class TimePerId:
     """How far each id moves musical time forward: `amounts[i]` (float, (V,)) in `unit`,
-    `BEATS` (quarter notes: laid out at a tempo) or `SECONDS` (absolute time)."""
+    `BEATS` (quarter notes: laid out at a tempo), `SECONDS` (absolute time) or `BARS` (bar
+    lines: an id that opens a bar counts 1, whatever the bar's meter)."""
 
     amounts: np.ndarray
     unit: str
@@ -54,6 +57,9 @@ class Encoding(ABC):
 
     name: ClassVar[str]
     settings_type: ClassVar[type]
+    # True when the ids carry tracks, programs, tempo and meter; False for one stream of notes
+    # whose instrument and tempo the caller chooses (see `decode_score`).
+    keeps_instruments: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None):
         self.settings = self.settings_type() if settings is None else settings
@@ -78,6 +84,22 @@ class Encoding(ABC):
         time ignore it, so callers can treat every encoding alike.
         """
         return self._decode(ids, qpm)[0]
+
+    def decode_score(self, ids: Sequence[int], qpm: float = 120.0) -> Score:
+        """The `Score` of any in-vocabulary ids. A single-stream encoding gives one track named
+        after it (program 0) at a constant `qpm` in 4/4, ending with its last note."""
+        notes = self.decode(ids, qpm)
+        return Score([Track(self.name, 0, False, notes)], TempoMap(qpm=(qpm,)), [(0.0, 4, 4)],
+                     end_time=max((n.end for n in notes), default=0.0))
+
+    @property
+    def reads_drums(self) -> bool:
+        """Whether `encode` wants the drum tracks of a file (readers leave them out otherwise)."""
+        return False
+
+    def readable(self, ids: Sequence[int]) -> list[str]:
+        """A readable token per id, as `melodygen tokens` prints them."""
+        return [self.vocab.tokens[int(i)] for i in ids]
 
     def dropped_ids(self, ids: Sequence[int]) -> int:
         """How many of `ids` break the stream's grammar, so that decoding ignores them or drops

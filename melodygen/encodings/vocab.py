@@ -24,7 +24,8 @@ class EventRange:
 
     `valued=False` marks a kind without a value (e.g. `NO_EVENT`); it has exactly one id and its
     value is `None`. The readable token shows `value * scale + offset` followed by `unit`, so a
-    value counted in steps or bins can read as milliseconds or a MIDI velocity.
+    value counted in steps or bins can read as milliseconds or a MIDI velocity; or, given
+    `labels` (one per value, lo first), the value's label, e.g. `TIMESIG(6/8)`.
     """
 
     name: str
@@ -34,6 +35,11 @@ class EventRange:
     scale: int = 1
     offset: int = 0
     valued: bool = True
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.labels is not None and len(self.labels) != self.size:
+            raise ValueError(f"{self.name}: {len(self.labels)} labels for {self.size} values")
 
     @classmethod
     def flag(cls, name: str) -> EventRange:
@@ -47,6 +53,8 @@ class EventRange:
     def text(self, value: int | None) -> str:
         if not self.valued:
             return self.name
+        if self.labels is not None:
+            return f"{self.name}({self.labels[value - self.lo]})"
         return f"{self.name}({value * self.scale + self.offset}{self.unit})"
 
 

@@ -148,12 +148,7 @@ class _Clock:
 
 
 def _tempo_map(changes: list[tuple[int, float]], clock: _Clock) -> TempoMap:
-    times = [clock(tick) for tick, _ in changes]
-    qpm = [q for _, q in changes]
-    beats = [0.0]
-    for i in range(1, len(changes)):
-        beats.append(beats[-1] + (times[i] - times[i - 1]) * qpm[i - 1] / 60.0)
-    return TempoMap(tuple(times), tuple(beats), tuple(qpm))
+    return TempoMap.from_changes([clock(tick) for tick, _ in changes], [q for _, q in changes])
 
 
 def _time_signatures(tracks: list[list[tuple]], clock: _Clock) -> list[tuple[float, int, int]]:

@@ -1,4 +1,9 @@
-"""Writing: tracks or notes (times in seconds) -> a type-1 MIDI file, with mido, atomically."""
+"""Writing: a `Score` or notes (times in seconds) -> a type-1 MIDI file, with mido, atomically.
+
+Seconds become ticks through the score's tempo map (seconds -> beats -> ticks), so a score read
+from a file, or decoded from an encoding that keeps tempo changes, is written with its tempo
+and time-signature changes where they were.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 from melodygen.atomic import atomic_write
 from melodygen.errors import OutputError
 from melodygen.midi_io.scan import DRUM_CHANNEL
-from melodygen.notes import Note, Track
+from melodygen.notes import Note, Score, TempoMap, Track
 
 WRITE_TICKS_PER_BEAT = 960
 
@@ -22,7 +27,7 @@ def _channel_for(index: int, is_drum: bool) -> int:
     return channel + 1 if channel >= DRUM_CHANNEL else channel
 
 
-def _timed_messages(track: Track, channel: int, ticks_per_second: float) -> list[tuple]:
+def _timed_messages(track: Track, channel: int, tick_of) -> list[tuple]:
     """(tick, order, message) for a track's notes and pedals, in absolute ticks.
 
     At one tick, note-offs come first and note-ons last. A note struck again before its
@@ -35,8 +40,8 @@ def _timed_messages(track: Track, channel: int, ticks_per_second: float) -> list
     for note in sorted(track.notes, key=lambda n: (n.start, n.pitch)):
         if not 0 <= note.pitch <= 127:
             raise ValueError(f"pitch {note.pitch} outside MIDI's 0..127 in {note}")
-        start = round(note.start * ticks_per_second)
-        end = max(round(note.end * ticks_per_second), start + 1)
+        start = tick_of(note.start)
+        end = max(tick_of(note.end), start + 1)
         earlier = last_off.get(note.pitch)
         if earlier is not None and timed[earlier][0] > start:
             timed[earlier] = (start, *timed[earlier][1:])
@@ -47,13 +52,13 @@ def _timed_messages(track: Track, channel: int, ticks_per_second: float) -> list
         timed.append((end, 0, mido.Message("note_off", channel=channel, note=note.pitch)))
     for down, up in track.pedals:
         for seconds, order, value in ((down, 2, 127), (up, 1, 0)):
-            timed.append((round(seconds * ticks_per_second), order,
+            timed.append((tick_of(seconds), order,
                           mido.Message("control_change", channel=channel, control=64, value=value)))
     timed.sort(key=lambda item: (item[0], item[1]))
     return timed
 
 
-def _midi_track(track: Track, index: int, ticks_per_second: float):
+def _midi_track(track: Track, index: int, tick_of):
     import mido
 
     channel = _channel_for(index, track.is_drum)
@@ -61,28 +66,50 @@ def _midi_track(track: Track, index: int, ticks_per_second: float):
     out = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0),
                           mido.Message("program_change", channel=channel, program=track.program)])
     now = 0
-    for tick, _, message in _timed_messages(track, channel, ticks_per_second):
+    for tick, _, message in _timed_messages(track, channel, tick_of):
         out.append(message.copy(time=tick - now))
         now = tick
     return out
 
 
-def write_score(tracks: Sequence[Track], path: str | os.PathLike, *, qpm: float = 120.0) -> Path:
-    """Writes tracks (times in seconds) as a type-1 MIDI file at a constant `qpm`, atomically.
+def _conductor_track(score: Score, tick_of):
+    """Track 0: every tempo change, every time signature (4/4 when the score has none) and an
+    end-of-track at the score's `end_time`, so a piece of N whole bars lasts N bars."""
+    import mido
 
-    Track 0 holds the tempo and a 4/4 time signature; each Track gets its own MIDI track with
-    its name, a program change and its pedals. Returns the path written.
+    timed = [(tick_of(seconds), 0, mido.MetaMessage("set_tempo", tempo=round(6e7 / qpm)))
+             for seconds, qpm in zip(score.tempo_map.times, score.tempo_map.qpm)]
+    signatures = score.time_signatures or [(0.0, 4, 4)]
+    timed += [(tick_of(seconds), 1, mido.MetaMessage("time_signature", numerator=num, denominator=den))
+              for seconds, num, den in signatures]
+    timed.sort(key=lambda item: (item[0], item[1]))
+    out, now = mido.MidiTrack(), 0
+    for tick, _, message in timed:
+        out.append(message.copy(time=tick - now))
+        now = tick
+    out.append(mido.MetaMessage("end_of_track", time=max(0, tick_of(score.end_time) - now)))
+    return out
+
+
+def write_score(score: Score, path: str | os.PathLike) -> Path:
+    """Writes a score (times in seconds) as a type-1 MIDI file, atomically.
+
+    Track 0 holds the tempo map and time signatures; each Track gets its own MIDI track with its
+    name, a program change, its channel (drums on 10, others in turn) and its pedals. Tempos are
+    stored as whole microseconds per quarter note, so a tempo such as 7 qpm moves notes by less
+    than a tick. Returns the path written.
     """
     import mido
 
     path = Path(path)
-    tempo = round(6e7 / qpm)  # microseconds per quarter note, an integer in the file
-    ticks_per_second = WRITE_TICKS_PER_BEAT * 1e6 / tempo
+    tempo_map = _written_tempos(score.tempo_map)
+
+    def tick_of(seconds: float) -> int:
+        return round(tempo_map.to_beats(seconds) * WRITE_TICKS_PER_BEAT)
+
     midi = mido.MidiFile(type=1, ticks_per_beat=WRITE_TICKS_PER_BEAT)
-    midi.tracks.append(mido.MidiTrack([
-        mido.MetaMessage("set_tempo", tempo=tempo, time=0),
-        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]))
-    midi.tracks += [_midi_track(t, i, ticks_per_second) for i, t in enumerate(tracks)]
+    midi.tracks.append(_conductor_track(score, tick_of))
+    midi.tracks += [_midi_track(t, i, tick_of) for i, t in enumerate(score.tracks)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -92,7 +119,17 @@ def write_score(tracks: Sequence[Track], path: str | os.PathLike, *, qpm: float 
     return path
 
 
+def _written_tempos(tempo_map: TempoMap) -> TempoMap:
+    """The tempo map with each tempo as the file stores it (whole microseconds per quarter), so
+    that seconds become the ticks a reader turns back into the same seconds."""
+    return TempoMap.from_changes(tempo_map.times, [6e7 / round(6e7 / q) for q in tempo_map.qpm])
+
+
 def write_midi(notes: Sequence[Note], path: str | os.PathLike, *, qpm: float = 120.0,
                program: int = 0, track_name: str = "melodygen", is_drum: bool = False) -> Path:
-    """Writes notes (seconds) as a one-instrument type-1 MIDI file, atomically (see write_score)."""
-    return write_score([Track(track_name, program, is_drum, list(notes))], path, qpm=qpm)
+    """Writes notes (seconds) as a one-instrument type-1 MIDI file at a constant `qpm`, in 4/4,
+    atomically (see write_score)."""
+    notes = list(notes)
+    score = Score([Track(track_name, program, is_drum, notes)], TempoMap(qpm=(qpm,)),
+                  [(0.0, 4, 4)], end_time=max((n.end for n in notes), default=0.0))
+    return write_score(score, path)

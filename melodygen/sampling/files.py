@@ -18,6 +18,7 @@ import torch
 from melodygen.encodings.base import BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
+from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, sample
 
@@ -125,7 +126,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`."""
     from melodygen.checkpoint import load_for_inference
     from melodygen.devices import resolve_device
-    from melodygen.midi_io import write_midi
+    from melodygen.midi_io import write_score
 
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
@@ -140,13 +141,25 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     results = []
     for path, row, likelihood in zip(paths, rows, likelihoods):
         shortfall = _shortfall(row, request, max_events, budget)
-        notes = encoding.decode(row if request.continuation_only else primer + row, qpm=qpm)
-        write_midi(notes, path, qpm=qpm, program=request.program,
-                   track_name=f"melodygen {encoding.name} t={request.temperature:g}")
+        score = _piece(encoding, request, primer, row, qpm)
+        write_score(score, path)
+        notes = [n for track in score.tracks for n in track.notes]
         pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None
         end = max((n.end for n in notes), default=0.0)
         results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall, likelihood))
     return results
+
+
+def _piece(encoding, request: SampleRequest, primer: list[int], row: list[int], qpm: float) -> Score:
+    """The score written for one generated row: with its primer unless `continuation_only`. A
+    single-stream encoding's one track gets the requested program and a name saying how it was
+    made; an encoding that keeps instruments names its own tracks."""
+    score = encoding.decode_score(row if request.continuation_only else primer + row, qpm=qpm)
+    if not encoding.keeps_instruments:
+        (track,) = score.tracks
+        track.program = request.program
+        track.name = f"melodygen {encoding.name} t={request.temperature:g}"
+    return score
 
 
 def _generate(model, encoding, request: SampleRequest, primer: list[int], max_events: int,

@@ -17,7 +17,7 @@ import numpy as np
 
 from melodygen.dataset.files import map_files, read_file
 from melodygen.errors import NoUsableMusicError
-from melodygen.notes import Score, Track
+from melodygen.notes import Score
 from melodygen.stats.metrics import HISTOGRAM_METRICS, SCALAR_METRICS, ScoreStats, score_stats
 
 
@@ -88,8 +88,9 @@ def measured_score(path: str, encoding=None, max_events: int | None = None) -> t
         return None, read.why(f"nothing to encode in the {encoding.name} encoding" if encoding else "")
     if encoding is None:
         return read.score, None
-    notes = encoding.decode([int(i) for i in read.ids[:max_events]], qpm=120.0)
-    return Score([Track(f"{encoding.name} encoding", 0, False, notes)], source=path), None
+    score = encoding.decode_score([int(i) for i in read.ids[:max_events]], qpm=120.0)
+    score.source = path
+    return score, None
 
 
 def _stats_of(path: str, score: Score) -> tuple[str, ScoreStats | None, str | None]:
