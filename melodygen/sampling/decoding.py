@@ -31,6 +31,7 @@ import torch
 from melodygen import devices
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
+from melodygen.models.fast import fast_step
 from melodygen.sampling.processors import BanIds, LogitProcessor
 
 
@@ -135,6 +136,7 @@ def sample(
     stop_on_eos: bool = True,
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
+    fast: bool = True,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -142,6 +144,8 @@ def sample(
     at most `max_events` long, shorter where the row drew EOS or spent its `budget`.
     `processors` run in order after the specials' ban, before temperature and filtering.
     `generator` (on `device`) makes the draw reproducible bit-for-bit; None uses torch's global RNG.
+    `fast` steps through `models.fast.fast_step` where the model has a fast path (the same ids
+    but for float32 rounding; `fast=False`: `model.step` only, as before issue 14).
     """
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
     processors = [BanIds(banned, encoding.vocab.size, device), *processors]
@@ -151,6 +155,7 @@ def sample(
     done = torch.zeros(num_outputs, dtype=torch.bool, device=device)
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     with decoding(model, primer_ids, num_outputs, device) as (logits, state):
+        step = (fast_step(model) if fast else None) or model.step
         ids = None
         for t in range(max_events):
             ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p,
@@ -162,6 +167,6 @@ def sample(
                 done |= spent >= budget.limit
             if t + 1 == max_events or bool(done.all()):
                 break
-            logits, state = model.step(ids[:, None], state)
+            logits, state = step(ids[:, None], state)
     rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
     return [[i for i in row if i > EOS_ID] for row in rows]

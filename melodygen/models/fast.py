@@ -1,0 +1,213 @@
+"""Fast decoding steps: `fast_step(model)` -> a drop-in for `model.step` that runs one new id
+per row faster, for every model kind in the registry (`FAST_STEPS`).
+
+Why it is faster (measured on CPU at batch 1, see docs/benchmarks.md, issue 14): a decoding
+step is a chain of matrix-vector products plus a few dozen small ops. `nn.Linear` multiplies
+by `W.t()`, a transposed GEMV that runs about half as fast as a product with the weights
+stored (in, out); a step here multiplies by weights transposed once, up front, and skips the
+modules' Python (the recurrent layers also fuse the input and hidden products into one).
+The state is the model's own (recurrent tensors, the Transformer's `KVCache`), so a fast step
+continues a plain one and the other way round, `select_rows` and beam search are unchanged,
+and whatever a fast step does not cover (a prefix of several ids, a fresh state, a learned-
+position re-encode) goes to `model.step`.
+
+Floating point: the same products summed in another order, so logits differ from `model.step`
+by float32 rounding (~1e-6 relative, tests bound them); the draw is the same, so a seed gives
+the same ids unless two candidates tie to within that rounding (never seen in the tests' runs).
+
+The transposed weights are a copy (the model's weights again in memory), made on first use
+and reused while no parameter changed (`_version` counters) on the same device and dtype.
+Not covered: training mode (dropout) and non-float32 weights: `fast_step` returns None there.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import LongTensor, Tensor
+
+from melodygen.models.base import SequenceModel
+from melodygen.models.kv_cache import KVCache
+from melodygen.models.transformer import apply_rope, relative_logits, rope_tables
+
+StepFn = Callable[[LongTensor, Any], tuple[Tensor, Any]]
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (versions, stepper)
+
+
+def fast_step(model: SequenceModel) -> StepFn | None:
+    """A function like `model.step` (same arguments, state and results up to float rounding),
+    faster for one id per row; None where there is no fast path for `model` (in training mode,
+    weights not float32, a kind without one)."""
+    builder = FAST_STEPS.get(getattr(model, "kind", None))
+    params = list(model.parameters())
+    if builder is None or model.training or any(p.dtype != torch.float32 for p in params):
+        return None
+    versions = tuple((id(p), p._version, p.device) for p in params)
+    built = _BUILT.get(model)
+    if built is None or built[0] != versions:
+        with torch.no_grad():
+            built = versions, builder(model)
+        _BUILT[model] = built
+    return built[1]
+
+
+def _t(weight: Tensor) -> Tensor:
+    """(out, in) -> a contiguous (in, out) copy: x @ it is the fast GEMV."""
+    return weight.detach().t().contiguous()
+
+
+class _Stepper:
+    """Calls the fused one-id step where it applies, `model.step` elsewhere."""
+
+    def __init__(self, model: SequenceModel):
+        self._model = weakref.ref(model)  # `_BUILT` holds the stepper while the model lives
+
+    @property
+    def model(self) -> SequenceModel:
+        return self._model()
+
+    def __call__(self, ids: LongTensor, state: Any = None) -> tuple[Tensor, Any]:
+        if state is None or ids.shape[1] != 1:
+            return self.model.step(ids, state)
+        return self.one(ids[:, 0], state)
+
+    def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        """ids (B,) continuing `state` -> (logits (B, 1, V), state)."""
+        raise NotImplementedError
+
+
+class _RecurrentStepper(_Stepper):
+    """rnn / lstm / gru: per layer one product of [x, h] with the stacked weights (the GRU keeps
+    its hidden product apart: r gates it), then the cell's gates as in `torch.nn`."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__(model)
+        rnn = model.rnn
+        self.kind, self.embed = model.kind if model.kind != "attention_lstm" else "lstm", model.embed.weight
+        self.layers = []
+        for layer in range(rnn.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
+            if self.kind == "gru":
+                self.layers.append((_t(w_ih), b_ih.detach(), _t(w_hh), b_hh.detach()))
+            else:
+                self.layers.append((_t(torch.cat([w_ih, w_hh], dim=1)), (b_ih + b_hh).detach()))
+        self.head = _t(model.head.weight), model.head.bias.detach()
+
+    def cells(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        """ids (B,) -> (the last layer's output (B, H), new state shaped like the plain one)."""
+        x = F.embedding(ids, self.embed)  # (B, E)
+        h_all, c_all = state if self.kind == "lstm" else (state, None)
+        hs, cs = [], []
+        for layer, weights in enumerate(self.layers):
+            h = h_all[layer]
+            if self.kind == "gru":
+                w_i, b_i, w_h, b_h = weights
+                gi, gh = torch.addmm(b_i, x, w_i), torch.addmm(b_h, h, w_h)  # (B, 3H) each
+                i_r, i_z, i_n = gi.chunk(3, 1)
+                h_r, h_z, h_n = gh.chunk(3, 1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                n = torch.tanh(torch.addcmul(i_n, r, h_n))
+                x = torch.lerp(n, h, z)  # (1 - z) n + z h
+            else:
+                gates = torch.addmm(weights[1], torch.cat([x, h], dim=1), weights[0])
+                if self.kind == "rnn":
+                    x = torch.tanh(gates)
+                else:
+                    i, f, g, o = gates.chunk(4, 1)
+                    c = torch.addcmul(torch.sigmoid(f) * c_all[layer], torch.sigmoid(i), torch.tanh(g))
+                    x = torch.sigmoid(o) * torch.tanh(c)
+                    cs.append(c)
+            hs.append(x)
+        h_new = torch.stack(hs)
+        return x, ((h_new, torch.stack(cs)) if self.kind == "lstm" else h_new)
+
+    def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        out, state = self.cells(ids, state)
+        return torch.addmm(self.head[1], out, self.head[0])[:, None], state
+
+
+class _AttentionLSTMStepper(_RecurrentStepper):
+    """attention_lstm: the LSTM above, then attention over the window of recent outputs."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__(model)
+        self.query, self.key = _t(model.query.weight), _t(model.key.weight)
+        self.combine = _t(model.combine.weight), model.combine.bias.detach()
+        self.keep = model.settings.attention_length - 1
+
+    def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        recurrent, recent = state
+        out, recurrent = self.cells(ids, recurrent)  # (B, H)
+        past = torch.cat([recent, out[:, None]], dim=1)  # (B, P + 1, H)
+        q, k = out @ self.query, past @ self.key
+        read = F.scaled_dot_product_attention(q[:, None, None], k[:, None], past[:, None])[:, 0, 0]
+        mixed = out + torch.tanh(torch.addmm(self.combine[1], torch.cat([out, read], dim=1), self.combine[0]))
+        logits = torch.addmm(self.model.head.bias, mixed, self.head[0])
+        return logits[:, None], (recurrent, past[:, max(0, past.shape[1] - self.keep):])
+
+
+class _TransformerStepper(_Stepper):
+    """transformer: one position through every layer with transposed weights, the model's own
+    KV cache (`KVCache.store`) and SDPA over the cached keys; the head is a transposed copy of
+    the (tied) embedding."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__(model)
+        s = model.settings
+        self.heads, self.head_size = s.n_heads, s.d_model // s.n_heads
+        self.layers = [(b.ln1, _t(b.attn.qkv.weight), _t(b.attn.proj.weight), b.attn.relative, b.ln2,
+                        _t(b.mlp[0].weight), b.mlp[0].bias.detach(), _t(b.mlp[2].weight), b.mlp[2].bias.detach())
+                       for b in model.blocks]
+        self.head = _t(model.head.weight)
+        self.rope = (torch.empty(0), torch.empty(0))  # cos, sin per position, grown on demand
+
+    def one(self, ids: LongTensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        model = self.model
+        model._make_room(cache)
+        position = cache.position
+        cache.append(ids[:, None])
+        x = F.embedding(ids, model.embed.weight)  # (B, C)
+        if model.pos_embed is not None:
+            x = x + model.pos_embed.weight[position]
+        rope = self._rope(position, x.device) if model.rotary else None
+        for layer, weights in enumerate(self.layers):
+            x = self._block(x, weights, rope, cache, layer)
+        x = F.layer_norm(x, x.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
+        return (x @ self.head)[:, None], cache
+
+    def _block(self, x: Tensor, weights, rope, cache: KVCache, layer: int) -> Tensor:
+        ln1, qkv_w, proj_w, relative, ln2, fc_w, fc_b, out_w, out_b = weights
+        B, C = x.shape
+        h = F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps)
+        qkv = (h @ qkv_w).view(B, 3, self.heads, 1, self.head_size).transpose(0, 1)  # 3 x (B, H, 1, D)
+        q, k = apply_rope(qkv[:2], *rope) if rope is not None else qkv[:2]
+        keys, values = cache.store(layer, k, qkv[2])  # (B, H, L, D)
+        bias = None
+        if relative is not None:
+            bias = relative_logits(q, relative, keys.shape[2]) / math.sqrt(self.head_size)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias)  # (B, H, 1, D)
+        x = torch.addmm(x, y.reshape(B, C), proj_w)
+        h = F.layer_norm(x, (C,), ln2.weight, ln2.bias, ln2.eps)
+        return torch.addmm(x, F.gelu(torch.addmm(fc_b, h, fc_w)), out_w).add_(out_b)
+
+    def _rope(self, position: int, device) -> tuple[Tensor, Tensor]:
+        """(cos, sin) of `position`, each (1, head_size / 2), from a table grown by doubling."""
+        if position >= len(self.rope[0]):
+            size = max(2 * position, 2 * self.model.max_context)
+            self.rope = rope_tables(torch.arange(size, device=device).float(), self.head_size)
+        return self.rope[0][position:position + 1], self.rope[1][position:position + 1]
+
+
+FAST_STEPS: dict[str, Callable[[SequenceModel], _Stepper]] = {
+    "rnn": _RecurrentStepper,
+    "lstm": _RecurrentStepper,
+    "gru": _RecurrentStepper,
+    "attention_lstm": _AttentionLSTMStepper,
+    "transformer": _TransformerStepper,
+}
