@@ -47,6 +47,9 @@ from melodygen.commands.params import FiniteFloatRange
               help="With --beam: branches sampled from each kept sequence.")
 @click.option("--beam-steps", default=1, show_default=True, type=click.IntRange(1),
               help="With --beam: ids each branch draws before the beam is pruned again.")
+@click.option("--fast/--no-fast", default=True, show_default=True,
+              help="Step the model through its fast decoding path where it has one (same ids up to "
+                   "float rounding); --no-fast: the plain model.step.")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")

@@ -56,6 +56,7 @@ class SampleRequest:
     beam: int = 0  # > 0: beam search keeping this many sequences (`sampling.beam`)
     branch_factor: int = 2
     beam_steps: int = 1  # ids drawn per branch between two prunings
+    fast: bool = True  # decoding.sample's fast path (models.fast) where the model has one
 
     @property
     def has_length(self) -> bool:
@@ -176,7 +177,8 @@ def _generate(model, encoding, request: SampleRequest, primer: list[int], max_ev
         return [k.ids for k in kept], [k.log_likelihood for k in kept]
     rows = sample(model, encoding, num_outputs=request.num_outputs, budget=budget,
                   stop_on_eos=request.allow_early_end or not request.has_length,
-                  processors=_grammar(encoding, primer, request.num_outputs, device), **common)
+                  processors=_grammar(encoding, primer, request.num_outputs, device), fast=request.fast,
+                  **common)
     return rows, [None] * len(rows)
 
 
