@@ -241,7 +241,7 @@ def test_default_corpus_is_the_bundled_nottingham_folder():
 
 
 def test_bundled_sources_name_the_shipped_corpora():
-    assert set(bundled_corpora()) == {"nottingham", "bach-chorales"}
+    assert set(bundled_corpora()) == {"nottingham", "bach-chorales", "pop909"}
     assert find_midi_files(["bundled:bach-chorales"]) == find_midi_files([bundled_corpora()["bach-chorales"]])
     with pytest.raises(DatasetError, match="bundled:pop: no such bundled corpus .*bundled:bach-chorales, "
                                            "bundled:nottingham"):

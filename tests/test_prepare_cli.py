@@ -47,7 +47,7 @@ def test_default_out_is_named_after_source_and_encoding(src, tmp_path, monkeypat
     ("missing", "nowhere: no such file or folder"),
     ("empty", "no .mid or .midi files"),
     ("junk_only", "no usable MIDI"),
-    ("encoding", "'chiptune' is not one of 'melody', 'performance'"),
+    ("encoding", "'chiptune' is not one of 'melody', 'multitrack', 'performance'"),
     ("unwritable", "cannot write there"),
     ("not_a_dataset", "is not a melodygen dataset"),
     ("val_fraction", "Invalid value for '--val-fraction'"),

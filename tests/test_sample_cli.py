@@ -59,17 +59,22 @@ def test_a_music_transformer_samples_through_the_cli(tmp_path):
 def test_every_kind_and_encoding_writes_midi(tmp_path, kind, encoding_name):
     ckpt = write_checkpoint(tmp_path / "m.pt", kind, encoding_name)
     out = tmp_path / "out"
-    result = run(ckpt, "--out", out, "-n", 2, "--length", 40, "--seed", 5, "--temperature", 0.9,
-                 "--top-k", 30, "--top-p", 0.95, "--program", 40, "--tempo", 100)
+    multitrack = ENCODINGS[encoding_name].keeps_instruments
+    instrument = ("--instruments", "violin,drums") if multitrack else ("--program", 40)
+    result = run(ckpt, "--out", out, "-n", 2, "--length", 120 if multitrack else 40, "--seed", 5,
+                 "--temperature", 0.9, "--top-k", 30, "--top-p", 0.95, *instrument, "--tempo", 100)
     assert result.exit_code == 0, result.output
     files = sorted(out.iterdir())
     assert [f.name for f in files] == ["sample_000.mid", "sample_001.mid"]
     for f in files:
-        score = read_score(f)  # a valid MIDI file
+        score = read_score(f, include_drums=True)  # a valid MIDI file
         assert score.tempo_map.qpm[0] == pytest.approx(100, abs=0.01)
-        assert all(t.program == 40 and t.name.startswith(f"melodygen {encoding_name}") for t in score.tracks)
+        if multitrack:  # tracks with notes, each its own instrument
+            assert {(t.name, t.program, t.is_drum) for t in score.tracks} <= {("violin", 40, False), ("drums", 0, True)}
+        else:
+            assert all(t.program == 40 and t.name.startswith(f"melodygen {encoding_name}") for t in score.tracks)
         assert f.name in result.output
-    assert sum(read_score(f).note_count() for f in files) > 0
+    assert sum(read_score(f, include_drums=True).note_count() for f in files) > 0
     assert "file" in result.output and "events" in result.output
     assert f"to {out}" in result.output
 

@@ -146,7 +146,7 @@ def test_encoding_measures_files_as_the_encoding_sees_them(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--encoding", "chords"], 2, "'chords' is not one of 'melody', 'performance'"),
+    (["--encoding", "chords"], 2, "'chords' is not one of 'melody', 'multitrack', 'performance'"),
     (["--max-events", "6"], 2, "--max-events counts events of an --encoding; add --encoding NAME"),
 ])
 def test_encoding_options_are_checked(folk_dir, args, code, message):

@@ -74,7 +74,7 @@ def test_bad_input_is_one_line_and_exit_1(tune, args, message):
 def test_an_unknown_encoding_is_a_usage_error_listing_the_registry(tune):
     result = _run(tune, "--encoding", "remi")
     assert result.exit_code == 2
-    assert "'remi' is not one of 'melody', 'performance'" in result.output
+    assert "'remi' is not one of 'melody', 'multitrack', 'performance'" in result.output
 
 
 def test_a_file_that_is_not_midi_is_one_line(tmp_path):

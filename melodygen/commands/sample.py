@@ -24,16 +24,24 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--seconds", default=None, type=FiniteFloatRange(0, min_open=True),
               help="Instead: this many seconds of new music per piece.")
 @click.option("--bars", default=None, type=FiniteFloatRange(0, min_open=True),
-              help="Instead: this many new 4/4 bars at --tempo per piece.")
+              help="Instead: this many new bars per piece: 4/4 bars at --tempo for melody and "
+                   "performance models; whole bars in the model's own meters for multitrack.")
 @click.option("--primer", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="MIDI file to continue; the output starts with it.")
 @click.option("--continuation-only", is_flag=True, help="With --primer: write only the new music.")
 @click.option("--seed", default=None, type=click.IntRange(0, 2**63 - 1),
               help="Random seed; the same seed gives the same files.")
 @click.option("--tempo", "qpm", default=None, type=FiniteFloatRange(1, 1000),
-              help="Tempo of the files in BPM [default: the primer's, else 120].")
-@click.option("--program", default=0, show_default=True, type=click.IntRange(0, 127),
-              help="General MIDI program (0 = acoustic grand piano).")
+              help="Tempo of the files in BPM [default: the primer's, else 120; a multitrack "
+                   "model writes its own tempo changes, and --tempo scales them to start here].")
+@click.option("--program", default=None, type=click.IntRange(0, 127),
+              help="General MIDI program of a melody/performance model's one track "
+                   "[default: 0, acoustic grand piano].")
+@click.option("--instruments", default=None, metavar="LIST",
+              help="Multitrack models: the instruments that play, comma-separated GM names, "
+                   "families or program numbers (e.g. 'piano,bass,drums', 'flute,0'). From "
+                   "nothing: exactly these tracks, in this order; with --primer: only the "
+                   "primer's tracks of these instruments get new notes.")
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--allow-early-end", is_flag=True,
@@ -76,6 +84,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample best.pt --out cont/ --primer tune.mid --continuation-only
       melodygen sample best.pt --out samples/ -n 4 --render
       melodygen sample best.pt --out beam/ --beam 8 --branch 4 --beam-steps 16 -n 2 --bars 16
+      melodygen sample runs/multitrack_nottingham/best.pt --out band/ --bars 16 --render
+      melodygen sample multitrack.pt --out duo/ --bars 8 --instruments violin,piano
     """
     import secrets
     from pathlib import Path
@@ -100,6 +110,13 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         check_audio()
     seed = secrets.randbelow(2**31) if seed is None else seed
     primer = options.pop("primer")
+    if options["instruments"] is not None:
+        from melodygen.instruments import parse_instrument
+
+        names = [name for name in options["instruments"].split(",") if name.strip()]
+        if not names:
+            raise click.UsageError("--instruments needs at least one instrument")
+        options["instruments"] = tuple(parse_instrument(name) for name in names)
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
     results = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
     _print_table(results)

@@ -14,15 +14,16 @@ from typing import Any
 
 from melodygen.encodings.base import Encoding
 from melodygen.encodings.melody import MelodyEncoding, MelodySettings
+from melodygen.encodings.multitrack import MultitrackEncoding, MultitrackSettings
 from melodygen.encodings.performance import PerformanceEncoding, PerformanceSettings
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID, EventRange, Vocabulary
 from melodygen.errors import ConfigError, EncodingError
 
 ENCODINGS: dict[str, type[Encoding]] = {
-    "melody": MelodyEncoding, "performance": PerformanceEncoding}
+    "melody": MelodyEncoding, "performance": PerformanceEncoding, "multitrack": MultitrackEncoding}
 
 __all__ = ["BOS_ID", "ENCODINGS", "EOS_ID", "PAD_ID", "Encoding", "EventRange", "MelodyEncoding",
-           "MelodySettings", "PerformanceEncoding", "PerformanceSettings", "Vocabulary",
+           "MelodySettings", "MultitrackEncoding", "MultitrackSettings", "PerformanceEncoding", "PerformanceSettings", "Vocabulary",
            "encoding_from_dict", "get_encoding", "load_encoding"]
 
 

@@ -114,7 +114,9 @@ class Encoding(ABC):
     def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu"):
         """A logit processor (`sampling.processors` contract, with `select_rows`) that bans, row
         by row, the ids that would break the grammar after `primer_ids` and what each row drew
-        since; None when every id is always valid."""
+        since; None when every id is always valid. An encoding that `keeps_instruments` also
+        takes `instruments=` (instrument numbers, `melodygen.instruments`) and steers the
+        tracks with them."""
         return None
 
     def time_per_id(self) -> TimePerId | None:

@@ -15,19 +15,21 @@ from pathlib import Path
 
 import torch
 
-from melodygen.encodings.base import BEATS, SECONDS
+from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
 from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, sample
 
-# A bar is 4 beats: `--bars` counts 4/4 bars at the requested tempo.
+# Where time is counted in beats or seconds, `--bars` counts 4/4 bars at the requested tempo (an
+# encoding that counts bars itself, `BARS`, writes them in its own meters).
 BEATS_PER_BAR = 4
 # Safety cap on events per second of requested music for an encoding whose events do not all
 # move time forward: dense piano music stays far below it, an untrained model that never moves
 # time forward still stops.
 _MAX_EVENTS_PER_SECOND = 200
+_MAX_EVENTS_PER_BAR = 1024  # the same for an encoding counting bars: a dense pop bar has ~400
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class SampleRequest:
     continuation_only: bool = False
     seed: int = 0
     qpm: float | None = None
-    program: int = 0
+    program: int | None = None  # a single-stream encoding's instrument (None: 0, piano)
+    instruments: tuple[int, ...] | None = None  # an encoding that keeps instruments: which play
     name: str = "sample"
     overwrite: bool = False
     allow_early_end: bool = False  # with a length: the model may still end a piece before it
@@ -93,11 +96,13 @@ def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[
 
 
 def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Budget | None]:
-    """(max events, budget) for the requested length in events, seconds or 4/4 bars at `qpm`.
+    """(max events, budget) for the requested length in events, seconds or bars.
 
     Through the encoding's time contract: when every event advances the same amount of time (a
     grid, as melody's), the length is an exact number of events; otherwise each row stops once
-    its ids' time adds up to the length (a `Budget`), with a cap of 200 events per second.
+    its ids' time adds up to the length (a `Budget`), with a cap of 200 events per second. Bars
+    are 4/4 bars at `qpm`, except for an encoding that counts bars (`BARS`): there N bars (whole,
+    and seconds as 4/4 bars at `qpm`) are N bar lines plus the one that closes the last bar.
     """
     if request.seconds is None and request.bars is None:
         return request.events or 512, None
@@ -105,6 +110,10 @@ def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Bu
     if time is None:
         raise ConfigError(f"the {encoding.name!r} encoding declares no musical time: give the "
                           "length in events (--length), not --seconds or --bars")
+    if time.unit == BARS:
+        bars = request.bars if request.bars is not None else request.seconds * qpm / 60 / BEATS_PER_BAR
+        limit = max(1, round(bars)) + 1
+        return limit * _MAX_EVENTS_PER_BAR, Budget(time.amounts, limit, BARS)
     beats = request.bars * BEATS_PER_BAR if request.bars is not None else request.seconds * qpm / 60
     seconds = request.seconds if request.seconds is not None else beats * 60 / qpm
     limit = beats if time.unit == BEATS else seconds
@@ -131,6 +140,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
 
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
+    _check_instruments(encoding, request)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
@@ -154,13 +164,25 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
 def _piece(encoding, request: SampleRequest, primer: list[int], row: list[int], qpm: float) -> Score:
     """The score written for one generated row: with its primer unless `continuation_only`. A
     single-stream encoding's one track gets the requested program and a name saying how it was
-    made; an encoding that keeps instruments names its own tracks."""
+    made. An encoding that keeps instruments names its own tracks and writes its own tempo
+    changes; a requested tempo (`--tempo`) scales them so that the piece starts at it."""
     score = encoding.decode_score(row if request.continuation_only else primer + row, qpm=qpm)
     if not encoding.keeps_instruments:
         (track,) = score.tracks
-        track.program = request.program
+        track.program = request.program or 0
         track.name = f"melodygen {encoding.name} t={request.temperature:g}"
+    elif request.qpm is not None:
+        score = score.with_tempo_scaled(request.qpm / score.tempo_map.qpm[0])
     return score
+
+
+def _check_instruments(encoding, request: SampleRequest) -> None:
+    if encoding.keeps_instruments and request.program is not None:
+        raise ConfigError(f"the {encoding.name!r} model writes each track's own instrument; "
+                          "choose them with --instruments, not --program")
+    if request.instruments and not encoding.keeps_instruments:
+        raise ConfigError(f"the {encoding.name!r} encoding writes one stream of notes: give its "
+                          "instrument with --program (--instruments needs a multitrack model)")
 
 
 def _generate(model, encoding, request: SampleRequest, primer: list[int], max_events: int,
@@ -170,23 +192,25 @@ def _generate(model, encoding, request: SampleRequest, primer: list[int], max_ev
     common = dict(max_events=max_events, temperature=request.temperature, top_k=request.top_k,
                   top_p=request.top_p, primer_ids=primer, generator=generator, device=device)
     if request.beam:
-        grammar = _grammar(encoding, primer, request.beam * request.branch_factor, device)
+        grammar = _grammar(encoding, request, primer, request.beam * request.branch_factor, device)
         kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
                            steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
                            processors=grammar, **common)
         return [k.ids for k in kept], [k.log_likelihood for k in kept]
     rows = sample(model, encoding, num_outputs=request.num_outputs, budget=budget,
                   stop_on_eos=request.allow_early_end or not request.has_length,
-                  processors=_grammar(encoding, primer, request.num_outputs, device), fast=request.fast,
+                  processors=_grammar(encoding, request, primer, request.num_outputs, device), fast=request.fast,
                   **common)
     return rows, [None] * len(rows)
 
 
-def _grammar(encoding, primer: list[int], rows: int, device) -> list:
+def _grammar(encoding, request: SampleRequest, primer: list[int], rows: int, device) -> list:
     """The encoding's grammar as the loop's processors: every sampled piece decodes whole with
     its primer (its state starts from the primer; a `--continuation-only` file, cut from the
-    primer, may begin by ending a note the primer held)."""
-    grammar = encoding.grammar(primer, rows, device)
+    primer, may begin by ending a note the primer held). Requested instruments go to the
+    grammar of an encoding that keeps instruments, which steers its tracks with them."""
+    chosen = {"instruments": request.instruments} if request.instruments else {}
+    grammar = encoding.grammar(primer, rows, device, **chosen)
     return [grammar] if grammar is not None else []
 
 
@@ -197,8 +221,11 @@ def _shortfall(row: list[int], request: SampleRequest, max_events: int,
         spent = float(budget.costs[row].sum()) if row else 0.0
         if spent >= budget.limit:
             return None
-        unit = "s" if budget.unit == SECONDS else budget.unit
-        got = f"{spent:.1f} of {budget.limit:.1f} {unit} of new music"
+        if budget.unit == BARS:  # the closing bar line is not a bar of music
+            got = f"{max(0, int(spent) - 1)} of {int(budget.limit) - 1} new bars"
+        else:
+            unit = "s" if budget.unit == SECONDS else budget.unit
+            got = f"{spent:.1f} of {budget.limit:.1f} {unit} of new music"
         if len(row) < max_events:
             return f"{got}: the model ended the piece (--allow-early-end)"
         return (f"{got}: the safety cap of {max_events} events was reached (the model hardly "

@@ -1,0 +1,420 @@
+"""Whole arrangements on bars and beats: a REMI-style encoding that keeps tracks apart.
+
+A piece is a header, then its bars:
+
+    PROGRAM(73) PROGRAM(0)                     track 1 is a flute, track 2 a piano (header)
+    BAR TIMESIG(6/8) POS(0) TEMPO(120)         a bar; its meter and tempo where they change
+      TRACK(1) PITCH(72) VEL(84) DUR(3/2)      a note of track 1 at position 0 ...
+      TRACK(2) PITCH(48) VEL(68) DUR(3) PITCH(55) VEL(68) DUR(3)
+    POS(18) TRACK(1) PITCH(74) VEL(84) DUR(1/2)
+    BAR ...
+
+- **Tracks stay tracks.** The header lists each track's instrument (a GM program, or
+  `PROGRAM(drums)`) in the file's track order; `TRACK(i)` names the i-th. Two tracks with the same
+  program (SATB on one program, POP909's three piano tracks) stay two tracks. A file with more
+  than `max_tracks` tracks with notes is not used (its manifest entry says how many it has).
+- **Grid.** Positions count `steps_per_quarter` steps per quarter note (12: sixteenths and
+  eighth-note triplets are exact) from the bar line, through the file's tempo map; bars follow
+  its time signatures (`melodygen.meter`). Meters are n/d with d in 1, 2, 4, 8, 16, whose bar fits
+  the grid and lasts at most `max_bar_quarters` quarters; a file with another is not used.
+- **Notes.** At a position, notes sorted by track then pitch; `TRACK(i)` only where the track
+  changes (each bar starts with none). Pitched notes are `PITCH(p)`, drum notes `DRUM(p)` (so
+  transposing never moves a drum). `VEL` is binned (`velocity_bins` equal bins, decoded to the
+  bin's middle). `DUR` counts steps, at least 1; a note longer than `max_duration_quarters` is
+  cut to that length. Onsets and ends round to the nearest step; a note of one pitch still
+  sounding when the same track strikes that pitch again is cut there; of notes with the same
+  track, pitch and onset the longest is kept.
+- **Tempo and meter.** `TEMPO(b)` after the position where the tempo changes to another bin:
+  bins are `tempo_steps_per_octave` per doubling around 120 qpm, from `min_qpm` to `max_qpm`
+  (tempos outside are clipped; 8 per octave: within 4.4% of the file's). The first bar always
+  gives `TIMESIG` and `POS(0) TEMPO`; later bars give `TIMESIG` only when the meter changes.
+- **Drums** (channel 10) are kept unless `drums = false`. An empty bar is just `BAR` (a long
+  silence costs one id per bar).
+
+Decoding is lenient and counts what it drops (see `_decode_score`); `grammar` bans every id
+decoding would drop (and a few it would accept, such as pitches out of order at a position),
+so sampled pieces always decode whole. One `BAR` counts one unit of time
+(`BARS`), so `sample --bars N` gives N new bars whatever the meter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from melodygen import meter
+from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
+from melodygen.encodings.vocab import EventRange, Vocabulary
+from melodygen.errors import NoUsableMusicError
+from melodygen.instruments import DRUMS, instrument_name
+from melodygen.notes import Note, Score, TempoMap, Track
+from melodygen.settings import check
+
+_DENOMINATORS = (1, 2, 4, 8, 16)
+# Kinds of item in the sorted event table; at one (bar, position) a position's tempo comes
+# before its notes.
+_BAR_ITEM, _POS_ITEM, _NOTE_ITEM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class MultitrackSettings:
+    """See the module docstring for what each setting does."""
+
+    steps_per_quarter: int = 12
+    max_bar_quarters: int = 8
+    max_duration_quarters: int = 8
+    velocity_bins: int = 16
+    tempo_steps_per_octave: int = 8
+    min_qpm: float = 40.0
+    max_qpm: float = 250.0
+    max_tracks: int = 16
+    drums: bool = True
+
+    def __post_init__(self):
+        check(self, {
+            "steps_per_quarter must be in 1..96": lambda: 1 <= self.steps_per_quarter <= 96,
+            "max_bar_quarters must be in 1..32": lambda: 1 <= self.max_bar_quarters <= 32,
+            "max_duration_quarters must be in 1..64": lambda: 1 <= self.max_duration_quarters <= 64,
+            "velocity_bins must be in 1..127": lambda: 1 <= self.velocity_bins <= 127,
+            "tempo_steps_per_octave must be in 1..48": lambda: 1 <= self.tempo_steps_per_octave <= 48,
+            "need 1 <= min_qpm < max_qpm <= 1000": lambda: 1 <= self.min_qpm < self.max_qpm <= 1000,
+            "max_tracks must be in 1..64": lambda: 1 <= self.max_tracks <= 64,
+        })
+
+    def meters(self) -> list[tuple[int, int]]:
+        """Every meter with a token: n/d, d in 1..16 dividing the grid, at most max_bar_quarters."""
+        whole = 4 * self.steps_per_quarter
+        return [(n, d) for d in _DENOMINATORS if whole % d == 0
+                for n in range(1, self.max_bar_quarters * d // 4 + 1)]
+
+    def tempo_exponents(self) -> range:
+        """k for each tempo bin 120 * 2 ** (k / tempo_steps_per_octave), min_qpm..max_qpm."""
+        k = self.tempo_steps_per_octave
+        return range(math.floor(k * math.log2(self.min_qpm / 120)),
+                     math.ceil(k * math.log2(self.max_qpm / 120)) + 1)
+
+
+class MultitrackEncoding(Encoding):
+    """Arrangements: a header of track instruments, then bars of positions and notes per track."""
+
+    name = "multitrack"
+    settings_type = MultitrackSettings
+    keeps_instruments = True
+
+    def __init__(self, settings: MultitrackSettings | None = None):
+        super().__init__(settings)
+        s = self.settings
+        self.meters = s.meters()
+        self.meter_index = {m: i for i, m in enumerate(self.meters)}
+        self.tempos = np.array([120.0 * 2 ** (k / s.tempo_steps_per_octave) for k in s.tempo_exponents()])
+        self.max_bar_steps = s.max_bar_quarters * s.steps_per_quarter
+        self.max_duration_steps = s.max_duration_quarters * s.steps_per_quarter
+
+    def _build_vocab(self) -> Vocabulary:
+        s = self.settings
+        spq = s.steps_per_quarter
+        tempos = [120.0 * 2 ** (k / s.tempo_steps_per_octave) for k in s.tempo_exponents()]
+        bin_size = math.ceil(127 / s.velocity_bins)
+        return Vocabulary([
+            EventRange("PROGRAM", 0, DRUMS, labels=tuple(map(str, range(DRUMS))) + ("drums",)),
+            EventRange("BAR", valued=False),
+            EventRange("TIMESIG", 0, len(s.meters()) - 1, labels=tuple(f"{n}/{d}" for n, d in s.meters())),
+            EventRange("POS", 0, s.max_bar_quarters * spq - 1),
+            EventRange("TEMPO", 0, len(tempos) - 1, labels=tuple(f"{q:.4g}" for q in tempos)),
+            EventRange("TRACK", 0, s.max_tracks - 1, offset=1),
+            EventRange("PITCH", 0, 127),
+            EventRange("DRUM", 0, 127),
+            EventRange("VEL", 1, s.velocity_bins,
+                       labels=tuple(str(_bin_velocity(b, bin_size)) for b in range(1, s.velocity_bins + 1))),
+            EventRange("DUR", 1, s.max_duration_quarters * spq,
+                       labels=tuple(str(Fraction(d, spq)) for d in range(1, s.max_duration_quarters * spq + 1))),
+        ])
+
+    @property
+    def reads_drums(self) -> bool:
+        return self.settings.drums
+
+    # ------------------------------------------------------------------------------ encoding
+
+    def encode(self, score: Score) -> np.ndarray:
+        s, v = self.settings, self.vocab
+        tracks = [t for t in score.tracks if t.notes and (s.drums or not t.is_drum)]
+        if not tracks:
+            raise NoUsableMusicError("no notes" if not score.note_count() else "only drum tracks (drums = false)")
+        if len(tracks) > s.max_tracks:
+            raise NoUsableMusicError(f"{len(tracks)} tracks with notes, more than the encoding's "
+                                     f"max_tracks = {s.max_tracks}")
+        notes = self._note_table(score, tracks)
+        changes = meter.signature_steps(score, s.steps_per_quarter)
+        unknown = next((m for _, m in changes if m not in self.meter_index), None)
+        if unknown is not None:
+            raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
+                                     f"up to {s.max_bar_quarters} quarters, denominators 1-16)")
+        bars = meter.lay_out_bars(changes, int(notes["start"].max()), s.steps_per_quarter)
+        cut = next((b for b in bars if b.meter not in self.meter_index), None)
+        if cut is not None:
+            raise NoUsableMusicError(f"a bar cut short by a meter change lasts {cut.meter[0]}/"
+                                     f"{cut.meter[1]}, which has no token")
+        header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
+        return np.concatenate([np.array(header, dtype=np.int64),
+                               self._body_ids(notes, bars, self._tempo_changes(score))]).astype(np.uint16)
+
+    def _note_table(self, score: Score, tracks: list[Track]) -> dict[str, np.ndarray]:
+        """Every note on the grid (track, drum, pitch, start, duration, velocity bin), sorted by
+        (start, track, pitch), after the rules of the module docstring."""
+        s = self.settings
+        columns = {key: [] for key in ("track", "drum", "pitch", "start", "end", "velocity")}
+        for i, track in enumerate(tracks):
+            n = len(track.notes)
+            columns["track"].append(np.full(n, i))
+            columns["drum"].append(np.full(n, track.is_drum))
+            columns["pitch"].append(np.fromiter((x.pitch for x in track.notes), np.int64, n))
+            columns["start"].append(score.tempo_map.beats_of([x.start for x in track.notes]))
+            columns["end"].append(score.tempo_map.beats_of([x.end for x in track.notes]))
+            columns["velocity"].append(np.fromiter((x.velocity for x in track.notes), np.int64, n))
+        t = {key: np.concatenate(value) for key, value in columns.items()}
+        start = np.rint(t["start"] * s.steps_per_quarter).astype(np.int64)
+        end = np.rint(t["end"] * s.steps_per_quarter).astype(np.int64)
+        duration = np.clip(end - start, 1, self.max_duration_steps)
+        # Per (track, pitch), by onset, longest last: keep the last of equal onsets, and cut a
+        # note still sounding at the next onset of its pitch.
+        order = np.lexsort((duration, start, t["pitch"], t["track"]))
+        track, pitch, start, duration = t["track"][order], t["pitch"][order], start[order], duration[order]
+        same_next = np.append((track[1:] == track[:-1]) & (pitch[1:] == pitch[:-1]), False)
+        next_start = np.append(start[1:], 0)
+        keep = ~(same_next & (next_start == start))
+        duration = np.where(same_next & keep, np.minimum(duration, next_start - start), duration)
+        bin_size = math.ceil(127 / s.velocity_bins)
+        vbin = (np.clip(t["velocity"][order], 1, 127) - 1) // bin_size + 1
+        table = {"track": track, "drum": t["drum"][order], "pitch": pitch, "start": start,
+                 "duration": duration, "vbin": vbin}
+        table = {key: value[keep] for key, value in table.items()}
+        final = np.lexsort((table["pitch"], table["track"], table["start"]))
+        return {key: value[final] for key, value in table.items()}
+
+    def _tempo_changes(self, score: Score) -> tuple[np.ndarray, np.ndarray]:
+        """(step, tempo bin) where the tempo moves to another bin; always one at step 0."""
+        tempo_map = score.tempo_map
+        steps = np.rint(np.asarray(tempo_map.beats) * self.settings.steps_per_quarter).astype(np.int64)
+        bins = self._tempo_bins(np.asarray(tempo_map.qpm))
+        steps, last = np.append(steps, np.iinfo(np.int64).max), []
+        for i in range(len(bins)):  # at one step the last change wins; repeats of a bin are dropped
+            if steps[i] == steps[i + 1]:
+                continue
+            if not last or last[-1][1] != bins[i]:
+                last.append((int(steps[i]), int(bins[i])))
+        return np.array([x for x, _ in last], dtype=np.int64), np.array([b for _, b in last], dtype=np.int64)
+
+    def _tempo_bins(self, qpm: np.ndarray) -> np.ndarray:
+        k = self.settings.tempo_steps_per_octave
+        exponents = self.settings.tempo_exponents()
+        wanted = np.rint(k * np.log2(np.maximum(qpm, 1e-9) / 120.0)).astype(np.int64)
+        return np.clip(wanted, exponents.start, exponents.stop - 1) - exponents.start
+
+    def _body_ids(self, notes: dict[str, np.ndarray], bars: list[meter.Bar],
+                  tempos: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The ids after the header, built as one sorted table of items (bars, positions, notes),
+        each with up to 4 ids (-1 where absent)."""
+        v = self.vocab
+        starts = np.fromiter((b.start for b in bars), np.int64, len(bars))
+        tempo_steps, tempo_bins = tempos
+        inside = tempo_steps < starts[-1] + bars[-1].length  # changes after the last bar: nothing to play
+        tempo_steps, tempo_bins = tempo_steps[inside], tempo_bins[inside]
+        note_bar = meter.bar_index(bars, notes["start"])
+        tempo_bar = meter.bar_index(bars, tempo_steps)
+        # Positions: every (bar, pos) with a note or a tempo change, once.
+        keys = np.unique(np.concatenate([note_bar * (1 << 20) + notes["start"] - starts[note_bar],
+                                         tempo_bar * (1 << 20) + tempo_steps - starts[tempo_bar]]))
+        pos_bar, pos = keys >> 20, keys & ((1 << 20) - 1)
+        tempo_at = dict(zip((tempo_bar * (1 << 20) + tempo_steps - starts[tempo_bar]).tolist(), tempo_bins.tolist()))
+        n_bars, n_pos, n_notes = len(bars), len(keys), len(notes["start"])
+        # Bars: BAR, TIMESIG where the meter changes (always in the first bar).
+        bar_ids = np.full((n_bars, 4), -1, dtype=np.int64)
+        bar_ids[:, 0] = v.id_of("BAR")
+        meter_ids = np.array([v.offset("TIMESIG") + self.meter_index[b.meter] for b in bars])
+        changed = np.array([i == 0 or bars[i].meter != bars[i - 1].meter for i in range(n_bars)], dtype=bool)
+        bar_ids[changed, 1] = meter_ids[changed]
+        # Positions: POS, TEMPO where it changes.
+        pos_ids = np.full((n_pos, 4), -1, dtype=np.int64)
+        pos_ids[:, 0] = v.offset("POS") + pos
+        tempo_of = np.array([tempo_at.get(k, -1) for k in keys.tolist()], dtype=np.int64)
+        pos_ids[tempo_of >= 0, 1] = v.offset("TEMPO") + tempo_of[tempo_of >= 0]
+        # Notes: TRACK where the track changes within the bar, then PITCH/DRUM, VEL, DUR.
+        note_ids = np.full((n_notes, 4), -1, dtype=np.int64)
+        new_track = np.ones(n_notes, dtype=bool)
+        new_track[1:] = (notes["track"][1:] != notes["track"][:-1]) | (note_bar[1:] != note_bar[:-1])
+        note_ids[new_track, 0] = v.offset("TRACK") + notes["track"][new_track]
+        note_ids[:, 1] = np.where(notes["drum"], v.offset("DRUM"), v.offset("PITCH")) + notes["pitch"]
+        note_ids[:, 2] = v.offset("VEL") + notes["vbin"] - 1
+        note_ids[:, 3] = v.offset("DUR") + notes["duration"] - 1
+        # One table, sorted by (bar, position, kind); notes already come in (start, track, pitch).
+        bar_of = np.concatenate([np.arange(n_bars), pos_bar, note_bar])
+        pos_of = np.concatenate([np.full(n_bars, -1), pos, notes["start"] - starts[note_bar]])
+        kind = np.concatenate([np.full(n_bars, _BAR_ITEM), np.full(n_pos, _POS_ITEM), np.full(n_notes, _NOTE_ITEM)])
+        order = np.lexsort((np.arange(len(kind)), kind, pos_of, bar_of))  # stable in the notes' order
+        ids = np.concatenate([bar_ids, pos_ids, note_ids])[order].reshape(-1)
+        return ids[ids >= 0]
+
+    # ------------------------------------------------------------------------------ decoding
+
+    def _decode(self, ids: Sequence[int], qpm: float) -> tuple[list[Note], int]:
+        score, dropped = self._decode_score(ids, qpm)
+        return sort_notes(n for t in score.tracks for n in t.notes), dropped
+
+    def decode_score(self, ids: Sequence[int], qpm: float = 120.0) -> Score:
+        """Tracks in header order, named after their instruments; `qpm` is the tempo until
+        the first TEMPO; the score ends at the last bar line reached or the last note's end."""
+        return self._decode_score(ids, qpm)[0]
+
+    def _decode_score(self, ids: Sequence[int], qpm: float) -> tuple[Score, int]:
+        """(Score, ids dropped). Lenient, so any in-vocabulary ids decode: PROGRAM after the
+        first BAR or past max_tracks, TIMESIG not right after BAR, POS not after the bar's last
+        position or outside the bar, TEMPO before any BAR, TRACK of no header track, PITCH on a
+        drum track or DRUM on a pitched one, a note without TRACK/POS/VEL/DUR in order, and a
+        note repeating track, pitch and onset are each dropped and counted (a note's VEL and
+        DUR go with it). A note the ids stop in the middle of is left out, not counted: the
+        stream just stopped."""
+        s, spq = self.settings, self.settings.steps_per_quarter
+        programs: list[int] = []
+        notes: list[tuple[int, int, int, int, int]] = []  # (track, pitch, start, duration, velocity bin)
+        seen: set[tuple[int, int, int]] = set()
+        tempos: dict[int, float] = {0: qpm}
+        meters: dict[int, tuple[int, int]] = {}
+        bar_start, bar_length, bar_meter, bars = 0, 4 * spq, meter.DEFAULT_METER, 0
+        pos, track, pending, dropped, just_opened = -1, -1, [], 0, False
+        for name, value in self.vocab.events(ids):
+            if pending and name not in ("VEL", "DUR"):
+                dropped += len(pending)  # a note left unfinished
+                pending = []
+            if name == "PROGRAM":
+                if bars or len(programs) >= s.max_tracks:
+                    dropped += 1
+                else:
+                    programs.append(value)
+            elif name == "BAR":
+                if bars:
+                    bar_start += bar_length
+                bars, pos, track, just_opened = bars + 1, -1, -1, True
+                meters.setdefault(bar_start, bar_meter)
+                continue
+            elif name == "TIMESIG":
+                if bars and pos < 0 and just_opened:
+                    bar_meter = self.meters[value]
+                    bar_length = meter.bar_steps(bar_meter, spq)
+                    meters[bar_start] = bar_meter
+                else:
+                    dropped += 1
+            elif name == "POS":
+                if bars and pos < value < bar_length:
+                    pos = value
+                else:
+                    dropped += 1
+            elif name == "TEMPO":
+                if bars:
+                    tempos[bar_start + max(pos, 0)] = float(self.tempos[value])
+                else:
+                    dropped += 1
+            elif name == "TRACK":
+                if value < len(programs) and bars:
+                    track = value
+                else:
+                    dropped += 1
+            elif name in ("PITCH", "DRUM"):
+                drum_track = 0 <= track < len(programs) and programs[track] == DRUMS
+                if pos >= 0 and track >= 0 and drum_track == (name == "DRUM"):
+                    pending = [value]
+                else:
+                    dropped += 1
+            elif name == "VEL":
+                if len(pending) == 1:
+                    pending.append(value)
+                else:
+                    dropped += 1 + len(pending)
+                    pending = []
+            elif name == "DUR":
+                if len(pending) == 2:
+                    key = (track, pending[0], bar_start + pos)
+                    if key in seen:
+                        dropped += 3
+                    else:
+                        seen.add(key)
+                        notes.append((track, pending[0], bar_start + pos, value, pending[1]))
+                else:
+                    dropped += 1 + len(pending)
+                pending = []
+            just_opened = False
+        end_step = bar_start if bars and pos < 0 else None  # ended on a bar line: the piece ends there
+        return self._score(programs, notes, tempos, meters, end_step), dropped
+
+    def _score(self, programs: list[int], notes: list[tuple], tempos: dict[int, float],
+               meters: dict[int, tuple[int, int]], end_step: int | None) -> Score:
+        spq = self.settings.steps_per_quarter
+        bin_size = math.ceil(127 / self.settings.velocity_bins)
+        tempo_steps = sorted(tempos)
+        tempo_map = TempoMap.from_beats([step / spq for step in tempo_steps], [tempos[k] for k in tempo_steps])
+        tracks = [Track(instrument_name(p), 0 if p == DRUMS else p, p == DRUMS, []) for p in programs]
+        by_track: list[list[tuple[int, int, int, int]]] = [[] for _ in programs]
+        for track, pitch, start, duration, vbin in notes:
+            by_track[track].append((pitch, start, start + duration, vbin))
+        for track, found in zip(tracks, by_track):
+            found.sort()
+            for i, (pitch, start, end, vbin) in enumerate(found):
+                if i + 1 < len(found) and found[i + 1][0] == pitch:
+                    end = min(end, found[i + 1][1])  # cut where this track strikes the pitch again
+                track.notes.append(Note(pitch, _bin_velocity(vbin, bin_size),
+                                        tempo_map.to_seconds(start / spq), tempo_map.to_seconds(end / spq)))
+            track.notes.sort(key=lambda n: (n.start, n.pitch))
+        signatures, last = [], None
+        for step in sorted(meters):
+            if meters[step] != last:
+                signatures.append((tempo_map.to_seconds(step / spq), *meters[step]))
+                last = meters[step]
+        ends = [n.end for t in tracks for n in t.notes]
+        if end_step is not None:
+            ends.append(tempo_map.to_seconds(end_step / spq))
+        return Score(tracks, tempo_map, signatures, end_time=max(ends, default=0.0))
+
+    # ------------------------------------------------------------------------------ contracts
+
+    def readable(self, ids: Sequence[int]) -> list[str]:
+        """Tokens, with each TRACK and PROGRAM naming its instrument: `TRACK(1:violin)`."""
+        programs: list[int] = []
+        out = []
+        for i in ids:
+            name, value = self.vocab.event_of(int(i))
+            token = self.vocab.tokens[int(i)]
+            if name == "PROGRAM":
+                programs.append(value)
+                token = f"PROGRAM({instrument_name(value)})"
+            elif name == "TRACK" and value < len(programs):
+                token = f"TRACK({value + 1}:{instrument_name(programs[value])})"
+            out.append(token)
+        return out
+
+    def time_per_id(self) -> TimePerId:
+        """BAR counts one bar; nothing else moves the bar count."""
+        amounts = np.zeros(self.vocab.size)
+        amounts[self.vocab.id_of("BAR")] = 1.0
+        return TimePerId(amounts, BARS)
+
+    def pitch_shift_table(self, shift: int) -> np.ndarray:
+        """PITCH ids move by `shift` (-1 where they leave 0..127); DRUM ids never move."""
+        table = np.arange(self.vocab.size, dtype=np.int64)
+        first = self.vocab.offset("PITCH")
+        pitches = np.arange(128) + shift
+        table[first:first + 128] = np.where((pitches >= 0) & (pitches <= 127), first + pitches, -1)
+        return table
+
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None):
+        from melodygen.encodings.multitrack_grammar import MultitrackGrammar
+
+        return MultitrackGrammar(self, primer_ids, rows, device, instruments)
+
+
+def _bin_velocity(vbin: int, bin_size: int) -> int:
+    """The middle of velocity bin `vbin` (1-based, bins of `bin_size` from velocity 1)."""
+    return min(127, 1 + (vbin - 1) * bin_size + bin_size // 2)

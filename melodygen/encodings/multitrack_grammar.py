@@ -1,0 +1,156 @@
+"""The multitrack encoding's grammar as a logit processor, and its instrument choice.
+
+Per row, a small state (what the last id was, the bar's length, the position, the current track,
+the last pitch at this position, how many header tracks and which are drums) decides which ids
+may come next, so a sampled piece always decodes whole:
+
+    header   PROGRAM...        (at least one, at most max_tracks) then BAR
+    bar      BAR [TIMESIG] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
+    POS      strictly after the previous position, inside the bar's length
+    TRACK    a header track; within a position, tracks ascend
+    PITCH    on a pitched track, DRUM on a drum track; ascending within (position, track)
+    EOS      only where a bar, meter, tempo or note is complete
+
+`instruments` (a list of instruments, `melodygen.instruments`) steers which tracks play: a piece
+begun from nothing gets exactly that header, in that order; a primer's tracks whose instrument
+is not listed get no new notes. State updates are whole-tensor ops (no host sync per draw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from melodygen.errors import ConfigError
+from melodygen.instruments import DRUMS, instrument_name
+
+# What the last id was (0: nothing yet, or a special id).
+_START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR = range(11)
+_KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "TEMPO": _TEMPO,
+          "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR}
+
+
+class MultitrackGrammar:
+    def __init__(self, encoding, primer_ids: Sequence[int], rows: int, device="cpu",
+                 instruments: Sequence[int] | None = None):
+        from melodygen.encodings.vocab import EOS_ID
+        from melodygen.meter import bar_steps
+
+        vocab, s = encoding.vocab, encoding.settings
+        self.max_tracks = s.max_tracks
+        self.eos = EOS_ID
+        self.block = {name: (vocab.offset(name), vocab.offset(name) + vocab.range(name).size) for name in _KINDS}
+        kinds, values = vocab.split(range(vocab.size))
+        names = [vocab.ranges[k].name for k in kinds.tolist()]
+        self.kind_of = torch.tensor([_KINDS.get(n, _START) for n in names], device=device)
+        self.value_of = torch.as_tensor(values, device=device)
+        bar_length = torch.zeros(vocab.size, dtype=torch.long)
+        lo, hi = self.block["TIMESIG"]
+        bar_length[lo:hi] = torch.tensor([bar_steps(m, s.steps_per_quarter) for m in encoding.meters])
+        self.bar_length_of = bar_length.to(device)
+        self.positions = torch.arange(self.block["POS"][1] - self.block["POS"][0], device=device)
+        self.tracks = torch.arange(self.max_tracks, device=device)
+        self.pitches = torch.arange(128, device=device)
+        self._init_state(1, 4 * s.steps_per_quarter, device)
+        for i in primer_ids:
+            self._update(torch.tensor([int(i)], device=device))
+        self.select_rows(torch.zeros(rows, dtype=torch.long, device=device))
+        self.primer_programs = [v for n, v in vocab.events(primer_ids) if n == "PROGRAM"]
+        self.header, self.playing = None, None
+        if instruments is not None:
+            self._choose(list(instruments), device)
+
+    def _init_state(self, rows: int, bar_length: int, device) -> None:
+        def full(value):
+            return torch.full((rows,), value, dtype=torch.long, device=device)
+
+        self.phase, self.n_tracks, self.bar_length = full(_START), full(0), full(bar_length)
+        self.pos, self.track, self.last_pitch = full(-1), full(-1), full(-1)
+        self.pos_notes = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.is_drum = torch.zeros(rows, self.max_tracks, dtype=torch.bool, device=device)
+
+    def _choose(self, instruments: list[int], device) -> None:
+        """A forced header for a piece begun from nothing; else the primer tracks that may play."""
+        primer_tracks = int(self.n_tracks[0])
+        if primer_tracks == 0:
+            if len(instruments) > self.max_tracks:
+                raise ConfigError(f"{len(instruments)} instruments, more than the model's "
+                                  f"max_tracks = {self.max_tracks}")
+            self.header = torch.tensor(instruments, device=device)
+            self.playing = torch.ones(self.max_tracks, dtype=torch.bool, device=device)
+            return
+        programs = self.primer_programs
+        self.playing = torch.zeros(self.max_tracks, dtype=torch.bool, device=device)
+        chosen = [i for i, p in enumerate(programs) if p in instruments]
+        if not chosen:
+            have = ", ".join(instrument_name(p) for p in programs)
+            raise ConfigError(f"none of the instruments asked for is a track of the primer ({have})")
+        self.playing[chosen] = True
+
+    def __call__(self, logits, last_ids):
+        if last_ids is not None:
+            self._update(last_ids)
+        allowed = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+        phase = self.phase
+
+        def is_(*phases):
+            return torch.stack([phase == p for p in phases]).any(0)
+
+        def put(name, rows, values=None):
+            lo, hi = self.block[name]
+            allowed[:, lo:hi] = rows[:, None] if values is None else rows[:, None] & values
+
+        after_content = is_(_BAR, _TIMESIG, _TEMPO, _DUR)
+        programs = is_(_START, _PROGRAM) & (self.n_tracks < self.max_tracks)
+        bar = is_(_PROGRAM, _BAR, _TIMESIG, _TEMPO, _DUR)
+        if self.header is not None:
+            k = self.n_tracks.clamp(max=len(self.header) - 1)
+            wanted = torch.nn.functional.one_hot(self.header[k], DRUMS + 1).bool()
+            put("PROGRAM", programs & (self.n_tracks < len(self.header)), wanted)
+            bar = bar & ((self.n_tracks >= len(self.header)) | (phase != _PROGRAM))
+        else:
+            put("PROGRAM", programs)
+        allowed[:, self.block["BAR"][0]] = bar
+        put("TIMESIG", phase == _BAR)
+        put("POS", is_(_BAR, _TIMESIG, _TEMPO, _DUR),
+            (self.positions[None] > self.pos[:, None]) & (self.positions[None] < self.bar_length[:, None]))
+        put("TEMPO", phase == _POS)
+        track_ok = (self.tracks[None] < self.n_tracks[:, None]) & (
+            (self.tracks[None] > self.track[:, None]) | ~self.pos_notes[:, None])
+        if self.playing is not None:
+            track_ok = track_ok & self.playing[None]
+        put("TRACK", is_(_POS, _TEMPO, _DUR), track_ok)
+        current = self.track.clamp(min=0)
+        on_track = (self.track >= 0) & is_(_POS, _TEMPO, _DUR, _TRACK)
+        if self.playing is not None:
+            on_track = on_track & self.playing[current]
+        drum = self.is_drum.gather(1, current[:, None])[:, 0]
+        higher = self.pitches[None] > self.last_pitch[:, None]
+        put("PITCH", on_track & ~drum, higher)
+        put("DRUM", on_track & drum, higher)
+        put("VEL", is_(_PITCH, _DRUM))
+        put("DUR", phase == _VEL)
+        allowed[:, self.eos] = after_content
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def _update(self, ids) -> None:
+        """Takes each row's last id (B,) into its state."""
+        kind, value = self.kind_of[ids], self.value_of[ids]
+        is_program = kind == _PROGRAM
+        slot = torch.nn.functional.one_hot(self.n_tracks.clamp(max=self.max_tracks - 1), self.max_tracks).bool()
+        self.is_drum = self.is_drum | (slot & (is_program & (value == DRUMS))[:, None])
+        self.n_tracks = self.n_tracks + is_program.long()
+        is_bar, is_pos, is_track = kind == _BAR, kind == _POS, kind == _TRACK
+        self.bar_length = torch.where(kind == _TIMESIG, self.bar_length_of[ids], self.bar_length)
+        self.pos = torch.where(is_bar, -1, torch.where(is_pos, value, self.pos))
+        self.track = torch.where(is_bar, -1, torch.where(is_track, value, self.track))
+        self.pos_notes = (self.pos_notes & ~(is_bar | is_pos)) | (kind == _DUR)
+        pitched = (kind == _PITCH) | (kind == _DRUM)
+        self.last_pitch = torch.where(is_bar | is_pos | is_track, -1,
+                                      torch.where(pitched, value, self.last_pitch))
+        self.phase = torch.where(kind != _START, kind, self.phase)
+
+    def select_rows(self, rows) -> None:
+        for name in ("phase", "n_tracks", "bar_length", "pos", "track", "last_pitch", "pos_notes", "is_drum"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
