@@ -33,7 +33,7 @@ from torch import LongTensor, Tensor
 
 from melodygen.models.base import SequenceModel
 from melodygen.models.kv_cache import KVCache
-from melodygen.models.transformer import apply_rope, relative_logits, rope_tables
+from melodygen.models.transformer import relative_logits, rope_tables
 
 StepFn = Callable[[LongTensor, Any], tuple[Tensor, Any]]
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (versions, stepper)
@@ -82,47 +82,45 @@ class _Stepper:
 
 
 class _RecurrentStepper(_Stepper):
-    """rnn / lstm / gru: per layer one product of [x, h] with the stacked weights (the GRU keeps
-    its hidden product apart: r gates it), then the cell's gates as in `torch.nn`."""
+    """rnn / lstm / gru: per layer the input's product (the first layer's is a table: embedding
+    times input weights, one row per id) plus the hidden state's, then the cell's gates as in
+    `torch.nn`. The GRU keeps its hidden product apart (r gates it); the others add the biases
+    into the input's."""
 
     def __init__(self, model: SequenceModel):
         super().__init__(model)
         rnn = model.rnn
-        self.kind, self.embed = model.kind if model.kind != "attention_lstm" else "lstm", model.embed.weight
+        self.kind = model.kind if model.kind != "attention_lstm" else "lstm"
         self.layers = []
         for layer in range(rnn.num_layers):
             w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
             b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
-            if self.kind == "gru":
-                self.layers.append((_t(w_ih), b_ih.detach(), _t(w_hh), b_hh.detach()))
-            else:
-                self.layers.append((_t(torch.cat([w_ih, w_hh], dim=1)), (b_ih + b_hh).detach()))
+            b_i = (b_ih if self.kind == "gru" else b_ih + b_hh).detach()
+            self.layers.append((_t(w_ih), b_i, _t(w_hh), b_hh.detach()))
+        self.table = F.linear(model.embed.weight, rnn.weight_ih_l0, self.layers[0][1])  # (V, gates)
         self.head = _t(model.head.weight), model.head.bias.detach()
 
     def cells(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
         """ids (B,) -> (the last layer's output (B, H), new state shaped like the plain one)."""
-        x = F.embedding(ids, self.embed)  # (B, E)
         h_all, c_all = state if self.kind == "lstm" else (state, None)
         hs, cs = [], []
-        for layer, weights in enumerate(self.layers):
+        x = None
+        for layer, (w_i, b_i, w_h, b_h) in enumerate(self.layers):
+            gi = F.embedding(ids, self.table) if layer == 0 else torch.addmm(b_i, x, w_i)  # (B, gates)
             h = h_all[layer]
             if self.kind == "gru":
-                w_i, b_i, w_h, b_h = weights
-                gi, gh = torch.addmm(b_i, x, w_i), torch.addmm(b_h, h, w_h)  # (B, 3H) each
                 i_r, i_z, i_n = gi.chunk(3, 1)
-                h_r, h_z, h_n = gh.chunk(3, 1)
+                h_r, h_z, h_n = torch.addmm(b_h, h, w_h).chunk(3, 1)
                 r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                n = torch.tanh(torch.addcmul(i_n, r, h_n))
-                x = torch.lerp(n, h, z)  # (1 - z) n + z h
+                x = torch.lerp(torch.tanh(torch.addcmul(i_n, r, h_n)), h, z)  # (1 - z) n + z h
+            elif self.kind == "rnn":
+                x = torch.tanh(torch.addmm(gi, h, w_h))
             else:
-                gates = torch.addmm(weights[1], torch.cat([x, h], dim=1), weights[0])
-                if self.kind == "rnn":
-                    x = torch.tanh(gates)
-                else:
-                    i, f, g, o = gates.chunk(4, 1)
-                    c = torch.addcmul(torch.sigmoid(f) * c_all[layer], torch.sigmoid(i), torch.tanh(g))
-                    x = torch.sigmoid(o) * torch.tanh(c)
-                    cs.append(c)
+                gates = torch.addmm(gi, h, w_h)
+                i, f, _, o = torch.sigmoid(gates).chunk(4, 1)
+                c = torch.addcmul(f * c_all[layer], i, torch.tanh(gates[:, 2 * h.shape[1]:3 * h.shape[1]]))
+                x = o * torch.tanh(c)
+                cs.append(c)
             hs.append(x)
         h_new = torch.stack(hs)
         return x, ((h_new, torch.stack(cs)) if self.kind == "lstm" else h_new)
@@ -130,6 +128,51 @@ class _RecurrentStepper(_Stepper):
     def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
         out, state = self.cells(ids, state)
         return torch.addmm(self.head[1], out, self.head[0])[:, None], state
+
+
+class _GraphedRecurrentStepper(_RecurrentStepper):
+    """On CUDA, rnn / lstm / gru replay their one-id step as a captured CUDA graph (one launch
+    instead of ~30 per step: at batch 1 a GPU step is launch-bound). Their state keeps its shape,
+    so one graph per batch size serves every step; inputs are copied into the graph's buffers and
+    outputs copied out (a caller may keep an older state, e.g. beam search). Written for issue
+    14 but not yet run on a GPU (none was lent); `tests/test_fast.py`'s cuda test checks it
+    against the eager step. The Transformer's cache grows each step: it stays eager on a GPU."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__(model)
+        self.graphs = {}  # batch size -> (graph, ids, state in, (logits, state out))
+
+    def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        if ids.device.type != "cuda":
+            return super().one(ids, state)
+        if ids.shape[0] not in self.graphs:
+            self.graphs[ids.shape[0]] = self._capture(ids, state)
+        graph, ids_in, state_in, (logits, state_out) = self.graphs[ids.shape[0]]
+        ids_in.copy_(ids)
+        for buffer, value in zip(_tensors(state_in), _tensors(state)):
+            buffer.copy_(value)
+        graph.replay()
+        return logits.clone(), _map(state_out, torch.clone)
+
+    def _capture(self, ids: LongTensor, state: Any) -> tuple:
+        ids_in, state_in = ids.clone(), _map(state, torch.clone)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture, as torch.cuda.graphs asks
+            super().one(ids_in, state_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = super().one(ids_in, state_in)
+        return graph, ids_in, state_in, outputs
+
+
+def _tensors(state: Any) -> list[Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _map(state: Any, fn) -> Any:
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
 
 
 class _AttentionLSTMStepper(_RecurrentStepper):
@@ -155,7 +198,8 @@ class _AttentionLSTMStepper(_RecurrentStepper):
 class _TransformerStepper(_Stepper):
     """transformer: one position through every layer with transposed weights, the model's own
     KV cache (`KVCache.store`) and SDPA over the cached keys; the head is a transposed copy of
-    the (tied) embedding."""
+    the (tied) embedding. Without learned positions the first layer's q, k, v depend on the id
+    alone: a table (V, 3C) of LN(embedding) times its qkv weights gives them."""
 
     def __init__(self, model: SequenceModel):
         super().__init__(model)
@@ -165,7 +209,12 @@ class _TransformerStepper(_Stepper):
                         _t(b.mlp[0].weight), b.mlp[0].bias.detach(), _t(b.mlp[2].weight), b.mlp[2].bias.detach())
                        for b in model.blocks]
         self.head = _t(model.head.weight)
-        self.rope = (torch.empty(0), torch.empty(0))  # cos, sin per position, grown on demand
+        self.qkv0 = None
+        if model.pos_embed is None:
+            ln = model.blocks[0].ln1
+            normed = F.layer_norm(model.embed.weight, (s.d_model,), ln.weight, ln.bias, ln.eps)
+            self.qkv0 = normed @ self.layers[0][1]  # (V, 3C)
+        self.rope = (torch.empty(0), torch.empty(0))  # per position: (cos, cos), (-sin, sin)
 
     def one(self, ids: LongTensor, cache: KVCache) -> tuple[Tensor, KVCache]:
         model = self.model
@@ -176,17 +225,20 @@ class _TransformerStepper(_Stepper):
         if model.pos_embed is not None:
             x = x + model.pos_embed.weight[position]
         rope = self._rope(position, x.device) if model.rotary else None
+        qkv = F.embedding(ids, self.qkv0) if self.qkv0 is not None else None
         for layer, weights in enumerate(self.layers):
-            x = self._block(x, weights, rope, cache, layer)
+            x = self._block(x, weights, rope, cache, layer, qkv if layer == 0 else None)
         x = F.layer_norm(x, x.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
         return (x @ self.head)[:, None], cache
 
-    def _block(self, x: Tensor, weights, rope, cache: KVCache, layer: int) -> Tensor:
+    def _block(self, x: Tensor, weights, rope, cache: KVCache, layer: int, qkv: Tensor | None) -> Tensor:
         ln1, qkv_w, proj_w, relative, ln2, fc_w, fc_b, out_w, out_b = weights
         B, C = x.shape
-        h = F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps)
-        qkv = (h @ qkv_w).view(B, 3, self.heads, 1, self.head_size).transpose(0, 1)  # 3 x (B, H, 1, D)
-        q, k = apply_rope(qkv[:2], *rope) if rope is not None else qkv[:2]
+        if qkv is None:
+            qkv = F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps) @ qkv_w  # (B, 3C)
+        qkv = qkv.view(B, 3, self.heads, 1, self.head_size).transpose(0, 1)  # 3 x (B, H, 1, D)
+        q, k = qkv[:2] if rope is None else torch.addcmul(  # apply_rope's rotation, in 3 ops
+            qkv[:2] * rope[0], qkv[:2].roll(self.head_size // 2, -1), rope[1])
         keys, values = cache.store(layer, k, qkv[2])  # (B, H, L, D)
         bias = None
         if relative is not None:
@@ -197,17 +249,19 @@ class _TransformerStepper(_Stepper):
         return torch.addmm(x, F.gelu(torch.addmm(fc_b, h, fc_w)), out_w).add_(out_b)
 
     def _rope(self, position: int, device) -> tuple[Tensor, Tensor]:
-        """(cos, sin) of `position`, each (1, head_size / 2), from a table grown by doubling."""
+        """(cos, cos) and (-sin, sin) of `position`, each (1, head_size), from a table grown by
+        doubling: x * the first + x with its halves swapped * the second = `apply_rope(x)`."""
         if position >= len(self.rope[0]):
             size = max(2 * position, 2 * self.model.max_context)
-            self.rope = rope_tables(torch.arange(size, device=device).float(), self.head_size)
+            cos, sin = rope_tables(torch.arange(size, device=device).float(), self.head_size)
+            self.rope = torch.cat([cos, cos], dim=1), torch.cat([-sin, sin], dim=1)
         return self.rope[0][position:position + 1], self.rope[1][position:position + 1]
 
 
 FAST_STEPS: dict[str, Callable[[SequenceModel], _Stepper]] = {
-    "rnn": _RecurrentStepper,
-    "lstm": _RecurrentStepper,
-    "gru": _RecurrentStepper,
+    "rnn": _GraphedRecurrentStepper,
+    "lstm": _GraphedRecurrentStepper,
+    "gru": _GraphedRecurrentStepper,
     "attention_lstm": _AttentionLSTMStepper,
     "transformer": _TransformerStepper,
 }
