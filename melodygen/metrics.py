@@ -46,11 +46,12 @@ def nll_sums(model, batches: Iterable, device: str | torch.device = "cpu") -> tu
         with torch.inference_mode():
             for batch in batches:
                 batch = batch.to(device)
-                logits = model(batch.ids).float()
-                keep = batch.targets != PAD_ID
-                targets = batch.targets[keep]
-                nll += F.cross_entropy(logits[keep], targets, reduction="sum").to(nll.dtype)
-                hits += (logits[keep].argmax(-1) == targets).sum()
+                logits = model(batch.ids).float().flatten(0, 1)  # (B * T, V)
+                targets = batch.targets.flatten()
+                keep = targets != PAD_ID
+                # PAD targets are ignored in place: no copy of the kept rows' logits (it was two)
+                nll += F.cross_entropy(logits, targets, ignore_index=PAD_ID, reduction="sum").to(nll.dtype)
+                hits += ((logits.argmax(-1) == targets) & keep).sum()
                 events += keep.sum()
     finally:  # a failed pass (e.g. out of memory) must not leave a training model in eval mode
         if isinstance(model, torch.nn.Module):
