@@ -5,6 +5,8 @@ in the same run.
     python scripts/bench_sample.py                       # 1024 tokens, default model settings
     python scripts/bench_sample.py --tokens 64 --kinds lstm transformer   # a quick check
     python scripts/bench_sample.py --repeat 5 --no-uncached   # cached paths only, median of 5
+    python scripts/bench_sample.py --no-fast             # the plain model.step (issue 14: bench_fast.py
+                                                         # puts both side by side)
     python scripts/bench_sample.py --kinds transformer --positions relative --max-context 1024 --batches 1
                                                          # Music Transformer's cache at 1024 events
 
@@ -36,11 +38,16 @@ from melodygen.sampling.decoding import draw, sample
 from melodygen.sampling.processors import BanIds
 
 
-def cached_tokens_per_s(model, encoding, batch: int, tokens: int, device) -> float:
+def timed_sample(model, encoding, batch: int, tokens: int, device, fast: bool = True) -> tuple[list, float]:
+    """(the ids `sample` draws with seed 0, every row running to `tokens`; seconds it took)."""
     start = time.perf_counter()
-    sample(model, encoding, num_outputs=batch, max_events=tokens, stop_on_eos=False,
-           generator=torch.Generator(device).manual_seed(0), device=device)
-    return batch * tokens / (time.perf_counter() - start)
+    rows = sample(model, encoding, num_outputs=batch, max_events=tokens, stop_on_eos=False,
+                  generator=torch.Generator(device).manual_seed(0), device=device, fast=fast)
+    return rows, time.perf_counter() - start
+
+
+def cached_tokens_per_s(model, encoding, batch: int, tokens: int, device, fast: bool = True) -> float:
+    return batch * tokens / timed_sample(model, encoding, batch, tokens, device, fast)[1]
 
 
 def uncached_tokens_per_s(model, batch: int, tokens: int, device) -> float:
@@ -68,6 +75,12 @@ def read_rate(nbytes: int, device) -> float:
     counting the bytes read and written)."""
     buffer = torch.empty(max(nbytes // 4, 1), device=device)
     return _best_rate(lambda: buffer.clone(), 2 * buffer.numel() * 4, device)
+
+
+def limit_shares(weights: int, batch: int, step_s: float, peak: float, bandwidth: float) -> tuple[float, float]:
+    """(compute, memory): the share of each limit a step of `step_s` seconds reaches, for a model
+    of `weights` dense fp32 weights at `batch` rows (module docstring)."""
+    return 2 * weights * batch / peak / step_s, 4 * weights / bandwidth / step_s
 
 
 def _best_rate(work, amount: float, device, runs: int = 5) -> float:
@@ -104,6 +117,7 @@ def main() -> None:
     parser.add_argument("--positions", default=None, choices=["rope", "relative", "learned"],
                         help="the Transformer's positions [default: its default, rope]")
     parser.add_argument("--max-context", type=int, default=None, help="the Transformer's context")
+    parser.add_argument("--no-fast", action="store_true", help="sample(fast=False): the plain model.step")
     parser.add_argument("--no-uncached", action="store_true",
                         help="skip the Transformer's re-run-the-prefix path (slow at batch 16)")
     args = parser.parse_args()
@@ -119,14 +133,15 @@ def main() -> None:
         settings = {} if kind != "transformer" else {
             k: v for k, v in (("positions", args.positions), ("max_context", args.max_context)) if v is not None}
         model = build_model(kind, settings, encoding.vocab.size).to(device).eval()
-        cached_tokens_per_s(model, encoding, 1, 8, device)  # warm-up: first-call allocations
+        cached_tokens_per_s(model, encoding, 1, 8, device, not args.no_fast)  # warm-up: first-call allocations
         weights = dense_weights(model)
         bandwidth = read_rate(4 * weights, device)
         for batch in args.batches:
-            cached = statistics.median(cached_tokens_per_s(model, encoding, batch, args.tokens, device)
+            cached = statistics.median(cached_tokens_per_s(model, encoding, batch, args.tokens, device,
+                                                           not args.no_fast)
                                        for _ in range(args.repeat))
             step = batch / cached  # seconds per step of the whole batch
-            compute, memory = 2 * weights * batch / peak / step, 4 * weights / bandwidth / step
+            compute, memory = limit_shares(weights, batch, step, peak, bandwidth)
             print(f"{kind:<14} {batch:>5} {'cached':<9} {cached:>10.0f} {step * 1e6:>9.0f} {compute:>8.1%} "
                   f"{memory:>8.1%}", flush=True)
             if kind == "transformer" and not args.no_uncached:

@@ -14,8 +14,16 @@ and sequence length:
 Both skip their first interval of steps (warm-up) and time the rest; each is run `--repeats`
 times, alternating, and the best run of each is kept. melodygen should reach >= 0.9 of bare.
 
+With `--variants`, each preset is instead trained once per variant (a list of `--set`-style
+overrides joined by commas) with melodygen's loop for the same `--minutes` of wall time (the lr
+decay follows the time used), and the table gives the steps reached, training tokens/s and the
+best validation NLL: what a setting buys within an equal budget (issue 14: dropout; torch.compile
+for throughput, its compile time inside the budget).
+
     python scripts/bench_train.py                          # every preset but debug, 60 steps
     python scripts/bench_train.py --presets melody_lstm --steps 100 --threads 2
+    python scripts/bench_train.py --presets melody_transformer performance_transformer --threads 1 \
+        --minutes 4 --variants model.dropout=0.1 model.dropout=0.0
 """
 
 from __future__ import annotations
@@ -105,6 +113,35 @@ def bench_preset(name: str, args, workdir: Path) -> dict:
     return {"preset": name, "params": params, "bare": max(bare), "melodygen": max(ours)}
 
 
+def variant_figures(name: str, variant: str, args, workdir: Path) -> dict:
+    """Preset `name` with `variant`'s overrides, trained for `args.minutes` by melodygen's loop."""
+    from melodygen.config import load_config
+    from melodygen.training import train
+
+    overrides = [f"training.device={args.device}", f"training.threads={args.threads}",
+                 f"training.max_minutes={args.minutes}", "training.max_steps=1000000",
+                 *(o for o in variant.split(",") if o)]
+    config = load_config(REPO / "configs" / f"{name}.toml", overrides)
+    started = time.perf_counter()
+    result = train(config, Path(tempfile.mkdtemp(prefix="run-", dir=workdir)), progress=False)
+    return {"steps": result.step, "tokens_per_s": result.tokens_per_s,
+            "val_nll": result.best["nll"] if result.best else float("nan"),
+            "wall_s": time.perf_counter() - started}
+
+
+def run_variants(args) -> int:
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
+          f"{args.minutes} min per run")
+    print(f"{'preset':<26}{'variant':<34}{'steps':>7}{'tok/s':>9}{'val NLL':>9}{'wall s':>8}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in args.presets:
+            for variant in args.variants:
+                r = variant_figures(name, variant, args, Path(workdir))
+                print(f"{name:<26}{variant:<34}{r['steps']:>7}{r['tokens_per_s']:>9,.0f}"
+                      f"{r['val_nll']:>9.4f}{r['wall_s']:>8.0f}", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS)
@@ -112,9 +149,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="0 = torch's default")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="overrides per variant, e.g. model.dropout=0.0 (several: a,b); "
+                             "trains each for --minutes instead of the bare comparison")
+    parser.add_argument("--minutes", type=float, default=3.0, help="budget per variant run")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.variants:
+        return run_variants(args)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{args.steps} steps per run (first {max(1, args.steps // 5)} not timed), "
           f"best of {args.repeats}")
