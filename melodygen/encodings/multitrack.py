@@ -267,7 +267,8 @@ class MultitrackEncoding(Encoding):
 
     def decode_score(self, ids: Sequence[int], qpm: float = 120.0) -> Score:
         """Tracks in header order, named after their instruments; `qpm` is the tempo until
-        the first TEMPO; the score ends at the last bar line reached or the last note's end."""
+        the first TEMPO. Ids that end on a bar line (what `sample --bars` makes) end the piece
+        there, notes still sounding cut at it; others end with their last note."""
         return self._decode_score(ids, qpm)[0]
 
     def _decode_score(self, ids: Sequence[int], qpm: float) -> tuple[Score, int]:
@@ -359,7 +360,8 @@ class MultitrackEncoding(Encoding):
         tracks = [Track(instrument_name(p), 0 if p == DRUMS else p, p == DRUMS, []) for p in programs]
         by_track: list[list[tuple[int, int, int, int]]] = [[] for _ in programs]
         for track, pitch, start, duration, vbin in notes:
-            by_track[track].append((pitch, start, start + duration, vbin))
+            end = start + duration if end_step is None else min(start + duration, end_step)
+            by_track[track].append((pitch, start, end, vbin))
         for track, found in zip(tracks, by_track):
             found.sort()
             for i, (pitch, start, end, vbin) in enumerate(found):
@@ -373,10 +375,9 @@ class MultitrackEncoding(Encoding):
             if meters[step] != last:
                 signatures.append((tempo_map.to_seconds(step / spq), *meters[step]))
                 last = meters[step]
-        ends = [n.end for t in tracks for n in t.notes]
-        if end_step is not None:
-            ends.append(tempo_map.to_seconds(end_step / spq))
-        return Score(tracks, tempo_map, signatures, end_time=max(ends, default=0.0))
+        end = (tempo_map.to_seconds(end_step / spq) if end_step is not None
+               else max((n.end for t in tracks for n in t.notes), default=0.0))
+        return Score(tracks, tempo_map, signatures, end_time=end)
 
     # ------------------------------------------------------------------------------ contracts
 
