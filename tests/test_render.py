@@ -146,6 +146,21 @@ def test_pianoroll_draws_coloured_notes(tmp_path):
     assert saturated.mean() > 0.01
 
 
+def test_an_arrangement_is_coloured_by_track(tmp_path):
+    import matplotlib.image
+
+    def has(pixels, colour) -> bool:
+        return bool((np.abs(pixels[..., :3] - np.array(colour)).max(axis=2) < 0.02).any())
+
+    blue, orange = (0.122, 0.467, 0.706), (1.0, 0.498, 0.055)  # tab10's first two colours
+    high = Track("flute", 73, False, [Note(84, 127, 0.0, 2.0)])
+    low = Track("bass", 32, False, [Note(36, 127, 0.0, 2.0)])
+    two = matplotlib.image.imread(draw_pianoroll(Score([high, low]), tmp_path / "two.png", name="two"))
+    one = matplotlib.image.imread(draw_pianoroll(Score([high]), tmp_path / "one.png", name="one"))
+    assert has(two, blue) and has(two, orange)
+    assert not has(one, orange)
+
+
 def test_pianoroll_of_an_empty_score(tmp_path):
     png = draw_pianoroll(Score(tracks=[]), tmp_path / "empty.png", name="empty.mid")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 import midi_factory as mf
+from conftest import CORPORA
 from melodygen.cli import main
 from melodygen.dataset.files import read_file
 from melodygen.encodings import get_encoding
@@ -195,6 +196,20 @@ def test_no_audio_needs_no_fluidsynth(tmp_path, monkeypatch):
     assert links.audio == [] and len(links.images) == 5 and "<audio" not in page.read_text(encoding="utf-8")
     assert links.links == ["report_files/sample_000.mid", "report_files/sample_001.mid"]
     assert not list((tmp_path / "run" / "report_files").glob("*.wav"))
+
+
+def test_an_arrangement_sample_gets_a_per_track_table(tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    shutil.copy(CORPORA["bach-chorales"] / "bwv1.6.mid", samples / "chorale.mid")
+    write_midi([Note(60, 80, 0.0, 1.0)], samples / "solo.mid")
+    result = CliRunner().invoke(main, ["report", str(make_run(tmp_path / "run")), "--no-audio",
+                                       "--samples", str(samples)])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert html.count("Per track (non-drum):") == 1  # the chorale, not the one-track file
+    for row in ("1: Horn 2", "2: Soprano", "5: Bass"):
+        assert f"<td>{row}</td>" in html
 
 
 def test_unreadable_samples_are_skipped_and_listed(tmp_path):

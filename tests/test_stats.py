@@ -218,3 +218,30 @@ def test_encoded_set_skips_files_the_encoding_cannot_use_and_runs_in_workers(tmp
     assert serial["count"] == 2 and [s["path"] for s in serial["skipped"]] == [str(files[2])]
     assert serial["skipped"][0]["reason"].startswith("nothing to encode in the melody encoding (")
     assert describe_encoded_set(files, encoding, workers=2) == serial
+
+
+def _beats_score(tracks, signatures=((0.0, 4, 4),)):
+    """Tracks of (pitch, start beat, end beat) at 60 qpm, so seconds equal beats."""
+    made = [Track(f"t{i}", i, False, [Note(p, 80, s, e) for p, s, e in notes]) for i, notes in enumerate(tracks)]
+    return Score(made, TempoMap(qpm=(60.0,)), list(signatures))
+
+
+def test_empty_bars_and_groove_follow_the_meter():
+    # 4/4: bar 1 quarters, bar 2 empty, bar 3 quarters -> 1 empty of 3; groove: 1 - (4/48 + 4/48) / 2
+    quarters = [(60, b, b + 1) for b in (0, 1, 2, 3, 8, 9, 10, 11)]
+    scalars = score_stats(_beats_score([quarters])).scalars
+    assert scalars["empty_bar_rate"] == pytest.approx(1 / 3)
+    assert scalars["groove_consistency"] == pytest.approx(1 - 4 / 48)
+    same = [(60, b, b + 0.5) for b in range(12)]
+    assert score_stats(_beats_score([same])).scalars["groove_consistency"] == 1.0
+    # 3/4 then 4/4 from beat 3: bars [0,3) [3,7) [7,11); the onsets at 3 and 7 open bars 2 and 3
+    changed = _beats_score([[(60, 0, 1), (62, 3, 4), (64, 7, 8)]], signatures=((0.0, 3, 4), (3.0, 4, 4)))
+    scalars = score_stats(changed).scalars
+    assert scalars["empty_bar_rate"] == 0.0 and scalars["groove_consistency"] == 1.0
+
+
+def test_per_track_ranges_and_polyphony():
+    stats = score_stats(_beats_score([[(72, 0, 1), (79, 1, 2)], [(48, 0, 2), (52, 0, 2), (55, 0, 2)]]))
+    assert stats.scalars["tracks"] == 2
+    assert [(t["notes"], t["lowest"], t["highest"], t["pitch_range"], t["polyphony"]) for t in stats.tracks] == [
+        (2, 72, 79, 7, 1.0), (3, 48, 55, 7, 3.0)]

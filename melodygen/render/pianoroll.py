@@ -1,9 +1,10 @@
 """Piano-roll pictures of a `Score` with matplotlib (Agg, no display needed).
 
-Time in seconds on x, MIDI pitch on y (C of each octave labelled), one rectangle per note
-coloured by velocity on a fixed 1..127 scale (so colours compare across files), bar lines where
-the file has time signatures (placed through its tempo map), and a title with the file name and
-key facts: note count, duration, pitch range.
+Time in seconds on x, MIDI pitch on y (C of each octave labelled), one rectangle per note, bar
+lines where the file has time signatures (laid out by `melodygen.meter`, placed through its tempo
+map), and a title with the file name and key facts: note count, duration, pitch range. A file of
+one track is coloured by velocity on a fixed 1..127 scale (so colours compare across files); an
+arrangement of several tracks gets one colour per track, named in a legend.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.atomic import atomic_write
+from melodygen.meter import score_bars
 from melodygen.notes import Note, Score
 
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _MAX_BAR_LINES = 2000  # beyond this the lines would merge into a grey wash
+_BAR_GRID = 48  # steps per quarter note for laying out bar lines (exact for n/64 meters)
+_MAX_LEGEND = 12  # tracks named in the legend; more share "other tracks"
 
 
 @dataclass(frozen=True)
@@ -66,17 +70,16 @@ def score_facts(score: Score, name: str) -> ScoreFacts:
 
 
 def bar_times(score: Score, end: float) -> list[float]:
-    """Seconds at which bars start, from the time signatures and tempo map; [] without a meter."""
-    signatures = sorted(score.time_signatures)
+    """Seconds at which bars start before `end`, from the time signatures and tempo map; []
+    without a meter or with more than 2,000 bars."""
+    if not score.time_signatures:
+        return []
     tempo = score.tempo_map
-    times: list[float] = []
-    for i, (start, numerator, denominator) in enumerate(signatures):
-        stop = signatures[i + 1][0] if i + 1 < len(signatures) else end
-        first, last = tempo.to_beats(start), tempo.to_beats(stop)
-        bar_beats = numerator * 4.0 / denominator
-        if bar_beats <= 0 or (last - first) / bar_beats > _MAX_BAR_LINES:
-            continue
-        times += [tempo.to_seconds(b) for b in np.arange(first, last - 1e-9, bar_beats)]
+    end_step = round(tempo.to_beats(end) * _BAR_GRID)
+    if end_step > _MAX_BAR_LINES * 16 * _BAR_GRID:  # even 1/16 bars would be too many
+        return []
+    times = [tempo.to_seconds(bar.start / _BAR_GRID) for bar in score_bars(score, _BAR_GRID, end_step)
+             if bar.start < end_step]
     return times if len(times) <= _MAX_BAR_LINES else []
 
 
@@ -87,21 +90,43 @@ def draw_pianoroll(score: Score, png_path: Path, *, name: str) -> Path:
     from matplotlib.figure import Figure
 
     facts = score_facts(score, name)
-    notes = all_notes(score)
     figure = Figure(figsize=(12, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    rects = PolyCollection(_note_rectangles(notes), cmap="viridis", edgecolors="none")
-    rects.set_array(np.array([note.velocity for note in notes], dtype=float))
-    rects.set_clim(1, 127)
-    ax.add_collection(rects)
-    figure.colorbar(rects, ax=ax, label="velocity", pad=0.01)
+    tracks = [t for t in score.tracks if t.notes]
+    if len(tracks) <= 1:
+        notes = all_notes(score)
+        rects = PolyCollection(_note_rectangles(notes), cmap="viridis", edgecolors="none")
+        rects.set_array(np.array([note.velocity for note in notes], dtype=float))
+        rects.set_clim(1, 127)
+        ax.add_collection(rects)
+        figure.colorbar(rects, ax=ax, label="velocity", pad=0.01)
+    else:
+        _draw_tracks(ax, tracks)
     ax.vlines(bar_times(score, facts.duration), 0, 128, colors="0.75", linewidths=0.6, zorder=0)
     _set_axes(ax, facts)
     ax.set_title(f"{name}: {facts.summary()}", fontsize=11)
     with atomic_write(png_path) as file:
         figure.savefig(file, format="png")
     return png_path
+
+
+def _draw_tracks(ax, tracks) -> None:
+    """One colour per track (tab10, then tab20), velocity as opacity, a legend of track names."""
+    from matplotlib import colormaps
+    from matplotlib.collections import PolyCollection
+
+    palette = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
+    for i, track in enumerate(tracks):
+        colour = palette[min(i, _MAX_LEGEND) % len(palette)]
+        alpha = 0.35 + 0.65 * np.array([n.velocity for n in track.notes]) / 127
+        rects = PolyCollection(_note_rectangles(track.notes), edgecolors="none",
+                               facecolors=[(*colour[:3], a) for a in alpha])
+        ax.add_collection(rects)
+        label = f"{i + 1}: {track.name or 'track'}" + (" (drums)" if track.is_drum else "")
+        ax.plot([], [], "s", color=colour, label=label if i < _MAX_LEGEND else
+                ("other tracks" if i == _MAX_LEGEND else None))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, title="tracks")
 
 
 def _note_rectangles(notes: list[Note]) -> np.ndarray:

@@ -19,12 +19,14 @@ from melodygen.report.reference import Reference
 
 @dataclass(frozen=True)
 class SampleEntry:
-    """One sample: what was rendered (`midi` is the copy beside the page) and its scalar metrics
-    (None when the stats module skipped the file; `skip_reason` says why)."""
+    """One sample: what was rendered (`midi` is the copy beside the page), its scalar metrics
+    and per-track statistics (None / () when the stats module skipped the file; `skip_reason`
+    says why)."""
 
     rendered: Rendered
     scalars: dict[str, float] | None
     skip_reason: str | None
+    tracks: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _entry(copy: Rendered, original: Path, described: dict | None) -> SampleEntr
     if described is not None:
         for row in described["per_file"]:
             if Path(row["path"]) == original:
-                return SampleEntry(copy, row["scalars"], None)
+                return SampleEntry(copy, row["scalars"], None, tuple(row["tracks"]))
         for row in described["skipped"]:
             if Path(row["path"]) == original:
                 return SampleEntry(copy, None, row["reason"])

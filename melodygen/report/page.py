@@ -17,6 +17,7 @@ from urllib.parse import quote
 from melodygen import __version__
 from melodygen.report.gallery import Gallery, SampleEntry
 from melodygen.render.files import display_name
+from melodygen.render.pianoroll import pitch_name
 from melodygen.report.run import RunInfo, evaluation_figures
 
 
@@ -134,7 +135,18 @@ def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:
     for name, value in entry.scalars.items():
         row = [name, _num(value), _mean_std(gallery.described["scalars"][name])]
         rows.append(row + ([_mean_std(reference[name])] if reference else []))
-    return _table(headers, rows, SCALAR_METRICS)
+    return _table(headers, rows, SCALAR_METRICS) + _track_table(entry.tracks)
+
+
+def _track_table(tracks) -> str:
+    """Per-track statistics of an arrangement (nothing for a single track)."""
+    if len(tracks) < 2:
+        return ""
+    rows = [[f"{i + 1}: {t['name'] or 'track'}", str(t["program"]), str(t["notes"]),
+             f"{pitch_name(t['lowest'])}-{pitch_name(t['highest'])}", str(t["pitch_range"]), _num(t["polyphony"])]
+            for i, t in enumerate(tracks)]
+    headers = ("track", "program", "notes", "pitches", "range", "polyphony")
+    return '<p class="note">Per track (non-drum):</p>' + _table(headers, rows)
 
 
 def _table(headers, rows, tooltips: dict[str, str] | None = None) -> str:

@@ -21,6 +21,13 @@ Definitions (all over the non-drum notes of every track):
 - `empty_beat_rate`: share of the whole beats (quarter-note grid) from the first onset to the
   last note end in which no note sounds.
 - `mean_velocity`: mean MIDI velocity.
+- Bars (laid out by `melodygen.meter`: the file's meters and their changes, 4/4 without one),
+  from the first bar to the one holding the last onset: `empty_bar_rate`, the share of bars in
+  which no note starts; `groove_consistency` (Wu & Yang 2020), 1 minus the mean Hamming
+  distance between the onset patterns (positions on a 12-per-quarter grid) of adjacent bars,
+  divided by the longer bar's positions: 1 = every bar has the same rhythm.
+- `tracks`: tracks with non-drum notes. Per track (`ScoreStats.tracks`): name, program, notes,
+  lowest and highest pitch, pitch range and polyphony as above.
 - structure (repeats at the scale of phrases and bars): see `structure.py`.
 """
 
@@ -30,9 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melodygen import meter
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Score
-from melodygen.stats.structure import (STRUCTURE_METRICS, bar_contents, beats_per_bar, self_similarity,
+from melodygen.stats.structure import (GRID_PER_BEAT, STRUCTURE_METRICS, bar_contents, beats_per_bar, self_similarity,
                                        structure_scalars)
 
 PITCH_CLASS_LABELS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -55,6 +63,9 @@ SCALAR_METRICS = {
     "repetition": f"share of repeated {NGRAM}-grams of onsets",
     "empty_beat_rate": "share of beats with no sounding note",
     "mean_velocity": "mean MIDI velocity",
+    "empty_bar_rate": "share of bars in which no note starts",
+    "groove_consistency": "1 - mean rhythm distance of adjacent bars",
+    "tracks": "tracks with non-drum notes",
     **STRUCTURE_METRICS,
 }
 HISTOGRAM_METRICS = {
@@ -66,10 +77,12 @@ HISTOGRAM_METRICS = {
 
 @dataclass(frozen=True)
 class ScoreStats:
-    """Statistics of one score: scalar metrics and raw histogram counts (keys as above)."""
+    """Statistics of one score: scalar metrics, raw histogram counts (keys as above) and a
+    JSON-ready dict per track with non-drum notes."""
 
     scalars: dict[str, float]
     histograms: dict[str, np.ndarray]
+    tracks: list[dict] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ def score_stats(score: Score) -> ScoreStats:
         "repetition": repetition(notes.starts, notes.pitches),
         "empty_beat_rate": empty_beat_rate(notes.starts, notes.ends),
         "mean_velocity": float(notes.velocities.mean()),
+        **bar_scalars(score, notes.starts),
+        "tracks": float(sum(1 for t in score.tracks if t.notes and not t.is_drum)),
         **structure_scalars(notes.starts, notes.pitches, beats_per_bar(score.time_signatures), repetition),
     }
     histograms = {
@@ -101,7 +116,39 @@ def score_stats(score: Score) -> ScoreStats:
         "note_length": length_histogram(notes.ends - notes.starts),
         "ioi": length_histogram(np.diff(np.unique(notes.starts))),
     }
-    return ScoreStats(scalars=scalars, histograms=histograms)
+    return ScoreStats(scalars=scalars, histograms=histograms, tracks=track_stats(score))
+
+
+def bar_scalars(score: Score, starts: np.ndarray) -> dict[str, float]:
+    """`empty_bar_rate` and `groove_consistency` of onsets `starts` (quarter notes)."""
+    grid = GRID_PER_BEAT
+    steps = np.rint(starts * grid).astype(np.int64)
+    bars = meter.score_bars(score, grid, int(steps.max()))
+    bars = bars[int(meter.bar_index(bars, steps.min())):]
+    index = meter.bar_index(bars, steps)
+    patterns = [set() for _ in bars]
+    for i, step in zip(index.tolist(), steps.tolist()):
+        patterns[i].add(step - bars[i].start)
+    empty = sum(1 for p in patterns if not p) / len(patterns)
+    distances = [len(a ^ b) / max(x.length, y.length)
+                 for a, b, x, y in zip(patterns, patterns[1:], bars, bars[1:])]
+    return {"empty_bar_rate": float(empty),
+            "groove_consistency": float(1.0 - np.mean(distances)) if distances else 1.0}
+
+
+def track_stats(score: Score) -> list[dict]:
+    """Per track with non-drum notes: name, program, notes, lowest, highest, pitch_range, polyphony."""
+    rows = []
+    for track in score.tracks:
+        if track.is_drum or not track.notes:
+            continue
+        pitches = [n.pitch for n in track.notes]
+        starts = score.tempo_map.beats_of([n.start for n in track.notes])
+        ends = np.maximum(score.tempo_map.beats_of([n.end for n in track.notes]), starts + 1e-6)
+        rows.append({"name": track.name, "program": track.program, "notes": len(pitches),
+                     "lowest": min(pitches), "highest": max(pitches), "pitch_range": max(pitches) - min(pitches),
+                     "polyphony": polyphony(starts, ends)})
+    return rows
 
 
 def bar_self_similarity(score: Score) -> np.ndarray:

@@ -44,7 +44,7 @@ def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]
     JSON-ready dict:
 
     {"count": files used, "skipped": [{"path", "reason"}],
-     "per_file": [{"path", "scalars": {metric: value}}],
+     "per_file": [{"path", "scalars": {metric: value}, "tracks": [per-track dict]}],
      "scalars": {metric: {"mean", "std", "min", "max"}},          # std: population (ddof=0)
      "histograms": {metric: {"labels", "counts", "probs"}}}      # pooled over the files
 
@@ -59,7 +59,7 @@ def describe_results(results: Sequence[tuple[str, ScoreStats | None, str | None]
     return {
         "count": len(used),
         "skipped": skipped,
-        "per_file": [{"path": path, "scalars": stats.scalars} for path, stats in used],
+        "per_file": [{"path": path, "scalars": stats.scalars, "tracks": list(stats.tracks)} for path, stats in used],
         "scalars": {name: _summary([s.scalars[name] for _, s in used]) for name in SCALAR_METRICS},
         "histograms": {
             name: _pooled([s.histograms[name] for _, s in used], labels)
