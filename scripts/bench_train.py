@@ -16,9 +16,10 @@ times, alternating, and the best run of each is kept. melodygen should reach >= 
 
 With `--variants`, each preset is instead trained once per variant (a list of `--set`-style
 overrides joined by commas) with melodygen's loop for the same `--minutes` of wall time (the lr
-decay follows the time used), and the table gives the steps reached, training tokens/s and the
-best validation NLL: what a setting buys within an equal budget (issue 14: dropout; torch.compile
-for throughput, its compile time inside the budget).
+decay follows the time used). The table gives the steps reached, training tokens/s (over the
+whole run, and steady: after the first log interval) and the best validation NLL: what a
+setting buys within an equal budget (issue 14: dropout; torch.compile, whose compile time is
+inside the budget).
 
     python scripts/bench_train.py                          # every preset but debug, 60 steps
     python scripts/bench_train.py --presets melody_lstm --steps 100 --threads 2
@@ -79,10 +80,15 @@ def melodygen_tokens_per_s(config, steps: int, warmup: int, workdir: Path) -> fl
     config = config.replace(training={"max_steps": steps, "log_every": warmup, "eval_every": warmup,
                                       "eval_max_batches": 1, "max_minutes": 0.0, "grad_accum": 1})
     train(config, run_dir, resume=False, progress=False)
+    return steady_tokens_per_s(run_dir)
+
+
+def steady_tokens_per_s(run_dir: Path) -> float:
+    """Tokens/s of a finished run after its first log interval (warm-up, compilation)."""
     with open(run_dir / "metrics.csv", newline="") as f:
         rates = [float(r["tokens_per_s"]) for r in csv.DictReader(f) if r["tokens_per_s"]][1:]
     # equal tokens per interval: the overall rate is the harmonic mean of the interval rates
-    return len(rates) / sum(1.0 / r for r in rates)
+    return len(rates) / sum(1.0 / r for r in rates) if rates else float("nan")
 
 
 def _sync(device) -> None:
@@ -123,8 +129,9 @@ def variant_figures(name: str, variant: str, args, workdir: Path) -> dict:
                  *(o for o in variant.split(",") if o)]
     config = load_config(REPO / "configs" / f"{name}.toml", overrides)
     started = time.perf_counter()
-    result = train(config, Path(tempfile.mkdtemp(prefix="run-", dir=workdir)), progress=False)
-    return {"steps": result.step, "tokens_per_s": result.tokens_per_s,
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+    result = train(config, run_dir, progress=False)
+    return {"steps": result.step, "tokens_per_s": result.tokens_per_s, "steady": steady_tokens_per_s(run_dir),
             "val_nll": result.best["nll"] if result.best else float("nan"),
             "wall_s": time.perf_counter() - started}
 
@@ -132,12 +139,12 @@ def variant_figures(name: str, variant: str, args, workdir: Path) -> dict:
 def run_variants(args) -> int:
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{args.minutes} min per run")
-    print(f"{'preset':<26}{'variant':<34}{'steps':>7}{'tok/s':>9}{'val NLL':>9}{'wall s':>8}")
+    print(f"{'preset':<26}{'variant':<34}{'steps':>7}{'tok/s':>9}{'steady':>9}{'val NLL':>9}{'wall s':>8}")
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.presets:
             for variant in args.variants:
                 r = variant_figures(name, variant, args, Path(workdir))
-                print(f"{name:<26}{variant:<34}{r['steps']:>7}{r['tokens_per_s']:>9,.0f}"
+                print(f"{name:<26}{variant:<34}{r['steps']:>7}{r['tokens_per_s']:>9,.0f}{r['steady']:>9,.0f}"
                       f"{r['val_nll']:>9.4f}{r['wall_s']:>8.0f}", flush=True)
     return 0
 
