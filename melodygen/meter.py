@@ -6,13 +6,14 @@ change); a bar lasts `numerator * 4 / denominator` quarter notes; a time-signatu
 a new bar where it is. A change that falls inside a bar cuts that bar short (a pickup written
 as a short first bar, or a file whose meter changes mid-bar): the cut bar gets the meter of its
 real length, `meter_of_length`, so laying the bars out again from their meters gives the same
-bar lines.
+bar lines. Where the caller has no such meter (`allowed`), the bar is not cut: the change waits
+for the next bar line.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,9 +59,10 @@ def signature_steps(score: Score, steps_per_quarter: int) -> list[tuple[int, tup
 
 
 def lay_out_bars(changes: Sequence[tuple[int, tuple[int, int]]], end_step: int,
-                 steps_per_quarter: int) -> list[Bar]:
+                 steps_per_quarter: int, allowed: Container[tuple[int, int]] | None = None) -> list[Bar]:
     """Bars from step 0 until one holds `end_step` (at least one bar), under `changes` ((step,
-    meter) sorted, the first at step 0): see the module docstring."""
+    meter) sorted, the first at step 0): see the module docstring. `allowed`: the meters a cut
+    bar may get (None: any)."""
     bars: list[Bar] = []
     start, meter, upcoming = 0, changes[0][1], list(changes[1:])
     while True:
@@ -68,10 +70,14 @@ def lay_out_bars(changes: Sequence[tuple[int, tuple[int, int]]], end_step: int,
         while upcoming and upcoming[0][0] <= start:  # a change at or before this bar line
             meter = upcoming.pop(0)[1]
             length = bar_steps(meter, steps_per_quarter)
-        if upcoming and upcoming[0][0] < start + length:  # a change inside: the bar is cut there
-            length = upcoming[0][0] - start
-            bars.append(Bar(start, length, meter_of_length(length, steps_per_quarter, meter[1])))
+        cut = upcoming[0][0] - start if upcoming and upcoming[0][0] < start + length else None
+        cut_meter = meter_of_length(cut, steps_per_quarter, meter[1]) if cut else None
+        if cut_meter is not None and (allowed is None or cut_meter in allowed):
+            length = cut  # a change inside: the bar is cut there
+            bars.append(Bar(start, length, cut_meter))
         else:
+            if cut is not None:  # no meter for the cut bar: the change waits for the bar line
+                upcoming[0] = (start + length, upcoming[0][1])
             bars.append(Bar(start, length, meter))
         start += length
         if start > end_step:

@@ -10,6 +10,7 @@ MidiTok is not a melodygen dependency: it runs in its own virtual env, through a
     python -m venv bench_env && bench_env/bin/pip install miditok
     .venv/bin/python scripts/bench_prepare.py                       # the bundled corpora
     .venv/bin/python scripts/bench_prepare.py --data-root ../shared/data --corpus pop909 --workers 1 2 --repeat 3
+    .venv/bin/python scripts/bench_prepare.py --encoding multitrack --miditok-programs --workers 1 2 --repeat 2
 
 Without a usable MidiTok interpreter the MidiTok column is skipped with a message.
 """
@@ -33,8 +34,9 @@ import json, sys, time
 from pathlib import Path
 from miditok import REMI, TokenizerConfig
 
-paths = json.loads(sys.stdin.read())
-tokenizer = REMI(TokenizerConfig())
+job = json.loads(sys.stdin.read())
+paths = job["paths"]
+tokenizer = REMI(TokenizerConfig(use_programs=job["programs"]))  # programs: REMI+, one stream
 started = time.perf_counter()
 failed = tokens = 0
 for path in paths:
@@ -57,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[os.cpu_count() or 1],
                         help="prepare worker counts to time (default: every CPU)")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs for each figure")
+    parser.add_argument("--miditok-programs", action="store_true",
+                        help="MidiTok REMI+ (use_programs: every track in one stream with Program tokens), "
+                             "the like of the multitrack encoding; default: plain REMI")
     parser.add_argument("--miditok-python", default=str(REPO / "bench_env" / "bin" / "python"),
                         help="interpreter that can import miditok (default: bench_env/bin/python)")
     return parser.parse_args()
@@ -83,14 +88,14 @@ def time_prepare(files: list[Path], encoding_name: str, workers: int, repeat: in
         return best, read_manifest(Path(tmp) / "ds")
 
 
-def time_miditok(python: str, files: list[str], repeat: int) -> dict | str:
+def time_miditok(python: str, files: list[str], repeat: int, programs: bool = False) -> dict | str:
     """MidiTok's best run as {"seconds", "failed", "tokens"}, or why it could not run."""
     if not Path(python).exists():
         return (f"skipped: {python} not found; create it with `python -m venv bench_env && "
                 "bench_env/bin/pip install miditok` or pass --miditok-python")
     runs = []
     for _ in range(repeat):
-        proc = subprocess.run([python, "-c", MIDITOK_SNIPPET], input=json.dumps(files),
+        proc = subprocess.run([python, "-c", MIDITOK_SNIPPET], input=json.dumps({"paths": files, "programs": programs}),
                               capture_output=True, text=True)
         if proc.returncode != 0:
             return f"skipped: MidiTok failed in {python}: {proc.stderr.strip().splitlines()[-1:]}"
@@ -107,9 +112,10 @@ def bench_corpus(name: str, args: argparse.Namespace) -> None:
     used = [p["path"] for p in manifest["pieces"]]
     notes = manifest["totals"]["notes"]
     print(f"\n{name}: {len(files)} files, {len(used)} used, {notes:,} notes")
-    miditok = time_miditok(args.miditok_python, used, args.repeat)
+    miditok = time_miditok(args.miditok_python, used, args.repeat, args.miditok_programs)
     if isinstance(miditok, dict):
-        rows.append((f"MidiTok REMI from path (1 process; {miditok['failed']} failed)", miditok["seconds"]))
+        remi = "REMI+" if args.miditok_programs else "REMI"
+        rows.append((f"MidiTok {remi} from path (1 process; {miditok['failed']} failed)", miditok["seconds"]))
     for label, seconds in rows:
         print(f"  {label:<52} {seconds:8.2f} s {notes / seconds:>12,.0f} notes/s")
     if isinstance(miditok, dict):

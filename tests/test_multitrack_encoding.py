@@ -165,6 +165,18 @@ def test_a_meter_change_inside_a_bar_cuts_it_to_its_real_length(tmp_path):
     assert beats_of(back) == beats_of(score)
 
 
+def test_a_meter_change_off_the_grid_waits_for_the_bar_line(tmp_path):
+    """A change 1.3 beats into a 4/4 bar would leave a bar of 16/12 quarters, which no meter
+    token holds: the bar stays whole and the new meter starts at the next bar line."""
+    conductor = [mf.meta(0, "time_signature", numerator=4, denominator=4),
+                 mf.meta(round(1.3 * mf.TPB), "time_signature", numerator=3, denominator=4)]
+    notes = mf.note_events([(60, 0, mf.TPB), (62, 5 * mf.TPB, 6 * mf.TPB), (64, 8 * mf.TPB, 9 * mf.TPB)])
+    score = read_score(mf.midi_file(tmp_path / "odd.mid", [conductor, notes]))
+    back = ENC.decode_score(ENC.encode(score))
+    assert [(back.tempo_map.to_beats(t), n, d) for t, n, d in back.time_signatures] == [(0.0, 4, 4), (4.0, 3, 4)]
+    assert beats_of(back) == beats_of(score)
+
+
 def test_drums_are_kept_as_drums_and_never_transposed(tmp_path):
     path = mf.drums_file(tmp_path)
     read = read_file(path, ENC)

@@ -15,8 +15,10 @@ A piece is a header, then its bars:
   than `max_tracks` tracks with notes is not used (its manifest entry says how many it has).
 - **Grid.** Positions count `steps_per_quarter` steps per quarter note (12: sixteenths and
   eighth-note triplets are exact) from the bar line, through the file's tempo map; bars follow
-  its time signatures (`melodygen.meter`). Meters are n/d with d in 1, 2, 4, 8, 16, whose bar fits
-  the grid and lasts at most `max_bar_quarters` quarters; a file with another is not used.
+  its time signatures (`melodygen.meter`; a meter change inside a bar cuts it short, or waits
+  for the bar line when the cut bar's length has no TIMESIG). Meters are n/d with d in 1, 2,
+  4, 8, 16, whose bar fits the grid and lasts at most `max_bar_quarters` quarters; a file with
+  another is not used.
 - **Notes.** At a position, notes sorted by track then pitch; `TRACK(i)` only where the track
   changes (each bar starts with none). Pitched notes are `PITCH(p)`, drum notes `DRUM(p)` (so
   transposing never moves a drum). `VEL` is binned (`velocity_bins` equal bins, decoded to the
@@ -154,11 +156,7 @@ class MultitrackEncoding(Encoding):
         if unknown is not None:
             raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
                                      f"up to {s.max_bar_quarters} quarters, denominators 1-16)")
-        bars = meter.lay_out_bars(changes, int(notes["start"].max()), s.steps_per_quarter)
-        cut = next((b for b in bars if b.meter not in self.meter_index), None)
-        if cut is not None:
-            raise NoUsableMusicError(f"a bar cut short by a meter change lasts {cut.meter[0]}/"
-                                     f"{cut.meter[1]}, which has no token")
+        bars = meter.lay_out_bars(changes, int(notes["start"].max()), s.steps_per_quarter, self.meter_index)
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
         return np.concatenate([np.array(header, dtype=np.int64),
                                self._body_ids(notes, bars, self._tempo_changes(score))]).astype(np.uint16)
