@@ -156,16 +156,20 @@ def sample(
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     with decoding(model, primer_ids, num_outputs, device) as (logits, state):
         step = (fast_step(model) if fast else None) or model.step
+        # rows end by EOS or a budget; with neither, the fast path skips that bookkeeping (five
+        # small ops and a host sync per step)
+        ends = stop_on_eos or costs is not None or not fast
         ids = None
         for t in range(max_events):
-            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p,
-                       generator).masked_fill(done, PAD_ID)
-            drawn.append(ids)
-            done |= ids == EOS_ID
+            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p, generator)
+            if ends:
+                ids = ids.masked_fill(done, PAD_ID)
+                done |= ids == EOS_ID
             if costs is not None:
                 spent += costs[ids]
                 done |= spent >= budget.limit
-            if t + 1 == max_events or bool(done.all()):
+            drawn.append(ids)
+            if t + 1 == max_events or (ends and bool(done.all())):
                 break
             logits, state = step(ids[:, None], state)
     rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
