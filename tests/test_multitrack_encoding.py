@@ -150,8 +150,8 @@ def test_a_pickup_bar_stays_short(tmp_path):
     score = read_score(mf.midi_file(tmp_path / "pickup.mid", [conductor, notes]))
     ids = ENC.encode(score)
     assert " ".join(ENC.readable(ids)).startswith(
-        "PROGRAM(acoustic grand piano) BAR TIMESIG(1/4) POS(0) TEMPO(120) TRACK(1:acoustic grand piano) "
-        "PITCH(67) VEL(") and "BAR TIMESIG(4/4) POS(0) TRACK(1:acoustic grand piano) PITCH(72)" in " ".join(ENC.readable(ids))
+        "PROGRAM(acoustic-grand-piano) BAR TIMESIG(1/4) POS(0) TEMPO(120) TRACK(1:acoustic-grand-piano) "
+        "PITCH(67) VEL(") and "BAR TIMESIG(4/4) POS(0) TRACK(1:acoustic-grand-piano) PITCH(72)" in " ".join(ENC.readable(ids))
     assert beats_of(ENC.decode_score(ids)) == beats_of(score)
 
 

@@ -101,3 +101,16 @@ def test_decode_never_replaces_a_file_without_overwrite(tune, tmp_path):
                                                        "or choose another --decode file\n")
     assert precious.read_bytes() == b"a checkpoint"
     assert _run(tune, "--decode", precious, "--overwrite").exit_code == 0 and precious.read_bytes()[:4] == b"MThd"
+
+
+def test_multitrack_tokens_name_each_track_and_decode_to_its_tracks(tmp_path):
+    from conftest import CORPORA
+    from melodygen.midi_io import read_score
+
+    chorale = CORPORA["bach-chorales"] / "bwv1.6.mid"
+    result = CliRunner().invoke(main, ["tokens", str(chorale), "--encoding", "multitrack", "--limit", 40,
+                                       "--decode", str(tmp_path / "back.mid")])
+    assert result.exit_code == 0, result.output
+    assert "TRACK(2:acoustic-grand-piano) PITCH(65)" in result.output
+    assert "decode to 491 notes on 5 tracks" in result.output
+    assert [len(t.notes) for t in read_score(tmp_path / "back.mid").tracks] == [147, 70, 89, 92, 93]

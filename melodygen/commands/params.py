@@ -42,5 +42,8 @@ def _encoding_names() -> list[str]:
 
 
 ENCODING_NAME = RegistryChoice(_encoding_names)
+ENCODING_HELP = ("Event encoding: melody (one monophonic line, Melody RNN), performance (one "
+                 "polyphonic stream, Performance RNN) or multitrack (whole arrangements: a track "
+                 "per instrument, drums, on bars and beats).")
 SET_ENCODING_HELP = ("An encoding setting, e.g. encoding.min_pitch=36 or encoding.track=2 (TOML value; "
                      "the 'encoding.' may be left out); repeatable.")

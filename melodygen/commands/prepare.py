@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from melodygen.commands.params import ENCODING_NAME, SET_ENCODING_HELP, FiniteFloatRange
+from melodygen.commands.params import ENCODING_HELP, ENCODING_NAME, SET_ENCODING_HELP, FiniteFloatRange
 
 
 @click.command("prepare")
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--encoding", "encoding_name", type=ENCODING_NAME, default="melody", show_default=True,
-              help="Event encoding: melody (monophonic, Melody RNN) or performance (polyphonic, Performance RNN).")
+              help=ENCODING_HELP)
 @click.option("--set", "overrides", multiple=True, metavar="encoding.KEY=VALUE", help=SET_ENCODING_HELP)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Dataset folder [default: runs/data/<first SRC name>-<encoding>].")
@@ -38,6 +38,7 @@ def command(sources: tuple[Path, ...], encoding_name: str, overrides: tuple[str,
       melodygen prepare bundled:bach-chorales --encoding performance
       melodygen prepare ~/midi/folk --set encoding.min_pitch=40 --set encoding.max_pitch=88
       melodygen prepare ~/midi/piano/ --encoding performance --out runs/data/piano --workers 4
+      melodygen prepare bundled:pop909 --encoding multitrack --set encoding.steps_per_quarter=24
       melodygen prepare song1.mid song2.mid --val-fraction 0 --out runs/data/two-songs
     """
     from melodygen.dataset.prepare import prepare

@@ -34,7 +34,7 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     two sets are compared (Yang & Lerch 2020): overlapping area (1 = same, 0 = disjoint) and
     KL(set || reference) in nats. Unreadable files are skipped and listed.
 
-    With --encoding (melody, performance), each file is first passed through that encoding,
+    With --encoding (melody, performance, multitrack), each file is first passed through that encoding,
     so a folk tune is measured without its chord track, as a melody model's samples are.
 
     \b

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
-from melodygen.commands.params import ENCODING_NAME, SET_ENCODING_HELP
+from melodygen.commands.params import ENCODING_HELP, ENCODING_NAME, SET_ENCODING_HELP
 
 
 @click.command("tokens")
 @click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--encoding", "encoding_name", type=ENCODING_NAME, default="melody", show_default=True,
-              help="Event encoding: melody (monophonic, Melody RNN) or performance (polyphonic, "
-                   "Performance RNN).")
+              help=ENCODING_HELP)
 @click.option("--set", "overrides", multiple=True, metavar="encoding.KEY=VALUE", help=SET_ENCODING_HELP)
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Print only the first N tokens (the counts still cover all of them).")
@@ -26,13 +25,15 @@ def command(midi_file: Path, encoding_name: str, overrides: tuple[str, ...], lim
 
     The ids carry no BOS/EOS here (datasets add them around each piece). With --decode, the
     ids are turned back into notes and written out, so you hear what the encoding keeps:
-    melody at the file's first tempo, performance in absolute time.
+    melody at the file's first tempo, performance in absolute time, multitrack with its
+    tracks, instruments, tempo and meter changes.
 
     \b
     Examples:
       melodygen tokens data/nottingham/ashover1.mid
       melodygen tokens song.mid --encoding performance --limit 40
       melodygen tokens song.mid --set encoding.track=1 --decode melody-only.mid
+      melodygen tokens data/bach-chorales/bwv1.6.mid --encoding multitrack --limit 60
     """
     from melodygen.config import encoding_from_overrides
     from melodygen.dataset.files import read_file

@@ -2,12 +2,12 @@
 
 A piece is a header, then its bars:
 
-    PROGRAM(73) PROGRAM(0)                     track 1 is a flute, track 2 a piano (header)
-    BAR TIMESIG(6/8) POS(0) TEMPO(120)         a bar; its meter and tempo where they change
-      TRACK(1) PITCH(72) VEL(84) DUR(3/2)      a note of track 1 at position 0 ...
-      TRACK(2) PITCH(48) VEL(68) DUR(3) PITCH(55) VEL(68) DUR(3)
-    POS(18) TRACK(1) PITCH(74) VEL(84) DUR(1/2)
-    BAR ...
+    PROGRAM(flute) PROGRAM(acoustic-grand-piano)   track 1 is a flute, track 2 a piano (header)
+    BAR TIMESIG(6/8) POS(0) TEMPO(120)             a bar; its meter and tempo where they change
+      TRACK(1:flute) PITCH(72) VEL(85) DUR(3/2)    a note of track 1 at position 0 ...
+      TRACK(2:acoustic-grand-piano) PITCH(48) VEL(69) DUR(3) PITCH(55) VEL(69) DUR(3)
+    POS(18) TRACK(1:flute) PITCH(74) VEL(85) DUR(1/2)
+    BAR ...                                        (as `melodygen tokens` prints them)
 
 - **Tracks stay tracks.** The header lists each track's instrument (a GM program, or
   `PROGRAM(drums)`) in the file's track order; `TRACK(i)` names the i-th. Two tracks with the same
@@ -380,7 +380,8 @@ class MultitrackEncoding(Encoding):
     # ------------------------------------------------------------------------------ contracts
 
     def readable(self, ids: Sequence[int]) -> list[str]:
-        """Tokens, with each TRACK and PROGRAM naming its instrument: `TRACK(1:violin)`."""
+        """Tokens, with each TRACK and PROGRAM naming its instrument in one word:
+        `TRACK(1:violin)`, `PROGRAM(acoustic-grand-piano)`."""
         programs: list[int] = []
         out = []
         for i in ids:
@@ -388,9 +389,9 @@ class MultitrackEncoding(Encoding):
             token = self.vocab.tokens[int(i)]
             if name == "PROGRAM":
                 programs.append(value)
-                token = f"PROGRAM({instrument_name(value)})"
+                token = f"PROGRAM({_one_word(instrument_name(value))})"
             elif name == "TRACK" and value < len(programs):
-                token = f"TRACK({value + 1}:{instrument_name(programs[value])})"
+                token = f"TRACK({value + 1}:{_one_word(instrument_name(programs[value]))})"
             out.append(token)
         return out
 
@@ -412,6 +413,10 @@ class MultitrackEncoding(Encoding):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar
 
         return MultitrackGrammar(self, primer_ids, rows, device, instruments)
+
+
+def _one_word(name: str) -> str:
+    return name.replace(" ", "-")
 
 
 def _bin_velocity(vbin: int, bin_size: int) -> int:
