@@ -138,3 +138,17 @@ def test_cuda_graphs_replay_the_plain_step(kind):
     rows = [sample(model, MELODY, num_outputs=2, max_events=40, generator=torch.Generator("cuda").manual_seed(2),
                    device="cuda", fast=fast) for fast in (False, True)]
     assert rows[0] == rows[1]
+
+
+def test_a_short_piece_builds_no_fast_path_but_uses_a_built_one(monkeypatch):
+    from melodygen.models import fast
+    from melodygen.sampling.decoding import FAST_MIN_EVENTS
+
+    model = model_of("lstm", {})
+    built = []
+    monkeypatch.setitem(fast.FAST_STEPS, "lstm", lambda m: built.append(m) or fast._RecurrentStepper(m))
+    sample(model, MELODY, max_events=FAST_MIN_EVENTS - 1)
+    assert built == []
+    sample(model, MELODY, max_events=FAST_MIN_EVENTS)
+    assert built == [model]
+    assert fast_step(model, build=False) is not None  # built: short pieces use it too
