@@ -85,3 +85,40 @@ def test_instruments_need_a_multitrack_model(tmp_path):
     melody = write_checkpoint(tmp_path / "m.pt", "lstm", "melody")
     result = run(melody, "--out", tmp_path / "o", "--bars", 2, "--instruments", "piano")
     assert result.exit_code != 0 and "--instruments needs a multitrack model" in result.output
+
+
+@pytest.mark.slow
+def test_prepare_train_sample_render_report_an_arrangement(tmp_path):
+    """prepare -> train -> sample --bars --render -> stats -> report for multitrack, through the CLI."""
+    import shutil
+
+    from melodygen.config import config_from_dict, save_config
+
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for path in sorted(CORPORA["nottingham"].glob("*.mid"))[:12]:
+        shutil.copy(path, midi)
+    raw = {"data": {"dataset": str(tmp_path / "data")}, "encoding": {"name": "multitrack"},
+           "model": {"kind": "lstm", "embed_size": 16, "hidden_size": 24, "num_layers": 1},
+           "training": {"batch_size": 4, "seq_len": 64, "max_steps": 6, "eval_every": 3, "eval_max_batches": 2,
+                        "log_every": 2, "seed": 7, "threads": 1, "device": "cpu", "warmup_steps": 1}}
+    save_config(config_from_dict(raw, "<test>"), tmp_path / "mt.toml")
+    run, samples, runner = tmp_path / "run", tmp_path / "samples", CliRunner()
+    steps = [["prepare", str(midi), "--encoding", "multitrack", "--out", str(tmp_path / "data"), "--workers", "1",
+              "--val-fraction", "0.3"],
+             ["train", "--config", str(tmp_path / "mt.toml"), "--out", str(run), "--quiet"],
+             ["sample", str(run / "best.pt"), "--out", str(samples), "-n", "2", "--bars", "4", "--primer",
+              str(PRIMER), "--seed", "3", "--render"],
+             ["stats", str(samples), "--reference", str(midi), "--encoding", "multitrack"],
+             ["evaluate", str(run / "best.pt"), "--baseline", "3"],
+             ["report", str(run), "--samples", str(samples), "--no-audio"]]
+    for args in steps:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+        if args[0] == "stats":
+            assert "empty_bar_rate" in result.output and "groove_consistency" in result.output
+    for path in sorted(samples.glob("*.mid")):
+        assert bars_in(path) == primer_bars() + 4
+        assert len(read_score(path).tracks) == 2  # melody and chords, apart
+        assert path.with_suffix(".wav").is_file() and path.with_suffix(".png").is_file()
+    assert "Per track (non-drum):" in (run / "report.html").read_text(encoding="utf-8")
