@@ -118,25 +118,25 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
             raise click.UsageError("--instruments needs at least one instrument")
         options["instruments"] = tuple(parse_instrument(name) for name in names)
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
-    results = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
-    _print_table(results)
-    for r in results:
+    pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
+    _print_table(pieces)
+    for r in pieces:
         if r.shortfall:
             click.echo(f"{r.path.name}: {r.shortfall}")
-    click.echo(f"wrote {len(results)} MIDI file(s) to {out_dir} (seed {seed})")
+    click.echo(f"wrote {len(pieces)} MIDI file(s) to {out_dir} (seed {seed})")
     if render:
         from melodygen.render.files import render_files
 
-        rendered = render_files([r.path for r in results], Path(out_dir))
+        rendered = render_files([r.path for r in pieces], Path(out_dir))
         click.echo(f"rendered {len(rendered)} WAV + piano-roll PNG pair(s) into {out_dir}")
 
 
-def _print_table(results) -> None:
-    beam = any(r.log_likelihood is not None for r in results)
+def _print_table(pieces) -> None:
+    beam = any(r.log_likelihood is not None for r in pieces)
     rows = [("file", "notes", "seconds", "pitches", "events") + (("log-likelihood",) if beam else ())]
-    for r in results:
+    for r in pieces:
         pitches = f"{r.pitch_range[0]}-{r.pitch_range[1]}" if r.pitch_range else "-"
-        rows.append((r.path.name, str(r.notes), f"{r.seconds:.1f}", pitches, str(r.generated))
+        rows.append((r.path.name, str(len(r.notes)), f"{r.seconds:.1f}", pitches, str(len(r.ids)))
                     + ((f"{r.log_likelihood:.2f}",) if beam else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

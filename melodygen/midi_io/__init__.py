@@ -9,6 +9,6 @@ turns them into a `Score`; `write` writes type-1 files with mido.
 
 from melodygen.midi_io.read import read_score
 from melodygen.midi_io.scan import DRUM_CHANNEL
-from melodygen.midi_io.write import WRITE_TICKS_PER_BEAT, write_midi, write_score
+from melodygen.midi_io.write import WRITE_TICKS_PER_BEAT, to_pretty_midi, write_midi, write_score
 
-__all__ = ["DRUM_CHANNEL", "WRITE_TICKS_PER_BEAT", "read_score", "write_midi", "write_score"]
+__all__ = ["DRUM_CHANNEL", "WRITE_TICKS_PER_BEAT", "read_score", "to_pretty_midi", "write_midi", "write_score"]

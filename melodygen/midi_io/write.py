@@ -133,3 +133,13 @@ def write_midi(notes: Sequence[Note], path: str | os.PathLike, *, qpm: float = 1
     score = Score([Track(track_name, program, is_drum, notes)], TempoMap(qpm=(qpm,)),
                   [(0.0, 4, 4)], end_time=max((n.end for n in notes), default=0.0))
     return write_score(score, path)
+
+
+def to_pretty_midi(score: Score):
+    """`score` as a `pretty_midi.PrettyMIDI`, read from the bytes `write_score` writes."""
+    import tempfile
+
+    import pretty_midi
+
+    with tempfile.TemporaryDirectory(prefix="melodygen-") as tmp:
+        return pretty_midi.PrettyMIDI(str(write_score(score, Path(tmp) / "score.mid")))

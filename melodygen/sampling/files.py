@@ -21,6 +21,7 @@ from melodygen.errors import ConfigError, OutputError
 from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, sample
+from melodygen.sampling.pieces import Piece
 
 # Where time is counted in beats or seconds, `--bars` counts 4/4 bars at the requested tempo (an
 # encoding that counts bars itself, `BARS`, writes them in its own meters).
@@ -64,19 +65,6 @@ class SampleRequest:
     @property
     def has_length(self) -> bool:
         return not (self.events is None and self.seconds is None and self.bars is None)
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    """One written file and what is in it."""
-
-    path: Path
-    notes: int
-    seconds: float
-    pitch_range: tuple[int, int] | None
-    generated: int
-    shortfall: str | None = None  # why the piece has less new music than asked, if it has
-    log_likelihood: float | None = None  # of its new ids under the model (beam search), nats
 
 
 def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
@@ -132,14 +120,34 @@ def read_primer(path: Path, encoding) -> tuple[list[int], float]:
 
 
 def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
-                   device: str = "auto") -> list[SampleResult]:
-    """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`."""
+                   device: str = "auto") -> list[Piece]:
+    """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`
+    (`Piece.path` says where). Every bad request fails before the output folder is touched."""
     from melodygen.checkpoint import load_for_inference
     from melodygen.devices import resolve_device
-    from melodygen.midi_io import write_score
 
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
+    plan = plan_generation(encoding, request)
+    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
+    pieces = generate_pieces(model, encoding, request, device, plan)
+    for path, piece in zip(paths, pieces):
+        piece.save(path)
+    return pieces
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What a request means for one encoding: its primer ids, tempo and length limits."""
+
+    primer: list[int]
+    qpm: float
+    max_events: int
+    budget: Budget | None
+
+
+def plan_generation(encoding, request: SampleRequest) -> GenerationPlan:
+    """Check `request` against `encoding` and read its primer; every problem is one error."""
     _check_instruments(encoding, request)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
     qpm = request.qpm or primer_qpm or 120.0
@@ -147,18 +155,18 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     if request.beam and budget is not None:
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
-    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
-    rows, likelihoods = _generate(model, encoding, request, primer, max_events, budget, device)
-    results = []
-    for path, row, likelihood in zip(paths, rows, likelihoods):
-        shortfall = _shortfall(row, request, max_events, budget)
-        score = _piece(encoding, request, primer, row, qpm)
-        write_score(score, path)
-        notes = [n for track in score.tracks for n in track.notes]
-        pitches = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else None
-        end = max((n.end for n in notes), default=0.0)
-        results.append(SampleResult(path, len(notes), end, pitches, len(row), shortfall, likelihood))
-    return results
+    return GenerationPlan(primer, qpm, max_events, budget)
+
+
+def generate_pieces(model, encoding, request: SampleRequest, device,
+                    plan: GenerationPlan | None = None) -> list[Piece]:
+    """`request.num_outputs` new pieces from a loaded `model` (eval mode, on `device`) and its
+    `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
+    plan = plan or plan_generation(encoding, request)
+    rows, likelihoods = _generate(model, encoding, request, plan.primer, plan.max_events, plan.budget, device)
+    return [Piece(_piece(encoding, request, plan.primer, row, plan.qpm), row,
+                  _shortfall(row, request, plan.max_events, plan.budget), likelihood)
+            for row, likelihood in zip(rows, likelihoods)]
 
 
 def _piece(encoding, request: SampleRequest, primer: list[int], row: list[int], qpm: float) -> Score:
