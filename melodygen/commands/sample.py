@@ -58,10 +58,16 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--fast/--no-fast", default=True, show_default=True,
               help="Step the model through its fast decoding path where it has one (same ids up to "
                    "float rounding); --no-fast: the plain model.step.")
+@click.option("--max-copy-bars", default=4.0, show_default=True, type=FiniteFloatRange(0),
+              help="Copy check: warn about each file that repeats more than this many bars of a "
+                   "training piece (exactly or transposed), naming the piece.")
+@click.option("--no-copy-check", is_flag=True,
+              help="Skip the copy check (it needs the dataset the model was trained on).")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
-def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render: bool, **options) -> None:
+def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render: bool, max_copy_bars: float,
+            no_copy_check: bool, **options) -> None:
     """Generate new music from a trained CHECKPOINT into MIDI files.
 
     The checkpoint holds everything needed (model, encoding). Each step draws the
@@ -73,6 +79,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     asked gets a line saying why. --beam keeps the most likely of several sampled
     branches; it needs a length in events (--length, or --bars/--seconds of melody).
     Files are named NAME_000.mid, ... and never overwritten without --overwrite.
+    Each file is then looked up in the copy index of the model's training data: a line
+    warns about any file that copies more than --max-copy-bars bars of a training piece.
 
     \b
     Examples:
@@ -124,6 +132,11 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         if r.shortfall:
             click.echo(f"{r.path.name}: {r.shortfall}")
     click.echo(f"wrote {len(pieces)} MIDI file(s) to {out_dir} (seed {seed})")
+    if not no_copy_check:
+        from melodygen.stats.copies import copy_warnings
+
+        for line in copy_warnings(Path(checkpoint), [r.path for r in pieces], max_copy_bars):
+            click.echo(line, err=True)
     if render:
         from melodygen.render.files import render_files
 

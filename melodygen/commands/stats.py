@@ -19,10 +19,14 @@ from melodygen.commands.params import ENCODING_NAME
               help="Measure every file as encoding NAME (default settings) sees it: encoded, then decoded.")
 @click.option("--max-events", type=click.IntRange(min=1), default=None,
               help="With --encoding: keep each file's first N events (e.g. the samples' --length).")
+@click.option("--train", "train", type=click.Path(exists=True), default=None, metavar="DATASET|CHECKPOINT",
+              help="Copy check: per file, the longest stretch (events and bars, exact and transposed) "
+                   "also found in a training piece of this prepared dataset, or of the dataset a "
+                   "checkpoint's run trained on, and which piece.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes reading files.")
 def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str | None, max_events: int | None,
-            as_json: bool, workers: int) -> None:
+            train: str | None, as_json: bool, workers: int) -> None:
     """Musical statistics of the MIDI files in INPUTS (folders are searched for .mid/.midi).
 
     Per file, over all non-drum notes: pitch-class histogram and entropy, pitch range, used
@@ -37,12 +41,16 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     With --encoding (melody, performance, multitrack), each file is first passed through that encoding,
     so a folk tune is measured without its chord track, as a melody model's samples are.
 
+    With --train, each file is also read with the training set's encoding and looked up in its
+    copy index (built by `prepare`; built and saved on first use for an older dataset).
+
     \b
     Examples:
       melodygen stats samples/
       melodygen stats samples/ --reference bundled:nottingham --workers 4
       melodygen stats a.mid b.mid --json > stats.json
       melodygen stats samples/ --reference bundled:nottingham --encoding melody --max-events 512
+      melodygen stats samples/ --train runs/melody_lstm/best.pt
     """
     import json
 
@@ -55,6 +63,9 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     reference_files = find_midi_files([reference]) if reference is not None else None  # fail before the work
     described = describe(files)
     result = {"set": described}
+    copies = _copies(train, files) if train is not None else None
+    if copies is not None:
+        result["copies"] = copies[0]
     if reference_files is not None:
         ref = describe(reference_files)
         result.update(reference=ref, comparison=stats.compare_sets(described, ref))
@@ -64,6 +75,8 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
         click.echo(tables.format_set(described, "set"))
     else:
         click.echo(tables.format_comparison(described, result["reference"], result["comparison"]))
+    if copies is not None and not as_json:
+        click.echo(copies[1])
     for title in ("set", "reference"):
         skipped = tables.format_skipped(result[title], title) if title in result else ""
         if skipped:
@@ -83,3 +96,15 @@ def _describer(encoding_name: str | None, max_events: int | None, **options):
     from melodygen.encodings import get_encoding
 
     return partial(stats.describe_encoded_set, encoding=get_encoding(encoding_name), max_events=max_events, **options)
+
+
+def _copies(train: str, files) -> tuple[dict, str] | None:
+    """(JSON figures, table or note) of the copy check of `files` against `train`."""
+    from melodygen.stats import copies
+
+    found = copies.training_set(train)
+    if found.index is None:
+        return {"note": found.note}, found.note
+    rows = copies.check_files(files, found.index)
+    summary = copies.summarize(rows)
+    return copies.to_json(rows, summary), copies.format_copies(rows, summary)

@@ -3,7 +3,8 @@
 Steps: find the files; if the input fingerprint matches the dataset already in `out_dir`, reuse
 it; otherwise hash every file (exact duplicates are dropped, the content hash decides the split),
 take the ids of files the previous dataset already encoded (`incremental`), read and encode the
-rest in worker processes, and write everything into a staging folder next to `out_dir`. The
+rest in worker processes, and write everything into a staging folder next to `out_dir` (the
+shards, then the copy index of the train split, `dataset.copies`). The
 manifest is written last and the staging folder is renamed into place only when complete, so an
 interrupted run leaves the previous dataset untouched and nothing a later run would trust (a
 killed run may leave a `.NAME.partial-*` folder behind, never read).
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from melodygen.dataset.copies import COPY_INDEX, build_index
 from melodygen.dataset.files import UNREADABLE, FileResult, read_files
 from melodygen.dataset.incremental import earlier_results
 from melodygen.dataset.manifest import (ENCODING, MANIFEST, build_manifest, check_dataset, count_reasons,
@@ -56,12 +58,14 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
         earlier = {} if force else earlier_results(out_dir, encoding_dict)
         results = _encode(unique, encoding, earlier, workers, progress)
         pieces = _write_shards(staging, unique, results, skipped, val_fraction)
+        copy_index = build_index(staging)  # the copy check's index of the train split
         write_json(staging / ENCODING, encoding_dict)
         manifest = build_manifest(
             sources=[str(resolve_source(s).resolve()) for s in sources], fingerprint=fingerprint,
             encoding_dict=encoding_dict, val_fraction=val_fraction, files_found=len(files),
             files_from_previous=sum(sha1 in earlier for _, sha1 in unique), pieces=pieces,
             skipped=sorted(skipped, key=lambda s: s["path"]), seconds=time.perf_counter() - started)
+        manifest["copy_index"] = copy_index  # its build time, size and windows
         write_json(staging / MANIFEST, manifest)  # last: its presence marks a complete dataset
         _swap_into_place(staging, out_dir)
     return PrepareSummary.from_manifest(manifest, out_dir, reused=False)
@@ -90,7 +94,7 @@ def _check_replaceable(out_dir: Path) -> None:
         except DatasetError:
             raise OutputError(f"{out_dir}: exists and is not a melodygen dataset; not replacing it, "
                               "choose another --out") from None
-    ours = {MANIFEST, ENCODING, *(path.name for split in SPLITS for path in shard_paths(out_dir, split))}
+    ours = {MANIFEST, ENCODING, COPY_INDEX, *(path.name for split in SPLITS for path in shard_paths(out_dir, split))}
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)
     if others:
         raise OutputError(f"{out_dir}: holds files that are not part of a dataset ({', '.join(others[:3])}"

@@ -31,13 +31,22 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     if config.data.dataset:
         return Path(config.data.dataset), check_dataset(config.data.dataset, encoding.to_dict())
     sources = [_existing_source(s) for s in config.data.sources]
-    out = cache_root(config) / _cache_name(sources, encoding, config.data.val_fraction)
+    out = prepared_dir(config, encoding)
     if info.is_main:
         from melodygen.dataset.prepare import prepare
 
         prepare(sources, encoding, out, val_fraction=config.data.val_fraction, progress=progress)
     distributed.barrier(info)
     return out, check_dataset(out, encoding.to_dict())
+
+
+def prepared_dir(config: RunConfig, encoding) -> Path:
+    """Where the run's dataset is (or will be) prepared, without preparing it: `data.dataset`,
+    else its cache folder; `DatasetError` when a source no longer exists."""
+    if config.data.dataset:
+        return Path(config.data.dataset)
+    sources = [_existing_source(s) for s in config.data.sources]
+    return cache_root(config) / _cache_name(sources, encoding, config.data.val_fraction)
 
 
 def cache_root(config: RunConfig) -> Path:

@@ -1,0 +1,153 @@
+"""The copy check of MIDI files against a training set: per file, the longest stretch also found
+in a training piece (exactly and transposed, in events and bars, with its source), a summary over
+the set, and the lines `sample`, `stats` and `report` show.
+
+The training set is a prepared dataset folder, or the one a checkpoint's run trained on (its run
+config's `data.dataset`, else the cache folder `melodygen train` prepared its sources into:
+`training.data.prepared_dir`). Where that folder is gone, the check is skipped with a one-line
+note, never an error. The lookup itself and its index file are `dataset.copies`'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.dataset.copies import CopyCheck, CopyIndex
+from melodygen.errors import MelodygenError
+
+DEFAULT_MAX_COPY_BARS = 4.0  # `sample` warns about a piece copying more than this
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The copy index of a training set (None when it cannot be found) and, then, why."""
+
+    index: CopyIndex | None
+    note: str | None = None
+
+
+def training_set(source: str | Path) -> TrainingSet:
+    """The training set named by `source`: a prepared dataset folder (checked with its own
+    encoding) or a checkpoint (the dataset its run trained on, read with its encoding). A
+    dataset folder that is not one raises `DatasetError`; a checkpoint whose data is gone gives
+    a `TrainingSet` with only a note."""
+    from melodygen.dataset.manifest import read_manifest
+
+    source = Path(source)
+    if source.is_dir():
+        read_manifest(source)  # a clear error for a folder that is not a dataset
+        return TrainingSet(CopyIndex.open(source))
+    from melodygen.checkpoint import load
+    from melodygen.encodings import encoding_from_dict
+
+    ckpt = load(source)
+    return run_training_set(ckpt["run_config"], encoding_from_dict(ckpt["encoding"]), str(source))
+
+
+def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
+    """The training set of a run from its resolved config and encoding; `origin` names the
+    run or checkpoint in the note given when the data cannot be found."""
+    from melodygen.config import config_from_dict
+    from melodygen.dataset.manifest import check_dataset
+    from melodygen.training.data import prepared_dir
+
+    try:
+        directory = prepared_dir(config_from_dict(run_config, origin), encoding)
+    except MelodygenError as exc:
+        return TrainingSet(None, f"copy check skipped: the training data of {origin} is not found ({exc})")
+    try:
+        check_dataset(directory, encoding.to_dict())
+        return TrainingSet(CopyIndex.open(directory, encoding))
+    except MelodygenError as exc:
+        return TrainingSet(None, f"copy check skipped: the training data of {origin} is not usable ({exc})")
+
+
+def check_files(paths: Sequence[str | Path], index: CopyIndex) -> list[dict]:
+    """Per file, as `index`'s encoding reads it: {"path", "check": CopyCheck} or {"path",
+    "skipped": reason}."""
+    from melodygen.dataset.files import read_file
+
+    rows = []
+    for path in paths:
+        read = read_file(path, index.encoding)
+        if read.skipped:
+            rows.append({"path": str(path), "skipped": read.why()})
+        else:
+            rows.append({"path": str(path), "check": index.check(read.ids)})
+    return rows
+
+
+def longest_bars(check: CopyCheck) -> float:
+    """The longest copy's length in bars (0 when none or when the encoding has no time)."""
+    return (check.longest.bars or 0.0) if check.longest else 0.0
+
+
+def summarize(rows: list[dict], max_bars: float = DEFAULT_MAX_COPY_BARS) -> dict:
+    """The set's copy figures: files checked, mean and max of the longest copy in bars and
+    events, and how many copy more than `max_bars` bars."""
+    checks = [r["check"] for r in rows if "check" in r]
+    bars = np.array([longest_bars(c) for c in checks] or [0.0])
+    events = np.array([c.longest.events if c.longest else 0 for c in checks] or [0])
+    return {"files": len(checks), "max_bars": max_bars, "copying": int((bars > max_bars).sum()),
+            "longest_bars": {"mean": float(bars.mean()), "max": float(bars.max())},
+            "longest_events": {"mean": float(events.mean()), "max": int(events.max())}}
+
+
+def to_json(rows: list[dict], summary: dict) -> dict:
+    """`check_files` rows and their summary as a JSON-ready dict."""
+    files = [{"path": r["path"], **(r["check"].to_dict() if "check" in r else {"skipped": r["skipped"]})}
+             for r in rows]
+    return {"files": files, "summary": summary}
+
+
+def describe(check: CopyCheck) -> str:
+    """One line: the longest exact and transposed copies, e.g. 'exact 12 events (0.75 bars) from
+    a.mid; transposed -: none'."""
+    parts = []
+    for label, copy in (("exact", check.exact), ("transposed", check.transposed)):
+        if copy is None:
+            parts.append(f"{label}: none")
+            continue
+        bars = f" ({copy.bars:.2f} bars)" if copy.bars is not None else ""
+        moved = f" {copy.transposition:+d} semitones" if copy.transposition else ""
+        parts.append(f"{label}: {copy.events} events{bars} of {Path(copy.source).name}{moved}")
+    return "; ".join(parts)
+
+
+def format_copies(rows: list[dict], summary: dict) -> str:
+    """The terminal table of `check_files` rows and the set summary."""
+    lines = ["copies of training pieces (longest stretch per file, events and bars):"]
+    width = max(len(Path(r["path"]).name) for r in rows)
+    for r in rows:
+        what = describe(r["check"]) if "check" in r else f"skipped: {r['skipped']}"
+        lines.append(f"  {Path(r['path']).name:<{width}}  {what}")
+    b, e = summary["longest_bars"], summary["longest_events"]
+    lines.append(f"  {summary['files']} file(s): longest copy {b['mean']:.2f} bars on average (max {b['max']:.2f}), "
+                 f"{e['mean']:.1f} events (max {e['max']}); {summary['copying']} copy more than "
+                 f"{summary['max_bars']:g} bars")
+    return "\n".join(lines)
+
+
+def warning_lines(rows: list[dict], max_bars: float) -> list[str]:
+    """A line per file whose longest copy is longer than `max_bars` bars, naming its source."""
+    lines = []
+    for r in rows:
+        copy = r["check"].longest if "check" in r else None
+        if copy is not None and (copy.bars or 0.0) > max_bars:
+            moved = f", transposed {copy.transposition:+d} semitones" if copy.transposition else ""
+            lines.append(f"warning: {Path(r['path']).name} copies {copy.bars:.1f} bars ({copy.events} events) "
+                         f"of training piece {copy.source} from event {copy.piece_offset}{moved}")
+    return lines
+
+
+def copy_warnings(checkpoint: Path, paths: Sequence[Path], max_bars: float) -> list[str]:
+    """`sample`'s lines: a warning per file of `paths` copying more than `max_bars` bars of the
+    checkpoint's training data, or one note when that data is not found."""
+    found = training_set(checkpoint)
+    if found.index is None:
+        return [found.note]
+    return warning_lines(check_files(paths, found.index), max_bars)
