@@ -239,3 +239,21 @@ def test_a_copy_is_extended_across_windows_too_common_to_seed(tmp_path, monkeypa
     write_split(directory, "train", pieces, BOS_ID, EOS_ID)
     found = CopyIndex.open(directory).check(pieces[2]).exact
     assert (found.events, found.start, found.piece, found.piece_offset) == (70, 0, 2, 0)
+
+
+def test_report_shows_each_samples_copies_when_the_training_data_is_there(folk_dataset, nottingham_files, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    _checkpoint(folk_dataset, run / "best.pt")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    shutil.copy(nottingham_files[0], samples / "copied.mid")
+    result = CliRunner().invoke(main, ["report", str(run), "--samples", str(samples), "--no-audio"])
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    assert "Longest copy of a training piece: exact:" in page and nottingham_files[0].name in page
+    assert "1 of 1 sample(s) copy more than 4 bars" in page
+    shutil.rmtree(folk_dataset)
+    result = CliRunner().invoke(main, ["report", str(run), "--samples", str(samples), "--no-audio"])
+    assert result.exit_code == 0, result.output
+    assert "copy check skipped" in (run / "report.html").read_text()

@@ -42,7 +42,8 @@ def build_report(
 ) -> Report:
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
-    `samples`: a folder of MIDI files to render, play and describe; `reference`: a folder of MIDI
+    `samples`: a folder of MIDI files to render, play, describe and look up in the copy index
+    of the run's training data (where that dataset is still there); `reference`: a folder of MIDI
     files (e.g. the training corpus) the samples' statistics are compared against, passed through
     the run's encoding (`report.reference`) unless `raw_reference`. `audio=False` leaves out the
     WAV files and players (where FluidSynth is not installed).
@@ -51,7 +52,7 @@ def build_report(
     from melodygen.report.curves import curves_png
     from melodygen.report.gallery import build_gallery
     from melodygen.report.page import render_page
-    from melodygen.report.reference import describe_reference
+    from melodygen.report.reference import describe_reference, sample_copies
     from melodygen.report.run import read_run
 
     run_dir = Path(run_dir)
@@ -68,7 +69,8 @@ def build_report(
         paths = find_midi_files([samples])
         described_reference = (None if reference is None else
                                describe_reference(Path(reference), run, paths, raw=raw_reference))
-        gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference)
+        gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference,
+                                copies=sample_copies(run, paths))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"

@@ -14,7 +14,8 @@ from pathlib import Path
 from melodygen.errors import NoUsableMusicError
 from melodygen.render.files import Rendered, display_name, render_files
 from melodygen.render.structure import draw_structure
-from melodygen.report.reference import Reference
+from melodygen.dataset.copies import CopyCheck
+from melodygen.report.reference import Reference, SampleCopies
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SampleEntry:
     scalars: dict[str, float] | None
     skip_reason: str | None
     tracks: tuple[dict, ...] = ()
+    copy: CopyCheck | None = None  # its longest copies of training pieces (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,14 @@ class Gallery:
     comparison: dict | None  # stats.compare_sets(described, reference.described)
     skipped: list[str]  # sample files unreadable as MIDI, each error naming its file
     reference_structure: list[tuple[str, Path]]  # (name, self-similarity PNG) of reference examples
+    copies: SampleCopies | None = None  # the copy check against the run's training data
 
 
 def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference | None = None,
-                  soundfont: str | Path | None = None, audio: bool = True) -> Gallery:
+                  soundfont: str | Path | None = None, audio: bool = True,
+                  copies: SampleCopies | None = None) -> Gallery:
     """Render (piano rolls, and WAVs with `audio`) and describe the MIDI files `paths` into
-    `assets_dir`, and compare them with `reference` when given."""
+    `assets_dir`, and compare them with `reference` when given; `copies`: their copy check."""
     from melodygen.stats import compare_sets, describe_set
 
     skipped: list[str] = []
@@ -52,7 +56,9 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
     except NoUsableMusicError:
         described = None
     comparison = compare_sets(described, reference.described) if described and reference else None
-    entries = [_entry(_copy_midi(r, assets_dir), r.midi, described) for r in rendered]
+    checks = copies.checks if copies else {}
+    entries = [replace(_entry(_copy_midi(r, assets_dir), r.midi, described), copy=checks.get(str(r.midi)))
+               for r in rendered]
     examples = reference.examples if reference else ()
     names = [display_name(Path(path)) for path, _ in examples]
     if examples:
@@ -61,7 +67,7 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
     pictures = [(name, draw_structure(score, assets_dir / "reference" / f"{i}.structure.png", name=name))
                 for i, (name, (_, score)) in enumerate(zip(names, examples))]
     return Gallery(entries, described, reference, comparison, skipped,
-                   [(name, png) for name, png in pictures if png is not None])
+                   [(name, png) for name, png in pictures if png is not None], copies)
 
 
 

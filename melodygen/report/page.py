@@ -61,7 +61,7 @@ def _samples(gallery: Gallery | None, page_dir: Path) -> str:
     if gallery is None:
         return ('<p class="note">No samples: pass <code>--samples DIR</code> (the folder '
                 '<code>melodygen sample</code> wrote) to hear and see them here.</p>')
-    parts = [f"<p>{len(gallery.entries)} sample(s).</p>", _set_table(gallery)]
+    parts = [f"<p>{len(gallery.entries)} sample(s).</p>", _copies_summary(gallery), _set_table(gallery)]
     if gallery.skipped:
         parts.insert(1, '<p class="note">Skipped (not readable as MIDI): '
                         f'{escape("; ".join(gallery.skipped))}</p>')
@@ -119,7 +119,26 @@ def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
         picture = f'<div class="pictures"><div class="roll">{picture}</div><div class="structure">{structure}</div></div>'
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
-            f'<div class="player">{player}</div>{_sample_stats(entry, gallery)}</article>')
+            f'<div class="player">{player}</div>{_copy_line(entry)}{_sample_stats(entry, gallery)}</article>')
+
+
+def _copies_summary(gallery: Gallery) -> str:
+    """The set's copy check against the training data, or why there is none."""
+    copies = gallery.copies
+    if copies is None or copies.summary is None:
+        return f'<p class="note">{escape(copies.note)}.</p>' if copies and copies.note else ""
+    s = copies.summary
+    return (f'<p class="copies">Copy check against the training pieces: the longest stretch a sample shares '
+            f'with one is {_num(s["longest_bars"]["mean"])} bars on average (max {_num(s["longest_bars"]["max"])}); '
+            f'{s["copying"]} of {s["files"]} sample(s) copy more than {s["max_bars"]:g} bars.</p>')
+
+
+def _copy_line(entry: SampleEntry) -> str:
+    from melodygen.stats.copies import describe
+
+    if entry.copy is None:
+        return ""
+    return f'<p class="copies">Longest copy of a training piece: {escape(describe(entry.copy))}.</p>'
 
 
 def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:

@@ -4,7 +4,8 @@ A melody model's samples have one voice and a few hundred events; the corpus it 
 may hold chord tracks, drums and long pieces. By default each reference file is passed through
 the run's encoding (the checkpoint's, else the config's `[encoding]`) and cut to the longest
 sample's length in events, so the samples are compared with what the model could express.
-`raw=True` measures the files as they are.
+`raw=True` measures the files as they are. `sample_copies`: the samples' copy check against
+the run's own training data (`stats.copies`), where that dataset is still there.
 """
 
 from __future__ import annotations
@@ -93,3 +94,30 @@ def longest_in_events(paths: list[Path], encoding) -> int | None:
     # unreadable or empty samples are left out here (the gallery lists them)
     lengths = [len(r.ids) for r in read_files(paths, encoding, workers=1, progress=False) if not r.skipped]
     return max(lengths, default=None)
+
+
+@dataclass(frozen=True)
+class SampleCopies:
+    """The samples' copy check against the run's training data: `checks` {sample path: CopyCheck},
+    the set `summary` (`stats.copies.summarize`), or only a `note` saying why there is none."""
+
+    checks: dict
+    summary: dict | None
+    note: str | None = None
+
+
+def sample_copies(run: RunInfo, sample_paths: list[Path]) -> SampleCopies:
+    """The copy check of `sample_paths` against the dataset `run` trained on, where it is found."""
+    from melodygen.stats.copies import check_files, run_training_set, summarize
+
+    try:
+        encoding, _ = run_encoding(run)
+    except ReportError as exc:
+        return SampleCopies({}, None, f"copy check skipped: {exc}")
+    if not run.config:
+        return SampleCopies({}, None, "copy check skipped: the run has no config naming its training data")
+    found = run_training_set(run.config, encoding, str(run.path))
+    if found.index is None:
+        return SampleCopies({}, None, found.note)
+    rows = check_files(sample_paths, found.index)
+    return SampleCopies({r["path"]: r["check"] for r in rows if "check" in r}, summarize(rows))
