@@ -64,15 +64,29 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 def load_unchecked(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """What `torch.load(weights_only=True)` reads from `path`, its layout unchecked (e.g. to
     look for a run config); `CheckpointError` naming the file when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    path = resolve_checkpoint(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch's unpickler raises anything (KeyError...) on foreign bytes
         raise CheckpointError(f"{path}: not a readable checkpoint ({_unreadable_reason(path, exc)})") from None
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A checkpoint file, or the file of the bundled model of that name (`melodygen models`);
+    `CheckpointError` when it is neither."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    from melodygen.pretrained import bundled_checkpoint, bundled_models
+
+    found = bundled_checkpoint(str(path_or_name))
+    if found is not None:
+        return found
+    names = ", ".join(m.name for m in bundled_models())
+    hint = f" (bundled models: {names})" if names else ""
+    raise CheckpointError(f"{path}: no such checkpoint file or bundled model{hint}")
 
 
 def _unreadable_reason(path: Path, exc: Exception) -> str:

@@ -43,11 +43,10 @@ def command(sources: tuple[Path, ...], encoding_name: str, overrides: tuple[str,
     """
     from melodygen.dataset.prepare import prepare
     from melodygen.config import encoding_from_overrides
-    from melodygen.dataset.sources import DEFAULT_CORPUS, resolve_source
+    from melodygen.dataset.sources import DEFAULT_CORPUS, default_dataset_dir
 
     encoding = encoding_from_overrides(encoding_name, overrides)
     sources = sources or (DEFAULT_CORPUS,)
-    if out_dir is None:
-        out_dir = Path("runs") / "data" / f"{resolve_source(sources[0]).resolve().stem}-{encoding_name}"
+    out_dir = out_dir if out_dir is not None else default_dataset_dir(sources, encoding_name)
     summary = prepare(sources, encoding, out_dir, val_fraction=val_fraction, workers=workers, force=force)
     click.echo(summary.format())

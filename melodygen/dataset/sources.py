@@ -65,3 +65,8 @@ def content_hash(path: Path) -> str:
     """sha1 of the file's bytes (hex): what duplicates and the train/valid split are keyed on."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha1").hexdigest()
+
+
+def default_dataset_dir(sources, encoding_name: str) -> Path:
+    """Where `melodygen prepare` writes without --out: `runs/data/<first source's name>-<encoding>`."""
+    return Path("runs") / "data" / f"{resolve_source(sources[0]).resolve().stem}-{encoding_name}"
