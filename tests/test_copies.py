@@ -257,3 +257,8 @@ def test_report_shows_each_samples_copies_when_the_training_data_is_there(folk_d
     result = CliRunner().invoke(main, ["report", str(run), "--samples", str(samples), "--no-audio"])
     assert result.exit_code == 0, result.output
     assert "copy check skipped" in (run / "report.html").read_text()
+
+
+def test_stats_train_names_a_missing_checkpoint_in_one_line(tmp_path, nottingham_files):
+    result = CliRunner().invoke(main, ["stats", str(nottingham_files[0]), "--train", str(tmp_path / "nothing.pt")])
+    assert result.exit_code == 1 and "nothing.pt" in result.output and "Traceback" not in result.output

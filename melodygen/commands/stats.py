@@ -19,10 +19,10 @@ from melodygen.commands.params import ENCODING_NAME
               help="Measure every file as encoding NAME (default settings) sees it: encoded, then decoded.")
 @click.option("--max-events", type=click.IntRange(min=1), default=None,
               help="With --encoding: keep each file's first N events (e.g. the samples' --length).")
-@click.option("--train", "train", type=click.Path(exists=True), default=None, metavar="DATASET|CHECKPOINT",
+@click.option("--train", "train", type=click.Path(), default=None, metavar="DATASET|CHECKPOINT",
               help="Copy check: per file, the longest stretch (events and bars, exact and transposed) "
                    "also found in a training piece of this prepared dataset, or of the dataset a "
-                   "checkpoint's run trained on, and which piece.")
+                   "checkpoint's (or bundled model's) run trained on, and which piece.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes reading files.")
 def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str | None, max_events: int | None,

@@ -32,7 +32,8 @@ class TrainingSet:
 
 def training_set(source: str | Path) -> TrainingSet:
     """The training set named by `source`: a prepared dataset folder (checked with its own
-    encoding) or a checkpoint (the dataset its run trained on, read with its encoding). A
+    encoding) or a checkpoint file or bundled model name (the dataset its run trained on, read
+    with its encoding). A
     dataset folder that is not one raises `DatasetError`; a checkpoint whose data is gone gives
     a `TrainingSet` with only a note."""
     from melodygen.dataset.manifest import read_manifest
@@ -41,10 +42,10 @@ def training_set(source: str | Path) -> TrainingSet:
     if source.is_dir():
         read_manifest(source)  # a clear error for a folder that is not a dataset
         return TrainingSet(CopyIndex.open(source))
-    from melodygen.checkpoint import load
+    from melodygen.checkpoint import load, resolve_checkpoint
     from melodygen.encodings import encoding_from_dict
 
-    ckpt = load(source)
+    ckpt = load(resolve_checkpoint(source))  # a file, or a bundled model's name
     return run_training_set(ckpt["run_config"], encoding_from_dict(ckpt["encoding"]), str(source))
 
 
@@ -59,6 +60,9 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
         directory = prepared_dir(config_from_dict(run_config, origin), encoding)
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not found ({exc})")
+    if not directory.is_dir():
+        return TrainingSet(None, f"copy check skipped: the training data of {origin} is not at {directory} "
+                                 "(prepare it there to check samples against it)")
     try:
         check_dataset(directory, encoding.to_dict())
         return TrainingSet(CopyIndex.open(directory, encoding))
