@@ -3,7 +3,7 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import baseline, evaluate, models, prepare, render, report, sample, stats, tokens, train
+from melodygen.commands import baseline, evaluate, models, prepare, render, report, sample, stats, studio, tokens, train
 
 COMMANDS: list = [baseline.command, evaluate.command, models.command, prepare.command, render.command, report.command,
-                  sample.command, stats.command, tokens.command, train.command]
+                  sample.command, stats.command, studio.command, tokens.command, train.command]

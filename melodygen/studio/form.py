@@ -1,0 +1,115 @@
+"""The studio's generation form, checked: field text -> `GenerationSettings`.
+
+Every field is checked against its range and every problem is reported together in one
+`ConfigError` (the page shows its message), as `--set` overrides are. No Flask here: the form
+arrives as a plain mapping of field name -> text.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from melodygen.errors import ConfigError
+
+MAX_PIECES = 8
+SEED_LIMIT = 2**31 - 1
+# (lowest, highest) new music per piece, per unit: enough for a song, small enough that one
+# request cannot keep a shared CPU busy for an hour
+LENGTH_LIMITS = {"bars": (1, 64), "seconds": (1, 240), "events": (1, 4096)}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What one press of Generate asks for; sample `i` of a request is drawn with `seed + i`."""
+
+    model: str
+    n: int = 2
+    temperature: float = 1.0
+    top_p: float | None = None
+    length: float = 8
+    unit: str = "bars"
+    seed: int = 0
+    tempo: float | None = None
+    instruments: tuple[int, ...] | None = None
+
+    def generate_options(self, seed: int) -> dict:
+        """Keyword arguments of `melodygen.Model.generate` for one piece drawn with `seed`."""
+        length = int(self.length) if self.unit == "events" else self.length
+        return {"n": 1, self.unit: length, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": seed, "tempo": self.tempo, "instruments": self.instruments}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSettings:
+    """The settings a form asks for; `ConfigError` listing every bad field. An empty seed
+    draws one at random; empty top-p, tempo and instruments mean "none"."""
+    problems: list[str] = []
+    field = _Fields(form, problems)
+    model = form.get("model", "")
+    if model not in models:
+        problems.append(f"model: {model!r} is not one of this studio's models ({', '.join(models)})")
+    unit = form.get("unit", "bars")
+    if unit not in LENGTH_LIMITS:
+        problems.append(f"unit: {unit!r} is not one of {', '.join(LENGTH_LIMITS)}")
+        unit = "bars"
+    settings = GenerationSettings(
+        model=model,
+        n=field.number("n", int, 1, MAX_PIECES, default=2),
+        temperature=field.number("temperature", float, 0.05, 3.0, default=1.0),
+        top_p=field.number("top_p", float, 0.01, 1.0, default=None),
+        length=field.number("length", int if unit == "events" else float, *LENGTH_LIMITS[unit], default=8),
+        unit=unit,
+        seed=field.number("seed", int, 0, SEED_LIMIT, default=None),
+        tempo=field.number("tempo", float, 20, 400, default=None),
+        instruments=field.instruments("instruments"),
+    )
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings if settings.seed is not None else _with_seed(settings, random_seed())
+
+
+def random_seed() -> int:
+    return secrets.randbelow(SEED_LIMIT + 1)
+
+
+def _with_seed(settings: GenerationSettings, seed: int) -> GenerationSettings:
+    return GenerationSettings(**{**settings.to_dict(), "seed": seed})
+
+
+class _Fields:
+    """Reads fields of a form, appending one line per bad field to `problems`."""
+
+    def __init__(self, form: Mapping[str, str], problems: list[str]) -> None:
+        self.form, self.problems = form, problems
+
+    def number(self, name: str, kind: type, lo: float, hi: float, *, default):
+        text = str(self.form.get(name, "")).strip()
+        if not text:
+            return default
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            self.problems.append(f"{name}: {text!r} is not {what}")
+            return default
+        if not (math.isfinite(value) and lo <= value <= hi):
+            self.problems.append(f"{name}: {text} is outside {lo:g}..{hi:g}")
+            return default
+        return value
+
+    def instruments(self, name: str) -> tuple[int, ...] | None:
+        from melodygen.instruments import parse_instrument
+
+        words = [w for w in str(self.form.get(name, "")).split(",") if w.strip()]
+        chosen = []
+        for word in words:
+            try:
+                chosen.append(parse_instrument(word))
+            except ConfigError as exc:
+                self.problems.append(f"{name}: {exc}")
+        return tuple(chosen) or None

@@ -1,0 +1,81 @@
+"""Running the studio: which models, the work folder, the HTTP server (Werkzeug's, under Flask).
+
+`serve` is what `melodygen studio` calls: it checks the models and Flask are there before
+anything starts, binds the address (a port in use is one line), prints the URL and serves until
+Ctrl-C, then removes a temporary work folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import webbrowser
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from melodygen.errors import CheckpointError, MelodygenError, OutputError
+
+
+class StudioSetupError(MelodygenError):
+    """The studio cannot start: Flask missing, no models, the port taken."""
+
+
+INSTALL_HINT = "the studio needs Flask: pip install 'melodygen[studio]' (or pip install 'flask>=3')"
+
+
+def studio_models(given: Sequence[str]) -> list[str]:
+    """The models the studio offers: those given (each a checkpoint file or a bundled name,
+    checked now), else every bundled model; `CheckpointError` when there are none."""
+    from melodygen.checkpoint import resolve_checkpoint
+    from melodygen.pretrained import bundled_models
+
+    for name in given:
+        resolve_checkpoint(name)
+    models = list(dict.fromkeys(given)) or [m.name for m in bundled_models()]
+    if not models:
+        raise CheckpointError("no models to offer: no bundled model is installed; pass checkpoint files, "
+                              "e.g. melodygen studio runs/melody_lstm/best.pt")
+    return models
+
+
+def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_dir: str | None = None,
+          open_browser: bool = False, audio: bool = True, echo: Callable[[str], None] = print) -> None:
+    """Serve the studio for `models` on host:port until interrupted."""
+    try:
+        from werkzeug.serving import make_server
+
+        from melodygen.studio.app import create_app
+    except ImportError:
+        raise StudioSetupError(INSTALL_HINT) from None
+    workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="melodygen-studio-"))
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{workdir}: cannot create the output folder ({exc.strerror})") from None
+    try:
+        server = _bind(make_server, host, port, create_app(models, workdir, audio=audio))
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{server.server_port}/"
+        echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
+             f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
+        if open_browser and _has_desktop():
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        server.serve_forever()
+    finally:
+        if not out_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _bind(make_server, host: str, port: int, app):
+    try:
+        return make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise StudioSetupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another "
+                               "--port (0 picks a free one)") from None
+
+
+def _has_desktop() -> bool:
+    """Whether a browser can open a window here (not a console browser taking the terminal)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

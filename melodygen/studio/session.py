@@ -1,0 +1,237 @@
+"""The studio's state, without the web: models, generation jobs, samples and favourites.
+
+`Studio` owns one work folder. Each sample is `<stem>.mid`, `.png` and (with FluidSynth)
+`.wav` there, made through `melodygen.load(...).generate` and `Piece`; favourites are kept in
+`favourites.json` there, so a studio started again on the same `--out` folder has them back.
+A request is checked (form, model, primer, length) before its job starts, so a bad one is a
+message at once; the job then draws its pieces one at a time in a background thread (one job
+runs at a time: they share the CPU), which is what the page's progress counts. Sample `i` of a
+request is drawn with seed `seed + i`: `melodygen sample MODEL -n 1 --seed S` makes it again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from melodygen.atomic import atomic_write
+from melodygen.errors import ConfigError, MelodygenError, OutputError
+from melodygen.studio.form import GenerationSettings, random_seed
+
+FAVOURITES = "favourites.json"
+UPLOADS = "uploads"
+SERVED_SUFFIXES = (".mid", ".wav", ".png")
+
+
+@dataclass
+class Sample:
+    """One generated piece as the page shows it; `files` maps "mid"/"wav"/"png" to file names
+    in the work folder ("wav" absent without audio)."""
+
+    id: str
+    model: str
+    seed: int
+    settings: dict
+    files: dict[str, str]
+    seconds: float
+    notes: int
+    shortfall: str | None = None
+    kept: bool = False
+
+
+@dataclass
+class Job:
+    """A generation in progress: `done` of `total` pieces made so far; `error` a message."""
+
+    id: str
+    total: int
+    replaces: str | None = None  # the sample a regeneration replaces
+    done: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "total": self.total, "done": self.done, "replaces": self.replaces,
+                "samples": [asdict(s) for s in self.samples], "error": self.error, "finished": self.finished}
+
+
+class Studio:
+    """Models by name (loaded once, on first use), jobs by id, samples by id, favourites."""
+
+    def __init__(self, models: list[str], workdir: Path, *, audio: bool = True) -> None:
+        self.models = list(models)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / UPLOADS).mkdir(exist_ok=True)
+        self.audio_problem = _audio_problem() if audio else "audio is off"
+        self._loaded: dict[str, object] = {}
+        self._jobs: dict[str, Job] = {}
+        self._samples: dict[str, Sample] = {s.id: s for s in self._read_favourites()}
+        self._lock = threading.Lock()  # guards the dicts and favourites.json
+        self._generating = threading.Lock()  # one generation at a time
+        self._loading = threading.Lock()
+
+    # --- models --------------------------------------------------------------------------------
+    def model(self, name: str):
+        """The loaded `melodygen.Model` called `name` (a name this studio was started with)."""
+        if name not in self.models:
+            raise ConfigError(f"model: {name!r} is not one of this studio's models")
+        with self._loading:
+            if name not in self._loaded:
+                from melodygen.api import load
+
+                self._loaded[name] = load(name)
+        return self._loaded[name]
+
+    def describe_models(self) -> list[dict]:
+        """Name, encoding, kind and controls of each model; one that fails to load says why."""
+        described = []
+        for name in self.models:
+            try:
+                model = self.model(name)
+            except MelodygenError as exc:
+                described.append({"name": name, "error": str(exc)})
+                continue
+            described.append({"name": name, "encoding": model.encoding.name, "kind": model.checkpoint["model"]["kind"],
+                              "instruments": bool(model.encoding.keeps_instruments)})
+        return described
+
+    # --- jobs ------------------------------------------------------------------------------------
+    def start(self, settings: GenerationSettings, primer: Path | None = None, *,
+              replaces: str | None = None) -> Job:
+        """Check the request (model loads, primer reads, length fits the encoding), then generate
+        in the background; the returned job's fields fill in as pieces are made."""
+        from melodygen.sampling.files import SampleRequest, plan_generation
+
+        model = self.model(settings.model)
+        options = settings.generate_options(settings.seed)
+        options.pop("n")
+        request = SampleRequest(**_request_fields(options), primer=primer)
+        plan_generation(model.encoding, request)  # raises the one-line reason of a bad request
+        job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
+        with self._lock:
+            self._jobs[job.id] = job
+        threading.Thread(target=self._run, args=(job, model, settings, primer), daemon=True).start()
+        return job
+
+    def regenerate(self, sample_id: str) -> Job:
+        """A new piece with a new seed and the same settings, to replace sample `sample_id`."""
+        old = self.sample(sample_id)
+        settings = replace(GenerationSettings(**_settings_fields(old.settings)), n=1, seed=random_seed())
+        primer = old.settings.get("primer_path")
+        return self.start(settings, Path(primer) if primer and Path(primer).is_file() else None,
+                          replaces=sample_id)
+
+    def job(self, job_id: str) -> Job:
+        with self._lock:
+            if job_id not in self._jobs:
+                raise ConfigError(f"no generation job {job_id!r}")
+            return self._jobs[job_id]
+
+    def sample(self, sample_id: str) -> Sample:
+        with self._lock:
+            if sample_id not in self._samples:
+                raise ConfigError(f"no sample {sample_id!r} (samples last while the studio runs; kept ones longer)")
+            return self._samples[sample_id]
+
+    def _run(self, job: Job, model, settings: GenerationSettings, primer: Path | None) -> None:
+        try:
+            with self._generating:
+                for i in range(settings.n):
+                    sample = self._make_sample(model, settings, settings.seed + i, primer)
+                    with self._lock:
+                        self._samples[sample.id] = sample
+                        job.samples.append(sample)
+                        job.done += 1
+        except MelodygenError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # a bug: the page gets one line, the terminal the traceback
+            job.error = f"unexpected error ({type(exc).__name__}: {exc}); details in the studio's terminal"
+            raise
+        finally:
+            job.finished = True
+
+    def _make_sample(self, model, settings: GenerationSettings, seed: int, primer: Path | None) -> Sample:
+        options = settings.generate_options(seed)
+        [piece] = model.generate(**options, primer=primer)
+        stem = f"{_slug(settings.model)}_seed{seed}_{uuid.uuid4().hex[:6]}"
+        piece.save(self.workdir / f"{stem}.mid")
+        piece.piano_roll(self.workdir / f"{stem}.png", name=f"{settings.model} seed {seed}")
+        files = {"mid": f"{stem}.mid", "png": f"{stem}.png"}
+        if self.audio_problem is None and piece.notes:
+            piece.render_wav(self.workdir / f"{stem}.wav")
+            files["wav"] = f"{stem}.wav"
+        recorded = {**settings.to_dict(), "seed": seed, "primer_path": str(primer) if primer else None}
+        return Sample(stem, settings.model, seed, recorded, files, round(piece.seconds, 3), len(piece.notes),
+                      piece.shortfall)
+
+    # --- favourites ------------------------------------------------------------------------------
+    def keep(self, sample_id: str, kept: bool) -> Sample:
+        """Mark a sample kept (or not) and rewrite favourites.json."""
+        sample = self.sample(sample_id)
+        with self._lock:
+            sample.kept = kept
+            favourites = [asdict(s) for s in self._samples.values() if s.kept]
+            with atomic_write(self.workdir / FAVOURITES, "w", encoding="utf-8") as file:
+                json.dump({"favourites": favourites}, file, indent=1)
+        return sample
+
+    def favourites(self) -> list[Sample]:
+        with self._lock:
+            return [s for s in self._samples.values() if s.kept]
+
+    def _read_favourites(self) -> list[Sample]:
+        path = self.workdir / FAVOURITES
+        if not path.is_file():
+            return []
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))["favourites"]
+            samples = [Sample(**entry) for entry in entries]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OutputError(f"{path}: not a studio favourites file ({exc}); move it away or choose "
+                              "another --out") from None
+        return [s for s in samples if all((self.workdir / f).is_file() for f in s.files.values())]
+
+    # --- files -----------------------------------------------------------------------------------
+    def served_file(self, name: str) -> Path | None:
+        """The work-folder file `name` if the page may serve it: a plain name (no folder part) of
+        a sample's MIDI, WAV or PNG that exists; None otherwise."""
+        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(SERVED_SUFFIXES):
+            return None
+        path = self.workdir / name
+        return path if path.is_file() else None
+
+
+def _audio_problem() -> str | None:
+    """Why audio cannot be rendered (FluidSynth or a SoundFont missing), or None."""
+    from melodygen.render.files import check_audio
+
+    try:
+        check_audio()
+    except MelodygenError as exc:
+        return str(exc)
+    return None
+
+
+def _slug(name: str) -> str:
+    stem = Path(name).stem if name.endswith(".pt") else name
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "model"
+
+
+def _request_fields(options: dict) -> dict:
+    """`Model.generate` keywords -> `SampleRequest` fields (the names differ for tempo)."""
+    fields = {k: v for k, v in options.items() if k not in ("tempo",)}
+    return {**fields, "qpm": options["tempo"]}
+
+
+def _settings_fields(recorded: dict) -> dict:
+    known = GenerationSettings.__dataclass_fields__
+    values = {k: v for k, v in recorded.items() if k in known}
+    if values.get("instruments") is not None:
+        values["instruments"] = tuple(values["instruments"])
+    return values

@@ -1,0 +1,148 @@
+// melodygen studio: the page's few behaviours over the JSON API (see melodygen/studio/app.py).
+"use strict";
+const form = document.getElementById("controls");
+const modelSelect = document.getElementById("model");
+const message = document.getElementById("message");
+const samplesBox = document.getElementById("samples");
+const favouritesBox = document.getElementById("favourites");
+const POLL_MS = 400;
+let models = [];
+
+function showMessage(text) { message.textContent = text; message.hidden = !text; }
+
+async function api(path, options) {
+  let response;
+  try { response = await fetch(path, options); }
+  catch (e) { throw new Error("the studio is not answering (was it stopped?)"); }
+  let body = null;
+  try { body = await response.json(); } catch (e) { /* not JSON: said below */ }
+  if (!response.ok) throw new Error(body && body.error ? body.error : `the studio answered ${response.status}`);
+  return body;
+}
+
+function fileUrl(name, download) { return `/files/${encodeURIComponent(name)}${download ? "?download=1" : ""}`; }
+
+function element(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value; else if (key.startsWith("on")) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child !== null) node.append(child);
+  return node;
+}
+
+function card(sample) {
+  const keep = element("button", {type: "button", class: "keep" + (sample.kept ? " kept" : ""),
+                                  title: "keep in favourites", onclick: () => toggleKeep(sample, !sample.kept)},
+                       sample.kept ? "★ kept" : "☆ keep");
+  const regen = element("button", {type: "button", class: "regenerate", title: "a new piece with a new seed",
+                                   onclick: () => regenerate(sample)}, "↻ regenerate");
+  const links = [["MIDI", "mid"], ["WAV", "wav"], ["PNG", "png"]].filter(([, k]) => sample.files[k])
+    .map(([label, k]) => element("a", {href: fileUrl(sample.files[k], true), download: sample.files[k]}, `⬇ ${label}`));
+  const audio = sample.files.wav ? element("audio", {controls: "", preload: "metadata", src: fileUrl(sample.files.wav)})
+                                 : element("p", {class: "note"}, sample.notes ? "no audio (see the note on the left)" : "silent piece: no audio");
+  return element("div", {class: "card", "data-sample": sample.id},
+    element("h3", {}, `${sample.model} · seed ${sample.seed}`,
+            element("small", {}, `${sample.seconds.toFixed(1)} s · ${sample.notes} notes`)),
+    sample.shortfall ? element("p", {class: "note"}, sample.shortfall) : null,
+    element("img", {class: "pianoroll", src: fileUrl(sample.files.png), alt: `piano roll of ${sample.id}`}),
+    audio,
+    element("div", {class: "actions"}, ...links, element("span", {class: "spacer"}), regen, keep));
+}
+
+function showEmpty(box, text) { if (!box.querySelector(".card")) box.replaceChildren(element("p", {class: "empty"}, text)); }
+
+function showFavourites(list) {
+  favouritesBox.replaceChildren(...list.map(card));
+  showEmpty(favouritesBox, "Keep a sample with ★ to list it here.");
+  const kept = new Set(list.map(s => s.id));
+  for (const node of samplesBox.querySelectorAll(".card")) {
+    const button = node.querySelector(".keep"), on = kept.has(node.dataset.sample);
+    button.classList.toggle("kept", on); button.textContent = on ? "★ kept" : "☆ keep";
+    button.onclick = () => toggleKeep({id: node.dataset.sample}, !on);
+  }
+}
+
+async function toggleKeep(sample, kept) {
+  try {
+    const body = new FormData(); body.append("keep", kept ? "1" : "0");
+    showFavourites((await api(`/api/samples/${sample.id}/keep`, {method: "POST", body})).favourites);
+  } catch (e) { showMessage(e.message); }
+}
+
+function setProgress(job) {
+  document.getElementById("progress-box").hidden = job === null;
+  if (job === null) return;
+  const bar = document.getElementById("progress");
+  bar.max = job.total; bar.value = job.done;
+  document.getElementById("progress-text").textContent = `${job.done} of ${job.total} pieces`;
+}
+
+async function follow(job, onSample) {
+  let shown = 0;
+  setProgress(job);
+  while (true) {
+    for (; shown < job.samples.length; shown++) onSample(job.samples[shown]);
+    if (job.finished) break;
+    await new Promise(done => setTimeout(done, POLL_MS));
+    job = (await api(`/api/jobs/${job.id}`)).job;
+    setProgress(job);
+  }
+  if (job.error) throw new Error(job.error);
+}
+
+async function busy(run) {
+  const button = document.getElementById("generate");
+  button.disabled = true; showMessage("");
+  try { await run(); } catch (e) { showMessage(e.message); }
+  finally { button.disabled = false; setProgress(null); }
+}
+
+async function regenerate(sample) {
+  const old = samplesBox.querySelector(`[data-sample="${sample.id}"]`);
+  if (old) old.classList.add("busy");
+  await busy(async () => {
+    const {job} = await api(`/api/samples/${sample.id}/regenerate`, {method: "POST"});
+    await follow(job, fresh => {
+      const node = card(fresh);
+      if (old && old.isConnected) old.replaceWith(node); else samplesBox.prepend(node);
+    });
+  });
+  if (old) old.classList.remove("busy");
+}
+
+form.addEventListener("submit", event => {
+  event.preventDefault();
+  const primer = document.getElementById("primer").files[0];
+  const limit = Number(form.dataset.maxUpload);
+  if (primer && primer.size > limit) {
+    showMessage(`the primer ${primer.name} is larger than ${(limit / 1048576).toFixed(1)} MB; choose a smaller MIDI file`);
+    return;
+  }
+  const data = new FormData(form);
+  if (!primer) data.delete("primer");
+  busy(async () => {
+    const {job} = await api("/api/generate", {method: "POST", body: data});
+    samplesBox.replaceChildren();
+    await follow(job, sample => samplesBox.append(card(sample)));
+  }).then(() => showEmpty(samplesBox, "Nothing yet: press Generate."));
+});
+
+function describeModel() {
+  const model = models.find(m => m.name === modelSelect.value);
+  document.getElementById("instruments-field").hidden = !(model && model.instruments);
+  document.getElementById("model-info").textContent =
+    !model ? "" : model.error ? model.error : `${model.kind} over the ${model.encoding} encoding`;
+}
+
+async function start() {
+  try {
+    models = (await api("/api/models")).models;
+    modelSelect.replaceChildren(...models.map(m => element("option", {value: m.name}, m.name)));
+    modelSelect.onchange = describeModel;
+    describeModel();
+    showFavourites((await api("/api/favourites")).favourites);
+  } catch (e) { showMessage(e.message); }
+}
+start();
