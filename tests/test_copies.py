@@ -262,3 +262,16 @@ def test_report_shows_each_samples_copies_when_the_training_data_is_there(folk_d
 def test_stats_train_names_a_missing_checkpoint_in_one_line(tmp_path, nottingham_files):
     result = CliRunner().invoke(main, ["stats", str(nottingham_files[0]), "--train", str(tmp_path / "nothing.pt")])
     assert result.exit_code == 1 and "nothing.pt" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_on_bundled_corpora_gets_its_training_set_prepared_on_first_use():
+    """A bundled model's run config names only bundled corpora and no dataset folder: the check
+    prepares the corpus into the user's cache (what the model trained on) instead of skipping."""
+    from melodygen.stats.copies import run_training_set
+
+    config = {"data": {"sources": ["bundled:bach-chorales"], "dataset": "", "cache_dir": ""},
+              "encoding": {"name": "melody"}}
+    found = run_training_set(config, get_encoding("melody"), "a bundled model")
+    assert found.index is not None and found.note is None
+    elsewhere = {"data": {"sources": ["/nowhere/at/all"], "dataset": "", "cache_dir": ""}, "encoding": {"name": "melody"}}
+    assert run_training_set(elsewhere, get_encoding("melody"), "x").note.startswith("copy check skipped")

@@ -4,8 +4,9 @@ the set, and the lines `sample`, `stats` and `report` show.
 
 The training set is a prepared dataset folder, or the one a checkpoint's run trained on (its run
 config's `data.dataset`, else the cache folder `melodygen train` prepared its sources into:
-`training.data.prepared_dir`). Where that folder is gone, the check is skipped with a one-line
-note, never an error. The lookup itself and its index file are `dataset.copies`'.
+`training.data.prepared_dir`). A run trained on bundled corpora only (the bundled models) has
+them prepared there on first use, a few seconds once. Where the folder is gone otherwise, the
+check is skipped with a one-line note, never an error. The lookup itself and its index file are `dataset.copies`'.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
     from melodygen.training.data import prepared_dir
 
     try:
-        directory = prepared_dir(config_from_dict(run_config, origin), encoding)
+        config = config_from_dict(run_config, origin)
+        directory = prepared_dir(config, encoding)
+        if not directory.is_dir() and _bundled_only(config.data.sources) and not config.data.dataset:
+            from melodygen.dataset.prepare import prepare  # a bundled model's corpus ships with melodygen
+
+            prepare(config.data.sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not found ({exc})")
     if not directory.is_dir():
@@ -68,6 +74,12 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
         return TrainingSet(CopyIndex.open(directory, encoding))
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not usable ({exc})")
+
+
+def _bundled_only(sources) -> bool:
+    from melodygen.dataset.sources import BUNDLED_PREFIX
+
+    return bool(sources) and all(str(s).startswith(BUNDLED_PREFIX) for s in sources)
 
 
 def check_files(paths: Sequence[str | Path], index: CopyIndex) -> list[dict]:
