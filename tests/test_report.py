@@ -7,7 +7,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,6 +16,7 @@ import torch
 from click.testing import CliRunner
 
 import midi_factory as mf
+from browser import chromium, needs_chromium
 from conftest import CORPORA
 from melodygen.cli import main
 from melodygen.dataset.files import read_file
@@ -29,7 +29,6 @@ from melodygen.report.run import evaluation_figures, read_run
 from melodygen.training.rundir import read_metrics
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 METRICS = """step,train_loss,val_nll,val_ppl,val_acc,lr,tokens_per_s,elapsed_s
 0,4.0,3.9,49.4,0.10,0.001,1000,0.5
@@ -314,14 +313,8 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=False)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@needs_chromium
 @needs_fluidsynth
 def test_page_in_headless_chromium_loads_images_and_playable_audio(tmp_path):
     report = build_report(make_run(tmp_path / "run"), tmp_path / "site" / "report.html",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -69,11 +70,17 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
 
 
 def _bind(make_server, host: str, port: int, app):
+    """Werkzeug's threaded server on a socket bound here, so that a taken port or a bad address is
+    our one line (Werkzeug's own bind prints two and exits)."""
+    from werkzeug.serving import select_address_family
+
     try:
-        return make_server(host, port, app, threaded=True)
+        sock = socket.create_server((host, port), family=select_address_family(host, port))
     except OSError as exc:
         raise StudioSetupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another "
                                "--port (0 picks a free one)") from None
+    with sock:  # the server works on its own duplicate of the socket
+        return make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
 
 
 def _has_desktop() -> bool:

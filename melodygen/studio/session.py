@@ -95,9 +95,9 @@ class Studio:
             try:
                 model = self.model(name)
             except MelodygenError as exc:
-                described.append({"name": name, "error": str(exc)})
+                described.append({"name": name, "label": model_label(name), "error": str(exc)})
                 continue
-            described.append({"name": name, "encoding": model.encoding.name, "kind": model.checkpoint["model"]["kind"],
+            described.append({"name": name, "label": model_label(name), "encoding": model.encoding.name, "kind": model.checkpoint["model"]["kind"],
                               "instruments": bool(model.encoding.keeps_instruments)})
         return described
 
@@ -159,9 +159,10 @@ class Studio:
     def _make_sample(self, model, settings: GenerationSettings, seed: int, primer: Path | None) -> Sample:
         options = settings.generate_options(seed)
         [piece] = model.generate(**options, primer=primer)
-        stem = f"{_slug(settings.model)}_seed{seed}_{uuid.uuid4().hex[:6]}"
+        label = model_label(settings.model)
+        stem = f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'model'}_seed{seed}_{uuid.uuid4().hex[:6]}"
         piece.save(self.workdir / f"{stem}.mid")
-        piece.piano_roll(self.workdir / f"{stem}.png", name=f"{settings.model} seed {seed}")
+        piece.piano_roll(self.workdir / f"{stem}.png", name=f"{label}, seed {seed}")
         files = {"mid": f"{stem}.mid", "png": f"{stem}.png"}
         if self.audio_problem is None and piece.notes:
             piece.render_wav(self.workdir / f"{stem}.wav")
@@ -218,9 +219,13 @@ def _audio_problem() -> str | None:
     return None
 
 
-def _slug(name: str) -> str:
-    stem = Path(name).stem if name.endswith(".pt") else name
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "model"
+def model_label(name: str) -> str:
+    """How the page names a model: a bundled name as it is, a checkpoint by its folder and file
+    (`runs/melody_lstm/best.pt` -> `melody_lstm/best.pt`)."""
+    path = Path(name)
+    if not name.endswith(".pt") and not path.is_file():
+        return name
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def _request_fields(options: dict) -> dict:

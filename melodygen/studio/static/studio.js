@@ -32,6 +32,8 @@ function element(tag, attrs, ...children) {
   return node;
 }
 
+function labelOf(name) { const model = models.find(m => m.name === name); return model ? model.label : name; }
+
 function card(sample) {
   const keep = element("button", {type: "button", class: "keep" + (sample.kept ? " kept" : ""),
                                   title: "keep in favourites", onclick: () => toggleKeep(sample, !sample.kept)},
@@ -43,7 +45,7 @@ function card(sample) {
   const audio = sample.files.wav ? element("audio", {controls: "", preload: "metadata", src: fileUrl(sample.files.wav)})
                                  : element("p", {class: "note"}, sample.notes ? "no audio (see the note on the left)" : "silent piece: no audio");
   return element("div", {class: "card", "data-sample": sample.id},
-    element("h3", {}, `${sample.model} · seed ${sample.seed}`,
+    element("h3", {}, `${labelOf(sample.model)} · seed ${sample.seed}`,
             element("small", {}, `${sample.seconds.toFixed(1)} s · ${sample.notes} notes`)),
     sample.shortfall ? element("p", {class: "note"}, sample.shortfall) : null,
     element("img", {class: "pianoroll", src: fileUrl(sample.files.png), alt: `piano roll of ${sample.id}`}),
@@ -139,7 +141,7 @@ function describeModel() {
 async function start() {
   try {
     models = (await api("/api/models")).models;
-    modelSelect.replaceChildren(...models.map(m => element("option", {value: m.name}, m.name)));
+    modelSelect.replaceChildren(...models.map(m => element("option", {value: m.name, title: m.name}, m.label)));
     modelSelect.onchange = describeModel;
     describeModel();
     showFavourites((await api("/api/favourites")).favourites);

@@ -1,0 +1,378 @@
+"""The studio page: its API through Flask's test client (fast), `melodygen studio` through
+CliRunner, and the page in headless Chromium (slow): generate, hear, see, a corrupt upload."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("flask")
+
+import melodygen  # noqa: E402
+from browser import DevTools, needs_chromium  # noqa: E402
+from melodygen.cli import main  # noqa: E402
+from melodygen.midi_io import read_score  # noqa: E402
+from melodygen.studio.app import create_app  # noqa: E402
+from melodygen.studio.form import parse_settings  # noqa: E402
+from midi_factory import random_bytes_file, simple_file  # noqa: E402
+from test_sample_cli import write_checkpoint  # noqa: E402
+
+POLL_LIMIT_S = 120  # a bounded wait for background jobs, far above what they need
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("models")
+    return {"melody": str(write_checkpoint(folder / "lstm.pt", "lstm", "melody")),
+            "multitrack": str(write_checkpoint(folder / "band.pt", "transformer", "multitrack"))}
+
+
+@pytest.fixture
+def client(tmp_path, checkpoints):
+    app = create_app(list(checkpoints.values()), tmp_path / "work", audio=False)
+    return app.test_client()
+
+
+def finished(client, answer) -> dict:
+    """The job of a 202 answer, once it has finished (polled, bounded)."""
+    assert answer.status_code == 202, answer.json
+    job = answer.json["job"]
+    deadline = time.monotonic() + POLL_LIMIT_S
+    while not job["finished"]:
+        assert time.monotonic() < deadline, f"job still running after {POLL_LIMIT_S} s: {job}"
+        time.sleep(0.05)
+        job = client.get(f"/api/jobs/{job['id']}").json["job"]
+    assert job["error"] is None, job["error"]
+    return job
+
+
+def generate(client, model, **fields):
+    return client.post("/api/generate", data={"model": model, "n": "2", "length": "2", "unit": "bars",
+                                              "seed": "7", **fields})
+
+
+def test_models_are_described_with_their_controls(client, checkpoints):
+    models = {m["name"]: m for m in client.get("/api/models").json["models"]}
+    assert models[checkpoints["melody"]] == {"name": checkpoints["melody"], "label": f"{Path(checkpoints['melody']).parent.name}/lstm.pt",
+                                             "encoding": "melody", "kind": "lstm", "instruments": False}
+    assert models[checkpoints["multitrack"]]["instruments"] is True
+
+
+def test_generate_writes_each_sample_as_the_api_would_with_its_seed(client, checkpoints, tmp_path):
+    job = finished(client, generate(client, checkpoints["melody"], tempo="120"))
+    assert job["done"] == job["total"] == 2
+    assert [s["seed"] for s in job["samples"]] == [7, 8]
+    model = melodygen.load(checkpoints["melody"])
+    for sample in job["samples"]:
+        assert set(sample["files"]) == {"mid", "png"}  # audio=False
+        for name in sample["files"].values():
+            assert client.get(f"/files/{name}").status_code == 200
+        [again] = model.generate(n=1, bars=2, seed=sample["seed"], tempo=120)
+        written = read_score(tmp_path / "work" / sample["files"]["mid"])
+        assert [n.pitch for n in written.tracks[0].notes] == [n.pitch for n in again.notes]
+        assert sample["seconds"] == pytest.approx(4.0)  # 2 bars of 4/4 at 120
+    assert (tmp_path / "work" / job["samples"][0]["files"]["png"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_downloads_are_attachments(client, checkpoints):
+    sample = finished(client, generate(client, checkpoints["melody"], n="1"))["samples"][0]
+    answer = client.get(f"/files/{sample['files']['mid']}?download=1")
+    assert answer.status_code == 200 and "attachment" in answer.headers["Content-Disposition"]
+    assert answer.data[:4] == b"MThd"
+
+
+def test_regenerate_replaces_one_sample_with_a_new_seed_and_the_same_settings(client, checkpoints):
+    old = finished(client, generate(client, checkpoints["melody"], n="1", length="3"))["samples"][0]
+    job = finished(client, client.post(f"/api/samples/{old['id']}/regenerate"))
+    [new] = job["samples"]
+    assert job["replaces"] == old["id"] and new["id"] != old["id"]
+    assert new["settings"]["length"] == 3 and new["settings"]["n"] == 1
+    assert client.post("/api/samples/nope/regenerate").status_code == 400
+
+
+def test_instruments_steer_a_multitrack_model_and_are_refused_for_a_melody_model(client, checkpoints):
+    job = finished(client, generate(client, checkpoints["multitrack"], n="1", instruments="violin, piano"))
+    assert job["samples"][0]["settings"]["instruments"] == [40, 0]
+    answer = generate(client, checkpoints["melody"], instruments="violin")
+    assert answer.status_code == 400 and "--instruments needs a multitrack model" in answer.json["error"]
+
+
+def test_favourites_persist_in_the_work_folder(tmp_path, checkpoints):
+    work = tmp_path / "work"
+    client = create_app([checkpoints["melody"]], work, audio=False).test_client()
+    a, b = finished(client, generate(client, checkpoints["melody"]))["samples"]
+    assert client.post(f"/api/samples/{a['id']}/keep", data={"keep": "1"}).status_code == 200
+    kept = client.post(f"/api/samples/{b['id']}/keep", data={"keep": "1"}).json["favourites"]
+    assert {s["id"] for s in kept} == {a["id"], b["id"]}
+    assert client.post(f"/api/samples/{b['id']}/keep", data={"keep": "0"}).status_code == 200
+    stored = json.loads((work / "favourites.json").read_text())["favourites"]
+    assert [s["id"] for s in stored] == [a["id"]]
+
+    again = create_app([checkpoints["melody"]], work, audio=False).test_client()  # a new session
+    [back] = again.get("/api/favourites").json["favourites"]
+    assert back["id"] == a["id"] and back["kept"] and again.get(f"/files/{a['files']['mid']}").status_code == 200
+
+
+def test_a_damaged_favourites_file_is_one_line(tmp_path, checkpoints):
+    (tmp_path / "favourites.json").write_text("{not json")
+    with pytest.raises(melodygen.errors.OutputError, match="not a studio favourites file"):
+        create_app([checkpoints["melody"]], tmp_path, audio=False)
+
+
+@pytest.mark.parametrize("builder", [random_bytes_file, lambda folder: _text(folder)])
+def test_a_corrupt_primer_is_a_message_naming_the_upload(client, checkpoints, tmp_path, builder):
+    data = builder(tmp_path).read_bytes()
+    answer = generate(client, checkpoints["melody"], primer=(io.BytesIO(data), "my tune.mid"))
+    assert answer.status_code == 400
+    message = answer.json["error"]
+    assert message.startswith("primer my tune.mid: ") and "\n" not in message and "Traceback" not in message
+    assert str(tmp_path) not in message  # not the studio's copy of the file
+    assert not list((tmp_path / "work" / "uploads").iterdir())
+
+
+def _text(folder: Path) -> Path:
+    path = folder / "notes.txt"
+    path.write_text("this is not MIDI")
+    return path
+
+
+def test_a_primer_is_continued(client, checkpoints, tmp_path):
+    primer = simple_file(tmp_path).read_bytes()
+    job = finished(client, generate(client, checkpoints["melody"], n="1", primer=(io.BytesIO(primer), "p.mid")))
+    written = read_score(tmp_path / "work" / job["samples"][0]["files"]["mid"])
+    assert written.note_count() >= read_score(tmp_path / "simple.mid").note_count()
+
+
+def test_an_upload_over_the_limit_is_a_message(tmp_path, checkpoints):
+    client = create_app([checkpoints["melody"]], tmp_path / "work", audio=False, max_upload=1000).test_client()
+    answer = generate(client, checkpoints["melody"], primer=(io.BytesIO(b"MThd" + bytes(5000)), "big.mid"))
+    assert answer.status_code == 413 and "larger than" in answer.json["error"]
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"n": "0"}, "n: 0 is outside 1..8"), ({"n": "two"}, "n: 'two' is not a whole number"),
+    ({"temperature": "0"}, "temperature: 0 is outside"), ({"temperature": "inf"}, "temperature: inf is outside"),
+    ({"top_p": "1.5"}, "top_p: 1.5 is outside"), ({"length": "999", "unit": "bars"}, "length: 999 is outside 1..64"),
+    ({"length": "2.5", "unit": "events"}, "length: '2.5' is not a whole number"), ({"unit": "hours"}, "unit: 'hours'"),
+    ({"seed": "-1"}, "seed: -1 is outside"), ({"tempo": "1"}, "tempo: 1 is outside"),
+    ({"instruments": "kazoo-ish"}, "instruments: unknown instrument 'kazoo-ish'"),
+    ({"model": "other.pt"}, "model: 'other.pt' is not one of"),
+])
+def test_bad_fields_are_refused_naming_the_field(client, checkpoints, fields, named):
+    answer = generate(client, **{"model": checkpoints["melody"], **fields})
+    assert answer.status_code == 400 and named in answer.json["error"], answer.json
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(melodygen.errors.ConfigError) as caught:
+        parse_settings({"model": "m", "n": "99", "temperature": "x", "seed": "1.5"}, ["m"])
+    assert str(caught.value).count(";") == 2
+
+
+def test_an_empty_seed_draws_one_and_empty_options_are_none():
+    settings = parse_settings({"model": "m", "seed": "", "top_p": "", "tempo": "", "instruments": " "}, ["m"])
+    assert 0 <= settings.seed < 2**31 and settings.top_p is settings.tempo is settings.instruments is None
+
+
+@pytest.mark.parametrize("name", ["../lstm.pt", "..%2Flstm.pt", "%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",
+                                  "favourites.json", "uploads/x.mid", ".hidden.mid", "..\\x.mid", "nothing.mid"])
+def test_files_are_served_only_by_plain_name_from_the_work_folder(client, tmp_path, name):
+    (tmp_path / "lstm.pt").write_bytes(b"secret")
+    (tmp_path / "work" / "uploads" / "x.mid").write_bytes(b"MThd")
+    (tmp_path / "work" / ".hidden.mid").write_bytes(b"MThd")
+    answer = client.get(f"/files/{name}", follow_redirects=True)
+    assert answer.status_code == 404 and b"secret" not in answer.data
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(client, monkeypatch):
+    from melodygen.studio.session import Studio
+
+    def broken(self):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(Studio, "describe_models", broken)
+    answer = client.get("/api/models")
+    assert answer.status_code == 500 and answer.json == {
+        "error": "unexpected error (KeyError); details in the studio's terminal"}
+
+
+def test_a_failed_generation_is_the_job_s_message(client, checkpoints, monkeypatch):
+    from melodygen.api import Model
+    from melodygen.errors import RenderError
+
+    def fails(self, **options):
+        raise RenderError("FluidSynth failed: no voice")
+
+    monkeypatch.setattr(Model, "generate", fails)
+    job = generate(client, checkpoints["melody"]).json["job"]
+    deadline = time.monotonic() + POLL_LIMIT_S
+    while not job["finished"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job = client.get(f"/api/jobs/{job['id']}").json["job"]
+    assert job["error"] == "FluidSynth failed: no voice" and job["samples"] == []
+
+
+def test_the_page_names_its_controls(client):
+    page = client.get("/").get_data(as_text=True)
+    for control in ('name="model"', 'name="temperature"', 'name="top_p"', 'name="length"', 'name="seed"',
+                    'name="instruments"', 'type="file"', 'id="generate"', 'id="favourites"'):
+        assert control in page
+    assert client.get("/static/studio.js").status_code == 200
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def studio(*args):
+    return CliRunner().invoke(main, ["studio", *map(str, args)])
+
+
+def test_a_missing_model_is_one_line(tmp_path):
+    result = studio(tmp_path / "nope.pt")
+    assert result.exit_code == 1 and "no such checkpoint file or bundled model" in result.output
+    assert len(result.output.splitlines()) == 1
+
+
+def test_no_models_at_all_is_one_line(monkeypatch):
+    monkeypatch.setattr("melodygen.pretrained.bundled_models", lambda: [])
+    result = studio()
+    assert result.exit_code == 1 and "no models to offer" in result.output
+
+
+def test_without_flask_the_command_says_how_to_install_it(monkeypatch, checkpoints):
+    monkeypatch.setitem(__import__("sys").modules, "flask", None)
+    monkeypatch.delitem(__import__("sys").modules, "melodygen.studio.app", raising=False)
+    result = studio(checkpoints["melody"])
+    assert result.exit_code == 1 and "pip install 'melodygen[studio]'" in result.output
+    assert len(result.output.splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_line(checkpoints, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = studio(checkpoints["melody"], "--port", taken.getsockname()[1], "--out", tmp_path / "o",
+                        "--no-browser")
+    assert result.exit_code == 1 and "cannot listen on 127.0.0.1:" in result.output and "--port" in result.output
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_only_an_explicit_other_host_is_used_and_warned_about(monkeypatch, checkpoints, host, warned):
+    seen = {}
+    monkeypatch.setattr("melodygen.studio.serve.serve", lambda models, **options: seen.update(options))
+    result = studio(checkpoints["melody"], "--host", host)
+    assert result.exit_code == 0 and seen["host"] == host
+    assert ("exposes the studio" in result.output) == warned
+    assert studio(checkpoints["melody"]).exit_code == 0 and seen["host"] == "127.0.0.1"
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+@pytest.fixture
+def running_studio(tmp_path, checkpoints):
+    """(url, work folder) of a studio served on a free loopback port in a thread."""
+    from werkzeug.serving import make_server
+
+    app = create_app([checkpoints["melody"]], tmp_path / "work")
+    if app.extensions["melodygen_studio"].audio_problem:
+        pytest.skip(app.extensions["melodygen_studio"].audio_problem)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/", tmp_path / "work"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+# In the page: fill the form, press Generate, wait (bounded) for the cards, then report what the
+# browser loaded: each picture's size, each <audio>'s source and duration, whether it plays, and
+# the peak of the WAV as the browser decodes it.
+_GENERATE = """(async () => {
+  const until = async (check, what) => {
+    const deadline = Date.now() + %(limit)d;
+    while (!check()) { if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+                       await new Promise(r => setTimeout(r, 50)); }
+  };
+  await until(() => document.querySelector("#model option"), "the models");
+  const form = document.getElementById("controls");
+  form.n.value = "2"; form.length.value = "2"; form.unit.value = "bars"; form.seed.value = "11"; form.tempo.value = "120";
+  document.getElementById("generate").click();
+  await until(() => document.querySelectorAll("#samples .card").length === 2 &&
+                    !document.getElementById("generate").disabled, "two samples");
+  const images = [...document.querySelectorAll("#samples img")];
+  await until(() => images.every(i => i.complete), "the piano rolls");
+  const audios = [...document.querySelectorAll("#samples audio")];
+  await until(() => audios.every(a => a.readyState >= 1 || a.error), "the audio metadata");
+  const first = audios[0];
+  first.muted = true;
+  await first.play();
+  await until(() => first.currentTime > 0.1, "playback to start");
+  first.pause();
+  document.querySelector("#samples .card .keep").click();
+  await until(() => document.querySelectorAll("#favourites .card").length === 1, "the favourite");
+  const bytes = await (await fetch(first.src)).arrayBuffer();
+  const decoded = await new OfflineAudioContext(2, 44100, 44100).decodeAudioData(bytes);
+  const peak = Math.max(...[0, 1].map(c => decoded.getChannelData(c).reduce((m, x) => Math.max(m, Math.abs(x)), 0)));
+  return {images: images.map(i => i.naturalWidth),
+          audio: audios.map(a => ({src: a.getAttribute("src"), duration: a.duration, error: a.error && a.error.code})),
+          decoded: {seconds: decoded.duration, peak}, message: document.getElementById("message").hidden,
+          shown: ["progress-box", "instruments-field"].map(id => document.getElementById(id).offsetParent !== null)};
+})()"""
+
+_CORRUPT_UPLOAD = """(async () => {
+  const input = document.getElementById("primer");
+  const files = new DataTransfer();
+  files.items.add(new File([new Uint8Array([77, 84, 104, 100, 0, 0, 0, 6, 1])], "broken.mid", {type: "audio/midi"}));
+  input.files = files.files;
+  document.getElementById("generate").click();
+  const message = document.getElementById("message"), deadline = Date.now() + %(limit)d;
+  while (message.hidden) { if (Date.now() > deadline) throw new Error("no message shown");
+                           await new Promise(r => setTimeout(r, 50)); }
+  return {message: message.textContent, cards: document.querySelectorAll("#samples .card").length};
+})()"""
+
+
+def wav_facts(path: Path) -> tuple[float, int]:
+    """(seconds, peak sample) of a 16-bit WAV file."""
+    with wave.open(str(path)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        return wav.getnframes() / wav.getframerate(), int(np.abs(samples).max())
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_studio_in_headless_chromium_generates_plays_and_shows_a_corrupt_upload(tmp_path, running_studio):
+    url, work = running_studio
+    limit = {"limit": POLL_LIMIT_S * 1000}
+    with DevTools(tmp_path, "--autoplay-policy=no-user-gesture-required") as browser:
+        tab = browser.open(url)
+        seen = browser.evaluate(tab, _GENERATE % limit, timeout=POLL_LIMIT_S + 30)
+        browser.screenshot(tab, tmp_path / "studio.png")
+        corrupt = browser.evaluate(tab, _CORRUPT_UPLOAD % limit, timeout=POLL_LIMIT_S + 30)
+        browser.screenshot(tab, tmp_path / "studio-message.png")
+
+    assert seen["message"] is True  # no error shown
+    assert seen["shown"] == [False, False]  # progress gone once done; no instruments for a melody model
+    assert len(json.loads((work / "favourites.json").read_text())["favourites"]) == 1
+    assert len(seen["images"]) == 2 and all(width > 0 for width in seen["images"])
+    wavs = sorted(work.glob("*.wav"))
+    assert len(wavs) == 2
+    for audio in seen["audio"]:
+        assert audio["error"] is None and audio["src"] in {f"/files/{w.name}" for w in wavs}, audio
+        # 2 bars of 4/4 at 120 qpm: 4 s, plus the renderer's 1 s release tail
+        assert audio["duration"] == pytest.approx(5.0, abs=0.05)
+    for wav in wavs:
+        seconds, peak = wav_facts(wav)
+        assert seconds == pytest.approx(5.0, abs=0.01) and peak > 1000
+    assert seen["decoded"]["seconds"] == pytest.approx(5.0, abs=0.05) and seen["decoded"]["peak"] > 0.03
+    assert corrupt["message"].startswith("primer broken.mid: ") and corrupt["cards"] == 2
+    assert (tmp_path / "studio.png").read_bytes()[:4] == b"\x89PNG"
