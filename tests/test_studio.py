@@ -22,6 +22,7 @@ from melodygen.cli import main  # noqa: E402
 from melodygen.midi_io import read_score  # noqa: E402
 from melodygen.studio.app import create_app  # noqa: E402
 from melodygen.studio.form import parse_settings  # noqa: E402
+from melodygen.studio.serve import make_studio_server  # noqa: E402
 from midi_factory import random_bytes_file, simple_file  # noqa: E402
 from test_sample_cli import write_checkpoint  # noqa: E402
 
@@ -275,20 +276,39 @@ def test_only_an_explicit_other_host_is_used_and_warned_about(monkeypatch, check
     assert studio(checkpoints["melody"]).exit_code == 0 and seen["host"] == "127.0.0.1"
 
 
+def test_the_command_serves_until_interrupted_and_removes_its_temporary_folder(checkpoints):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    command = [sys.executable, "-m", "melodygen", "studio", checkpoints["melody"], "--port", "0", "--no-browser"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        found = re.match(r"melodygen studio: (http://127\.0\.0\.1:\d+/) .*files in (\S+?), removed at exit", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1) + "api/models", timeout=30) as answer:
+            assert json.load(answer)["models"][0]["kind"] == "lstm"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert not Path(found.group(2)).exists()
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 
 @pytest.fixture
 def running_studio(tmp_path, checkpoints):
     """(url, work folder) of a studio served on a free loopback port in a thread."""
-    from werkzeug.serving import make_server
-
     app = create_app([checkpoints["melody"]], tmp_path / "work")
     if app.extensions["melodygen_studio"].audio_problem:
         pytest.skip(app.extensions["melodygen_studio"].audio_problem)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_studio_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/", tmp_path / "work"
+    yield f"http://127.0.0.1:{server.port}/", tmp_path / "work"
     server.shutdown()
     thread.join(timeout=10)
 

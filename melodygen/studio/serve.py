@@ -7,8 +7,10 @@ Ctrl-C, then removes a temporary work folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -46,8 +48,6 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
           open_browser: bool = False, audio: bool = True, echo: Callable[[str], None] = print) -> None:
     """Serve the studio for `models` on host:port until interrupted."""
     try:
-        from werkzeug.serving import make_server
-
         from melodygen.studio.app import create_app
     except ImportError:
         raise StudioSetupError(INSTALL_HINT) from None
@@ -56,23 +56,29 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{workdir}: cannot create the output folder ({exc.strerror})") from None
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
     try:
-        server = _bind(make_server, host, port, create_app(models, workdir, audio=audio))
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{server.server_port}/"
+        server = make_studio_server(create_app(models, workdir, audio=audio), host, port)
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}/"
         echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
              f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
         if open_browser and _has_desktop():
             threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-        server.serve_forever()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request (the page polls)
+        server.serve_forever()  # until Ctrl-C
+        echo("melodygen studio: stopped")
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
         if not out_dir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _bind(make_server, host: str, port: int, app):
-    """Werkzeug's threaded server on a socket bound here, so that a taken port or a bad address is
-    our one line (Werkzeug's own bind prints two and exits)."""
-    from werkzeug.serving import select_address_family
+def make_studio_server(app, host: str, port: int):
+    """Werkzeug's threaded server for `app` on a socket bound here, so that a taken port or a bad
+    address is our one line (Werkzeug's own bind prints two and exits); `.port` is the port."""
+    from werkzeug.serving import make_server, select_address_family
 
     try:
         sock = socket.create_server((host, port), family=select_address_family(host, port))
@@ -81,6 +87,10 @@ def _bind(make_server, host: str, port: int, app):
                                "--port (0 picks a free one)") from None
     with sock:  # the server works on its own duplicate of the socket
         return make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _has_desktop() -> bool:

@@ -77,12 +77,17 @@ function setProgress(job) {
   document.getElementById("progress-box").hidden = job === null;
   if (job === null) return;
   const bar = document.getElementById("progress");
-  bar.max = job.total; bar.value = job.done;
-  document.getElementById("progress-text").textContent = `${job.done} of ${job.total} pieces`;
+  bar.max = job.total;
+  if (job.done) bar.value = job.done; else bar.removeAttribute("value");  // no value: a moving bar
+  const seconds = Math.round((Date.now() - started) / 1000);
+  document.getElementById("progress-text").textContent = `${job.done} of ${job.total} pieces · ${seconds} s`;
 }
+
+let started = 0;
 
 async function follow(job, onSample) {
   let shown = 0;
+  started = Date.now();
   setProgress(job);
   while (true) {
     for (; shown < job.samples.length; shown++) onSample(job.samples[shown]);
