@@ -152,3 +152,18 @@ def test_a_short_piece_builds_no_fast_path_but_uses_a_built_one(monkeypatch):
     sample(model, MELODY, max_events=FAST_MIN_EVENTS)
     assert built == [model]
     assert fast_step(model, build=False) is not None  # built: short pieces use it too
+
+
+def test_a_processor_forcing_eos_ends_the_row_on_the_fast_path_too():
+    from melodygen.encodings.vocab import EOS_ID
+
+    def eos_after_5(logits, last_ids, seen=[0]):  # forces EOS at the 6th draw, banned or not
+        seen[0] += 1
+        if seen[0] == 6:
+            logits = torch.full_like(logits, -torch.inf)
+            logits[:, EOS_ID] = 0.0
+        return logits
+
+    rows = sample(model_of("lstm", {}), MELODY, max_events=40, stop_on_eos=False, processors=[eos_after_5],
+                  generator=torch.Generator().manual_seed(0))
+    assert len(rows[0]) == 5

@@ -162,9 +162,9 @@ def sample(
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     with decoding(model, primer_ids, num_outputs, device) as (logits, state):
         step = (fast_step(model, build=max_events >= FAST_MIN_EVENTS) if fast else None) or model.step
-        # rows end by EOS or a budget; with neither, the fast path skips that bookkeeping (five
-        # small ops and a host sync per step)
-        ends = stop_on_eos or costs is not None or not fast
+        # rows end by EOS or a budget; where neither can happen (EOS banned and no processor that
+        # could force it back), the fast path skips that bookkeeping (five small ops and a sync)
+        ends = stop_on_eos or costs is not None or len(processors) > 1 or not fast
         ids = None
         for t in range(max_events):
             ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p, generator)
