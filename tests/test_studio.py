@@ -193,6 +193,14 @@ def test_files_are_served_only_by_plain_name_from_the_work_folder(client, tmp_pa
     assert answer.status_code == 404 and b"secret" not in answer.data
 
 
+def test_only_trusted_host_names_are_answered(tmp_path, checkpoints):
+    app = create_app([checkpoints["melody"]], tmp_path, audio=False, trusted_hosts=["127.0.0.1", "localhost"])
+    client = app.test_client()
+    assert client.get("/api/models", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    answer = client.get("/api/models", headers={"Host": "evil.example:8765"})
+    assert answer.status_code == 400 and "error" in answer.json
+
+
 def test_an_unexpected_error_is_one_line_without_a_traceback(client, monkeypatch):
     from melodygen.studio.session import Studio
 
@@ -302,7 +310,7 @@ def test_the_command_serves_until_interrupted_and_removes_its_temporary_folder(c
 @pytest.fixture
 def running_studio(tmp_path, checkpoints):
     """(url, work folder) of a studio served on a free loopback port in a thread."""
-    app = create_app([checkpoints["melody"]], tmp_path / "work")
+    app = create_app([checkpoints["melody"]], tmp_path / "work", trusted_hosts=["127.0.0.1"])
     if app.extensions["melodygen_studio"].audio_problem:
         pytest.skip(app.extensions["melodygen_studio"].audio_problem)
     server = make_studio_server(app, "127.0.0.1", 0)

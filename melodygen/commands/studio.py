@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 @click.command("studio")
 @click.argument("models", nargs=-1, metavar="[CHECKPOINT|NAME]...")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -37,9 +34,9 @@ def command(models: tuple[str, ...], host: str, port: int, out_dir: str | None, 
       melodygen studio folk-melody runs/melody_lstm/best.pt --out studio-samples/
       melodygen studio runs/multitrack_bach/best.pt --port 9000 --no-browser
     """
-    from melodygen.studio.serve import serve, studio_models
+    from melodygen.studio.serve import LOOPBACK_NAMES, serve, studio_models
 
-    if host not in LOOPBACK:
+    if host not in LOOPBACK_NAMES:
         click.echo(f"warning: --host {host} exposes the studio to every machine that can reach this "
                    "one: anyone there can generate and download its files", err=True)
     serve(studio_models(models), host=host, port=port, out_dir=out_dir, open_browser=browser,

@@ -24,11 +24,12 @@ MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
 
 def create_app(models: list[str], workdir: str | os.PathLike, *, audio: bool = True,
-               max_upload: int = MAX_UPLOAD_BYTES) -> Flask:
+               max_upload: int = MAX_UPLOAD_BYTES, trusted_hosts: list[str] | None = None) -> Flask:
     """The studio page and its API for `models` (bundled names or checkpoint paths), writing
-    into `workdir`. `audio=False` skips WAV rendering (and FluidSynth)."""
+    into `workdir`. `audio=False` skips WAV rendering (and FluidSynth). `trusted_hosts`: the
+    only Host names answered (a web page that rebinds its own name to 127.0.0.1 gets a 400)."""
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=max_upload, MAX_FORM_MEMORY_SIZE=max_upload, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=max_upload, MAX_FORM_MEMORY_SIZE=max_upload, TRUSTED_HOSTS=trusted_hosts)
     studio = Studio(models, Path(workdir), audio=audio)
     app.extensions["melodygen_studio"] = studio
     _add_pages(app, studio, max_upload)

@@ -26,6 +26,7 @@ class StudioSetupError(MelodygenError):
     """The studio cannot start: Flask missing, no models, the port taken."""
 
 
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 INSTALL_HINT = "the studio needs Flask: pip install 'melodygen[studio]' (or pip install 'flask>=3')"
 
 
@@ -59,7 +60,8 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
     try:
-        server = make_studio_server(create_app(models, workdir, audio=audio), host, port)
+        trusted = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None  # DNS rebinding finds no page
+        server = make_studio_server(create_app(models, workdir, audio=audio, trusted_hosts=trusted), host, port)
         url = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}/"
         echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
              f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
