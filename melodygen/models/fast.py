@@ -99,8 +99,13 @@ class _RecurrentStepper(_Stepper):
         for layer in range(rnn.num_layers):
             w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
             b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
-            b_i = (b_ih if self.kind == "gru" else b_ih + b_hh).detach()
-            self.layers.append((_t(w_ih), b_i, _t(w_hh), b_hh.detach()))
+            if self.kind == "gru":  # r and z add both biases; n's hidden bias sits inside r * (.)
+                H = rnn.hidden_size
+                b_i = (b_ih + torch.cat([b_hh[:2 * H], torch.zeros_like(b_hh[2 * H:])])).detach()
+                w_h = (_t(w_hh[:2 * H]), _t(w_hh[2 * H:]), b_hh[2 * H:].detach())
+            else:
+                b_i, w_h = (b_ih + b_hh).detach(), _t(w_hh)
+            self.layers.append((_t(w_ih), b_i, w_h))
         self.table = F.linear(model.embed.weight, rnn.weight_ih_l0, self.layers[0][1])  # (V, gates)
         self.head = _t(model.head.weight), model.head.bias.detach()
 
@@ -109,14 +114,14 @@ class _RecurrentStepper(_Stepper):
         h_all, c_all = state if self.kind == "lstm" else (state, None)
         hs, cs = [], []
         x = None
-        for layer, (w_i, b_i, w_h, b_h) in enumerate(self.layers):
+        for layer, (w_i, b_i, w_h) in enumerate(self.layers):
             gi = F.embedding(ids, self.table) if layer == 0 else torch.addmm(b_i, x, w_i)  # (B, gates)
             h = h_all[layer]
             if self.kind == "gru":
-                i_r, i_z, i_n = gi.chunk(3, 1)
-                h_r, h_z, h_n = torch.addmm(b_h, h, w_h).chunk(3, 1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                x = torch.lerp(torch.tanh(torch.addcmul(i_n, r, h_n)), h, z)  # (1 - z) n + z h
+                H = h.shape[1]
+                r, z = torch.sigmoid(torch.addmm(gi[:, :2 * H], h, w_h[0])).chunk(2, 1)
+                n = torch.tanh(torch.addcmul(gi[:, 2 * H:], r, torch.addmm(w_h[2], h, w_h[1])))
+                x = torch.lerp(n, h, z)  # (1 - z) n + z h
             elif self.kind == "rnn":
                 x = torch.tanh(torch.addmm(gi, h, w_h))
             else:
