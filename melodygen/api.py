@@ -43,12 +43,15 @@ class Model:
                  top_p: float | None = None, primer: PathLike | None = None, continuation_only: bool = False,
                  seed: int = 0, tempo: float | None = None, program: int | None = None,
                  instruments: Sequence[str | int] | None = None, allow_early_end: bool = False,
-                 beam: int = 0, branch_factor: int = 2, fast: bool = True) -> list[Piece]:
+                 beam: int = 0, branch_factor: int = 2, fast: bool = True, accompany: PathLike | None = None,
+                 given_tracks: Sequence[int] | None = None, infill: tuple[int, int] | None = None) -> list[Piece]:
         """`n` new pieces, as `melodygen sample` makes them (see its --help for each option).
 
         At most one of `bars`, `seconds`, `events`; none: until the model ends a piece (at most
         512 events). The same `seed` gives the same pieces. `instruments` (multitrack models):
-        GM names, families or program numbers, e.g. ["violin", "piano"].
+        GM names, families or program numbers, e.g. ["violin", "piano"]. `accompany` (a MIDI
+        file; `given_tracks` 1-based, default all) gives tracks for the model to accompany with
+        new `instruments`; `infill=(a, b)` writes bars a..b of `primer` again (multitrack models).
 
         >>> model = load("folk-melody")
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
@@ -64,7 +67,9 @@ class Model:
             seconds=seconds, bars=bars, primer=Path(primer) if primer is not None else None,
             continuation_only=continuation_only, seed=seed, qpm=tempo, program=program,
             instruments=chosen, allow_early_end=allow_early_end, beam=beam, branch_factor=branch_factor,
-            fast=fast)
+            fast=fast, accompany=Path(accompany) if accompany is not None else None,
+            given_tracks=tuple(given_tracks) if given_tracks is not None else None,
+            infill=tuple(infill) if infill is not None else None)
         return generate_pieces(self.model, self.encoding, request, self.device)
 
     def __repr__(self) -> str:

@@ -6,13 +6,15 @@ change); a bar lasts `numerator * 4 / denominator` quarter notes; a time-signatu
 a new bar where it is. A change that falls inside a bar cuts that bar short (a pickup written
 as a short first bar, or a file whose meter changes mid-bar): the cut bar gets the meter of its
 real length, `meter_of_length`, so laying the bars out again from their meters gives the same
-bar lines. Where the caller has no such meter (`allowed`), the bar is not cut: the change waits
-for the next bar line.
+bar lines. A cut that does not last whole sixteenths, or whose meter the caller has no use for
+(`allowed`, e.g. no token for it), is not made: the change moves to the nearer bar line (a time
+signature a tick late applies from its bar's start; one just before a bar line, from it).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ import numpy as np
 from melodygen.notes import Score
 
 DEFAULT_METER = (4, 4)
+MAX_CUT_DENOMINATOR = 16  # a cut bar must last whole sixteenths; else its change moves to a bar line
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +67,29 @@ def lay_out_bars(changes: Sequence[tuple[int, tuple[int, int]]], end_step: int,
     meter) sorted, the first at step 0): see the module docstring. `allowed`: the meters a cut
     bar may get (None: any)."""
     bars: list[Bar] = []
-    start, meter, upcoming = 0, changes[0][1], list(changes[1:])
+    start, meter, upcoming = 0, changes[0][1], deque(changes[1:])
     while True:
         length = bar_steps(meter, steps_per_quarter)
         while upcoming and upcoming[0][0] <= start:  # a change at or before this bar line
-            meter = upcoming.pop(0)[1]
+            meter = upcoming.popleft()[1]
             length = bar_steps(meter, steps_per_quarter)
         cut = upcoming[0][0] - start if upcoming and upcoming[0][0] < start + length else None
-        cut_meter = meter_of_length(cut, steps_per_quarter, meter[1]) if cut else None
-        if cut_meter is not None and (allowed is None or cut_meter in allowed):
-            length = cut  # a change inside: the bar is cut there
-            bars.append(Bar(start, length, cut_meter))
+        if cut is None:
+            bars.append(Bar(start, length, meter))
         else:
-            if cut is not None:  # no meter for the cut bar: the change waits for the bar line
-                upcoming[0] = (start + length, upcoming[0][1])
+            cut_meter = meter_of_length(cut, steps_per_quarter, meter[1])
+            if cut_meter[1] <= MAX_CUT_DENOMINATOR and (allowed is None or cut_meter in allowed):
+                length = cut  # a change inside: the bar is cut there
+                bars.append(Bar(start, length, cut_meter))
+                start += length
+                if start > end_step:
+                    return bars
+                continue
+            # An odd cut: the change moves to the nearer bar line, this one or the next.
+            if 2 * cut < length:
+                meter = upcoming.popleft()[1]
+                continue
+            upcoming[0] = (start + length, upcoming[0][1])
             bars.append(Bar(start, length, meter))
         start += length
         if start > end_step:

@@ -99,6 +99,23 @@ class Score:
     def note_count(self) -> int:
         return sum(len(t.notes) for t in self.tracks)
 
+    def after(self, seconds: float) -> Score:
+        """The music from `seconds` on, moved to start at 0: notes starting there or later,
+        the tempo and meter in force there and their later changes."""
+        def moved(t: float) -> float:
+            return max(0.0, t - seconds)
+
+        tracks = [Track(t.name, t.program, t.is_drum,
+                        [Note(n.pitch, n.velocity, moved(n.start), moved(n.end)) for n in t.notes if n.start >= seconds],
+                        [(moved(a), moved(b)) for a, b in t.pedals if b > seconds]) for t in self.tracks]
+        tempo = self.tempo_map
+        first = max(0, bisect.bisect_right(tempo.times, seconds) - 1)
+        tempo_map = TempoMap.from_changes([0.0, *map(moved, tempo.times[first + 1:])], tempo.qpm[first:])
+        signatures = sorted(self.time_signatures)
+        at = [s for s in signatures if s[0] <= seconds][-1:] + [s for s in signatures if s[0] > seconds]
+        return Score(tracks, tempo_map, [(moved(t), n, d) for t, n, d in at], moved(self.end_time),
+                     self.source, self.dropped_notes)
+
     def with_tempo_scaled(self, factor: float) -> Score:
         """The same music with every tempo times `factor` (beats unchanged, seconds / factor)."""
         def at(seconds: float) -> float:

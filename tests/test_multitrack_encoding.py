@@ -165,16 +165,22 @@ def test_a_meter_change_inside_a_bar_cuts_it_to_its_real_length(tmp_path):
     assert beats_of(back) == beats_of(score)
 
 
-def test_a_meter_change_off_the_grid_waits_for_the_bar_line(tmp_path):
-    """A change 1.3 beats into a 4/4 bar would leave a bar of 16/12 quarters, which no meter
-    token holds: the bar stays whole and the new meter starts at the next bar line."""
+@pytest.mark.parametrize("at,expected", [(1.3, [(0.0, 3, 4)]), (3.3, [(0.0, 4, 4), (4.0, 3, 4)]),
+                                          (1 / 24, [(0.0, 3, 4)])])
+def test_a_meter_change_off_the_grid_moves_to_the_nearer_bar_line(tmp_path, at, expected):
+    """A change 1.3 beats into a 4/4 bar would leave a bar of 16/12 quarters (no meter token,
+    not whole sixteenths): it applies from the bar's start; 3.3 beats in, from the next bar
+    line; a time signature a step late, from the start."""
     conductor = [mf.meta(0, "time_signature", numerator=4, denominator=4),
-                 mf.meta(round(1.3 * mf.TPB), "time_signature", numerator=3, denominator=4)]
+                 mf.meta(round(at * mf.TPB), "time_signature", numerator=3, denominator=4)]
     notes = mf.note_events([(60, 0, mf.TPB), (62, 5 * mf.TPB, 6 * mf.TPB), (64, 8 * mf.TPB, 9 * mf.TPB)])
     score = read_score(mf.midi_file(tmp_path / "odd.mid", [conductor, notes]))
     back = ENC.decode_score(ENC.encode(score))
-    assert [(back.tempo_map.to_beats(t), n, d) for t, n, d in back.time_signatures] == [(0.0, 4, 4), (4.0, 3, 4)]
+    assert [(back.tempo_map.to_beats(t), n, d) for t, n, d in back.time_signatures] == expected
     assert beats_of(back) == beats_of(score)
+    from melodygen.meter import score_bars  # statistics and piano rolls lay the bars out alike
+    assert [b.start for b in score_bars(score, SPQ)] == [round(back.tempo_map.to_beats(t) * SPQ)
+                                                        for t in [0.0]] + [b.start for b in score_bars(back, SPQ)][1:]
 
 
 def test_drums_are_kept_as_drums_and_never_transposed(tmp_path):

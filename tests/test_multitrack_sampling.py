@@ -75,10 +75,41 @@ def test_instruments_from_nothing(tmp_path, checkpoint):
     (("--instruments", ","), "--instruments needs at least one instrument"),
     (("--program", 5), "choose them with --instruments, not --program"),
     (("--instruments", "drums", "--primer", PRIMER), "none of the instruments asked for is a track of the primer"),
+    (("--instruments", ",".join(["piano"] * 17)), "17 instruments, more than the model's max_tracks = 16"),
+    (("--bars", 2.5), "writes whole bars: --bars 2.5 is not a whole number"),
 ])
-def test_bad_instrument_requests_are_one_line(tmp_path, checkpoint, args, needle):
-    result = run(checkpoint, "--out", tmp_path, "--bars", 2, *args)
+def test_bad_requests_are_one_line_and_touch_no_folder(tmp_path, checkpoint, args, needle):
+    out = tmp_path / "o"
+    result = run(checkpoint, "--out", out, "--bars", 2, *args)
     assert result.exit_code != 0 and needle in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_continuation_only_starts_at_the_first_new_bar_with_the_primers_tracks(tmp_path, checkpoint):
+    result = run(checkpoint, "--out", tmp_path, "--bars", 3, "--primer", PRIMER, "--continuation-only", "--seed", 2)
+    assert result.exit_code == 0, result.output
+    (path,) = tmp_path.glob("*.mid")
+    assert bars_in(path) == 3  # before the fix: an empty file (its ids lacked the primer's header)
+    names = [next(m.name for m in t if m.type == "track_name") for t in mido.MidiFile(path).tracks[1:]]
+    assert names == ["acoustic grand piano"] * 2  # the primer's two tracks
+
+
+def test_a_tempo_midi_cannot_store_is_one_line(tmp_path):
+    from melodygen.errors import OutputError
+    from melodygen.midi_io import write_score
+    from melodygen.notes import Note, Score, TempoMap, Track
+
+    with pytest.raises(OutputError, match="a tempo of 3.2 qpm is slower than a MIDI file can store"):
+        write_score(Score([Track("a", 0, False, [Note(60, 80, 0.0, 1.0)])], TempoMap(qpm=(3.2,))), tmp_path / "x.mid")
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_velocity_bins_must_all_be_used():
+    from melodygen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="give bins that are all used"):
+        get_encoding("multitrack", velocity_bins=100)
+    assert get_encoding("multitrack", velocity_bins=32).vocab.range("VEL").size == 32
 
 
 def test_instruments_need_a_multitrack_model(tmp_path):

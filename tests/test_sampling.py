@@ -16,7 +16,7 @@ from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models import MODELS, build_model
 from melodygen.sampling.decoding import Budget, draw, filter_logits, sample
-from melodygen.sampling.files import SampleRequest, _shortfall, length_budget
+from melodygen.sampling.files import GenerationPlan, SampleRequest, _shortfall, length_budget
 from melodygen.sampling.processors import BanIds
 
 MELODY = get_encoding("melody")  # 41 ids
@@ -295,7 +295,7 @@ def test_lengths_in_time_work_for_any_encoding_that_declares_time():
     cap, budget = length_budget(odd, SampleRequest(bars=2), 120)
     assert budget.limit == 8 and cap == 800  # 8 beats = 4 s at 120 qpm: 200 events a second at most
     assert budget.costs[3] == 0 and budget.costs[4] == 0.25 and budget.unit == "beats"
-    short = _shortfall([3] * 800, SampleRequest(bars=2), cap, budget)
+    short = _shortfall([3] * 800, SampleRequest(bars=2), GenerationPlan([], 120.0, cap, budget, []))
     assert short.startswith("0.0 of 8.0 beats of new music: the safety cap of 800 events")
     cap, budget = length_budget(odd, SampleRequest(seconds=3), 60)
     assert budget.limit == 3 and cap == 600  # 3 s at 60 qpm = 3 beats

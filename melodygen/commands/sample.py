@@ -29,9 +29,18 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--primer", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="MIDI file to continue; the output starts with it.")
 @click.option("--continuation-only", is_flag=True, help="With --primer: write only the new music.")
+@click.option("--accompany", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="Multitrack models: a MIDI file whose tracks are given (e.g. your melody); the "
+                   "model writes new tracks (--instruments, default piano) in time with them, as "
+                   "long as the piece. The given notes come back unchanged.")
+@click.option("--given-tracks", default=None, metavar="LIST",
+              help="With --accompany: which of its tracks are given, e.g. '1' or '1,3' [default: all].")
+@click.option("--infill", default=None, metavar="A-B",
+              help="Multitrack models: write bars A to B of the --primer piece again (every track), "
+                   "between the bars before and after them, which come back unchanged.")
 @click.option("--seed", default=None, type=click.IntRange(0, 2**63 - 1),
               help="Random seed; the same seed gives the same files.")
-@click.option("--tempo", "qpm", default=None, type=FiniteFloatRange(1, 1000),
+@click.option("--tempo", "qpm", default=None, type=FiniteFloatRange(4, 1000),
               help="Tempo of the files in BPM [default: the primer's, else 120; a multitrack "
                    "model writes its own tempo changes, and --tempo scales them to start here].")
 @click.option("--program", default=None, type=click.IntRange(0, 127),
@@ -94,6 +103,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample best.pt --out beam/ --beam 8 --branch 4 --beam-steps 16 -n 2 --bars 16
       melodygen sample runs/multitrack_nottingham/best.pt --out band/ --bars 16 --render
       melodygen sample multitrack.pt --out duo/ --bars 8 --instruments violin,piano
+      melodygen sample folk-band --out chords/ --accompany my_melody.mid --instruments piano
+      melodygen sample chorale --out voices/ --accompany soprano.mid --instruments 0,0,0
+      melodygen sample folk-band --out again/ --primer tune.mid --infill 5-8 -n 4
     """
     import secrets
     from pathlib import Path
@@ -125,6 +137,14 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         if not names:
             raise click.UsageError("--instruments needs at least one instrument")
         options["instruments"] = tuple(parse_instrument(name) for name in names)
+    options["given_tracks"] = _numbers(options["given_tracks"], "--given-tracks", r"\d+(,\d+)*")
+    options["infill"] = _numbers(options["infill"], "--infill", r"\d+-\d+")
+    if options["accompany"] is not None:
+        options["accompany"] = Path(options["accompany"])
+    if options["given_tracks"] and options["accompany"] is None:
+        raise click.UsageError("--given-tracks chooses tracks of the --accompany file: add --accompany FILE")
+    if options["accompany"] is not None and options["infill"] is not None:
+        raise click.UsageError("give --accompany or --infill, not both")
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
     pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
     _print_table(pieces)
@@ -142,6 +162,19 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
 
         rendered = render_files([r.path for r in pieces], Path(out_dir))
         click.echo(f"rendered {len(rendered)} WAV + piano-roll PNG pair(s) into {out_dir}")
+
+
+def _numbers(text: str | None, option: str, pattern: str) -> tuple[int, ...] | None:
+    """'1,3' or '5-8' as numbers (>= 1); a malformed value is a usage error."""
+    import re
+
+    if text is None:
+        return None
+    text = text.replace(" ", "")
+    if not re.fullmatch(pattern, text) or any(int(x) < 1 for x in re.split("[,-]", text)):
+        raise click.UsageError(f"{option} {text!r}: expected numbers from 1 as in "
+                               f"{'1,3' if ',' in pattern else '5-8'}")
+    return tuple(int(x) for x in re.split("[,-]", text))
 
 
 def _print_table(pieces) -> None:

@@ -81,7 +81,9 @@ class MultitrackSettings:
             "steps_per_quarter must be in 1..96": lambda: 1 <= self.steps_per_quarter <= 96,
             "max_bar_quarters must be in 1..32": lambda: 1 <= self.max_bar_quarters <= 32,
             "max_duration_quarters must be in 1..64": lambda: 1 <= self.max_duration_quarters <= 64,
-            "velocity_bins must be in 1..127": lambda: 1 <= self.velocity_bins <= 127,
+            "velocity_bins must be in 1..127 and give bins that are all used (e.g. 8, 16, 32)":
+                lambda: 1 <= self.velocity_bins <= 127
+                and math.ceil(127 / self.velocity_bins) * (self.velocity_bins - 1) < 127,
             "tempo_steps_per_octave must be in 1..48": lambda: 1 <= self.tempo_steps_per_octave <= 48,
             "need 1 <= min_qpm < max_qpm <= 1000": lambda: 1 <= self.min_qpm < self.max_qpm <= 1000,
             "max_tracks must be in 1..64": lambda: 1 <= self.max_tracks <= 64,
@@ -143,6 +145,12 @@ class MultitrackEncoding(Encoding):
     # ------------------------------------------------------------------------------ encoding
 
     def encode(self, score: Score) -> np.ndarray:
+        return self.encode_with(score)
+
+    def encode_with(self, score: Score, *, track_at_every_position: bool = False) -> np.ndarray:
+        """`encode`; with `track_at_every_position`, each position's first note names its track
+        even when the track carries over (what given music needs, `multitrack_given`: notes the
+        model inserts between two given positions must not change the track a given note is on)."""
         s, v = self.settings, self.vocab
         tracks = [t for t in score.tracks if t.notes and (s.drums or not t.is_drum)]
         if not tracks:
@@ -151,15 +159,17 @@ class MultitrackEncoding(Encoding):
             raise NoUsableMusicError(f"{len(tracks)} tracks with notes, more than the encoding's "
                                      f"max_tracks = {s.max_tracks}")
         notes = self._note_table(score, tracks)
-        changes = meter.signature_steps(score, s.steps_per_quarter)
+        last_onset = int(notes["start"].max())
+        changes = [c for c in meter.signature_steps(score, s.steps_per_quarter) if c[0] <= last_onset]
         unknown = next((m for _, m in changes if m not in self.meter_index), None)
         if unknown is not None:
             raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
                                      f"up to {s.max_bar_quarters} quarters, denominators 1-16)")
-        bars = meter.lay_out_bars(changes, int(notes["start"].max()), s.steps_per_quarter, self.meter_index)
+        bars = meter.lay_out_bars(changes, last_onset, s.steps_per_quarter, self.meter_index)
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
         return np.concatenate([np.array(header, dtype=np.int64),
-                               self._body_ids(notes, bars, self._tempo_changes(score))]).astype(np.uint16)
+                               self._body_ids(notes, bars, self._tempo_changes(score),
+                                              track_at_every_position)]).astype(np.uint16)
 
     def _note_table(self, score: Score, tracks: list[Track]) -> dict[str, np.ndarray]:
         """Every note on the grid (track, drum, pitch, start, duration, velocity bin), sorted by
@@ -214,7 +224,7 @@ class MultitrackEncoding(Encoding):
         return np.clip(wanted, exponents.start, exponents.stop - 1) - exponents.start
 
     def _body_ids(self, notes: dict[str, np.ndarray], bars: list[meter.Bar],
-                  tempos: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                  tempos: tuple[np.ndarray, np.ndarray], track_at_every_position: bool = False) -> np.ndarray:
         """The ids after the header, built as one sorted table of items (bars, positions, notes),
         each with up to 4 ids (-1 where absent)."""
         v = self.vocab
@@ -245,6 +255,8 @@ class MultitrackEncoding(Encoding):
         note_ids = np.full((n_notes, 4), -1, dtype=np.int64)
         new_track = np.ones(n_notes, dtype=bool)
         new_track[1:] = (notes["track"][1:] != notes["track"][:-1]) | (note_bar[1:] != note_bar[:-1])
+        if track_at_every_position:
+            new_track[1:] |= notes["start"][1:] != notes["start"][:-1]
         note_ids[new_track, 0] = v.offset("TRACK") + notes["track"][new_track]
         note_ids[:, 1] = np.where(notes["drum"], v.offset("DRUM"), v.offset("PITCH")) + notes["pitch"]
         note_ids[:, 2] = v.offset("VEL") + notes["vbin"] - 1
@@ -409,10 +421,10 @@ class MultitrackEncoding(Encoding):
         table[first:first + 128] = np.where((pitches >= 0) & (pitches <= 127), first + pitches, -1)
         return table
 
-    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None):
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar
 
-        return MultitrackGrammar(self, primer_ids, rows, device, instruments)
+        return MultitrackGrammar(self, primer_ids, rows, device, instruments, given)
 
 
 def _one_word(name: str) -> str:

@@ -13,7 +13,9 @@ may come next, so a sampled piece always decodes whole:
 
 `instruments` (a list of instruments, `melodygen.instruments`) steers which tracks play: a piece
 begun from nothing gets exactly that header, in that order; a primer's tracks whose instrument
-is not listed get no new notes. State updates are whole-tensor ops (no host sync per draw).
+is not listed get no new notes. `given` (a `multitrack_given.GivenPlan`) forces given music in
+and lets the model write only in its gaps (accompaniment, infilling). State updates are
+whole-tensor ops (no host sync per draw).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "T
 
 class MultitrackGrammar:
     def __init__(self, encoding, primer_ids: Sequence[int], rows: int, device="cpu",
-                 instruments: Sequence[int] | None = None):
+                 instruments: Sequence[int] | None = None, given=None):
         from melodygen.encodings.vocab import EOS_ID
         from melodygen.meter import bar_steps
 
@@ -52,6 +54,7 @@ class MultitrackGrammar:
         self.positions = torch.arange(self.block["POS"][1] - self.block["POS"][0], device=device)
         self.tracks = torch.arange(self.max_tracks, device=device)
         self.pitches = torch.arange(128, device=device)
+        self.given = None
         self._init_state(1, 4 * s.steps_per_quarter, device)
         for i in primer_ids:
             self._update(torch.tensor([int(i)], device=device))
@@ -60,6 +63,12 @@ class MultitrackGrammar:
         self.header, self.playing = None, None
         if instruments is not None:
             self._choose(list(instruments), device)
+        if given is not None:
+            if len(primer_ids):
+                raise ConfigError("given music (accompaniment, infilling) starts from nothing: no primer ids")
+            self.given = torch.as_tensor(given.ids, dtype=torch.long, device=device)
+            self.given_free = torch.as_tensor(given.free_from, dtype=torch.long, device=device)
+            self.given_at = torch.zeros(rows, dtype=torch.long, device=device)
 
     def _init_state(self, rows: int, bar_length: int, device) -> None:
         def full(value):
@@ -91,6 +100,8 @@ class MultitrackGrammar:
     def __call__(self, logits, last_ids):
         if last_ids is not None:
             self._update(last_ids)
+            if self.given is not None:
+                self._follow_given(last_ids)
         allowed = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
         phase = self.phase
 
@@ -132,7 +143,47 @@ class MultitrackGrammar:
         put("VEL", is_(_PITCH, _DRUM))
         put("DUR", phase == _VEL)
         allowed[:, self.eos] = after_content
+        if self.given is not None:
+            allowed &= self._given_mask(allowed)
         return logits.masked_fill(~allowed, float("-inf"))
+
+    def _given_mask(self, allowed):
+        """Where the next given id is a note, tempo, meter or header id: that id alone. Where it is
+        a position or bar line: it, or notes of the tracks the model may write (`free_from`) at
+        the current position or at a free position before the given one. Past the end: EOS."""
+        last = len(self.given) - 1
+        done = self.given_at > last
+        at = self.given_at.clamp(max=last)
+        nxt, free_from = self.given[at], self.given_free[at]
+        kind = self.kind_of[nxt]
+        mask = torch.zeros_like(allowed)
+        mask.scatter_(1, nxt[:, None], (~done)[:, None])
+        zone = ~done & ((kind == _POS) | (kind == _BAR)) & (free_from < self.max_tracks)
+        before = torch.where(kind == _POS, self.value_of[nxt], len(self.positions))
+        free_track = zone & (self.track >= free_from)
+
+        def allow(name, rows, values=None):
+            lo, hi = self.block[name]
+            mask[:, lo:hi] |= rows[:, None] if values is None else rows[:, None] & values
+
+        allow("POS", zone, self.positions[None] < before[:, None])
+        allow("TRACK", zone, self.tracks[None] >= free_from[:, None])
+        allow("PITCH", free_track)
+        allow("DRUM", free_track)
+        allow("VEL", zone)
+        allow("DUR", zone)
+        mask[:, self.eos] = done
+        return mask
+
+    def _follow_given(self, ids) -> None:
+        """A row that drew its next given id moves past it."""
+        last = len(self.given) - 1
+        hit = (self.given_at <= last) & (ids == self.given[self.given_at.clamp(max=last)])
+        self.given_at = self.given_at + hit.long()
+
+    def given_done(self, rows=None):
+        """(B,) bool: which rows have written all the given music (None without given music)."""
+        return None if self.given is None else self.given_at >= len(self.given)
 
     def _update(self, ids) -> None:
         """Takes each row's last id (B,) into its state."""
@@ -154,3 +205,5 @@ class MultitrackGrammar:
     def select_rows(self, rows) -> None:
         for name in ("phase", "n_tracks", "bar_length", "pos", "track", "last_pitch", "pos_notes", "is_drum"):
             setattr(self, name, getattr(self, name).index_select(0, rows))
+        if self.given is not None:
+            self.given_at = self.given_at.index_select(0, rows)

@@ -17,6 +17,7 @@ from melodygen.midi_io.scan import DRUM_CHANNEL
 from melodygen.notes import Note, Score, TempoMap, Track
 
 WRITE_TICKS_PER_BEAT = 960
+_MAX_TEMPO_US = 0xFFFFFF  # microseconds per quarter note: MIDI stores 3 bytes
 
 
 def _channel_for(index: int, is_drum: bool) -> int:
@@ -95,17 +96,22 @@ def write_score(score: Score, path: str | os.PathLike) -> Path:
     """Writes a score (times in seconds) as a type-1 MIDI file, atomically.
 
     Track 0 holds the tempo map and time signatures; each Track gets its own MIDI track with its
-    name, a program change, its channel (drums on 10, others in turn) and its pedals. Tempos are
-    stored as whole microseconds per quarter note, so a tempo such as 7 qpm moves notes by less
-    than a tick. Returns the path written.
+    name, a program change, its channel (drums on 10, others in turn) and its pedals. Ticks come
+    from the score's beats, so notes on a beat grid stay on the tick grid; tempos are stored as
+    whole microseconds per quarter note, so a tempo such as 169.7 qpm plays a few microseconds
+    per beat off the score's seconds. A tempo slower than MIDI can store (3.58 qpm) is an
+    `OutputError`. Returns the path written.
     """
     import mido
 
     path = Path(path)
-    tempo_map = _written_tempos(score.tempo_map)
+    slow = [q for q in score.tempo_map.qpm if 6e7 / q > _MAX_TEMPO_US]
+    if slow:
+        raise OutputError(f"{path}: a tempo of {min(slow):.3g} qpm is slower than a MIDI file can store "
+                          f"({6e7 / _MAX_TEMPO_US:.2f} qpm)")
 
-    def tick_of(seconds: float) -> int:
-        return round(tempo_map.to_beats(seconds) * WRITE_TICKS_PER_BEAT)
+    def tick_of(seconds: float) -> int:  # through the score's own beats: notes stay on the grid
+        return round(score.tempo_map.to_beats(seconds) * WRITE_TICKS_PER_BEAT)
 
     midi = mido.MidiFile(type=1, ticks_per_beat=WRITE_TICKS_PER_BEAT)
     midi.tracks.append(_conductor_track(score, tick_of))
@@ -117,12 +123,6 @@ def write_score(score: Score, path: str | os.PathLike) -> Path:
     with atomic_write(path) as file:
         midi.save(file=file)
     return path
-
-
-def _written_tempos(tempo_map: TempoMap) -> TempoMap:
-    """The tempo map with each tempo as the file stores it (whole microseconds per quarter), so
-    that seconds become the ticks a reader turns back into the same seconds."""
-    return TempoMap.from_changes(tempo_map.times, [6e7 / round(6e7 / q) for q in tempo_map.qpm])
 
 
 def write_midi(notes: Sequence[Note], path: str | os.PathLike, *, qpm: float = 120.0,

@@ -76,7 +76,7 @@ def bar_times(score: Score, end: float) -> list[float]:
         return []
     tempo = score.tempo_map
     end_step = round(tempo.to_beats(end) * _BAR_GRID)
-    if end_step > _MAX_BAR_LINES * 16 * _BAR_GRID:  # even 1/16 bars would be too many
+    if end_step > _MAX_BAR_LINES * 32 * _BAR_GRID:  # over 2,000 bars even if each lasted 32 quarters
         return []
     times = [tempo.to_seconds(bar.start / _BAR_GRID) for bar in score_bars(score, _BAR_GRID, end_step)
              if bar.start < end_step]
@@ -93,7 +93,7 @@ def draw_pianoroll(score: Score, png_path: Path, *, name: str) -> Path:
     figure = Figure(figsize=(12, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    tracks = [t for t in score.tracks if t.notes]
+    tracks = [(i, t) for i, t in enumerate(score.tracks) if t.notes]  # numbered as the file has them
     if len(tracks) <= 1:
         notes = all_notes(score)
         rects = PolyCollection(_note_rectangles(notes), cmap="viridis", edgecolors="none")
@@ -112,20 +112,21 @@ def draw_pianoroll(score: Score, png_path: Path, *, name: str) -> Path:
 
 
 def _draw_tracks(ax, tracks) -> None:
-    """One colour per track (tab10, then tab20), velocity as opacity, a legend of track names."""
+    """One colour per track (tab10, then tab20), velocity as opacity, a legend of track names
+    numbered as the file numbers its tracks; `tracks`: (number from 0, track) with notes."""
     from matplotlib import colormaps
     from matplotlib.collections import PolyCollection
 
     palette = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
-    for i, track in enumerate(tracks):
-        colour = palette[min(i, _MAX_LEGEND) % len(palette)]
+    for shown, (i, track) in enumerate(tracks):
+        colour = palette[min(shown, _MAX_LEGEND) % len(palette)]
         alpha = 0.35 + 0.65 * np.array([n.velocity for n in track.notes]) / 127
         rects = PolyCollection(_note_rectangles(track.notes), edgecolors="none",
                                facecolors=[(*colour[:3], a) for a in alpha])
         ax.add_collection(rects)
         label = f"{i + 1}: {track.name or 'track'}" + (" (drums)" if track.is_drum else "")
-        ax.plot([], [], "s", color=colour, label=label if i < _MAX_LEGEND else
-                ("other tracks" if i == _MAX_LEGEND else None))
+        ax.plot([], [], "s", color=colour, label=label if shown < _MAX_LEGEND else
+                ("other tracks" if shown == _MAX_LEGEND else None))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, title="tracks")
 
 

@@ -31,6 +31,7 @@ BEATS_PER_BAR = 4
 # time forward still stops.
 _MAX_EVENTS_PER_SECOND = 200
 _MAX_EVENTS_PER_BAR = 1024  # the same for an encoding counting bars: a dense pop bar has ~400
+_MAX_WRITTEN_PER_BAR = 256  # ids a model may write per bar around given music (chords: ~20-60)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class SampleRequest:
     bars: float | None = None
     primer: Path | None = None
     continuation_only: bool = False
+    accompany: Path | None = None  # a piece whose tracks are given; the model writes new ones
+    given_tracks: tuple[int, ...] | None = None  # with accompany: its tracks given (1-based; None: all)
+    infill: tuple[int, int] | None = None  # bars (1-based, inclusive) of the primer written again
     seed: int = 0
     qpm: float | None = None
     program: int | None = None  # a single-stream encoding's instrument (None: 0, piano)
@@ -99,8 +103,11 @@ def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Bu
         raise ConfigError(f"the {encoding.name!r} encoding declares no musical time: give the "
                           "length in events (--length), not --seconds or --bars")
     if time.unit == BARS:
-        bars = request.bars if request.bars is not None else request.seconds * qpm / 60 / BEATS_PER_BAR
-        limit = max(1, round(bars)) + 1
+        if request.bars is not None and request.bars != int(request.bars):
+            raise ConfigError(f"the {encoding.name!r} encoding writes whole bars: --bars {request.bars:g} "
+                              "is not a whole number")
+        bars = request.bars if request.bars is not None else math.ceil(request.seconds * qpm / 60 / BEATS_PER_BAR)
+        limit = max(1, int(bars)) + 1
         return limit * _MAX_EVENTS_PER_BAR, Budget(time.amounts, limit, BARS)
     beats = request.bars * BEATS_PER_BAR if request.bars is not None else request.seconds * qpm / 60
     seconds = request.seconds if request.seconds is not None else beats * 60 / qpm
@@ -128,7 +135,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
 
     device = resolve_device(device)
     model, encoding, _ = load_for_inference(checkpoint, device)
-    plan = plan_generation(encoding, request)
+    plan = plan_generation(encoding, request, device)
     paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
@@ -138,48 +145,95 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
 
 @dataclass(frozen=True)
 class GenerationPlan:
-    """What a request means for one encoding: its primer ids, tempo and length limits."""
+    """What a request means for one encoding: its primer ids, tempo, length limits, the logit
+    processors every row goes through (the grammar, set up for the request), and the given
+    music of an accompaniment or infilling (`encodings.multitrack_given`)."""
 
     primer: list[int]
     qpm: float
     max_events: int
     budget: Budget | None
+    processors: list
+    given: object | None = None
 
 
-def plan_generation(encoding, request: SampleRequest) -> GenerationPlan:
-    """Check `request` against `encoding` and read its primer; every problem is one error."""
+def plan_generation(encoding, request: SampleRequest, device="cpu") -> GenerationPlan:
+    """Check `request` against `encoding`, read its primer and set up its grammar; every
+    problem is one error, raised before anything is generated or written."""
     _check_instruments(encoding, request)
+    if request.accompany is not None or request.infill is not None:
+        return _given_plan(encoding, request, device)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     if request.beam and budget is not None:
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
-    return GenerationPlan(primer, qpm, max_events, budget)
+    rows = request.beam * request.branch_factor if request.beam else request.num_outputs
+    return GenerationPlan(primer, qpm, max_events, budget, _grammar(encoding, request, primer, rows, device))
+
+
+def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
+    """Accompaniment (`accompany`) or infilling (`infill` bars of `primer`): the given music is
+    forced through the grammar, the model writes the rest; rows end with the given music."""
+    from melodygen.dataset.files import read_file
+    from melodygen.encodings.multitrack_given import accompaniment_plan, infill_plan
+
+    if not encoding.keeps_instruments:
+        raise ConfigError(f"--accompany and --infill need a multitrack model; this one writes the "
+                          f"{encoding.name!r} encoding's one stream of notes")
+    if request.has_length or request.beam:
+        raise ConfigError("--accompany and --infill write as long as the given piece: no --length, "
+                          "--seconds, --bars or --beam")
+    source = request.accompany if request.accompany is not None else request.primer
+    if source is None:
+        raise ConfigError("--infill rewrites bars of the --primer piece: give --primer FILE")
+    score = read_file(source, encoding, keep_score=True).raise_if_skipped("no usable music to work with").score
+    if request.accompany is not None:
+        given = None if request.given_tracks is None else [t - 1 for t in request.given_tracks]
+        plan = accompaniment_plan(encoding, score, given, request.instruments or (0,))
+    else:
+        plan = infill_plan(encoding, score, *request.infill)
+    bars = int((plan.ids == encoding.vocab.id_of("BAR")).sum())
+    max_events = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
+    grammar = encoding.grammar([], request.num_outputs, device, given=plan)
+    return GenerationPlan([], float(score.tempo_map.qpm[0]), max_events, None, [grammar], plan)
 
 
 def generate_pieces(model, encoding, request: SampleRequest, device,
                     plan: GenerationPlan | None = None) -> list[Piece]:
     """`request.num_outputs` new pieces from a loaded `model` (eval mode, on `device`) and its
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
-    plan = plan or plan_generation(encoding, request)
-    rows, likelihoods = _generate(model, encoding, request, plan.primer, plan.max_events, plan.budget, device)
-    return [Piece(_piece(encoding, request, plan.primer, row, plan.qpm), row,
-                  _shortfall(row, request, plan.max_events, plan.budget), likelihood)
+    plan = plan or plan_generation(encoding, request, device)
+    rows, likelihoods = _generate(model, encoding, request, plan, device)
+    return [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood)
             for row, likelihood in zip(rows, likelihoods)]
 
 
-def _piece(encoding, request: SampleRequest, primer: list[int], row: list[int], qpm: float) -> Score:
+def _piece(encoding, request: SampleRequest, plan: GenerationPlan, row: list[int]) -> Score:
     """The score written for one generated row: with its primer unless `continuation_only`. A
     single-stream encoding's one track gets the requested program and a name saying how it was
     made. An encoding that keeps instruments names its own tracks and writes its own tempo
-    changes; a requested tempo (`--tempo`) scales them so that the piece starts at it."""
-    score = encoding.decode_score(row if request.continuation_only else primer + row, qpm=qpm)
+    changes; a requested tempo (`--tempo`) scales them so that the piece starts at it; its
+    continuation alone starts at the first bar line it wrote (its ids need the primer's header
+    to decode). Given music comes back as the file has it (`GivenPlan.assemble`)."""
+    if plan.given is not None:
+        return plan.given.assemble(encoding.decode_score(row))
+    if request.continuation_only and not encoding.keeps_instruments:
+        score = encoding.decode_score(row, qpm=plan.qpm)
+    else:
+        score = encoding.decode_score(plan.primer + row, qpm=plan.qpm)
     if not encoding.keeps_instruments:
         (track,) = score.tracks
         track.program = request.program or 0
         track.name = f"melodygen {encoding.name} t={request.temperature:g}"
-    elif request.qpm is not None:
+        return score
+    if request.continuation_only:
+        moves = encoding.time_per_id().amounts
+        first = next((i for i, x in enumerate(row) if moves[x] > 0), None)
+        start = score.end_time if first is None else encoding.decode_score(plan.primer + row[:first + 1], plan.qpm).end_time
+        score = score.after(start)
+    if request.qpm is not None:
         score = score.with_tempo_scaled(request.qpm / score.tempo_map.qpm[0])
     return score
 
@@ -193,22 +247,20 @@ def _check_instruments(encoding, request: SampleRequest) -> None:
                           "instrument with --program (--instruments needs a multitrack model)")
 
 
-def _generate(model, encoding, request: SampleRequest, primer: list[int], max_events: int,
-              budget: Budget | None, device) -> tuple[list[list[int]], list[float | None]]:
+def _generate(model, encoding, request: SampleRequest, plan: GenerationPlan,
+              device) -> tuple[list[list[int]], list[float | None]]:
     """(new ids per piece, log-likelihood per piece or None): sampled, or by beam search."""
     generator = torch.Generator(device).manual_seed(request.seed)
-    common = dict(max_events=max_events, temperature=request.temperature, top_k=request.top_k,
-                  top_p=request.top_p, primer_ids=primer, generator=generator, device=device)
+    common = dict(max_events=plan.max_events, temperature=request.temperature, top_k=request.top_k,
+                  top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,
+                  processors=plan.processors)
     if request.beam:
-        grammar = _grammar(encoding, request, primer, request.beam * request.branch_factor, device)
         kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
-                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs,
-                           processors=grammar, **common)
+                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs, **common)
         return [k.ids for k in kept], [k.log_likelihood for k in kept]
-    rows = sample(model, encoding, num_outputs=request.num_outputs, budget=budget,
-                  stop_on_eos=request.allow_early_end or not request.has_length,
-                  processors=_grammar(encoding, request, primer, request.num_outputs, device), fast=request.fast,
-                  **common)
+    ends = request.allow_early_end or not request.has_length or plan.given is not None
+    rows = sample(model, encoding, num_outputs=request.num_outputs, budget=plan.budget, stop_on_eos=ends,
+                  fast=request.fast, **common)
     return rows, [None] * len(rows)
 
 
@@ -222,9 +274,13 @@ def _grammar(encoding, request: SampleRequest, primer: list[int], rows: int, dev
     return [grammar] if grammar is not None else []
 
 
-def _shortfall(row: list[int], request: SampleRequest, max_events: int,
-               budget: Budget | None) -> str | None:
+def _shortfall(row: list[int], request: SampleRequest, plan: GenerationPlan) -> str | None:
     """Why `row` holds less new music than `request` asked for (None if it holds it all)."""
+    max_events, budget = plan.max_events, plan.budget
+    if plan.given is not None:
+        return None if len(row) < max_events else (
+            f"the cap of {max_events} events came before the given music ended: the written tracks "
+            "stop there (the given ones are whole)")
     if budget is not None:
         spent = float(budget.costs[row].sum()) if row else 0.0
         if spent >= budget.limit:

@@ -1,0 +1,135 @@
+"""Given music for the multitrack encoding: accompaniment and infilling by constrained decoding.
+
+- **Accompaniment** (`sample --accompany FILE`): some tracks of a piece are given (a melody); the
+  model writes new tracks (chords, lower voices) in time with them.
+- **Infilling** (`sample --primer FILE --infill A-B`): bars A..B of a piece are written again,
+  every track, between the bars before and after them.
+
+How: the given music is encoded (`GivenPlan.ids`: header, bars, a closing `BAR`), and the
+grammar (`multitrack_grammar`) forces its ids where they come in the stream; between two given
+positions, and after the given notes of a position, the model may write notes of the tracks it
+is free to write (`free_from`: the new tracks when accompanying, every track inside bars A..B
+when infilling). The given tracks come first in the track order, so at every position the model
+has heard the given notes of that position before it writes its own. It is the model `sample`
+uses, trained left to right, so nothing is retrained; the price is that it does not see the
+given music ahead of the position it writes (anticipation, Thickstun et al. 2023, or MIDI-GPT's
+infilling order would let it plan for what comes; both need another training stream). Infilled
+bars are conditioned on the bars before them; the bars after are forced back in unchanged.
+
+Given notes come back bit-identical: `assemble` puts the file's own tracks (its `Note`s, tempo
+map and meter) into the result, and lays only the written notes onto its tempo map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from melodygen import meter
+from melodygen.errors import ConfigError
+from melodygen.notes import Note, Score, Track
+
+NOTHING_FREE = 1 << 20  # a `free_from` larger than any track index: no track may be written
+
+
+@dataclass
+class GivenPlan:
+    """The given ids, and per given id the lowest track the model may write before it."""
+
+    ids: np.ndarray          # int64 (L,): header, bars, closing BAR
+    free_from: np.ndarray    # int64 (L,)
+    original: Score          # the file as read: what comes back unchanged
+    tracks: list[Track]      # the file's tracks the encoding keeps, in its track order
+    given_tracks: int        # accompaniment: the first k tracks are given (their tracks: `tracks`)
+    region: tuple[float, float] | None = None  # infilling: seconds [start, end) written again
+
+    def assemble(self, decoded: Score) -> Score:
+        """The piece to write: the given notes as the file has them, plus the written notes laid
+        onto the file's tempo map through their beats."""
+        tempo = self.original.tempo_map
+
+        def laid(note: Note) -> Note:
+            start = tempo.to_seconds(decoded.tempo_map.to_beats(note.start))
+            end = tempo.to_seconds(decoded.tempo_map.to_beats(note.end))
+            return Note(note.pitch, note.velocity, start, end)
+
+        if self.region is None:  # accompaniment: given tracks, then the new ones
+            new = [Track(t.name, t.program, t.is_drum, [laid(n) for n in t.notes])
+                   for t in decoded.tracks[self.given_tracks:]]
+            tracks = [*self.tracks, *new]
+        else:  # infilling: each track outside the region as it was, inside as written
+            lo, hi = self.region
+            tracks = []
+            for original, written in zip(self.tracks, decoded.tracks):
+                inside = [n for n in map(laid, written.notes) if lo <= n.start < hi]
+                kept = [n for n in original.notes if not lo <= n.start < hi]
+                notes = sorted(kept + inside, key=lambda n: (n.start, n.pitch))
+                tracks.append(Track(original.name, original.program, original.is_drum, notes, original.pedals))
+        ends = [n.end for t in tracks for n in t.notes] + [self.original.end_time]
+        return Score(tracks, tempo, list(self.original.time_signatures), max(ends), self.original.source)
+
+
+def _kept_tracks(encoding, score: Score) -> list[Track]:
+    return [t for t in score.tracks if t.notes and (encoding.settings.drums or not t.is_drum)]
+
+
+def _bar_of(ids: np.ndarray, bar_id: int) -> np.ndarray:
+    """For each position p: how many BAR ids come before it (the bar being written there)."""
+    return np.concatenate([[0], np.cumsum(ids == bar_id)])[:-1]
+
+
+def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
+                       instruments: Sequence[int]) -> GivenPlan:
+    """Tracks `given` (0-based, among the tracks with notes; None: all) of `score` are given;
+    the model writes one new track per instrument of `instruments`."""
+    tracks = _kept_tracks(encoding, score)
+    chosen = list(range(len(tracks))) if given is None else list(given)
+    bad = [i + 1 for i in chosen if not 0 <= i < len(tracks)]
+    if bad or not chosen:
+        raise ConfigError(f"{score.source}: has {len(tracks)} track(s) with notes; no track {bad or ''} to give")
+    if not instruments:
+        raise ConfigError("accompaniment needs at least one instrument to write (--instruments)")
+    if len(chosen) + len(instruments) > encoding.settings.max_tracks:
+        raise ConfigError(f"{len(chosen)} given + {len(instruments)} new tracks, more than the model's "
+                          f"max_tracks = {encoding.settings.max_tracks}")
+    kept = [tracks[i] for i in chosen]
+    part = Score(kept, score.tempo_map, score.time_signatures, score.end_time, score.source)
+    body = np.asarray(encoding.encode_with(part, track_at_every_position=True), dtype=np.int64)
+    v = encoding.vocab
+    new = [v.id_of("PROGRAM", i) for i in instruments]
+    ids = np.concatenate([body[:len(kept)], new, body[len(kept):], [v.id_of("BAR")]])
+    bar_of = _bar_of(ids, v.id_of("BAR"))
+    free_from = np.where(bar_of >= 1, len(kept), NOTHING_FREE)  # nothing before the first bar
+    return GivenPlan(ids, free_from, score, kept, len(kept))
+
+
+def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenPlan:
+    """Bars `first_bar`..`last_bar` (1-based, inclusive) of `score` are written again."""
+    v, spq = encoding.vocab, encoding.settings.steps_per_quarter
+    tracks = _kept_tracks(encoding, score)
+    full = Score(tracks, score.tempo_map, score.time_signatures, score.end_time, score.source)
+    body = np.asarray(encoding.encode_with(full, track_at_every_position=True), dtype=np.int64)
+    ids = np.concatenate([body, [v.id_of("BAR")]])
+    bar_of = _bar_of(ids, v.id_of("BAR"))
+    bars = int(bar_of[-1])
+    if not 1 <= first_bar <= last_bar <= bars:
+        raise ConfigError(f"{score.source}: --infill {first_bar}-{last_bar} is outside its bars 1-{bars}")
+    names = [v.ranges[k].name for k in v.split(ids)[0]]
+    inside = (bar_of >= first_bar) & (bar_of <= last_bar)
+    # In the region, only bar lines, meters and tempo changes (with their position) stay given.
+    keep = ~inside | np.isin(names, ["BAR", "TIMESIG", "TEMPO"])
+    keep |= inside & (np.array(names) == "POS") & np.isin(np.append(names[1:], "END"), ["TEMPO"])
+    ids, bar_of = ids[keep], bar_of[keep]
+    free_from = np.where((bar_of >= first_bar) & (bar_of <= last_bar), 0, NOTHING_FREE)
+    layout = meter.lay_out_bars(meter.signature_steps(full, spq), bars_end(encoding, full), spq, encoding.meter_index)
+    start, stop = layout[first_bar - 1].start, layout[last_bar - 1].start + layout[last_bar - 1].length
+    region = (score.tempo_map.to_seconds(start / spq), score.tempo_map.to_seconds(stop / spq))
+    return GivenPlan(ids, free_from, score, tracks, len(tracks), region)
+
+
+def bars_end(encoding, score: Score) -> int:
+    """The grid step of the last note onset of `score` (where the encoder stops laying bars)."""
+    onsets = [n.start for t in score.tracks for n in t.notes]
+    return round(score.tempo_map.to_beats(max(onsets)) * encoding.settings.steps_per_quarter)
