@@ -71,10 +71,13 @@ def matmul_peak(device) -> float:
 
 
 def read_rate(nbytes: int, device) -> float:
-    """Bytes/s at which `device` reads a buffer of `nbytes` it has just touched (a copy,
-    counting the bytes read and written)."""
-    buffer = torch.empty(max(nbytes // 4, 1), device=device)
-    return _best_rate(lambda: buffer.clone(), 2 * buffer.numel() * 4, device)
+    """Bytes/s at which `device` reads a buffer of `nbytes` it has just touched (a copy into a
+    buffer of the same size, counting the bytes read and written; into an existing one: a clone
+    of a large buffer mostly timed the kernel mapping fresh pages, and on a busy machine put the
+    memory limit below what a sampling step reached)."""
+    buffer = torch.ones(max(nbytes // 4, 1), device=device)
+    target = torch.empty_like(buffer)
+    return _best_rate(lambda: target.copy_(buffer), 2 * buffer.numel() * 4, device)
 
 
 def limit_shares(weights: int, batch: int, step_s: float, peak: float, bandwidth: float) -> tuple[float, float]:
