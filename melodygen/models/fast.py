@@ -149,13 +149,17 @@ class _GraphedRecurrentStepper(_RecurrentStepper):
 
     def __init__(self, model: SequenceModel):
         super().__init__(model)
-        self.graphs = {}  # batch size -> (graph, ids, state in, (logits, state out))
+        self.graphs = {}  # batch size -> (graph, ids, state in, (logits, state out)); None: eager
 
     def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
-        if ids.device.type != "cuda":
+        if ids.device.type != "cuda" or self.graphs is None:
             return super().one(ids, state)
         if ids.shape[0] not in self.graphs:
-            self.graphs[ids.shape[0]] = self._capture(ids, state)
+            try:
+                self.graphs[ids.shape[0]] = self._capture(ids, state)
+            except RuntimeError:  # capture unsupported here: the eager step, from now on
+                self.graphs = None
+                return super().one(ids, state)
         graph, ids_in, state_in, (logits, state_out) = self.graphs[ids.shape[0]]
         ids_in.copy_(ids)
         for buffer, value in zip(_tensors(state_in), _tensors(state)):
