@@ -1,12 +1,12 @@
 """Fast decoding steps: `fast_step(model)` -> a drop-in for `model.step` that runs one new id
 per row faster, for every model kind in the registry (`FAST_STEPS`).
 
-Why it is faster (measured on CPU at batch 1, see docs/benchmarks.md, issue 14): a decoding
-step is a chain of matrix-vector products plus a few dozen small ops. `nn.Linear` multiplies
-by `W.t()`, a transposed GEMV that runs about half as fast as a product with the weights
-stored (in, out); a step here multiplies by weights transposed once, up front, and skips the
-modules' Python (the recurrent layers also fuse the input and hidden products into one).
-The state is the model's own (recurrent tensors, the Transformer's `KVCache`), so a fast step
+Why it is faster (on CPU at batch 1: 1.3-2.1x per kind, docs/benchmarks.md, issue 14): a
+decoding step is a chain of matrix-vector products plus a few dozen small ops. `nn.Linear`
+multiplies by `W.t()`, a transposed GEMV 1.25-2x slower than a product with the weights stored
+(in, out); a step here multiplies by weights transposed once, up front, skips the modules'
+Python, and looks the first layer's input product up in a table per id. On a GPU, rnn/lstm/gru
+replay their step as a CUDA graph (not yet run on one). The state is the model's own (recurrent tensors, the Transformer's `KVCache`), so a fast step
 continues a plain one and the other way round, `select_rows` and beam search are unchanged,
 and whatever a fast step does not cover (a prefix of several ids, a fresh state, a learned-
 position re-encode) goes to `model.step`.
