@@ -63,3 +63,7 @@ def test_wheel_ships_the_corpora_and_runs_prepare_and_a_preset_from_another_fold
               cwd=tmp_path, env=env)
     assert (tmp_path / "run" / "best.pt").is_file(), out
     assert list((tmp_path / "cache" / "melodygen" / "datasets").glob("nottingham-melody-*"))
+    # a bundled model plays right after installing (and its copy check finds its corpus)
+    assert "folk-melody" in run([melodygen, "models"], cwd=tmp_path, env=env)
+    out = run([melodygen, "sample", "folk-melody", "--out", "first", "--bars", "4", "--seed", "1"], cwd=tmp_path, env=env)
+    assert (tmp_path / "first" / "sample_000.mid").is_file() and "copy check skipped" not in out, out

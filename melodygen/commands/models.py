@@ -36,7 +36,7 @@ def command(name: str | None) -> None:
     for m in models:
         rows.append((m.name, m.encoding, m.kind, f"{m.parameters / 1e6:.1f} M",
                      f"{m.checkpoint.stat().st_size / 1e6:.1f}", f"{m.val_nll:.3f}", f"{m.baseline_nll:.3f}",
-                     m.license, m.summary))
+                     m.license.split(" (")[0], m.summary))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
