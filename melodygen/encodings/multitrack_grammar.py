@@ -29,6 +29,15 @@ from melodygen.instruments import DRUMS, instrument_name
 
 # What the last id was (0: nothing yet, or a special id).
 _START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR = range(11)
+# What may follow each kind of last id (before the state's own limits), as one table indexed by
+# the rows' phases: one lookup per draw instead of a comparison per phase.
+_FOLLOWERS = {
+    "EOS": (_BAR, _TIMESIG, _TEMPO, _DUR), "PROGRAM": (_START, _PROGRAM),
+    "BAR": (_PROGRAM, _BAR, _TIMESIG, _TEMPO, _DUR), "TIMESIG": (_BAR,), "POS": (_BAR, _TIMESIG, _TEMPO, _DUR),
+    "TEMPO": (_POS,), "TRACK": (_POS, _TEMPO, _DUR), "NOTE": (_POS, _TEMPO, _DUR, _TRACK),
+    "VEL": (_PITCH, _DRUM), "DUR": (_VEL,)}
+(_EOS_RULE, _PROGRAM_RULE, _BAR_RULE, _TIMESIG_RULE, _POS_RULE, _TEMPO_RULE, _TRACK_RULE, _NOTE_RULE,
+ _VEL_RULE, _DUR_RULE) = range(len(_FOLLOWERS))
 _KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "TEMPO": _TEMPO,
           "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR}
 
@@ -54,6 +63,8 @@ class MultitrackGrammar:
         self.positions = torch.arange(self.block["POS"][1] - self.block["POS"][0], device=device)
         self.tracks = torch.arange(self.max_tracks, device=device)
         self.pitches = torch.arange(128, device=device)
+        self.after = torch.tensor([[phase in phases for phases in _FOLLOWERS.values()] for phase in range(_DUR + 1)],
+                                  device=device)
         self.given = None
         self._init_state(1, 4 * s.steps_per_quarter, device)
         for i in primer_ids:
@@ -104,17 +115,15 @@ class MultitrackGrammar:
                 self._follow_given(last_ids)
         allowed = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
         phase = self.phase
-
-        def is_(*phases):
-            return torch.stack([phase == p for p in phases]).any(0)
+        may = self.after[phase].unbind(1)  # (B,) per rule: what the last id lets come next
 
         def put(name, rows, values=None):
             lo, hi = self.block[name]
             allowed[:, lo:hi] = rows[:, None] if values is None else rows[:, None] & values
 
-        after_content = is_(_BAR, _TIMESIG, _TEMPO, _DUR)
-        programs = is_(_START, _PROGRAM) & (self.n_tracks < self.max_tracks)
-        bar = is_(_PROGRAM, _BAR, _TIMESIG, _TEMPO, _DUR)
+        after_content = may[_EOS_RULE]
+        programs = may[_PROGRAM_RULE] & (self.n_tracks < self.max_tracks)
+        bar = may[_BAR_RULE]
         if self.header is not None:
             k = self.n_tracks.clamp(max=len(self.header) - 1)
             wanted = torch.nn.functional.one_hot(self.header[k], DRUMS + 1).bool()
@@ -123,25 +132,25 @@ class MultitrackGrammar:
         else:
             put("PROGRAM", programs)
         allowed[:, self.block["BAR"][0]] = bar
-        put("TIMESIG", phase == _BAR)
-        put("POS", is_(_BAR, _TIMESIG, _TEMPO, _DUR),
+        put("TIMESIG", may[_TIMESIG_RULE])
+        put("POS", may[_POS_RULE],
             (self.positions[None] > self.pos[:, None]) & (self.positions[None] < self.bar_length[:, None]))
-        put("TEMPO", phase == _POS)
+        put("TEMPO", may[_TEMPO_RULE])
         track_ok = (self.tracks[None] < self.n_tracks[:, None]) & (
             (self.tracks[None] > self.track[:, None]) | ~self.pos_notes[:, None])
         if self.playing is not None:
             track_ok = track_ok & self.playing[None]
-        put("TRACK", is_(_POS, _TEMPO, _DUR), track_ok)
+        put("TRACK", may[_TRACK_RULE], track_ok)
         current = self.track.clamp(min=0)
-        on_track = (self.track >= 0) & is_(_POS, _TEMPO, _DUR, _TRACK)
+        on_track = (self.track >= 0) & may[_NOTE_RULE]
         if self.playing is not None:
             on_track = on_track & self.playing[current]
         drum = self.is_drum.gather(1, current[:, None])[:, 0]
         higher = self.pitches[None] > self.last_pitch[:, None]
         put("PITCH", on_track & ~drum, higher)
         put("DRUM", on_track & drum, higher)
-        put("VEL", is_(_PITCH, _DRUM))
-        put("DUR", phase == _VEL)
+        put("VEL", may[_VEL_RULE])
+        put("DUR", may[_DUR_RULE])
         allowed[:, self.eos] = after_content
         if self.given is not None:
             allowed &= self._given_mask(allowed)
