@@ -7,7 +7,7 @@ it, store it in float16 and write its model card. The recipe is the documentatio
 
 Per model, in one run: validation NLL (nats/event) of the trained float32 checkpoint and of the
 float16 copy that ships (kept only when within 0.01 of it), the Witten-Bell 5-gram on the same
-validation events, and 8 samples of 16 bars at the card's sampling settings measured against
+validation events, and `--samples` (8) samples at the card's sampling settings measured against
 the validation pieces (structure and pitch figures, `melodygen stats`). Files written:
 melodygen/pretrained/NAME.pt, NAME.md, and index.json.
 """
@@ -43,13 +43,14 @@ RECIPES = [
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "bars": 16},
            ("training.max_minutes=0",)),  # all 2,000 steps, whatever the machine
     Recipe("folk-band", "multitrack_nottingham", "folk tunes as melody + chord tracks, Transformer d256x4",
-           "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16}),
+           "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
+           ("training.max_minutes=0", "training.max_steps=600")),  # ~0.6 epoch, whatever the machine
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
-           {"temperature": 0.9, "top_p": 0.95, "bars": 8}),
+           {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
     Recipe("pop-piano", "multitrack_pop909", "pop songs as MELODY / BRIDGE / PIANO tracks, Transformer d256x4",
            "MIT (trained on the bundled POP909 subset; the songs themselves are commercial compositions)",
-           {"temperature": 0.9, "top_p": 0.95, "bars": 8}),
+           {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
 ]
 STRUCTURE = ("pitch_class_entropy", "note_density", "polyphony", "repetition_8", "bar_repeat_exact",
              "bar_repeat_transposed", "empty_bar_rate", "groove_consistency")
@@ -85,7 +86,9 @@ def half_checkpoint(best: Path, recipe: Recipe) -> dict:
     from melodygen.checkpoint import load
 
     ckpt = load(best)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"]["state_dict"].items()}
+    halves: dict = {}  # tied weights (embedding = output head) stay one tensor, stored once
+    state = {k: halves.setdefault((v.data_ptr(), tuple(v.shape)), v.half()) if v.is_floating_point() else v
+             for k, v in ckpt["model"]["state_dict"].items()}
     config = json.loads(json.dumps(ckpt["run_config"]))
     config.setdefault("data", {}).update({"dataset": "", "cache_dir": ""})
     kept = {k: ckpt[k] for k in ("format", "format_version", "melodygen_version", "encoding", "step", "best_val_nll")}
@@ -129,11 +132,11 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
         reference = describe(valid, None if model.encoding.keeps_instruments else model.encoding.name)
     ckpt = model.checkpoint
     return {"name": recipe.name, "summary": recipe.summary, "encoding": model.encoding.name,
-            "kind": ckpt["model"]["kind"], "parameters": sum(v.numel() for v in ckpt["model"]["state_dict"].values()),
+            "kind": ckpt["model"]["kind"], "parameters": sum(p.numel() for p in model.model.parameters()),
             "license": recipe.license, "val_nll": round(half["nll"], 4), "float32_val_nll": round(full["nll"], 4),
             "baseline_nll": round(full["baseline"]["nll"], 4), "accuracy": round(half["accuracy"], 4),
             "steps": ckpt["step"], "preset": recipe.preset, "sampling": recipe.sampling, "bytes": target.stat().st_size,
-            "valid_pieces": len(valid), "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
+            "valid_pieces": len(valid), "sample_count": args.samples, "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
             "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE}}
 
 
@@ -142,7 +145,7 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in recipe.sampling.items())
     better = 1 - entry["val_nll"] / entry["baseline_nll"]
     overrides = "".join(f", `--set {o}`" for o in recipe.overrides)
-    budget = "" if recipe.overrides else (" (the preset's time budget ends the run: a faster machine gets further; "
+    budget = "" if "training.max_minutes=0" in recipe.overrides else (" (the preset's time budget ends the run: a faster machine gets further; "
                                           "`--set training.max_minutes=0` runs all its steps)")
     return f"""# {entry['name']}: {entry['summary']}
 
@@ -159,7 +162,7 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
 - **Made by:** `scripts/make_pretrained.py` (the preset's fixed seed{overrides}) on {where};
   {entry['steps']} steps{budget}.
 
-Samples ({options}, 8 pieces, seed 1) next to the validation pieces, means per piece:
+Samples ({options}, {entry['sample_count']} pieces, seed 1) next to the validation pieces, means per piece:
 
 | metric | samples | validation pieces |
 |---|---:|---:|

@@ -73,18 +73,33 @@ def test_the_grammar_forces_every_given_id_in_order_and_ends_the_rows(tune):
         assert len(decoded.tracks[0].notes) == len(score.tracks[0].notes)  # the model added none to it
 
 
-def test_infilling_writes_only_inside_its_bars():
-    score = read_score(REAL_TUNE)
-    plan = infill_plan(ENC, score, 3, 4)
+@pytest.mark.parametrize("make,bars,span", [
+    (lambda tmp: REAL_TUNE, (3, 4), 2 * 36),  # two 6/8 bars
+    # performed timing: a note 7 ticks before a bar line belongs to the next bar (its grid step)
+    (lambda tmp: mf.midi_file(tmp / "early.mid", [mf.note_events(
+        [(60 + i, 4 * mf.TPB * b + mf.TPB * i - 7 * (i == 0 and b > 0), 4 * mf.TPB * b + mf.TPB * (i + 1) - 8)
+         for b in range(4) for i in range(4)])]), (2, 2), 48),
+    # a time signature after the last note must not cut the last bar short
+    (lambda tmp: mf.midi_file(tmp / "trail.mid", [[mf.meta(15 * mf.TPB + 240, "time_signature", numerator=3, denominator=4)],
+                                                 mf.note_events([(60 + i, mf.TPB * i, mf.TPB * (i + 1)) for i in range(16)])]),
+     (4, 4), 48),
+])
+def test_infilling_writes_only_inside_its_bars(tmp_path, make, bars, span):
+    score = read_score(make(tmp_path))
+    plan = infill_plan(ENC, score, *bars)
     lo, hi = plan.region
+    assert hi - lo == span  # steps
+
+    def inside(tempo, note):
+        return lo <= ENC.grid_step(tempo, note.start) < hi
+
     rows, _ = _rows_through(plan, rows=2, seed=1)
     for row in rows:
         assert ENC.dropped_ids(row) == 0
         piece = plan.assemble(ENC.decode_score(row))
         for original, written in zip(score.tracks, piece.tracks):
-            outside = [n for n in written.notes if not lo <= n.start < hi]
-            assert spans(type(written)(written.name, 0, False, outside)) == [
-                (n.pitch, n.velocity, n.start, n.end) for n in original.notes if not lo <= n.start < hi]
+            assert spans(type(written)(written.name, 0, False, [n for n in written.notes if not inside(score.tempo_map, n)])) \
+                == [(n.pitch, n.velocity, n.start, n.end) for n in original.notes if not inside(score.tempo_map, n)]
 
 
 def test_accompaniment_gives_the_melody_back_bit_identical(tmp_path, checkpoint, tune):

@@ -110,20 +110,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     import secrets
     from pathlib import Path
 
-    from melodygen.sampling.files import SampleRequest, sample_to_midi
+    from melodygen.sampling.files import SampleRequest, request_problem, sample_to_midi
 
-    lengths = [k for k in ("events", "seconds", "bars") if options[k] is not None]
-    if len(lengths) > 1:
-        raise click.UsageError("give at most one of --length, --seconds, --bars")
-    if options["continuation_only"] and options["primer"] is None:
-        raise click.UsageError("--continuation-only needs --primer")
-    if options["beam"] and options["num_outputs"] > options["beam"]:
-        raise click.UsageError(f"-n {options['num_outputs']} is more than the --beam {options['beam']} "
-                               "sequences beam search keeps")
-    if options["beam"] and options["allow_early_end"]:
-        raise click.UsageError("--beam runs every piece to its length: --allow-early-end does not apply")
-    if not options["beam"] and (options["branch_factor"] != 2 or options["beam_steps"] != 1):
-        raise click.UsageError("--branch and --beam-steps set up beam search: add --beam N")
     if render:  # before sampling, not after it
         from melodygen.render.files import check_audio
 
@@ -141,11 +129,10 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     options["infill"] = _numbers(options["infill"], "--infill", r"\d+-\d+")
     if options["accompany"] is not None:
         options["accompany"] = Path(options["accompany"])
-    if options["given_tracks"] and options["accompany"] is None:
-        raise click.UsageError("--given-tracks chooses tracks of the --accompany file: add --accompany FILE")
-    if options["accompany"] is not None and options["infill"] is not None:
-        raise click.UsageError("give --accompany or --infill, not both")
     request = SampleRequest(**options, primer=Path(primer) if primer else None, seed=seed)
+    problem = request_problem(request)
+    if problem:
+        raise click.UsageError(problem)
     pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
     _print_table(pieces)
     for r in pieces:
@@ -155,7 +142,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     if not no_copy_check:
         from melodygen.stats.copies import copy_warnings
 
-        for line in copy_warnings(Path(checkpoint), [r.path for r in pieces], max_copy_bars):
+        from melodygen.checkpoint import resolve_checkpoint  # a bundled name, not a folder of that name
+
+        for line in copy_warnings(resolve_checkpoint(checkpoint), [r.path for r in pieces], max_copy_bars):
             click.echo(line, err=True)
     if render:
         from melodygen.render.files import render_files

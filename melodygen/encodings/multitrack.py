@@ -159,17 +159,27 @@ class MultitrackEncoding(Encoding):
             raise NoUsableMusicError(f"{len(tracks)} tracks with notes, more than the encoding's "
                                      f"max_tracks = {s.max_tracks}")
         notes = self._note_table(score, tracks)
-        last_onset = int(notes["start"].max())
-        changes = [c for c in meter.signature_steps(score, s.steps_per_quarter) if c[0] <= last_onset]
-        unknown = next((m for _, m in changes if m not in self.meter_index), None)
-        if unknown is not None:
-            raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
-                                     f"up to {s.max_bar_quarters} quarters, denominators 1-16)")
-        bars = meter.lay_out_bars(changes, last_onset, s.steps_per_quarter, self.meter_index)
+        bars = self.bars_of(score, int(notes["start"].max()))
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
         return np.concatenate([np.array(header, dtype=np.int64),
                                self._body_ids(notes, bars, self._tempo_changes(score),
                                               track_at_every_position)]).astype(np.uint16)
+
+    def bars_of(self, score: Score, last_onset: int) -> list[meter.Bar]:
+        """The bars `encode` lays out for `score` (steps), up to the one holding grid step
+        `last_onset`: under its meter changes up to there, cut bars only where a TIMESIG holds
+        them. A meter with no token -> `NoUsableMusicError`."""
+        spq = self.settings.steps_per_quarter
+        changes = [c for c in meter.signature_steps(score, spq) if c[0] <= last_onset]
+        unknown = next((m for _, m in changes if m not in self.meter_index), None)
+        if unknown is not None:
+            raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
+                                     f"up to {self.settings.max_bar_quarters} quarters, denominators 1-16)")
+        return meter.lay_out_bars(changes, last_onset, spq, self.meter_index)
+
+    def grid_step(self, tempo_map, seconds: float) -> int:
+        """The grid step `encode` puts a time in seconds on (through `tempo_map`)."""
+        return round(tempo_map.to_beats(seconds) * self.settings.steps_per_quarter)
 
     def _note_table(self, score: Score, tracks: list[Track]) -> dict[str, np.ndarray]:
         """Every note on the grid (track, drum, pitch, start, duration, velocity bin), sorted by

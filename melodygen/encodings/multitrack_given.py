@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melodygen import meter
 from melodygen.errors import ConfigError
 from melodygen.notes import Note, Score, Track
 
@@ -43,7 +42,8 @@ class GivenPlan:
     original: Score          # the file as read: what comes back unchanged
     tracks: list[Track]      # the file's tracks the encoding keeps, in its track order
     given_tracks: int        # accompaniment: the first k tracks are given (their tracks: `tracks`)
-    region: tuple[float, float] | None = None  # infilling: seconds [start, end) written again
+    region: tuple[int, int] | None = None  # infilling: grid steps [start, end) written again
+    encoding: object = None  # infilling: classifies notes by the grid step the encoder gives them
 
     def assemble(self, decoded: Score) -> Score:
         """The piece to write: the given notes as the file has them, plus the written notes laid
@@ -61,12 +61,16 @@ class GivenPlan:
             tracks = [*self.tracks, *new]
         else:  # infilling: each track outside the region as it was, inside as written
             lo, hi = self.region
+            step = self.encoding.grid_step  # where the encoder puts a note: its bar is by its step
             tracks = []
             for original, written in zip(self.tracks, decoded.tracks):
-                inside = [n for n in map(laid, written.notes) if lo <= n.start < hi]
-                kept = [n for n in original.notes if not lo <= n.start < hi]
+                inside = [laid(n) for n in written.notes if lo <= step(decoded.tempo_map, n.start) < hi]
+                kept = [n for n in original.notes if not lo <= step(tempo, n.start) < hi]
                 notes = sorted(kept + inside, key=lambda n: (n.start, n.pitch))
-                tracks.append(Track(original.name, original.program, original.is_drum, notes, original.pedals))
+                a, b = tempo.to_seconds(lo / self.encoding.settings.steps_per_quarter), \
+                    tempo.to_seconds(hi / self.encoding.settings.steps_per_quarter)
+                pedals = [(down, up) for down, up in original.pedals if up <= a or down >= b]  # none inside
+                tracks.append(Track(original.name, original.program, original.is_drum, notes, pedals))
         ends = [n.end for t in tracks for n in t.notes] + [self.original.end_time]
         return Score(tracks, tempo, list(self.original.time_signatures), max(ends), self.original.source)
 
@@ -88,7 +92,8 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
     chosen = list(range(len(tracks))) if given is None else list(given)
     bad = [i + 1 for i in chosen if not 0 <= i < len(tracks)]
     if bad or not chosen:
-        raise ConfigError(f"{score.source}: has {len(tracks)} track(s) with notes; no track {bad or ''} to give")
+        raise ConfigError(f"{score.source}: has {len(tracks)} track(s) with notes (counted without tracks "
+                          f"that have none); no track {bad} to give")
     if not instruments:
         raise ConfigError("accompaniment needs at least one instrument to write (--instruments)")
     if len(chosen) + len(instruments) > encoding.settings.max_tracks:
@@ -123,13 +128,7 @@ def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenP
     keep |= inside & (np.array(names) == "POS") & np.isin(np.append(names[1:], "END"), ["TEMPO"])
     ids, bar_of = ids[keep], bar_of[keep]
     free_from = np.where((bar_of >= first_bar) & (bar_of <= last_bar), 0, NOTHING_FREE)
-    layout = meter.lay_out_bars(meter.signature_steps(full, spq), bars_end(encoding, full), spq, encoding.meter_index)
+    last_onset = max(encoding.grid_step(score.tempo_map, n.start) for t in tracks for n in t.notes)
+    layout = encoding.bars_of(full, last_onset)  # the bars the ids above were laid out on
     start, stop = layout[first_bar - 1].start, layout[last_bar - 1].start + layout[last_bar - 1].length
-    region = (score.tempo_map.to_seconds(start / spq), score.tempo_map.to_seconds(stop / spq))
-    return GivenPlan(ids, free_from, score, tracks, len(tracks), region)
-
-
-def bars_end(encoding, score: Score) -> int:
-    """The grid step of the last note onset of `score` (where the encoder stops laying bars)."""
-    onsets = [n.start for t in score.tracks for n in t.notes]
-    return round(score.tempo_map.to_beats(max(onsets)) * encoding.settings.steps_per_quarter)
+    return GivenPlan(ids, free_from, score, tracks, len(tracks), (start, stop), encoding)

@@ -157,9 +157,46 @@ class GenerationPlan:
     given: object | None = None
 
 
+def request_problem(request: SampleRequest) -> str | None:
+    """What is wrong with a request's options among themselves (one line), or None. The command
+    line shows it as a usage error; `plan_generation` (the API's path) raises it."""
+    lengths = [k for k in ("events", "seconds", "bars") if getattr(request, k) is not None]
+    given = request.accompany is not None or request.infill is not None
+    problems = [
+        (request.num_outputs < 1, "-n must be at least 1"),
+        (len(lengths) > 1, "give at most one of --length, --seconds, --bars"),
+        (request.continuation_only and request.primer is None, "--continuation-only needs --primer"),
+        (bool(request.beam) and request.num_outputs > request.beam,
+         f"-n {request.num_outputs} is more than the --beam {request.beam} sequences beam search keeps"),
+        (bool(request.beam) and request.allow_early_end,
+         "--beam runs every piece to its length: --allow-early-end does not apply"),
+        (not request.beam and (request.branch_factor != 2 or request.beam_steps != 1),
+         "--branch and --beam-steps set up beam search: add --beam N"),
+        (bool(request.given_tracks) and request.accompany is None,
+         "--given-tracks chooses tracks of the --accompany file: add --accompany FILE"),
+        (request.accompany is not None and request.infill is not None, "give --accompany or --infill, not both"),
+        (given and (request.has_length or bool(request.beam)),
+         "--accompany and --infill write as long as the given piece: no --length, --seconds, --bars or --beam"),
+        (given and (request.qpm is not None or request.continuation_only),
+         "--accompany and --infill keep the given piece's tempo and write it whole: no --tempo or --continuation-only"),
+        (request.accompany is not None and request.primer is not None,
+         "--accompany gives the music to start from: no --primer"),
+        (request.infill is not None and bool(request.instruments),
+         "--infill writes the primer's own tracks again: no --instruments"),
+        (request.infill is not None and request.infill[0] > request.infill[1],
+         f"--infill {request.infill[0]}-{request.infill[-1]}: the first bar comes after the last" if request.infill else ""),
+        (request.given_tracks is not None and len(set(request.given_tracks)) != len(request.given_tracks),
+         "--given-tracks names a track twice"),
+    ]
+    return next((text for wrong, text in problems if wrong), None)
+
+
 def plan_generation(encoding, request: SampleRequest, device="cpu") -> GenerationPlan:
     """Check `request` against `encoding`, read its primer and set up its grammar; every
     problem is one error, raised before anything is generated or written."""
+    problem = request_problem(request)
+    if problem:
+        raise ConfigError(problem)
     _check_instruments(encoding, request)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, device)
@@ -182,9 +219,6 @@ def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
     if not encoding.keeps_instruments:
         raise ConfigError(f"--accompany and --infill need a multitrack model; this one writes the "
                           f"{encoding.name!r} encoding's one stream of notes")
-    if request.has_length or request.beam:
-        raise ConfigError("--accompany and --infill write as long as the given piece: no --length, "
-                          "--seconds, --bars or --beam")
     source = request.accompany if request.accompany is not None else request.primer
     if source is None:
         raise ConfigError("--infill rewrites bars of the --primer piece: give --primer FILE")
