@@ -59,7 +59,7 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         ids, skipped = encode_midi_files(sources, encoding)
         source = f"{len(sources)} MIDI source(s)"
     else:
-        data_dir = data_dir or _training_dataset(ckpt, checkpoint)
+        data_dir = data_dir or _training_dataset(ckpt, checkpoint, encoding)
         check_dataset(data_dir, encoding.to_dict())
         ids, source = split_ids(data_dir, split), f"{data_dir} ({split} split)"
     seq_len = seq_len or default_seq_len(model, ckpt)
@@ -71,11 +71,17 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     return result
 
 
-def _training_dataset(ckpt: dict, checkpoint) -> str:
-    dataset = (ckpt.get("run_config", {}).get("data") or {}).get("dataset")
-    if not dataset:
+def _training_dataset(ckpt: dict, checkpoint, encoding) -> str:
+    """The dataset the checkpoint's run trained on (its bundled corpora prepared first, for a
+    bundled model); one clear line when there is none."""
+    from melodygen.config import config_from_dict
+    from melodygen.training.data import run_dataset_dir
+
+    run_config = ckpt.get("run_config") or {}
+    if not (run_config.get("data") or {}).get("dataset") and not (run_config.get("data") or {}).get("sources"):
         raise ConfigError(f"{checkpoint} records no dataset; give --data DIR or MIDI files to score")
+    dataset = run_dataset_dir(config_from_dict(run_config, str(checkpoint)), encoding)
     if not Path(dataset).is_dir():
         raise DatasetError(f"{dataset}: the dataset {checkpoint} was trained on is gone; give --data DIR "
                            "or MIDI files to score")
-    return dataset
+    return str(dataset)

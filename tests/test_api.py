@@ -104,3 +104,16 @@ def test_prepare_train_evaluate_through_the_api(tmp_path):
 def test_the_api_docstrings_run(tmp_path):
     results = doctest.testmod(api, extraglobs={"tmp": tmp_path}, optionflags=doctest.ELLIPSIS)
     assert results.attempted >= 6 and results.failed == 0
+
+
+def test_evaluating_a_model_trained_on_bundled_corpora_needs_no_data_folder(tmp_path):
+    """A bundled model's run config names only bundled corpora: evaluate prepares them (once)."""
+    from melodygen.checkpoint import load, save
+
+    path = write_checkpoint(tmp_path / "m.pt", "lstm", "melody")
+    ckpt = load(path)
+    ckpt["run_config"] = {"data": {"sources": ["bundled:bach-chorales"], "dataset": "", "cache_dir": ""},
+                          "encoding": {"name": "melody"}}
+    save(ckpt, path)
+    figures = melodygen.evaluate(path, baseline=2)
+    assert figures["nll"] > 0 and "bach-chorales-melody" in figures["source"]

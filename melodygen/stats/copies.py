@@ -55,15 +55,10 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
     run or checkpoint in the note given when the data cannot be found."""
     from melodygen.config import config_from_dict
     from melodygen.dataset.manifest import check_dataset
-    from melodygen.training.data import prepared_dir
+    from melodygen.training.data import run_dataset_dir
 
     try:
-        config = config_from_dict(run_config, origin)
-        directory = prepared_dir(config, encoding)
-        if not directory.is_dir() and _bundled_only(config.data.sources) and not config.data.dataset:
-            from melodygen.dataset.prepare import prepare  # a bundled model's corpus ships with melodygen
-
-            prepare(config.data.sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
+        directory = run_dataset_dir(config_from_dict(run_config, origin), encoding)
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not found ({exc})")
     if not directory.is_dir():
@@ -74,12 +69,6 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
         return TrainingSet(CopyIndex.open(directory, encoding))
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not usable ({exc})")
-
-
-def _bundled_only(sources) -> bool:
-    from melodygen.dataset.sources import BUNDLED_PREFIX
-
-    return bool(sources) and all(str(s).startswith(BUNDLED_PREFIX) for s in sources)
 
 
 def check_files(paths: Sequence[str | Path], index: CopyIndex) -> list[dict]:

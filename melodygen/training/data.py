@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.config import RunConfig
-from melodygen.dataset.sources import resolve_source
+from melodygen.dataset.sources import BUNDLED_PREFIX, resolve_source
 from melodygen.errors import DatasetError
 from melodygen.training import distributed
 from melodygen.training.distributed import DistInfo
@@ -109,3 +109,17 @@ class ValidationWindows:
 
         batches = iter_sequential_windows(self.dataset, self.seq_len, self.batch_size)
         return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
+
+
+def run_dataset_dir(config: RunConfig, encoding) -> Path:
+    """The dataset a run trained on (`prepared_dir`). A run trained on bundled corpora only (the
+    bundled models, whose configs carry no dataset folder) gets them prepared there first, a few
+    seconds once: they ship with melodygen. `DatasetError` when a source is gone."""
+    directory = prepared_dir(config, encoding)
+    sources = [str(s) for s in config.data.sources]
+    if (not directory.is_dir() and not config.data.dataset and sources
+            and all(s.startswith(BUNDLED_PREFIX) for s in sources)):
+        from melodygen.dataset.prepare import prepare
+
+        prepare(sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
+    return directory
