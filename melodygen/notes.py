@@ -7,6 +7,7 @@ these types, never pretty_midi or mido objects.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -105,9 +106,7 @@ class Score:
         def moved(t: float) -> float:
             return max(0.0, t - seconds)
 
-        tracks = [Track(t.name, t.program, t.is_drum,
-                        [Note(n.pitch, n.velocity, moved(n.start), moved(n.end)) for n in t.notes if n.start >= seconds],
-                        [(moved(a), moved(b)) for a, b in t.pedals if b > seconds]) for t in self.tracks]
+        tracks = self._tracks_retimed(moved, since=seconds)
         tempo = self.tempo_map
         first = max(0, bisect.bisect_right(tempo.times, seconds) - 1)
         tempo_map = TempoMap.from_changes([0.0, *map(moved, tempo.times[first + 1:])], tempo.qpm[first:])
@@ -121,10 +120,15 @@ class Score:
         def at(seconds: float) -> float:
             return seconds / factor
 
-        tracks = [Track(t.name, t.program, t.is_drum,
-                        [Note(n.pitch, n.velocity, at(n.start), at(n.end)) for n in t.notes],
-                        [(at(down), at(up)) for down, up in t.pedals]) for t in self.tracks]
+        tracks = self._tracks_retimed(at)
         tempo = self.tempo_map
         return Score(tracks, TempoMap(tuple(map(at, tempo.times)), tempo.beats, tuple(q * factor for q in tempo.qpm)),
                      [(at(t), num, den) for t, num, den in self.time_signatures], at(self.end_time),
                      self.source, self.dropped_notes)
+
+    def _tracks_retimed(self, at, since: float = -math.inf) -> list[Track]:
+        """New tracks with every note and pedal time `t` as `at(t)`: the notes starting at `since`
+        or later, the pedals still down after it."""
+        return [Track(t.name, t.program, t.is_drum,
+                      [Note(n.pitch, n.velocity, at(n.start), at(n.end)) for n in t.notes if n.start >= since],
+                      [(at(down), at(up)) for down, up in t.pedals if up > since]) for t in self.tracks]

@@ -24,13 +24,13 @@ MidiTok runs in its own environment through a subprocess (see scripts/bench_prep
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from bench_prepare import run_in_miditok
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,16 +107,6 @@ def compare(original: list[list[tuple]], decoded: list[list[tuple]]) -> dict[str
     return {"notes": sum(map(len, original)), "exact": exact, "own": own, "error": error, "missing": missing}
 
 
-def miditok_runs(python: str, paths: list[str], programs: bool) -> list[dict] | str:
-    if not Path(python).exists():
-        return f"skipped: {python} not found (python -m venv bench_env && bench_env/bin/pip install miditok)"
-    proc = subprocess.run([python, "-c", MIDITOK_SNIPPET], input=json.dumps({"paths": paths, "programs": programs}),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return f"skipped: MidiTok failed: {proc.stderr.strip().splitlines()[-1:]}"
-    return json.loads(proc.stdout)
-
-
 def bench_corpus(name: str, args: argparse.Namespace) -> None:
     from melodygen.dataset.sources import find_midi_files
     from melodygen.encodings import get_encoding
@@ -139,7 +129,7 @@ def bench_corpus(name: str, args: argparse.Namespace) -> None:
           + (f" (skipped: {dict(skipped)})" if skipped else ""))
     tools = {"melodygen multitrack": ours}
     for label, programs in (("MidiTok REMI (per track)", False), ("MidiTok REMI+ (programs)", True)):
-        runs = miditok_runs(args.miditok_python, used, programs)
+        runs = run_in_miditok(args.miditok_python, MIDITOK_SNIPPET, {"paths": used, "programs": programs})
         if isinstance(runs, str):
             print(f"  {label}: {runs}")
             continue

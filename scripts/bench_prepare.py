@@ -90,17 +90,25 @@ def time_prepare(files: list[Path], encoding_name: str, workers: int, repeat: in
 
 def time_miditok(python: str, files: list[str], repeat: int, programs: bool = False) -> dict | str:
     """MidiTok's best run as {"seconds", "failed", "tokens"}, or why it could not run."""
+    runs = []
+    for _ in range(repeat):
+        run = run_in_miditok(python, MIDITOK_SNIPPET, {"paths": files, "programs": programs})
+        if isinstance(run, str):
+            return run
+        runs.append(run)
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def run_in_miditok(python: str, snippet: str, job: dict):
+    """What `snippet` prints as JSON, run by the interpreter that has MidiTok with `job` (JSON)
+    on its standard input; or, as a str, why it could not run."""
     if not Path(python).exists():
         return (f"skipped: {python} not found; create it with `python -m venv bench_env && "
                 "bench_env/bin/pip install miditok` or pass --miditok-python")
-    runs = []
-    for _ in range(repeat):
-        proc = subprocess.run([python, "-c", MIDITOK_SNIPPET], input=json.dumps({"paths": files, "programs": programs}),
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            return f"skipped: MidiTok failed in {python}: {proc.stderr.strip().splitlines()[-1:]}"
-        runs.append(json.loads(proc.stdout))
-    return min(runs, key=lambda r: r["seconds"])
+    proc = subprocess.run([python, "-c", snippet], input=json.dumps(job), capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"skipped: MidiTok failed in {python}: {proc.stderr.strip().splitlines()[-1:]}"
+    return json.loads(proc.stdout)
 
 
 def bench_corpus(name: str, args: argparse.Namespace) -> None:

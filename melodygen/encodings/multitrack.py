@@ -83,7 +83,7 @@ class MultitrackSettings:
             "max_duration_quarters must be in 1..64": lambda: 1 <= self.max_duration_quarters <= 64,
             "velocity_bins must be in 1..127 and give bins that are all used (e.g. 8, 16, 32)":
                 lambda: 1 <= self.velocity_bins <= 127
-                and math.ceil(127 / self.velocity_bins) * (self.velocity_bins - 1) < 127,
+                and self.velocity_bin_size * (self.velocity_bins - 1) < 127,
             "tempo_steps_per_octave must be in 1..48": lambda: 1 <= self.tempo_steps_per_octave <= 48,
             "need 1 <= min_qpm < max_qpm <= 1000": lambda: 1 <= self.min_qpm < self.max_qpm <= 1000,
             "max_tracks must be in 1..64": lambda: 1 <= self.max_tracks <= 64,
@@ -94,6 +94,15 @@ class MultitrackSettings:
         whole = 4 * self.steps_per_quarter
         return [(n, d) for d in _DENOMINATORS if whole % d == 0
                 for n in range(1, self.max_bar_quarters * d // 4 + 1)]
+
+    @property
+    def velocity_bin_size(self) -> int:
+        """Velocities per bin: bin b (1-based) holds 1 + (b - 1) * size .. b * size."""
+        return math.ceil(127 / self.velocity_bins)
+
+    def tempos(self) -> list[float]:
+        """The qpm of each TEMPO bin, slowest first."""
+        return [120.0 * 2 ** (k / self.tempo_steps_per_octave) for k in self.tempo_exponents()]
 
     def tempo_exponents(self) -> range:
         """k for each tempo bin 120 * 2 ** (k / tempo_steps_per_octave), min_qpm..max_qpm."""
@@ -114,19 +123,17 @@ class MultitrackEncoding(Encoding):
         s = self.settings
         self.meters = s.meters()
         self.meter_index = {m: i for i, m in enumerate(self.meters)}
-        self.tempos = np.array([120.0 * 2 ** (k / s.tempo_steps_per_octave) for k in s.tempo_exponents()])
-        self.max_bar_steps = s.max_bar_quarters * s.steps_per_quarter
+        self.tempos = np.array(s.tempos())
         self.max_duration_steps = s.max_duration_quarters * s.steps_per_quarter
 
     def _build_vocab(self) -> Vocabulary:
         s = self.settings
         spq = s.steps_per_quarter
-        tempos = [120.0 * 2 ** (k / s.tempo_steps_per_octave) for k in s.tempo_exponents()]
-        bin_size = math.ceil(127 / s.velocity_bins)
+        tempos, meters, bin_size = s.tempos(), s.meters(), s.velocity_bin_size
         return Vocabulary([
             EventRange("PROGRAM", 0, DRUMS, labels=tuple(map(str, range(DRUMS))) + ("drums",)),
             EventRange("BAR", valued=False),
-            EventRange("TIMESIG", 0, len(s.meters()) - 1, labels=tuple(f"{n}/{d}" for n, d in s.meters())),
+            EventRange("TIMESIG", 0, len(meters) - 1, labels=tuple(f"{n}/{d}" for n, d in meters)),
             EventRange("POS", 0, s.max_bar_quarters * spq - 1),
             EventRange("TEMPO", 0, len(tempos) - 1, labels=tuple(f"{q:.4g}" for q in tempos)),
             EventRange("TRACK", 0, s.max_tracks - 1, offset=1),
@@ -206,8 +213,7 @@ class MultitrackEncoding(Encoding):
         next_start = np.append(start[1:], 0)
         keep = ~(same_next & (next_start == start))
         duration = np.where(same_next & keep, np.minimum(duration, next_start - start), duration)
-        bin_size = math.ceil(127 / s.velocity_bins)
-        vbin = (np.clip(t["velocity"][order], 1, 127) - 1) // bin_size + 1
+        vbin = (np.clip(t["velocity"][order], 1, 127) - 1) // s.velocity_bin_size + 1
         table = {"track": track, "drum": t["drum"][order], "pitch": pitch, "start": start,
                  "duration": duration, "vbin": vbin}
         table = {key: value[keep] for key, value in table.items()}
@@ -374,7 +380,7 @@ class MultitrackEncoding(Encoding):
     def _score(self, programs: list[int], notes: list[tuple], tempos: dict[int, float],
                meters: dict[int, tuple[int, int]], end_step: int | None) -> Score:
         spq = self.settings.steps_per_quarter
-        bin_size = math.ceil(127 / self.settings.velocity_bins)
+        bin_size = self.settings.velocity_bin_size
         tempo_steps = sorted(tempos)
         tempo_map = TempoMap.from_beats([step / spq for step in tempo_steps], [tempos[k] for k in tempo_steps])
         tracks = [Track(instrument_name(p), 0 if p == DRUMS else p, p == DRUMS, []) for p in programs]

@@ -62,13 +62,13 @@ class GivenPlan:
         else:  # infilling: each track outside the region as it was, inside as written
             lo, hi = self.region
             step = self.encoding.grid_step  # where the encoder puts a note: its bar is by its step
+            spq = self.encoding.settings.steps_per_quarter
+            a, b = tempo.to_seconds(lo / spq), tempo.to_seconds(hi / spq)
             tracks = []
             for original, written in zip(self.tracks, decoded.tracks):
                 inside = [laid(n) for n in written.notes if lo <= step(decoded.tempo_map, n.start) < hi]
                 kept = [n for n in original.notes if not lo <= step(tempo, n.start) < hi]
                 notes = sorted(kept + inside, key=lambda n: (n.start, n.pitch))
-                a, b = tempo.to_seconds(lo / self.encoding.settings.steps_per_quarter), \
-                    tempo.to_seconds(hi / self.encoding.settings.steps_per_quarter)
                 pedals = [(down, up) for down, up in original.pedals if up <= a or down >= b]  # none inside
                 tracks.append(Track(original.name, original.program, original.is_drum, notes, pedals))
         ends = [n.end for t in tracks for n in t.notes] + [self.original.end_time]
