@@ -58,7 +58,7 @@ class Model:
         [20, 20, 20]
         """
         from melodygen.instruments import parse_instrument
-        from melodygen.sampling.files import SampleRequest, generate_pieces
+        from melodygen.sampling.files import SampleRequest, generate_pieces, plan_generation
 
         chosen = None if instruments is None else tuple(
             i if isinstance(i, int) else parse_instrument(i) for i in instruments)
@@ -70,7 +70,8 @@ class Model:
             fast=fast, accompany=Path(accompany) if accompany is not None else None,
             given_tracks=tuple(given_tracks) if given_tracks is not None else None,
             infill=tuple(infill) if infill is not None else None)
-        return generate_pieces(self.model, self.encoding, request, self.device)
+        plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"))
+        return generate_pieces(self.model, self.encoding, request, self.device, plan)
 
     def __repr__(self) -> str:
         spec = self.checkpoint["model"]

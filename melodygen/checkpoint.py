@@ -5,6 +5,7 @@ The layout (docs/ARCHITECTURE.md) is plain dicts, lists, numbers and tensors:
     {"format": "melodygen-checkpoint", "format_version": 1, "melodygen_version": "0.1.0",
      "model": {"kind", "settings", "vocab_size", "state_dict"}, "encoding": Encoding.to_dict(),
      "run_config": {...}, "step": int, "best_val_nll": float | None,
+     "instruments": [int, ...],                          # multitrack: the programs it trained on
      "optimizer": ..., "scheduler": ..., "rng": ...}      # the last three only for training
 
 `save` writes a temp file beside the target and renames it over, so an interrupted save never
@@ -30,9 +31,11 @@ FORMAT_VERSION = 1
 
 def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Module,
                     encoding, run_config: dict, step: int, best_val_nll: float | None,
-                    training_state: dict | None = None) -> dict:
+                    training_state: dict | None = None, instruments: list[int] | None = None) -> dict:
     """The checkpoint dict of `model` (unwrapped: no DDP or compile prefixes in its keys).
-    `training_state` adds "optimizer", "scheduler" and "rng" for `--resume`."""
+    `training_state` adds "optimizer", "scheduler" and "rng" for `--resume`; `instruments`, the
+    instruments of its training data (an encoding that keeps instruments), lets sampling refuse
+    an instrument the model never heard."""
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ckpt = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "melodygen_version": __version__,
@@ -41,6 +44,8 @@ def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Mo
         "encoding": encoding.to_dict(), "run_config": run_config,
         "step": int(step), "best_val_nll": None if best_val_nll is None else float(best_val_nll),
     }
+    if instruments is not None:
+        ckpt["instruments"] = [int(i) for i in instruments]
     ckpt.update(training_state or {})
     return ckpt
 

@@ -82,7 +82,12 @@ class TrainingConfig:
 
     `window_starts`: "anywhere" (random windows over the concatenated pieces) or "pieces"
     (windows start at a random piece's beginning: with `seq_len` above most pieces' length,
-    whole pieces, so their form, repeats and ending can be learned)."""
+    whole pieces, so their form, repeats and ending can be learned).
+
+    `control_dropout`: for an encoding with controls (`multitrack_controls`), the chance that a
+    window has each kind of control token (key, chord, density) taken out, and all of them
+    (`dataset.windows`), so the model also learns the music without them and samples with any
+    subset of them or none."""
 
     batch_size: int = 32
     seq_len: int = 128
@@ -102,6 +107,7 @@ class TrainingConfig:
     patience: int = 0
     transpose_range: tuple[int, int] = (0, 0)
     window_starts: str = "anywhere"
+    control_dropout: float = 0.3
     seed: int = 1234
     compile: bool = False
     threads: int = 0
@@ -113,7 +119,7 @@ class TrainingConfig:
                           "log_every", "lr"), lambda v: v > 0, "> 0"),
             **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
                           "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
-            **each(self, ("min_lr_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("min_lr_ratio", "control_dropout"), lambda v: 0 <= v <= 1, "in [0, 1]"),
             **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take
             **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
             **each(self, ("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),

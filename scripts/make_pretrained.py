@@ -42,9 +42,10 @@ RECIPES = [
     Recipe("folk-melody", "melody_lstm", "folk-dance melodies (one line), LSTM 2x256",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "bars": 16},
            ("training.max_minutes=0",)),  # all 2,000 steps, whatever the machine
-    Recipe("folk-band", "multitrack_nottingham", "folk tunes as melody + chord tracks, Transformer d256x4",
+    Recipe("folk-band", "multitrack_nottingham",
+           "folk tunes as melody + chord tracks, steerable by key, chords and notes per bar, Transformer d256x4",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
-           ("training.max_minutes=0", "training.max_steps=600")),  # ~0.6 epoch, whatever the machine
+           ("training.max_minutes=0", "training.max_steps=800")),  # ~0.8 epoch, whatever the machine
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
@@ -79,8 +80,9 @@ def machine() -> str:
             f"torch {torch.__version__}{gpu}")
 
 
-def half_checkpoint(best: Path, recipe: Recipe) -> dict:
-    """The shipped checkpoint: float16 weights, no training state, a run config without paths."""
+def half_checkpoint(best: Path, recipe: Recipe, dataset: Path) -> dict:
+    """The shipped checkpoint: float16 weights, no training state, a run config without paths,
+    the instruments of its training data."""
     import torch
 
     from melodygen.checkpoint import load
@@ -92,6 +94,12 @@ def half_checkpoint(best: Path, recipe: Recipe) -> dict:
     config = json.loads(json.dumps(ckpt["run_config"]))
     config.setdefault("data", {}).update({"dataset": "", "cache_dir": ""})
     kept = {k: ckpt[k] for k in ("format", "format_version", "melodygen_version", "encoding", "step", "best_val_nll")}
+    from melodygen.encodings import get_encoding
+    from melodygen.training.data import instruments_in
+
+    encoding = get_encoding(ckpt["encoding"]["name"], **ckpt["encoding"]["settings"])
+    instruments = instruments_in(dataset, encoding)
+    kept.update({} if instruments is None else {"instruments": instruments})
     return {**kept, "model": {**ckpt["model"], "state_dict": state}, "run_config": config,
             "pretrained": {"name": recipe.name, "preset": recipe.preset, "weights": "float16"}}
 
@@ -119,7 +127,7 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
     dataset = json.loads(json.dumps(melodygen.load(run / "best.pt").checkpoint["run_config"]))["data"]["dataset"]
     full = melodygen.evaluate(run / "best.pt", data=dataset, baseline=5)
     target = OUT / f"{recipe.name}.pt"
-    save(half_checkpoint(run / "best.pt", recipe), target)
+    save(half_checkpoint(run / "best.pt", recipe, Path(dataset)), target)
     half = melodygen.evaluate(target, data=dataset)
     if half["nll"] - full["nll"] > MAX_HALF_NLL_LOSS:
         raise SystemExit(f"{recipe.name}: float16 loses {half['nll'] - full['nll']:.4f} nats/event; ship float32")

@@ -51,6 +51,15 @@ from melodygen.commands.params import FiniteFloatRange
                    "families or program numbers (e.g. 'piano,bass,drums', 'flute,0'). From "
                    "nothing: exactly these tracks, in this order; with --primer: only the "
                    "primer's tracks of these instruments get new notes.")
+@click.option("--key", default=None,
+              help="Models trained with controls (folk-band; presets with encoding.controls): the "
+                   "key of a piece begun from nothing or a primer's new key, e.g. 'D', 'Bm', 'F# minor'.")
+@click.option("--chords", default=None, metavar="LIST",
+              help="Models trained with controls: one chord per new bar, repeated when the piece is "
+                   "longer, e.g. 'D G A7 D' or 'Am,Dm,E7,Am' (qualities: maj, m, 7, m7, maj7, dim, aug, sus4).")
+@click.option("--density", default=None, metavar="N[,N...]",
+              help="Models trained with controls: notes starting in each new bar, every track "
+                   "together; one count for every bar or one per bar, repeated (e.g. 10 or 6,12).")
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--allow-early-end", is_flag=True,
@@ -106,11 +115,13 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
       melodygen sample folk-band --out chords/ --accompany my_melody.mid --instruments piano
       melodygen sample chorale --out voices/ --accompany soprano.mid --instruments 0,0,0
       melodygen sample folk-band --out again/ --primer tune.mid --infill 5-8 -n 4
+      melodygen sample folk-band --out steered/ --bars 8 --key G --chords "G C D7 G" --density 10
     """
     import secrets
     from pathlib import Path
 
     from melodygen.sampling.files import SampleRequest, request_problem, sample_to_midi
+    from melodygen.stats.controls import describe_adherence
 
     if render:  # before sampling, not after it
         from melodygen.render.files import check_audio
@@ -125,6 +136,10 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         if not names:
             raise click.UsageError("--instruments needs at least one instrument")
         options["instruments"] = tuple(parse_instrument(name) for name in names)
+    from melodygen.encodings.multitrack_controls import ControlRequest
+
+    steer = {k: options.pop(k) for k in ("key", "chords", "density")}
+    options["controls"] = ControlRequest.parse(**steer) if any(v is not None for v in steer.values()) else None
     options["given_tracks"] = _numbers(options["given_tracks"], "--given-tracks", r"\d+(,\d+)*")
     options["infill"] = _numbers(options["infill"], "--infill", r"\d+-\d+")
     if options["accompany"] is not None:
@@ -138,6 +153,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     for r in pieces:
         if r.shortfall:
             click.echo(f"{r.path.name}: {r.shortfall}")
+        if r.adherence is not None:
+            click.echo(f"{r.path.name}: {describe_adherence(r.adherence)}")
     click.echo(f"wrote {len(pieces)} MIDI file(s) to {out_dir} (seed {seed})")
     if not no_copy_check:
         from melodygen.stats.copies import copy_warnings

@@ -4,13 +4,14 @@
 cross piece boundaries, where `EOS BOS` marks the seam, as in nanoGPT), or windows that start at
 a random piece's BOS (`piece_starts`: with a context longer than most pieces, the model sees
 whole pieces from their beginning, the form a listener hears), and applies transposition
-augmentation at batch time. `iter_sequential_windows` walks a split once for validation. Both
-gather with one vectorised numpy index per batch; no Python loop runs over tokens.
+augmentation and control dropout at batch time. `iter_sequential_windows` walks a split once
+for validation (controls kept). Both gather with one vectorised numpy index per batch; no Python
+loop runs over tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from melodygen.dataset.shards import TokenDataset
 
 RandomSource = np.random.Generator | torch.Generator
+_DROPOUT_SPAN = 3  # windows drawn this many times longer where control tokens may be taken out
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,21 @@ class WindowSampler:
     Shift 0 always qualifies, so a window near the range edge is still transposed the ways it
     can be, and no window is dropped (dropping would bias batches towards mid-range pieces).
 
+    `controls` (id arrays, one per kind of control token, `Encoding.control_ids`): each kind is
+    taken out of a window with chance `control_dropout`, and all of them together with that
+    chance again (so windows without any control, what sampling with none asked for looks like,
+    are common: 32% at 0.3 with three kinds, not 2.7%). Windows are then drawn 3x as long and
+    the first `seq_len + 1` ids left are kept; a bar's control tokens are at most two of its
+    three ids (an empty bar: BAR CHORD DENSITY), so enough are always left.
+
     Deterministic given the generator's state; `state_dict()` / `load_state_dict()` save and
     restore it for `--resume`. A `torch.Generator` must live on the CPU.
     """
 
     def __init__(self, dataset: TokenDataset, seq_len: int, batch_size: int, *, generator: RandomSource,
                  transpose_range: tuple[int, int] = (0, 0),
-                 shift_tables: Mapping[int, np.ndarray] | None = None, piece_starts: bool = False):
+                 shift_tables: Mapping[int, np.ndarray] | None = None, piece_starts: bool = False,
+                 controls: Sequence[np.ndarray] = (), control_dropout: float = 0.0):
         if seq_len < 1 or batch_size < 1:
             raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
         if dataset.num_tokens < seq_len + 1:
@@ -71,13 +81,22 @@ class WindowSampler:
                                f" too few for windows of seq_len={seq_len}; use a shorter seq_len or more music")
         self.dataset, self.seq_len, self.batch_size = dataset, seq_len, batch_size
         self.generator = generator
+        self.control_dropout = control_dropout if len(controls) else 0.0
+        self._control_of = np.full(max([int(c.max()) + 1 for c in controls if len(c)], default=0), -1)
+        for kind, ids in enumerate(controls):
+            self._control_of[ids] = kind
+        self._kinds = len(controls)
+        span = (seq_len + 1) * (_DROPOUT_SPAN if self.control_dropout else 1)
+        if self.control_dropout and dataset.num_tokens < span:
+            raise DatasetError(f"{dataset.directory}: the {dataset.split} split has {dataset.num_tokens} ids, "
+                               f"too few for control dropout's windows of {span}; use a shorter seq_len")
         self.shift_lo, self.tables = _stack_tables(transpose_range, shift_tables)
         if self.tables is not None:
             self._lowest, self._highest = _valid_shift_bounds(self.tables, self.shift_lo)
-        self._span = np.arange(seq_len + 1)
+        self._span = np.arange(span)
         # piece_starts: each piece's first id; the last pieces' would run past the split, so
         # they share one window, the last that fits (drawn once, not once per such piece)
-        self._piece_starts = (np.unique(np.minimum(dataset.offsets[:-1], dataset.num_tokens - seq_len - 1))
+        self._piece_starts = (np.unique(np.minimum(dataset.offsets[:-1], dataset.num_tokens - span))
                               if piece_starts else None)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -85,13 +104,25 @@ class WindowSampler:
 
     def __next__(self) -> Batch:
         if self._piece_starts is None:
-            starts = _integers(self.generator, 0, self.dataset.num_tokens - self.seq_len, self.batch_size)
+            starts = _integers(self.generator, 0, self.dataset.num_tokens - len(self._span) + 1, self.batch_size)
         else:
             starts = self._piece_starts[_integers(self.generator, 0, len(self._piece_starts), self.batch_size)]
         windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
         if self.tables is not None:
             windows = self._transpose(windows)
+        if self.control_dropout:
+            windows = self._drop_controls(windows)
         return _batch_of(windows)
+
+    def _drop_controls(self, windows: np.ndarray) -> np.ndarray:
+        """Each kind of control out of each window with chance `control_dropout`, all of them with
+        that chance again; the first `seq_len + 1` ids left."""
+        draws = _uniform(self.generator, self.batch_size * (self._kinds + 1)).reshape(-1, self._kinds + 1)
+        dropped = (draws[:, :-1] < self.control_dropout) | (draws[:, -1:] < self.control_dropout)
+        kind = np.where(windows < len(self._control_of), self._control_of[np.minimum(windows, len(self._control_of) - 1)], -1)
+        out = (kind >= 0) & np.take_along_axis(dropped, kind.clip(min=0), axis=1)
+        order = np.argsort(out, axis=1, kind="stable")  # kept ids first, in their order
+        return np.take_along_axis(windows, order[:, :self.seq_len + 1], axis=1)
 
     def _transpose(self, windows: np.ndarray) -> np.ndarray:
         # The shifts keeping a window in range are the intersection of its ids' intervals.

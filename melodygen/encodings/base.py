@@ -119,6 +119,12 @@ class Encoding(ABC):
         tracks with them."""
         return None
 
+    def control_ids(self) -> dict[str, np.ndarray]:
+        """The ids of each kind of control token the encoding carries, by kind (none by default;
+        `multitrack_controls`). Training takes each kind out of a window at random
+        (`training.control_dropout`)."""
+        return {}
+
     def time_per_id(self) -> TimePerId | None:
         """How far each id moves time forward; None for an encoding that declares no time
         (then lengths can only be asked for in events)."""
@@ -129,7 +135,9 @@ class Encoding(ABC):
         """int64 map id -> id transposed by `shift` semitones; -1 where it leaves the range."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "settings": dataclasses.asdict(self.settings),
+        """Plain JSON values (a tuple setting as a list), so a stored copy compares equal."""
+        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.settings).items()}
+        return {"name": self.name, "settings": settings,
                 "tokens": list(self.vocab.tokens), "melodygen_version": __version__}
 
     @classmethod

@@ -32,6 +32,9 @@ A piece is a header, then its bars:
   gives `TIMESIG` and `POS(0) TEMPO`; later bars give `TIMESIG` only when the meter changes.
 - **Drums** (channel 10) are kept unless `drums = false`. An empty bar is just `BAR` (a long
   silence costs one id per bar).
+- **Controls** (`controls`, any of "key", "chord", "density"; none by default): `KEY` ends the
+  header, `CHORD` and `DENSITY` follow a bar's `BAR [TIMESIG]`, each measured from the notes
+  (`multitrack_controls`, which says why they are tokens). Decoding skips them.
 
 Decoding is lenient and counts what it drops (see `_decode_score`); `grammar` bans every id
 decoding would drop (and a few it would accept, such as pitches out of order at a position),
@@ -48,8 +51,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from melodygen import meter
+from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
+from melodygen.encodings.multitrack_controls import (CONTROL_KINDS, TOKEN_OF, PieceControls, control_ranges,
+                                                      density_bins, measure)
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.instruments import DRUMS, instrument_name
@@ -57,6 +62,7 @@ from melodygen.notes import Note, Score, TempoMap, Track
 from melodygen.settings import check
 
 _DENOMINATORS = (1, 2, 4, 8, 16)
+_CONTROL_TOKENS = frozenset(TOKEN_OF.values())
 # Kinds of item in the sorted event table; at one (bar, position) a position's tempo comes
 # before its notes.
 _BAR_ITEM, _POS_ITEM, _NOTE_ITEM = 0, 1, 2
@@ -75,6 +81,7 @@ class MultitrackSettings:
     max_qpm: float = 250.0
     max_tracks: int = 16
     drums: bool = True
+    controls: tuple[str, ...] = ()
 
     def __post_init__(self):
         check(self, {
@@ -87,6 +94,8 @@ class MultitrackSettings:
             "tempo_steps_per_octave must be in 1..48": lambda: 1 <= self.tempo_steps_per_octave <= 48,
             "need 1 <= min_qpm < max_qpm <= 1000": lambda: 1 <= self.min_qpm < self.max_qpm <= 1000,
             "max_tracks must be in 1..64": lambda: 1 <= self.max_tracks <= 64,
+            f"controls must name each of {', '.join(CONTROL_KINDS)} at most once":
+                lambda: set(self.controls) <= set(CONTROL_KINDS) and len(set(self.controls)) == len(self.controls),
         })
 
     def meters(self) -> list[tuple[int, int]]:
@@ -143,6 +152,7 @@ class MultitrackEncoding(Encoding):
                        labels=tuple(str(_bin_velocity(b, bin_size)) for b in range(1, s.velocity_bins + 1))),
             EventRange("DUR", 1, s.max_duration_quarters * spq,
                        labels=tuple(str(Fraction(d, spq)) for d in range(1, s.max_duration_quarters * spq + 1))),
+            *control_ranges(s.controls),
         ])
 
     @property
@@ -154,11 +164,31 @@ class MultitrackEncoding(Encoding):
     def encode(self, score: Score) -> np.ndarray:
         return self.encode_with(score)
 
-    def encode_with(self, score: Score, *, track_at_every_position: bool = False) -> np.ndarray:
+    def encode_with(self, score: Score, *, track_at_every_position: bool = False,
+                    controls: bool = True) -> np.ndarray:
         """`encode`; with `track_at_every_position`, each position's first note names its track
         even when the track carries over (what given music needs, `multitrack_given`: notes the
-        model inserts between two given positions must not change the track a given note is on)."""
-        s, v = self.settings, self.vocab
+        model inserts between two given positions must not change the track a given note is on).
+        `controls=False` leaves the control tokens out (given music is not labelled)."""
+        v = self.vocab
+        tracks, notes, bars = self._laid_out(score)
+        measured = measure(notes, bars) if self.settings.controls and controls else None
+        header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
+        if measured is not None and "key" in self.settings.controls and measured.key >= 0:
+            header.append(v.id_of("KEY", measured.key))
+        return np.concatenate([np.array(header, dtype=np.int64),
+                               self._body_ids(notes, bars, self._tempo_changes(score),
+                                              track_at_every_position, measured)]).astype(np.uint16)
+
+    def controls_of(self, score: Score) -> PieceControls:
+        """The key, per-bar chords and per-bar note counts of `score`, measured as `encode`
+        labels training data (`multitrack_controls`), whatever controls this encoding has."""
+        _, notes, bars = self._laid_out(score)
+        return measure(notes, bars)
+
+    def _laid_out(self, score: Score) -> tuple[list[Track], dict[str, np.ndarray], list[meter.Bar]]:
+        """(the tracks encoded, their note table, the bars up to the last onset)."""
+        s = self.settings
         tracks = [t for t in score.tracks if t.notes and (s.drums or not t.is_drum)]
         if not tracks:
             raise NoUsableMusicError("no notes" if not score.note_count() else "only drum tracks (drums = false)")
@@ -166,11 +196,7 @@ class MultitrackEncoding(Encoding):
             raise NoUsableMusicError(f"{len(tracks)} tracks with notes, more than the encoding's "
                                      f"max_tracks = {s.max_tracks}")
         notes = self._note_table(score, tracks)
-        bars = self.bars_of(score, int(notes["start"].max()))
-        header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
-        return np.concatenate([np.array(header, dtype=np.int64),
-                               self._body_ids(notes, bars, self._tempo_changes(score),
-                                              track_at_every_position)]).astype(np.uint16)
+        return tracks, notes, self.bars_of(score, int(notes["start"].max()))
 
     def bars_of(self, score: Score, last_onset: int) -> list[meter.Bar]:
         """The bars `encode` lays out for `score` (steps), up to the one holding grid step
@@ -240,7 +266,8 @@ class MultitrackEncoding(Encoding):
         return np.clip(wanted, exponents.start, exponents.stop - 1) - exponents.start
 
     def _body_ids(self, notes: dict[str, np.ndarray], bars: list[meter.Bar],
-                  tempos: tuple[np.ndarray, np.ndarray], track_at_every_position: bool = False) -> np.ndarray:
+                  tempos: tuple[np.ndarray, np.ndarray], track_at_every_position: bool = False,
+                  measured: PieceControls | None = None) -> np.ndarray:
         """The ids after the header, built as one sorted table of items (bars, positions, notes),
         each with up to 4 ids (-1 where absent)."""
         v = self.vocab
@@ -262,6 +289,12 @@ class MultitrackEncoding(Encoding):
         meter_ids = np.array([v.offset("TIMESIG") + self.meter_index[b.meter] for b in bars])
         changed = np.array([i == 0 or bars[i].meter != bars[i - 1].meter for i in range(n_bars)], dtype=bool)
         bar_ids[changed, 1] = meter_ids[changed]
+        if measured is not None:  # then CHORD (where something pitched sounds), DENSITY
+            if "chord" in self.settings.controls:
+                chorded = measured.chords >= 0
+                bar_ids[chorded, 2] = v.offset("CHORD") + measured.chords[chorded]
+            if "density" in self.settings.controls:
+                bar_ids[:, 3] = v.offset("DENSITY") + density_bins(measured.density)
         # Positions: POS, TEMPO where it changes.
         pos_ids = np.full((n_pos, 4), -1, dtype=np.int64)
         pos_ids[:, 0] = v.offset("POS") + pos
@@ -314,6 +347,8 @@ class MultitrackEncoding(Encoding):
         bar_start, bar_length, bar_meter, bars = 0, 4 * spq, meter.DEFAULT_METER, 0
         pos, track, pending, dropped, just_opened = -1, -1, [], 0, False
         for name, value in self.vocab.events(ids):
+            if name in _CONTROL_TOKENS:
+                continue  # a control carries no notes
             if pending and name not in ("VEL", "DUR"):
                 dropped += len(pending)  # a note left unfinished
                 pending = []
@@ -423,6 +458,11 @@ class MultitrackEncoding(Encoding):
             out.append(token)
         return out
 
+    def control_ids(self) -> dict[str, np.ndarray]:
+        v = self.vocab
+        return {kind: np.arange(v.offset(TOKEN_OF[kind]), v.offset(TOKEN_OF[kind]) + v.range(TOKEN_OF[kind]).size)
+                for kind in CONTROL_KINDS if kind in self.settings.controls}
+
     def time_per_id(self) -> TimePerId:
         """BAR counts one bar; nothing else moves the bar count."""
         amounts = np.zeros(self.vocab.size)
@@ -435,12 +475,21 @@ class MultitrackEncoding(Encoding):
         first = self.vocab.offset("PITCH")
         pitches = np.arange(128) + shift
         table[first:first + 128] = np.where((pitches >= 0) & (pitches <= 127), first + pitches, -1)
+        if "key" in self.settings.controls:
+            first = self.vocab.offset("KEY")
+            table[first:first + harmony.NUM_KEYS] = first + np.array([harmony.transpose_key(k, shift)
+                                                                      for k in range(harmony.NUM_KEYS)])
+        if "chord" in self.settings.controls:
+            first = self.vocab.offset("CHORD")
+            table[first:first + harmony.NUM_CHORDS] = first + np.array([harmony.transpose_chord(c, shift)
+                                                                        for c in range(harmony.NUM_CHORDS)])
         return table
 
-    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None):
+    def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
+                controls=None):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar
 
-        return MultitrackGrammar(self, primer_ids, rows, device, instruments, given)
+        return MultitrackGrammar(self, primer_ids, rows, device, instruments, given, controls)
 
 
 def _one_word(name: str) -> str:

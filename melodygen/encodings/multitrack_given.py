@@ -101,7 +101,7 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
                           f"max_tracks = {encoding.settings.max_tracks}")
     kept = [tracks[i] for i in chosen]
     part = Score(kept, score.tempo_map, score.time_signatures, score.end_time, score.source)
-    body = np.asarray(encoding.encode_with(part, track_at_every_position=True), dtype=np.int64)
+    body = np.asarray(encoding.encode_with(part, track_at_every_position=True, controls=False), dtype=np.int64)
     v = encoding.vocab
     new = [v.id_of("PROGRAM", i) for i in instruments]
     ids = np.concatenate([body[:len(kept)], new, body[len(kept):], [v.id_of("BAR")]])
@@ -115,7 +115,7 @@ def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenP
     v, spq = encoding.vocab, encoding.settings.steps_per_quarter
     tracks = _kept_tracks(encoding, score)
     full = Score(tracks, score.tempo_map, score.time_signatures, score.end_time, score.source)
-    body = np.asarray(encoding.encode_with(full, track_at_every_position=True), dtype=np.int64)
+    body = np.asarray(encoding.encode_with(full, track_at_every_position=True, controls=False), dtype=np.int64)
     ids = np.concatenate([body, [v.id_of("BAR")]])
     bar_of = _bar_of(ids, v.id_of("BAR"))
     bars = int(bar_of[-1])

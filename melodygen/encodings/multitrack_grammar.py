@@ -4,8 +4,8 @@ Per row, a small state (what the last id was, the bar's length, the position, th
 the last pitch at this position, how many header tracks and which are drums) decides which ids
 may come next, so a sampled piece always decodes whole:
 
-    header   PROGRAM...        (at least one, at most max_tracks) then BAR
-    bar      BAR [TIMESIG] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
+    header   PROGRAM...        (at least one, at most max_tracks) [KEY] then BAR
+    bar      BAR [TIMESIG] [CHORD] [DENSITY] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
     POS      strictly after the previous position, inside the bar's length
     TRACK    a header track; within a position, tracks ascend
     PITCH    on a pitched track, DRUM on a drum track; ascending within (position, track)
@@ -14,7 +14,9 @@ may come next, so a sampled piece always decodes whole:
 `instruments` (a list of instruments, `melodygen.instruments`) steers which tracks play: a piece
 begun from nothing gets exactly that header, in that order; a primer's tracks whose instrument
 is not listed get no new notes. `given` (a `multitrack_given.GivenPlan`) forces given music in
-and lets the model write only in its gaps (accompaniment, infilling). State updates are
+and lets the model write only in its gaps (accompaniment, infilling). `controls` (a
+`multitrack_controls.ControlRequest`) forces the requested KEY, CHORD and DENSITY values where
+their tokens go and bans the controls not requested. State updates are
 whole-tensor ops (no host sync per draw).
 """
 
@@ -28,30 +30,38 @@ from melodygen.errors import ConfigError
 from melodygen.instruments import DRUMS, instrument_name
 
 # What the last id was (0: nothing yet, or a special id).
-_START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR = range(11)
+_START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR, _KEY, _CHORD, _DENSITY = range(14)
 # What may follow each kind of last id (before the state's own limits), as one table indexed by
 # the rows' phases: one lookup per draw instead of a comparison per phase.
+_BAR_END = (_BAR, _TIMESIG, _CHORD, _DENSITY, _TEMPO, _DUR)  # where a bar may close (or be empty)
 _FOLLOWERS = {
-    "EOS": (_BAR, _TIMESIG, _TEMPO, _DUR), "PROGRAM": (_START, _PROGRAM),
-    "BAR": (_PROGRAM, _BAR, _TIMESIG, _TEMPO, _DUR), "TIMESIG": (_BAR,), "POS": (_BAR, _TIMESIG, _TEMPO, _DUR),
-    "TEMPO": (_POS,), "TRACK": (_POS, _TEMPO, _DUR), "NOTE": (_POS, _TEMPO, _DUR, _TRACK),
-    "VEL": (_PITCH, _DRUM), "DUR": (_VEL,)}
+    "EOS": _BAR_END, "PROGRAM": (_START, _PROGRAM), "BAR": (_PROGRAM, _KEY, *_BAR_END),
+    "TIMESIG": (_BAR,), "POS": _BAR_END, "TEMPO": (_POS,), "TRACK": (_POS, _TEMPO, _DUR),
+    "NOTE": (_POS, _TEMPO, _DUR, _TRACK), "VEL": (_PITCH, _DRUM), "DUR": (_VEL,),
+    "KEY": (_PROGRAM,), "CHORD": (_BAR, _TIMESIG), "DENSITY": (_BAR, _TIMESIG, _CHORD)}
 (_EOS_RULE, _PROGRAM_RULE, _BAR_RULE, _TIMESIG_RULE, _POS_RULE, _TEMPO_RULE, _TRACK_RULE, _NOTE_RULE,
- _VEL_RULE, _DUR_RULE) = range(len(_FOLLOWERS))
+ _VEL_RULE, _DUR_RULE, _KEY_RULE, _CHORD_RULE, _DENSITY_RULE) = range(len(_FOLLOWERS))
 _KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "TEMPO": _TEMPO,
-          "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR}
+          "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR,
+          "KEY": _KEY, "CHORD": _CHORD, "DENSITY": _DENSITY}
+# A bar opens BAR [TIMESIG] [CHORD] [DENSITY]: each phase's place in that head, and each id's
+# (everything that is not TIMESIG, CHORD or DENSITY comes after the head: 4).
+_HEAD_PLACE = {_BAR: 0, _TIMESIG: 1, _CHORD: 2, _DENSITY: 3}
+_AFTER_HEAD = 4
 
 
 class MultitrackGrammar:
     def __init__(self, encoding, primer_ids: Sequence[int], rows: int, device="cpu",
-                 instruments: Sequence[int] | None = None, given=None):
+                 instruments: Sequence[int] | None = None, given=None, controls=None):
         from melodygen.encodings.vocab import EOS_ID
         from melodygen.meter import bar_steps
 
         vocab, s = encoding.vocab, encoding.settings
         self.max_tracks = s.max_tracks
         self.eos = EOS_ID
-        self.block = {name: (vocab.offset(name), vocab.offset(name) + vocab.range(name).size) for name in _KINDS}
+        present = {r.name for r in vocab.ranges}
+        self.block = {name: (vocab.offset(name), vocab.offset(name) + vocab.range(name).size)
+                      for name in _KINDS if name in present}
         kinds, values = vocab.split(range(vocab.size))
         names = [vocab.ranges[k].name for k in kinds.tolist()]
         self.kind_of = torch.tensor([_KINDS.get(n, _START) for n in names], device=device)
@@ -63,13 +73,14 @@ class MultitrackGrammar:
         self.positions = torch.arange(self.block["POS"][1] - self.block["POS"][0], device=device)
         self.tracks = torch.arange(self.max_tracks, device=device)
         self.pitches = torch.arange(128, device=device)
-        self.after = torch.tensor([[phase in phases for phases in _FOLLOWERS.values()] for phase in range(_DUR + 1)],
-                                  device=device)
+        self.after = torch.tensor([[phase in phases for phases in _FOLLOWERS.values()]
+                                   for phase in range(len(_KINDS) + 1)], device=device)
         self.given = None
         self._init_state(1, 4 * s.steps_per_quarter, device)
         for i in primer_ids:
             self._update(torch.tensor([int(i)], device=device))
         self.select_rows(torch.zeros(rows, dtype=torch.long, device=device))
+        self.new_bars.zero_()  # counts the BARs drawn after the primer: the new bars' controls
         self.primer_programs = [v for n, v in vocab.events(primer_ids) if n == "PROGRAM"]
         self.header, self.playing = None, None
         if instruments is not None:
@@ -80,6 +91,32 @@ class MultitrackGrammar:
             self.given = torch.as_tensor(given.ids, dtype=torch.long, device=device)
             self.given_free = torch.as_tensor(given.free_from, dtype=torch.long, device=device)
             self.given_at = torch.zeros(rows, dtype=torch.long, device=device)
+        self._set_controls(encoding, controls, device)
+
+    def _set_controls(self, encoding, request, device) -> None:
+        """Requested controls are forced where their tokens go (`CHORD` and `DENSITY` of each new
+        bar from the request's lists, `KEY` before the first bar); the others are banned, so the
+        model writes as it learned to with that control dropped."""
+        from melodygen.encodings.multitrack_controls import ControlRequest, density_bins
+
+        request = request or ControlRequest()
+        request.check_model(encoding.settings.controls)
+        self.key = None if request.key is None else torch.tensor(request.key, device=device)
+        self.chords = None if request.chords is None else torch.tensor(request.chords, device=device)
+        self.density = (None if request.density is None
+                        else torch.as_tensor(density_bins(request.density), device=device))
+        required = [place for place, wanted in ((2, self.chords), (3, self.density)) if wanted is not None]
+        next_required = [min([r for r in required if r > place], default=_AFTER_HEAD) for place in range(4)]
+        self.next_required = torch.tensor(next_required, device=device)
+        head_place = torch.full((len(_KINDS) + 1,), -1, dtype=torch.long)
+        for phase, place in _HEAD_PLACE.items():
+            head_place[phase] = place
+        self.head_place = head_place.to(device)
+        id_place = torch.full((encoding.vocab.size,), _AFTER_HEAD, dtype=torch.long, device=device)
+        for name, place in (("TIMESIG", 1), ("CHORD", 2), ("DENSITY", 3)):
+            if name in self.block:
+                id_place[self.block[name][0]:self.block[name][1]] = place
+        self.id_place = id_place
 
     def _init_state(self, rows: int, bar_length: int, device) -> None:
         def full(value):
@@ -89,6 +126,7 @@ class MultitrackGrammar:
         self.pos, self.track, self.last_pitch = full(-1), full(-1), full(-1)
         self.pos_notes = torch.zeros(rows, dtype=torch.bool, device=device)
         self.is_drum = torch.zeros(rows, self.max_tracks, dtype=torch.bool, device=device)
+        self.new_bars = full(0)
 
     def _choose(self, instruments: list[int], device) -> None:
         """A forced header for a piece begun from nothing; else the primer tracks that may play."""
@@ -152,9 +190,39 @@ class MultitrackGrammar:
         put("VEL", may[_VEL_RULE])
         put("DUR", may[_DUR_RULE])
         allowed[:, self.eos] = after_content
+        self._steer_controls(allowed, may)
         if self.given is not None:
             allowed &= self._given_mask(allowed)
         return logits.masked_fill(~allowed, float("-inf"))
+
+    def _steer_controls(self, allowed, may) -> None:
+        """Force requested controls into their slots and ban the others (`_set_controls`)."""
+        header_done = self.phase == _PROGRAM
+        if self.header is not None:
+            header_done = header_done & (self.n_tracks >= len(self.header))
+        if "KEY" in self.block:
+            lo, hi = self.block["KEY"]
+            if self.key is None:
+                allowed[:, lo:hi] = False
+            else:
+                allowed[:, lo:hi] = False
+                allowed[:, lo + self.key] = may[_KEY_RULE] & header_done
+                allowed[:, self.block["BAR"][0]] &= ~header_done  # the key comes before the first bar
+        bar = (self.new_bars - 1).clamp(min=0)
+        for name, wanted in (("CHORD", self.chords), ("DENSITY", self.density)):
+            if name not in self.block:
+                continue
+            lo, hi = self.block[name]
+            if wanted is None:
+                allowed[:, lo:hi] = False
+            else:
+                rule = may[_CHORD_RULE] if name == "CHORD" else may[_DENSITY_RULE]
+                forced = wanted[bar % len(wanted)]
+                allowed[:, lo:hi] = False
+                allowed[torch.arange(len(bar), device=bar.device), lo + forced] = rule
+        place = self.head_place[self.phase]
+        need = self.next_required[place.clamp(min=0)]
+        allowed &= (place < 0)[:, None] | (self.id_place[None] <= need[:, None])
 
     def _given_mask(self, allowed):
         """Where the next given id is a note, tempo, meter or header id: that id alone. Where it is
@@ -210,9 +278,11 @@ class MultitrackGrammar:
         self.last_pitch = torch.where(is_bar | is_pos | is_track, -1,
                                       torch.where(pitched, value, self.last_pitch))
         self.phase = torch.where(kind != _START, kind, self.phase)
+        self.new_bars = self.new_bars + is_bar.long()
 
     def select_rows(self, rows) -> None:
-        for name in ("phase", "n_tracks", "bar_length", "pos", "track", "last_pitch", "pos_notes", "is_drum"):
+        for name in ("phase", "n_tracks", "bar_length", "pos", "track", "last_pitch", "pos_notes", "is_drum",
+                     "new_bars"):
             setattr(self, name, getattr(self, name).index_select(0, rows))
         if self.given is not None:
             self.given_at = self.given_at.index_select(0, rows)

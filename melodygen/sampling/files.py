@@ -8,8 +8,10 @@ grammar, decodes and writes each piece, and says why a piece holds less new musi
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,7 @@ class SampleRequest:
     branch_factor: int = 2
     beam_steps: int = 1  # ids drawn per branch between two prunings
     fast: bool = True  # decoding.sample's fast path (models.fast) where the model has one
+    controls: object = None  # a `multitrack_controls.ControlRequest`: key, chords, density asked for
 
     @property
     def has_length(self) -> bool:
@@ -134,8 +137,8 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     from melodygen.devices import resolve_device
 
     device = resolve_device(device)
-    model, encoding, _ = load_for_inference(checkpoint, device)
-    plan = plan_generation(encoding, request, device)
+    model, encoding, ckpt = load_for_inference(checkpoint, device)
+    plan = plan_generation(encoding, request, device, ckpt.get("instruments"))
     paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
@@ -187,20 +190,28 @@ def request_problem(request: SampleRequest) -> str | None:
          f"--infill {request.infill[0]}-{request.infill[-1]}: the first bar comes after the last" if request.infill else ""),
         (request.given_tracks is not None and len(set(request.given_tracks)) != len(request.given_tracks),
          "--given-tracks names a track twice"),
+        (given and request.controls is not None and bool(request.controls.kinds),
+         "--key, --chords and --density steer music written from nothing or a primer: not with "
+         "--accompany or --infill"),
     ]
     return next((text for wrong, text in problems if wrong), None)
 
 
-def plan_generation(encoding, request: SampleRequest, device="cpu") -> GenerationPlan:
-    """Check `request` against `encoding`, read its primer and set up its grammar; every
+def plan_generation(encoding, request: SampleRequest, device="cpu",
+                    instruments_seen: Collection[int] | None = None) -> GenerationPlan:
+    """Check `request` against `encoding` (and the instruments the model trained on, the
+    checkpoint's "instruments", where known), read its primer and set up its grammar; every
     problem is one error, raised before anything is generated or written."""
     problem = request_problem(request)
     if problem:
         raise ConfigError(problem)
-    _check_instruments(encoding, request)
+    _check_instruments(encoding, request, instruments_seen)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, device)
+    if request.controls is not None:
+        request.controls.check_model(getattr(encoding.settings, "controls", ()))
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
+    primer = _primer_controls(encoding, primer, request.controls)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     if request.beam and budget is not None:
@@ -208,6 +219,20 @@ def plan_generation(encoding, request: SampleRequest, device="cpu") -> Generatio
                           "encoding's --seconds/--bars are not one; give --length")
     rows = request.beam * request.branch_factor if request.beam else request.num_outputs
     return GenerationPlan(primer, qpm, max_events, budget, _grammar(encoding, request, primer, rows, device))
+
+
+def _primer_controls(encoding, primer: list[int], controls) -> list[int]:
+    """A primer's control tokens as the request has them: the kinds not asked for taken out (the
+    model goes on as it learned to without them), a requested key in place of the primer's own.
+    The primer's bars keep their own chords and counts; the request steers the new bars."""
+    kinds = encoding.control_ids()
+    asked = controls.kinds if controls is not None else ()
+    out_ids = {int(i) for kind, ids in kinds.items() if kind not in asked or kind == "key" for i in ids}
+    kept = [i for i in primer if i not in out_ids]
+    if primer and "key" in asked:
+        header = sum(1 for _ in itertools.takewhile(lambda i: encoding.vocab.event_of(i)[0] == "PROGRAM", kept))
+        kept.insert(header, encoding.vocab.id_of("KEY", controls.key))
+    return kept
 
 
 def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
@@ -240,8 +265,25 @@ def generate_pieces(model, encoding, request: SampleRequest, device,
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
     plan = plan or plan_generation(encoding, request, device)
     rows, likelihoods = _generate(model, encoding, request, plan, device)
-    return [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood)
-            for row, likelihood in zip(rows, likelihoods)]
+    pieces = [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood)
+              for row, likelihood in zip(rows, likelihoods)]
+    if request.controls is not None and request.controls.kinds:
+        _measure_steering(encoding, request, plan, pieces)
+    return pieces
+
+
+def _measure_steering(encoding, request: SampleRequest, plan: GenerationPlan, pieces: list[Piece]) -> None:
+    """Each piece's `steering` (where its steered bars are) and `adherence` (how it obeys)."""
+    from melodygen.encodings.multitrack_controls import Steering
+    from melodygen.stats.controls import piece_adherence
+
+    bar = encoding.vocab.id_of("BAR")
+    first_bar = 0 if request.continuation_only else sum(1 for i in plan.primer if i == bar)
+    steering = Steering(request.controls, first_bar, int(request.bars) if request.bars is not None else None)
+    for piece in pieces:
+        piece.steering = steering
+        if piece.score.note_count():
+            piece.adherence = piece_adherence(encoding, piece.score, request.controls, first_bar, steering.bars)
 
 
 def _piece(encoding, request: SampleRequest, plan: GenerationPlan, row: list[int]) -> Score:
@@ -272,13 +314,20 @@ def _piece(encoding, request: SampleRequest, plan: GenerationPlan, row: list[int
     return score
 
 
-def _check_instruments(encoding, request: SampleRequest) -> None:
+def _check_instruments(encoding, request: SampleRequest, seen: Collection[int] | None) -> None:
     if encoding.keeps_instruments and request.program is not None:
         raise ConfigError(f"the {encoding.name!r} model writes each track's own instrument; "
                           "choose them with --instruments, not --program")
     if request.instruments and not encoding.keeps_instruments:
         raise ConfigError(f"the {encoding.name!r} encoding writes one stream of notes: give its "
                           "instrument with --program (--instruments needs a multitrack model)")
+    unheard = [i for i in request.instruments or () if seen is not None and i not in seen]
+    if unheard:
+        from melodygen.instruments import instrument_name
+
+        known = ", ".join(instrument_name(i) for i in sorted(seen))
+        raise ConfigError(f"this model never heard {instrument_name(unheard[0])} in training; "
+                          f"its instruments: {known}")
 
 
 def _generate(model, encoding, request: SampleRequest, plan: GenerationPlan,
@@ -304,6 +353,8 @@ def _grammar(encoding, request: SampleRequest, primer: list[int], rows: int, dev
     primer, may begin by ending a note the primer held). Requested instruments go to the
     grammar of an encoding that keeps instruments, which steers its tracks with them."""
     chosen = {"instruments": request.instruments} if request.instruments else {}
+    if encoding.control_ids():
+        chosen["controls"] = request.controls
     grammar = encoding.grammar(primer, rows, device, **chosen)
     return [grammar] if grammar is not None else []
 

@@ -2,7 +2,7 @@
 
 A piece is its `Score` (tracks, tempo map, meter; times in seconds) plus how it came about: the
 new ids the model drew, why it holds less music than asked (if it does), its log-likelihood
-under beam search. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders to WAV
+under beam search, the controls it was steered by and how well it obeys them. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders to WAV
 (FluidSynth) and draws its piano roll, each through the module that owns that job.
 """
 
@@ -23,6 +23,8 @@ class Piece:
     shortfall: str | None = None  # why it has less new music than asked, if it has
     log_likelihood: float | None = None  # of its new ids under the model (beam search), nats
     path: Path | None = None  # where `save` last wrote it
+    steering: object = None  # `multitrack_controls.Steering`: the controls it was sampled with
+    adherence: object = None  # `stats.controls.Adherence`: how well it obeys them
 
     @property
     def notes(self) -> list[Note]:
@@ -40,10 +42,13 @@ class Piece:
         return (min(pitches), max(pitches)) if pitches else None
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the piece as a type-1 MIDI file (atomically); returns the path."""
+        """Write the piece as a type-1 MIDI file (atomically), and the controls it was sampled
+        with beside it (`NAME.controls.json`) if it was steered; returns the MIDI file's path."""
         from melodygen.midi_io import write_score
 
         self.path = write_score(self.score, path)
+        if self.steering is not None:
+            self.steering.save_beside(self.path)
         return self.path
 
     def to_pretty_midi(self):

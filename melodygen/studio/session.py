@@ -112,7 +112,7 @@ class Studio:
         options = settings.generate_options(settings.seed)
         options.pop("n")
         request = SampleRequest(**_request_fields(options), primer=primer)
-        plan_generation(model.encoding, request)  # raises the one-line reason of a bad request
+        plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))  # a bad request: its one-line reason
         job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
         with self._lock:
             self._jobs[job.id] = job

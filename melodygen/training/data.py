@@ -85,7 +85,8 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
         generator=np.random.default_rng([cfg.seed, info.rank]),
         transpose_range=cfg.transpose_range,
         shift_tables=shift_tables_for(encoding, cfg.transpose_range),
-        piece_starts=cfg.window_starts == "pieces")
+        piece_starts=cfg.window_starts == "pieces",
+        controls=list(encoding.control_ids().values()), control_dropout=cfg.control_dropout)
 
 
 class ValidationWindows:
@@ -109,6 +110,18 @@ class ValidationWindows:
 
         batches = iter_sequential_windows(self.dataset, self.seq_len, self.batch_size)
         return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
+
+
+def instruments_in(directory: Path, encoding) -> list[int] | None:
+    """The instruments (`PROGRAM` values) of a dataset's train split; None for an encoding whose
+    ids carry no instruments."""
+    from melodygen.dataset.shards import TokenDataset
+
+    if not encoding.keeps_instruments:
+        return None
+    first, size = encoding.vocab.offset("PROGRAM"), encoding.vocab.range("PROGRAM").size
+    counts = np.bincount(np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64), minlength=first + size)
+    return np.flatnonzero(counts[first:first + size]).tolist()
 
 
 def run_dataset_dir(config: RunConfig, encoding) -> Path:

@@ -72,6 +72,7 @@ class _Run:
     bar: ProgressBar | None = None
     clock: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)  # the dataset's
+    instruments: list[int] | None = None  # the train split's (`data.instruments_in`)
 
 
 def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -124,7 +125,8 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
     config = _resolved(config, raw_model, encoding, directory)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
-               data.ValidationWindows(directory, config, info), stepper, manifest=manifest)
+               data.ValidationWindows(directory, config, info), stepper, manifest=manifest,
+               instruments=data.instruments_in(directory, encoding))
     if ckpt is not None:
         resumed = state.restore(ckpt, optimizer, sampler, info, paths.last)
         run.step, run.best = ckpt["step"], resumed["best"]
@@ -287,7 +289,7 @@ def _save(run: _Run, best: bool) -> None:
         model_kind=run.raw_model.kind, model_settings=settings_to_dict(run.raw_model.settings),
         model=run.raw_model, encoding=run.encoding, run_config=run.config.to_dict(),
         step=run.step, best_val_nll=run.best["nll"] if run.best else None,
-        training_state=training_state)
+        training_state=training_state, instruments=run.instruments)
     checkpoint.save(ckpt, run.paths.last)
     if best:
         checkpoint.save(ckpt, run.paths.best)

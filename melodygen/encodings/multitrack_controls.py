@@ -1,0 +1,211 @@
+"""Controls of the multitrack encoding: a key per piece, a chord and a note count per bar.
+
+A model trained on an encoding with `controls` learns the music *given* these values, so a user
+can set them at sampling time (`sample --key Bm --chords "D G A7 D" --density 8`):
+
+    PROGRAM(flute) PROGRAM(piano) KEY(D)             the header ends with the piece's key
+    BAR TIMESIG(6/8) CHORD(D) DENSITY(7) POS(0) ...  each bar opens with its chord and note count
+
+Why tokens in the stream (as MidiTok's attribute controls and MIDI-GPT do) rather than side
+inputs: every model kind reads them unchanged (RNN, LSTM, Transformer, their fast paths and
+caches); the grammar forces a requested value exactly where the token goes, as it forces given
+music; and dropping a control in training is deleting its tokens (`dataset.windows`), so the
+same model samples with any subset of controls or none.
+
+The values are measured from the notes, the same way for training data and for generated
+music (so what a sample achieved is read by the function that labelled the training data):
+- **key**: Krumhansl-Kessler key of the piece's pitched notes, weighted by duration.
+- **chord**: per bar, template matching on how long each pitch class sounds in the bar's first
+  half (`harmony.detect_chords`; a bar of two chords is labelled with the first, not with the
+  seventh chord their notes make together), in the tracks under the first (the melody) where
+  they play there: the chord track of a folk tune, the lower voices of a chorale; else in every
+  pitched track; else in the whole bar. A bar where nothing pitched sounds has no chord.
+- **density**: per bar, the number of notes that start in it, every track. Counts up to 16
+  are exact; above, bins 12.5% apart (`DENSITY_COUNTS`), so a binned count is within 6%.
+
+All three transpose with the music (`MultitrackEncoding.pitch_shift_table`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melodygen import harmony, meter
+from melodygen.atomic import atomic_write
+from melodygen.encodings.vocab import EventRange
+from melodygen.errors import ConfigError
+
+CONTROL_KINDS = ("key", "chord", "density")
+TOKEN_OF = {"key": "KEY", "chord": "CHORD", "density": "DENSITY"}
+_EXACT = 16
+DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
+    sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
+
+
+def density_bins(counts: np.ndarray) -> np.ndarray:
+    """The DENSITY value (index into `DENSITY_COUNTS`) of each note count: nearest in ratio."""
+    counts = np.asarray(counts, dtype=np.float64)
+    table = np.asarray(DENSITY_COUNTS, dtype=np.float64)
+    distance = np.abs(np.log((counts[..., None] + 0.5) / (table + 0.5)))
+    return distance.argmin(axis=-1)
+
+
+def control_ranges(kinds: Sequence[str]) -> list[EventRange]:
+    """The vocabulary rows of the enabled kinds, in `CONTROL_KINDS` order."""
+    rows = {
+        "key": EventRange("KEY", 0, harmony.NUM_KEYS - 1,
+                          labels=tuple(harmony.key_name(k) for k in range(harmony.NUM_KEYS))),
+        "chord": EventRange("CHORD", 0, harmony.NUM_CHORDS - 1,
+                            labels=tuple(harmony.chord_name(c) for c in range(harmony.NUM_CHORDS))),
+        "density": EventRange("DENSITY", 0, len(DENSITY_COUNTS) - 1, labels=tuple(map(str, DENSITY_COUNTS))),
+    }
+    return [rows[kind] for kind in CONTROL_KINDS if kind in kinds]
+
+
+@dataclass(frozen=True)
+class PieceControls:
+    """The measured controls of a piece: its key (-1 with no pitched note), and per bar its chord
+    (-1 where nothing pitched sounds) and how many notes start in it."""
+
+    key: int
+    chords: np.ndarray   # int64 (bars,)
+    density: np.ndarray  # int64 (bars,)
+    melody_bar: np.ndarray    # int64: the bar of each note of the first track (the melody) ...
+    melody_pitch: np.ndarray  # ... and its pitch
+
+
+def measure(notes: dict[str, np.ndarray], bars: list[meter.Bar]) -> PieceControls:
+    """The controls of the multitrack encoder's note table (grid steps; see `_note_table`)."""
+    n_bars = len(bars)
+    density = np.bincount(meter.bar_index(bars, notes["start"]), minlength=n_bars)[:n_bars]
+    pitched = ~notes["drum"].astype(bool)
+    accompaniment = pitched & (notes["track"] > 0)
+    weights, bass = _sounding(notes, pitched, bars, 1.0)
+    key = harmony.detect_key(weights.sum(axis=0)) if pitched.any() else -1
+    # The bar's chord: what sounds in its first half, under the melody where something does.
+    for chosen, share in ((pitched, 1.0), (pitched, 0.5), (accompaniment, 1.0), (accompaniment, 0.5)):
+        if chosen.any():
+            found, found_bass = _sounding(notes, chosen, bars, share)
+            playing = found.sum(axis=1) > 0
+            weights[playing], bass[playing] = found[playing], found_bass[playing]
+    melody = pitched & (notes["track"] == 0)
+    return PieceControls(int(key), harmony.detect_chords(weights, bass), density.astype(np.int64),
+                         meter.bar_index(bars, notes["start"][melody]), notes["pitch"][melody])
+
+
+def _sounding(notes: dict[str, np.ndarray], chosen: np.ndarray, bars: list[meter.Bar], share: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar, how long each pitch class of the `chosen` notes sounds in the bar's first `share`
+    (bars, 12), and the pitch class of the lowest of them sounding there (bars,), -1 where none."""
+    n_bars = len(bars)
+    starts = np.fromiter((b.start for b in bars), np.int64, n_bars)
+    ends = starts + np.fromiter((max(1, round(b.length * share)) for b in bars), np.int64, n_bars)
+    start, pitch = notes["start"][chosen], notes["pitch"][chosen]
+    end = start + notes["duration"][chosen]
+    weights = np.zeros((n_bars, 12))
+    lowest = np.full(n_bars, 128)
+    first, last = meter.bar_index(bars, start), np.minimum(meter.bar_index(bars, end - 1), n_bars - 1)
+    for k in range(int((last - first).max(initial=-1)) + 1):  # a note counts in every bar it sounds in
+        bar = first + k
+        overlap = np.minimum(end, ends[np.minimum(bar, n_bars - 1)]) - np.maximum(start, starts[np.minimum(bar, n_bars - 1)])
+        on = (bar <= last) & (overlap > 0)
+        np.add.at(weights, (bar[on], pitch[on] % 12), overlap[on])
+        np.minimum.at(lowest, bar[on], pitch[on])
+    return weights, np.where(lowest < 128, lowest % 12, -1)
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """Controls asked for at sampling time: a key, and per new bar a chord and a note count (the
+    lists repeat when the piece has more bars than they name). None: that control is not set,
+    and the model writes as it learned to without it."""
+
+    key: int | None = None
+    chords: tuple[int, ...] | None = None
+    density: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
+              density: str | Sequence[int] | None = None) -> ControlRequest:
+        """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
+        every bad value -> one-line `ConfigError`."""
+        if isinstance(chords, str):
+            chords = chords.replace(",", " ").split()
+        if isinstance(density, str):
+            try:
+                density = [int(x) for x in density.replace(",", " ").split()]
+            except ValueError:
+                raise ConfigError(f"--density {density!r}: give whole numbers of notes per bar, "
+                                  "e.g. 8 or 8,4") from None
+        if chords is not None and not chords:
+            raise ConfigError("--chords is empty: give one chord per bar, e.g. \"D G A7 D\"")
+        if density is not None:
+            if not density:
+                raise ConfigError("--density is empty: give notes per bar, e.g. 8 or 8,4")
+            bad = next((d for d in density if not 1 <= d <= DENSITY_COUNTS[-1]), None)
+            if bad is not None:
+                raise ConfigError(f"--density {bad}: notes per bar must be 1..{DENSITY_COUNTS[-1]}")
+        return cls(None if key is None else harmony.parse_key(key),
+                   None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
+                   None if density is None else tuple(int(d) for d in density))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in CONTROL_KINDS if getattr(self, "chords" if k == "chord" else k) is not None)
+
+    def check_model(self, controls: Sequence[str]) -> None:
+        """`ConfigError` when asking for a control the model was not trained with."""
+        missing = [k for k in self.kinds if k not in controls]
+        if missing:
+            have = ", ".join(controls) if controls else "none"
+            raise ConfigError(f"this model was trained without the {' and '.join(missing)} control "
+                              f"(its controls: {have}); train one with a preset that has them, "
+                              "e.g. configs/multitrack_nottingham.toml")
+
+    def describe(self) -> dict:
+        """Plain JSON: names, not indices."""
+        return {"key": None if self.key is None else harmony.key_name(self.key),
+                "chords": None if self.chords is None else [harmony.chord_name(c) for c in self.chords],
+                "density": None if self.density is None else list(self.density)}
+
+
+@dataclass(frozen=True)
+class Steering:
+    """The controls a piece was sampled with: the request, the bar of the piece where the
+    steered bars begin (after a primer's bars; 0-based), and how many were asked for (None: as
+    many as the model wrote)."""
+
+    request: ControlRequest
+    first_bar: int = 0
+    bars: int | None = None
+
+    def save_beside(self, midi: Path) -> Path:
+        """Write `NAME.controls.json` beside a sampled `NAME.mid` (`melodygen report` reads it)."""
+        path = controls_path(midi)
+        with atomic_write(path, "w", encoding="utf-8") as file:
+            json.dump({**self.request.describe(), "first_bar": self.first_bar, "bars": self.bars}, file, indent=1)
+        return path
+
+
+def controls_path(midi: Path) -> Path:
+    """Where `ControlRequest.save_beside` puts the request of a sampled MIDI file."""
+    return Path(midi).with_suffix(".controls.json")
+
+
+def read_beside(midi: Path) -> Steering | None:
+    """The `Steering` saved beside `midi`, or None when there is no such file; a damaged one ->
+    `ConfigError` naming it."""
+    path = controls_path(midi)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        request = ControlRequest.parse(data["key"], data["chords"], data["density"])
+        return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a melodygen controls file ({exc})") from None

@@ -1,0 +1,187 @@
+"""Chord and key names: their one spelling, parsing, transposition, and detection from pitch classes.
+
+The controls feature (per-bar CHORD and per-piece KEY tokens, `--chords "D G A7 D"`, `--key Bm`)
+goes through here and nowhere else. A chord is an index `root * len(QUALITIES) + quality
+position` (0..NUM_CHORDS-1), a key `tonic * 2 + minor` (0..NUM_KEYS-1); names are spelled with
+ROOTS. Parsing takes sharps or flats on the letters A-G (enharmonics wrap: "Cb" is B, "E#" is
+F), a root letter in either case, and these quality aliases:
+
+    ""   : maj, M          m    : min, -          7    : dom7
+    m7   : min7, -7        maj7 : M7, Δ7, Δ       dim  : o, °
+    aug  : +               sus4 : sus
+
+Word aliases (maj, min, dim, ...) ignore case; "M"/"m" and "M7"/"m7" do not. Text that is
+none of these is a `ConfigError` of one line naming it.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+
+import numpy as np
+
+from melodygen.errors import ConfigError
+
+ROOTS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+QUALITIES = {"": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "m7": (0, 3, 7, 10),
+             "maj7": (0, 4, 7, 11), "dim": (0, 3, 6), "aug": (0, 4, 8), "sus4": (0, 5, 7)}
+NUM_CHORDS = 12 * len(QUALITIES)
+NUM_KEYS = 24
+
+_QUALITY_NAMES = tuple(QUALITIES)
+# How simple each quality is, for detection's ties: fewer tones first, then QUALITIES order, so an
+# exact triad beats a seventh missing one tone (B D F is Bdim, not G7 without its G).
+_SIMPLICITY = np.argsort(np.argsort([len(QUALITIES[q]) for q in _QUALITY_NAMES], kind="stable"))
+_ALIASES = {**{q: q for q in QUALITIES}, "maj": "", "M": "", "min": "m", "-": "m", "dom7": "7",
+            "min7": "m7", "-7": "m7", "M7": "maj7", "Δ7": "maj7", "Δ": "maj7", "o": "dim", "°": "dim",
+            "+": "aug", "sus": "sus4"}
+_KEY_MODES = {"": 0, "M": 0, "maj": 0, "major": 0, "m": 1, "min": 1, "minor": 1}
+_CHORDS_ACCEPTED = (f"a root A-G (with # or b) and one of the qualities '', {', '.join(_QUALITY_NAMES[1:])} "
+                    f"(aliases: {', '.join(a for a in _ALIASES if a not in QUALITIES)}), e.g. F#m7")
+_KEYS_ACCEPTED = "a tonic A-G (with # or b), then nothing, major, maj or M, or minor, min or m (e.g. Bm, Eb major)"
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_NAME = re.compile(r"([A-Ga-g])([#b]?) *(.*)", re.DOTALL)
+_MAJOR_SCALE, _MINOR_SCALE = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
+# Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
+_KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+_KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+# Share of a bar's total weight added to the chords whose root is the bass note: enough to
+# prefer C over Am7 when an added A is brief (C6 in all but name) and to settle dyads (A-C over
+# an A bass: Am, not F), too little to beat a chord whose tones clearly fit better.
+BASS_BONUS = 0.05
+
+
+def _checked(index, count: int, what: str) -> int:
+    index = operator.index(index)
+    if not 0 <= index < count:
+        raise ValueError(f"{what} index {index} outside 0..{count - 1}")
+    return index
+
+
+def _split(text: str, what: str, accepted: str) -> tuple[int, str]:
+    """(root pitch class, rest) of a name; ConfigError naming the text when no root opens it."""
+    match = _NAME.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"unknown {what} {text!r}: {accepted}")
+    letter, accidental, rest = match.groups()
+    return (_LETTERS[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12, rest
+
+
+def chord_name(index: int) -> str:
+    """0 -> "C", 1 -> "Cm", ...: the root as ROOTS spells it, then the quality."""
+    root, quality = divmod(_checked(index, NUM_CHORDS, "chord"), len(QUALITIES))
+    return ROOTS[root] + _QUALITY_NAMES[quality]
+
+
+def parse_chord(text: str) -> int:
+    """The chord index of a name such as "F#m7", "Bbmaj7", "Db", "G7", "Bdim" (aliases above)."""
+    root, rest = _split(text, "chord", _CHORDS_ACCEPTED)
+    quality = _ALIASES.get(rest, _ALIASES.get(rest.lower()))
+    if quality is None:
+        raise ConfigError(f"unknown chord {text!r}: {_CHORDS_ACCEPTED}")
+    return root * len(QUALITIES) + _QUALITY_NAMES.index(quality)
+
+
+def chord_tones(index: int) -> tuple[int, ...]:
+    """The chord's pitch classes (0..11), root first."""
+    root, quality = divmod(_checked(index, NUM_CHORDS, "chord"), len(QUALITIES))
+    return tuple((root + step) % 12 for step in QUALITIES[_QUALITY_NAMES[quality]])
+
+
+def key_name(index: int) -> str:
+    """"D" for D major, "Bm" for B minor (ROOTS spelling)."""
+    tonic, minor = divmod(_checked(index, NUM_KEYS, "key"), 2)
+    return ROOTS[tonic] + ("m" if minor else "")
+
+
+def parse_key(text: str) -> int:
+    """The key index of "D", "Dm", "D major", "d minor", "Bb", "F#m", "Bbm", "A min"..."""
+    tonic, rest = _split(text, "key", _KEYS_ACCEPTED)
+    minor = _KEY_MODES.get(rest, _KEY_MODES.get(rest.lower()))
+    if minor is None:
+        raise ConfigError(f"unknown key {text!r}: {_KEYS_ACCEPTED}")
+    return tonic * 2 + minor
+
+
+def key_scale(index: int) -> tuple[int, ...]:
+    """The 7 pitch classes of the key's major or natural-minor scale, tonic first."""
+    tonic, minor = divmod(_checked(index, NUM_KEYS, "key"), 2)
+    return tuple((tonic + step) % 12 for step in (_MINOR_SCALE if minor else _MAJOR_SCALE))
+
+
+def transpose_chord(index: int, shift: int) -> int:
+    """The same quality with its root moved `shift` semitones (mod 12)."""
+    root, quality = divmod(_checked(index, NUM_CHORDS, "chord"), len(QUALITIES))
+    return (root + shift) % 12 * len(QUALITIES) + quality
+
+
+def transpose_key(index: int, shift: int) -> int:
+    """The same mode with its tonic moved `shift` semitones (mod 12)."""
+    tonic, minor = divmod(_checked(index, NUM_KEYS, "key"), 2)
+    return (tonic + shift) % 12 * 2 + minor
+
+
+@functools.cache
+def _templates() -> np.ndarray:
+    """(NUM_CHORDS, 12) 0/1: which pitch classes each chord holds."""
+    table = np.zeros((NUM_CHORDS, 12))
+    for index in range(NUM_CHORDS):
+        table[index, list(chord_tones(index))] = 1.0
+    return table
+
+
+def detect_chords(weights: np.ndarray, bass: np.ndarray) -> np.ndarray:
+    """The chord of each row of `weights` (B, 12) (how long each pitch class sounds in a bar),
+    whose lowest sounding pitch class is `bass` (B,) (-1: none): (B,) int64, -1 for an empty row.
+
+    Template matching after Pardo & Birmingham (2002): a chord scores the weight on its tones
+    minus the weight off them, plus BASS_BONUS of the row's weight when its root is the bass.
+    Scores within rounding of the best tie, and the tie goes to the simpler chord (fewer tones,
+    then QUALITIES order: G, not G7, when F is absent; Bdim, not G7, for B D F), then to a root
+    in the bass, then to the root with the most weight, then to the lower root.
+    """
+    weights, bass = np.asarray(weights, dtype=np.float64), np.asarray(bass, dtype=np.int64)
+    if weights.ndim != 2 or weights.shape[1] != 12 or bass.shape != weights.shape[:1]:
+        raise ValueError(f"weights must be (B, 12) and bass (B,), got {weights.shape} and {bass.shape}")
+    templates, total = _templates(), weights.sum(axis=1, keepdims=True)
+    roots = np.arange(NUM_CHORDS) // len(QUALITIES)                      # (NUM_CHORDS,)
+    on_bass = roots[None, :] == bass[:, None]                            # (B, NUM_CHORDS)
+    score = weights @ (2 * templates.T - 1) + BASS_BONUS * total * on_bass
+    tied = score >= score.max(axis=1, keepdims=True) - 1e-9 * (total + 1)
+    # Lexicographic tie-break as one number: simplicity (steps of 4) > bass root (2) > root weight (<= 1).
+    root_weight = weights[:, roots] / np.maximum(weights.max(axis=1, keepdims=True), 1e-300)
+    rank = -4.0 * _SIMPLICITY[np.arange(NUM_CHORDS) % len(QUALITIES)] + 2.0 * on_bass + root_weight
+    best = np.argmax(np.where(tied, rank, -np.inf), axis=1)
+    return np.where(total[:, 0] > 0, best, -1).astype(np.int64)
+
+
+@functools.cache
+def _key_profiles() -> np.ndarray:
+    """(NUM_KEYS, 12): the K-K profile of each key, indexed by pitch class."""
+    profiles = [np.roll(_KK_MINOR if minor else _KK_MAJOR, tonic) for tonic in range(12) for minor in (0, 1)]
+    return np.array(profiles)
+
+
+def detect_key(weights: np.ndarray) -> int:
+    """The key whose Krumhansl-Kessler profile correlates best with `weights` (12,) (duration
+    per pitch class of a whole piece). A piece with no weight, or the same on all 12 pitch
+    classes (no correlation defined), is C major (0)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (12,):
+        raise ValueError(f"weights must be (12,), got {weights.shape}")
+    centred = weights - weights.mean()
+    if not np.any(centred):
+        return 0
+    profiles = _key_profiles()
+    profiles = profiles - profiles.mean(axis=1, keepdims=True)
+    correlation = profiles @ centred / np.linalg.norm(profiles, axis=1)  # |centred| is common to all
+    return int(np.argmax(correlation))
+
+
+def key_fit(weights: np.ndarray, key: int) -> float:
+    """The share of `weights` (12,) on the key's scale: 0..1, 0 when there is no weight."""
+    weights = np.asarray(weights, dtype=np.float64)
+    total = float(weights.sum())
+    return float(weights[list(key_scale(key))].sum()) / total if total > 0 else 0.0

@@ -1,0 +1,278 @@
+"""Controls (key, chord, notes per bar) of the multitrack encoding: labelled from the notes,
+transposed with them, forced by the grammar when asked for, dropped at random in training,
+measured against the request, and bad values are one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import CORPORA
+from melodygen import harmony
+from melodygen.checkpoint import make_checkpoint, save
+from melodygen.cli import main
+from melodygen.dataset.windows import WindowSampler
+from melodygen.encodings import get_encoding
+from melodygen.encodings.multitrack_controls import (DENSITY_COUNTS, ControlRequest, Steering, density_bins,
+                                                      read_beside)
+from melodygen.errors import ConfigError
+from melodygen.midi_io import read_score
+from melodygen.models import build_model, settings_to_dict
+from melodygen.notes import Note, Score, TempoMap, Track
+from melodygen.sampling.files import SampleRequest, _primer_controls
+from melodygen.stats.controls import measure_adherence, piece_adherence
+from midi_factory import melody_with_chords_file
+
+ALL = ("key", "chord", "density")
+ENC = get_encoding("multitrack", controls=list(ALL))
+PLAIN = get_encoding("multitrack")
+TUNES = [CORPORA["nottingham"] / name for name in ("jigs1.mid", "reelsa-c5.mid", "waltzes3.mid")]
+
+
+def tokens(ids, encoding=ENC):
+    return encoding.readable(ids)
+
+
+def two_track_score(bars: list[tuple[list[int], list[int]]]) -> Score:
+    """4/4 at 120 qpm (a bar is 2 s): per bar, melody quarter notes and a held chord."""
+    melody, chords = [], []
+    for b, (tune, chord) in enumerate(bars):
+        melody += [Note(p, 90, b * 2 + i * 0.5, b * 2 + i * 0.5 + 0.5) for i, p in enumerate(tune)]
+        chords += [Note(p, 70, b * 2.0, b * 2.0 + 2.0) for p in chord]
+    return Score([Track("melody", 0, False, melody), Track("chords", 0, False, chords)], TempoMap(qpm=(120.0,)),
+                 [(0.0, 4, 4)])
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+@pytest.mark.parametrize("path", TUNES, ids=lambda p: p.name)
+def test_controls_add_tokens_but_never_change_the_notes(path):
+    score = read_score(path)
+    ids, plain = ENC.encode(score), PLAIN.encode(score)
+    assert ENC.dropped_ids(ids) == 0
+    assert ENC.decode(ids) == PLAIN.decode(plain)
+    names = [ENC.vocab.event_of(int(i))[0] for i in ids]
+    assert [n for n in names if n not in ("KEY", "CHORD", "DENSITY")] == [PLAIN.vocab.event_of(int(i))[0] for i in plain]
+    # KEY closes the header; every bar opens BAR [TIMESIG] [CHORD] DENSITY
+    assert names.index("KEY") == names.index("BAR") - 1 == sum(n == "PROGRAM" for n in names)
+    for at in (i for i, n in enumerate(names) if n == "BAR"):
+        head = names[at + 1:at + 4]
+        head = head[1:] if head[0] == "TIMESIG" else head
+        assert head[0] in ("CHORD", "DENSITY") and (head[0] == "DENSITY" or head[1] == "DENSITY")
+
+
+def test_the_labels_are_the_bars_chords_counts_and_key():
+    score = two_track_score([([62, 66, 69, 66], [50, 54, 57]),       # D
+                             ([67, 71, 74], [43, 47, 50]),            # G
+                             ([69, 73, 76, 79], [45, 49, 52, 55]),  # A7
+                             ([74], [50, 54, 57])])                   # D
+    text = tokens(ENC.encode(score))
+    assert [t for t in text if t.startswith(("KEY", "CHORD", "DENSITY"))] == [
+        "KEY(D)", "CHORD(D)", "DENSITY(7)", "CHORD(G)", "DENSITY(6)", "CHORD(A7)", "DENSITY(8)",
+        "CHORD(D)", "DENSITY(4)"]
+
+
+def test_a_bar_of_two_chords_is_labelled_with_the_first():
+    melody = [Note(72, 90, i * 0.5, i * 0.5 + 0.5) for i in range(4)]
+    chords = [Note(p, 70, 0.0, 1.0) for p in (48, 52, 55)] + [Note(p, 70, 1.0, 2.0) for p in (53, 57, 60)]
+    score = Score([Track("m", 0, False, melody), Track("c", 0, False, chords)], TempoMap(qpm=(120.0,)), [(0.0, 4, 4)])
+    assert "CHORD(C)" in tokens(ENC.encode(score))  # not the Fmaj7 that C + F make together
+
+
+def test_density_counts_are_exact_to_16_then_binned_within_6_percent():
+    counts = np.arange(1, DENSITY_COUNTS[-1] + 1)
+    binned = np.asarray(DENSITY_COUNTS)[density_bins(counts)]
+    assert (binned[:16] == counts[:16]).all()
+    assert (np.abs(binned - counts) / counts).max() <= 0.065
+
+
+@pytest.mark.parametrize("shift", [-5, -1, 2, 7])
+def test_transposing_the_ids_is_encoding_the_transposed_music(shift):
+    score = read_score(TUNES[0])
+    moved = Score([Track(t.name, t.program, t.is_drum, [Note(n.pitch + shift, n.velocity, n.start, n.end)
+                                                        for n in t.notes]) for t in score.tracks],
+                  score.tempo_map, score.time_signatures, score.end_time)
+    assert (ENC.pitch_shift_table(shift)[ENC.encode(score)] == ENC.encode(moved)).all()
+
+
+def test_controls_setting_is_checked_and_round_trips(tmp_path):
+    with pytest.raises(ConfigError, match="controls"):
+        get_encoding("multitrack", controls=["tempo"])
+    with pytest.raises(ConfigError, match="controls"):
+        get_encoding("multitrack", controls=["key", "key"])
+    ENC.save_json(tmp_path / "e.json")
+    assert type(ENC).from_dict(json.loads((tmp_path / "e.json").read_text())) == ENC
+    assert PLAIN.vocab.tokens == ENC.vocab.tokens[:PLAIN.vocab.size]  # old ids keep their meaning
+
+
+# ------------------------------------------------------------------------------ grammar
+
+
+def draw(encoding, rows: int, steps: int, seed: int = 0, primer=(), **grammar):
+    """Random logits through the grammar: what a model that knows nothing would write."""
+    g = encoding.grammar(list(primer), rows, "cpu", **grammar)
+    gen, last, out = torch.Generator().manual_seed(seed), None, [[] for _ in range(rows)]
+    for _ in range(steps):
+        logits = g(torch.randn(rows, encoding.vocab.size, generator=gen), last)
+        last = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
+        for row, i in zip(out, last.tolist()):
+            row.append(i)
+    return [row[:row.index(2)] if 2 in row else row for row in out]
+
+
+def test_requested_controls_are_forced_bar_by_bar_and_others_banned():
+    request = ControlRequest.parse(key="Bm", chords="Bm G D A7", density="5,9")
+    for row in draw(ENC, 6, 400, controls=request, instruments=(73, 0)):
+        assert ENC.dropped_ids(row) == 0
+        text = tokens(row)
+        assert text[:3] == ["PROGRAM(flute)", "PROGRAM(acoustic-grand-piano)", "KEY(Bm)"]
+        heads = [t for t in text if t.startswith(("CHORD", "DENSITY"))]
+        bars = sum(t == "BAR" for t in text)
+        wanted = [x for b in range(bars) for x in (f"CHORD({'Bm G D A7'.split()[b % 4]})", f"DENSITY({(5, 9)[b % 2]})")]
+        assert heads == wanted[:len(heads)] and len(heads) >= 2 * bars - 2
+    for row in draw(ENC, 4, 300, controls=ControlRequest.parse(chords="C")):
+        assert not any(t.startswith(("KEY", "DENSITY")) for t in tokens(row))
+    for row in draw(ENC, 4, 300):
+        assert not any(t.startswith(("KEY", "CHORD", "DENSITY")) for t in tokens(row))
+
+
+def test_a_primer_keeps_its_own_bars_controls_only_where_asked():
+    primer = [int(i) for i in ENC.encode(read_score(TUNES[0]))]
+    names = lambda ids: {ENC.vocab.event_of(i)[0] for i in ids}  # noqa: E731
+    assert not names(_primer_controls(ENC, primer, None)) & {"KEY", "CHORD", "DENSITY"}
+    kept = _primer_controls(ENC, primer, ControlRequest.parse(key="E", chords="A"))
+    assert "DENSITY" not in names(kept) and "CHORD" in names(kept)
+    assert [t for t in tokens(kept) if t.startswith("KEY")] == ["KEY(E)"]
+    for row in draw(ENC, 2, 200, primer=kept, controls=ControlRequest.parse(key="E", chords="A")):
+        assert ENC.dropped_ids(kept + row) == 0
+        assert {t for t in tokens(row) if t.startswith("CHORD")} <= {"CHORD(A)"}
+
+
+# ------------------------------------------------------------------------------ training
+
+
+class Split:
+    """A train split of three real tunes, encoded with controls (what `TokenDataset` offers)."""
+
+    ids = np.array([int(i) for t in TUNES for i in (*ENC.encode(read_score(t)), 2, 1)], dtype=np.uint16)
+    directory, split, num_tokens, offsets = "tunes", "train", len(ids), np.array([0, len(ids)])
+
+
+def test_control_dropout_takes_whole_kinds_out_of_windows():
+    kinds = list(ENC.control_ids().values())
+    plain = next(WindowSampler(Split, 64, 8, generator=np.random.default_rng(3)))
+    assert np.isin(plain.ids.numpy(), np.concatenate(kinds)).any()
+    seen = set()
+    batch = next(WindowSampler(Split, 64, 64, generator=np.random.default_rng(3), controls=kinds, control_dropout=0.5))
+    for row, target in zip(batch.ids.numpy(), batch.targets.numpy()):
+        assert len(row) == 64 and (row[1:] == target[:-1]).all()
+        seen.add(tuple(bool(np.isin(row, k).any()) for k in kinds))
+    assert len(seen) > 2  # kinds come and go independently ...
+    everything = WindowSampler(Split, 64, 16, generator=np.random.default_rng(3), controls=kinds, control_dropout=1.0)
+    assert not np.isin(next(everything).ids.numpy(), np.concatenate(kinds)).any()  # ... or all at once
+    again = WindowSampler(Split, 64, 64, generator=np.random.default_rng(3), controls=kinds, control_dropout=0.5)
+    assert (next(again).ids == batch.ids).all()  # and the same seed gives the same windows
+
+
+def test_dropped_windows_are_the_stream_with_those_tokens_deleted():
+    import itertools
+
+    ids = Split.ids
+    kinds = list(ENC.control_ids().values())
+    streams = []  # the stream with each subset of kinds deleted, as text to search in
+    for n in range(len(kinds) + 1):
+        for out in itertools.combinations(kinds, n):
+            kept = ids[~np.isin(ids, np.concatenate(out))] if out else ids
+            streams.append("," + ",".join(map(str, kept)) + ",")
+    batch = next(WindowSampler(Split, 100, 32, generator=np.random.default_rng(0), controls=kinds, control_dropout=0.4))
+    for row, target in zip(batch.ids.numpy(), batch.targets.numpy()):
+        window = "," + ",".join(map(str, [*row, target[-1]])) + ","
+        assert any(window in stream for stream in streams)
+
+
+# ------------------------------------------------------------------------------ requests, adherence
+
+
+def test_bad_control_values_are_one_clear_line():
+    for kwargs, words in [({"chords": "D H7"}, "unknown chord 'H7'"), ({"density": "0"}, "--density 0"),
+                          ({"density": "-3"}, "--density"), ({"density": "x"}, "whole numbers"),
+                          ({"key": "Q minor"}, "unknown key"), ({"chords": ""}, "--chords is empty")]:
+        with pytest.raises(ConfigError, match=words) as err:
+            ControlRequest.parse(**kwargs)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="trained without the chord control"):
+        ControlRequest.parse(chords="D").check_model(("key",))
+
+
+def test_adherence_compares_request_and_notes_bar_by_bar():
+    score = two_track_score([([62, 66, 69, 66], [50, 54, 57]), ([67, 71, 74, 72], [43, 47, 50])])
+    request = ControlRequest.parse(key="D", chords="D C", density="7,10")
+    result = piece_adherence(ENC, score, request)
+    assert [(r["chord"], r["achieved_chord"], r["density"], r["achieved_density"]) for r in result.bars] == [
+        ("D", "D", 7, 7), ("C", "G", 10, 7)]
+    assert result.summary["density_within"] == 0.5 and result.summary["chord_match"] == 0.5
+    assert result.summary["chord_tone_rate"] == pytest.approx((4 + 2) / 8)  # of 67 71 74 72, C E G has 67 72
+    assert result.key["achieved_key"] == "D" and result.summary["key_match"] == 1.0
+    padded = measure_adherence(ENC.controls_of(score), request, first_bar=1, bars=3)
+    assert [r["achieved_density"] for r in padded.bars] == [7, 0, 0]  # bars after the last note are empty
+
+
+def test_steering_is_saved_beside_the_file(tmp_path):
+    steering = Steering(ControlRequest.parse(key="F#m", chords="F#m D E", density="8"), 4, 16)
+    midi = tmp_path / "s_000.mid"
+    steering.save_beside(midi)
+    assert read_beside(midi) == steering
+    assert read_beside(tmp_path / "other.mid") is None
+    (tmp_path / "bad.controls.json").write_text("{")
+    with pytest.raises(ConfigError, match="bad.controls.json"):
+        read_beside(tmp_path / "bad.mid")
+
+
+@pytest.fixture(scope="module")
+def controlled_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, ENC.vocab.size)
+    ckpt = make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
+                           encoding=ENC, run_config={}, step=0, best_val_nll=None, instruments=[0, 73])
+    return save(ckpt, tmp_path_factory.mktemp("ckpt") / "controls.pt")
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["sample", *map(str, args), "--no-copy-check"])
+
+
+def test_sample_steers_writes_the_request_and_says_how_it_went(controlled_checkpoint, tmp_path):
+    result = run(controlled_checkpoint, "--out", tmp_path, "--bars", 4, "-n", 2, "--seed", 1,
+                 "--key", "G", "--chords", "G C D7 G", "--density", "6")
+    assert result.exit_code == 0, result.output
+    for i in range(2):
+        steering = read_beside(tmp_path / f"sample_00{i}.mid")
+        assert steering == Steering(ControlRequest.parse("G", "G C D7 G", "6"), 0, 4)
+        assert f"sample_00{i}.mid: notes per bar within 15%" in result.output
+    assert "chord as asked in" in result.output and "key " in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--chords", "Xb9"], "unknown chord 'Xb9'"),
+    (["--density", "0"], "--density 0: notes per bar must be 1.."),
+    (["--key", "H"], "unknown key 'H'"),
+    (["--instruments", "violin"], "never heard violin in training; its instruments: acoustic grand piano, flute"),
+])
+def test_sample_refuses_bad_controls_in_one_line(controlled_checkpoint, tmp_path, args, words):
+    result = run(controlled_checkpoint, "--out", tmp_path / "out", "--bars", 2, *args)
+    assert result.exit_code != 0 and words in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_model_without_controls_says_so(tmp_path):
+    from test_sample_cli import write_checkpoint
+
+    plain = write_checkpoint(tmp_path / "plain.pt", "lstm", "multitrack")
+    result = run(plain, "--out", tmp_path / "out", "--bars", 2, "--chords", "D")
+    assert result.exit_code != 0 and "trained without the chord control (its controls: none)" in result.output
+    assert SampleRequest().controls is None and harmony.parse_chord("D") == ControlRequest.parse(chords="D").chords[0]
