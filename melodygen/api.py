@@ -44,7 +44,9 @@ class Model:
                  seed: int = 0, tempo: float | None = None, program: int | None = None,
                  instruments: Sequence[str | int] | None = None, allow_early_end: bool = False,
                  beam: int = 0, branch_factor: int = 2, fast: bool = True, accompany: PathLike | None = None,
-                 given_tracks: Sequence[int] | None = None, infill: tuple[int, int] | None = None) -> list[Piece]:
+                 given_tracks: Sequence[int] | None = None, infill: tuple[int, int] | None = None,
+                 key: str | None = None, chords: str | Sequence[str] | None = None,
+                 density: int | Sequence[int] | None = None, strict_density: bool = False) -> list[Piece]:
         """`n` new pieces, as `melodygen sample` makes them (see its --help for each option).
 
         At most one of `bars`, `seconds`, `events`; none: until the model ends a piece (at most
@@ -52,6 +54,9 @@ class Model:
         GM names, families or program numbers, e.g. ["violin", "piano"]. `accompany` (a MIDI
         file; `given_tracks` 1-based, default all) gives tracks for the model to accompany with
         new `instruments`; `infill=(a, b)` writes bars a..b of `primer` again (multitrack models).
+        `key`, `chords` (one per new bar, repeated) and `density` (notes per bar, one or one per
+        bar; `strict_density` holds every bar to it) steer a model trained with controls; each
+        piece's `adherence` says how it obeyed.
 
         >>> model = load("folk-melody")
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
@@ -60,8 +65,13 @@ class Model:
         from melodygen.instruments import parse_instrument
         from melodygen.sampling.files import SampleRequest, generate_pieces, plan_generation
 
+        from melodygen.encodings.multitrack_controls import ControlRequest
+
         chosen = None if instruments is None else tuple(
             i if isinstance(i, int) else parse_instrument(i) for i in instruments)
+        counts = [density] if isinstance(density, int) else density
+        controls = (None if key is None and chords is None and density is None and not strict_density
+                    else ControlRequest.parse(key, chords, counts, strict_density))
         request = SampleRequest(
             num_outputs=n, temperature=temperature, top_k=top_k, top_p=top_p, events=events,
             seconds=seconds, bars=bars, primer=Path(primer) if primer is not None else None,
@@ -69,7 +79,7 @@ class Model:
             instruments=chosen, allow_early_end=allow_early_end, beam=beam, branch_factor=branch_factor,
             fast=fast, accompany=Path(accompany) if accompany is not None else None,
             given_tracks=tuple(given_tracks) if given_tracks is not None else None,
-            infill=tuple(infill) if infill is not None else None)
+            infill=tuple(infill) if infill is not None else None, controls=controls)
         plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"))
         return generate_pieces(self.model, self.encoding, request, self.device, plan)
 

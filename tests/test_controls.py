@@ -113,12 +113,12 @@ def test_controls_setting_is_checked_and_round_trips(tmp_path):
 # ------------------------------------------------------------------------------ grammar
 
 
-def draw(encoding, rows: int, steps: int, seed: int = 0, primer=(), **grammar):
-    """Random logits through the grammar: what a model that knows nothing would write."""
+def draw(encoding, rows: int, steps: int, seed: int = 0, primer=(), bias=0.0, **grammar):
+    """Random logits (+ `bias`) through the grammar: what a model that knows nothing would write."""
     g = encoding.grammar(list(primer), rows, "cpu", **grammar)
     gen, last, out = torch.Generator().manual_seed(seed), None, [[] for _ in range(rows)]
     for _ in range(steps):
-        logits = g(torch.randn(rows, encoding.vocab.size, generator=gen), last)
+        logits = g(torch.randn(rows, encoding.vocab.size, generator=gen) + bias, last)
         last = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
         for row, i in zip(out, last.tolist()):
             row.append(i)
@@ -139,6 +139,32 @@ def test_requested_controls_are_forced_bar_by_bar_and_others_banned():
         assert not any(t.startswith(("KEY", "DENSITY")) for t in tokens(row))
     for row in draw(ENC, 4, 300):
         assert not any(t.startswith(("KEY", "CHORD", "DENSITY")) for t in tokens(row))
+
+
+def test_strict_density_holds_every_new_bar_within_tolerance():
+    request = ControlRequest.parse(density="3,12", strict_density=True)
+    # Random pitches climb to 127 within a position; at a bar's last position that leaves no note
+    # to add, and then (only then) the bar may close short. A model keeps to real pitches:
+    bias = torch.zeros(ENC.vocab.size)
+    bias[ENC.vocab.offset("PITCH") + 96:ENC.vocab.offset("PITCH") + 128] = -30.0
+    rows = draw(ENC, 8, 600, bias=bias, controls=request)
+    def outside(rows):
+        """Bars (all but each row's last, which the step limit may cut) outside the tolerance."""
+        bad = 0
+        for row in rows:
+            counts = []
+            for name, _ in ENC.vocab.events(row):
+                if name == "BAR":
+                    counts.append(0)
+                elif name in ("PITCH", "DRUM"):
+                    counts[-1] += 1
+            bad += sum(not (3, 12)[b % 2] * 0.85 <= c <= (3, 12)[b % 2] * 1.15 for b, c in enumerate(counts[:-1]))
+        return bad
+
+    assert all(ENC.dropped_ids(row) == 0 for row in rows) and outside(rows) == 0
+    assert outside(draw(ENC, 8, 600, bias=bias, controls=ControlRequest.parse(density="3,12"))) > 0  # not held
+    with pytest.raises(ConfigError, match="add --density"):
+        ControlRequest.parse(key="D", strict_density=True)
 
 
 def test_a_primer_keeps_its_own_bars_controls_only_where_asked():
@@ -223,7 +249,7 @@ def test_adherence_compares_request_and_notes_bar_by_bar():
 
 
 def test_steering_is_saved_beside_the_file(tmp_path):
-    steering = Steering(ControlRequest.parse(key="F#m", chords="F#m D E", density="8"), 4, 16)
+    steering = Steering(ControlRequest.parse(key="F#m", chords="F#m D E", density="8", strict_density=True), 4, 16)
     midi = tmp_path / "s_000.mid"
     steering.save_beside(midi)
     assert read_beside(midi) == steering

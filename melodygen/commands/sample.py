@@ -60,6 +60,9 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--density", default=None, metavar="N[,N...]",
               help="Models trained with controls: notes starting in each new bar, every track "
                    "together; one count for every bar or one per bar, repeated (e.g. 10 or 6,12).")
+@click.option("--strict-density", is_flag=True,
+              help="With --density: hold every new bar within 15% of it (no note past the most, no "
+                   "bar line before the fewest), whatever the model would rather do.")
 @click.option("--name", default="sample", show_default=True, help="File names: NAME_000.mid, NAME_001.mid, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--allow-early-end", is_flag=True,
@@ -138,8 +141,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
         options["instruments"] = tuple(parse_instrument(name) for name in names)
     from melodygen.encodings.multitrack_controls import ControlRequest
 
-    steer = {k: options.pop(k) for k in ("key", "chords", "density")}
-    options["controls"] = ControlRequest.parse(**steer) if any(v is not None for v in steer.values()) else None
+    steer = {k: options.pop(k) for k in ("key", "chords", "density", "strict_density")}
+    options["controls"] = ControlRequest.parse(**steer) if any(v not in (None, False) for v in steer.values()) else None
     options["given_tracks"] = _numbers(options["given_tracks"], "--given-tracks", r"\d+(,\d+)*")
     options["infill"] = _numbers(options["infill"], "--infill", r"\d+-\d+")
     if options["accompany"] is not None:

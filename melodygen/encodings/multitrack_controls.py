@@ -43,6 +43,7 @@ from melodygen.errors import ConfigError
 CONTROL_KINDS = ("key", "chord", "density")
 TOKEN_OF = {"key": "KEY", "chord": "CHORD", "density": "DENSITY"}
 _EXACT = 16
+DENSITY_TOLERANCE = 0.15  # how far from a requested note count a bar may be and still obey it
 DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
     sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
 
@@ -128,10 +129,11 @@ class ControlRequest:
     key: int | None = None
     chords: tuple[int, ...] | None = None
     density: tuple[int, ...] | None = None
+    strict_density: bool = False  # the grammar holds each bar within DENSITY_TOLERANCE of it
 
     @classmethod
     def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
-              density: str | Sequence[int] | None = None) -> ControlRequest:
+              density: str | Sequence[int] | None = None, strict_density: bool = False) -> ControlRequest:
         """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
         every bad value -> one-line `ConfigError`."""
         if isinstance(chords, str):
@@ -150,9 +152,11 @@ class ControlRequest:
             bad = next((d for d in density if not 1 <= d <= DENSITY_COUNTS[-1]), None)
             if bad is not None:
                 raise ConfigError(f"--density {bad}: notes per bar must be 1..{DENSITY_COUNTS[-1]}")
+        if strict_density and density is None:
+            raise ConfigError("--strict-density holds the notes per bar asked for: add --density N")
         return cls(None if key is None else harmony.parse_key(key),
                    None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
-                   None if density is None else tuple(int(d) for d in density))
+                   None if density is None else tuple(int(d) for d in density), strict_density)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -171,7 +175,8 @@ class ControlRequest:
         """Plain JSON: names, not indices."""
         return {"key": None if self.key is None else harmony.key_name(self.key),
                 "chords": None if self.chords is None else [harmony.chord_name(c) for c in self.chords],
-                "density": None if self.density is None else list(self.density)}
+                "density": None if self.density is None else list(self.density),
+                "strict_density": self.strict_density}
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ def read_beside(midi: Path) -> Steering | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        request = ControlRequest.parse(data["key"], data["chords"], data["density"])
+        request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")))
         return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a melodygen controls file ({exc})") from None

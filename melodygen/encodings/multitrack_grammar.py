@@ -97,7 +97,7 @@ class MultitrackGrammar:
         """Requested controls are forced where their tokens go (`CHORD` and `DENSITY` of each new
         bar from the request's lists, `KEY` before the first bar); the others are banned, so the
         model writes as it learned to with that control dropped."""
-        from melodygen.encodings.multitrack_controls import ControlRequest, density_bins
+        from melodygen.encodings.multitrack_controls import DENSITY_TOLERANCE, ControlRequest, density_bins
 
         request = request or ControlRequest()
         request.check_model(encoding.settings.controls)
@@ -105,6 +105,11 @@ class MultitrackGrammar:
         self.chords = None if request.chords is None else torch.tensor(request.chords, device=device)
         self.density = (None if request.density is None
                         else torch.as_tensor(density_bins(request.density), device=device))
+        # strict density: each new bar's note count held within DENSITY_TOLERANCE of the request
+        counts = torch.tensor(request.density or (0,), dtype=torch.float64)
+        self.fewest = torch.ceil(counts * (1 - DENSITY_TOLERANCE) - 1e-9).long().to(device)
+        self.most = torch.floor(counts * (1 + DENSITY_TOLERANCE) + 1e-9).long().to(device)
+        self.strict = request.strict_density and request.density is not None
         required = [place for place, wanted in ((2, self.chords), (3, self.density)) if wanted is not None]
         next_required = [min([r for r in required if r > place], default=_AFTER_HEAD) for place in range(4)]
         self.next_required = torch.tensor(next_required, device=device)
@@ -126,7 +131,7 @@ class MultitrackGrammar:
         self.pos, self.track, self.last_pitch = full(-1), full(-1), full(-1)
         self.pos_notes = torch.zeros(rows, dtype=torch.bool, device=device)
         self.is_drum = torch.zeros(rows, self.max_tracks, dtype=torch.bool, device=device)
-        self.new_bars = full(0)
+        self.new_bars, self.bar_notes = full(0), full(0)
 
     def _choose(self, instruments: list[int], device) -> None:
         """A forced header for a piece begun from nothing; else the primer tracks that may play."""
@@ -223,6 +228,23 @@ class MultitrackGrammar:
         place = self.head_place[self.phase]
         need = self.next_required[place.clamp(min=0)]
         allowed &= (place < 0)[:, None] | (self.id_place[None] <= need[:, None])
+        if self.strict:
+            self._hold_density(allowed, bar)
+
+    def _hold_density(self, allowed, bar) -> None:
+        """Strict density: no new note once a new bar has the most notes the request allows, no
+        bar line or end before it has the fewest (unless nothing else is left to draw)."""
+        steered = self.new_bars >= 1
+        full = steered & (self.bar_notes >= self.most[bar % len(self.most)])
+        short = steered & (self.bar_notes < self.fewest[bar % len(self.fewest)])
+        for name in ("POS", "TRACK", "PITCH", "DRUM"):
+            lo, hi = self.block[name]
+            allowed[full, lo:hi] = False
+        closing = allowed[:, self.block["BAR"][0]].clone()
+        allowed[short, self.block["BAR"][0]] = False
+        allowed[short, self.eos] = False
+        stuck = ~allowed.any(dim=1)
+        allowed[stuck, self.block["BAR"][0]] = closing[stuck]
 
     def _given_mask(self, allowed):
         """Where the next given id is a note, tempo, meter or header id: that id alone. Where it is
@@ -279,10 +301,11 @@ class MultitrackGrammar:
                                       torch.where(pitched, value, self.last_pitch))
         self.phase = torch.where(kind != _START, kind, self.phase)
         self.new_bars = self.new_bars + is_bar.long()
+        self.bar_notes = torch.where(is_bar, 0, self.bar_notes + pitched.long())
 
     def select_rows(self, rows) -> None:
         for name in ("phase", "n_tracks", "bar_length", "pos", "track", "last_pitch", "pos_notes", "is_drum",
-                     "new_bars"):
+                     "new_bars", "bar_notes"):
             setattr(self, name, getattr(self, name).index_select(0, rows))
         if self.given is not None:
             self.given_at = self.given_at.index_select(0, rows)

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from melodygen import harmony
-from melodygen.encodings.multitrack_controls import ControlRequest, PieceControls
-
-DENSITY_TOLERANCE = 0.15
+from melodygen.encodings.multitrack_controls import DENSITY_TOLERANCE, ControlRequest, PieceControls
 
 
 @dataclass
@@ -30,6 +28,11 @@ class Adherence:
     bars: list[dict] = field(default_factory=list)
     key: dict | None = None
     summary: dict = field(default_factory=dict)
+
+
+def density_within(achieved: int, wanted: int) -> bool:
+    """Whether a bar's note count is within `DENSITY_TOLERANCE` of the requested one."""
+    return abs(achieved - wanted) <= DENSITY_TOLERANCE * wanted
 
 
 def measure_adherence(measured: PieceControls, request: ControlRequest, first_bar: int = 0,
@@ -50,7 +53,7 @@ def measure_adherence(measured: PieceControls, request: ControlRequest, first_ba
         if request.density is not None:
             wanted = request.density[j % len(request.density)]
             row["density"] = wanted
-            within.append(abs(achieved_density - wanted) <= DENSITY_TOLERANCE * wanted)
+            within.append(density_within(achieved_density, wanted))
         if request.chords is not None:
             wanted = request.chords[j % len(request.chords)]
             row["chord"] = harmony.chord_name(wanted)
@@ -92,7 +95,8 @@ def describe_adherence(adherence: Adherence) -> str:
     """One line: what was asked and how much of it the piece does."""
     s, parts = adherence.summary, []
     if s.get("density_within") is not None:
-        parts.append(f"notes per bar within 15% of the request in {s['density_within']:.0%} of {s['bars']} bars")
+        parts.append(f"notes per bar within {DENSITY_TOLERANCE:.0%} of the request in {s['density_within']:.0%} "
+                     f"of {s['bars']} bars")
     if s.get("chord_match") is not None:
         tones = f", melody on its tones {s['chord_tone_rate']:.0%}" if s.get("chord_tone_rate") is not None else ""
         parts.append(f"chord as asked in {s['chord_match']:.0%} of bars{tones}")
