@@ -20,8 +20,9 @@ from melodygen.errors import ReportError
 @dataclass(frozen=True)
 class Report:
     """Where the page went, where its sample files went (None without samples), how many samples,
-    the sample files skipped as unreadable (each error naming its file), and how the reference
-    files were measured (None without a reference)."""
+    the sample files skipped as unreadable and then the damaged controls files beside samples
+    (each error naming its file), and how the reference files were measured (None without a
+    reference)."""
 
     page: Path
     assets: Path | None
@@ -43,7 +44,9 @@ def build_report(
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
     `samples`: a folder of MIDI files to render, play, describe and look up in the copy index
-    of the run's training data (where that dataset is still there); `reference`: a folder of MIDI
+    of the run's training data (where that dataset is still there), with the controls each was
+    sampled with against what it achieved where a `.controls.json` lies beside it (measured with
+    the run's encoding, `report.steering`); `reference`: a folder of MIDI
     files (e.g. the training corpus) the samples' statistics are compared against, passed through
     the run's encoding (`report.reference`) unless `raw_reference`. `audio=False` leaves out the
     WAV files and players (where FluidSynth is not installed).
@@ -54,6 +57,7 @@ def build_report(
     from melodygen.report.page import render_page
     from melodygen.report.reference import describe_reference, sample_copies
     from melodygen.report.run import read_run
+    from melodygen.report.steering import sample_steering
 
     run_dir = Path(run_dir)
     page = Path(out) if out is not None else run_dir / "report.html"
@@ -70,12 +74,12 @@ def build_report(
         described_reference = (None if reference is None else
                                describe_reference(Path(reference), run, paths, raw=raw_reference))
         gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference,
-                                copies=sample_copies(run, paths))
+                                copies=sample_copies(run, paths), steering=sample_steering(run, paths))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"
     with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:
         file.write(html)
     return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0,
-                  skipped=gallery.skipped if gallery else [],
+                  skipped=gallery.skipped + gallery.controls_skipped if gallery else [],
                   reference_mode=gallery.reference.mode if gallery and gallery.reference else None)

@@ -8,7 +8,7 @@ the page and its folder can be moved or archived together. Statistics come from
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from melodygen.errors import NoUsableMusicError
@@ -16,6 +16,7 @@ from melodygen.render.files import Rendered, display_name, render_files
 from melodygen.render.structure import draw_structure
 from melodygen.dataset.copies import CopyCheck
 from melodygen.report.reference import Reference, SampleCopies
+from melodygen.report.steering import SampleSteering, SamplesSteering
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class SampleEntry:
     skip_reason: str | None
     tracks: tuple[dict, ...] = ()
     copy: CopyCheck | None = None  # its longest copies of training pieces (None: not checked)
+    steering: SampleSteering | None = None  # the controls it was sampled with (None: no controls file)
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,15 @@ class Gallery:
     skipped: list[str]  # sample files unreadable as MIDI, each error naming its file
     reference_structure: list[tuple[str, Path]]  # (name, self-similarity PNG) of reference examples
     copies: SampleCopies | None = None  # the copy check against the run's training data
+    controls_skipped: list[str] = field(default_factory=list)  # damaged controls files, each error naming it
 
 
 def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference | None = None,
                   soundfont: str | Path | None = None, audio: bool = True,
-                  copies: SampleCopies | None = None) -> Gallery:
+                  copies: SampleCopies | None = None, steering: SamplesSteering | None = None) -> Gallery:
     """Render (piano rolls, and WAVs with `audio`) and describe the MIDI files `paths` into
-    `assets_dir`, and compare them with `reference` when given; `copies`: their copy check."""
+    `assets_dir`, and compare them with `reference` when given; `copies`: their copy check;
+    `steering`: the controls the steered ones were sampled with, and how they did."""
     from melodygen.stats import compare_sets, describe_set
 
     skipped: list[str] = []
@@ -57,7 +61,9 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
         described = None
     comparison = compare_sets(described, reference.described) if described and reference else None
     checks = copies.checks if copies else {}
-    entries = [replace(_entry(_copy_midi(r, assets_dir), r.midi, described), copy=checks.get(str(r.midi)))
+    steered = steering or SamplesSteering()
+    entries = [replace(_entry(_copy_midi(r, assets_dir), r.midi, described), copy=checks.get(str(r.midi)),
+                       steering=steered.by_path.get(str(r.midi)))
                for r in rendered]
     examples = reference.examples if reference else ()
     names = [display_name(Path(path)) for path, _ in examples]
@@ -67,9 +73,7 @@ def build_gallery(paths: list[Path], assets_dir: Path, *, reference: Reference |
     pictures = [(name, draw_structure(score, assets_dir / "reference" / f"{i}.structure.png", name=name))
                 for i, (name, (_, score)) in enumerate(zip(names, examples))]
     return Gallery(entries, described, reference, comparison, skipped,
-                   [(name, png) for name, png in pictures if png is not None], copies)
-
-
+                   [(name, png) for name, png in pictures if png is not None], copies, list(steered.skipped))
 
 
 def _copy_midi(rendered: Rendered, assets_dir: Path) -> Rendered:

@@ -62,6 +62,9 @@ def _samples(gallery: Gallery | None, page_dir: Path) -> str:
         return ('<p class="note">No samples: pass <code>--samples DIR</code> (the folder '
                 '<code>melodygen sample</code> wrote) to hear and see them here.</p>')
     parts = [f"<p>{len(gallery.entries)} sample(s).</p>", _copies_summary(gallery), _set_table(gallery)]
+    if gallery.controls_skipped:
+        parts.insert(1, '<p class="note">Controls files skipped (not readable): '
+                        f'{escape("; ".join(gallery.controls_skipped))}</p>')
     if gallery.skipped:
         parts.insert(1, '<p class="note">Skipped (not readable as MIDI): '
                         f'{escape("; ".join(gallery.skipped))}</p>')
@@ -119,7 +122,8 @@ def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
         picture = f'<div class="pictures"><div class="roll">{picture}</div><div class="structure">{structure}</div></div>'
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
-            f'<div class="player">{player}</div>{_copy_line(entry)}{_sample_stats(entry, gallery)}</article>')
+            f'<div class="player">{player}</div>{_copy_line(entry)}{_steering(entry)}'
+            f'{_sample_stats(entry, gallery)}</article>')
 
 
 def _copies_summary(gallery: Gallery) -> str:
@@ -139,6 +143,77 @@ def _copy_line(entry: SampleEntry) -> str:
     if entry.copy is None:
         return ""
     return f'<p class="copies">Longest copy of a training piece: {escape(describe(entry.copy))}.</p>'
+
+
+def _steering(entry: SampleEntry) -> str:
+    """The controls a steered sample was asked for against what it achieved (nothing unsteered)."""
+    from melodygen.stats.controls import describe_adherence
+
+    found = entry.steering
+    if found is None:
+        return ""
+    asked = f'<p>Sampled with controls: {escape(_asked(found.steering))}.</p>'
+    if found.adherence is None:
+        return f'<div class="steering">{asked}<p class="note">{escape(found.note or "")}.</p></div>'
+    achieved = f'<p>Achieved: {escape(describe_adherence(found.adherence))}.</p>'
+    return (f'<div class="steering">{asked}{_key_line(found.adherence.key)}{achieved}'
+            f'{_steering_table(found.adherence.bars)}</div>')
+
+
+def _asked(steering) -> str:
+    asked = steering.request.describe()
+    parts = [f"key {asked['key']}"] if asked["key"] else []
+    if asked["chords"]:
+        parts.append(f"chords {' '.join(asked['chords'])}")
+    if asked["density"]:
+        strict = " (strict)" if asked.get("strict_density") else ""
+        parts.append(f"notes per bar {', '.join(map(str, asked['density']))}{strict}")
+    first = steering.first_bar + 1
+    parts.append(f"bars {first}-{first + steering.bars - 1}" if steering.bars else f"from bar {first}")
+    return " · ".join(parts)
+
+
+def _key_line(key: dict | None) -> str:
+    if key is None:
+        return ""
+    off = ' class="off"' if key["achieved_key"] != key["key"] else ""
+    share = key["scale_share"]
+    on_scale = f"; {share:.0%} of the notes' duration on its scale" if share is not None else ""
+    return (f'<p>Key: asked {escape(key["key"])}, measured <span{off}>{escape(key["achieved_key"])}</span>'
+            f'{escape(on_scale)}.</p>')
+
+
+def _steering_table(bars: list[dict]) -> str:
+    """One row per steered bar: the chord and note count asked for against those achieved, the
+    columns of what was asked only; a bar off the request is marked (class "off")."""
+    from melodygen.stats.controls import DENSITY_TOLERANCE, density_within
+
+    chords, counts = (any(row[k] is not None for row in bars) for k in ("chord", "density"))
+    if not (chords or counts):
+        return ""
+    headers = (["bar"] + (["chord asked", "chord achieved", "melody on chord tones"] if chords else [])
+               + (["notes asked", "notes achieved"] if counts else []))
+    body = []
+    for row in bars:
+        chord_off = row["chord"] is not None and row["achieved_chord"] != row["chord"]
+        count_off = row["density"] is not None and not density_within(row["achieved_density"], row["density"])
+        cells = [f'<td>{row["bar"]}</td>']
+        if chords:
+            rate = row["chord_tone_rate"]
+            cells += [_cell(row["chord"]), _cell(row["achieved_chord"], chord_off),
+                      _cell("-" if rate is None else f"{rate:.0%}")]
+        if counts:
+            cells += [_cell(row["density"]), _cell(row["achieved_density"], count_off)]
+        marked = ' class="off"' if chord_off or count_off else ""
+        body.append(f'<tr{marked}>{"".join(cells)}</tr>')
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    note = (f'<p class="note">Marked: a bar whose chord is not the one asked for, or whose note count is more '
+            f"than {DENSITY_TOLERANCE:.0%} from it.</p>")
+    return f'<table class="steering"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>{note}'
+
+
+def _cell(value, off: bool = False) -> str:
+    return f'<td class="num{" off" if off else ""}">{escape("-" if value is None else str(value))}</td>'
 
 
 def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:

@@ -68,6 +68,17 @@ def _examples(files: list[Path], encoding=None, max_events: int | None = None) -
 def run_encoding(run: RunInfo):
     """(encoding, where it came from): the run checkpoint's stored encoding, else the config's
     `[encoding]` section; ReportError when the run has neither."""
+    found = stored_encoding(run)
+    if found is None:
+        raise ReportError(f"{run.path}: no checkpoint and no [encoding] in the config, so the reference cannot be "
+                          "passed through the run's encoding; add --raw-reference to compare with the files as "
+                          "they are")
+    return found
+
+
+def stored_encoding(run: RunInfo):
+    """`run_encoding`, or None when the run has neither a checkpoint's encoding nor an
+    `[encoding]` section; ReportError for a damaged one."""
     from melodygen.encodings import encoding_from_dict, get_encoding
 
     checkpoint, path = run.checkpoint
@@ -83,8 +94,7 @@ def run_encoding(run: RunInfo):
             return get_encoding(section["name"], **settings), f"{run.config_source} [encoding]"
         except ConfigError as exc:
             raise ReportError(f"{run.path}: {run.config_source} [encoding]: {exc}") from None
-    raise ReportError(f"{run.path}: no checkpoint and no [encoding] in the config, so the reference cannot be "
-                      "passed through the run's encoding; add --raw-reference to compare with the files as they are")
+    return None
 
 
 def longest_in_events(paths: list[Path], encoding) -> int | None:
