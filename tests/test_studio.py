@@ -1,10 +1,12 @@
 """The studio page: its API through Flask's test client (fast), `melodygen studio` through
-CliRunner, and the page in headless Chromium (slow): generate, hear, see, a corrupt upload."""
+CliRunner, and the page in headless Chromium (slow): generate, hear, see, steer, a corrupt upload."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import re
 import threading
 import time
 import wave
@@ -12,28 +14,46 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 pytest.importorskip("flask")
 
 import melodygen  # noqa: E402
 from browser import DevTools, needs_chromium  # noqa: E402
+from melodygen.checkpoint import make_checkpoint, save  # noqa: E402
 from melodygen.cli import main  # noqa: E402
+from melodygen.encodings import get_encoding  # noqa: E402
 from melodygen.midi_io import read_score  # noqa: E402
+from melodygen.models import build_model, settings_to_dict  # noqa: E402
+from melodygen.stats.controls import describe_adherence  # noqa: E402
 from melodygen.studio.app import create_app  # noqa: E402
-from melodygen.studio.form import parse_settings  # noqa: E402
+from melodygen.studio.form import GenerationSettings, parse_settings  # noqa: E402
 from melodygen.studio.serve import make_studio_server  # noqa: E402
+from melodygen.studio.session import _settings_fields  # noqa: E402
 from midi_factory import random_bytes_file, simple_file  # noqa: E402
 from test_sample_cli import write_checkpoint  # noqa: E402
 
 POLL_LIMIT_S = 120  # a bounded wait for background jobs, far above what they need
+CONTROLS = ["key", "chord", "density"]
+STEER = {"key": "D", "chords": "D G A7 D", "density": "6"}  # the form's text
+
+
+def write_steered_checkpoint(path: Path) -> Path:
+    """A tiny untrained LSTM over the multitrack encoding with every control (as in test_controls)."""
+    torch.manual_seed(0)
+    encoding = get_encoding("multitrack", controls=CONTROLS)
+    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, encoding.vocab.size)
+    return save(make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
+                                encoding=encoding, run_config={}, step=0, best_val_nll=None), path)
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("models")
     return {"melody": str(write_checkpoint(folder / "lstm.pt", "lstm", "melody")),
-            "multitrack": str(write_checkpoint(folder / "band.pt", "transformer", "multitrack"))}
+            "multitrack": str(write_checkpoint(folder / "band.pt", "transformer", "multitrack")),
+            "steered": str(write_steered_checkpoint(folder / "steered.pt"))}
 
 
 @pytest.fixture
@@ -63,8 +83,19 @@ def generate(client, model, **fields):
 def test_models_are_described_with_their_controls(client, checkpoints):
     models = {m["name"]: m for m in client.get("/api/models").json["models"]}
     assert models[checkpoints["melody"]] == {"name": checkpoints["melody"], "label": f"{Path(checkpoints['melody']).parent.name}/lstm.pt",
-                                             "encoding": "melody", "kind": "lstm", "instruments": False}
-    assert models[checkpoints["multitrack"]]["instruments"] is True
+                                             "encoding": "melody", "kind": "lstm", "instruments": False,
+                                             "controls": []}
+    assert models[checkpoints["multitrack"]]["instruments"] is True and models[checkpoints["multitrack"]]["controls"] == []
+    assert models[checkpoints["steered"]]["controls"] == CONTROLS
+
+
+def test_the_control_fields_are_hidden_and_off_until_a_model_has_them(client):
+    page = client.get("/").get_data(as_text=True)
+    assert '<fieldset id="steering" hidden>' in page
+    for control, name in (("key", "key"), ("chord", "chords"), ("density", "density")):
+        # hidden and disabled (a disabled field is not sent); the page turns on the model's own
+        assert re.search(rf'<label data-control="{control}" hidden>[^<]*(<span[^>]*>[^<]*</span>)?\s*'
+                         rf'<input type="text" name="{name}" [^>]* disabled>', page), name
 
 
 def test_generate_writes_each_sample_as_the_api_would_with_its_seed(client, checkpoints, tmp_path):
@@ -104,6 +135,45 @@ def test_instruments_steer_a_multitrack_model_and_are_refused_for_a_melody_model
     assert job["samples"][0]["settings"]["instruments"] == [40, 0]
     answer = generate(client, checkpoints["melody"], instruments="violin")
     assert answer.status_code == 400 and "--instruments needs a multitrack model" in answer.json["error"]
+
+
+def test_a_steered_job_s_pieces_carry_their_adherence_line(client, checkpoints, tmp_path):
+    job = finished(client, generate(client, checkpoints["steered"], n="1", **STEER))
+    [sample] = job["samples"]
+    assert (sample["settings"]["key"], sample["settings"]["chords"], sample["settings"]["density"]) == (
+        "D", ["D", "G", "A7", "D"], [6])
+    [piece] = melodygen.load(checkpoints["steered"]).generate(n=1, bars=2, seed=7, key="D", chords="D G A7 D",
+                                                             density=6)
+    assert piece.adherence is not None and sample["adherence"] == describe_adherence(piece.adherence)
+    assert "notes per bar within" in sample["adherence"] and "(asked D" in sample["adherence"]
+    assert (tmp_path / "work" / sample["files"]["mid"]).with_suffix(".controls.json").is_file()
+    plain = finished(client, generate(client, checkpoints["multitrack"], n="1"))["samples"][0]
+    assert plain["adherence"] is None and plain["settings"]["chords"] is None
+
+
+def test_regenerate_keeps_the_controls(client, checkpoints):
+    old = finished(client, generate(client, checkpoints["steered"], n="1", key="Bm", chords="Bm, G", density="4,8"))
+    new = finished(client, client.post(f"/api/samples/{old['samples'][0]['id']}/regenerate"))["samples"][0]
+    assert {k: new["settings"][k] for k in ("key", "chords", "density")} == {
+        "key": "Bm", "chords": ["Bm", "G"], "density": [4, 8]}
+    assert new["seed"] != old["samples"][0]["seed"] and new["adherence"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"chords": "D H7"}, "chords: unknown chord 'H7': a root A-G"),
+    ({"density": "0"}, "density 0: notes per bar must be 1.."),
+    ({"density": "many"}, "density 'many': give whole numbers of notes per bar"),
+    ({"key": "H"}, "key: unknown key 'H'"),
+])
+def test_a_bad_control_is_refused_in_one_line_before_the_job_starts(client, checkpoints, tmp_path, fields, message):
+    answer = generate(client, checkpoints["steered"], **fields)
+    assert answer.status_code == 400 and answer.json["error"].startswith(message), answer.json
+    assert "\n" not in answer.json["error"] and not list((tmp_path / "work").glob("*.mid"))
+
+
+def test_a_control_the_model_lacks_is_refused(client, checkpoints):
+    answer = generate(client, checkpoints["multitrack"], chords="D")
+    assert answer.status_code == 400 and "trained without the chord control" in answer.json["error"]
 
 
 def test_favourites_persist_in_the_work_folder(tmp_path, checkpoints):
@@ -179,8 +249,21 @@ def test_every_bad_field_is_reported_at_once():
 
 
 def test_an_empty_seed_draws_one_and_empty_options_are_none():
-    settings = parse_settings({"model": "m", "seed": "", "top_p": "", "tempo": "", "instruments": " "}, ["m"])
+    settings = parse_settings({"model": "m", "seed": "", "top_p": "", "tempo": "", "instruments": " ", "key": "",
+                               "chords": " ", "density": ""}, ["m"])
     assert 0 <= settings.seed < 2**31 and settings.top_p is settings.tempo is settings.instruments is None
+    assert settings.key is settings.chords is settings.density is None
+    assert {"key": None, "chords": None, "density": None}.items() <= settings.generate_options(1).items()
+
+
+def test_the_controls_round_trip_through_a_sample_s_recorded_settings():
+    settings = parse_settings({"model": "m", "seed": "3", "key": "bm", "chords": "d, G  a7", "density": "6,12"}, ["m"])
+    assert (settings.key, settings.chords, settings.density) == ("Bm", ("D", "G", "A7"), (6, 12))
+    assert GenerationSettings(**_settings_fields(json.loads(json.dumps(settings.to_dict())))) == settings
+    again = {"model": "m", "seed": "3", "key": settings.key, "chords": " ".join(settings.chords), "density": "6 12"}
+    assert parse_settings(again, ["m"]) == settings  # the names read back as the same controls
+    options = settings.generate_options(4)
+    assert (options["key"], options["chords"], options["density"], options["seed"]) == ("Bm", ("D", "G", "A7"), (6, 12), 4)
 
 
 @pytest.mark.parametrize("name", ["../lstm.pt", "..%2Flstm.pt", "%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",
@@ -232,7 +315,8 @@ def test_a_failed_generation_is_the_job_s_message(client, checkpoints, monkeypat
 def test_the_page_names_its_controls(client):
     page = client.get("/").get_data(as_text=True)
     for control in ('name="model"', 'name="temperature"', 'name="top_p"', 'name="length"', 'name="seed"',
-                    'name="instruments"', 'type="file"', 'id="generate"', 'id="favourites"'):
+                    'name="instruments"', 'name="key"', 'name="chords"', 'name="density"', 'type="file"',
+                    'id="generate"', 'id="favourites"'):
         assert control in page
     assert client.get("/static/studio.js").status_code == 200
 
@@ -307,18 +391,27 @@ def test_the_command_serves_until_interrupted_and_removes_its_temporary_folder(c
 
 # --- in a real browser ---------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def served(app):
+    """The URL of `app` served on a free loopback port in a thread, while in the block."""
+    server = make_studio_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def running_studio(tmp_path, checkpoints):
     """(url, work folder) of a studio served on a free loopback port in a thread."""
     app = create_app([checkpoints["melody"]], tmp_path / "work", trusted_hosts=["127.0.0.1"])
     if app.extensions["melodygen_studio"].audio_problem:
         pytest.skip(app.extensions["melodygen_studio"].audio_problem)
-    server = make_studio_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}/", tmp_path / "work"
-    server.shutdown()
-    thread.join(timeout=10)
+    with served(app) as url:
+        yield url, tmp_path / "work"
 
 
 # In the page: fill the form, press Generate, wait (bounded) for the cards, then report what the
@@ -353,7 +446,7 @@ _GENERATE = """(async () => {
   return {images: images.map(i => i.naturalWidth),
           audio: audios.map(a => ({src: a.getAttribute("src"), duration: a.duration, error: a.error && a.error.code})),
           decoded: {seconds: decoded.duration, peak}, message: document.getElementById("message").hidden,
-          shown: ["progress-box", "instruments-field"].map(id => document.getElementById(id).offsetParent !== null)};
+          shown: ["progress-box", "instruments-field", "steering"].map(id => document.getElementById(id).offsetParent !== null)};
 })()"""
 
 _CORRUPT_UPLOAD = """(async () => {
@@ -389,7 +482,7 @@ def test_studio_in_headless_chromium_generates_plays_and_shows_a_corrupt_upload(
         browser.screenshot(tab, tmp_path / "studio-message.png")
 
     assert seen["message"] is True  # no error shown
-    assert seen["shown"] == [False, False]  # progress gone once done; no instruments for a melody model
+    assert seen["shown"] == [False, False, False]  # progress gone once done; no instruments or controls for a melody model
     assert len(json.loads((work / "favourites.json").read_text())["favourites"]) == 1
     assert len(seen["images"]) == 2 and all(width > 0 for width in seen["images"])
     wavs = sorted(work.glob("*.wav"))
@@ -404,3 +497,57 @@ def test_studio_in_headless_chromium_generates_plays_and_shows_a_corrupt_upload(
     assert seen["decoded"]["seconds"] == pytest.approx(5.0, abs=0.05) and seen["decoded"]["peak"] > 0.03
     assert corrupt["message"].startswith("primer broken.mid: ") and corrupt["cards"] == 2
     assert (tmp_path / "studio.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# In the page: a model without controls hides the steering fields; one with them shows them; fill
+# them, generate one piece, read its card's adherence line; then a bad chord is the message.
+_STEER = """(async () => {
+  const until = async (check, what) => {
+    const deadline = Date.now() + %(limit)d;
+    while (!check()) { if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+                       await new Promise(r => setTimeout(r, 50)); }
+  };
+  await until(() => document.querySelector("#model option"), "the models");
+  const form = document.getElementById("controls"), select = document.getElementById("model");
+  const field = name => form.elements.namedItem(name);  // not elements["length"]: that is their count
+  const shown = () => ["steering", "key", "chords", "density"].map(
+    name => (document.getElementById(name) || field(name)).offsetParent !== null);
+  const choose = name => { select.value = name; select.dispatchEvent(new Event("change")); };
+  choose(%(plain)s);
+  const plain = {shown: shown(), sent: [...new FormData(form).keys()]};
+  choose(%(steered)s);
+  const steered = shown();
+  field("n").value = "1"; field("length").value = "2"; field("unit").value = "bars"; field("seed").value = "5";
+  field("key").value = "D"; field("chords").value = "D G A7 D"; field("density").value = "6";
+  document.getElementById("generate").click();
+  await until(() => document.querySelector("#samples .card") && !document.getElementById("generate").disabled,
+              "the steered sample");
+  const line = document.querySelector("#samples .card .adherence");
+  const message = document.getElementById("message");
+  const ok = message.hidden;
+  field("chords").value = "D H7";
+  document.getElementById("generate").click();
+  await until(() => !message.hidden, "the message");
+  return {plain, steered, ok, adherence: line && line.textContent, info: document.getElementById("model-info").textContent,
+          message: message.textContent, cards: document.querySelectorAll("#samples .card").length};
+})()"""
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_studio_in_headless_chromium_steers_and_shows_the_adherence(tmp_path, checkpoints):
+    plain, steered = checkpoints["melody"], checkpoints["steered"]
+    app = create_app([plain, steered], tmp_path / "work", audio=False, trusted_hosts=["127.0.0.1"])
+    with served(app) as url, DevTools(tmp_path) as browser:
+        tab = browser.open(url)
+        seen = browser.evaluate(tab, _STEER % {"limit": POLL_LIMIT_S * 1000, "plain": json.dumps(plain),
+                                               "steered": json.dumps(steered)}, timeout=POLL_LIMIT_S + 30)
+        browser.screenshot(tab, tmp_path / "studio-steered.png")
+
+    assert seen["plain"]["shown"] == [False, False, False, False]
+    assert not {"key", "chords", "density"} & set(seen["plain"]["sent"])  # hidden fields are not sent
+    assert seen["steered"] == [True, True, True, True] and "can be steered by key, chord, density" in seen["info"]
+    assert seen["ok"], seen["message"]
+    [piece] = melodygen.load(steered).generate(n=1, bars=2, seed=5, key="D", chords="D G A7 D", density=6)
+    assert seen["adherence"] == "Key D · chords D G A7 D · 6 notes per bar: " + describe_adherence(piece.adherence)
+    assert seen["message"].startswith("chords: unknown chord 'H7'") and seen["cards"] == 1

@@ -2,7 +2,9 @@
 
 Every field is checked against its range and every problem is reported together in one
 `ConfigError` (the page shows its message), as `--set` overrides are. No Flask here: the form
-arrives as a plain mapping of field name -> text.
+arrives as a plain mapping of field name -> text. The controls (key, chords, notes per bar) are
+read by `ControlRequest.parse`, as `melodygen sample --key/--chords/--density` reads them; whether
+the model has them is the request's check (`Studio.start`), not the form's.
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ class GenerationSettings:
     seed: int = 0
     tempo: float | None = None
     instruments: tuple[int, ...] | None = None
+    key: str | None = None  # names as `harmony` spells them ("Bm"), so they read back the same
+    chords: tuple[str, ...] | None = None
+    density: tuple[int, ...] | None = None
 
     def generate_options(self, seed: int) -> dict:
         """Keyword arguments of `melodygen.Model.generate` for one piece drawn with `seed`."""
         length = int(self.length) if self.unit == "events" else self.length
         return {"n": 1, self.unit: length, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": seed, "tempo": self.tempo, "instruments": self.instruments}
+                "seed": seed, "tempo": self.tempo, "instruments": self.instruments,
+                "key": self.key, "chords": self.chords, "density": self.density}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +53,7 @@ class GenerationSettings:
 
 def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSettings:
     """The settings a form asks for; `ConfigError` listing every bad field. An empty seed
-    draws one at random; empty top-p, tempo and instruments mean "none"."""
+    draws one at random; empty top-p, tempo, instruments and controls mean "none"."""
     problems: list[str] = []
     field = _Fields(form, problems)
     model = form.get("model", "")
@@ -67,6 +73,7 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         seed=field.number("seed", int, 0, SEED_LIMIT, default=None),
         tempo=field.number("tempo", float, 20, 400, default=None),
         instruments=field.instruments("instruments"),
+        **field.controls(),
     )
     if problems:
         raise ConfigError("; ".join(problems))
@@ -113,3 +120,24 @@ class _Fields:
             except ConfigError as exc:
                 self.problems.append(f"{name}: {exc}")
         return tuple(chosen) or None
+
+    def controls(self) -> dict:
+        """`key`, `chords`, `density` as `GenerationSettings` holds them (None: not asked for);
+        each field read alone, so that its problem names it."""
+        from melodygen import harmony
+        from melodygen.encodings.multitrack_controls import ControlRequest
+
+        named = {"key": lambda asked: harmony.key_name(asked.key),
+                 "chords": lambda asked: tuple(map(harmony.chord_name, asked.chords)),
+                 "density": lambda asked: asked.density}
+        values: dict = dict.fromkeys(named)
+        for name, value_of in named.items():
+            text = str(self.form.get(name, "")).strip()
+            if not text:
+                continue
+            try:
+                values[name] = value_of(ControlRequest.parse(**{name: text}))
+            except ConfigError as exc:  # "--density 0: ..." on the command line, "density 0: ..." here
+                line = str(exc)
+                self.problems.append(line[2:] if line.startswith(f"--{name}") else f"{name}: {line}")
+        return values

@@ -7,6 +7,8 @@ A request is checked (form, model, primer, length) before its job starts, so a b
 message at once; the job then draws its pieces one at a time in a background thread (one job
 runs at a time: they share the CPU), which is what the page's progress counts. Sample `i` of a
 request is drawn with seed `seed + i`: `melodygen sample MODEL -n 1 --seed S` makes it again.
+A steered sample (key, chords, notes per bar) also has `NAME.controls.json` there and carries
+its adherence line (`describe_adherence`) for the page.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Sample:
     notes: int
     shortfall: str | None = None
     kept: bool = False
+    adherence: str | None = None  # how a steered piece obeys its controls, one line
 
 
 @dataclass
@@ -97,8 +100,10 @@ class Studio:
             except MelodygenError as exc:
                 described.append({"name": name, "label": model_label(name), "error": str(exc)})
                 continue
-            described.append({"name": name, "label": model_label(name), "encoding": model.encoding.name, "kind": model.checkpoint["model"]["kind"],
-                              "instruments": bool(model.encoding.keeps_instruments)})
+            described.append({"name": name, "label": model_label(name), "encoding": model.encoding.name,
+                              "kind": model.checkpoint["model"]["kind"],
+                              "instruments": bool(model.encoding.keeps_instruments),
+                              "controls": list(getattr(model.encoding.settings, "controls", ()))})
         return described
 
     # --- jobs ------------------------------------------------------------------------------------
@@ -169,7 +174,7 @@ class Studio:
             files["wav"] = f"{stem}.wav"
         recorded = {**settings.to_dict(), "seed": seed, "primer_path": str(primer) if primer else None}
         return Sample(stem, settings.model, seed, recorded, files, round(piece.seconds, 3), len(piece.notes),
-                      piece.shortfall)
+                      piece.shortfall, adherence=_adherence_line(piece))
 
     # --- favourites ------------------------------------------------------------------------------
     def keep(self, sample_id: str, kept: bool) -> Sample:
@@ -229,14 +234,29 @@ def model_label(name: str) -> str:
 
 
 def _request_fields(options: dict) -> dict:
-    """`Model.generate` keywords -> `SampleRequest` fields (the names differ for tempo)."""
-    fields = {k: v for k, v in options.items() if k not in ("tempo",)}
-    return {**fields, "qpm": options["tempo"]}
+    """`Model.generate` keywords -> `SampleRequest` fields (tempo is `qpm` there, and the key,
+    chords and density one `ControlRequest`, as `Model.generate` makes it)."""
+    from melodygen.encodings.multitrack_controls import ControlRequest
+
+    steer = {k: options[k] for k in ("key", "chords", "density")}
+    fields = {k: v for k, v in options.items() if k != "tempo" and k not in steer}
+    controls = None if all(v is None for v in steer.values()) else ControlRequest.parse(**steer)
+    return {**fields, "qpm": options["tempo"], "controls": controls}
+
+
+def _adherence_line(piece) -> str | None:
+    if piece.adherence is None:  # not steered, or nothing to measure
+        return None
+    from melodygen.stats.controls import describe_adherence
+
+    return describe_adherence(piece.adherence)
 
 
 def _settings_fields(recorded: dict) -> dict:
+    """`GenerationSettings` fields from a sample's recorded settings (JSON: lists for tuples)."""
     known = GenerationSettings.__dataclass_fields__
     values = {k: v for k, v in recorded.items() if k in known}
-    if values.get("instruments") is not None:
-        values["instruments"] = tuple(values["instruments"])
+    for name in ("instruments", "chords", "density"):
+        if values.get(name) is not None:
+            values[name] = tuple(values[name])
     return values

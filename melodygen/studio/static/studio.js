@@ -49,8 +49,20 @@ function card(sample) {
             element("small", {}, `${sample.seconds.toFixed(1)} s · ${sample.notes} notes`)),
     sample.shortfall ? element("p", {class: "note"}, sample.shortfall) : null,
     element("img", {class: "pianoroll", src: fileUrl(sample.files.png), alt: `piano roll of ${sample.id}`}),
+    sample.adherence ? element("p", {class: "adherence"}, element("strong", {}, asked(sample.settings)), " ",
+                               sample.adherence) : null,
     audio,
     element("div", {class: "actions"}, ...links, element("span", {class: "spacer"}), regen, keep));
+}
+
+// What a steered sample was asked for, e.g. "Key D · chords D G A7 D · 10 notes per bar:".
+function asked(settings) {
+  const parts = [];
+  if (settings.key) parts.push(`key ${settings.key}`);
+  if (settings.chords) parts.push(`chords ${settings.chords.join(" ")}`);
+  if (settings.density) parts.push(`${settings.density.join(", ")} notes per bar`);
+  const text = parts.join(" · ");
+  return text.charAt(0).toUpperCase() + text.slice(1) + ":";
 }
 
 function showEmpty(box, text) { if (!box.querySelector(".card")) box.replaceChildren(element("p", {class: "empty"}, text)); }
@@ -136,11 +148,21 @@ form.addEventListener("submit", event => {
   }).then(() => showEmpty(samplesBox, "Nothing yet: press Generate."));
 });
 
+// A field the model has no use for is hidden and disabled, so the form does not send it.
+function showField(node, shown) {
+  node.hidden = !shown;
+  for (const input of node.querySelectorAll("input")) input.disabled = !shown;
+}
+
 function describeModel() {
   const model = models.find(m => m.name === modelSelect.value);
-  document.getElementById("instruments-field").hidden = !(model && model.instruments);
+  const controls = (model && model.controls) || [];
+  showField(document.getElementById("instruments-field"), model && model.instruments);
+  for (const node of form.querySelectorAll("[data-control]")) showField(node, controls.includes(node.dataset.control));
+  document.getElementById("steering").hidden = !controls.length;
   document.getElementById("model-info").textContent =
-    !model ? "" : model.error ? model.error : `${model.kind} over the ${model.encoding} encoding`;
+    !model ? "" : model.error ? model.error : `${model.kind} over the ${model.encoding} encoding` +
+    (controls.length ? `; can be steered by ${controls.join(", ")}` : "");
 }
 
 async function start() {
