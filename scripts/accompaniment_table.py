@@ -4,7 +4,7 @@ For the validation pieces of the dataset the checkpoint trained on (two-track tu
 chords, e.g. the Nottingham preset), in one run:
 
 1. **Chord notes' NLL with and without the melody.** Each tune is encoded whole (melody and
-   chords) and with its chord track alone; the mean NLL (nats) of the chord notes' PITCH, VEL
+   chords) and with its chord track alone, without control tokens (accompaniment asks for none); the mean NLL (nats) of the chord notes' PITCH, VEL
    and DUR ids is taken under the model in both streams (windows of the model's context, no
    overlap, the same cut for both). Lower with the melody = the model uses it.
 2. **Chord-tone rate.** For each melody onset that some accompaniment note sounds under, whether
@@ -45,7 +45,8 @@ def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: in
     from melodygen.notes import Score
 
     part = Score(tracks, score.tempo_map, score.time_signatures, score.end_time)
-    ids = [BOS_ID, *map(int, encoding.encode(part))]
+    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}  # as accompaniment runs: none
+    ids = [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
     scored, track = [], -1
     for i, (name, value) in enumerate(encoding.vocab.event_of(x) for x in ids):
         if name == "TRACK":

@@ -58,12 +58,11 @@ def test_controls_add_tokens_but_never_change_the_notes(path):
     assert ENC.decode(ids) == PLAIN.decode(plain)
     names = [ENC.vocab.event_of(int(i))[0] for i in ids]
     assert [n for n in names if n not in ("KEY", "CHORD", "DENSITY")] == [PLAIN.vocab.event_of(int(i))[0] for i in plain]
-    # KEY closes the header; every bar opens BAR [TIMESIG] [CHORD] DENSITY
-    assert names.index("KEY") == names.index("BAR") - 1 == sum(n == "PROGRAM" for n in names)
+    # every bar opens BAR [TIMESIG] KEY [CHORD] DENSITY
     for at in (i for i, n in enumerate(names) if n == "BAR"):
-        head = names[at + 1:at + 4]
+        head = names[at + 1:at + 5]
         head = head[1:] if head[0] == "TIMESIG" else head
-        assert head[0] in ("CHORD", "DENSITY") and (head[0] == "DENSITY" or head[1] == "DENSITY")
+        assert head[0] == "KEY" and (head[1:3] == ["CHORD", "DENSITY"] or head[1] == "DENSITY")
 
 
 def test_the_labels_are_the_bars_chords_counts_and_key():
@@ -73,8 +72,8 @@ def test_the_labels_are_the_bars_chords_counts_and_key():
                              ([74], [50, 54, 57])])                   # D
     text = tokens(ENC.encode(score))
     assert [t for t in text if t.startswith(("KEY", "CHORD", "DENSITY"))] == [
-        "KEY(D)", "CHORD(D)", "DENSITY(7)", "CHORD(G)", "DENSITY(6)", "CHORD(A7)", "DENSITY(8)",
-        "CHORD(D)", "DENSITY(4)"]
+        "KEY(D)", "CHORD(D)", "DENSITY(7)", "KEY(D)", "CHORD(G)", "DENSITY(6)", "KEY(D)", "CHORD(A7)", "DENSITY(8)",
+        "KEY(D)", "CHORD(D)", "DENSITY(4)"]
 
 
 def test_a_bar_of_two_chords_is_labelled_with_the_first():
@@ -130,11 +129,12 @@ def test_requested_controls_are_forced_bar_by_bar_and_others_banned():
     for row in draw(ENC, 6, 400, controls=request, instruments=(73, 0)):
         assert ENC.dropped_ids(row) == 0
         text = tokens(row)
-        assert text[:3] == ["PROGRAM(flute)", "PROGRAM(acoustic-grand-piano)", "KEY(Bm)"]
-        heads = [t for t in text if t.startswith(("CHORD", "DENSITY"))]
+        assert text[:3] == ["PROGRAM(flute)", "PROGRAM(acoustic-grand-piano)", "BAR"]
+        heads = [t for t in text if t.startswith(("KEY", "CHORD", "DENSITY"))]
         bars = sum(t == "BAR" for t in text)
-        wanted = [x for b in range(bars) for x in (f"CHORD({'Bm G D A7'.split()[b % 4]})", f"DENSITY({(5, 9)[b % 2]})")]
-        assert heads == wanted[:len(heads)] and len(heads) >= 2 * bars - 2
+        wanted = [x for b in range(bars)
+                  for x in ("KEY(Bm)", f"CHORD({'Bm G D A7'.split()[b % 4]})", f"DENSITY({(5, 9)[b % 2]})")]
+        assert heads == wanted[:len(heads)] and len(heads) >= 3 * bars - 3
     for row in draw(ENC, 4, 300, controls=ControlRequest.parse(chords="C")):
         assert not any(t.startswith(("KEY", "DENSITY")) for t in tokens(row))
     for row in draw(ENC, 4, 300):
@@ -172,11 +172,12 @@ def test_a_primer_keeps_its_own_bars_controls_only_where_asked():
     names = lambda ids: {ENC.vocab.event_of(i)[0] for i in ids}  # noqa: E731
     assert not names(_primer_controls(ENC, primer, None)) & {"KEY", "CHORD", "DENSITY"}
     kept = _primer_controls(ENC, primer, ControlRequest.parse(key="E", chords="A"))
-    assert "DENSITY" not in names(kept) and "CHORD" in names(kept)
-    assert [t for t in tokens(kept) if t.startswith("KEY")] == ["KEY(E)"]
+    assert "DENSITY" not in names(kept) and {"CHORD", "KEY"} <= names(kept)
+    own = {t for t in tokens(primer) if t.startswith("KEY")}
+    assert {t for t in tokens(kept) if t.startswith("KEY")} == own != {"KEY(E)"}  # the primer's own
     for row in draw(ENC, 2, 200, primer=kept, controls=ControlRequest.parse(key="E", chords="A")):
         assert ENC.dropped_ids(kept + row) == 0
-        assert {t for t in tokens(row) if t.startswith("CHORD")} <= {"CHORD(A)"}
+        assert {t for t in tokens(row) if t.startswith(("KEY", "CHORD"))} <= {"CHORD(A)", "KEY(E)"}
 
 
 # ------------------------------------------------------------------------------ training

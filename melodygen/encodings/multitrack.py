@@ -32,8 +32,8 @@ A piece is a header, then its bars:
   gives `TIMESIG` and `POS(0) TEMPO`; later bars give `TIMESIG` only when the meter changes.
 - **Drums** (channel 10) are kept unless `drums = false`. An empty bar is just `BAR` (a long
   silence costs one id per bar).
-- **Controls** (`controls`, any of "key", "chord", "density"; none by default): `KEY` ends the
-  header, `CHORD` and `DENSITY` follow a bar's `BAR [TIMESIG]`, each measured from the notes
+- **Controls** (`controls`, any of "key", "chord", "density"; none by default): `KEY`, `CHORD`
+  and `DENSITY` follow each bar's `BAR [TIMESIG]`, each measured from the notes
   (`multitrack_controls`, which says why they are tokens). Decoding skips them.
 
 Decoding is lenient and counts what it drops (see `_decode_score`); `grammar` bans every id
@@ -174,8 +174,6 @@ class MultitrackEncoding(Encoding):
         tracks, notes, bars = self._laid_out(score)
         measured = measure(notes, bars) if self.settings.controls and controls else None
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
-        if measured is not None and "key" in self.settings.controls and measured.key >= 0:
-            header.append(v.id_of("KEY", measured.key))
         return np.concatenate([np.array(header, dtype=np.int64),
                                self._body_ids(notes, bars, self._tempo_changes(score),
                                               track_at_every_position, measured)]).astype(np.uint16)
@@ -269,7 +267,7 @@ class MultitrackEncoding(Encoding):
                   tempos: tuple[np.ndarray, np.ndarray], track_at_every_position: bool = False,
                   measured: PieceControls | None = None) -> np.ndarray:
         """The ids after the header, built as one sorted table of items (bars, positions, notes),
-        each with up to 4 ids (-1 where absent)."""
+        each with up to 5 ids (-1 where absent)."""
         v = self.vocab
         starts = np.fromiter((b.start for b in bars), np.int64, len(bars))
         tempo_steps, tempo_bins = tempos
@@ -284,24 +282,26 @@ class MultitrackEncoding(Encoding):
         tempo_at = dict(zip((tempo_bar * (1 << 20) + tempo_steps - starts[tempo_bar]).tolist(), tempo_bins.tolist()))
         n_bars, n_pos, n_notes = len(bars), len(keys), len(notes["start"])
         # Bars: BAR, TIMESIG where the meter changes (always in the first bar).
-        bar_ids = np.full((n_bars, 4), -1, dtype=np.int64)
+        bar_ids = np.full((n_bars, 5), -1, dtype=np.int64)
         bar_ids[:, 0] = v.id_of("BAR")
         meter_ids = np.array([v.offset("TIMESIG") + self.meter_index[b.meter] for b in bars])
         changed = np.array([i == 0 or bars[i].meter != bars[i - 1].meter for i in range(n_bars)], dtype=bool)
         bar_ids[changed, 1] = meter_ids[changed]
-        if measured is not None:  # then CHORD (where something pitched sounds), DENSITY
+        if measured is not None:  # then KEY, CHORD (where something pitched sounds), DENSITY
+            if "key" in self.settings.controls and measured.key >= 0:
+                bar_ids[:, 2] = v.offset("KEY") + measured.key
             if "chord" in self.settings.controls:
                 chorded = measured.chords >= 0
-                bar_ids[chorded, 2] = v.offset("CHORD") + measured.chords[chorded]
+                bar_ids[chorded, 3] = v.offset("CHORD") + measured.chords[chorded]
             if "density" in self.settings.controls:
-                bar_ids[:, 3] = v.offset("DENSITY") + density_bins(measured.density)
+                bar_ids[:, 4] = v.offset("DENSITY") + density_bins(measured.density)
         # Positions: POS, TEMPO where it changes.
-        pos_ids = np.full((n_pos, 4), -1, dtype=np.int64)
+        pos_ids = np.full((n_pos, 5), -1, dtype=np.int64)
         pos_ids[:, 0] = v.offset("POS") + pos
         tempo_of = np.array([tempo_at.get(k, -1) for k in keys.tolist()], dtype=np.int64)
         pos_ids[tempo_of >= 0, 1] = v.offset("TEMPO") + tempo_of[tempo_of >= 0]
         # Notes: TRACK where the track changes within the bar, then PITCH/DRUM, VEL, DUR.
-        note_ids = np.full((n_notes, 4), -1, dtype=np.int64)
+        note_ids = np.full((n_notes, 5), -1, dtype=np.int64)
         new_track = np.ones(n_notes, dtype=bool)
         new_track[1:] = (notes["track"][1:] != notes["track"][:-1]) | (note_bar[1:] != note_bar[:-1])
         if track_at_every_position:

@@ -3,8 +3,9 @@
 A model trained on an encoding with `controls` learns the music *given* these values, so a user
 can set them at sampling time (`sample --key Bm --chords "D G A7 D" --density 8`):
 
-    PROGRAM(flute) PROGRAM(piano) KEY(D)             the header ends with the piece's key
-    BAR TIMESIG(6/8) CHORD(D) DENSITY(7) POS(0) ...  each bar opens with its chord and note count
+    PROGRAM(flute) PROGRAM(piano)
+    BAR TIMESIG(6/8) KEY(D) CHORD(D) DENSITY(7) POS(0) ...   each bar opens with the piece's key,
+    BAR KEY(D) CHORD(A7) DENSITY(9) POS(0) ...               its own chord and its note count
 
 Why tokens in the stream (as MidiTok's attribute controls and MIDI-GPT do) rather than side
 inputs: every model kind reads them unchanged (RNN, LSTM, Transformer, their fast paths and
@@ -12,7 +13,9 @@ caches); the grammar forces a requested value exactly where the token goes, as i
 music; and dropping a control in training is deleting its tokens (`dataset.windows`), so the
 same model samples with any subset of controls or none.
 
-The values are measured from the notes, the same way for training data and for generated
+The key is the piece's, yet it opens every bar: a training window rarely starts at a piece's
+header, and a key said once there was not learned (measured: a model trained with the key in the
+header only wrote the requested key no more often than by chance). The values are measured from the notes, the same way for training data and for generated
 music (so what a sample achieved is read by the function that labelled the training data):
 - **key**: Krumhansl-Kessler key of the piece's pitched notes, weighted by duration.
 - **chord**: per bar, template matching on how long each pitch class sounds in the bar's first

@@ -4,8 +4,8 @@ Per row, a small state (what the last id was, the bar's length, the position, th
 the last pitch at this position, how many header tracks and which are drums) decides which ids
 may come next, so a sampled piece always decodes whole:
 
-    header   PROGRAM...        (at least one, at most max_tracks) [KEY] then BAR
-    bar      BAR [TIMESIG] [CHORD] [DENSITY] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
+    header   PROGRAM...        (at least one, at most max_tracks) then BAR
+    bar      BAR [TIMESIG] [KEY] [CHORD] [DENSITY] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
     POS      strictly after the previous position, inside the bar's length
     TRACK    a header track; within a position, tracks ascend
     PITCH    on a pitched track, DRUM on a drum track; ascending within (position, track)
@@ -33,21 +33,22 @@ from melodygen.instruments import DRUMS, instrument_name
 _START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR, _KEY, _CHORD, _DENSITY = range(14)
 # What may follow each kind of last id (before the state's own limits), as one table indexed by
 # the rows' phases: one lookup per draw instead of a comparison per phase.
-_BAR_END = (_BAR, _TIMESIG, _CHORD, _DENSITY, _TEMPO, _DUR)  # where a bar may close (or be empty)
+_BAR_END = (_BAR, _TIMESIG, _KEY, _CHORD, _DENSITY, _TEMPO, _DUR)  # where a bar may close (or be empty)
 _FOLLOWERS = {
-    "EOS": _BAR_END, "PROGRAM": (_START, _PROGRAM), "BAR": (_PROGRAM, _KEY, *_BAR_END),
+    "EOS": _BAR_END, "PROGRAM": (_START, _PROGRAM), "BAR": (_PROGRAM, *_BAR_END),
     "TIMESIG": (_BAR,), "POS": _BAR_END, "TEMPO": (_POS,), "TRACK": (_POS, _TEMPO, _DUR),
     "NOTE": (_POS, _TEMPO, _DUR, _TRACK), "VEL": (_PITCH, _DRUM), "DUR": (_VEL,),
-    "KEY": (_PROGRAM,), "CHORD": (_BAR, _TIMESIG), "DENSITY": (_BAR, _TIMESIG, _CHORD)}
+    "KEY": (_BAR, _TIMESIG), "CHORD": (_BAR, _TIMESIG, _KEY), "DENSITY": (_BAR, _TIMESIG, _KEY, _CHORD)}
 (_EOS_RULE, _PROGRAM_RULE, _BAR_RULE, _TIMESIG_RULE, _POS_RULE, _TEMPO_RULE, _TRACK_RULE, _NOTE_RULE,
  _VEL_RULE, _DUR_RULE, _KEY_RULE, _CHORD_RULE, _DENSITY_RULE) = range(len(_FOLLOWERS))
 _KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "TEMPO": _TEMPO,
           "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR,
           "KEY": _KEY, "CHORD": _CHORD, "DENSITY": _DENSITY}
-# A bar opens BAR [TIMESIG] [CHORD] [DENSITY]: each phase's place in that head, and each id's
-# (everything that is not TIMESIG, CHORD or DENSITY comes after the head: 4).
-_HEAD_PLACE = {_BAR: 0, _TIMESIG: 1, _CHORD: 2, _DENSITY: 3}
-_AFTER_HEAD = 4
+# A bar opens BAR [TIMESIG] [KEY] [CHORD] [DENSITY]: each phase's place in that head, and each
+# id's (everything that is not one of them comes after the head).
+_HEAD = ("BAR", "TIMESIG", "KEY", "CHORD", "DENSITY")
+_HEAD_PLACE = {_KINDS[name]: place for place, name in enumerate(_HEAD)}
+_AFTER_HEAD = len(_HEAD)
 
 
 class MultitrackGrammar:
@@ -94,14 +95,14 @@ class MultitrackGrammar:
         self._set_controls(encoding, controls, device)
 
     def _set_controls(self, encoding, request, device) -> None:
-        """Requested controls are forced where their tokens go (`CHORD` and `DENSITY` of each new
-        bar from the request's lists, `KEY` before the first bar); the others are banned, so the
-        model writes as it learned to with that control dropped."""
+        """Requested controls are forced where their tokens go (`KEY`, and `CHORD` and `DENSITY`
+        from the request's lists, in each new bar); the others are banned, so the model writes as
+        it learned to with that control dropped."""
         from melodygen.encodings.multitrack_controls import DENSITY_TOLERANCE, ControlRequest, density_bins
 
         request = request or ControlRequest()
         request.check_model(encoding.settings.controls)
-        self.key = None if request.key is None else torch.tensor(request.key, device=device)
+        self.key = None if request.key is None else torch.tensor([request.key], device=device)
         self.chords = None if request.chords is None else torch.tensor(request.chords, device=device)
         self.density = (None if request.density is None
                         else torch.as_tensor(density_bins(request.density), device=device))
@@ -110,16 +111,18 @@ class MultitrackGrammar:
         self.fewest = torch.ceil(counts * (1 - DENSITY_TOLERANCE) - 1e-9).long().to(device)
         self.most = torch.floor(counts * (1 + DENSITY_TOLERANCE) + 1e-9).long().to(device)
         self.strict = request.strict_density and request.density is not None
-        required = [place for place, wanted in ((2, self.chords), (3, self.density)) if wanted is not None]
-        next_required = [min([r for r in required if r > place], default=_AFTER_HEAD) for place in range(4)]
+        self.steered = [(name, wanted) for name, wanted in (("KEY", self.key), ("CHORD", self.chords),
+                                                             ("DENSITY", self.density)) if name in self.block]
+        required = [_HEAD.index(name) for name, wanted in self.steered if wanted is not None]
+        next_required = [min([r for r in required if r > place], default=_AFTER_HEAD) for place in range(_AFTER_HEAD)]
         self.next_required = torch.tensor(next_required, device=device)
         head_place = torch.full((len(_KINDS) + 1,), -1, dtype=torch.long)
         for phase, place in _HEAD_PLACE.items():
             head_place[phase] = place
         self.head_place = head_place.to(device)
         id_place = torch.full((encoding.vocab.size,), _AFTER_HEAD, dtype=torch.long, device=device)
-        for name, place in (("TIMESIG", 1), ("CHORD", 2), ("DENSITY", 3)):
-            if name in self.block:
+        for place, name in enumerate(_HEAD):
+            if name in self.block and name != "BAR":  # a bar line closes the head: it comes after it
                 id_place[self.block[name][0]:self.block[name][1]] = place
         self.id_place = id_place
 
@@ -202,29 +205,14 @@ class MultitrackGrammar:
 
     def _steer_controls(self, allowed, may) -> None:
         """Force requested controls into their slots and ban the others (`_set_controls`)."""
-        header_done = self.phase == _PROGRAM
-        if self.header is not None:
-            header_done = header_done & (self.n_tracks >= len(self.header))
-        if "KEY" in self.block:
-            lo, hi = self.block["KEY"]
-            if self.key is None:
-                allowed[:, lo:hi] = False
-            else:
-                allowed[:, lo:hi] = False
-                allowed[:, lo + self.key] = may[_KEY_RULE] & header_done
-                allowed[:, self.block["BAR"][0]] &= ~header_done  # the key comes before the first bar
         bar = (self.new_bars - 1).clamp(min=0)
-        for name, wanted in (("CHORD", self.chords), ("DENSITY", self.density)):
-            if name not in self.block:
-                continue
+        rules = {"KEY": _KEY_RULE, "CHORD": _CHORD_RULE, "DENSITY": _DENSITY_RULE}
+        for name, wanted in self.steered:
             lo, hi = self.block[name]
-            if wanted is None:
-                allowed[:, lo:hi] = False
-            else:
-                rule = may[_CHORD_RULE] if name == "CHORD" else may[_DENSITY_RULE]
+            allowed[:, lo:hi] = False
+            if wanted is not None:
                 forced = wanted[bar % len(wanted)]
-                allowed[:, lo:hi] = False
-                allowed[torch.arange(len(bar), device=bar.device), lo + forced] = rule
+                allowed[torch.arange(len(bar), device=bar.device), lo + forced] = may[rules[name]]
         place = self.head_place[self.phase]
         need = self.next_required[place.clamp(min=0)]
         allowed &= (place < 0)[:, None] | (self.id_place[None] <= need[:, None])

@@ -8,7 +8,6 @@ grammar, decodes and writes each piece, and says why a piece holds less new musi
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Collection
@@ -223,16 +222,11 @@ def plan_generation(encoding, request: SampleRequest, device="cpu",
 
 def _primer_controls(encoding, primer: list[int], controls) -> list[int]:
     """A primer's control tokens as the request has them: the kinds not asked for taken out (the
-    model goes on as it learned to without them), a requested key in place of the primer's own.
-    The primer's bars keep their own chords and counts; the request steers the new bars."""
-    kinds = encoding.control_ids()
+    model goes on as it learned to without them). The primer's bars keep their own labels of the
+    kinds asked for; the request steers the new bars."""
     asked = controls.kinds if controls is not None else ()
-    out_ids = {int(i) for kind, ids in kinds.items() if kind not in asked or kind == "key" for i in ids}
-    kept = [i for i in primer if i not in out_ids]
-    if primer and "key" in asked:
-        header = sum(1 for _ in itertools.takewhile(lambda i: encoding.vocab.event_of(i)[0] == "PROGRAM", kept))
-        kept.insert(header, encoding.vocab.id_of("KEY", controls.key))
-    return kept
+    out_ids = {int(i) for kind, ids in encoding.control_ids().items() if kind not in asked for i in ids}
+    return [i for i in primer if i not in out_ids]
 
 
 def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
