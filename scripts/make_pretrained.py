@@ -45,7 +45,7 @@ RECIPES = [
     Recipe("folk-band", "multitrack_nottingham",
            "folk tunes as melody + chord tracks, steerable by key, chords and notes per bar, Transformer d256x4",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
-           ("training.max_minutes=0", "training.max_steps=800")),  # ~0.8 epoch, whatever the machine
+           ("training.max_minutes=0", "training.max_steps=1600")),  # ~1.6 epochs, whatever the machine
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),

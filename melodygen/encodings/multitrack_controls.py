@@ -1,4 +1,4 @@
-"""Controls of the multitrack encoding: a key per piece, a chord and a note count per bar.
+"""Controls of the multitrack encoding: the piece's key, a chord and a note count, in every bar.
 
 A model trained on an encoding with `controls` learns the music *given* these values, so a user
 can set them at sampling time (`sample --key Bm --chords "D G A7 D" --density 8`):
@@ -14,9 +14,11 @@ music; and dropping a control in training is deleting its tokens (`dataset.windo
 same model samples with any subset of controls or none.
 
 The key is the piece's, yet it opens every bar: a training window rarely starts at a piece's
-header, and a key said once there was not learned (measured: a model trained with the key in the
-header only wrote the requested key no more often than by chance). The values are measured from the notes, the same way for training data and for generated
-music (so what a sample achieved is read by the function that labelled the training data):
+header, and a key said once there was not learned (measured, docs/benchmarks.md: a model trained
+with the key in the header only wrote the requested key no more often than by chance).
+
+The values are measured from the notes, the same way for training data and for generated music
+(so what a sample achieved is read by the function that labelled the training data):
 - **key**: Krumhansl-Kessler key of the piece's pitched notes, weighted by duration.
 - **chord**: per bar, template matching on how long each pitch class sounds in the bar's first
   half (`harmony.detect_chords`; a bar of two chords is labelled with the first, not with the
@@ -116,7 +118,8 @@ def _sounding(notes: dict[str, np.ndarray], chosen: np.ndarray, bars: list[meter
     first, last = meter.bar_index(bars, start), np.minimum(meter.bar_index(bars, end - 1), n_bars - 1)
     for k in range(int((last - first).max(initial=-1)) + 1):  # a note counts in every bar it sounds in
         bar = first + k
-        overlap = np.minimum(end, ends[np.minimum(bar, n_bars - 1)]) - np.maximum(start, starts[np.minimum(bar, n_bars - 1)])
+        inside = np.minimum(bar, n_bars - 1)
+        overlap = np.minimum(end, ends[inside]) - np.maximum(start, starts[inside])
         on = (bar <= last) & (overlap > 0)
         np.add.at(weights, (bar[on], pitch[on] % 12), overlap[on])
         np.minimum.at(lowest, bar[on], pitch[on])
