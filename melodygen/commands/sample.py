@@ -53,7 +53,7 @@ from melodygen.commands.params import FiniteFloatRange
                    "primer's tracks of these instruments get new notes.")
 @click.option("--key", default=None,
               help="Models trained with controls (folk-band; presets with encoding.controls): the "
-                   "key of a piece begun from nothing or a primer's new key, e.g. 'D', 'Bm', 'F# minor'.")
+                   "key of the new bars, e.g. 'D', 'Bm', 'F# minor'.")
 @click.option("--chords", default=None, metavar="LIST",
               help="Models trained with controls: one chord per new bar, repeated when the piece is "
                    "longer, e.g. 'D G A7 D' or 'Am,Dm,E7,Am' (qualities: maj, m, 7, m7, maj7, dim, aug, sus4).")
