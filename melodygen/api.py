@@ -62,10 +62,9 @@ class Model:
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
         [20, 20, 20]
         """
+        from melodygen.encodings.multitrack_controls import ControlRequest
         from melodygen.instruments import parse_instrument
         from melodygen.sampling.files import SampleRequest, generate_pieces, plan_generation
-
-        from melodygen.encodings.multitrack_controls import ControlRequest
 
         chosen = None if instruments is None else tuple(
             i if isinstance(i, int) else parse_instrument(i) for i in instruments)

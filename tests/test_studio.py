@@ -414,17 +414,21 @@ def running_studio(tmp_path, checkpoints):
         yield url, tmp_path / "work"
 
 
-# In the page: fill the form, press Generate, wait (bounded) for the cards, then report what the
-# browser loaded: each picture's size, each <audio>'s source and duration, whether it plays, and
-# the peak of the WAV as the browser decodes it.
-_GENERATE = """(async () => {
+# The start of each script run in the page: `until` (poll a check, bounded by %(limit)d ms), and
+# the model list loaded.
+_PAGE_READY = """(async () => {
   const until = async (check, what) => {
     const deadline = Date.now() + %(limit)d;
     while (!check()) { if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
                        await new Promise(r => setTimeout(r, 50)); }
   };
   await until(() => document.querySelector("#model option"), "the models");
-  const form = document.getElementById("controls");
+"""
+
+# In the page: fill the form, press Generate, wait (bounded) for the cards, then report what the
+# browser loaded: each picture's size, each <audio>'s source and duration, whether it plays, and
+# the peak of the WAV as the browser decodes it.
+_GENERATE = _PAGE_READY + """  const form = document.getElementById("controls");
   form.n.value = "2"; form.length.value = "2"; form.unit.value = "bars"; form.seed.value = "11"; form.tempo.value = "120";
   document.getElementById("generate").click();
   await until(() => document.querySelectorAll("#samples .card").length === 2 &&
@@ -501,14 +505,7 @@ def test_studio_in_headless_chromium_generates_plays_and_shows_a_corrupt_upload(
 
 # In the page: a model without controls hides the steering fields; one with them shows them; fill
 # them, generate one piece, read its card's adherence line; then a bad chord is the message.
-_STEER = """(async () => {
-  const until = async (check, what) => {
-    const deadline = Date.now() + %(limit)d;
-    while (!check()) { if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
-                       await new Promise(r => setTimeout(r, 50)); }
-  };
-  await until(() => document.querySelector("#model option"), "the models");
-  const form = document.getElementById("controls"), select = document.getElementById("model");
+_STEER = _PAGE_READY + """  const form = document.getElementById("controls"), select = document.getElementById("model");
   const field = name => form.elements.namedItem(name);  // not elements["length"]: that is their count
   const shown = () => ["steering", "key", "chords", "density"].map(
     name => (document.getElementById(name) || field(name)).offsetParent !== null);

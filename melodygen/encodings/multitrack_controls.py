@@ -94,7 +94,7 @@ def measure(notes: dict[str, np.ndarray], bars: list[meter.Bar]) -> PieceControl
     weights, bass = _sounding(notes, pitched, bars, 1.0)
     key = harmony.detect_key(weights.sum(axis=0)) if pitched.any() else -1
     # The bar's chord: what sounds in its first half, under the melody where something does.
-    for chosen, share in ((pitched, 1.0), (pitched, 0.5), (accompaniment, 1.0), (accompaniment, 0.5)):
+    for chosen, share in ((pitched, 0.5), (accompaniment, 1.0), (accompaniment, 0.5)):
         if chosen.any():
             found, found_bass = _sounding(notes, chosen, bars, share)
             playing = found.sum(axis=1) > 0

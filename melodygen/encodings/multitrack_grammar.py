@@ -97,11 +97,11 @@ class MultitrackGrammar:
     def _set_controls(self, encoding, request, device) -> None:
         """Requested controls are forced where their tokens go (`KEY`, and `CHORD` and `DENSITY`
         from the request's lists, in each new bar); the others are banned, so the model writes as
-        it learned to with that control dropped."""
+        it learned to with that control dropped. (`sampling.files.plan_generation` has checked
+        that the model has the controls asked for.)"""
         from melodygen.encodings.multitrack_controls import DENSITY_TOLERANCE, ControlRequest, density_bins
 
         request = request or ControlRequest()
-        request.check_model(encoding.settings.controls)
         self.key = None if request.key is None else torch.tensor([request.key], device=device)
         self.chords = None if request.chords is None else torch.tensor(request.chords, device=device)
         self.density = (None if request.density is None
@@ -198,7 +198,8 @@ class MultitrackGrammar:
         put("VEL", may[_VEL_RULE])
         put("DUR", may[_DUR_RULE])
         allowed[:, self.eos] = after_content
-        self._steer_controls(allowed, may)
+        if self.steered:  # an encoding with controls
+            self._steer_controls(allowed, may)
         if self.given is not None:
             allowed &= self._given_mask(allowed)
         return logits.masked_fill(~allowed, float("-inf"))
