@@ -206,6 +206,21 @@ def test_control_dropout_takes_whole_kinds_out_of_windows():
     assert (next(again).ids == batch.ids).all()  # and the same seed gives the same windows
 
 
+def test_dropout_leaves_a_full_window_even_in_empty_bars():
+    """A stretch of empty bars is three control ids to each BAR: dropping them all must still
+    leave seq_len + 1 ids of the stream."""
+    v = ENC.vocab
+    bar = [v.id_of("BAR"), v.id_of("KEY", 2), v.id_of("CHORD", 0), v.id_of("DENSITY", 0)]
+
+    class Empty:
+        ids = np.array(bar * 400, dtype=np.uint16)
+        directory, split, num_tokens, offsets = "empty", "train", len(ids), np.array([0, len(ids)])
+
+    kinds = list(ENC.control_ids().values())
+    batch = next(WindowSampler(Empty, 64, 8, generator=np.random.default_rng(0), controls=kinds, control_dropout=1.0))
+    assert (batch.ids == v.id_of("BAR")).all() and (batch.targets == v.id_of("BAR")).all()
+
+
 def test_dropped_windows_are_the_stream_with_those_tokens_deleted():
     import itertools
 

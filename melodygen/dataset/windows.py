@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from melodygen.dataset.shards import TokenDataset
 
 RandomSource = np.random.Generator | torch.Generator
-_DROPOUT_SPAN = 3  # windows drawn this many times longer where control tokens may be taken out
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,10 @@ class WindowSampler:
     `controls` (id arrays, one per kind of control token, `Encoding.control_ids`): each kind is
     taken out of a window with chance `control_dropout`, and all of them together with that
     chance again (so windows without any control, what sampling with none asked for looks like,
-    are common: 32% at 0.3 with three kinds, not 2.7%). Windows are then drawn 3x as long and
-    the first `seq_len + 1` ids left are kept; a bar's control tokens are at most two of its
-    three ids (an empty bar: BAR CHORD DENSITY), so enough are always left.
+    are common: 32% at 0.3 with three kinds, not 2.7%). Windows are then drawn (kinds + 1) times
+    as long and the first `seq_len + 1` ids left are kept: each kind has at most one token per
+    bar, and a bar has its BAR besides (an empty bar: BAR KEY CHORD DENSITY), so enough are
+    always left.
 
     Deterministic given the generator's state; `state_dict()` / `load_state_dict()` save and
     restore it for `--resume`. A `torch.Generator` must live on the CPU.
@@ -86,7 +86,7 @@ class WindowSampler:
         for kind, ids in enumerate(controls):
             self._control_of[ids] = kind
         self._kinds = len(controls)
-        span = (seq_len + 1) * (_DROPOUT_SPAN if self.control_dropout else 1)
+        span = (seq_len + 1) * (self._kinds + 1 if self.control_dropout else 1)
         if self.control_dropout and dataset.num_tokens < span:
             raise DatasetError(f"{dataset.directory}: the {dataset.split} split has {dataset.num_tokens} ids, "
                                f"too few for control dropout's windows of {span}; use a shorter seq_len")
