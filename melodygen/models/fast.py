@@ -209,66 +209,142 @@ class _AttentionLSTMStepper(_RecurrentStepper):
 
 
 class _TransformerStepper(_Stepper):
-    """transformer: one position through every layer with transposed weights, the model's own
+    """transformer: new positions through every layer with transposed weights, the model's own
     KV cache (`KVCache.store`) and SDPA over the cached keys; the head is a transposed copy of
     the (tied) embedding. Without learned positions the first layer's q, k, v depend on the id
-    alone: a table (V, 3C) of LN(embedding) times its qkv weights gives them."""
+    alone: a table (V, 3C) of LN(embedding) times its qkv weights gives them.
+
+    `one` takes one id per row; `many` takes several per row (drafted ids to check, see
+    `sampling.drafts`), with products through `_Weights.rows` and, past `max_context`, a banded
+    mask that gives each id the same window of keys it would have had stepped one at a time."""
 
     def __init__(self, model: SequenceModel):
         super().__init__(model)
         s = model.settings
         self.heads, self.head_size = s.n_heads, s.d_model // s.n_heads
-        self.layers = [(b.ln1, _t(b.attn.qkv.weight), _t(b.attn.proj.weight), b.attn.relative, b.ln2,
-                        _t(b.mlp[0].weight), b.mlp[0].bias.detach(), _t(b.mlp[2].weight), b.mlp[2].bias.detach())
+        self.layers = [(b.ln1, _Weights(b.attn.qkv.weight), _Weights(b.attn.proj.weight), b.attn.relative, b.ln2,
+                        _Weights(b.mlp[0].weight, b.mlp[0].bias), _Weights(b.mlp[2].weight, b.mlp[2].bias))
                        for b in model.blocks]
-        self.head = _t(model.head.weight)
+        self.head = _Weights(model.head.weight)
         self.qkv0 = None
         if model.pos_embed is None:
             ln = model.blocks[0].ln1
             normed = F.layer_norm(model.embed.weight, (s.d_model,), ln.weight, ln.bias, ln.eps)
-            self.qkv0 = normed @ self.layers[0][1]  # (V, 3C)
+            self.qkv0 = normed @ self.layers[0][1].t  # (V, 3C)
         self.rope = (torch.empty(0), torch.empty(0))  # per position: (cos, cos), (-sin, sin)
 
     def one(self, ids: LongTensor, cache: KVCache) -> tuple[Tensor, KVCache]:
-        model = self.model
-        model._make_room(cache)
-        position = cache.position
-        cache.append(ids[:, None])
-        x = F.embedding(ids, model.embed.weight)  # (B, C)
-        if model.pos_embed is not None:
-            x = x + model.pos_embed.weight[position]
-        rope = self._rope(position, x.device) if model.rotary else None
-        qkv = F.embedding(ids, self.qkv0) if self.qkv0 is not None else None
-        for layer, weights in enumerate(self.layers):
-            x = self._block(x, weights, rope, cache, layer, qkv if layer == 0 else None)
-        x = F.layer_norm(x, x.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
-        return (x @ self.head)[:, None], cache
+        self.model._make_room(cache)
+        return self._run(ids[:, None], cache, None), cache
 
-    def _block(self, x: Tensor, weights, rope, cache: KVCache, layer: int, qkv: Tensor | None) -> Tensor:
-        ln1, qkv_w, proj_w, relative, ln2, fc_w, fc_b, out_w, out_b = weights
-        B, C = x.shape
+    def room(self, cache: KVCache) -> int:
+        """How many ids one `many` call can take after `cache`: any number that fits its
+        buffers with rope or relative positions (the mask slides), up to `max_context` with
+        learned ones (whose re-encoding is `model.step`'s)."""
+        context = self.model.max_context
+        if self.model.pos_embed is not None:
+            return context - cache.length
+        return cache.capacity - min(cache.length, context - 1)
+
+    def many(self, ids: LongTensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """ids (B, T), T <= `room(cache)` -> (logits (B, T, V), cache). Id t sees the cached
+        positions and ids 0..t, at most `max_context` of them, as `one` after `one` would."""
+        context = self.model.max_context
+        cache.keep_last(context - 1)
+        T, total = ids.shape[1], cache.length + ids.shape[1]
+        keys = torch.arange(total, device=ids.device)
+        queries = keys[total - T:, None]
+        mask = (keys[None, :] <= queries) & (keys[None, :] > queries - context)  # (T, total)
+        return self._run(ids, cache, mask), cache
+
+    def rewind(self, cache: KVCache, count: int) -> None:
+        """Forgets the `count` newest positions (drafted ids that were not drawn)."""
+        cache.drop_newest(count)
+
+    def _run(self, ids: LongTensor, cache: KVCache, mask: Tensor | None) -> Tensor:
+        """ids (B, T) after `cache` (room made) -> logits (B, T, V); `mask` (T, keys) or None
+        for T == 1 (every cached key)."""
+        model = self.model
+        B, T = ids.shape
+        position = cache.position
+        cache.append(ids)
+        x = F.embedding(ids, model.embed.weight).view(B * T, -1)  # (B T, C)
+        if model.pos_embed is not None:
+            x = x + model.pos_embed.weight[position:position + T].repeat(B, 1)
+        rope = self._rope(position, T, x.device) if model.rotary else None
+        qkv = F.embedding(ids, self.qkv0).view(B * T, -1) if self.qkv0 is not None else None
+        for layer, weights in enumerate(self.layers):
+            x = self._block(x, B, T, weights, rope, cache, layer, mask, qkv if layer == 0 else None)
+        x = F.layer_norm(x, x.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
+        return self.head(x).view(B, T, -1)
+
+    def _block(self, x: Tensor, B: int, T: int, weights, rope, cache: KVCache, layer: int,
+               mask: Tensor | None, qkv: Tensor | None) -> Tensor:
+        ln1, qkv_w, proj_w, relative, ln2, fc, out = weights
+        C = x.shape[1]
         if qkv is None:
-            qkv = F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps) @ qkv_w  # (B, 3C)
-        qkv = qkv.view(B, 3, self.heads, 1, self.head_size).transpose(0, 1)  # 3 x (B, H, 1, D)
+            qkv = qkv_w(F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps))  # (B T, 3C)
+        qkv = qkv.view(B, T, 3, self.heads, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
         q, k = qkv[:2] if rope is None else torch.addcmul(  # apply_rope's rotation, in 3 ops
             qkv[:2] * rope[0], qkv[:2].roll(self.head_size // 2, -1), rope[1])
         keys, values = cache.store(layer, k, qkv[2])  # (B, H, L, D)
-        bias = None
         if relative is not None:
             bias = relative_logits(q, relative, keys.shape[2]) / math.sqrt(self.head_size)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias)  # (B, H, 1, D)
-        x = torch.addmm(x, y.reshape(B, C), proj_w)
+            mask = bias if mask is None else bias.masked_fill(~mask, -math.inf)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, T, D)
+        x = proj_w(y.transpose(1, 2).reshape(B * T, C), residual=x)
         h = F.layer_norm(x, (C,), ln2.weight, ln2.bias, ln2.eps)
-        return torch.addmm(x, F.gelu(torch.addmm(fc_b, h, fc_w)), out_w).add_(out_b)
+        return out(F.gelu(fc(h)), residual=x)
 
-    def _rope(self, position: int, device) -> tuple[Tensor, Tensor]:
-        """(cos, cos) and (-sin, sin) of `position`, each (1, head_size), from a table grown by
-        doubling: x * the first + x with its halves swapped * the second = `apply_rope(x)`."""
-        if position >= len(self.rope[0]):
-            size = max(2 * position, 2 * self.model.max_context)
+    def _rope(self, position: int, count: int, device) -> tuple[Tensor, Tensor]:
+        """(cos, cos) and (-sin, sin) of `count` positions from `position`, each (count,
+        head_size), from a table grown by doubling: x * the first + x with its halves swapped
+        * the second = `apply_rope(x)`."""
+        if position + count > len(self.rope[0]):
+            size = max(2 * (position + count), 2 * self.model.max_context)
             cos, sin = rope_tables(torch.arange(size, device=device).float(), self.head_size)
             self.rope = torch.cat([cos, cos], dim=1), torch.cat([-sin, sin], dim=1)
-        return self.rope[0][position:position + 1], self.rope[1][position:position + 1]
+        return self.rope[0][position:position + count], self.rope[1][position:position + count]
+
+
+class _Weights:
+    """A linear layer's weight (and bias) for products with a few rows. One row: x @ (in, out)
+    copy, MKL's GEMV (nn.Linear's x @ W.t() is 1.25-2x slower). Several rows: MKL's GEMM costs
+    2-4x its GEMV at 2-9 rows here, while oneDNN with the weight packed once costs ~1.2x, so a
+    `many` step over 5-9 drafted ids takes little more than one id's. The packed copy is made on
+    the first product with several rows, through torch's own (private) oneDNN ops: where they
+    are missing or fail (no oneDNN, a GPU), x @ the copy."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None):
+        self.weight, self.t = weight.detach(), _t(weight)
+        self.bias = None if bias is None else bias.detach()
+        self.packed = None  # None: not tried yet; False: no oneDNN product here
+
+    def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        if x.shape[0] > 1 and self.packed is None:
+            self.packed = _onednn_pack(self.weight)
+        if x.shape[0] > 1 and self.packed is not False:
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return y if residual is None else y.add_(residual)
+        if residual is not None:
+            y = torch.addmm(residual, x, self.t)
+            return y if self.bias is None else y.add_(self.bias)
+        return x @ self.t if self.bias is None else torch.addmm(self.bias, x, self.t)
+
+
+def _onednn_pack(weight: Tensor):
+    """`weight` (out, in) packed for oneDNN's linear, or False where that is not available."""
+    if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+        probe = weight.new_ones(2, weight.shape[1])
+        if not torch.allclose(torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], ""),
+                              probe @ weight.detach().t(), rtol=1e-4, atol=1e-4):
+            return False
+    except (AttributeError, RuntimeError):
+        return False
+    return packed
 
 
 FAST_STEPS: dict[str, Callable[[SequenceModel], _Stepper]] = {

@@ -74,6 +74,13 @@ class KVCache:
         """Forgets all but the `count` most recent positions (positions go on counting)."""
         self.start = max(self.start, self.end - count)
 
+    def drop_newest(self, count: int) -> None:
+        """Forgets the `count` most recent positions, which the next ids then take (drafted ids
+        that were not drawn); the next ids take their slots."""
+        count = min(count, self.length)
+        self.end -= count
+        self.position -= count
+
     def clear(self) -> None:
         """Empties the cache and restarts positions at 0, keeping the buffers."""
         self.start = self.end = self.position = 0
