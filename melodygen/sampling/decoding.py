@@ -41,7 +41,7 @@ from melodygen.sampling.processors import BanIds, LogitProcessor
 # e.g. 5 ms for the d256 x 4 Transformer, whose step it makes ~1 ms faster at batch 1): fewer
 # steps than this take the plain step unless the fast one is already built.
 FAST_MIN_EVENTS = 32
-# The most drafted ids checked per model call at batch 1 (`_drafted_row`; how many are
+# The most drafted ids checked per model call at batch 1 (`_one_row`; how many are
 # checked follows their hit rate, `drafts.PromptLookup.worth`); see docs/benchmarks.md.
 DRAFT_LENGTH = 8
 
@@ -148,7 +148,7 @@ def sample(
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
     fast: bool = True,
-    draft_length: int = DRAFT_LENGTH,
+    draft_length: int | None = None,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -159,8 +159,10 @@ def sample(
     `fast` steps through `models.fast.fast_step` where the model has a fast path (the same ids
     but for float32 rounding) and it pays (`FAST_MIN_EVENTS`); `fast=False`: `model.step` only.
     One row on a model whose fast step checks several ids at once (the Transformer) also
-    drafts up to `draft_length` ids per call (`_drafted_row`; 0: never), the same ids again.
+    drafts up to `draft_length` ids per call (`_one_row`; None: `DRAFT_LENGTH`, 0: never),
+    the same ids again.
     """
+    draft_length = DRAFT_LENGTH if draft_length is None else draft_length
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
     processors = [BanIds(banned, encoding.vocab.size, device), *processors]
     dtype = devices.accumulator_dtype(device)
@@ -170,12 +172,12 @@ def sample(
     drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
     with decoding(model, primer_ids, num_outputs, device) as (logits, state):
         step = (fast_step(model, build=max_events >= FAST_MIN_EVENTS) if fast else None) or model.step
-        # one row sums its budget in Python floats, float64 as `spent` is but on MPS
-        if num_outputs == 1 and max_events > 0 and draft_length > 0 and hasattr(step, "many") \
-                and dtype == torch.float64:
+        # one row: its own loop (bookkeeping in Python, drafted ids where the step takes them);
+        # it sums the budget in Python floats, float64 as `spent` is but on MPS
+        if num_outputs == 1 and max_events > 0 and fast and dtype == torch.float64:
             history = [BOS_ID, *(int(i) for i in primer_ids)]
-            return [_drafted_row(step, state, logits[:, -1], processors, (temperature, top_k, top_p, generator),
-                                 max_events, budget, history, draft_length)]
+            return [_one_row(step, state, logits[:, -1], processors, (temperature, top_k, top_p, generator),
+                                 max_events, budget, history, draft_length if hasattr(step, "many") else 0)]
         # rows end by EOS or a budget; where neither can happen (EOS banned and no processor that
         # could force it back), the fast path skips that bookkeeping (five small ops and a sync)
         ends = stop_on_eos or costs is not None or len(processors) > 1 or not fast
@@ -196,12 +198,14 @@ def sample(
     return [[i for i in row if i > EOS_ID] for row in rows]
 
 
-def _drafted_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitProcessor], draw_args: tuple,
+def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitProcessor], draw_args: tuple,
                  max_events: int, budget: Budget | None, history: list[int], draft_length: int) -> list[int]:
-    """`sample`'s loop for one row, with model calls that check drafted ids.
+    """`sample`'s loop for one row (the fast path at batch 1): ends, budget and EOS kept as
+    Python numbers instead of tensor ops, and on a step that takes several ids (`many`, the
+    Transformer's) model calls that check drafted ids (`draft_length` > 0).
 
     Each id is drawn exactly as in the batch loop: the same processors in order, the same
-    `draw` and noise, one draw per id. What changes is where the logits come from: behind the
+    `draw` and noise, one draw per id. What drafting changes is where the logits come from: behind the
     id just drawn, `drafts.PromptLookup` guesses up to `draft_length` more and one `many` call
     gives the logits after each. While the next draw picks the guessed id, the logits after it
     are already there; at the first draw that does not, the guesses after it are taken back out
@@ -209,7 +213,7 @@ def _drafted_row(stepper, state, logits: torch.Tensor, processors: Sequence[Logi
     plus every guess the draws confirm, and the ids are the one-at-a-time ones (the logits agree
     to float32 rounding, as the fast step's do). EOS ends the row, as it does there (banned
     unless pieces may end or a processor forces it)."""
-    drafts = PromptLookup(history)
+    drafts = PromptLookup(history) if draft_length else None
     costs = None if budget is None else budget.costs
     row, spent, ids = [], 0.0, None
     checked = deque()  # (drafted id, logits (1, V) after it) of positions already computed
@@ -221,6 +225,10 @@ def _drafted_row(stepper, state, logits: torch.Tensor, processors: Sequence[Logi
             spent += float(costs[token])
         if len(row) == max_events or token == EOS_ID or (costs is not None and spent >= budget.limit):
             break
+        if drafts is None:
+            out, state = stepper(ids[:, None], state)
+            logits = out[:, 0]
+            continue
         drafts.add(token)
         if checked:
             drafted, after = checked.popleft()

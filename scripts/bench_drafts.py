@@ -1,0 +1,119 @@
+"""Drafted decoding (issue 14): one piece at a time from the bundled Transformers, as `sample`
+makes it, through the plain step, the fast step alone, and the fast step with drafted ids,
+side by side in one run.
+
+    python scripts/bench_drafts.py                      # every bundled Transformer, 3 seeds
+    python scripts/bench_drafts.py --models folk-band --seeds 1 --repeat 1   # a quick check
+
+Each model samples with its model card's settings (temperature, top-p, bars), one piece per
+seed through `Model.generate` (planning, grammar and decoding included: what a user waits
+for). Per seed and path the fastest of --repeat runs counts (paths alternate, so a busier
+moment favours none); a figure is the seeds' events over the sum of those times. Also: whether
+the three paths drew the same ids, model calls per event with drafts (ids per call), and the
+time spent in the grammar and the draw per event (what drafting cannot shorten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+import melodygen
+from melodygen.models import fast as fast_module
+from melodygen.pretrained import PRETRAINED_DIR
+from melodygen.sampling import decoding
+
+PATHS = ("plain", "fast", "drafted")
+CARDS = {m["name"]: m for m in json.loads((PRETRAINED_DIR / "index.json").read_text())["models"]}
+
+
+class Calls:
+    """Counts model calls of the fast Transformer step, and the time spent in the logit
+    processors (the grammar) and the draw."""
+
+    def __init__(self):
+        self.calls = 0
+        self.draw_seconds = 0.0
+        for name in ("one", "many"):
+            self._wrap_step(name)
+        for name in ("draw", "apply_processors"):
+            self._time(name)
+
+    def _time(self, name: str) -> None:
+        original = getattr(decoding, name)
+
+        def timed(*args):
+            start = time.perf_counter()
+            result = original(*args)
+            self.draw_seconds += time.perf_counter() - start
+            return result
+
+        setattr(decoding, name, timed)
+
+    def _wrap_step(self, name: str) -> None:
+        original = getattr(fast_module._TransformerStepper, name)
+
+        def counted(stepper, ids, cache):
+            self.calls += 1
+            return original(stepper, ids, cache)
+
+        setattr(fast_module._TransformerStepper, name, counted)
+
+
+def run(model, settings: dict, seed: int, path: str, draft_length: int) -> tuple[list[int], float]:
+    """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob."""
+    decoding.DRAFT_LENGTH = draft_length if path == "drafted" else 0
+    start = time.perf_counter()
+    piece = model.generate(n=1, seed=seed, fast=path != "plain", **settings)[0]
+    return piece.ids, time.perf_counter() - start
+
+
+def bench(name: str, args, calls: Calls) -> None:
+    card = CARDS[name]
+    model = melodygen.load(name)
+    settings = dict(card["sampling"])
+    model.generate(n=1, seed=0, events=40)  # builds the fast step
+    best = {path: {} for path in PATHS}
+    ids = {path: {} for path in PATHS}
+    for _ in range(args.repeat):
+        for seed in args.seeds:
+            for path in PATHS:
+                ids[path][seed], seconds = run(model, settings, seed, path, args.draft_length)
+                best[path][seed] = min(best[path].get(seed, float("inf")), seconds)
+    events = sum(len(ids["plain"][s]) for s in args.seeds)
+    rates = {path: events / sum(best[path].values()) for path in PATHS}
+    calls.calls, calls.draw_seconds = 0, 0.0
+    for seed in args.seeds:
+        run(model, settings, seed, "drafted", args.draft_length)
+    draw_ms = 1e3 * calls.draw_seconds / events
+    same = all(ids[path] == ids["plain"] for path in PATHS)
+    print(f"{name:<11} {card['kind']:<11} {events:>6} {rates['plain']:>8,.0f} {rates['fast']:>8,.0f} "
+          f"{rates['drafted']:>8,.0f} {rates['fast'] / rates['plain']:>6.2f}x {rates['drafted'] / rates['plain']:>6.2f}x "
+          f"{rates['drafted'] / rates['fast']:>6.2f}x {events / calls.calls:>8.2f} {draw_ms:>8.3f} "
+          f"{'yes' if same else 'NO':>5}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    transformers = [name for name, card in CARDS.items() if card["kind"] == "transformer"]
+    parser.add_argument("--models", nargs="+", default=transformers, choices=transformers)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per seed and path (the fastest counts)")
+    parser.add_argument("--draft-length", type=int, default=decoding.DRAFT_LENGTH)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    calls = Calls()
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, seeds {args.seeds}, best of {args.repeat}, "
+          f"at most {args.draft_length} drafted ids per call")
+    print(f"{'model':<11} {'kind':<11} {'events':>6} {'plain/s':>8} {'fast/s':>8} {'drafted':>8} {'fast':>7} "
+          f"{'drafted':>7} {'d/fast':>7} {'ids/call':>8} {'draw ms':>8} {'same':>5}")
+    for name in args.models:
+        bench(name, args, calls)
+
+
+if __name__ == "__main__":
+    main()
