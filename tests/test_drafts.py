@@ -172,3 +172,15 @@ def test_a_processor_forcing_eos_ends_a_drafted_row():
     rows = sample(periodic_model(), MELODY, max_events=100, stop_on_eos=False, processors=[eos_after_20],
                   primer_ids=PERIOD, generator=torch.Generator().manual_seed(0))
     assert len(rows[0]) == 20
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_drafted_sampling_on_cuda_draws_the_plain_ids(monkeypatch):
+    counted = Counted(monkeypatch)
+    model = periodic_model().cuda()
+    common = dict(max_events=150, primer_ids=PERIOD[:3], stop_on_eos=False, device="cuda")
+    runs = [sample(model, MELODY, generator=torch.Generator("cuda").manual_seed(3), fast=fast, **common)
+            for fast in (False, True)]
+    assert runs[0] == runs[1]
+    assert counted.calls > 0
