@@ -4,6 +4,7 @@ side in one run (the LSTM has no drafting: its two fast columns are the same pat
 
     python scripts/bench_drafts.py                      # every bundled model, 3 seeds
     python scripts/bench_drafts.py --models folk-band --seeds 1 --repeat 1   # a quick check
+    python scripts/bench_drafts.py --bare 1024          # the decoding loop alone: no grammar
 
 Each model samples with its model card's settings (temperature, top-p, bars), one piece per
 seed through `Model.generate` (planning, grammar and decoding included: what a user waits
@@ -63,12 +64,18 @@ class Calls:
         setattr(fast_module._TransformerStepper, name, counted)
 
 
-def run(model, settings: dict, seed: int, path: str, draft_length: int) -> tuple[list[int], float]:
-    """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob."""
-    decoding.DRAFT_LENGTH = draft_length if path == "drafted" else 0
+def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], float]:
+    """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob.
+    With --bare, `sample` itself: --bare events, no grammar, no end."""
+    decoding.DRAFT_LENGTH = args.draft_length if path == "drafted" else 0
     start = time.perf_counter()
-    piece = model.generate(n=1, seed=seed, fast=path != "plain", **settings)[0]
-    return piece.ids, time.perf_counter() - start
+    if args.bare:
+        ids = decoding.sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False,
+                              temperature=settings.get("temperature", 1.0), top_p=settings.get("top_p"),
+                              generator=torch.Generator().manual_seed(seed), fast=path != "plain")[0]
+    else:
+        ids = model.generate(n=1, seed=seed, fast=path != "plain", **settings)[0].ids
+    return ids, time.perf_counter() - start
 
 
 def bench(name: str, args, calls: Calls) -> None:
@@ -81,13 +88,13 @@ def bench(name: str, args, calls: Calls) -> None:
     for _ in range(args.repeat):
         for seed in args.seeds:
             for path in PATHS:
-                ids[path][seed], seconds = run(model, settings, seed, path, args.draft_length)
+                ids[path][seed], seconds = run(model, settings, seed, path, args)
                 best[path][seed] = min(best[path].get(seed, float("inf")), seconds)
     events = sum(len(ids["plain"][s]) for s in args.seeds)
     rates = {path: events / sum(best[path].values()) for path in PATHS}
     calls.calls, calls.draw_seconds = 0, 0.0
     for seed in args.seeds:
-        run(model, settings, seed, "drafted", args.draft_length)
+        run(model, settings, seed, "drafted", args)
     draw_ms = 1e3 * calls.draw_seconds / events
     per_call = f"{events / calls.calls:.2f}" if calls.calls else "-"  # counted for the Transformer's step
     same = all(ids[path] == ids["plain"] for path in PATHS)
@@ -104,11 +111,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per seed and path (the fastest counts)")
     parser.add_argument("--draft-length", type=int, default=decoding.DRAFT_LENGTH)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bare", type=int, default=0, metavar="EVENTS",
+                        help="time `sample` alone for EVENTS events per piece: no grammar, no end (the model's path)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     calls = Calls()
-    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, seeds {args.seeds}, best of {args.repeat}, "
-          f"at most {args.draft_length} drafted ids per call")
+    what = f"sample() alone, {args.bare} events, no grammar" if args.bare else "Model.generate with the card's settings"
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, {what}, seeds {args.seeds}, best of "
+          f"{args.repeat}, at most {args.draft_length} drafted ids per call")
     print(f"{'model':<11} {'kind':<11} {'events':>6} {'plain/s':>8} {'fast/s':>8} {'drafted':>8} {'fast':>7} "
           f"{'drafted':>7} {'d/fast':>7} {'ids/call':>8} {'draw ms':>8} {'same':>5}")
     for name in args.models:
