@@ -11,7 +11,8 @@ seed through `Model.generate` (planning, grammar and decoding included: what a u
 for). Per seed and path the fastest of --repeat runs counts (paths alternate, so a busier
 moment favours none); a figure is the seeds' events over the sum of those times. Also: whether
 the three paths drew the same ids, model calls per event with drafts (ids per call), and the
-time spent in the grammar and the draw per event (what drafting cannot shorten).
+time spent in the grammar and the draw per event (what drafting cannot shorten). Every drafted
+piece starts without measured times (`drafts.DraftTiming`), as the first piece of a `sample` run does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 import melodygen
 from melodygen.models import fast as fast_module
 from melodygen.pretrained import PRETRAINED_DIR
-from melodygen.sampling import decoding
+from melodygen.sampling import decoding, drafts
 
 PATHS = ("plain", "fast", "drafted")
 CARDS = {m["name"]: m for m in json.loads((PRETRAINED_DIR / "index.json").read_text())["models"]}
@@ -68,6 +69,7 @@ def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], f
     """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob.
     With --bare, `sample` itself: --bare events, no grammar, no end."""
     decoding.DRAFT_LENGTH = args.draft_length if path == "drafted" else 0
+    drafts._TIMING.clear()  # each piece measures anew, as the first piece of a `sample` run does
     start = time.perf_counter()
     if args.bare:
         ids = decoding.sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False,

@@ -12,6 +12,7 @@ from melodygen.models import build_model
 from melodygen.models import fast as fast_module
 from melodygen.models.fast import fast_step
 from melodygen.sampling import drafts
+from melodygen.sampling import decoding
 from melodygen.sampling.decoding import Budget, sample
 from melodygen.sampling.drafts import PromptLookup
 from test_fast import MELODY, TOLERANCE, model_of
@@ -21,7 +22,6 @@ PERIOD = [5, 9, 12, 7, 20, 31, 9, 12]
 
 def test_guesses_follow_the_latest_occurrence_of_the_longest_ngram():
     lookup = PromptLookup([1, 2, 3, 9, 2, 3, 4, 5, 3], longest=3)
-    lookup.hit_rate = 0.9
     # "3" ended before at 3 (-> 9 ...) and 6 (-> 4 5 ...): the latest wins; no 2-gram "5 3" before
     assert lookup.propose(3) == [4, 5, 3]
     lookup.add(4)  # "3 4" was seen: at 7 (-> 5 ...)
@@ -29,22 +29,59 @@ def test_guesses_follow_the_latest_occurrence_of_the_longest_ngram():
     assert PromptLookup([1, 2, 3]).propose(4) == []  # nothing seen twice
 
 
-def test_guesses_are_fed_only_while_they_hit():
+def test_guesses_are_scored_whether_fed_or_not():
     lookup = PromptLookup([7, 8] * 3)
-    assert lookup.propose(8) == [7]  # a start at the least rate worth it: one guess
-    lookup.add(7)  # a hit: more guesses
-    assert lookup.propose(8) == [8, 7]
+    assert lookup.hit_rate == drafts.START_HIT_RATE
+    assert lookup.propose(2) == [7, 8]
+    lookup.add(7)  # a hit
     rate = lookup.hit_rate
-    lookup.add(8)  # hit
-    assert lookup.hit_rate > rate
-    rate = lookup.hit_rate
-    lookup.add(8)  # the second guess missed
+    assert rate > drafts.START_HIT_RATE
+    lookup.add(9)  # a miss: the rest of the proposal is not scored
     assert lookup.hit_rate < rate
-    lookup.hit_rate = drafts.MIN_HIT_RATE - 0.01
-    assert lookup.propose(8) == []  # not fed, but scored: the guess was 8 ("8" -> 8 last time)
-    lookup.add(8)
-    assert lookup.hit_rate > drafts.MIN_HIT_RATE
-    assert lookup.propose(8) != []
+    rate = lookup.hit_rate
+    lookup.add(7)
+    assert lookup.hit_rate == rate
+    assert lookup.propose(0) == []  # not fed, but its first guess is scored: "7" -> 9 last time
+    lookup.add(9)
+    assert lookup.hit_rate > rate
+
+
+def test_guesses_pay_for_their_measured_calls():
+    times = drafts.CallTimes()
+    assert times.guesses(0.99, 8) == 0  # nothing timed yet
+    times.record(1, 50.0)  # a size's first call (packing weights, kernels for a shape) does not count
+    times.record(1, 1.0)
+    assert times.seconds == {1: 1.0}
+    assert times.estimate(4) == drafts.UNTIMED_COST  # a size not timed yet is tried as if cheap ...
+    assert times.guesses(0.3, 8) == 8
+    for ids in range(2, 10):  # ... until it is timed: 1.5x for 2 ids, then 0.05x more per id
+        times.record(ids, 50.0)
+        times.record(ids, 1.5 + 0.05 * (ids - 2))
+    assert times.guesses(0.3, 8) == 0  # 1 + .3 + .09 + ... ids are not worth 1.5x and more
+    assert times.guesses(0.5, 8) == 4  # 1.94 ids for 1.65x
+    assert times.guesses(0.7, 8) == 6  # 3.06 ids for 1.75x
+    assert times.guesses(0.7, 2) == 2  # the most allowed
+    times.record(5, 100.0)  # a stall moves a size's time at most to 1.5x
+    assert times.seconds[5] == pytest.approx(1.65 * 1.5)
+    times.record(2, 1.1)
+    assert 1.1 < times.seconds[2] < 1.5
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_the_switch_drafts_when_drafting_is_faster(faster, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(drafts.time, "perf_counter", lambda: clock[0])
+    switch = drafts.DraftSwitch()
+    switch.begin()
+    ways = []
+    for _ in range(40 * drafts.STRETCH + 1):
+        ways.append(switch.on)
+        clock[0] += 1.0 if switch.on == faster else 2.0  # seconds per id the way it is now
+        switch.drew()
+    stretches = ways[1::drafts.STRETCH]
+    assert stretches[:3] == [True, True, False]  # warm-up (not counted), then one stretch each way
+    assert switch.per_id == {faster: 1.0, not faster: 2.0}
+    assert stretches.count(faster) > 30 and stretches.count(not faster) >= 40 // drafts.TRY_OTHER
 
 
 @pytest.mark.parametrize("positions", ["rope", "relative", "learned"])
@@ -115,10 +152,32 @@ class Counted:
         monkeypatch.setattr(fast_module._TransformerStepper, "rewind", counted_rewind)
 
 
+class FixedTimes(drafts.CallTimes):
+    """Call times that do not depend on this machine: a call over several ids costs 1.2 calls
+    over one, whatever is measured."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = {ids: 1.0 if ids == 1 else 1.2 for ids in range(1, 10)}
+
+    def record(self, ids, seconds):
+        pass
+
+
+class AlwaysOn(drafts.DraftSwitch):
+    def drew(self):
+        pass
+
+
+def fixed_timing() -> drafts.DraftTiming:
+    return drafts.DraftTiming(FixedTimes(), AlwaysOn())
+
+
 @pytest.mark.parametrize("positions", ["rope", "relative", "learned"])
 def test_drafted_sampling_draws_the_plain_ids(positions, monkeypatch):
     model = periodic_model(positions)
     counted = Counted(monkeypatch)
+    monkeypatch.setattr(decoding, "draft_timing", lambda stepper: fixed_timing())
     common = dict(max_events=150, temperature=1.0, top_p=0.98, primer_ids=PERIOD[:3], stop_on_eos=False)
     plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), fast=False, **common)
     undrafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), draft_length=0, **common)
@@ -149,6 +208,7 @@ def test_drafted_sampling_keeps_budgets_eos_and_the_processors_calls():
         runs.append((rows, seen))
     assert runs[0] == runs[1]
     assert 40 < len(runs[0][0][0]) < 400  # the budget ended it
+    assert 1 in drafts.draft_timing(fast_step(model)).calls.seconds  # the drafted run timed its calls
 
 
 def test_batches_and_recurrent_models_are_not_drafted(monkeypatch):

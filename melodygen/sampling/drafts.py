@@ -7,33 +7,43 @@ decoding, Fu et al. 2024). The guesses cost no model: the decoding loop feeds th
 id it drew, gets the logits after each in one call, and keeps each guess only while the draw
 (same processors, same noise) picks it, so the ids are the ones drawn one at a time.
 
-Checking guesses is not free: on the d256 x 4 Transformer (CPU) a call over 2 ids costs ~1.3x
-a call over one and each further id ~5% more, while a call saved is worth a whole step. So the
-number of guesses follows their running hit rate p (every guess scored against the id drawn
-at its place, up to the first miss; a proposal not fed is scored on its first guess): as many
-as keep p^n >= `WORTH`, none while p < `MIN_HIT_RATE` (where one call yields < 1.3 ids).
+Checking guesses is not free, and what it costs depends on the machine: on the d256 x 4
+Transformer (CPU, 1 thread) a call over 2 ids cost 1.3x a call over one on one VM and 1.6x on
+a faster one, whose GEMVs are quick while oneDNN's few-row products keep a fixed cost. So the
+loop times its own calls (`CallTimes`, by ids per call, kept per model) and feeds the number of
+guesses that gives the most ids per second at their running hit rate p (every guess scored
+against the id drawn at its place, up to the first miss; a proposal not fed is scored on its
+first guess): a call with n guesses yields 1 + p + ... + p^n ids on average.
 """
 
 from __future__ import annotations
 
-import math
+import time
+import weakref
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-MIN_HIT_RATE = 0.3
-WORTH = 0.1  # the least chance of reaching a guess that still earns its place in the call
+START_HIT_RATE = 0.3  # before any guess is scored
 HIT_RATE_WEIGHT = 0.1  # of the newest scored guess in the running hit rate
+# A call over several ids not timed yet is taken to cost this times a call over one: low
+# enough that a hit rate above ~0.2 tries it, so every size worth having gets measured.
+UNTIMED_COST = 1.2
+TIME_WEIGHT = 0.25  # of the newest timing in a running average
+STRETCH = 16  # ids drawn with drafting on, or off, between the switch's decisions
+TRY_OTHER = 6  # every this many stretches the switch tries the way that looks slower
+MARGIN = 0.95  # drafting stays on while its ids take less than this share of the time without
 
 
 class PromptLookup:
     """The sequence so far and, for each n-gram of length 1..`longest` ending at its last id,
     where that n-gram ended before (a dict per length, updated as ids are added); the running
-    hit rate of guesses (starting at `MIN_HIT_RATE`: one guess, none after a miss)."""
+    hit rate of guesses."""
 
     def __init__(self, ids: Iterable[int] = (), longest: int = 4):
         self.ids: list[int] = []
         self.longest = longest
-        self.hit_rate = MIN_HIT_RATE
+        self.hit_rate = START_HIT_RATE
         self._latest: dict[tuple[int, ...], int] = {}  # n-gram -> end (exclusive) of its latest occurrence
         self._before: list[int | None] = []  # per n - 1: where the current last n ids ended before
         self._scoring: deque[int] = deque()  # guesses of the next places, not yet scored
@@ -54,20 +64,124 @@ class PromptLookup:
             self._before.append(self._latest.get(gram))
             self._latest[gram] = end
 
-    def worth(self, most: int) -> int:
-        """How many guesses to feed at the current hit rate, at most `most`."""
-        if self.hit_rate < MIN_HIT_RATE or most <= 0:
-            return 0
-        return min(most, max(1, int(math.log(WORTH) / math.log(min(self.hit_rate, 0.99)))))
-
-    def propose(self, most: int) -> list[int]:
-        """The ids that followed the longest n-gram seen before, as many as are `worth` it
-        (none where there is no such n-gram); the next `add`s score them."""
+    def propose(self, count: int) -> list[int]:
+        """Up to `count` ids that followed the longest n-gram seen before (none where there is
+        no such n-gram); the next `add`s score them (at least one, also when `count` is 0)."""
         before = next((b for b in reversed(self._before) if b is not None), None)
         if before is None:
             self._scoring.clear()
             return []
-        count = self.worth(most)
         guesses = self.ids[before:before + max(count, 1)]
         self._scoring = deque(guesses)
         return guesses if count else []
+
+
+class CallTimes:
+    """Seconds per model call by how many ids it takes, a running average per size as the
+    decoding loop measures them on this machine (each size's first call is left out: it packs
+    weights and builds kernels for that shape); `guesses` picks the number to feed."""
+
+    def __init__(self):
+        self.seconds: dict[int, float] = {}
+        self._warm: set[int] = set()
+
+    def record(self, ids: int, seconds: float) -> None:
+        if ids not in self._warm:
+            self._warm.add(ids)
+            return
+        known = self.seconds.get(ids)
+        if known is None:  # the first timing replaces the guess, a stall counting at most 3x it
+            guess = self.estimate(ids)
+            self.seconds[ids] = seconds if guess is None else min(seconds, 3 * guess)
+        else:
+            self.seconds[ids] = _running(known, seconds)
+
+    def estimate(self, ids: int) -> float | None:
+        if ids in self.seconds or 1 not in self.seconds:
+            return self.seconds.get(ids)
+        return self.seconds[1] * UNTIMED_COST
+
+    def guesses(self, hit_rate: float, most: int) -> int:
+        """How many guesses (0..`most`) give the most ids per second at `hit_rate` (none
+        before a call over one id is timed)."""
+        one = self.seconds.get(1)
+        if one is None:
+            return 0
+        best, best_rate, expected = 0, 1 / one, 1.0
+        for count in range(1, most + 1):
+            expected += hit_rate ** count
+            rate = expected / self.estimate(count + 1)
+            if rate > best_rate:
+                best, best_rate = count, rate
+        return best
+
+
+class DraftSwitch:
+    """Whether drafting pays at all, by seconds per drawn id (everything included) over
+    stretches of `STRETCH` ids with it on and off, a running average for each (the first
+    stretch, on, warms up and is not counted; then one on, one off); the next stretch drafts
+    if that was clearly faster (`MARGIN`: the two are within noise of each other where few
+    guesses are fed), and every `TRY_OTHER`-th stretch goes the other way. Call times alone miss what
+    mixing the two kinds of call costs: alternating a call over one id with one over two cost
+    0.25-0.6 ms a pair more than the two apart (d256 x 4, CPU; each kind's weights and
+    kernels evict the other's from the caches)."""
+
+    def __init__(self):
+        self.per_id: dict[bool, float] = {}  # drafting on / off -> seconds per id
+        self.on = True
+        self._stretches = 0
+        self._start: float | None = None
+        self._ids = 0
+
+    def begin(self) -> None:
+        """A new row: its first stretch starts at its first id (set-up between rows not counted)."""
+        self._start = None
+
+    def drew(self) -> None:
+        now = time.perf_counter()
+        if self._start is None:
+            self._start, self._ids = now, 0
+            return
+        self._ids += 1
+        if self._ids < STRETCH:
+            return
+        seconds = (now - self._start) / self._ids
+        self._stretches += 1
+        self._start, self._ids = now, 0
+        if self._stretches == 1:  # packing weights, each call size's first call: not counted
+            return
+        known = self.per_id.get(self.on)
+        self.per_id[self.on] = seconds if known is None else _running(known, seconds)
+        if len(self.per_id) < 2:  # one stretch on counted: then one off
+            self.on = False
+            return
+        pays = self.per_id[True] < MARGIN * self.per_id[False]
+        self.on = pays != (self._stretches % TRY_OTHER == 0)
+
+
+def _running(known: float, seconds: float) -> float:
+    """A running average's next value: a stall (another process, the OS) counts at most 3x."""
+    return known + TIME_WEIGHT * (min(seconds, 3 * known) - known)
+
+
+@dataclass
+class DraftTiming:
+    """What drafting has measured on this machine for one model: its calls and the switch."""
+
+    calls: CallTimes = field(default_factory=CallTimes)
+    switch: DraftSwitch = field(default_factory=DraftSwitch)
+
+    def guesses(self, hit_rate: float, most: int) -> int:
+        return self.calls.guesses(hit_rate, most) if self.switch.on else 0
+
+
+_TIMING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stepper -> DraftTiming
+
+
+def draft_timing(stepper) -> DraftTiming:
+    """The `DraftTiming` of `stepper` (one per built fast step, so per loaded model: a later
+    piece starts from what earlier ones measured)."""
+    timing = _TIMING.get(stepper)
+    if timing is None:
+        timing = _TIMING[stepper] = DraftTiming()
+    return timing
