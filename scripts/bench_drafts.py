@@ -12,7 +12,7 @@ for). Per seed and path the fastest of --repeat runs counts (paths alternate, so
 moment favours none); a figure is the seeds' events over the sum of those times. Also: whether
 the three paths drew the same ids, model calls per event with drafts (ids per call), and the
 time spent in the grammar and the draw per event (what drafting cannot shorten). Every drafted
-piece starts without measured times (`drafts.DraftTiming`), as the first piece of a `sample` run does.
+piece starts without measured times (`drafts.CallTimes`), as the first piece of a `sample` run does.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], f
     """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob.
     With --bare, `sample` itself: --bare events, no grammar, no end."""
     decoding.DRAFT_LENGTH = args.draft_length if path == "drafted" else 0
-    drafts._TIMING.clear()  # each piece measures anew, as the first piece of a `sample` run does
+    drafts._TIMES.clear()  # each piece measures anew, as the first piece of a `sample` run does
     start = time.perf_counter()
     if args.bare:
         ids = decoding.sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False,

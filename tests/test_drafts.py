@@ -57,6 +57,7 @@ def test_guesses_pay_for_their_measured_calls():
     for ids in range(2, 10):  # ... until it is timed: 1.5x for 2 ids, then 0.05x more per id
         times.record(ids, 50.0)
         times.record(ids, 1.5 + 0.05 * (ids - 2))
+        assert times.estimate(ids + 3) == times.seconds[ids]  # more ids cost no less than fewer
     assert times.guesses(0.3, 8) == 0  # 1 + .3 + .09 + ... ids are not worth 1.5x and more
     assert times.guesses(0.5, 8) == 4  # 1.94 ids for 1.65x
     assert times.guesses(0.7, 8) == 6  # 3.06 ids for 1.75x
@@ -65,23 +66,10 @@ def test_guesses_pay_for_their_measured_calls():
     assert times.seconds[5] == pytest.approx(1.65 * 1.5)
     times.record(2, 1.1)
     assert 1.1 < times.seconds[2] < 1.5
-
-
-@pytest.mark.parametrize("faster", [True, False])
-def test_the_switch_drafts_when_drafting_is_faster(faster, monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr(drafts.time, "perf_counter", lambda: clock[0])
-    switch = drafts.DraftSwitch()
-    switch.begin()
-    ways = []
-    for _ in range(40 * drafts.STRETCH + 1):
-        ways.append(switch.on)
-        clock[0] += 1.0 if switch.on == faster else 2.0  # seconds per id the way it is now
-        switch.drew()
-    stretches = ways[1::drafts.STRETCH]
-    assert stretches[:3] == [True, True, False]  # warm-up (not counted), then one stretch each way
-    assert switch.per_id == {faster: 1.0, not faster: 2.0}
-    assert stretches.count(faster) > 30 and stretches.count(not faster) >= 40 // drafts.TRY_OTHER
+    times.record(1, 9.0, after_several=True)  # warm-up
+    times.record(1, 1.5, after_several=True)  # a call over one after several pays 0.5 for the mix ...
+    assert times.seconds[1] == 1.0
+    assert times.guesses(0.5, 8) == 0  # ... which a call with guesses is charged: 1.94 ids for 2.15x
 
 
 @pytest.mark.parametrize("positions", ["rope", "relative", "learned"])
@@ -160,24 +148,15 @@ class FixedTimes(drafts.CallTimes):
         super().__init__()
         self.seconds = {ids: 1.0 if ids == 1 else 1.2 for ids in range(1, 10)}
 
-    def record(self, ids, seconds):
+    def record(self, ids, seconds, after_several=False):
         pass
-
-
-class AlwaysOn(drafts.DraftSwitch):
-    def drew(self):
-        pass
-
-
-def fixed_timing() -> drafts.DraftTiming:
-    return drafts.DraftTiming(FixedTimes(), AlwaysOn())
 
 
 @pytest.mark.parametrize("positions", ["rope", "relative", "learned"])
 def test_drafted_sampling_draws_the_plain_ids(positions, monkeypatch):
     model = periodic_model(positions)
     counted = Counted(monkeypatch)
-    monkeypatch.setattr(decoding, "draft_timing", lambda stepper: fixed_timing())
+    monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     common = dict(max_events=150, temperature=1.0, top_p=0.98, primer_ids=PERIOD[:3], stop_on_eos=False)
     plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), fast=False, **common)
     undrafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), draft_length=0, **common)
@@ -208,15 +187,20 @@ def test_drafted_sampling_keeps_budgets_eos_and_the_processors_calls():
         runs.append((rows, seen))
     assert runs[0] == runs[1]
     assert 40 < len(runs[0][0][0]) < 400  # the budget ended it
-    assert 1 in drafts.draft_timing(fast_step(model)).calls.seconds  # the drafted run timed its calls
+    assert 1 in drafts.call_times(fast_step(model)).seconds  # the drafted run timed its calls
 
 
-def test_batches_and_recurrent_models_are_not_drafted(monkeypatch):
+def test_batches_short_rows_and_recurrent_models_are_not_drafted(monkeypatch):
     counted = Counted(monkeypatch)
+    monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     model = periodic_model()
-    sample(model, MELODY, num_outputs=2, max_events=60, primer_ids=PERIOD)
-    sample(model_of("lstm", {}), MELODY, max_events=60, primer_ids=PERIOD)
+    common = dict(primer_ids=PERIOD, stop_on_eos=False)
+    sample(model, MELODY, num_outputs=2, max_events=150, **common)
+    sample(model, MELODY, max_events=decoding.DRAFT_AFTER, **common)  # the set-up would not pay
+    sample(model_of("lstm", {}), MELODY, max_events=150, **common)
     assert counted.calls == 0
+    sample(model, MELODY, max_events=decoding.DRAFT_AFTER + 20, **common)
+    assert counted.calls > 0
 
 
 def test_a_processor_forcing_eos_ends_a_drafted_row():

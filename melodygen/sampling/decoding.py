@@ -34,7 +34,7 @@ from melodygen import devices
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models.fast import fast_step
-from melodygen.sampling.drafts import PromptLookup, draft_timing
+from melodygen.sampling.drafts import PromptLookup, call_times
 from melodygen.sampling.processors import BanIds, LogitProcessor
 
 
@@ -43,9 +43,13 @@ from melodygen.sampling.processors import BanIds, LogitProcessor
 # steps than this take the plain step unless the fast one is already built.
 FAST_MIN_EVENTS = 32
 # The most drafted ids checked per model call at batch 1 (`_one_row`; how many are
-# checked follows their hit rate and measured times, `drafts.DraftTiming`); see
+# checked follows their hit rate and measured times, `drafts.CallTimes`); see
 # docs/benchmarks.md.
 DRAFT_LENGTH = 8
+# Rows draft from this many drawn ids on: the first call over several ids packs the weights
+# (~7 ms for d256 x 4) and each size's first call builds kernels, which a short piece would
+# not earn back (and a short piece repeats little); meanwhile the guesses are scored.
+DRAFT_AFTER = 64
 
 
 @dataclass(frozen=True)
@@ -209,9 +213,8 @@ def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitPro
     Each id is drawn exactly as in the batch loop: the same processors in order, the same
     `draw` and noise, one draw per id. What drafting changes is where the logits come from: behind the
     id just drawn, `drafts.PromptLookup` guesses up to `draft_length` more (as many as pay at
-    their hit rate and the calls' times measured here, and only while drafting is measured to
-    pay: `drafts.DraftTiming`; on a GPU a call's time is the time to queue it, what a
-    launch-bound step costs) and one `many` call gives the logits
+    their hit rate and the calls' times measured here, `drafts.CallTimes`; on a GPU a call's
+    time is the time to queue it, what a launch-bound step costs) and one `many` call gives the logits
     after each. While the next draw picks the guessed id, the logits after it
     are already there; at the first draw that does not, the guesses after it are taken back out
     of the state (`rewind`) and the next call starts from the id drawn. So a call yields one id
@@ -219,9 +222,8 @@ def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitPro
     to float32 rounding, as the fast step's do). EOS ends the row, as it does there (banned
     unless pieces may end or a processor forces it)."""
     drafts = PromptLookup(history) if draft_length else None
-    timing = draft_timing(stepper) if draft_length else None
-    if timing is not None:
-        timing.switch.begin()
+    times = call_times(stepper) if draft_length else None
+    several = False  # whether the last call took several ids
     costs = None if budget is None else budget.costs
     row, spent, ids = [], 0.0, None
     checked = deque()  # (drafted id, logits (1, V) after it) of positions already computed
@@ -238,7 +240,6 @@ def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitPro
             logits = out[:, 0]
             continue
         drafts.add(token)
-        timing.switch.drew()
         if checked:
             drafted, after = checked.popleft()
             if drafted == token:
@@ -246,14 +247,15 @@ def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitPro
                 continue
             stepper.rewind(state, len(checked) + 1)
             checked.clear()
-        most = min(draft_length, stepper.room(state) - 1, max_events - len(row) - 1)
-        guesses = drafts.propose(timing.guesses(drafts.hit_rate, most))
+        most = min(draft_length, stepper.room(state) - 1, max_events - len(row) - 1) if len(row) >= DRAFT_AFTER else 0
+        guesses = drafts.propose(times.guesses(drafts.hit_rate, most))
         start = time.perf_counter()
         if guesses:
             out, state = stepper.many(ids.new_tensor([[token, *guesses]]), state)
             checked.extend(zip(guesses, out[:, 1:].unbind(1)))
         else:
             out, state = stepper(ids[:, None], state)
-        timing.calls.record(1 + len(guesses), time.perf_counter() - start)
+        times.record(1 + len(guesses), time.perf_counter() - start, after_several=several)
+        several = bool(guesses)
         logits = out[:, 0]
     return [i for i in row if i > EOS_ID]

@@ -18,21 +18,16 @@ first guess): a call with n guesses yields 1 + p + ... + p^n ids on average.
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-START_HIT_RATE = 0.3  # before any guess is scored
+START_HIT_RATE = 0.1  # before any guess is scored: drafting waits for guesses to hit
 HIT_RATE_WEIGHT = 0.1  # of the newest scored guess in the running hit rate
-# A call over several ids not timed yet is taken to cost this times a call over one: low
-# enough that a hit rate above ~0.2 tries it, so every size worth having gets measured.
+# A call over several ids not timed yet is taken to cost at least this times a call over one:
+# low enough that a hit rate above ~0.2 tries it, so every size worth having gets measured.
 UNTIMED_COST = 1.2
 TIME_WEIGHT = 0.25  # of the newest timing in a running average
-STRETCH = 16  # ids drawn with drafting on, or off, between the switch's decisions
-TRY_OTHER = 6  # every this many stretches the switch tries the way that looks slower
-MARGIN = 0.95  # drafting stays on while its ids take less than this share of the time without
 
 
 class PromptLookup:
@@ -79,27 +74,38 @@ class PromptLookup:
 class CallTimes:
     """Seconds per model call by how many ids it takes, a running average per size as the
     decoding loop measures them on this machine (each size's first call is left out: it packs
-    weights and builds kernels for that shape); `guesses` picks the number to feed."""
+    weights and builds kernels for that shape), and of a call over one id right after one over
+    several: mixing the two costs more than either apart (alternating them cost 0.25-0.6 ms a
+    pair more on the d256 x 4 Transformer, CPU: each kind's weights evict the other's from the
+    caches), so a call with guesses is charged that too. `guesses` picks the number to feed."""
+
+    AFTER_SEVERAL = 0  # the key of a call over one id right after a call over several
 
     def __init__(self):
         self.seconds: dict[int, float] = {}
         self._warm: set[int] = set()
 
-    def record(self, ids: int, seconds: float) -> None:
-        if ids not in self._warm:
-            self._warm.add(ids)
+    def record(self, ids: int, seconds: float, after_several: bool = False) -> None:
+        key = self.AFTER_SEVERAL if ids == 1 and after_several else ids
+        if key not in self._warm:
+            self._warm.add(key)
             return
-        known = self.seconds.get(ids)
+        known = self.seconds.get(key)
         if known is None:  # the first timing replaces the guess, a stall counting at most 3x it
-            guess = self.estimate(ids)
-            self.seconds[ids] = seconds if guess is None else min(seconds, 3 * guess)
+            guess = self.estimate(key)
+            self.seconds[key] = seconds if guess is None else min(seconds, 3 * guess)
         else:
-            self.seconds[ids] = _running(known, seconds)
+            self.seconds[key] = _running(known, seconds)
 
-    def estimate(self, ids: int) -> float | None:
-        if ids in self.seconds or 1 not in self.seconds:
-            return self.seconds.get(ids)
-        return self.seconds[1] * UNTIMED_COST
+    def estimate(self, key: int) -> float | None:
+        """The running time of `key`; not timed yet: `UNTIMED_COST` x a call over one id, or
+        the most a call over fewer ids took (a call never costs less for more ids)."""
+        if key in self.seconds or 1 not in self.seconds:
+            return self.seconds.get(key)
+        if key == self.AFTER_SEVERAL:
+            return self.seconds[1]
+        fewer = (seconds for ids, seconds in self.seconds.items() if self.AFTER_SEVERAL < ids < key)
+        return max(self.seconds[1] * UNTIMED_COST, *fewer)
 
     def guesses(self, hit_rate: float, most: int) -> int:
         """How many guesses (0..`most`) give the most ids per second at `hit_rate` (none
@@ -107,56 +113,14 @@ class CallTimes:
         one = self.seconds.get(1)
         if one is None:
             return 0
+        mixing = max(0.0, self.estimate(self.AFTER_SEVERAL) - one)
         best, best_rate, expected = 0, 1 / one, 1.0
         for count in range(1, most + 1):
             expected += hit_rate ** count
-            rate = expected / self.estimate(count + 1)
+            rate = expected / (self.estimate(count + 1) + mixing)
             if rate > best_rate:
                 best, best_rate = count, rate
         return best
-
-
-class DraftSwitch:
-    """Whether drafting pays at all, by seconds per drawn id (everything included) over
-    stretches of `STRETCH` ids with it on and off, a running average for each (the first
-    stretch, on, warms up and is not counted; then one on, one off); the next stretch drafts
-    if that was clearly faster (`MARGIN`: the two are within noise of each other where few
-    guesses are fed), and every `TRY_OTHER`-th stretch goes the other way. Call times alone miss what
-    mixing the two kinds of call costs: alternating a call over one id with one over two cost
-    0.25-0.6 ms a pair more than the two apart (d256 x 4, CPU; each kind's weights and
-    kernels evict the other's from the caches)."""
-
-    def __init__(self):
-        self.per_id: dict[bool, float] = {}  # drafting on / off -> seconds per id
-        self.on = True
-        self._stretches = 0
-        self._start: float | None = None
-        self._ids = 0
-
-    def begin(self) -> None:
-        """A new row: its first stretch starts at its first id (set-up between rows not counted)."""
-        self._start = None
-
-    def drew(self) -> None:
-        now = time.perf_counter()
-        if self._start is None:
-            self._start, self._ids = now, 0
-            return
-        self._ids += 1
-        if self._ids < STRETCH:
-            return
-        seconds = (now - self._start) / self._ids
-        self._stretches += 1
-        self._start, self._ids = now, 0
-        if self._stretches == 1:  # packing weights, each call size's first call: not counted
-            return
-        known = self.per_id.get(self.on)
-        self.per_id[self.on] = seconds if known is None else _running(known, seconds)
-        if len(self.per_id) < 2:  # one stretch on counted: then one off
-            self.on = False
-            return
-        pays = self.per_id[True] < MARGIN * self.per_id[False]
-        self.on = pays != (self._stretches % TRY_OTHER == 0)
 
 
 def _running(known: float, seconds: float) -> float:
@@ -164,24 +128,13 @@ def _running(known: float, seconds: float) -> float:
     return known + TIME_WEIGHT * (min(seconds, 3 * known) - known)
 
 
-@dataclass
-class DraftTiming:
-    """What drafting has measured on this machine for one model: its calls and the switch."""
-
-    calls: CallTimes = field(default_factory=CallTimes)
-    switch: DraftSwitch = field(default_factory=DraftSwitch)
-
-    def guesses(self, hit_rate: float, most: int) -> int:
-        return self.calls.guesses(hit_rate, most) if self.switch.on else 0
+_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stepper -> CallTimes
 
 
-_TIMING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stepper -> DraftTiming
-
-
-def draft_timing(stepper) -> DraftTiming:
-    """The `DraftTiming` of `stepper` (one per built fast step, so per loaded model: a later
+def call_times(stepper) -> CallTimes:
+    """The `CallTimes` of `stepper` (one per built fast step, so per loaded model: a later
     piece starts from what earlier ones measured)."""
-    timing = _TIMING.get(stepper)
-    if timing is None:
-        timing = _TIMING[stepper] = DraftTiming()
-    return timing
+    times = _TIMES.get(stepper)
+    if times is None:
+        times = _TIMES[stepper] = CallTimes()
+    return times
