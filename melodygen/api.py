@@ -43,9 +43,10 @@ class Model:
                  top_p: float | None = None, primer: PathLike | None = None, continuation_only: bool = False,
                  seed: int = 0, tempo: float | None = None, program: int | None = None,
                  instruments: Sequence[str | int] | None = None, allow_early_end: bool = False,
-                 beam: int = 0, branch_factor: int = 2, fast: bool = True, accompany: PathLike | None = None,
-                 given_tracks: Sequence[int] | None = None, infill: tuple[int, int] | None = None,
-                 key: str | None = None, chords: str | Sequence[str] | None = None,
+                 beam: int = 0, branch_factor: int = 2, fast: bool = True, draft: bool = False,
+                 accompany: PathLike | None = None, given_tracks: Sequence[int] | None = None,
+                 infill: tuple[int, int] | None = None, key: str | None = None,
+                 chords: str | Sequence[str] | None = None,
                  density: int | Sequence[int] | None = None, strict_density: bool = False) -> list[Piece]:
         """`n` new pieces, as `melodygen sample` makes them (see its --help for each option).
 
@@ -56,7 +57,8 @@ class Model:
         new `instruments`; `infill=(a, b)` writes bars a..b of `primer` again (multitrack models).
         `key`, `chords` (one per new bar, repeated) and `density` (notes per bar, one or one per
         bar; `strict_density` holds every bar to it) steer a model trained with controls; each
-        piece's `adherence` says how it obeyed.
+        piece's `adherence` says how it obeyed. `draft` (n=1, a Transformer): check ids guessed
+        from the piece several per model call, the same pieces (`sample --draft`).
 
         >>> model = load("folk-melody")
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
@@ -76,7 +78,7 @@ class Model:
             seconds=seconds, bars=bars, primer=Path(primer) if primer is not None else None,
             continuation_only=continuation_only, seed=seed, qpm=tempo, program=program,
             instruments=chosen, allow_early_end=allow_early_end, beam=beam, branch_factor=branch_factor,
-            fast=fast, accompany=Path(accompany) if accompany is not None else None,
+            fast=fast, draft=draft, accompany=Path(accompany) if accompany is not None else None,
             given_tracks=tuple(given_tracks) if given_tracks is not None else None,
             infill=tuple(infill) if infill is not None else None, controls=controls)
         plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"))

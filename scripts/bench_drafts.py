@@ -66,17 +66,17 @@ class Calls:
 
 
 def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], float]:
-    """(ids, seconds) of one piece; the API has no drafting option: DRAFT_LENGTH is the knob.
-    With --bare, `sample` itself: --bare events, no grammar, no end."""
-    decoding.DRAFT_LENGTH = args.draft_length if path == "drafted" else 0
+    """(ids, seconds) of one piece; with --bare, `sample` itself: --bare events, no grammar, no end."""
     drafts._TIMES.clear()  # each piece measures anew, as the first piece of a `sample` run does
     start = time.perf_counter()
     if args.bare:
         ids = decoding.sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False,
                               temperature=settings.get("temperature", 1.0), top_p=settings.get("top_p"),
-                              generator=torch.Generator().manual_seed(seed), fast=path != "plain")[0]
+                              generator=torch.Generator().manual_seed(seed), fast=path != "plain",
+                              draft_length=args.draft_length if path == "drafted" else 0)[0]
     else:
-        ids = model.generate(n=1, seed=seed, fast=path != "plain", **settings)[0].ids
+        decoding.DRAFT_LENGTH = args.draft_length
+        ids = model.generate(n=1, seed=seed, fast=path != "plain", draft=path == "drafted", **settings)[0].ids
     return ids, time.perf_counter() - start
 
 

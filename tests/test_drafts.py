@@ -159,9 +159,9 @@ def test_drafted_sampling_draws_the_plain_ids(positions, monkeypatch):
     monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     common = dict(max_events=150, temperature=1.0, top_p=0.98, primer_ids=PERIOD[:3], stop_on_eos=False)
     plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), fast=False, **common)
-    undrafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), draft_length=0, **common)
+    undrafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), **common)
     assert counted.calls == 0
-    drafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), **common)
+    drafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), draft_length=8, **common)
     assert drafted == plain == undrafted
     assert len(drafted[0]) == 150
     assert counted.calls < 150 / 2  # most guesses were taken ...
@@ -194,13 +194,35 @@ def test_batches_short_rows_and_recurrent_models_are_not_drafted(monkeypatch):
     counted = Counted(monkeypatch)
     monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     model = periodic_model()
-    common = dict(primer_ids=PERIOD, stop_on_eos=False)
+    common = dict(primer_ids=PERIOD, stop_on_eos=False, draft_length=8)
     sample(model, MELODY, num_outputs=2, max_events=150, **common)
     sample(model, MELODY, max_events=decoding.DRAFT_AFTER, **common)  # the set-up would not pay
     sample(model_of("lstm", {}), MELODY, max_events=150, **common)
+    sample(model, MELODY, max_events=150, primer_ids=PERIOD, stop_on_eos=False)  # drafting is asked for
     assert counted.calls == 0
     sample(model, MELODY, max_events=decoding.DRAFT_AFTER + 20, **common)
     assert counted.calls > 0
+
+
+def test_sample_draft_writes_the_same_files(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from melodygen.cli import main
+    from test_sample_cli import write_checkpoint
+
+    counted = Counted(monkeypatch)
+    monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
+    ckpt = write_checkpoint(tmp_path / "transformer.pt", "transformer", "melody")
+    for flag in ("--draft", "--fast"):
+        counted.calls = 0
+        result = CliRunner().invoke(main, ["sample", str(ckpt), "--out", str(tmp_path / flag), "--length", "200",
+                                           "--seed", "4", flag])
+        assert result.exit_code == 0, result.output
+        assert (counted.calls > 0) == (flag == "--draft")
+    name = "sample_000.mid"
+    assert (tmp_path / "--draft" / name).read_bytes() == (tmp_path / "--fast" / name).read_bytes()
+    result = CliRunner().invoke(main, ["sample", str(ckpt), "--out", str(tmp_path / "n2"), "-n", "2", "--draft"])
+    assert result.exit_code == 2 and "--draft drafts one piece at a time" in result.output
 
 
 def test_a_processor_forcing_eos_ends_a_drafted_row():
@@ -214,7 +236,7 @@ def test_a_processor_forcing_eos_ends_a_drafted_row():
         return logits
 
     rows = sample(periodic_model(), MELODY, max_events=100, stop_on_eos=False, processors=[eos_after_20],
-                  primer_ids=PERIOD, generator=torch.Generator().manual_seed(0))
+                  primer_ids=PERIOD, generator=torch.Generator().manual_seed(0), draft_length=8)
     assert len(rows[0]) == 20
 
 
@@ -224,7 +246,7 @@ def test_drafted_sampling_on_cuda_draws_the_plain_ids(monkeypatch):
     counted = Counted(monkeypatch)
     model = periodic_model().cuda()
     common = dict(max_events=150, primer_ids=PERIOD[:3], stop_on_eos=False, device="cuda")
-    runs = [sample(model, MELODY, generator=torch.Generator("cuda").manual_seed(3), fast=fast, **common)
-            for fast in (False, True)]
+    runs = [sample(model, MELODY, generator=torch.Generator("cuda").manual_seed(3), fast=fast,
+                   draft_length=8 if fast else 0, **common) for fast in (False, True)]
     assert runs[0] == runs[1]
     assert counted.calls > 0

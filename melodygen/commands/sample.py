@@ -77,9 +77,13 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--beam-steps", default=1, show_default=True, type=click.IntRange(1),
               help="With --beam: ids each branch draws before the beam is pruned again.")
 @click.option("--fast/--no-fast", default=True, show_default=True,
-              help="Step the model through its fast decoding path where it has one; one piece at "
-                   "a time, a Transformer also checks ids guessed from the piece itself several per "
-                   "step (the same ids up to float rounding); --no-fast: the plain model.step.")
+              help="Step the model through its fast decoding path where it has one (the same ids "
+                   "up to float rounding); --no-fast: the plain model.step.")
+@click.option("--draft", is_flag=True,
+              help="One piece (-n 1) from a Transformer: check ids guessed from the piece itself "
+                   "several per step, the same ids. Whether it pays depends on the machine and "
+                   "how much the piece repeats: 1.1-1.3x faster on folk-band here, ~10%% slower on "
+                   "pop-piano (docs/benchmarks.md).")
 @click.option("--max-copy-bars", default=4.0, show_default=True, type=FiniteFloatRange(0),
               help="Copy check: warn about each file that repeats more than this many bars of a "
                    "training piece (exactly or transposed), naming the piece.")

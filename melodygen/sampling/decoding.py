@@ -42,8 +42,8 @@ from melodygen.sampling.processors import BanIds, LogitProcessor
 # e.g. 5 ms for the d256 x 4 Transformer, whose step it makes ~1 ms faster at batch 1): fewer
 # steps than this take the plain step unless the fast one is already built.
 FAST_MIN_EVENTS = 32
-# The most drafted ids checked per model call at batch 1 (`_one_row`; how many are
-# checked follows their hit rate and measured times, `drafts.CallTimes`); see
+# The most drafted ids checked per model call at batch 1 with `sample --draft` (`_one_row`;
+# how many are checked follows their hit rate and measured times, `drafts.CallTimes`); see
 # docs/benchmarks.md.
 DRAFT_LENGTH = 8
 # Rows draft from this many drawn ids on: the first call over several ids packs the weights
@@ -154,7 +154,7 @@ def sample(
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
     fast: bool = True,
-    draft_length: int | None = None,
+    draft_length: int = 0,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -164,11 +164,11 @@ def sample(
     `generator` (on `device`) makes the draw reproducible bit-for-bit; None uses torch's global RNG.
     `fast` steps through `models.fast.fast_step` where the model has a fast path (the same ids
     but for float32 rounding) and it pays (`FAST_MIN_EVENTS`); `fast=False`: `model.step` only.
-    One row on a model whose fast step checks several ids at once (the Transformer) also
-    drafts up to `draft_length` ids per call (`_one_row`; None: `DRAFT_LENGTH`, 0: never),
-    the same ids again.
+    With `draft_length` > 0, one row on a model whose fast step checks several ids at once (the
+    Transformer) drafts up to that many ids per call (`_one_row`; `sample --draft`:
+    `DRAFT_LENGTH`), the same ids again. Off by default: whether it pays depends on the
+    machine and on how much the piece repeats (docs/benchmarks.md).
     """
-    draft_length = DRAFT_LENGTH if draft_length is None else draft_length
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
     processors = [BanIds(banned, encoding.vocab.size, device), *processors]
     dtype = devices.accumulator_dtype(device)

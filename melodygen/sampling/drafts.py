@@ -1,4 +1,4 @@
-"""Drafted ids for checking several positions in one model call (`decoding.sample`, batch 1).
+"""Drafted ids for checking several positions in one model call (`sample --draft`, batch 1).
 
 A piece repeats itself at the token level: the same time shifts, velocities, bar openings,
 rhythms. `PromptLookup` guesses that what followed the latest earlier occurrence of the last

@@ -21,7 +21,7 @@ from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
 from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
-from melodygen.sampling.decoding import Budget, sample
+from melodygen.sampling.decoding import DRAFT_LENGTH, Budget, sample
 from melodygen.sampling.pieces import Piece
 
 # Where time is counted in beats or seconds, `--bars` counts 4/4 bars at the requested tempo (an
@@ -66,6 +66,7 @@ class SampleRequest:
     branch_factor: int = 2
     beam_steps: int = 1  # ids drawn per branch between two prunings
     fast: bool = True  # decoding.sample's fast path (models.fast) where the model has one
+    draft: bool = False  # with it, one piece at a time: check ids guessed from the piece (sampling.drafts)
     controls: object = None  # a `multitrack_controls.ControlRequest`: key, chords, density asked for
 
     @property
@@ -172,6 +173,8 @@ def request_problem(request: SampleRequest) -> str | None:
          f"-n {request.num_outputs} is more than the --beam {request.beam} sequences beam search keeps"),
         (bool(request.beam) and request.allow_early_end,
          "--beam runs every piece to its length: --allow-early-end does not apply"),
+        (request.draft and (not request.fast or bool(request.beam) or request.num_outputs > 1),
+         "--draft drafts one piece at a time on the fast path: not with --no-fast, --beam or -n > 1"),
         (not request.beam and (request.branch_factor != 2 or request.beam_steps != 1),
          "--branch and --beam-steps set up beam search: add --beam N"),
         (bool(request.given_tracks) and request.accompany is None,
@@ -337,7 +340,7 @@ def _generate(model, encoding, request: SampleRequest, plan: GenerationPlan,
         return [k.ids for k in kept], [k.log_likelihood for k in kept]
     ends = request.allow_early_end or not request.has_length or plan.given is not None
     rows = sample(model, encoding, num_outputs=request.num_outputs, budget=plan.budget, stop_on_eos=ends,
-                  fast=request.fast, **common)
+                  fast=request.fast, draft_length=DRAFT_LENGTH if request.draft else 0, **common)
     return rows, [None] * len(rows)
 
 
