@@ -26,7 +26,7 @@ import torch
 import melodygen
 from melodygen.models import fast as fast_module
 from melodygen.pretrained import PRETRAINED_DIR
-from melodygen.sampling import decoding, drafts
+from melodygen.sampling import decoding, drafts, files
 
 PATHS = ("plain", "fast", "drafted")
 CARDS = {m["name"]: m for m in json.loads((PRETRAINED_DIR / "index.json").read_text())["models"]}
@@ -75,7 +75,7 @@ def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], f
                               generator=torch.Generator().manual_seed(seed), fast=path != "plain",
                               draft_length=args.draft_length if path == "drafted" else 0)[0]
     else:
-        decoding.DRAFT_LENGTH = args.draft_length
+        files.DRAFT_LENGTH = args.draft_length  # the name `generate` reads (imported from decoding)
         ids = model.generate(n=1, seed=seed, fast=path != "plain", draft=path == "drafted", **settings)[0].ids
     return ids, time.perf_counter() - start
 
