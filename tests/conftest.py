@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,21 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="melodygen-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def default_sigint() -> None:
+    """`preexec_fn` of a child process that a test interrupts with SIGINT. A suite started
+    with SIGINT ignored (under `&`, nohup or some CI wrappers) passes that on to its children,
+    and Python installs its KeyboardInterrupt handler only where SIGINT is not ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_ignored():
+    """This test runs as if the suite had been started with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGINT, previous)
 DATA = REPO / "data"
 # Real corpora in the repo (tests never read data outside it): the bundled ones, and a few
 # POP909 files kept only for tests (tests/data/pop909/SOURCE.md).

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from conftest import default_sigint
 from melodygen import stats
 from melodygen.cli import main
 from melodygen.errors import MidiReadError
@@ -64,7 +65,10 @@ def test_other_runtime_errors_are_bugs_and_keep_their_traceback(tmp_path, monkey
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
 
 
-def test_a_real_sigint_exits_130_in_one_line(tmp_path):
+@pytest.mark.parametrize("suite", ["plain", "started with SIGINT ignored"])
+def test_a_real_sigint_exits_130_in_one_line(tmp_path, request, suite):
+    if suite != "plain":
+        request.getfixturevalue("sigint_ignored")
     (tmp_path / "a.mid").write_bytes(b"")
     script = textwrap.dedent("""
         import os, signal, sys, time
@@ -79,5 +83,13 @@ def test_a_real_sigint_exits_130_in_one_line(tmp_path):
         main(["stats", sys.argv[1]], prog_name="melodygen")
     """)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.mid")], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, preexec_fn=default_sigint)
     assert done.returncode == 130 and done.stderr == "interrupted\n" and done.stdout == ""
+
+
+def test_help_texts_print_no_escaped_percent_signs():
+    from melodygen.cli import main as group
+
+    for name, command in group.commands.items():
+        help_text = CliRunner().invoke(main, [name, "--help"]).output
+        assert "%%" not in help_text, name

@@ -82,7 +82,7 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--draft", is_flag=True,
               help="One piece (-n 1) from a Transformer: check ids guessed from the piece itself "
                    "several per step, the same ids. Whether it pays depends on the machine and "
-                   "how much the piece repeats: 1.1-1.3x faster on folk-band here, ~10%% slower on "
+                   "how much the piece repeats: 1.1-1.3x faster on folk-band here, ~10% slower on "
                    "pop-piano (docs/benchmarks.md).")
 @click.option("--max-copy-bars", default=4.0, show_default=True, type=FiniteFloatRange(0),
               help="Copy check: warn about each file that repeats more than this many bars of a "
