@@ -21,6 +21,7 @@ pytest.importorskip("flask")
 
 import melodygen  # noqa: E402
 from browser import DevTools, needs_chromium  # noqa: E402
+from conftest import default_sigint  # noqa: E402
 from melodygen.checkpoint import make_checkpoint, save  # noqa: E402
 from melodygen.cli import main  # noqa: E402
 from melodygen.encodings import get_encoding  # noqa: E402
@@ -56,14 +57,20 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
             "steered": str(write_steered_checkpoint(folder / "steered.pt"))}
 
 
+def page_client(app):
+    """A test client of `app` that sends the launch token with each request, as the page does."""
+    client = app.test_client()
+    client.environ_base["HTTP_X_MELODYGEN_TOKEN"] = app.config["STUDIO_TOKEN"]
+    return client
+
+
 @pytest.fixture
 def client(tmp_path, checkpoints):
-    app = create_app(list(checkpoints.values()), tmp_path / "work", audio=False)
-    return app.test_client()
+    return page_client(create_app(list(checkpoints.values()), tmp_path / "work", audio=False))
 
 
-def finished(client, answer) -> dict:
-    """The job of a 202 answer, once it has finished (polled, bounded)."""
+def ended(client, answer) -> dict:
+    """The job of a 202 answer once it has ended, well or not (polled, bounded)."""
     assert answer.status_code == 202, answer.json
     job = answer.json["job"]
     deadline = time.monotonic() + POLL_LIMIT_S
@@ -71,6 +78,12 @@ def finished(client, answer) -> dict:
         assert time.monotonic() < deadline, f"job still running after {POLL_LIMIT_S} s: {job}"
         time.sleep(0.05)
         job = client.get(f"/api/jobs/{job['id']}").json["job"]
+    return job
+
+
+def finished(client, answer) -> dict:
+    """The job of a 202 answer, once it has finished without an error."""
+    job = ended(client, answer)
     assert job["error"] is None, job["error"]
     return job
 
@@ -178,7 +191,7 @@ def test_a_control_the_model_lacks_is_refused(client, checkpoints):
 
 def test_favourites_persist_in_the_work_folder(tmp_path, checkpoints):
     work = tmp_path / "work"
-    client = create_app([checkpoints["melody"]], work, audio=False).test_client()
+    client = page_client(create_app([checkpoints["melody"]], work, audio=False))
     a, b = finished(client, generate(client, checkpoints["melody"]))["samples"]
     assert client.post(f"/api/samples/{a['id']}/keep", data={"keep": "1"}).status_code == 200
     kept = client.post(f"/api/samples/{b['id']}/keep", data={"keep": "1"}).json["favourites"]
@@ -223,7 +236,7 @@ def test_a_primer_is_continued(client, checkpoints, tmp_path):
 
 
 def test_an_upload_over_the_limit_is_a_message(tmp_path, checkpoints):
-    client = create_app([checkpoints["melody"]], tmp_path / "work", audio=False, max_upload=1000).test_client()
+    client = page_client(create_app([checkpoints["melody"]], tmp_path / "work", audio=False, max_upload=1000))
     answer = generate(client, checkpoints["melody"], primer=(io.BytesIO(b"MThd" + bytes(5000)), "big.mid"))
     assert answer.status_code == 413 and "larger than" in answer.json["error"]
 
@@ -368,21 +381,31 @@ def test_only_an_explicit_other_host_is_used_and_warned_about(monkeypatch, check
     assert studio(checkpoints["melody"]).exit_code == 0 and seen["host"] == "127.0.0.1"
 
 
+@pytest.mark.usefixtures("sigint_ignored")  # as under `&` or nohup: the child must still hear Ctrl-C
 def test_the_command_serves_until_interrupted_and_removes_its_temporary_folder(checkpoints):
     import re
     import signal
     import subprocess
     import sys
+    import urllib.error
     import urllib.request
 
     command = [sys.executable, "-m", "melodygen", "studio", checkpoints["melody"], "--port", "0", "--no-browser"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=default_sigint)
     try:
         line = process.stdout.readline()
         found = re.match(r"melodygen studio: (http://127\.0\.0\.1:\d+/) .*files in (\S+?), removed at exit", line)
         assert found, line
+        token = re.match(r"melodygen studio: token for scripts: (\S+) \(send it as the X-Melodygen-Token header",
+                         process.stdout.readline()).group(1)
         with urllib.request.urlopen(found.group(1) + "api/models", timeout=30) as answer:
             assert json.load(answer)["models"][0]["kind"] == "lstm"
+        keep = urllib.request.Request(found.group(1) + "api/samples/nope/keep", data=b"keep=1",
+                                      headers={"X-Melodygen-Token": token})
+        with pytest.raises(urllib.error.HTTPError) as refused:  # a script with the printed token is heard
+            urllib.request.urlopen(keep, timeout=30)
+        assert refused.value.code == 400 and "no sample 'nope'" in json.load(refused.value)["error"]
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)

@@ -25,8 +25,9 @@ def command(models: tuple[str, ...], host: str, port: int, out_dir: str | None, 
     rolls, hear the pieces, download MIDI, regenerate one and keep favourites.
 
     MODELS are checkpoint files or bundled model names (`melodygen models`); none: every bundled
-    model. It listens on 127.0.0.1 only unless --host says otherwise. Needs the studio extra:
-    pip install 'melodygen[studio]'. Ctrl-C stops it.
+    model. It listens on 127.0.0.1 only unless --host says otherwise. A script can use its HTTP
+    API with the token it prints at launch (README: "The studio's HTTP API"). Needs the studio
+    extra: pip install 'melodygen[studio]'. Ctrl-C stops it.
 
     \b
     Examples:

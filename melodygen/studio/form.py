@@ -1,6 +1,7 @@
 """The studio's generation form, checked: field text -> `GenerationSettings`.
 
-Every field is checked against its range and every problem is reported together in one
+Every field is checked against its range (numbers), its length in characters and its number of
+items (instruments, chords, densities), and every problem is reported together in one
 `ConfigError` (the page shows its message), as `--set` overrides are. No Flask here: the form
 arrives as a plain mapping of field name -> text. The controls (key, chords, notes per bar) are
 read by `ControlRequest.parse`, as `melodygen sample --key/--chords/--density` reads them; whether
@@ -21,6 +22,8 @@ SEED_LIMIT = 2**31 - 1
 # (lowest, highest) new music per piece, per unit: enough for a song, small enough that one
 # request cannot keep a shared CPU busy for an hour
 LENGTH_LIMITS = {"bars": (1, 64), "seconds": (1, 240), "events": (1, 4096)}
+MAX_FIELD_CHARS = 1000  # the text of one field: 16 instrument names or 64 chords fit with room
+MAX_ITEMS = 64  # instruments (the most tracks an encoding may have), chords, densities (one per bar)
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,10 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
     draws one at random; empty top-p, tempo, instruments and controls mean "none"."""
     problems: list[str] = []
     field = _Fields(form, problems)
-    model = form.get("model", "")
-    if model not in models:
+    model = field.text("model")
+    if model is not None and model not in models:
         problems.append(f"model: {model!r} is not one of this studio's models ({', '.join(models)})")
-    unit = form.get("unit", "bars")
+    unit = field.text("unit") or "bars"
     if unit not in LENGTH_LIMITS:
         problems.append(f"unit: {unit!r} is not one of {', '.join(LENGTH_LIMITS)}")
         unit = "bars"
@@ -94,8 +97,16 @@ class _Fields:
     def __init__(self, form: Mapping[str, str], problems: list[str]) -> None:
         self.form, self.problems = form, problems
 
-    def number(self, name: str, kind: type, lo: float, hi: float, *, default):
+    def text(self, name: str) -> str | None:
+        """The field's text, stripped; None (and a problem) when over `MAX_FIELD_CHARS`."""
         text = str(self.form.get(name, "")).strip()
+        if len(text) > MAX_FIELD_CHARS:
+            self.problems.append(f"{name}: {len(text)} characters, more than the {MAX_FIELD_CHARS} a field may have")
+            return None
+        return text
+
+    def number(self, name: str, kind: type, lo: float, hi: float, *, default):
+        text = self.text(name)
         if not text:
             return default
         try:
@@ -112,7 +123,10 @@ class _Fields:
     def instruments(self, name: str) -> tuple[int, ...] | None:
         from melodygen.instruments import parse_instrument
 
-        words = [w for w in str(self.form.get(name, "")).split(",") if w.strip()]
+        words = [w for w in (self.text(name) or "").split(",") if w.strip()]
+        if len(words) > MAX_ITEMS:
+            self.problems.append(f"{name}: {len(words)} instruments, more than {MAX_ITEMS}")
+            return None
         chosen = []
         for word in words:
             try:
@@ -132,8 +146,12 @@ class _Fields:
                  "density": lambda asked: asked.density}
         values: dict = dict.fromkeys(named)
         for name, value_of in named.items():
-            text = str(self.form.get(name, "")).strip()
+            text = self.text(name)
             if not text:
+                continue
+            if name != "key" and len(text.replace(",", " ").split()) > MAX_ITEMS:
+                self.problems.append(f"{name}: more than {MAX_ITEMS} values (one per bar; the longest piece has "
+                                     f"{LENGTH_LIMITS['bars'][1]} bars)")
                 continue
             try:
                 values[name] = value_of(ControlRequest.parse(**{name: text}))

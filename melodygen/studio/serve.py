@@ -1,7 +1,8 @@
 """Running the studio: which models, the work folder, the HTTP server (Werkzeug's, under Flask).
 
 `serve` is what `melodygen studio` calls: it checks the models and Flask are there before
-anything starts, binds the address (a port in use is one line), prints the URL and serves until
+anything starts, binds the address (a port in use is one line), prints the URL and the token
+scripts send with each POST (a second line, so the first stays the URL line) and serves until
 Ctrl-C, then removes a temporary work folder.
 """
 
@@ -49,7 +50,7 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
           open_browser: bool = False, audio: bool = True, echo: Callable[[str], None] = print) -> None:
     """Serve the studio for `models` on host:port until interrupted."""
     try:
-        from melodygen.studio.app import create_app
+        from melodygen.studio.app import TOKEN_HEADER, create_app
     except ImportError:
         raise StudioSetupError(INSTALL_HINT) from None
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="melodygen-studio-"))
@@ -61,10 +62,13 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
     before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
     try:
         trusted = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None  # DNS rebinding finds no page
-        server = make_studio_server(create_app(models, workdir, audio=audio, trusted_hosts=trusted), host, port)
+        app = create_app(models, workdir, audio=audio, trusted_hosts=trusted)
+        server = make_studio_server(app, host, port)
         url = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}/"
         echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
              f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
+        echo(f"melodygen studio: token for scripts: {app.config['STUDIO_TOKEN']} (send it as the "
+             f"{TOKEN_HEADER} header with every POST)")
         if open_browser and _has_desktop():
             threading.Timer(0.5, webbrowser.open, args=(url,)).start()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request (the page polls)

@@ -3,10 +3,14 @@
 `Studio` owns one work folder. Each sample is `<stem>.mid`, `.png` and (with FluidSynth)
 `.wav` there, made through `melodygen.load(...).generate` and `Piece`; favourites are kept in
 `favourites.json` there, so a studio started again on the same `--out` folder has them back.
-A request is checked (form, model, primer, length) before its job starts, so a bad one is a
-message at once; the job then draws its pieces one at a time in a background thread (one job
-runs at a time: they share the CPU), which is what the page's progress counts. Sample `i` of a
-request is drawn with seed `seed + i`: `melodygen sample MODEL -n 1 --seed S` makes it again.
+A request is checked (form, model, primer, length) before its job is queued, so a bad one is a
+message at once. One worker thread runs the jobs in turn (they share the CPU), drawing a job's
+pieces one at a time, which is what the page's progress counts; at most `MAX_WAITING` jobs wait
+behind it and a request beyond that is refused (`StudioBusyError`), so a burst of requests
+cannot pile up threads or work. Sample `i` of a request is drawn with seed `seed + i`:
+`melodygen sample MODEL -n 1 --seed S` makes it again. An uploaded primer is a file in
+`uploads/` only while its request is checked and its job runs; its bytes stay in memory (the
+last `KEPT_UPLOADS`) so that regenerating a primed sample can continue it again.
 A steered sample (key, chords, notes per bar) also has `NAME.controls.json` there and carries
 its adherence line (`describe_adherence`) for the page.
 """
@@ -14,9 +18,13 @@ its adherence line (`describe_adherence`) for the page.
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import re
+import stat
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +35,22 @@ from melodygen.studio.form import GenerationSettings, random_seed
 FAVOURITES = "favourites.json"
 UPLOADS = "uploads"
 SERVED_SUFFIXES = (".mid", ".wav", ".png")
+MAX_WAITING = 4  # jobs that may wait behind the running one
+KEPT_UPLOADS = 8  # primers held (at most 8 x the upload limit) for regenerating primed samples
+MAX_NAME = 255  # a longer file name exists nowhere (most file systems' limit)
+
+
+class StudioBusyError(MelodygenError):
+    """A generation request while `MAX_WAITING` jobs already wait: try again later."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded primer MIDI: its name on the user's machine (what messages call it) and bytes."""
+
+    name: str
+    data: bytes
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
 @dataclass
@@ -75,9 +99,12 @@ class Studio:
         self._loaded: dict[str, object] = {}
         self._jobs: dict[str, Job] = {}
         self._samples: dict[str, Sample] = {s.id: s for s in self._read_favourites()}
-        self._lock = threading.Lock()  # guards the dicts and favourites.json
-        self._generating = threading.Lock()  # one generation at a time
+        self._uploads: OrderedDict[str, Upload] = OrderedDict()  # by id, oldest first
+        self._root = self.workdir.resolve()  # what a served file's real folder must be
+        self._lock = threading.Lock()  # guards the dicts, the worker and favourites.json
         self._loading = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=MAX_WAITING)
+        self._worker: threading.Thread | None = None  # started with the first job
 
     # --- models --------------------------------------------------------------------------------
     def model(self, name: str):
@@ -107,30 +134,37 @@ class Studio:
         return described
 
     # --- jobs ------------------------------------------------------------------------------------
-    def start(self, settings: GenerationSettings, primer: Path | None = None, *,
+    def start(self, settings: GenerationSettings, primer: Upload | None = None, *,
               replaces: str | None = None) -> Job:
-        """Check the request (model loads, primer reads, length fits the encoding), then generate
-        in the background; the returned job's fields fill in as pieces are made."""
+        """Check the request (model loads, primer reads, length fits the encoding), then queue
+        it; the returned job's fields fill in as pieces are made. `StudioBusyError` when
+        `MAX_WAITING` jobs already wait. The primer's file is removed when the job ends, or at
+        once when the request is refused."""
         from melodygen.sampling.files import SampleRequest, plan_generation
 
         model = self.model(settings.model)
-        options = settings.generate_options(settings.seed)
-        options.pop("n")
-        request = SampleRequest(**_request_fields(options), primer=primer)
-        plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))  # a bad request: its one-line reason
-        job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
-        with self._lock:
-            self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, model, settings, primer), daemon=True).start()
+        path = self._primer_file(primer)
+        try:
+            options = settings.generate_options(settings.seed)
+            options.pop("n")
+            request = SampleRequest(**_request_fields(options), primer=path)
+            plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))  # a bad request: its one-line reason
+            job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
+            self._queue_job(job, model, settings, primer, path)
+        except BaseException as exc:
+            if path is not None:
+                path.unlink(missing_ok=True)
+                if isinstance(exc, MelodygenError):
+                    raise type(exc)(_primer_named(exc, path, primer)) from None
+            raise
         return job
 
     def regenerate(self, sample_id: str) -> Job:
-        """A new piece with a new seed and the same settings, to replace sample `sample_id`."""
+        """A new piece with a new seed and the same settings (and primer), to replace sample
+        `sample_id`."""
         old = self.sample(sample_id)
         settings = replace(GenerationSettings(**_settings_fields(old.settings)), n=1, seed=random_seed())
-        primer = old.settings.get("primer_path")
-        return self.start(settings, Path(primer) if primer and Path(primer).is_file() else None,
-                          replaces=sample_id)
+        return self.start(settings, self._held_primer(old), replaces=sample_id)
 
     def job(self, job_id: str) -> Job:
         with self._lock:
@@ -144,26 +178,75 @@ class Studio:
                 raise ConfigError(f"no sample {sample_id!r} (samples last while the studio runs; kept ones longer)")
             return self._samples[sample_id]
 
-    def _run(self, job: Job, model, settings: GenerationSettings, primer: Path | None) -> None:
+    def _primer_file(self, primer: Upload | None) -> Path | None:
+        """A file of the primer's bytes in `uploads/` (our name, not the user's), or None."""
+        if primer is None:
+            return None
+        path = self.workdir / UPLOADS / f"{uuid.uuid4().hex[:12]}.mid"
+        path.write_bytes(primer.data)
+        return path
+
+    def _held_primer(self, sample: Sample) -> Upload | None:
+        """The upload `sample` continued (None: it had no primer); `ConfigError` when it is no
+        longer held (an older upload, or a favourite from an earlier run)."""
+        # "primer_path": how a studio before uploads were held recorded it in favourites.json
+        name = sample.settings.get("primer") or sample.settings.get("primer_path")
+        if not name:
+            return None
+        with self._lock:
+            upload = self._uploads.get(sample.settings.get("primer_id"))
+        if upload is None:
+            raise ConfigError(f"sample {sample.id} continued the primer {Path(name).name}, which the studio "
+                              f"no longer holds (it keeps the last {KEPT_UPLOADS} uploads while it runs); "
+                              "generate again with that primer")
+        return upload
+
+    def _queue_job(self, job: Job, model, settings: GenerationSettings, primer: Upload | None,
+                   path: Path | None) -> None:
+        with self._lock:
+            try:
+                self._queue.put_nowait((job, model, settings, primer, path))
+            except queue.Full:
+                raise StudioBusyError(f"the studio is busy: {MAX_WAITING} generations are waiting behind the "
+                                      "one running; try again when one finishes") from None
+            self._jobs[job.id] = job
+            if primer is not None:  # held for regeneration: the newest last, the oldest let go
+                self._uploads[primer.id] = primer
+                self._uploads.move_to_end(primer.id)
+                while len(self._uploads) > KEPT_UPLOADS:
+                    self._uploads.popitem(last=False)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="melodygen-studio-jobs", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        """The worker thread: run the queued jobs in turn, for as long as the studio runs."""
+        while True:
+            self._run(*self._queue.get())
+
+    def _run(self, job: Job, model, settings: GenerationSettings, primer: Upload | None,
+             path: Path | None) -> None:
         try:
-            with self._generating:
-                for i in range(settings.n):
-                    sample = self._make_sample(model, settings, settings.seed + i, primer)
-                    with self._lock:
-                        self._samples[sample.id] = sample
-                        job.samples.append(sample)
-                        job.done += 1
+            for i in range(settings.n):
+                sample = self._make_sample(model, settings, settings.seed + i, primer, path)
+                with self._lock:
+                    self._samples[sample.id] = sample
+                    job.samples.append(sample)
+                    job.done += 1
         except MelodygenError as exc:
-            job.error = str(exc)
+            job.error = _primer_named(exc, path, primer)
         except Exception as exc:  # a bug: the page gets one line, the terminal the traceback
             job.error = f"unexpected error ({type(exc).__name__}: {exc}); details in the studio's terminal"
-            raise
+            logging.getLogger(__name__).exception("generation job %s failed", job.id)  # the worker goes on
         finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
             job.finished = True
 
-    def _make_sample(self, model, settings: GenerationSettings, seed: int, primer: Path | None) -> Sample:
+    def _make_sample(self, model, settings: GenerationSettings, seed: int, primer: Upload | None,
+                     path: Path | None) -> Sample:
         options = settings.generate_options(seed)
-        [piece] = model.generate(**options, primer=primer)
+        [piece] = model.generate(**options, primer=path)
         label = model_label(settings.model)
         stem = f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'model'}_seed{seed}_{uuid.uuid4().hex[:6]}"
         piece.save(self.workdir / f"{stem}.mid")
@@ -172,7 +255,8 @@ class Studio:
         if self.audio_problem is None and piece.notes:
             piece.render_wav(self.workdir / f"{stem}.wav")
             files["wav"] = f"{stem}.wav"
-        recorded = {**settings.to_dict(), "seed": seed, "primer_path": str(primer) if primer else None}
+        recorded = {**settings.to_dict(), "seed": seed, "primer": primer.name if primer else None,
+                    "primer_id": primer.id if primer else None}
         return Sample(stem, settings.model, seed, recorded, files, round(piece.seconds, 3), len(piece.notes),
                       piece.shortfall, adherence=_adherence_line(piece))
 
@@ -206,11 +290,17 @@ class Studio:
     # --- files -----------------------------------------------------------------------------------
     def served_file(self, name: str) -> Path | None:
         """The work-folder file `name` if the page may serve it: a plain name (no folder part) of
-        a sample's MIDI, WAV or PNG that exists; None otherwise."""
-        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(SERVED_SUFFIXES):
+        a sample's MIDI, WAV or PNG that is a regular file whose real path is in the work folder
+        (a link out of it, e.g. `x.mid -> /etc/passwd`, is not); None otherwise, never an error."""
+        if (len(name) > MAX_NAME or "/" in name or "\\" in name or "\0" in name or name.startswith(".")
+                or not name.endswith(SERVED_SUFFIXES)):
             return None
-        path = self.workdir / name
-        return path if path.is_file() else None
+        try:
+            path = (self.workdir / name).resolve(strict=True)
+            regular = stat.S_ISREG(path.stat().st_mode)
+        except (OSError, RuntimeError):  # missing, a link loop, a name the system refuses
+            return None
+        return path if regular and path.parent == self._root else None
 
 
 def _audio_problem() -> str | None:
@@ -242,6 +332,11 @@ def _request_fields(options: dict) -> dict:
     fields = {k: v for k, v in options.items() if k != "tempo" and k not in steer}
     controls = None if all(v is None for v in steer.values()) else ControlRequest.parse(**steer)
     return {**fields, "qpm": options["tempo"], "controls": controls}
+
+
+def _primer_named(exc: MelodygenError, path: Path | None, primer: Upload | None) -> str:
+    """The message of `exc` naming the primer as the user knows it, not by the studio's copy."""
+    return str(exc) if path is None else str(exc).replace(str(path), f"primer {primer.name}")
 
 
 def _adherence_line(piece) -> str | None:

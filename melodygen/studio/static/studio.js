@@ -6,13 +6,15 @@ const message = document.getElementById("message");
 const samplesBox = document.getElementById("samples");
 const favouritesBox = document.getElementById("favourites");
 const POLL_MS = 400;
+// The studio refuses a POST without this launch's token, which only its own page can read.
+const TOKEN = document.querySelector('meta[name="melodygen-token"]').content;
 let models = [];
 
 function showMessage(text) { message.textContent = text; message.hidden = !text; }
 
-async function api(path, options) {
+async function api(path, options = {}) {
   let response;
-  try { response = await fetch(path, options); }
+  try { response = await fetch(path, {...options, headers: {"X-Melodygen-Token": TOKEN}}); }
   catch (e) { throw new Error("the studio is not answering (was it stopped?)"); }
   let body = null;
   try { body = await response.json(); } catch (e) { /* not JSON: said below */ }
