@@ -260,8 +260,22 @@ def test_time_budget_stops_with_a_final_validation(dataset, tmp_path):
                    progress=False)
     assert result.stop_reason == "time budget" and result.step == 1
     rows = read_metrics(tmp_path / "run")
-    assert rows[-1]["step"] == "1" and rows[-1]["val_nll"]
+    assert [r["step"] for r in rows] == ["1"] and rows[-1]["val_nll"]
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["step"] == 1
+
+
+@pytest.mark.parametrize("stop", ["max_steps", "time budget", "interrupted"])
+def test_the_run_summary_and_metrics_csv_end_on_one_tokens_per_second(dataset, tmp_path, stop):
+    # The report's tokens/s card is metrics.csv's last figure; the summary line is TrainResult's.
+    config = tiny_config(dataset, max_steps=5, log_every=2, max_minutes=1e-9 if stop == "time budget" else 0)
+    result = train(config, tmp_path / "run", progress=False,
+                   **({"stop": StopAtCall(3)} if stop == "interrupted" else {}))
+    assert result.stop_reason == stop and result.step in (1, 3, 5)  # none of them a logging step
+    last = [row for row in read_metrics(tmp_path / "run") if row["tokens_per_s"]][-1]
+    assert float(last["tokens_per_s"]) == pytest.approx(result.tokens_per_s, rel=1e-5)
+    # An interrupted run's figures are those of its last logged step (resume logs the rest).
+    logged = 2 if stop == "interrupted" else result.step
+    assert last["step"] == str(logged) and last["train_loss"] and result.tokens == logged * 4 * 16
 
 
 def test_time_budget_running_out_at_the_last_step_validates_once(dataset, tmp_path):

@@ -32,7 +32,8 @@ from melodygen.training.steps import Stepper, validate
 class TrainResult:
     """How a run ended. `tokens_per_s` counts training ids over the time spent in training
     steps (validation passes excluded; batching, logging and checkpointing included), over all
-    ranks."""
+    ranks, up to the last logged step (the last step unless interrupted): the last
+    `tokens_per_s` of metrics.csv, the same figure."""
 
     step: int
     stop_reason: str  # "max_steps", "time budget", "early stopping" or "interrupted"
@@ -190,8 +191,14 @@ def _loop(run: _Run, stop: StopFlag) -> str:
         if _validates_at(run):
             early_stop, val_row = _evaluate(run)
             row |= val_row
-        _write_row(run, row)
         reason = "early stopping" if early_stop else _stop_reason(run, stop, at_log)
+        if reason and reason != "interrupted" and not at_log:
+            # The run's figures end on its last step. (An interrupted run keeps its running
+            # loss for the resumed one, which logs it as an uninterrupted run would have.)
+            row |= _train_figures(run)
+        if reason == "time budget" and not _validates_at(run):
+            row |= _evaluate(run)[1]  # a last validation of what the budget bought
+        _write_row(run, row)
         if reason:
             return reason
     return "max_steps"
@@ -225,15 +232,15 @@ def _train_seconds(run: _Run) -> float:
 
 
 def _train_figures(run: _Run) -> dict:
-    """Train loss, lr, tokens/s since the last log (the one place the loss is read back)."""
+    """Train loss, lr and tokens/s (the run's: all its training ids over its training time so
+    far, the figure `TrainResult` ends on); the one place the loss is read back."""
     loss_sum, count = run.running
     loss = distributed.mean(loss_sum / count, run.info).item()
     _check_finite(run, "training loss", loss)
     run.running = (torch.zeros((), device=run.device), 0)
     clock = run.clock
-    spent = _train_seconds(run) - clock["log_time"]
-    tokens_per_s = (clock["tokens"] - clock["log_tokens"]) / spent if spent > 0 else 0.0
     clock["log_time"], clock["log_tokens"] = _train_seconds(run), clock["tokens"]
+    tokens_per_s = clock["log_tokens"] / clock["log_time"] if clock["log_time"] > 0 else 0.0
     if run.bar:
         budget_s = run.config.training.max_minutes * 60
         left = {"budget_left": format_duration(budget_s - _elapsed(run))} if budget_s else {}
@@ -296,12 +303,9 @@ def _save(run: _Run, best: bool) -> None:
 
 
 def _finish(run: _Run, reason: str) -> None:
-    """After Ctrl-C, last.pt; after the time budget, a last validation unless the run just
-    had one (`max_steps` and early stopping end on a validation already)."""
+    """After Ctrl-C, last.pt (the other ends saved theirs at their last validation)."""
     if reason == "interrupted":
         _save(run, best=False)
-    elif reason == "time budget" and not _validates_at(run):
-        _write_row(run, _evaluate(run)[1])
 
 
 def _validates_at(run: _Run) -> bool:
@@ -315,5 +319,5 @@ def _result(run: _Run, reason: str) -> TrainResult:
 
     params = count_parameters(run.raw_model)
     return TrainResult(step=run.step, stop_reason=reason, best=run.best, paths=run.paths,
-                       elapsed_s=_elapsed(run), train_s=_train_seconds(run),
-                       tokens=run.clock["tokens"], params=params, is_main=run.info.is_main)
+                       elapsed_s=_elapsed(run), train_s=run.clock["log_time"],
+                       tokens=run.clock["log_tokens"], params=params, is_main=run.info.is_main)
