@@ -13,6 +13,10 @@ class MidiReadError(MelodygenError):
     """A file could not be read as MIDI (truncated, random bytes, empty, not MIDI)."""
 
 
+class MusicTooLongError(MidiReadError):
+    """A file describes more music than the reader's ceiling (`midi_io.limits.ReadLimits`)."""
+
+
 class NoUsableMusicError(MelodygenError):
     """A valid MIDI file holds nothing the encoding can use (no notes, no melody...)."""
 

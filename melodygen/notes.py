@@ -87,7 +87,9 @@ class TempoMap:
 class Score:
     """A whole MIDI file: its tracks, tempo map and time signatures (seconds, num, den).
 
-    `dropped_notes` counts zero-length notes the reader left out.
+    `dropped_notes` counts zero-length notes the reader left out. `ticks_per_beat` is the
+    resolution of the file it was read from (None: not read from one, or an SMPTE file): the
+    writer keeps it, so notes passed through unchanged land on their own ticks again.
     """
 
     tracks: list[Track]
@@ -96,6 +98,7 @@ class Score:
     end_time: float = 0.0
     source: str = ""
     dropped_notes: int = 0
+    ticks_per_beat: int | None = None
 
     def note_count(self) -> int:
         return sum(len(t.notes) for t in self.tracks)
@@ -113,7 +116,7 @@ class Score:
         signatures = sorted(self.time_signatures)
         at = [s for s in signatures if s[0] <= seconds][-1:] + [s for s in signatures if s[0] > seconds]
         return Score(tracks, tempo_map, [(moved(t), n, d) for t, n, d in at], moved(self.end_time),
-                     self.source, self.dropped_notes)
+                     self.source, self.dropped_notes, self.ticks_per_beat)
 
     def with_tempo_scaled(self, factor: float) -> Score:
         """The same music with every tempo times `factor` (beats unchanged, seconds / factor)."""
@@ -124,7 +127,7 @@ class Score:
         tempo = self.tempo_map
         return Score(tracks, TempoMap(tuple(map(at, tempo.times)), tempo.beats, tuple(q * factor for q in tempo.qpm)),
                      [(at(t), num, den) for t, num, den in self.time_signatures], at(self.end_time),
-                     self.source, self.dropped_notes)
+                     self.source, self.dropped_notes, self.ticks_per_beat)
 
     def _tracks_retimed(self, at, since: float = -math.inf) -> list[Track]:
         """New tracks with every note and pedal time `t` as `at(t)`: the notes starting at `since`

@@ -241,11 +241,65 @@ def long_file(folder: Path, n_notes: int = 30_000) -> Path:
     body = bytearray()
     for pitch, _, _ in melody_notes(n_notes, step=120, low=48):
         body += bytes([0, 0x90, pitch, 80, 120, 0x80, pitch, 0])  # delta, status, data...
-    body += b"\x00\xff\x2f\x00"  # end of track
-    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, TPB)
-    path = folder / "long.mid"
-    path.write_bytes(header + b"MTrk" + struct.pack(">I", len(body)) + bytes(body))
+    return one_track_file(folder / "long.mid", body)
+
+
+def one_track_file(path: Path, body: bytes, *, ticks_per_beat: int = TPB) -> Path:
+    """A type-0 file of one track whose events are the raw bytes `body` (end of track added)."""
+    body = bytes(body) + b"\x00\xff\x2f\x00"
+    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat)
+    path.write_bytes(header + b"MTrk" + struct.pack(">I", len(body)) + body)
     return path
+
+
+def vlq(value: int) -> bytes:
+    """`value` as a MIDI variable-length quantity (at most 0x0FFFFFFF: four bytes)."""
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append(0x80 | (value & 0x7F))
+    return bytes(reversed(out))
+
+
+# ----------------------------------------------------------------------------- resource bombs
+# A few bytes describing hours or years of music, or more events than any piece has: the
+# reader must refuse them before anything in proportion to their length exists.
+
+
+def huge_deltas_file(folder: Path, n_notes: int = 200) -> Path:
+    """`n_notes` quarter notes of pitch 60, each after a delta of 0x0FFFFFFF ticks (about 77
+    hours at 480 ticks per beat and 120 qpm): 2.4 KB describing 15,000 hours."""
+    note = bytes([0x90, 60, 80]) + vlq(TPB) + bytes([0x80, 60, 0])
+    return one_track_file(folder / "huge_deltas.mid", (vlq(0x0FFFFFFF) + note) * n_notes)
+
+
+def long_silence_file(folder: Path, minutes: float = 600.0, *, name: str = "long_silence.mid") -> Path:
+    """Four quarter notes (60 62 64 65, 2 s), `minutes` of silence, then pitch 67 for a quarter
+    note, at 120 qpm: 2 + minutes * 60 + 0.5 seconds in all."""
+    body = b"".join(b"\x00" + bytes([0x90, p, 80]) + vlq(TPB) + bytes([0x80, p, 0]) for p in (60, 62, 64, 65))
+    gap = round(minutes * 60 * 2 * TPB)  # two beats a second
+    while gap > 0x0FFFFFFF:  # a delta holds at most 0x0FFFFFFF ticks: pad with empty text events
+        body += vlq(0x0FFFFFFF) + b"\xff\x01\x00"
+        gap -= 0x0FFFFFFF
+    body += vlq(gap) + bytes([0x90, 67, 80]) + vlq(TPB) + bytes([0x80, 67, 0])
+    return one_track_file(folder / name, body)
+
+
+def fast_tempo_file(folder: Path, quarters: int = 20_000) -> Path:
+    """A tempo of 60,000 qpm (1,000 microseconds a quarter note): pitch 60 for a quarter note,
+    `quarters` quarter notes of silence, pitch 64 for a quarter note: by default a 20-second
+    piece of 20,002 beats."""
+    body = b"\x00\xff\x51\x03" + (1000).to_bytes(3, "big")
+    for delta, pitch in ((0, 60), (quarters * TPB, 64)):
+        body += vlq(delta) + bytes([0x90, pitch, 80]) + vlq(TPB) + bytes([0x80, pitch, 0])
+    return one_track_file(folder / "fast_tempo.mid", body)
+
+
+def many_events_file(folder: Path, n_notes: int, *, name: str = "many_events.mid") -> Path:
+    """`n_notes` notes of one tick each, back to back (2 * `n_notes` MIDI events, 8 bytes a
+    note), cycling through 24 pitches from 48."""
+    body = b"".join(bytes([1, 0x90, 48 + i % 24, 80, 1, 0x80, 48 + i % 24, 0]) for i in range(n_notes))
+    return one_track_file(folder / name, body)
 
 
 # ----------------------------------------------------------------------------- corrupt files

@@ -14,6 +14,7 @@ import midi_factory as mf
 from conftest import CORPORA, DATA, REPO
 from melodygen.errors import MidiReadError
 from melodygen.midi_io import WRITE_TICKS_PER_BEAT, read_score, write_midi, write_score
+from melodygen.midi_io.limits import ReadLimits
 from melodygen.notes import Note, Score, TempoMap, Track
 
 
@@ -162,7 +163,7 @@ def test_type2_is_read_like_type1(tmp_path):
 
 
 def test_long_piece(tmp_path):
-    score = read_score(mf.long_file(tmp_path))
+    score = read_score(mf.long_file(tmp_path), limits=ReadLimits(max_minutes=120))
     assert score.note_count() == 30_000
     assert score.end_time == pytest.approx(3750.0)
 
@@ -186,7 +187,7 @@ def test_four_byte_delta_is_accepted(tmp_path):
     path = tmp_path / "four.mid"
     path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0"
                      + b"MTrk" + len(track).to_bytes(4, "big") + track)
-    [track] = read_score(path).tracks
+    [track] = read_score(path, limits=ReadLimits(max_minutes=60)).tracks  # a 36-minute note
     assert spans(track) == [(60, 0.0, pytest.approx(2**21 / 480 * 0.5))]
 
 
@@ -314,6 +315,52 @@ def test_write_score_keeps_tempo_and_meter_changes_and_its_end(tmp_path):
     conductor = mido.MidiFile(tmp_path / "t.mid").tracks[0]
     assert conductor[-1].type == "end_of_track"
     assert sum(m.time for m in conductor) == 12 * WRITE_TICKS_PER_BEAT  # the score's end_time
+
+
+def raw_notes(path) -> list[list[tuple[int, int, int]]]:
+    """(pitch, start tick, end tick) of the notes of each MIDI track that has some, as mido reads
+    the file: the ticks themselves, not seconds."""
+    tracks = []
+    for track in mido.MidiFile(path).tracks:
+        tick, sounding, notes = 0, {}, []
+        for message in track:
+            tick += message.time
+            if message.type == "note_on" and message.velocity:
+                sounding[message.channel, message.note] = tick
+            elif message.type in ("note_on", "note_off") and (message.channel, message.note) in sounding:
+                notes.append((message.note, sounding.pop((message.channel, message.note)), tick))
+        if notes:
+            tracks.append(sorted(notes))
+    return tracks
+
+
+def test_a_score_read_from_a_file_is_written_at_its_resolution(tmp_path):
+    """At 1024 ticks per beat, ticks 1000, 1537 and 4103 fall between two of 960 per beat: written
+    at the file's own resolution, every note keeps its ticks, across a tempo change too."""
+    notes = [(60, 0, 1000), (64, 1000, 1537), (67, 1537, 4103), (72, 4103, 5001)]
+    conductor = [mf.meta(0, "set_tempo", tempo=500000), mf.meta(2048, "set_tempo", tempo=431000)]
+    source = mf.midi_file(tmp_path / "fine.mid", [conductor, mf.note_events(notes)], ticks_per_beat=1024)
+    score = read_score(source)
+    assert score.ticks_per_beat == 1024 and score.with_tempo_scaled(2.0).ticks_per_beat == 1024
+    out = write_score(score, tmp_path / "out.mid")
+    assert mido.MidiFile(out).ticks_per_beat == 1024
+    assert raw_notes(out) == raw_notes(source) == [notes]
+    score.ticks_per_beat = None  # a score not read from a file: the writer's own resolution
+    assert mido.MidiFile(write_score(score, tmp_path / "new.mid")).ticks_per_beat == WRITE_TICKS_PER_BEAT
+
+
+def test_an_smpte_file_is_written_at_the_default_resolution(tmp_path):
+    path = mf.resolution_file(tmp_path, 480)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # 25 frames/s x 40 ticks: no ticks per beat to keep
+    path.write_bytes(bytes(data))
+    score = read_score(path)
+    assert score.ticks_per_beat is None
+    back = read_score(write_score(score, tmp_path / "out.mid"))
+    assert mido.MidiFile(tmp_path / "out.mid").ticks_per_beat == WRITE_TICKS_PER_BEAT
+    half_tick = 0.5 * 60 / (120 * WRITE_TICKS_PER_BEAT)  # at the file's 120 qpm
+    assert [t for s in spans(back.tracks[0]) for t in s] == pytest.approx(
+        [t for s in spans(score.tracks[0]) for t in s], abs=half_tick)
 
 
 def test_track_names_utf8_round_trip_and_latin1_fallback(tmp_path):

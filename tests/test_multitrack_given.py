@@ -1,8 +1,11 @@
 """Accompaniment and infilling by constrained decoding (`encodings.multitrack_given`): the given
-music comes back bit-identical, the model writes only where it may, and bad requests are one line."""
+music comes back bit-identical (in the file: on the source's own ticks), the model writes only
+where it may, the copy check's mask covers the given music, and bad requests are one line."""
 
 from __future__ import annotations
 
+import mido
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,6 +17,7 @@ from melodygen.encodings import get_encoding
 from melodygen.encodings.multitrack_given import accompaniment_plan, infill_plan
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.midi_io import read_score
+from test_midi_io import raw_notes
 from test_sample_cli import write_checkpoint
 
 ENC = get_encoding("multitrack")
@@ -115,10 +119,64 @@ def test_accompaniment_gives_the_melody_back_bit_identical(tmp_path, checkpoint,
     result = run(checkpoint, "--out", tmp_path, "--accompany", tune, "--given-tracks", 1,
                  "--instruments", "piano,bass", "--seed", 3)
     assert result.exit_code == 0, result.output
-    for path in sorted(tmp_path.glob("*.mid")):  # in the file: to the writer's tick (1/960 beat)
+    for path in sorted(tmp_path.glob("*.mid")):  # in the file too: on the source's own ticks
         melody = read_score(path, include_drums=True).tracks[0]
-        assert [n.pitch for n in melody.notes] == [n.pitch for n in original.tracks[0].notes]
-        assert max(abs(a.start - b.start) for a, b in zip(melody.notes, original.tracks[0].notes)) < 0.5 / 960
+        assert spans(melody) == spans(original.tracks[0])
+
+
+@pytest.fixture(scope="module")
+def fine_tune(tmp_path_factory):
+    """Four bars of 4/4 at 1024 ticks per beat (as the Nottingham files), melody over triads, with
+    onsets and ends a few ticks off the beat: ticks that fall between two at 960 per beat."""
+    melody = [(60 + i, 1024 * i + 7 * (i % 3), 1024 * (i + 1) - 5) for i in range(16)]
+    chords = [(p, 2048 * i + 3, 2048 * (i + 1) - 9) for i in range(8) for p in (48, 52, 55)]
+    return mf.midi_file(tmp_path_factory.mktemp("fine") / "fine.mid", [
+        [mf.meta(0, "set_tempo", tempo=500000)], mf.note_events(melody), mf.note_events(chords, channel=1)],
+        ticks_per_beat=1024)
+
+
+@pytest.mark.parametrize("args,outside", [
+    (("--accompany", "--given-tracks", "1", "--instruments", "piano"), None),  # the melody is given
+    (("--primer", "--infill", "2-3"), (4 * 1024, 12 * 1024)),  # bars 2-3 are written again
+])
+def test_given_notes_keep_their_ticks(tmp_path, checkpoint, fine_tune, args, outside):
+    option, *rest = args
+    result = run(checkpoint, "--out", tmp_path, option, fine_tune, *rest, "--seed", 2)
+    assert result.exit_code == 0, result.output
+    (out,) = tmp_path.glob("*.mid")
+    assert mido.MidiFile(out).ticks_per_beat == 1024
+
+    def given(tracks):
+        return [[n for n in notes if not (outside and outside[0] <= n[1] < outside[1])] for notes in tracks]
+
+    source, written = raw_notes(fine_tune), raw_notes(out)
+    expected = source[:1] if outside is None else given(source)
+    assert given(written[:len(expected)]) == expected  # each given note on its own ticks
+
+
+def test_the_copy_check_mask_covers_exactly_the_given_music(tune):
+    score = read_score(tune)
+    melody_notes, chord_notes = (len(t.notes) for t in score.tracks)
+    accompany = accompaniment_plan(ENC, score, [0], [32])
+    rows, _ = _rows_through(accompany, rows=2, seed=4)
+    for row in rows:
+        ids = ENC.encode(accompany.assemble(ENC.decode_score(row)))
+        mask, names = accompany.given_mask(ids), _names(ids)
+        new_notes = sum(len(t.notes) for t in ENC.decode_score(ids).tracks[1:])
+        assert ((names == "PITCH") & mask).sum() == melody_notes and ((names == "PITCH") & ~mask).sum() == new_notes
+        assert list(mask[names == "PROGRAM"]) == [True, False][:(names == "PROGRAM").sum()]
+        assert not mask[np.isin(names, ["BAR", "POS", "TIMESIG", "TEMPO"])].any()  # the frame of the new notes
+    infill = infill_plan(ENC, score, 2, 3)
+    rows, _ = _rows_through(infill, rows=2, seed=5)
+    for row in rows:
+        ids = ENC.encode(infill.assemble(ENC.decode_score(row)))
+        mask, names = infill.given_mask(ids), _names(ids)
+        assert ((names == "PITCH") & mask).sum() == (melody_notes + chord_notes) // 2  # bars 1 and 4
+        assert (names[~mask] == "BAR").sum() == 2 and names[~mask][0] == "BAR"  # bars 2 and 3, whole
+
+
+def _names(ids) -> np.ndarray:
+    return np.array([ENC.vocab.event_of(int(i))[0] for i in ids])
 
 
 def test_infill_through_the_cli(tmp_path, checkpoint, tune):

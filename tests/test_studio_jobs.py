@@ -161,3 +161,13 @@ def test_an_over_long_field_is_one_line_and_writes_nothing(client, model, primer
     answer = ask(client, model, primer, density="4 " * (MAX_ITEMS + 1))
     assert answer.status_code == 400 and answer.json["error"].startswith("density: more than")
     assert uploads(tmp_path) == [] and not list((tmp_path / "work").glob("*.mid"))
+
+
+def test_a_primer_describing_hours_of_music_is_refused_in_one_line(client, model, tmp_path):
+    from midi_factory import long_silence_file
+
+    bomb = long_silence_file(tmp_path, minutes=600).read_bytes()  # 50 bytes, 10 hours
+    answer = ask(client, model, bomb)
+    assert answer.status_code == 400 and "\n" not in answer.json["error"]
+    assert answer.json["error"].startswith("primer my tune.mid: 600.0 minutes of music, longer than the ceiling")
+    assert uploads(tmp_path) == []

@@ -1,19 +1,25 @@
 """Reading MIDI files, one or thousands, never failing on one file: the one read-and-encode path.
 
 `read_file` turns one path into a `FileResult`: the file's ids in an encoding (and its `Score`
-when asked), or the reason it is skipped: `unreadable` (a `MidiReadError`), `no usable music`
+when asked), or the reason it is skipped: `unreadable` (a `MidiReadError`), `over the length
+ceiling` (a `MusicTooLongError`: more music than `midi_io.limits` allows), `no usable music`
 (a `NoUsableMusicError`, or an encoding that kept no events), or `error` for an unexpected
 failure of a reader or encoder, kept apart so such bugs stay visible. Every command that reads
 MIDI goes through it: `prepare`, primers, `tokens`, `evaluate` on MIDI files, `stats`, `report`.
 A caller handling one file the user named turns a skip back into that one-line error with
 `FileResult.raise_if_skipped`. `map_files` runs a function over many paths in worker processes
-(results in input order) with a progress bar; Ctrl-C is the parent's to handle.
+(results in input order) with a progress bar; Ctrl-C is the parent's to handle, and a worker
+exits when its parent dies, even by kill -9.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,10 +30,12 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from melodygen.errors import MelodygenError, MidiReadError, NoUsableMusicError
+from melodygen.errors import ConfigError, MelodygenError, MidiReadError, MusicTooLongError, NoUsableMusicError
 from melodygen.notes import Score
 
 UNREADABLE, NO_MUSIC, ERROR = "unreadable", "no usable music", "error"
+TOO_LONG = "over the length ceiling"  # not cached by `prepare`: the ceiling is a setting
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 T = TypeVar("T")
 
 
@@ -62,6 +70,8 @@ class FileResult:
         `MelodygenError` (see `message`)."""
         if self.reason == UNREADABLE:
             raise MidiReadError(self.message())
+        if self.reason == TOO_LONG:
+            raise MusicTooLongError(self.message())
         if self.reason == NO_MUSIC:
             raise NoUsableMusicError(self.message(failure))
         if self.reason == ERROR:
@@ -77,8 +87,12 @@ def read_file(path: str | Path, encoding=None, *, keep_score: bool = False) -> F
     path = str(path)
     try:
         score = read_score(path, include_drums=encoding is not None and encoding.reads_drums)
+    except MusicTooLongError as exc:
+        return FileResult(path, reason=TOO_LONG, detail=_without_path(path, exc))
     except MidiReadError as exc:
         return FileResult(path, reason=UNREADABLE, detail=_without_path(path, exc))
+    except ConfigError:
+        raise  # a bad ceiling in the environment is the run's problem, not this file's
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
         return FileResult(path, reason=ERROR, detail=f"reading: {type(exc).__name__}: {exc}")
     notes, seconds, kept = score.note_count(), float(score.end_time), score if keep_score else None
@@ -122,7 +136,7 @@ def map_files(fn: Callable[[str], T], paths: Sequence[str | Path], *, workers: i
         if workers == 1:
             return [_tick(bar, fn(p)) for p in paths]
         chunksize = max(1, min(32, len(paths) // (workers * 8)))
-        pool = ProcessPoolExecutor(workers, initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(os.getpid(),))
         try:
             results = [_tick(bar, r) for r in pool.map(fn, paths, chunksize=chunksize)]
         except BaseException:
@@ -132,8 +146,36 @@ def map_files(fn: Callable[[str], T], paths: Sequence[str | Path], *, workers: i
         return results
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def _init_worker(main_pid: int) -> None:
+    """Ctrl-C is the parent's to handle; and the worker ends with its parent (`main_pid`, or the
+    fork server between them): a worker whose parent was killed would wait for work forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _set_parent_death_signal():
+        try:
+            os.kill(main_pid, 0)  # it may have died before the signal was set
+        except ProcessLookupError:
+            os._exit(1)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _set_parent_death_signal() -> bool:
+    """Linux: the kernel sends this process SIGKILL when the thread that started it ends
+    (prctl PR_SET_PDEATHSIG; `map_files` runs its pool in one thread until it is done).
+    False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it
+        return False
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Elsewhere, a watcher thread: a process whose parent dies gets another one."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _tick(bar: tqdm, result: T) -> T:

@@ -6,7 +6,8 @@ folder without a manifest is never a finished dataset. `check_dataset` is the on
 folder is a complete dataset of the expected encoding.
 
 The fingerprint covers what decides the output (each input file's resolved path, size and
-mtime, the encoding's full JSON, the validation fraction, the dataset format version), so an
+mtime, the encoding's full JSON, the validation fraction, the dataset format version, the
+reader's ceiling), so an
 unchanged fingerprint means a previous result can be reused without parsing anything.
 
 The split is keyed on file content (sha1), never on order or path: adding, removing or renaming
@@ -23,6 +24,7 @@ from pathlib import Path
 from melodygen import __version__
 from melodygen.dataset.shards import SPLITS, TokenDataset
 from melodygen.errors import DatasetError, EncodingError
+from melodygen.midi_io.limits import ReadLimits
 
 MANIFEST = "manifest.json"
 ENCODING = "encoding.json"
@@ -38,13 +40,16 @@ def split_of(sha1: str, val_fraction: float) -> str:
 
 
 def input_fingerprint(files: list[Path], encoding_dict: dict, val_fraction: float) -> str:
-    """sha1 over the file list with sizes and mtimes, the encoding and the split settings."""
+    """sha1 over the file list with sizes and mtimes, the encoding, the split settings and the
+    reader's ceiling (raising it must re-read the files it refused)."""
     stats = []
     for path in files:
         st = os.stat(path)
         stats.append([str(path), st.st_size, st.st_mtime_ns])
+    limits = ReadLimits.from_env()
     blob = json.dumps({"files": stats, "encoding": encoding_dict, "val_fraction": val_fraction,
-                       "format_version": FORMAT_VERSION}, sort_keys=True)
+                       "format_version": FORMAT_VERSION,
+                       "read_limits": [limits.max_minutes, limits.max_events]}, sort_keys=True)
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()
 
 

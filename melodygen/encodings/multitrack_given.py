@@ -16,8 +16,10 @@ given music ahead of the position it writes (anticipation, Thickstun et al. 2023
 infilling order would let it plan for what comes; both need another training stream). Infilled
 bars are conditioned on the bars before them; the bars after are forced back in unchanged.
 
-Given notes come back bit-identical: `assemble` puts the file's own tracks (its `Note`s, tempo
-map and meter) into the result, and lays only the written notes onto its tempo map.
+Given notes come back as the file has them: `assemble` puts the file's own tracks (its `Note`s,
+tempo map and meter, and its resolution, so the writer puts them on their own ticks) into the
+result, and lays only the written notes onto its tempo map. `given_mask` tells the copy check
+which ids of the result are the file's, so it judges only what the model wrote.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ class GivenPlan:
     original: Score          # the file as read: what comes back unchanged
     tracks: list[Track]      # the file's tracks the encoding keeps, in its track order
     given_tracks: int        # accompaniment: the first k tracks are given (their tracks: `tracks`)
+    encoding: object         # the multitrack encoding the plan is for
     region: tuple[int, int] | None = None  # infilling: grid steps [start, end) written again
-    encoding: object = None  # infilling: classifies notes by the grid step the encoder gives them
+    bars: tuple[int, int] | None = None    # infilling: the same as bars A..B (1-based, inclusive)
 
     def assemble(self, decoded: Score) -> Score:
         """The piece to write: the given notes as the file has them, plus the written notes laid
@@ -72,7 +75,25 @@ class GivenPlan:
                 pedals = [(down, up) for down, up in original.pedals if up <= a or down >= b]  # none inside
                 tracks.append(Track(original.name, original.program, original.is_drum, notes, pedals))
         ends = [n.end for t in tracks for n in t.notes] + [self.original.end_time]
-        return Score(tracks, tempo, list(self.original.time_signatures), max(ends), self.original.source)
+        return Score(tracks, tempo, list(self.original.time_signatures), max(ends), self.original.source,
+                     ticks_per_beat=self.original.ticks_per_beat)
+
+    def given_mask(self, ids) -> np.ndarray:
+        """Which of `ids` (an assembled piece as the encoding reads it back) are the file's: when
+        infilling, the header and every bar outside A..B; when accompanying, the given tracks'
+        programs and notes. Bar lines, meters, tempos and controls of the bars the model writes
+        in are not: they frame (and label) its own notes. Bool (len(ids),)."""
+        v = self.encoding.vocab
+        kinds, values = v.split(ids)
+        names = np.array([r.name for r in v.ranges])[kinds]
+        if self.bars is not None:
+            bar = np.cumsum(names == "BAR")  # the bar each id is in; 0: the header
+            return (bar < self.bars[0]) | (bar > self.bars[1])
+        programs = np.cumsum(names == "PROGRAM")  # the header lists the given tracks first
+        last_track = np.maximum.accumulate(np.where(names == "TRACK", np.arange(len(names)), -1))
+        track = np.where(last_track >= 0, values[last_track], -1)  # each bar's first note names its track
+        note = np.isin(names, ["TRACK", "PITCH", "DRUM", "VEL", "DUR"])
+        return ((names == "PROGRAM") & (programs <= self.given_tracks)) | (note & (track < self.given_tracks))
 
 
 def _kept_tracks(encoding, score: Score) -> list[Track]:
@@ -107,7 +128,7 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
     ids = np.concatenate([body[:len(kept)], new, body[len(kept):], [v.id_of("BAR")]])
     bar_of = _bar_of(ids, v.id_of("BAR"))
     free_from = np.where(bar_of >= 1, len(kept), NOTHING_FREE)  # nothing before the first bar
-    return GivenPlan(ids, free_from, score, kept, len(kept))
+    return GivenPlan(ids, free_from, score, kept, len(kept), encoding)
 
 
 def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenPlan:
@@ -131,4 +152,4 @@ def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenP
     last_onset = max(encoding.grid_step(score.tempo_map, n.start) for t in tracks for n in t.notes)
     layout = encoding.bars_of(full, last_onset)  # the bars the ids above were laid out on
     start, stop = layout[first_bar - 1].start, layout[last_bar - 1].start + layout[last_bar - 1].length
-    return GivenPlan(ids, free_from, score, tracks, len(tracks), (start, stop), encoding)
+    return GivenPlan(ids, free_from, score, tracks, len(tracks), encoding, (start, stop), (first_bar, last_bar))

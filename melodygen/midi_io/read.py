@@ -15,6 +15,8 @@ import os
 from bisect import bisect_right
 from pathlib import Path
 
+from melodygen.errors import MusicTooLongError
+from melodygen.midi_io.limits import ReadLimits
 from melodygen.midi_io.scan import (
     DRUM_CHANNEL, NAME, NOTE_OFF, NOTE_ON, PEDAL, PROGRAM, TEMPO, TIME_SIG, scan_file)
 from melodygen.notes import Note, Score, TempoMap, Track
@@ -179,7 +181,8 @@ def _make_track(name: str, channel: int, state: _Channel, clock: _Clock) -> Trac
     return Track(name, state.program or 0, channel == DRUM_CHANNEL, notes, pedals)
 
 
-def read_score(path: str | os.PathLike, *, include_drums: bool = False) -> Score:
+def read_score(path: str | os.PathLike, *, include_drums: bool = False,
+               limits: ReadLimits | None = None) -> Score:
     """Reads a MIDI file (type 0, 1 or 2; type 2 is read like type 1) into a `Score`.
 
     Each (MIDI track, channel) pair with notes becomes one `Track`, in track then channel
@@ -187,14 +190,16 @@ def read_score(path: str | os.PathLike, *, include_drums: bool = False) -> Score
     Drum tracks (channel 10) are left out unless `include_drums`. Zero-length notes are
     dropped and counted in `Score.dropped_notes`. `end_time` is the end of the last note or
     pedal of the tracks returned, or the last tempo / time-signature change if later. A file
-    without notes gives a Score without tracks. Unreadable files raise `MidiReadError("<path>: <reason>")`.
+    without notes gives a Score without tracks. Unreadable files raise `MidiReadError("<path>: <reason>")`;
+    a file over `limits` (default: `ReadLimits.from_env()`) raises `MusicTooLongError`, a subclass.
     """
     path = Path(path)
-    division, tracks, last_ticks = scan_file(path)
+    limits = limits or ReadLimits.from_env()
+    division, tracks, last_ticks = scan_file(path, limits)
     changes = _tempo_changes(tracks)
     clock = _Clock(division, changes)
     score = Score([], _tempo_map(changes, clock), _time_signatures(tracks, clock),
-                  source=str(path))
+                  source=str(path), ticks_per_beat=None if division & 0x8000 else division)
     ends = [score.tempo_map.times[-1]] + [t for t, _, _ in score.time_signatures]
     for events, last_tick in zip(tracks, last_ticks):
         name = _track_name(events)
@@ -206,4 +211,7 @@ def read_score(path: str | os.PathLike, *, include_drums: bool = False) -> Score
             score.dropped_notes += state.dropped
             ends.extend([max(n.end for n in track.notes)] + [up for _, up in track.pedals])
     score.end_time = max(ends)
+    problem = limits.minutes_problem(score.end_time, score.tempo_map.to_beats(score.end_time))
+    if problem:
+        raise MusicTooLongError(f"{path}: {problem}")
     return score

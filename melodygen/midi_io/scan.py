@@ -12,7 +12,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from melodygen.errors import MidiReadError
+from melodygen.errors import MidiReadError, MusicTooLongError
+from melodygen.midi_io.limits import ReadLimits
 
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
 
@@ -24,6 +25,10 @@ _SYSTEM_LENGTH = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0,
 
 class _Corrupt(Exception):
     """Raised inside the scanner; `scan_file` turns it into `MidiReadError` naming the file."""
+
+
+class _TooMany(Exception):
+    """Raised inside the scanner once the kept events pass the ceiling."""
 
 
 def _chunks(data: bytes) -> tuple[int, list[tuple[int, int]]]:
@@ -101,8 +106,9 @@ def _scan_meta(data: bytes, pos: int, tick: int, events: list) -> int:
     return pos + length
 
 
-def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
-    """The kept events of one MTrk chunk, in file order, and the track's last tick.
+def _scan_track(data: bytes, pos: int, end: int, room: int) -> tuple[list[tuple], int]:
+    """The kept events of one MTrk chunk, in file order, and the track's last tick; `_TooMany`
+    once more than `room` events are kept.
 
     One flat loop for speed (this is the hot path of `prepare`). Running status is kept
     across meta and sysex events; data bytes above 127 are clipped to 127.
@@ -111,6 +117,8 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
     append = events.append
     tick = status = 0
     while pos < end:
+        if len(events) > room:
+            raise _TooMany
         delta_start = pos
         byte = data[pos]
         pos += 1
@@ -162,17 +170,25 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple[list[tuple], int]:
     return events, tick
 
 
-def scan_file(path: Path) -> tuple[int, list[list[tuple]], list[int]]:
-    """(division, kept events per track, last tick per track); errors name the file."""
+def scan_file(path: Path, limits: ReadLimits) -> tuple[int, list[list[tuple]], list[int]]:
+    """(division, kept events per track, last tick per track); errors name the file.
+
+    More than `limits.max_events` kept events raise `MusicTooLongError` as soon as they are seen.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise MidiReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         division, chunks = _chunks(data)
-        scanned = [_scan_track(data, start, end) for start, end in chunks]
+        scanned, room = [], limits.max_events
+        for start, end in chunks:
+            scanned.append(_scan_track(data, start, end, room))
+            room -= len(scanned[-1][0])
     except _Corrupt as exc:
         raise MidiReadError(f"{path}: {exc}") from None
+    except _TooMany:
+        raise MusicTooLongError(f"{path}: {limits.events_problem()}") from None
     except IndexError:
         raise MidiReadError(f"{path}: truncated (the data ends inside an event)") from None
     return division, [events for events, _ in scanned], [tick for _, tick in scanned]

@@ -2,7 +2,9 @@
 
 Seconds become ticks through the score's tempo map (seconds -> beats -> ticks), so a score read
 from a file, or decoded from an encoding that keeps tempo changes, is written with its tempo
-and time-signature changes where they were.
+and time-signature changes where they were. A score read from a file is written at that file's
+resolution (`Score.ticks_per_beat`), so its notes come back on their own ticks (given music:
+`sample --accompany/--infill`); any other at `WRITE_TICKS_PER_BEAT`.
 """
 
 from __future__ import annotations
@@ -97,10 +99,11 @@ def write_score(score: Score, path: str | os.PathLike) -> Path:
 
     Track 0 holds the tempo map and time signatures; each Track gets its own MIDI track with its
     name, a program change, its channel (drums on 10, others in turn) and its pedals. Ticks come
-    from the score's beats, so notes on a beat grid stay on the tick grid; tempos are stored as
-    whole microseconds per quarter note, so a tempo such as 169.7 qpm plays a few microseconds
-    per beat off the score's seconds. A tempo slower than MIDI can store (3.58 qpm) is an
-    `OutputError`. Returns the path written.
+    from the score's beats: at the resolution of the file it was read from (`ticks_per_beat`), so
+    its notes keep their ticks, else at 960 per beat, where beat grids (up to 96 steps) fall on
+    whole ticks. Tempos are stored as whole microseconds per quarter note, so a tempo such as
+    169.7 qpm plays a few microseconds per beat off the score's seconds. A tempo slower than MIDI
+    can store (3.58 qpm) is an `OutputError`. Returns the path written.
     """
     import mido
 
@@ -110,10 +113,12 @@ def write_score(score: Score, path: str | os.PathLike) -> Path:
         raise OutputError(f"{path}: a tempo of {min(slow):.3g} qpm is slower than a MIDI file can store "
                           f"({6e7 / _MAX_TEMPO_US:.2f} qpm)")
 
-    def tick_of(seconds: float) -> int:  # through the score's own beats: notes stay on the grid
-        return round(score.tempo_map.to_beats(seconds) * WRITE_TICKS_PER_BEAT)
+    ticks_per_beat = score.ticks_per_beat or WRITE_TICKS_PER_BEAT
 
-    midi = mido.MidiFile(type=1, ticks_per_beat=WRITE_TICKS_PER_BEAT)
+    def tick_of(seconds: float) -> int:  # through the score's own beats: notes stay on the grid
+        return round(score.tempo_map.to_beats(seconds) * ticks_per_beat)
+
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(_conductor_track(score, tick_of))
     midi.tracks += [_midi_track(t, i, tick_of) for i, t in enumerate(score.tracks)]
     try:
