@@ -1,12 +1,22 @@
 """Atomic writes: the target appears complete or not at all, the old file survives a failure,
-no temp file is left, and errors name the target, not the temp file."""
+no temp file is left, and errors name the target, not the temp file; what a killed writer left
+goes at the next write into its folder, and only that."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from melodygen.atomic import atomic_write
+from melodygen.atomic import atomic_write, remove_leftovers
 from melodygen.errors import OutputError
+
+
+def dead_pid() -> int:
+    """The pid of a process that has come and gone."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
 
 
 def test_writes_and_replaces_with_the_usual_permissions(tmp_path):
@@ -40,3 +50,33 @@ def test_os_errors_name_the_target(tmp_path):
         with atomic_write(tmp_path / "nowhere" / "x.mid"):
             pass
     assert sorted(os.listdir(tmp_path)) == ["dir.png"]
+
+
+def test_a_killed_writers_temp_file_goes_at_the_next_write_into_its_folder(tmp_path):
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom melodygen.atomic import atomic_write\n"
+         "with atomic_write(sys.argv[1]) as file:\n"
+         "    file.write(b'half'); file.flush(); print('writing', flush=True); time.sleep(60)",
+         str(tmp_path / "last.pt")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.kill()  # SIGKILL: no finally runs
+    writer.wait()
+    [leftover] = os.listdir(tmp_path)
+    assert leftover.startswith(".last.pt.tmp-")
+    with atomic_write(tmp_path / "config.toml") as file:  # any target in that folder
+        file.write(b"x")
+    assert os.listdir(tmp_path) == ["config.toml"]
+
+
+def test_only_temp_files_no_live_process_holds_are_removed(tmp_path):
+    dead, alive, me = dead_pid(), os.getppid(), os.getpid()
+    names = {f".a.mid.tmp-{dead}-0123abcd": False, f".a.mid.tmp-{alive}-0123abcd": True,
+             f".a.mid.tmp-{me}-0123abcd": False,  # our pid, not written by us: an earlier run's
+             f".ds.partial-{dead}-0123abcd": True,  # another kind: prepare's, not a write's
+             f".a.mid.tmp-{dead}-temp": True, "a.mid.tmp": True}
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    with atomic_write(tmp_path / "b.mid") as file:
+        remove_leftovers(tmp_path, ("tmp",))  # leaves this write's own temp file alone
+        file.write(b"b")
+    assert sorted(os.listdir(tmp_path)) == sorted(["b.mid", *(n for n, kept in names.items() if kept)])

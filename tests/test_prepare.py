@@ -1,5 +1,6 @@
 """`prepare`: skipped files and their reasons, dedup, content-hash split, atomic replace, reuse."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from melodygen.encodings import get_encoding
 from melodygen.errors import ConfigError, DatasetError, OutputError
 from melodygen.midi_io import read_score
 import midi_factory as mf
+from test_atomic import dead_pid
 
 
 def _melody(path: Path, seed: int) -> Path:
@@ -187,6 +189,28 @@ def test_killed_run_leftovers_are_never_trusted(messy_folder, tmp_path, monkeypa
     assert staged and staged[0].parent == tmp_path and not (tmp_path / "ds").exists()
     with pytest.raises(DatasetError, match="manifest"):
         check_dataset(tmp_path / "leftover", get_encoding("melody").to_dict())
+
+
+def test_next_run_removes_its_own_leftovers_of_killed_runs_only(messy_folder, tmp_path):
+    _prepare(messy_folder, tmp_path / "ds")
+    dead, alive = dead_pid(), os.getppid()
+    leftovers = {f".ds.partial-{dead}-0123abcd": False, f".ds.old-{dead}-0123abcd": False,
+                 f".ds.partial-{alive}-0123abcd": True,  # a prepare running now
+                 f".other.partial-{dead}-0123abcd": True}  # another output's
+    for name in leftovers:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.bin").write_bytes(b"ids")
+    assert _prepare(messy_folder, tmp_path / "ds").reused  # even a run with nothing to build
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ds", "src", *(name for name, kept in leftovers.items() if kept)])
+
+
+def test_a_killed_copy_index_write_does_not_block_a_rebuild(messy_folder, tmp_path):
+    _prepare(messy_folder, tmp_path / "ds")
+    leftover = tmp_path / "ds" / f".copy_index.npz.tmp-{dead_pid()}-0123abcd"
+    leftover.write_bytes(b"half an index")  # e.g. `train` killed while building it for an old dataset
+    _prepare(messy_folder, tmp_path / "ds", force=True)
+    assert not leftover.exists()
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_dataset(messy_folder, tmp_path):

@@ -6,20 +6,22 @@ take the ids of files the previous dataset already encoded (`incremental`), read
 rest in worker processes, and write everything into a staging folder next to `out_dir` (the
 shards, then the copy index of the train split, `dataset.copies`). The
 manifest is written last and the staging folder is renamed into place only when complete, so an
-interrupted run leaves the previous dataset untouched and nothing a later run would trust (a
-killed run may leave a `.NAME.partial-*` folder behind, never read).
+interrupted run leaves the previous dataset untouched and nothing a later run would trust. A
+killed run may leave its `.NAME.partial-PID-HEX` (or, mid-swap, `.NAME.old-PID-HEX`) folder
+behind, and temp files in `out_dir` (`atomic`); the next `prepare` of `out_dir` removes those
+whose process is gone, and only those: a concurrent `prepare` keeps its own.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from melodygen.atomic import remove_leftovers, scratch
 from melodygen.dataset.copies import COPY_INDEX, build_index
 from melodygen.dataset.files import UNREADABLE, FileResult, read_files
 from melodygen.dataset.incremental import earlier_results
@@ -47,6 +49,8 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     out_dir = Path(out_dir)
+    remove_leftovers(out_dir.parent, ("partial", "old"), out_dir.name)  # of killed runs
+    remove_leftovers(out_dir, ("tmp",))  # e.g. a killed copy index build: not "other files"
     files = find_midi_files(sources)
     encoding_dict = encoding.to_dict()
     fingerprint = input_fingerprint(files, encoding_dict, val_fraction)
@@ -103,27 +107,25 @@ def _check_replaceable(out_dir: Path) -> None:
 
 @contextmanager
 def _staging_dir(out_dir: Path) -> Iterator[Path]:
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-        staging.mkdir()  # not mkdtemp: the dataset gets the usual permissions, not 0700
-    except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        yield staging
-    except OSError as exc:
-        raise OutputError(f"{out_dir}: writing the dataset failed ({exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+    with scratch(out_dir, "partial") as staging:
+        try:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()  # not mkdtemp: the dataset gets the usual permissions, not 0700
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+        try:
+            yield staging
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: writing the dataset failed ({exc})") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = staging.with_name(staging.name.replace(".partial-", ".old-"))
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
+    with scratch(out_dir, "old") as old:
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
         shutil.rmtree(old, ignore_errors=True)
 
 

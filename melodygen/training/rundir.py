@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from melodygen.atomic import atomic_write
 from melodygen.dataset.manifest import MANIFEST
 from melodygen.errors import CheckpointError, ConfigError, RunFolderError
 
@@ -75,15 +76,15 @@ def clear_old_run(paths: RunPaths) -> None:
 
 class MetricsLog:
     """Appends rows to metrics.csv; opened once, flushed at each write (a write happens every
-    `log_every` steps, never per step). On resume, rows past the resumed step are dropped."""
+    `log_every` steps, never per step). On resume, rows past the resumed step are dropped: the
+    file is rewritten atomically, so a run killed right then keeps its history."""
 
     def __init__(self, path: Path, resume_step: int | None):
         existing = _rows_up_to(path, resume_step) if resume_step is not None else []
-        self._file = path.open("w", newline="", encoding="utf-8")
+        with atomic_write(path, "w", encoding="utf-8", newline="") as file:
+            csv.writer(file).writerows([COLUMNS, *existing])
+        self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(COLUMNS)
-        self._writer.writerows(existing)
-        self._file.flush()
 
     def write(self, **values) -> None:
         self._writer.writerow([_cell(values.get(c)) for c in COLUMNS])
