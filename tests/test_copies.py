@@ -1,6 +1,7 @@
 """The copy check (`dataset.copies`, `stats.copies`): training pieces found whole with their
 source, transposed copies found as transposed, unrelated music copying little, no match from a
-hash collision, bars per time unit, the `sample` warning and `stats --train`, old datasets."""
+hash collision, bars per time unit, the `sample` warning (on the music the model wrote, never a
+primer the user gave) and `stats --train`, old datasets."""
 
 from __future__ import annotations
 
@@ -184,18 +185,57 @@ def _checkpoint(dataset: Path, path: Path) -> Path:
                                 encoding=encoding, run_config=config.to_dict(), step=0, best_val_nll=None), path)
 
 
-def test_sample_warns_about_a_copied_training_piece(folk_dataset, nottingham_files, tmp_path):
+def _model_writes(monkeypatch, path: Path) -> list[int]:
+    """Every piece the model draws is the melody of `path`, whole (a model that copies)."""
+    from melodygen.dataset.files import read_file
+    from melodygen.sampling import files
+
+    ids = [int(i) for i in read_file(path, get_encoding("melody")).ids]
+    monkeypatch.setattr(files, "_generate", lambda model, encoding, request, plan, device: (
+        [list(ids) for _ in range(request.num_outputs)], [None] * request.num_outputs))
+    return ids
+
+
+def test_sample_warns_about_a_copied_training_piece(folk_dataset, nottingham_files, tmp_path, monkeypatch):
     ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
-    primer = nottingham_files[0]  # a training piece: every file starts with all of it
-    args = ["sample", str(ckpt), "--primer", str(primer), "--length", "8", "--seed", "1", "-n", "2"]
+    copied = nottingham_files[0]
+    _model_writes(monkeypatch, copied)
+    args = ["sample", str(ckpt), "--seed", "1", "-n", "2"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2 and all(str(primer) in line and "bars" in line for line in warnings)
+    assert len(warnings) == 2 and all(str(copied) in line and "bars" in line for line in warnings)
     quiet = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--no-copy-check"])
     assert quiet.exit_code == 0 and "warning" not in quiet.output
     lenient = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c"), "--max-copy-bars", "1000"])
     assert lenient.exit_code == 0 and "warning" not in lenient.output
+
+
+def test_a_primer_the_user_gave_is_not_a_copy_but_what_follows_it_may_be(folk_dataset, nottingham_files,
+                                                                          tmp_path, monkeypatch):
+    from melodygen.dataset.files import read_file
+    from melodygen.sampling import files
+    from melodygen.stats.copies import check_files, copy_warnings
+
+    ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
+    primer = nottingham_files[0]  # a training piece
+    monkeypatch.setattr(files, "_generate", lambda *args: ([[]], [None]))  # the model ends at once
+    (piece,) = files.sample_to_midi(ckpt, tmp_path / "a", files.SampleRequest(primer=primer))
+    assert copy_warnings(ckpt, [piece.path], 4.0)  # judged whole, the file is that training piece
+    assert copy_warnings(ckpt, [piece.path], 4.0, [piece.given]) == []
+    written = _model_writes(monkeypatch, nottingham_files[1])  # now another training piece follows it
+    (piece,) = files.sample_to_midi(ckpt, tmp_path / "b", files.SampleRequest(primer=primer))
+    (row,) = check_files([piece.path], CopyIndex.open(folk_dataset), [piece.given])
+    found = row["check"].exact
+    assert found.source == str(nottingham_files[1])
+    assert (found.start, found.events) == (len(read_file(primer, get_encoding("melody")).ids), len(written))
+
+
+def test_sample_does_not_warn_about_the_primer_it_was_given(folk_dataset, nottingham_files, tmp_path):
+    ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
+    args = ["--primer", str(nottingham_files[0]), "--length", "8", "--seed", "1", "-n", "2"]  # a training piece
+    result = CliRunner().invoke(main, ["sample", str(ckpt), *args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
 def test_sample_with_its_training_data_gone_says_so_in_one_line(folk_dataset, tmp_path):

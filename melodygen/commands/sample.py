@@ -169,7 +169,8 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
 
         from melodygen.checkpoint import resolve_checkpoint  # a bundled name, not a folder of that name
 
-        for line in copy_warnings(resolve_checkpoint(checkpoint), [r.path for r in pieces], max_copy_bars):
+        for line in copy_warnings(resolve_checkpoint(checkpoint), [r.path for r in pieces], max_copy_bars,
+                                  [r.given for r in pieces]):
             click.echo(line, err=True)
     if render:
         from melodygen.render.files import render_files

@@ -13,7 +13,8 @@ as a seed, **verify each seed by comparing ids** (so a hash collision never make
 verified seeds on the same diagonal (train position - query position) into runs, and extend the
 longest runs both ways by comparing ids. Transposed copies: the query's ids are first mapped
 through `encoding.pitch_shift_table` for each transposition in `TRANSPOSITIONS` (an id the shift
-takes out of range is -1 and breaks a match), so the check knows no encoding by name.
+takes out of range is -1 and breaks a match), so the check knows no encoding by name. Ids the
+user gave (`check(ids, given)`: a primer, given tracks) are -1 too: no stretch includes one.
 
 Exactness: every reported stretch is exact. A stretch is found whenever at least one of its
 windows occurs at most `MAX_SEED_HITS` times in the train split; windows more common than that
@@ -166,11 +167,16 @@ class CopyIndex:
             arrays, built = _build_or_compute(directory), True
         return cls(directory, arrays, encoding, train_sources(manifest), built)
 
-    def check(self, ids) -> CopyCheck:
-        """The longest exact and transposed copies of `ids` (a piece's ids, specials ignored)."""
+    def check(self, ids, given=None) -> CopyCheck:
+        """The longest exact and transposed copies of `ids` (a piece's ids, specials ignored).
+        `given` (bool per id) marks what the user supplied (a primer, given tracks): no stretch
+        includes one of those, so a copy's events and bars are all the model's own."""
         query = np.asarray(ids, dtype=np.int64)
-        # specials (and ids outside the vocabulary) are never part of a match
-        query = np.where((query <= EOS_ID) | (query >= len(self.encoding.vocab.tokens)), -1, query)
+        # specials (and ids outside the vocabulary) are never part of a match, nor given ids
+        skipped = (query <= EOS_ID) | (query >= len(self.encoding.vocab.tokens))
+        if given is not None:
+            skipped |= np.asarray(given, dtype=bool)
+        query = np.where(skipped, -1, query)
         times = None if self.bar_amounts is None else np.concatenate(
             [[0.0], np.cumsum(self.bar_amounts[np.maximum(query, 0)] * (query >= 0))])
         best = {shift: self._longest(query, shift, times) for shift in (0, *TRANSPOSITIONS)}

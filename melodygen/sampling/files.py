@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from melodygen.encodings.base import BARS, BEATS, SECONDS
@@ -262,11 +263,42 @@ def generate_pieces(model, encoding, request: SampleRequest, device,
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
     plan = plan or plan_generation(encoding, request, device)
     rows, likelihoods = _generate(model, encoding, request, plan, device)
-    pieces = [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood)
-              for row, likelihood in zip(rows, likelihoods)]
+    given = _given(encoding, request, plan)
+    pieces = [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood,
+                    given=given) for row, likelihood in zip(rows, likelihoods)]
     if request.controls is not None and request.controls.kinds:
         _measure_steering(encoding, request, plan, pieces)
     return pieces
+
+
+@dataclass(frozen=True)
+class GivenPrimer:
+    """A primer at the start of a piece, for the copy check to skip (`Piece.given`)."""
+
+    encoding: object
+    ids: tuple[int, ...]
+
+    def given_mask(self, ids) -> np.ndarray:
+        """Which of `ids` (the piece as the encoding reads it back) are the primer's: those that
+        end within its time (multitrack: its header and bars, the last one whole though the model
+        may complete it; performance: also notes struck the moment it ends). By time, not by
+        comparing ids: where primer and continuation meet the ids may be spelled anew (one time
+        shift where there were two), and a multitrack piece's KEY, measured over the whole piece,
+        may change in the primer's bars too."""
+        time = self.encoding.time_per_id()
+        if time is None:  # no time declared: the primer's own number of ids
+            return np.arange(len(ids)) < len(self.ids)
+        amounts = np.asarray(time.amounts)
+        end = amounts[list(self.ids)].sum() + 1e-9  # seconds summed in another order round apart
+        return np.cumsum(amounts[np.asarray(ids, dtype=np.int64)]) <= end
+
+
+def _given(encoding, request: SampleRequest, plan: GenerationPlan) -> object:
+    """What of each piece the user gave: the given music of an accompaniment or infilling, or
+    the primer it starts with (none with --continuation-only, which leaves it out)."""
+    if plan.given is not None:
+        return plan.given
+    return GivenPrimer(encoding, tuple(plan.primer)) if plan.primer and not request.continuation_only else None
 
 
 def _measure_steering(encoding, request: SampleRequest, plan: GenerationPlan, pieces: list[Piece]) -> None:

@@ -25,6 +25,7 @@ class Piece:
     path: Path | None = None  # where `save` last wrote it
     steering: object = None  # `multitrack_controls.Steering`: the controls it was sampled with
     adherence: object = None  # `stats.controls.Adherence`: how well it obeys them
+    given: object = None  # what the user gave (primer, given tracks or bars): `given_mask(ids)`, for the copy check
 
     @property
     def notes(self) -> list[Note]:

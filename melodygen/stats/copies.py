@@ -7,6 +7,9 @@ config's `data.dataset`, else the cache folder `melodygen train` prepared its so
 `training.data.prepared_dir`). A run trained on bundled corpora only (the bundled models) has
 them prepared there on first use, a few seconds once. Where the folder is gone otherwise, the
 check is skipped with a one-line note, never an error. The lookup itself and its index file are `dataset.copies`'.
+Given each generated piece's `Piece.given`, `copy_warnings` (`sample`'s check) judges only the
+music the model wrote: what the user gave (a primer, the given tracks of `--accompany`, the bars
+outside `--infill A-B`) is masked out of each file's ids.
 """
 
 from __future__ import annotations
@@ -71,18 +74,20 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not usable ({exc})")
 
 
-def check_files(paths: Sequence[str | Path], index: CopyIndex) -> list[dict]:
+def check_files(paths: Sequence[str | Path], index: CopyIndex, given: Sequence | None = None) -> list[dict]:
     """Per file, as `index`'s encoding reads it: {"path", "check": CopyCheck} or {"path",
-    "skipped": reason}."""
+    "skipped": reason}. `given`, one per path (None: all the file is new): what the user gave
+    of a generated file (`Piece.given`, whose `given_mask(ids)` marks it); no copy includes it."""
     from melodygen.dataset.files import read_file
 
     rows = []
-    for path in paths:
+    for path, supplied in zip(paths, given or [None] * len(paths)):
         read = read_file(path, index.encoding)
         if read.skipped:
             rows.append({"path": str(path), "skipped": read.why()})
         else:
-            rows.append({"path": str(path), "check": index.check(read.ids)})
+            mask = None if supplied is None else supplied.given_mask(read.ids)
+            rows.append({"path": str(path), "check": index.check(read.ids, mask)})
     return rows
 
 
@@ -149,10 +154,12 @@ def warning_lines(rows: list[dict], max_bars: float) -> list[str]:
     return lines
 
 
-def copy_warnings(checkpoint: Path, paths: Sequence[Path], max_bars: float) -> list[str]:
+def copy_warnings(checkpoint: Path, paths: Sequence[Path], max_bars: float,
+                  given: Sequence | None = None) -> list[str]:
     """`sample`'s lines: a warning per file of `paths` copying more than `max_bars` bars of the
-    checkpoint's training data, or one note when that data is not found."""
+    checkpoint's training data, or one note when that data is not found. `given` (one per path,
+    `Piece.given`): what the user gave, left out, so only the music the model wrote is judged."""
     found = training_set(checkpoint)
     if found.index is None:
         return [found.note]
-    return warning_lines(check_files(paths, found.index), max_bars)
+    return warning_lines(check_files(paths, found.index, given), max_bars)
