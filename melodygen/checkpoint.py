@@ -27,6 +27,9 @@ from melodygen.errors import CheckpointError, MelodygenError
 
 FORMAT = "melodygen-checkpoint"
 FORMAT_VERSION = 1
+DAMAGED_LOGITS = "the model gives NaN or infinite logits: its weights are damaged or its training diverged"
+"""Why a model whose weights are all finite is refused all the same (they overflow): `evaluate`
+says it of non-finite figures, in the words of `sampling.decoding`'s check of the first logits."""
 
 
 def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Module,
@@ -139,24 +142,73 @@ def _typed_fields(ckpt: dict) -> list[tuple[str, Any, type | tuple[type, ...]]]:
 
 
 def build_from_checkpoint(ckpt: dict, path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(model with the checkpoint's weights on `device`, encoding) from a loaded checkpoint."""
+    """(model with the checkpoint's weights on `device`, encoding) from a loaded checkpoint.
+
+    The settings are checked against the file's weights before the model is built: a
+    checkpoint is only as large as its weights, while its settings could ask for gigabytes
+    (a 4 MB LSTM whose settings say hidden_size = 12000 took 7 GB and 20 s to refuse)."""
     from melodygen.encodings import encoding_from_dict
     from melodygen.models import build_model
 
     spec = ckpt["model"]
     try:
         encoding = encoding_from_dict(ckpt["encoding"])
+        if encoding.vocab.size != spec["vocab_size"]:
+            raise CheckpointError(f"model vocabulary {spec['vocab_size']} != encoding vocabulary "
+                                  f"{encoding.vocab.size}")
+        check_weights(spec)
         model = build_model(spec["kind"], spec["settings"], spec["vocab_size"])
         model.load_state_dict(spec["state_dict"])
     except MelodygenError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except RuntimeError as exc:  # state_dict keys or shapes do not fit the model
+    except RuntimeError as exc:  # keys and shapes were checked: a dtype or layout torch cannot copy
         raise CheckpointError(f"{path}: weights do not fit a {spec['kind']!r} model "
                               f"({' '.join(str(exc).split())[:200]})") from None  # torch's lines, joined
-    if encoding.vocab.size != spec["vocab_size"]:
-        raise CheckpointError(f"{path}: model vocabulary {spec['vocab_size']} != encoding vocabulary "
-                              f"{encoding.vocab.size}")
     return model.to(device), encoding
+
+
+def check_weights(spec: dict) -> None:
+    """Refuses, with `CheckpointError`, a checkpoint's `model` entry whose state_dict is not the
+    one its kind, settings and vocab_size make, or holds NaN or infinity (a damaged file or a
+    diverged run): every loader (`sample`, `evaluate`, the API) stops here, before anything
+    the size of the model is allocated."""
+    misfits = _misfits(spec)
+    if misfits:
+        raise CheckpointError(f"weights do not fit a {spec['kind']!r} model with these settings "
+                              f"({'; '.join(misfits[:3])}{'; ...' if len(misfits) > 3 else ''})")
+    damaged = [key for key, tensor in spec["state_dict"].items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if damaged:
+        raise CheckpointError(f"damaged weights: NaN or infinite values in {', '.join(damaged[:3])}"
+                              f"{' ...' if len(damaged) > 3 else ''}")
+
+
+_DEPTH_SETTINGS = ("num_layers", "n_layers")  # the settings that repeat a layer (recurrent, transformer)
+
+
+def _misfits(spec: dict) -> list[str]:
+    """How the state_dict differs from the model's: missing and unexpected keys, other shapes.
+    The model is built on the `meta` device (shapes, no storage), once its depth is possible:
+    every layer owns tensors of the state_dict, and building takes time per layer even on
+    `meta` (an LSTM of 20,000 layers: 50 s)."""
+    from melodygen.models import build_model, make_settings
+
+    weights = spec["state_dict"]
+    settings = make_settings(spec["kind"], spec["settings"])
+    depth = max(getattr(settings, name, 0) for name in _DEPTH_SETTINGS)
+    if depth > len(weights):
+        return [f"{depth} layers in {len(weights)} tensors"]
+    with torch.device("meta"):
+        expected = build_model(spec["kind"], spec["settings"], spec["vocab_size"]).state_dict()
+    misfits = [f"missing {key}" for key in expected if key not in weights]
+    misfits += [f"unexpected {key}" for key in weights if key not in expected]
+    return misfits + [f"{key} {_shape(weights[key])} != {tuple(want.shape)}" for key, want in expected.items()
+                      if key in weights and _shape(weights[key]) != tuple(want.shape)]
+
+
+def _shape(value: Any) -> tuple[int, ...] | str:
+    """A tensor's shape, or what else the state_dict holds there (never equal to a shape)."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def load_for_inference(path: str | os.PathLike, device: str | torch.device = "cpu"):

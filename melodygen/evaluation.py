@@ -5,12 +5,13 @@ for the figures and `baseline` for the n-gram).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from melodygen.encodings.vocab import BOS_ID, EOS_ID
-from melodygen.errors import ConfigError, DatasetError
+from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.metrics import score_ids
 
 
@@ -45,7 +46,7 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     nor `sources`, the dataset the checkpoint was trained on (its run config's `data.dataset`).
     `baseline_order` adds `baseline`: that n-gram's figures on the same dataset and windows."""
     from melodygen.baseline import evaluate_baseline
-    from melodygen.checkpoint import load_for_inference
+    from melodygen.checkpoint import DAMAGED_LOGITS, load_for_inference
     from melodygen.dataset.manifest import check_dataset
     from melodygen.dataset.shards import split_ids
     from melodygen.devices import resolve_device
@@ -64,6 +65,8 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         ids, source = split_ids(data_dir, split), f"{data_dir} ({split} split)"
     seq_len = seq_len or default_seq_len(model, ckpt)
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
+    if not math.isfinite(figures["nll"]):  # NaN weights were refused on loading; these overflow
+        raise CheckpointError(f"{checkpoint}: {DAMAGED_LOGITS}")
     result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
     if baseline_order is not None:
         result["baseline"] = evaluate_baseline(data_dir, order=baseline_order, split=split,

@@ -296,6 +296,35 @@ def test_an_empty_split_is_an_error_not_nan(tmp_path):
     assert CliRunner().invoke(main, ["baseline", str(data), "--split", "train"]).exit_code == 0
 
 
+def damaged_checkpoint(path: Path, encoding, value: float) -> Path:
+    """`tiny_checkpoint` with its output layer's weights filled with `value`."""
+    stored = torch.load(tiny_checkpoint(path, encoding), weights_only=True)
+    stored["model"]["state_dict"]["head.weight"].fill_(value)
+    return save(stored, path)
+
+
+def test_evaluate_refuses_nan_weights_as_sample_does(tmp_path):
+    # It printed "NLL nan" and exited 0, while sample refused the same file.
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    ckpt = damaged_checkpoint(tmp_path / "nan.pt", encoding, math.nan)
+    line = f"Error: {ckpt}: damaged weights: NaN or infinite values in head.weight\n"
+    evaluated = CliRunner().invoke(main, ["evaluate", str(ckpt), "--data", str(data)])
+    assert (evaluated.exit_code, evaluated.output) == (1, line)
+    sampled = CliRunner().invoke(main, ["sample", str(ckpt), "--out", str(tmp_path / "s"), "--device", "cpu"])
+    assert (sampled.exit_code, sampled.output) == (1, line)
+
+
+def test_evaluate_refuses_finite_weights_whose_logits_overflow(tmp_path):
+    encoding = get_encoding("melody")
+    data = tiny_dataset(tmp_path / "data", encoding)
+    ckpt = damaged_checkpoint(tmp_path / "huge.pt", encoding, 3e38)  # finite, but their products are not
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt), "--data", str(data)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {ckpt}: the model gives NaN or infinite logits: its weights are damaged " \
+                            "or its training diverged\n"
+
+
 def test_folders_that_are_not_datasets_are_named(tmp_path, nottingham_files):
     midi_folder = tmp_path / "midi"
     midi_folder.mkdir()

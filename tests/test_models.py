@@ -255,7 +255,7 @@ def test_every_problem_reported_at_once():
     ("transformer", {"d_model": 6, "n_heads": 2}, "even head size"),
     ("transformer", {"positions": "sinusoidal"}, "one of rope, relative, learned"),
     ("transformer", {"max_relative_distance": -1}, "max_relative_distance must be >= 0"),
-    ("transformer", {"max_context": 1}, "max_context must be >= 2"),
+    ("transformer", {"max_context": 1}, "max_context must be in 2..65,536"),
 ])
 def test_bad_values(kind, settings, fragment):
     with pytest.raises(ConfigError, match=f"model '{kind}'") as info:

@@ -151,10 +151,11 @@ class CopyIndex:
         self.bar_amounts = bar_amounts(encoding)
 
     @classmethod
-    def open(cls, directory: str | Path, encoding=None, *, build: bool = True) -> CopyIndex:
+    def open(cls, directory: str | Path, encoding=None, *, build: bool = True, save: bool = True) -> CopyIndex:
         """The index of dataset `directory` (its own encoding unless `encoding` is given).
-        `build=False`: `DatasetError` when it has none. A folder that cannot be written gets an
-        index built in memory."""
+        `build=False`: `DatasetError` when it has none. Built, it is saved there unless `save`
+        is False (a folder a checkpoint names is not ours to write) or the folder cannot be
+        written; then it is kept in memory."""
         from melodygen.dataset.manifest import load_dataset_encoding, read_manifest
 
         directory = Path(directory)
@@ -164,7 +165,7 @@ class CopyIndex:
         if arrays is None:
             if not build:
                 raise DatasetError(f"{directory}: no copy index ({COPY_INDEX}); run `melodygen prepare --force`")
-            arrays, built = _build_or_compute(directory), True
+            arrays, built = _build_or_compute(directory, save), True
         return cls(directory, arrays, encoding, train_sources(manifest), built)
 
     def check(self, ids, given=None) -> CopyCheck:
@@ -291,14 +292,16 @@ def _load_arrays(directory: Path) -> dict | None:
     return arrays if fresh else None
 
 
-def _build_or_compute(directory: Path) -> dict:
-    try:
-        build_index(directory)
-        return _load_arrays(directory)
-    except OutputError:  # a read-only dataset: the same index, kept in memory
-        from melodygen.dataset.shards import TokenDataset
+def _build_or_compute(directory: Path, save: bool) -> dict:
+    if save:
+        try:
+            build_index(directory)
+            return _load_arrays(directory)
+        except OutputError:  # a read-only dataset: the same index, kept in memory
+            pass
+    from melodygen.dataset.shards import TokenDataset
 
-        return _index_arrays(np.asarray(TokenDataset(directory, "train").ids))
+    return _index_arrays(np.asarray(TokenDataset(directory, "train").ids))
 
 
 def train_sources(manifest: dict) -> list[str]:

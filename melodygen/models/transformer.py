@@ -47,6 +47,9 @@ ROPE_BASE = 10000.0
 POSITIONS = ("rope", "relative", "learned")
 
 
+MAX_CONTEXT = 65_536  # far past what quadratic attention trains on here
+
+
 @dataclass(frozen=True)
 class TransformerSettings:
     """Sizes of a Transformer generator; `max_context` is the block size (longest window)."""
@@ -65,7 +68,9 @@ class TransformerSettings:
         check(self, {
             "d_model, n_layers, n_heads and d_ff must be >= 1":
                 lambda: min(self.d_model, self.n_layers, self.n_heads, self.d_ff) >= 1,
-            "max_context must be >= 2": lambda: self.max_context >= 2,
+            # The KV cache and the rope table are sized by it, and rope has no weights to check
+            # it against: a damaged checkpoint must not ask for gigabytes.
+            f"max_context must be in 2..{MAX_CONTEXT:,}": lambda: 2 <= self.max_context <= MAX_CONTEXT,
             "dropout must be in [0, 1)": lambda: 0 <= self.dropout < 1,
             f"positions must be one of {', '.join(POSITIONS)}": lambda: self.positions in POSITIONS,
             "max_relative_distance must be >= 0": lambda: self.max_relative_distance >= 0,

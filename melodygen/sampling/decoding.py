@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from melodygen import devices
+from melodygen.checkpoint import DAMAGED_LOGITS
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models.fast import fast_step
@@ -131,8 +132,7 @@ def decoding(model, primer_ids: Sequence[int], rows: int, device):
         with torch.inference_mode():
             logits, state = model.step(_prefix_ids(primer_ids, rows, model.max_context, device), None)
             if not bool((logits[:, -1] < math.inf).all()):  # NaN or +inf; -inf is a valid 'never'
-                raise CheckpointError("the model gives NaN or infinite logits: its weights are damaged "
-                                      "or its training diverged")
+                raise CheckpointError(DAMAGED_LOGITS)
             yield logits, state
     finally:
         model.train(was_training)

@@ -69,7 +69,8 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
                                  "(prepare it there to check samples against it)")
     try:
         check_dataset(directory, encoding.to_dict())
-        return TrainingSet(CopyIndex.open(directory, encoding))
+        # The folder is the run's (a path stored in the checkpoint): read, never written.
+        return TrainingSet(CopyIndex.open(directory, encoding, save=False))
     except MelodygenError as exc:
         return TrainingSet(None, f"copy check skipped: the training data of {origin} is not usable ({exc})")
 

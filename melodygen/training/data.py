@@ -45,16 +45,19 @@ def prepared_dir(config: RunConfig, encoding) -> Path:
     else its cache folder; `DatasetError` when a source no longer exists."""
     if config.data.dataset:
         return Path(config.data.dataset)
-    sources = [_existing_source(s) for s in config.data.sources]
-    return cache_root(config) / _cache_name(sources, encoding, config.data.val_fraction)
+    return cache_root(config) / _cache_name(config, encoding)
 
 
 def cache_root(config: RunConfig) -> Path:
-    """Where datasets prepared from `data.sources` are cached: `data.cache_dir`, else the
-    user's cache folder (`$XDG_CACHE_HOME/melodygen/datasets`, by default
-    `~/.cache/melodygen/datasets`), shared by every run of the same sources and encoding."""
-    if config.data.cache_dir:
-        return Path(config.data.cache_dir)
+    """Where `melodygen train` caches datasets prepared from `data.sources`: `data.cache_dir`,
+    else the user's cache folder (`user_cache_root`), shared by every run of the same sources
+    and encoding."""
+    return Path(config.data.cache_dir) if config.data.cache_dir else user_cache_root()
+
+
+def user_cache_root() -> Path:
+    """The user's dataset cache: `$XDG_CACHE_HOME/melodygen/datasets`, by default
+    `~/.cache/melodygen/datasets`."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "melodygen" / "datasets"
 
@@ -67,8 +70,10 @@ def _existing_source(source: str) -> Path:
     return path.resolve()
 
 
-def _cache_name(sources: list[Path], encoding, val_fraction: float) -> str:
-    spec = {"sources": [str(s) for s in sources], "val_fraction": val_fraction,
+def _cache_name(config: RunConfig, encoding) -> str:
+    """`<first source>-<encoding>-<hash of sources, encoding, val_fraction>`."""
+    sources = [_existing_source(s) for s in config.data.sources]
+    spec = {"sources": [str(s) for s in sources], "val_fraction": config.data.val_fraction,
             "encoding": {k: encoding.to_dict()[k] for k in ("name", "settings")}}
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     return f"{sources[0].stem}-{encoding.name}-{digest}"
@@ -125,13 +130,18 @@ def instruments_in(directory: Path, encoding) -> list[int] | None:
 
 
 def run_dataset_dir(config: RunConfig, encoding) -> Path:
-    """The dataset a run trained on (`prepared_dir`). A run trained on bundled corpora only (the
-    bundled models, whose configs carry no dataset folder) gets them prepared there first, a few
-    seconds once: they ship with melodygen. `DatasetError` when a source is gone."""
+    """The dataset a run trained on (`prepared_dir`), read where the run left it. A run trained
+    on bundled corpora only (the bundled models, whose configs carry no dataset folder) whose
+    dataset is not there gets them prepared first, a few seconds once, into the user's cache
+    (`user_cache_root`): a config read from a checkpoint chooses no folder to write in, since
+    whoever made the file chose its `data.cache_dir`. `DatasetError` when a source is gone."""
     directory = prepared_dir(config, encoding)
     sources = [str(s) for s in config.data.sources]
-    if (not directory.is_dir() and not config.data.dataset and sources
-            and all(s.startswith(BUNDLED_PREFIX) for s in sources)):
+    if (directory.is_dir() or config.data.dataset or not sources
+            or not all(s.startswith(BUNDLED_PREFIX) for s in sources)):
+        return directory
+    directory = user_cache_root() / _cache_name(config, encoding)
+    if not directory.is_dir():
         from melodygen.dataset.prepare import prepare
 
         prepare(sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
