@@ -6,6 +6,7 @@ A kill -9 (or a power cut) gives no chance to clean up, so work in progress is n
 process doing it: `.NAME.KIND-PID-HEX` beside its target (`scratch`; KIND "tmp" for these temp
 files, "partial"/"old" for `prepare`'s folders). `remove_leftovers` removes those whose process
 is gone; the first write into a folder in each process does it for that folder's temp files.
+Temporary folders in the system's temp folder (`scratch_folder`) are named and removed the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Collection
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +63,24 @@ def scratch(target: Path, kind: str) -> Iterator[Path]:
         yield path
     finally:
         _held.discard(path.name)
+
+
+@contextmanager
+def scratch_folder(kind: str) -> Iterator[Path]:
+    """A new folder of this process's in the system's temp folder (`.melodygen.KIND-PID-HEX`),
+    removed with what it holds when the block ends. Those of `kind` a killed process left there
+    are removed first."""
+    temp = Path(tempfile.gettempdir())
+    remove_leftovers(temp, (kind,), "melodygen")
+    with scratch(temp / "melodygen", kind) as folder:
+        try:
+            folder.mkdir()
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot create a temporary folder ({exc.strerror or exc})") from None
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_leftovers(folder: Path, kinds: Collection[str], name: str | None = None) -> None:

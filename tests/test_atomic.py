@@ -5,10 +5,11 @@ goes at the next write into its folder, and only that."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from melodygen.atomic import atomic_write, remove_leftovers
+from melodygen.atomic import atomic_write, remove_leftovers, scratch_folder
 from melodygen.errors import OutputError
 
 
@@ -80,3 +81,16 @@ def test_only_temp_files_no_live_process_holds_are_removed(tmp_path):
         remove_leftovers(tmp_path, ("tmp",))  # leaves this write's own temp file alone
         file.write(b"b")
     assert sorted(os.listdir(tmp_path)) == sorted(["b.mid", *(n for n, kept in names.items() if kept)])
+
+
+def test_a_scratch_folder_goes_with_its_block_and_a_killed_ones_with_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the system's temp folder, for this test
+    killed = tmp_path / f".melodygen.render-{dead_pid()}-0123abcd"
+    killed.mkdir()
+    (killed / "out.raw").write_bytes(b"\0" * 64)
+    other = tmp_path / f".melodygen.studio-{dead_pid()}-0123abcd"  # another kind: the studio's own sweep
+    other.mkdir()
+    with scratch_folder("render") as folder:
+        assert folder.is_dir() and folder.parent == tmp_path and not killed.exists()
+        (folder / "out.raw").write_bytes(b"\0" * 64)
+    assert not folder.exists() and other.exists()

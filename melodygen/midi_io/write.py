@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from melodygen.atomic import atomic_write
+from melodygen.atomic import atomic_write, scratch_folder
 from melodygen.errors import OutputError
 from melodygen.midi_io.scan import DRUM_CHANNEL
 from melodygen.notes import Note, Score, TempoMap, Track
@@ -142,9 +142,7 @@ def write_midi(notes: Sequence[Note], path: str | os.PathLike, *, qpm: float = 1
 
 def to_pretty_midi(score: Score):
     """`score` as a `pretty_midi.PrettyMIDI`, read from the bytes `write_score` writes."""
-    import tempfile
-
     import pretty_midi
 
-    with tempfile.TemporaryDirectory(prefix="melodygen-") as tmp:
-        return pretty_midi.PrettyMIDI(str(write_score(score, Path(tmp) / "score.mid")))
+    with scratch_folder("midi") as tmp:
+        return pretty_midi.PrettyMIDI(str(write_score(score, tmp / "score.mid")))

@@ -1,9 +1,13 @@
 """MIDI -> WAV through the FluidSynth command line and a General MIDI SoundFont.
 
-FluidSynth renders raw 32-bit float samples (so nothing clips before we normalize); this module
-then scales the peak to `PEAK_DBFS`, trims or pads the audio to the MIDI file's duration plus
-`RELEASE_TAIL_S` seconds (so the last notes decay instead of being cut off) and writes a
-16-bit stereo WAV atomically with the stdlib `wave` module.
+FluidSynth renders raw 32-bit float samples into a temporary file (so nothing clips before we
+normalize). This module then reads that file twice, a block of `BLOCK_FRAMES` at a time, so
+memory stays the same for a minute or an hour of music (the whole piece in numpy took 5 GB for
+an hour): once for the peak, once to write a 16-bit stereo WAV (atomically, with the stdlib
+`wave` module) scaled so that the peak sits at `PEAK_DBFS`, exactly the whole-piece
+normalization. The audio is trimmed or padded to the MIDI file's duration plus
+`RELEASE_TAIL_S` seconds (so the last notes decay instead of being cut off). The temporary file
+takes twice the WAV's size on disk, in the system's temporary folder (`$TMPDIR`).
 
 SoundFont search order: `--soundfont`, `$MELODYGEN_SOUNDFONT`, the usual system places
 (Debian/Ubuntu `fluid-soundfont-gm`, Fedora/Arch, Homebrew), then pretty_midi's bundled
@@ -17,16 +21,19 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import tempfile
 import wave
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from melodygen.atomic import atomic_write
+from melodygen.atomic import atomic_write, scratch_folder
 from melodygen.errors import RenderError
 
 SAMPLE_RATE = 44100
+CHANNELS = 2
+BLOCK_FRAMES = 1 << 16
+"""Frames read, scaled and written at a time (1.5 s: 512 KiB of float32 stereo)."""
 PEAK_DBFS = -1.0
 RELEASE_TAIL_S = 1.0
 """Seconds of audio kept after the MIDI file's end so the last notes can ring out."""
@@ -114,28 +121,37 @@ def render_wav(
     With `expect_sound` (the file has notes), all-zero output is an error: FluidSynth renders
     silence rather than failing when the SoundFont lacks the instruments.
     """
-    samples = synthesize(midi_path, soundfont)
-    if expect_sound and not samples.any():
-        raise RenderError(f"{midi_path}: FluidSynth rendered silence with SoundFont {soundfont}")
     n_frames = round((duration + RELEASE_TAIL_S) * SAMPLE_RATE)
-    write_wav(normalize(fit_length(samples, n_frames)), wav_path)
+    with scratch_folder("render") as tmp:  # the raw floats: twice the WAV's size, for a moment
+        raw = synthesize(midi_path, soundfont, tmp / "out.raw")
+        peak = max((float(np.max(np.abs(block))) for block in read_blocks(raw, n_frames)), default=0.0)
+        if expect_sound and peak == 0.0:
+            raise RenderError(f"{midi_path}: FluidSynth rendered silence with SoundFont {soundfont}")
+        write_wav(read_blocks(raw, n_frames), wav_path, gain=peak_gain(peak))
     return wav_path
 
 
-def synthesize(midi_path: Path, soundfont: Path) -> np.ndarray:
-    """Run FluidSynth on `midi_path`; float32 samples, shape (frames, 2)."""
+def synthesize(midi_path: Path, soundfont: Path, raw: Path) -> Path:
+    """Run FluidSynth on `midi_path`, writing little-endian float32 stereo frames to `raw`."""
     program = find_fluidsynth()
-    with tempfile.TemporaryDirectory(prefix="melodygen-render-") as tmp:
-        raw = Path(tmp) / "out.raw"
-        cmd = [program, "-n", "-i", "-q", "-F", str(raw), "-r", str(SAMPLE_RATE),
-               "-T", "raw", "-O", "float", "-E", "little", str(soundfont), str(midi_path)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0 or not raw.is_file():
-            reason = (done.stderr or done.stdout).strip().splitlines()
-            detail = reason[-1] if reason else f"exit status {done.returncode}"
-            raise RenderError(f"{midi_path}: FluidSynth failed: {detail}")
-        samples = np.fromfile(raw, dtype="<f4")
-    return samples[: samples.size - samples.size % 2].reshape(-1, 2)
+    cmd = [program, "-n", "-i", "-q", "-F", str(raw), "-r", str(SAMPLE_RATE),
+           "-T", "raw", "-O", "float", "-E", "little", str(soundfont), str(midi_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not raw.is_file():
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        detail = reason[-1] if reason else f"exit status {done.returncode}"
+        raise RenderError(f"{midi_path}: FluidSynth failed: {detail}")
+    return raw
+
+
+def read_blocks(raw: Path, n_frames: int) -> Iterator[np.ndarray]:
+    """Exactly `n_frames` frames of the raw float32 stereo file `raw`, as (frames, 2) blocks of
+    at most `BLOCK_FRAMES`: its first frames, then silence past its end."""
+    with open(raw, "rb") as file:
+        for start in range(0, n_frames, BLOCK_FRAMES):
+            frames = min(BLOCK_FRAMES, n_frames - start)
+            block = np.fromfile(file, dtype="<f4", count=CHANNELS * frames)
+            yield fit_length(block[: block.size - block.size % CHANNELS].reshape(-1, CHANNELS), frames)
 
 
 def fit_length(samples: np.ndarray, n_frames: int) -> np.ndarray:
@@ -146,20 +162,17 @@ def fit_length(samples: np.ndarray, n_frames: int) -> np.ndarray:
     return np.concatenate([samples, pad])
 
 
-def normalize(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
-    """Scale so the loudest sample sits at `peak_dbfs` (silence stays silent)."""
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak == 0.0:
-        return samples
-    return samples * (10.0 ** (peak_dbfs / 20.0) / peak)
+def peak_gain(peak: float, peak_dbfs: float = PEAK_DBFS) -> float:
+    """The factor that puts a loudest sample of `peak` at `peak_dbfs` (1 for silence)."""
+    return 1.0 if peak == 0.0 else 10.0 ** (peak_dbfs / 20.0) / peak
 
 
-def write_wav(samples: np.ndarray, path: Path) -> None:
-    """Write float samples in [-1, 1], shape (frames, channels), as 16-bit PCM; temp file + rename."""
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+def write_wav(blocks: Iterable[np.ndarray], path: Path, *, gain: float = 1.0) -> None:
+    """Write blocks of float stereo samples, shape (frames, 2), times `gain` and clipped to
+    [-1, 1], as 16-bit PCM; temp file + rename."""
     with atomic_write(path) as file, wave.open(file, "wb") as out:
-        out.setnchannels(pcm.shape[1])
+        out.setnchannels(CHANNELS)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-
+        for block in blocks:
+            out.writeframes(np.round(np.clip(block * gain, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())

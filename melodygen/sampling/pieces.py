@@ -9,10 +9,10 @@ under beam search, the controls it was steered by and how well it obeys them. It
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melodygen.atomic import scratch_folder
 from melodygen.notes import Note, Score
 
 
@@ -65,8 +65,8 @@ class Piece:
         from melodygen.render.pianoroll import score_duration
 
         font = find_soundfont(soundfont)
-        with tempfile.TemporaryDirectory(prefix="melodygen-piece-") as tmp:
-            midi = write_score(self.score, Path(tmp) / "piece.mid")
+        with scratch_folder("piece") as tmp:
+            midi = write_score(self.score, tmp / "piece.mid")
             return render_wav(midi, Path(path), duration=score_duration(self.score), soundfont=font,
                               expect_sound=bool(self.notes))
 

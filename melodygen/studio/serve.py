@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import webbrowser
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from melodygen.atomic import scratch_folder
 from melodygen.errors import CheckpointError, MelodygenError, OutputError
 
 
@@ -53,32 +53,38 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8765, out_d
         from melodygen.studio.app import TOKEN_HEADER, create_app
     except ImportError:
         raise StudioSetupError(INSTALL_HINT) from None
-    workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="melodygen-studio-"))
+    # A temporary work folder is named after this process, so the next studio removes one a
+    # kill -9 left behind (`scratch_folder`).
+    with (_output_folder(Path(out_dir)) if out_dir else scratch_folder("studio")) as workdir:
+        main_thread = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
+        try:
+            trusted = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None  # DNS rebinding finds no page
+            app = create_app(models, workdir, audio=audio, trusted_hosts=trusted)
+            server = make_studio_server(app, host, port)
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}/"
+            echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
+                 f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
+            echo(f"melodygen studio: token for scripts: {app.config['STUDIO_TOKEN']} (send it as the "
+                 f"{TOKEN_HEADER} header with every POST)")
+            if open_browser and _has_desktop():
+                threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request (the page polls)
+            server.serve_forever()  # until Ctrl-C
+            echo("melodygen studio: stopped")
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
+def _output_folder(folder: Path) -> Iterator[Path]:
+    """The user's `--out` folder, created if need be and kept."""
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{workdir}: cannot create the output folder ({exc.strerror})") from None
-    main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
-    try:
-        trusted = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None  # DNS rebinding finds no page
-        app = create_app(models, workdir, audio=audio, trusted_hosts=trusted)
-        server = make_studio_server(app, host, port)
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}/"
-        echo(f"melodygen studio: {url}  ({len(models)} model{'s' * (len(models) != 1)}; files in {workdir}"
-             f"{'' if out_dir else ', removed at exit: pass --out DIR to keep them'}); Ctrl-C stops it")
-        echo(f"melodygen studio: token for scripts: {app.config['STUDIO_TOKEN']} (send it as the "
-             f"{TOKEN_HEADER} header with every POST)")
-        if open_browser and _has_desktop():
-            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request (the page polls)
-        server.serve_forever()  # until Ctrl-C
-        echo("melodygen studio: stopped")
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, before)
-        if not out_dir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    yield folder
 
 
 def make_studio_server(app, host: str, port: int):
