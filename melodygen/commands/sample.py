@@ -131,10 +131,16 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     from melodygen.sampling.files import SampleRequest, request_problem, sample_to_midi
     from melodygen.stats.controls import describe_adherence
 
+    audio = render
     if render:  # before sampling, not after it
+        from melodygen.errors import RenderError
         from melodygen.render.files import check_audio
 
-        check_audio()
+        try:
+            check_audio()
+        except RenderError as exc:  # the pictures need no synthesizer
+            click.echo(f"warning: no audio: {exc}; --render writes the piano-roll PNGs only", err=True)
+            audio = False
     seed = secrets.randbelow(2**31) if seed is None else seed
     primer = options.pop("primer")
     if options["instruments"] is not None:
@@ -175,8 +181,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     if render:
         from melodygen.render.files import render_files
 
-        rendered = render_files([r.path for r in pieces], Path(out_dir))
-        click.echo(f"rendered {len(rendered)} WAV + piano-roll PNG pair(s) into {out_dir}")
+        rendered = render_files([r.path for r in pieces], Path(out_dir), wav=audio)
+        what = "WAV + piano-roll PNG pair(s)" if audio else "piano-roll PNG(s)"
+        click.echo(f"rendered {len(rendered)} {what} into {out_dir}")
 
 
 def _numbers(text: str | None, option: str, pattern: str) -> tuple[int, ...] | None:
