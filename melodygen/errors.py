@@ -14,7 +14,7 @@ class MidiReadError(MelodygenError):
 
 
 class MusicTooLongError(MidiReadError):
-    """A file describes more music than the reader's ceiling (`midi_io.limits.ReadLimits`)."""
+    """A file describes more music than the reader's ceiling (`limits.ReadLimits`)."""
 
 
 class NoUsableMusicError(MelodygenError):

@@ -78,7 +78,7 @@ def _training_dataset(ckpt: dict, checkpoint, encoding) -> str:
     """The dataset the checkpoint's run trained on (its bundled corpora prepared first, for a
     bundled model); one clear line when there is none."""
     from melodygen.config import config_from_dict
-    from melodygen.training.data import run_dataset_dir
+    from melodygen.dataset.runs import run_dataset_dir
 
     run_config = ckpt.get("run_config") or {}
     if not (run_config.get("data") or {}).get("dataset") and not (run_config.get("data") or {}).get("sources"):

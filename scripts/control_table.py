@@ -100,7 +100,7 @@ def real_rows(model) -> dict:
     from melodygen.encodings.multitrack_controls import ControlRequest
     from melodygen.midi_io import read_score
     from melodygen.stats.controls import piece_adherence
-    from melodygen.training.data import run_dataset_dir
+    from melodygen.dataset.runs import run_dataset_dir
 
     config = config_from_dict(model.checkpoint["run_config"], model.source)
     directory = run_dataset_dir(config, model.encoding)

@@ -45,7 +45,7 @@ def test_sample_and_evaluate_prepare_a_checkpoints_data_in_the_users_cache_only(
 
 def test_a_dataset_already_where_the_checkpoint_says_is_read_there(tmp_path):
     from melodygen.config import config_from_dict
-    from melodygen.training.data import prepared_dir, run_dataset_dir
+    from melodygen.dataset.runs import prepared_dir, run_dataset_dir
 
     ckpt = checkpoint_choosing(tmp_path / "m.pt", tmp_path / "cache")
     config = config_from_dict({"data": {"sources": ["bundled:bach-chorales"], "cache_dir": str(tmp_path / "cache")},

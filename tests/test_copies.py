@@ -215,14 +215,15 @@ def test_a_primer_the_user_gave_is_not_a_copy_but_what_follows_it_may_be(folk_da
                                                                           tmp_path, monkeypatch):
     from melodygen.dataset.files import read_file
     from melodygen.sampling import files
-    from melodygen.stats.copies import check_files, copy_warnings
+    from melodygen.stats.copies import check_files, piece_warnings, warning_lines
 
     ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
     primer = nottingham_files[0]  # a training piece
     monkeypatch.setattr(files, "_generate", lambda *args: ([[]], [None]))  # the model ends at once
-    (piece,) = files.sample_to_midi(ckpt, tmp_path / "a", files.SampleRequest(primer=primer))
-    assert copy_warnings(ckpt, [piece.path], 4.0)  # judged whole, the file is that training piece
-    assert copy_warnings(ckpt, [piece.path], 4.0, [piece.given]) == []
+    (piece,) = files.sample_to_midi(ckpt, tmp_path / "a", files.SampleRequest(primer=primer), copy_check=True)
+    # judged whole, the file is that training piece; judged as `sample` does, nothing is copied
+    assert warning_lines(check_files([piece.path], CopyIndex.open(folk_dataset)), 4.0)
+    assert piece_warnings([piece], 4.0) == [] and piece.copy_check["check"].longest is None
     written = _model_writes(monkeypatch, nottingham_files[1])  # now another training piece follows it
     (piece,) = files.sample_to_midi(ckpt, tmp_path / "b", files.SampleRequest(primer=primer))
     (row,) = check_files([piece.path], CopyIndex.open(folk_dataset), [piece.given])
@@ -315,3 +316,32 @@ def test_a_run_on_bundled_corpora_gets_its_training_set_prepared_on_first_use():
     assert found.index is not None and found.note is None
     elsewhere = {"data": {"sources": ["/nowhere/at/all"], "dataset": "", "cache_dir": ""}, "encoding": {"name": "melody"}}
     assert run_training_set(elsewhere, get_encoding("melody"), "x").note.startswith("copy check skipped")
+
+
+def test_a_source_tree_without_the_installed_corpora_skips_the_check_in_one_line(monkeypatch):
+    # Run from a clone that is not installed, `bundled:` names a package that does not exist.
+    import importlib.resources
+
+    from melodygen.stats.copies import run_training_set
+
+    def not_installed(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    config = {"data": {"sources": ["bundled:nottingham"], "dataset": "", "cache_dir": ""}, "encoding": {"name": "melody"}}
+    found = run_training_set(config, get_encoding("melody"), "folk-melody")
+    assert found.index is None and "the bundled corpora are not installed with this melodygen" in found.note
+
+
+def test_samples_copy_check_loads_the_checkpoint_once_and_reads_no_file_back(folk_dataset, tmp_path, monkeypatch):
+    import melodygen.midi_io
+    from melodygen import checkpoint
+
+    ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
+    loads, reads, load, read_score = [], [], checkpoint.load, melodygen.midi_io.read_score
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    monkeypatch.setattr(melodygen.midi_io, "read_score", lambda *a, **k: reads.append(a[0]) or read_score(*a, **k))
+    result = CliRunner().invoke(main, ["sample", str(ckpt), "--out", str(tmp_path / "o"), "--length", "32",
+                                       "-n", "2", "--seed", "1", "--max-copy-bars", "0"])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1 and reads == [] and "copy check skipped" not in result.output

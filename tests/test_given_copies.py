@@ -1,6 +1,6 @@
 """`sample`'s copy check judges only the music the model wrote: a training tune the user gave, as
 the primer, as the tracks to accompany or as the bars around an infilling, is not reported as
-copied (`stats.copies.copy_warnings` with each `Piece.given`). The bundled `folk-band` on one of
+copied (`stats.copies.check_pieces` masks each `Piece.given`). The bundled `folk-band` on one of
 its own training tunes; the check prepares its training corpus once (a few seconds)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from conftest import CORPORA
 from melodygen import pretrained
 from melodygen.checkpoint import resolve_checkpoint
 from melodygen.sampling.files import SampleRequest, sample_to_midi
-from melodygen.stats.copies import DEFAULT_MAX_COPY_BARS, copy_warnings
+from melodygen.stats.copies import DEFAULT_MAX_COPY_BARS, check_files, piece_warnings, training_set, warning_lines
 
 TUNE = CORPORA["nottingham"] / "hpps11.mid"  # 8 bars of melody and chords, in folk-band's train split
 
@@ -26,7 +26,8 @@ TUNE = CORPORA["nottingham"] / "hpps11.mid"  # 8 bars of melody and chords, in f
 ], ids=["primer", "accompany", "infill"])
 def test_a_training_tune_the_user_gave_is_not_reported_as_copied(tmp_path, options):
     checkpoint = resolve_checkpoint("folk-band")
-    pieces = sample_to_midi(checkpoint, tmp_path, SampleRequest(**options), "cpu")
-    paths = [piece.path for piece in pieces]
-    assert copy_warnings(checkpoint, paths, DEFAULT_MAX_COPY_BARS)  # judged whole, as `sample` did: "copied"
-    assert copy_warnings(checkpoint, paths, DEFAULT_MAX_COPY_BARS, [piece.given for piece in pieces]) == []
+    pieces = sample_to_midi(checkpoint, tmp_path, SampleRequest(**options), "cpu", copy_check=True)
+    whole = check_files([piece.path for piece in pieces], training_set(checkpoint).index)
+    assert warning_lines(whole, DEFAULT_MAX_COPY_BARS)  # judged whole, as `sample` did: "copied"
+    assert all("check" in piece.copy_check for piece in pieces)
+    assert piece_warnings(pieces, DEFAULT_MAX_COPY_BARS) == []

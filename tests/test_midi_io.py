@@ -14,7 +14,7 @@ import midi_factory as mf
 from conftest import CORPORA, DATA, REPO
 from melodygen.errors import MidiReadError
 from melodygen.midi_io import WRITE_TICKS_PER_BEAT, read_score, write_midi, write_score
-from melodygen.midi_io.limits import ReadLimits
+from melodygen.limits import ReadLimits
 from melodygen.notes import Note, Score, TempoMap, Track
 
 

@@ -162,7 +162,7 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     problem = request_problem(request)
     if problem:
         raise click.UsageError(problem)
-    pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device)
+    pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device, copy_check=not no_copy_check)
     _print_table(pieces)
     for r in pieces:
         if r.shortfall:
@@ -171,12 +171,9 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
             click.echo(f"{r.path.name}: {describe_adherence(r.adherence)}")
     click.echo(f"wrote {len(pieces)} MIDI file(s) to {out_dir} (seed {seed})")
     if not no_copy_check:
-        from melodygen.stats.copies import copy_warnings
+        from melodygen.stats.copies import piece_warnings
 
-        from melodygen.checkpoint import resolve_checkpoint  # a bundled name, not a folder of that name
-
-        for line in copy_warnings(resolve_checkpoint(checkpoint), [r.path for r in pieces], max_copy_bars,
-                                  [r.given for r in pieces]):
+        for line in piece_warnings(pieces, max_copy_bars):
             click.echo(line, err=True)
     if render:
         from melodygen.render.files import render_files

@@ -2,7 +2,7 @@
 
 `read_file` turns one path into a `FileResult`: the file's ids in an encoding (and its `Score`
 when asked), or the reason it is skipped: `unreadable` (a `MidiReadError`), `over the length
-ceiling` (a `MusicTooLongError`: more music than `midi_io.limits` allows), `no usable music`
+ceiling` (a `MusicTooLongError`: more music than `limits` allows), `no usable music`
 (a `NoUsableMusicError`, or an encoding that kept no events), or `error` for an unexpected
 failure of a reader or encoder, kept apart so such bugs stay visible. Every command that reads
 MIDI goes through it: `prepare`, primers, `tokens`, `evaluate` on MIDI files, `stats`, `report`.

@@ -24,7 +24,7 @@ from pathlib import Path
 from melodygen import __version__
 from melodygen.dataset.shards import SPLITS, TokenDataset
 from melodygen.errors import DatasetError, EncodingError
-from melodygen.midi_io.limits import ReadLimits
+from melodygen.limits import ReadLimits
 
 MANIFEST = "manifest.json"
 ENCODING = "encoding.json"

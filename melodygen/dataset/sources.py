@@ -23,8 +23,14 @@ DEFAULT_CORPUS = f"{BUNDLED_PREFIX}nottingham"
 
 
 def bundled_corpora() -> dict[str, Path]:
-    """{name: folder} of the corpora shipped with melodygen."""
-    root = Path(str(importlib.resources.files("melodygen.corpora")))
+    """{name: folder} of the corpora shipped with melodygen; `DatasetError` where they are not
+    installed (a source tree on the path, not installed: the repository's `data/` becomes the
+    package `melodygen.corpora` only on installing)."""
+    try:
+        root = Path(str(importlib.resources.files("melodygen.corpora")))
+    except ModuleNotFoundError:
+        raise DatasetError("the bundled corpora are not installed with this melodygen (a source tree "
+                           "on the path?): install it, e.g. `pip install -e .` in the clone") from None
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("_")}
 
 

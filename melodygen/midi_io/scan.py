@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 from melodygen.errors import MidiReadError, MusicTooLongError
-from melodygen.midi_io.limits import ReadLimits
+from melodygen.limits import ReadLimits
 
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
 

@@ -20,6 +20,7 @@ import torch
 from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
+from melodygen.limits import max_piece_events, piece_events_problem
 from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import DRAFT_LENGTH, Budget, sample
@@ -131,9 +132,11 @@ def read_primer(path: Path, encoding) -> tuple[list[int], float]:
 
 
 def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
-                   device: str = "auto") -> list[Piece]:
+                   device: str = "auto", *, copy_check: bool = False) -> list[Piece]:
     """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`
-    (`Piece.path` says where). Every bad request fails before the output folder is touched."""
+    (`Piece.path` says where). Every bad request fails before the output folder is touched.
+    `copy_check`: each piece's `copy_check` against the model's training data, from the pieces
+    in memory (`stats.copies.check_pieces`)."""
     from melodygen.checkpoint import load_for_inference
     from melodygen.devices import resolve_device
 
@@ -144,6 +147,10 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
         piece.save(path)
+    if copy_check:
+        from melodygen.stats.copies import check_pieces
+
+        check_pieces(pieces, encoding, ckpt["run_config"], str(checkpoint))
     return pieces
 
 
@@ -217,6 +224,9 @@ def plan_generation(encoding, request: SampleRequest, device="cpu",
     primer = _primer_controls(encoding, primer, request.controls)
     qpm = request.qpm or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
+    if budget is None and max_events > max_piece_events():  # an exact number of events
+        raise ConfigError(piece_events_problem(max_events, "the length asked for"))
+    max_events = min(max_events, max_piece_events())  # a budget's safety cap
     if request.beam and budget is not None:
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
@@ -252,7 +262,9 @@ def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
     else:
         plan = infill_plan(encoding, score, *request.infill)
     bars = int((plan.ids == encoding.vocab.id_of("BAR")).sum())
-    max_events = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
+    if len(plan.ids) > max_piece_events():
+        raise ConfigError(piece_events_problem(len(plan.ids), f"{source}: its given music ({bars} bars)"))
+    max_events = min(len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars, max_piece_events())
     grammar = encoding.grammar([], request.num_outputs, device, given=plan)
     return GenerationPlan([], float(score.tempo_map.qpm[0]), max_events, None, [grammar], plan)
 

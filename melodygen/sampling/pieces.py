@@ -26,6 +26,7 @@ class Piece:
     steering: object = None  # `multitrack_controls.Steering`: the controls it was sampled with
     adherence: object = None  # `stats.controls.Adherence`: how well it obeys them
     given: object = None  # what the user gave (primer, given tracks or bars): `given_mask(ids)`, for the copy check
+    copy_check: dict | None = None  # `stats.copies.check_pieces`' row: {"path", "check"} or {"path", "skipped"}
 
     @property
     def notes(self) -> list[Note]:

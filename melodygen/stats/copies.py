@@ -4,12 +4,12 @@ the set, and the lines `sample`, `stats` and `report` show.
 
 The training set is a prepared dataset folder, or the one a checkpoint's run trained on (its run
 config's `data.dataset`, else the cache folder `melodygen train` prepared its sources into:
-`training.data.prepared_dir`). A run trained on bundled corpora only (the bundled models) has
+`dataset.runs.prepared_dir`). A run trained on bundled corpora only (the bundled models) has
 them prepared there on first use, a few seconds once. Where the folder is gone otherwise, the
 check is skipped with a one-line note, never an error. The lookup itself and its index file are `dataset.copies`'.
-Given each generated piece's `Piece.given`, `copy_warnings` (`sample`'s check) judges only the
-music the model wrote: what the user gave (a primer, the given tracks of `--accompany`, the bars
-outside `--infill A-B`) is masked out of each file's ids.
+`sample`'s check (`check_pieces`, `piece_warnings`) runs over the pieces in memory and judges
+only the music the model wrote: what the user gave (each `Piece.given`: a primer, the given
+tracks of `--accompany`, the bars outside `--infill A-B`) is masked out of each piece's ids.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run_training_set(run_config: dict, encoding, origin: str) -> TrainingSet:
     run or checkpoint in the note given when the data cannot be found."""
     from melodygen.config import config_from_dict
     from melodygen.dataset.manifest import check_dataset
-    from melodygen.training.data import run_dataset_dir
+    from melodygen.dataset.runs import run_dataset_dir
 
     try:
         directory = run_dataset_dir(config_from_dict(run_config, origin), encoding)
@@ -84,12 +84,44 @@ def check_files(paths: Sequence[str | Path], index: CopyIndex, given: Sequence |
     rows = []
     for path, supplied in zip(paths, given or [None] * len(paths)):
         read = read_file(path, index.encoding)
-        if read.skipped:
-            rows.append({"path": str(path), "skipped": read.why()})
-        else:
-            mask = None if supplied is None else supplied.given_mask(read.ids)
-            rows.append({"path": str(path), "check": index.check(read.ids, mask)})
+        rows.append({"path": str(path), "skipped": read.why()} if read.skipped else
+                    {"path": str(path), "check": _check(index, read.ids, supplied)})
     return rows
+
+
+def check_pieces(pieces: Sequence, encoding, run_config: dict, origin: str) -> None:
+    """`sample`'s check, over the pieces in memory (no file read back, no checkpoint loaded
+    again): each piece's `copy_check` becomes its row as `check_files` gives it, judged on its
+    score as `encoding` reads it with what the user gave masked, against the training data of
+    the run `run_config` describes (`origin` names it); where that data is not found, a row
+    {"path", "skipped": note} saying so."""
+    found = run_training_set(run_config, encoding, origin)
+    for piece in pieces:
+        piece.copy_check = _piece_row(piece, encoding, found)
+
+
+def _piece_row(piece, encoding, found: TrainingSet) -> dict:
+    from melodygen.errors import NoUsableMusicError
+
+    if found.index is None:
+        return {"path": str(piece.path), "skipped": found.note}
+    try:
+        ids = encoding.encode(piece.score)
+    except NoUsableMusicError as exc:  # a piece without notes copies nothing
+        return {"path": str(piece.path), "skipped": str(exc)}
+    return {"path": str(piece.path), "check": _check(found.index, ids, piece.given)}
+
+
+def _check(index: CopyIndex, ids, given) -> CopyCheck:
+    return index.check(ids, None if given is None else given.given_mask(ids))
+
+
+def piece_warnings(pieces: Sequence, max_bars: float) -> list[str]:
+    """`sample`'s lines after `check_pieces`: a warning per piece copying more than `max_bars`
+    bars of a training piece, or once, the note saying why the check was skipped."""
+    rows = [p.copy_check for p in pieces if p.copy_check is not None]
+    notes = dict.fromkeys(r["skipped"] for r in rows if str(r.get("skipped", "")).startswith("copy check skipped"))
+    return warning_lines(rows, max_bars) + list(notes)
 
 
 def longest_bars(check: CopyCheck) -> float:
@@ -153,14 +185,3 @@ def warning_lines(rows: list[dict], max_bars: float) -> list[str]:
             lines.append(f"warning: {Path(r['path']).name} copies {copy.bars:.1f} bars ({copy.events} events) "
                          f"of training piece {copy.source} from event {copy.piece_offset}{moved}")
     return lines
-
-
-def copy_warnings(checkpoint: Path, paths: Sequence[Path], max_bars: float,
-                  given: Sequence | None = None) -> list[str]:
-    """`sample`'s lines: a warning per file of `paths` copying more than `max_bars` bars of the
-    checkpoint's training data, or one note when that data is not found. `given` (one per path,
-    `Piece.given`): what the user gave, left out, so only the music the model wrote is judged."""
-    found = training_set(checkpoint)
-    if found.index is None:
-        return [found.note]
-    return warning_lines(check_files(paths, found.index, given), max_bars)

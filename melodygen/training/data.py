@@ -3,17 +3,13 @@ sources), the random training batches and the validation windows."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from melodygen.config import RunConfig
-from melodygen.dataset.sources import BUNDLED_PREFIX, resolve_source
-from melodygen.errors import DatasetError
+from melodygen.dataset.runs import existing_source, prepared_dir
 from melodygen.training import distributed
 from melodygen.training.distributed import DistInfo
 
@@ -23,14 +19,14 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     """The folder of the run's prepared dataset, checked against the config's encoding.
 
     `data.dataset` is used as given. Otherwise `data.sources` are prepared (rank 0 only) into
-    `cache_root/<first source>-<encoding>-<hash of sources, encoding, val_fraction>`; the
+    `dataset.runs.prepared_dir` (`cache_root/<first source>-<encoding>-<hash>`); the
     dataset module reuses that folder while the source files are unchanged. Returns the
     folder and its manifest."""
     from melodygen.dataset.manifest import check_dataset
 
     if config.data.dataset:
         return Path(config.data.dataset), check_dataset(config.data.dataset, encoding.to_dict())
-    sources = [_existing_source(s) for s in config.data.sources]
+    sources = [existing_source(s) for s in config.data.sources]
     out = prepared_dir(config, encoding)
     if info.is_main:
         from melodygen.dataset.prepare import prepare
@@ -38,45 +34,6 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
         prepare(sources, encoding, out, val_fraction=config.data.val_fraction, progress=progress)
     distributed.barrier(info)
     return out, check_dataset(out, encoding.to_dict())
-
-
-def prepared_dir(config: RunConfig, encoding) -> Path:
-    """Where the run's dataset is (or will be) prepared, without preparing it: `data.dataset`,
-    else its cache folder; `DatasetError` when a source no longer exists."""
-    if config.data.dataset:
-        return Path(config.data.dataset)
-    return cache_root(config) / _cache_name(config, encoding)
-
-
-def cache_root(config: RunConfig) -> Path:
-    """Where `melodygen train` caches datasets prepared from `data.sources`: `data.cache_dir`,
-    else the user's cache folder (`user_cache_root`), shared by every run of the same sources
-    and encoding."""
-    return Path(config.data.cache_dir) if config.data.cache_dir else user_cache_root()
-
-
-def user_cache_root() -> Path:
-    """The user's dataset cache: `$XDG_CACHE_HOME/melodygen/datasets`, by default
-    `~/.cache/melodygen/datasets`."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "melodygen" / "datasets"
-
-
-def _existing_source(source: str) -> Path:
-    """The absolute path of one of `data.sources` (a path, or `bundled:NAME`)."""
-    path = resolve_source(source)
-    if not path.exists():
-        raise DatasetError(f"{source}: no such MIDI file or folder (data.sources)")
-    return path.resolve()
-
-
-def _cache_name(config: RunConfig, encoding) -> str:
-    """`<first source>-<encoding>-<hash of sources, encoding, val_fraction>`."""
-    sources = [_existing_source(s) for s in config.data.sources]
-    spec = {"sources": [str(s) for s in sources], "val_fraction": config.data.val_fraction,
-            "encoding": {k: encoding.to_dict()[k] for k in ("name", "settings")}}
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{sources[0].stem}-{encoding.name}-{digest}"
 
 
 def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
@@ -127,22 +84,3 @@ def instruments_in(directory: Path, encoding) -> list[int] | None:
     first, size = encoding.vocab.offset("PROGRAM"), encoding.vocab.range("PROGRAM").size
     counts = np.bincount(np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64), minlength=first + size)
     return np.flatnonzero(counts[first:first + size]).tolist()
-
-
-def run_dataset_dir(config: RunConfig, encoding) -> Path:
-    """The dataset a run trained on (`prepared_dir`), read where the run left it. A run trained
-    on bundled corpora only (the bundled models, whose configs carry no dataset folder) whose
-    dataset is not there gets them prepared first, a few seconds once, into the user's cache
-    (`user_cache_root`): a config read from a checkpoint chooses no folder to write in, since
-    whoever made the file chose its `data.cache_dir`. `DatasetError` when a source is gone."""
-    directory = prepared_dir(config, encoding)
-    sources = [str(s) for s in config.data.sources]
-    if (directory.is_dir() or config.data.dataset or not sources
-            or not all(s.startswith(BUNDLED_PREFIX) for s in sources)):
-        return directory
-    directory = user_cache_root() / _cache_name(config, encoding)
-    if not directory.is_dir():
-        from melodygen.dataset.prepare import prepare
-
-        prepare(sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
-    return directory

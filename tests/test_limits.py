@@ -1,5 +1,6 @@
-"""The reader's ceiling (`midi_io.limits`): files describing hours of music or more events than
-any piece has are refused in one line, quickly, by every path that reads MIDI."""
+"""The ceilings (`limits`): files describing hours of music or more events than any piece has
+are refused in one line, quickly, by every path that reads MIDI; a request for a piece of more
+events than the piece ceiling is refused before sampling, or capped where its length is a budget."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from melodygen.dataset.files import TOO_LONG, read_file
 from melodygen.encodings import get_encoding
 from melodygen.errors import ConfigError, MidiReadError, MusicTooLongError
 from melodygen.midi_io import read_score
-from melodygen.midi_io.limits import ReadLimits
+from melodygen.limits import ReadLimits
 
 
 def test_huge_deltas_are_refused_naming_the_ceiling_and_how_to_raise_it(tmp_path):
@@ -109,3 +110,33 @@ def test_prepare_skips_a_too_long_file_and_reads_it_once_the_ceiling_is_raised(t
     monkeypatch.setenv("MELODYGEN_MAX_MINUTES", "60")
     summary = prepare([src], get_encoding("melody"), tmp_path / "ds", workers=1, progress=False)
     assert not summary.reused and summary.skipped_by_reason == {} and summary.files_used == 2
+
+
+@pytest.mark.parametrize("length", [["--length", "20001"], ["--bars", "1251"]])  # melody: 16 events a bar
+def test_a_piece_longer_than_the_piece_ceiling_is_refused_before_sampling(tmp_path, length):
+    from test_sample_cli import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "m.pt", "lstm", "melody")
+    result = CliRunner().invoke(main, ["sample", str(ckpt), "--out", str(tmp_path / "o"), *length])
+    assert result.exit_code == 1 and not (tmp_path / "o").exists()
+    assert result.output.strip().startswith("Error: the length asked for needs 20,0")
+    assert "more than the 20,000 one piece may have (raise it with MELODYGEN_MAX_PIECE_EVENTS" in result.output
+
+
+def test_the_piece_ceiling_caps_a_budget_and_says_so(monkeypatch):
+    from melodygen.encodings import get_encoding
+    from melodygen.sampling.files import SampleRequest, plan_generation
+
+    monkeypatch.setenv("MELODYGEN_MAX_PIECE_EVENTS", "300")
+    plan = plan_generation(get_encoding("performance"), SampleRequest(seconds=60))  # 12,000 events of safety cap
+    assert plan.max_events == 300
+
+
+def test_music_to_accompany_past_the_piece_ceiling_is_refused_in_one_line(tmp_path, monkeypatch):
+    from melodygen.encodings import get_encoding
+    from melodygen.sampling.files import SampleRequest, plan_generation
+
+    monkeypatch.setenv("MELODYGEN_MAX_PIECE_EVENTS", "50")
+    tune = mf.melody_with_chords_file(tmp_path, notes=32)
+    with pytest.raises(ConfigError, match=rf"^{tune}: its given music \(\d+ bars\) needs \d+ events, more than the 50"):
+        plan_generation(get_encoding("multitrack"), SampleRequest(accompany=tune, instruments=(0,)))

@@ -1,4 +1,6 @@
-"""The ceiling on how much music one MIDI file may describe, checked while it is read.
+"""Ceilings on the work one input may cause: how much music a MIDI file may describe, checked
+while it is read (`ReadLimits`), and how many events one generated piece may run through
+(`max_piece_events`).
 
 A few kilobytes of MIDI can describe years of music (deltas of 0x0FFFFFFF ticks, a 10-hour
 silence, a tempo of one microsecond per beat), and every step after reading (quantizing to a
@@ -22,6 +24,10 @@ from melodygen.errors import ConfigError
 # The fastest tempo a real score plausibly asks for; beyond it a minute holds more beats.
 FASTEST_QPM = 300.0
 MINUTES_VARIABLE, EVENTS_VARIABLE = "MELODYGEN_MAX_MINUTES", "MELODYGEN_MAX_EVENTS"
+PIECE_VARIABLE = "MELODYGEN_MAX_PIECE_EVENTS"
+# A whole pop song in the multitrack encoding is 6-8 k ids; 20 k decodes in well under a minute
+# on one CPU core for the bundled models.
+MAX_PIECE_EVENTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,19 @@ class ReadLimits:
     def events_problem(self) -> str:
         return (f"more than {self.max_events:,} MIDI events, the ceiling per file "
                 f"(raise it with {EVENTS_VARIABLE}=<count>)")
+
+
+def max_piece_events() -> int:
+    """The most events one generated piece's decoding may run through, given music included:
+    `MAX_PIECE_EVENTS`, or `$MELODYGEN_MAX_PIECE_EVENTS`. Bounds the work of any request (a
+    long piece to accompany, `--length 10**9`)."""
+    return _number(PIECE_VARIABLE, int, MAX_PIECE_EVENTS)
+
+
+def piece_events_problem(events: int, what: str) -> str:
+    """One line: `what` needs `events` events, past the ceiling (and how to raise it)."""
+    return (f"{what} needs {events:,} events, more than the {max_piece_events():,} one piece may have "
+            f"(raise it with {PIECE_VARIABLE}=<count>)")
 
 
 def _number(variable: str, kind: type, default: float) -> float:
