@@ -9,7 +9,10 @@ The layout (docs/ARCHITECTURE.md) is plain dicts, lists, numbers and tensors:
      "optimizer": ..., "scheduler": ..., "rng": ...}      # the last three only for training
 
 `save` writes a temp file beside the target and renames it over, so an interrupted save never
-leaves a half-written checkpoint. Every problem reading one is a `CheckpointError` naming it.
+leaves a half-written checkpoint. Every problem reading one is a `CheckpointError` naming it,
+among them a model trained on ids its encoder no longer writes: the encoding's stream version
+(`Encoding.stream_version`; none recorded, as in checkpoints made before versions existed,
+counts as 1) must be this melodygen's.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     ckpt = load_unchecked(path, map_location)
     _check_layout(ckpt, path)
+    _check_stream(ckpt["encoding"], path)
     return ckpt
 
 
@@ -129,6 +133,24 @@ def _check_layout(ckpt: Any, path: Path) -> None:
     wrong = [name for name, value, kind in _typed_fields(ckpt) if not isinstance(value, kind)]
     if wrong:
         raise CheckpointError(f"{path}: damaged checkpoint ({', '.join(wrong)} of the wrong type)")
+
+
+def _check_stream(encoding: dict, path: Path) -> None:
+    """Refuse a model trained on another version of its encoding's stream: the same ids meant
+    other music then (also an unknown encoding, or a damaged version)."""
+    from melodygen.encodings import stream_versions
+
+    try:
+        trained, current = stream_versions(encoding)
+    except MelodygenError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    trained_on = f"{path}: the model was trained on the {encoding['name']!r} encoding's stream version {trained}"
+    if trained < current:
+        raise CheckpointError(f"{trained_on}, a stream this melodygen no longer writes (it writes version "
+                              f"{current}); train it again")
+    if trained > current:  # saved by a newer melodygen
+        raise CheckpointError(f"{trained_on}, newer than this melodygen {__version__} knows (version "
+                              f"{current}); upgrade melodygen to use it")
 
 
 def _typed_fields(ckpt: dict) -> list[tuple[str, Any, type | tuple[type, ...]]]:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from melodygen import __version__, checkpoint
-from melodygen.encodings import get_encoding
+from melodygen import __version__, checkpoint, pretrained
+from melodygen.encodings import MelodyEncoding, get_encoding
 from melodygen.errors import CheckpointError
 from melodygen.models import build_model
 
@@ -126,3 +126,49 @@ def test_incomplete_checkpoint(ckpt, tmp_path):
     checkpoint.save(ckpt, tmp_path / "i.pt")
     with pytest.raises(CheckpointError, match="missing model.state_dict"):
         checkpoint.load(tmp_path / "i.pt")
+
+
+def test_a_checkpoint_records_its_encoding_stream_version(ckpt, tmp_path):
+    raw = torch.load(checkpoint.save(ckpt, tmp_path / "v.pt"), weights_only=True)
+    assert raw["encoding"]["stream_version"] == MelodyEncoding.stream_version == 1
+
+
+def test_a_model_of_a_stream_this_melodygen_no_longer_writes_is_refused(ckpt, tmp_path, monkeypatch):
+    checkpoint.save(ckpt, tmp_path / "old.pt")
+    monkeypatch.setattr(MelodyEncoding, "stream_version", 2)  # the encoder changed since training
+    for load in (checkpoint.load, checkpoint.load_for_inference):  # resuming and sampling alike
+        with pytest.raises(CheckpointError, match=r"old.pt: the model was trained on the 'melody' encoding's "
+                                                  r"stream version 1, a stream this melodygen no longer writes "
+                                                  r"\(it writes version 2\); train it again$") as info:
+            load(tmp_path / "old.pt")
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("stored, message", [
+    (7, r"stream version 7, newer than this melodygen \S+ knows \(version 1\); upgrade melodygen"),
+    (0, r"stream version 0, a stream this melodygen no longer writes \(it writes version 1\)"),
+    ("1", "damaged stream version '1'"), (True, "damaged stream version True"),
+])
+def test_a_checkpoint_of_another_or_a_damaged_stream_version_is_refused(ckpt, tmp_path, stored, message):
+    ckpt["encoding"]["stream_version"] = stored
+    checkpoint.save(ckpt, tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=f"s.pt: .*{message}"):
+        checkpoint.load(tmp_path / "s.pt")
+
+
+def test_a_checkpoint_recording_no_stream_version_counts_as_version_1(ckpt, tmp_path, monkeypatch):
+    del ckpt["encoding"]["stream_version"]  # as in every checkpoint made before versions existed
+    checkpoint.save(ckpt, tmp_path / "v1.pt")
+    _, encoding, _ = checkpoint.load_for_inference(tmp_path / "v1.pt")
+    assert encoding == get_encoding("melody")
+    monkeypatch.setattr(MelodyEncoding, "stream_version", 2)
+    with pytest.raises(CheckpointError, match="stream version 1, a stream .* writes version 2"):
+        checkpoint.load(tmp_path / "v1.pt")
+
+
+@pytest.mark.skipif(not pretrained.bundled_models(), reason="no bundled models in this tree")
+@pytest.mark.parametrize("name", [m.name for m in pretrained.bundled_models()])
+def test_the_bundled_models_record_no_stream_version_and_still_load(name):
+    assert "stream_version" not in checkpoint.load_unchecked(name)["encoding"]  # made before versions
+    model, encoding, _ = checkpoint.load_for_inference(name)
+    assert model.vocab_size == encoding.vocab.size and encoding.stream_version == 1

@@ -1,10 +1,15 @@
-"""An installed wheel (not the clone) runs the bundled corpus and a preset from another folder."""
+"""An installed wheel (not the clone) runs the bundled corpus and a preset from another folder,
+and carries the license files of what it ships, named in its metadata."""
 
+import email.parser
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,15 +29,22 @@ def run(args, cwd, env=None):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(python, melodygen script) of a fresh venv holding the wheel built from a copy of the
-    project; torch and the other dependencies come from the test environment via a .pth line."""
-    root = tmp_path_factory.mktemp("install")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the project."""
+    root = tmp_path_factory.mktemp("wheel")
     source = root / "source"
     shutil.copytree(REPO, source, ignore=NOT_SHIPPED)
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "-w", root / "dist", source], cwd=root)
-    [wheel] = (root / "dist").glob("melodygen-*.whl")
+    [built] = (root / "dist").glob("melodygen-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """(python, melodygen script) of a fresh venv holding `wheel`; torch and the other
+    dependencies come from the test environment via a .pth line."""
+    root = tmp_path_factory.mktemp("install")
     run([sys.executable, "-m", "venv", "--without-pip", root / "venv"], cwd=root)
     python = root / "venv" / "bin" / "python"
     run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
@@ -67,3 +79,44 @@ def test_wheel_ships_the_corpora_and_runs_prepare_and_a_preset_from_another_fold
     assert "folk-melody" in run([melodygen, "models"], cwd=tmp_path, env=env)
     out = run([melodygen, "sample", "folk-melody", "--out", "first", "--bars", "4", "--seed", "1"], cwd=tmp_path, env=env)
     assert (tmp_path / "first" / "sample_000.mid").is_file() and "copy check skipped" not in out, out
+
+
+# The terms of the license expression: what each bundled corpus is under (data/README.md) and how
+# the bundled models' cards (pretrained/index.json) begin to name them.
+CORPUS_TERMS = {"nottingham": "GPL-3.0-only", "bach-chorales": "LicenseRef-music21-corpus", "pop909": "MIT"}
+MODEL_CARD_SPELLING = {"MIT": "MIT", "GPL-3.0-only": "GPL-3.0", "LicenseRef-music21-corpus": "music21 corpus terms"}
+LICENSE_FILES = {"LICENSE", "data/README.md", "data/nottingham/LICENSE.md", "data/pop909/LICENSE",
+                 "data/bach-chorales/LICENSE"}  # the code's, then each corpus's
+
+
+def _wheel_metadata(wheel: Path) -> tuple[email.message.Message, dict[str, bytes]]:
+    """(the wheel's METADATA, {license file path as named: its bytes in the wheel})."""
+    with zipfile.ZipFile(wheel) as archive:
+        [meta] = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        licenses = meta.replace("METADATA", "licenses/")
+        shipped = {name.removeprefix(licenses): archive.read(name) for name in archive.namelist()
+                   if name.startswith(licenses)}
+        return email.parser.Parser().parsestr(archive.read(meta).decode()), shipped
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_license_files_of_what_it_ships_and_names_them(wheel, installed):
+    metadata, shipped = _wheel_metadata(wheel)
+    expression = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"]
+    assert metadata["License-Expression"] == expression and metadata["License"] is None
+    assert set(expression.split(" AND ")) == set(MODEL_CARD_SPELLING)
+    assert sorted(metadata.get_all("License-File")) == sorted(shipped), "each license file named, and shipped"
+    assert all(content == (REPO / name).read_bytes() for name, content in shipped.items())
+    corpora = {p.name for p in (REPO / "data").iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert corpora == set(CORPUS_TERMS), "a new bundled corpus: give its terms and license file"
+    assert LICENSE_FILES <= set(shipped) and set(CORPUS_TERMS.values()) | {"MIT"} == set(MODEL_CARD_SPELLING)
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")  # the code
+    for model in json.loads((REPO / "melodygen" / "pretrained" / "index.json").read_text())["models"]:
+        assert f"melodygen/pretrained/{model['name']}.md" in shipped  # its card says what it was trained on
+        preset = tomllib.loads((REPO / "configs" / f"{model['preset']}.toml").read_text())
+        [corpus] = {source.removeprefix("bundled:") for source in preset["data"]["sources"]}
+        assert model["license"].startswith(MODEL_CARD_SPELLING[CORPUS_TERMS[corpus]]), model["name"]
+    python, _ = installed
+    seen = run([python, "-c", "import importlib.metadata as m; print(m.metadata('melodygen')['License-Expression'])"],
+               cwd=wheel.parent)
+    assert seen.strip() == expression

@@ -1,5 +1,6 @@
 """`prepare`: skipped files and their reasons, dedup, content-hash split, atomic replace, reuse."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 
 from melodygen.dataset import prepare as prepare_module
-from melodygen.dataset.manifest import check_dataset, load_dataset_encoding, read_manifest, split_of
+from melodygen.dataset.manifest import (ENCODING, check_dataset, input_fingerprint, load_dataset_encoding,
+                                       read_manifest, split_of)
 from melodygen.dataset.prepare import prepare
 from melodygen.dataset.shards import TokenDataset
 from melodygen.dataset.sources import DEFAULT_CORPUS, bundled_corpora, content_hash, find_midi_files, resolve_source
-from melodygen.encodings import get_encoding
+from melodygen.encodings import MelodyEncoding, get_encoding
 from melodygen.errors import ConfigError, DatasetError, OutputError
 from melodygen.midi_io import read_score
 import midi_factory as mf
@@ -280,3 +282,67 @@ def test_check_dataset_refuses_another_token_list(messy_folder, tmp_path):
         check_dataset(tmp_path / "ds", {**expected, "tokens": expected["tokens"][::-1]})
     with pytest.raises(DatasetError, match="no such dataset folder"):
         check_dataset(tmp_path / "nothing", expected)
+
+
+def test_a_dataset_of_another_stream_version_is_rebuilt_not_reused(messy_folder, tmp_path, monkeypatch):
+    _prepare(messy_folder, tmp_path / "ds")
+    assert json.loads((tmp_path / "ds" / ENCODING).read_text())["stream_version"] == 1
+    parsed = []
+    real_read_files = prepare_module.read_files
+
+    def recording(paths, *args, **kwargs):
+        parsed.extend(paths)
+        return real_read_files(paths, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "read_files", recording)
+    monkeypatch.setattr(MelodyEncoding, "stream_version", 2)  # the encoder's ids changed
+    summary = _prepare(messy_folder, tmp_path / "ds")
+    assert not summary.reused and summary.files_from_previous == 0 and len(parsed) == 9, "no ids of the old stream"
+    assert json.loads((tmp_path / "ds" / ENCODING).read_text())["stream_version"] == 2
+    check_dataset(tmp_path / "ds", get_encoding("melody").to_dict())
+
+
+def test_the_fingerprint_covers_the_stream_version(messy_folder):
+    files, encoding = find_midi_files([messy_folder]), get_encoding("melody").to_dict()
+    assert input_fingerprint(files, encoding, 0.1) != input_fingerprint(files, {**encoding, "stream_version": 2}, 0.1)
+
+
+def test_readers_refuse_a_dataset_of_another_stream_version_in_one_line(messy_folder, tmp_path, monkeypatch):
+    _prepare(messy_folder, tmp_path / "ds")
+    monkeypatch.setattr(MelodyEncoding, "stream_version", 2)
+    stale = (f"{tmp_path / 'ds'}: prepared with the 'melody' encoding's stream version 1, but this melodygen's "
+             "encoder writes version 2; run `melodygen prepare` again to rebuild it")
+    with pytest.raises(DatasetError) as checked:
+        check_dataset(tmp_path / "ds", get_encoding("melody").to_dict())
+    with pytest.raises(DatasetError) as loaded:
+        load_dataset_encoding(tmp_path / "ds")
+    assert str(checked.value) == str(loaded.value) == stale
+
+
+def test_a_dataset_recording_no_stream_version_counts_as_version_1(messy_folder, tmp_path, monkeypatch):
+    _prepare(messy_folder, tmp_path / "ds")
+    stored = json.loads((tmp_path / "ds" / ENCODING).read_text())
+    del stored["stream_version"]  # prepared before versions existed
+    (tmp_path / "ds" / ENCODING).write_text(json.dumps(stored))
+    check_dataset(tmp_path / "ds", get_encoding("melody").to_dict())
+    assert load_dataset_encoding(tmp_path / "ds") == get_encoding("melody")
+    monkeypatch.setattr(MelodyEncoding, "stream_version", 2)
+    with pytest.raises(DatasetError, match="stream version 1, but .* writes version 2"):
+        check_dataset(tmp_path / "ds", get_encoding("melody").to_dict())
+    stored["stream_version"] = "two"
+    (tmp_path / "ds" / ENCODING).write_text(json.dumps(stored))
+    with pytest.raises(DatasetError, match=r"encoding.json: damaged stream version 'two'"):
+        check_dataset(tmp_path / "ds", get_encoding("melody").to_dict())
+
+
+def test_a_dataset_of_another_reader_format_takes_no_ids_from_it(messy_folder, tmp_path, monkeypatch):
+    from melodygen.dataset import incremental, manifest
+
+    _prepare(messy_folder, tmp_path / "ds")
+    parsed = []
+    real_read_files = prepare_module.read_files
+    monkeypatch.setattr(prepare_module, "read_files", lambda paths, *a, **k: parsed.extend(paths) or real_read_files(paths, *a, **k))
+    for module in (manifest, incremental):  # what the reader gives changed: FORMAT_VERSION bumped
+        monkeypatch.setattr(module, "FORMAT_VERSION", manifest.FORMAT_VERSION + 1)
+    summary = _prepare(messy_folder, tmp_path / "ds")
+    assert not summary.reused and summary.files_from_previous == 0 and len(parsed) == 9

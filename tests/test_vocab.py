@@ -77,7 +77,7 @@ def test_tokens_are_unique_for_every_encoding():
 def test_dict_round_trip(name):
     enc = get_encoding(name)
     d = json.loads(json.dumps(enc.to_dict()))
-    assert set(d) == {"name", "settings", "tokens", "melodygen_version"}
+    assert set(d) == {"name", "settings", "tokens", "stream_version", "melodygen_version"}
     again = encoding_from_dict(d)
     assert again == enc and again.vocab.tokens == enc.vocab.tokens
 

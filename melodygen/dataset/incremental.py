@@ -14,18 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.dataset.files import NO_MUSIC, UNREADABLE, FileResult
-from melodygen.dataset.manifest import check_dataset, read_encoding_dict
+from melodygen.dataset.manifest import FORMAT_VERSION, check_dataset, read_encoding_dict
 from melodygen.dataset.shards import SPLITS, TokenDataset
 from melodygen.errors import DatasetError
 
 
 def earlier_results(out_dir: Path, encoding_dict: dict) -> dict[str, FileResult]:
     """{sha1: result} of the files the dataset in `out_dir` holds or skipped for good; {} when
-    there is no such dataset or it was made with another encoding or melodygen version."""
+    there is no such dataset or it was made with another encoding, melodygen version or dataset
+    format version (what the reader gives changed)."""
     try:
         manifest = check_dataset(out_dir, encoding_dict)
-        if read_encoding_dict(out_dir) != encoding_dict:
-            return {}
+        if read_encoding_dict(out_dir) != encoding_dict or manifest.get("format_version") != FORMAT_VERSION:
+            return {}  # ids of another encoder or reader
         splits = {split: TokenDataset(out_dir, split) for split in SPLITS}
     except DatasetError:
         return {}

@@ -6,9 +6,16 @@ folder without a manifest is never a finished dataset. `check_dataset` is the on
 folder is a complete dataset of the expected encoding.
 
 The fingerprint covers what decides the output (each input file's resolved path, size and
-mtime, the encoding's full JSON, the validation fraction, the dataset format version, the
-reader's ceiling), so an
-unchanged fingerprint means a previous result can be reused without parsing anything.
+mtime, the encoding's full JSON with its stream version, the validation fraction, the dataset
+format version, the reader's ceiling), so an unchanged fingerprint means a previous result can
+be reused without parsing anything.
+
+The stream version (`Encoding.stream_version`) changes whenever an encoder's ids for the same
+notes change. A dataset written under another version is stale: `prepare` rebuilds it (its
+fingerprint differs, and no file's ids are taken from it), while `check_dataset`, which every
+reader of a dataset folder goes through (`train --data`, `evaluate`, the copy check), refuses
+it in one line asking for `melodygen prepare` again; so does `load_dataset_encoding`. A dataset
+whose `encoding.json` records no stream version was prepared before versions existed: version 1.
 
 The split is keyed on file content (sha1), never on order or path: adding, removing or renaming
 files never moves another file between train and valid.
@@ -128,8 +135,10 @@ def load_dataset_encoding(directory: str | Path):
     """The `Encoding` a dataset was prepared with, rebuilt from its `encoding.json`."""
     from melodygen.encodings import encoding_from_dict
 
+    stored = read_encoding_dict(directory)
     try:
-        return encoding_from_dict(read_encoding_dict(directory))
+        _check_stream(directory, stored)
+        return encoding_from_dict(stored)
     except EncodingError as exc:
         raise DatasetError(f"{Path(directory) / ENCODING}: {exc}") from None
 
@@ -137,8 +146,9 @@ def load_dataset_encoding(directory: str | Path):
 def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
     """Check that `directory` is a complete dataset made with `expected_encoding` (a `to_dict()`).
 
-    Compares the encoding name, settings and token list; returns the manifest. Raises `DatasetError` when the
-    dataset is missing, incomplete, damaged, or was prepared with another encoding.
+    Compares the encoding name, settings, stream version (against this melodygen's encoder) and
+    token list; returns the manifest. Raises `DatasetError` when the dataset is missing,
+    incomplete, damaged, was prepared with another encoding, or by an encoder that wrote other ids.
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -148,12 +158,28 @@ def check_dataset(directory: str | Path, expected_encoding: dict) -> dict:
             raise DatasetError(
                 f"{directory}: prepared with encoding {_describe(stored)}, but {_describe(expected_encoding)}"
                 " was asked for; prepare it again with that encoding or use another --data folder")
+    try:
+        _check_stream(directory, stored)
+    except EncodingError as exc:
+        raise DatasetError(f"{directory / ENCODING}: {exc}") from None
     if "tokens" in expected_encoding and stored.get("tokens") != expected_encoding["tokens"]:
         raise DatasetError(f"{directory}: its token list differs from this melodygen's {stored.get('name')!r} "
                            f"encoding (prepared with melodygen {stored.get('melodygen_version')}); prepare it again")
     for split in SPLITS:
         TokenDataset(directory, split)  # raises on a missing or truncated shard
     return manifest
+
+
+def _check_stream(directory: str | Path, stored: dict) -> None:
+    """Refuse a dataset whose ids another version of its encoder wrote (`DatasetError`, one
+    line); `EncodingError` for an unknown encoding or a damaged version."""
+    from melodygen.encodings import stream_versions
+
+    written, current = stream_versions(stored)
+    if written != current:
+        raise DatasetError(
+            f"{directory}: prepared with the {stored['name']!r} encoding's stream version {written}, "
+            f"but this melodygen's encoder writes version {current}; run `melodygen prepare` again to rebuild it")
 
 
 def _describe(encoding_dict: dict) -> str:

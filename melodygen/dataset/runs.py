@@ -66,9 +66,9 @@ def run_dataset_dir(config: RunConfig, encoding) -> Path:
     if (directory.is_dir() or config.data.dataset or not sources
             or not all(s.startswith(BUNDLED_PREFIX) for s in sources)):
         return directory
-    directory = user_cache_root() / _cache_name(config, encoding)
-    if not directory.is_dir():
-        from melodygen.dataset.prepare import prepare
+    from melodygen.dataset.prepare import prepare
 
-        prepare(sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
+    directory = user_cache_root() / _cache_name(config, encoding)
+    # reused while fresh; rebuilt when this melodygen's encoder writes another stream version
+    prepare(sources, encoding, directory, val_fraction=config.data.val_fraction, progress=False)
     return directory

@@ -1,9 +1,12 @@
 """The abstract `Encoding`: notes <-> ids, its settings, and its JSON form.
 
 Every encoding has a registry `name`, a frozen settings dataclass, and a `Vocabulary` built
-from those settings. `to_dict` stores name + settings + the token list + melodygen version;
-`from_dict` rebuilds the encoding from the settings and refuses a token list that does not
-match, so a dataset or checkpoint is never read with a different vocabulary.
+from those settings. `to_dict` stores name + settings + the token list + the stream version +
+melodygen version; `from_dict` rebuilds the encoding from the settings and refuses a token list
+that does not match, so a dataset or checkpoint is never read with a different vocabulary, and
+a stream version other than the encoder's, so it is never read as ids that meant something
+else when they were written (a stored encoding that records none was written before versions
+existed: version 1).
 
 Musical time belongs to the encoding: `time_per_id` says how far each id moves time forward,
 in beats, seconds or bars, so sampling lengths in seconds or bars, statistics and reports never
@@ -33,6 +36,8 @@ from melodygen.settings import build
 
 
 BEATS, SECONDS, BARS = "beats", "seconds", "bars"
+UNVERSIONED_STREAM = 1
+"""The stream version of a stored encoding that records none (written before versions existed)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class Encoding(ABC):
 
     name: ClassVar[str]
     settings_type: ClassVar[type]
+    # The version of the stream `encode` writes, declared by each encoding (no default). Bump it
+    # whenever the ids of the same notes and settings change, or what an id means does: a
+    # dataset or checkpoint of another version is then refused instead of read as today's ids.
+    # tests/test_stream_versions.py holds each version's output hash and fails on a change
+    # made without a bump.
+    stream_version: ClassVar[int]
     # True when the ids carry tracks, programs, tempo and meter; False for one stream of notes
     # whose instrument and tempo the caller chooses (see `decode_score`).
     keeps_instruments: ClassVar[bool] = False
@@ -137,14 +148,19 @@ class Encoding(ABC):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (a tuple setting as a list), so a stored copy compares equal."""
         settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.settings).items()}
-        return {"name": self.name, "settings": settings,
-                "tokens": list(self.vocab.tokens), "melodygen_version": __version__}
+        return {"name": self.name, "settings": settings, "tokens": list(self.vocab.tokens),
+                "stream_version": self.stream_version, "melodygen_version": __version__}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Encoding:
-        """Rebuild from `to_dict` output; a mismatch of name or token list -> `EncodingError`."""
+        """Rebuild from `to_dict` output; a mismatch of name, stream version or token list ->
+        `EncodingError`."""
         if not isinstance(d, dict) or d.get("name") != cls.name:
             raise EncodingError(f"not a {cls.name} encoding: {str(d)[:80]}")
+        if (stored := stored_stream_version(d)) != cls.stream_version:
+            raise EncodingError(
+                f"stored with the {cls.name} encoding's stream version {stored}, but this melodygen "
+                f"writes version {cls.stream_version}: its ids meant something else")
         try:
             encoding = cls.from_settings(dict(d.get("settings") or {}))
         except (ConfigError, TypeError) as exc:
@@ -170,6 +186,15 @@ class Encoding(ABC):
 
     def __hash__(self) -> int:
         return hash((type(self), self.settings))
+
+
+def stored_stream_version(d: dict[str, Any]) -> int:
+    """The stream version a stored `to_dict()` was written with (`UNVERSIONED_STREAM` when it
+    records none); `EncodingError` for a value that is not a whole number."""
+    version = d.get("stream_version", UNVERSIONED_STREAM)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise EncodingError(f"damaged stream version {version!r} in the stored {d.get('name')!r} encoding")
+    return version
 
 
 def sort_notes(notes: Iterable[Note]) -> list[Note]:

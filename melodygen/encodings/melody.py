@@ -59,6 +59,7 @@ class MelodyEncoding(Encoding):
 
     name = "melody"
     settings_type = MelodySettings
+    stream_version = 1  # bump when encode's ids change (see Encoding.stream_version)
 
     def _build_vocab(self) -> Vocabulary:
         s = self.settings

@@ -125,6 +125,7 @@ class MultitrackEncoding(Encoding):
 
     name = "multitrack"
     settings_type = MultitrackSettings
+    stream_version = 1  # bump when encode's ids change (see Encoding.stream_version)
     keeps_instruments = True
 
     def __init__(self, settings: MultitrackSettings | None = None):

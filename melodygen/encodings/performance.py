@@ -56,6 +56,7 @@ class PerformanceEncoding(Encoding):
 
     name = "performance"
     settings_type = PerformanceSettings
+    stream_version = 1  # bump when encode's ids change (see Encoding.stream_version)
 
     def _build_vocab(self) -> Vocabulary:
         s = self.settings
