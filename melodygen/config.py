@@ -77,8 +77,9 @@ class TrainingConfig:
     `batch_size * grad_accum * world_size` windows of `seq_len` ids.
 
     Zero turns off: `max_minutes` (time budget), `grad_clip`, `patience` (validations without a
-    better val NLL before stopping early), `threads` (0 = torch's default), `eval_max_batches`
-    (0 = validate on the whole valid split).
+    better val NLL before stopping early), `threads` (0 = the default: `melodygen train` uses the
+    physical cores this process may use, `devices.pick_threads`; the library's `train()` leaves
+    torch's count), `eval_max_batches` (0 = validate on the whole valid split).
 
     `window_starts`: "anywhere" (random windows over the concatenated pieces) or "pieces"
     (windows start at a random piece's beginning: with `seq_len` above most pieces' length,

@@ -2,7 +2,11 @@
 # The main job on the bundled data, from nothing: set up .venv, prepare the Nottingham folk tunes,
 # train the small melody LSTM (about 5 minutes on 2 CPU cores), sample MIDI files, compare the
 # model with a 5-gram baseline on the same validation events, say where everything is.
-# Extra arguments go to `melodygen train`, e.g. `bash scripts/quickstart.sh --set training.max_minutes=2`.
+# Extra arguments go to `melodygen train`, e.g. `bash scripts/quickstart.sh --set training.max_minutes=2`,
+# or `--threads 1` on a machine busier than its cores (train says so in a note when it starts).
+# Training and evaluation use the physical cores, sampling one thread (`--threads N` of each command).
+# Train says when the time budget stopped it far short of its steps, evaluate when the model does
+# no better than the 5-gram, each with the reason and what to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

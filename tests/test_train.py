@@ -278,6 +278,16 @@ def test_the_run_summary_and_metrics_csv_end_on_one_tokens_per_second(dataset, t
     assert last["step"] == str(logged) and last["train_loss"] and result.tokens == logged * 4 * 16
 
 
+def test_a_run_the_budget_cut_far_short_says_so_in_its_summary(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    save_config(tiny_config(dataset, max_minutes=1e-9, max_steps=100), config)
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--out", str(tmp_path / "run"),
+                                       "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "note: stopped at 1 of 100 steps: the 1e-09-minute budget ran out" in result.stdout
+    assert "--set training.max_minutes=0 to run all 100 steps" in result.stdout
+
+
 def test_time_budget_running_out_at_the_last_step_validates_once(dataset, tmp_path):
     # max_steps already validated step 1; the time budget must not validate it again (a second
     # metrics row for step 1, and a 'bad' evaluation counted towards early stopping).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from melodygen.commands.params import threads_option
+
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
@@ -19,7 +21,9 @@ import click
 @click.option("--baseline", "baseline_order", default=None, type=click.IntRange(1, 6),
               help="Also score an n-gram of this order (counted on the train split of the dataset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_json: bool, **options) -> None:
+@threads_option("evaluate")
+def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_json: bool, threads: int | None,
+            **options) -> None:
     """Score a CHECKPOINT on held-out music: the validation split of a prepared
     dataset (--data DIR; default: the one it was trained on) or MIDI files/folders
     (SOURCES, encoded with the checkpoint's encoding, each piece as BOS ids EOS).
@@ -37,11 +41,15 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
     """
     import json
 
+    from melodygen.devices import busy_note, use_threads
     from melodygen.evaluation import evaluate_checkpoint
     from melodygen.metrics import format_figures
 
     if data_dir is not None and sources:
         raise click.UsageError("give --data DIR or MIDI SOURCES, not both")
+    crowded = busy_note(use_threads("evaluate", threads), options["device"])
+    if crowded:
+        click.echo(crowded, err=True)
     result = evaluate_checkpoint(checkpoint, data_dir=data_dir, sources=sources, **options)
     if as_json:
         click.echo(json.dumps({"checkpoint": checkpoint, **result}))
@@ -55,3 +63,16 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
         click.echo(f"  {base['order']}-gram   {format_figures(base)}")
         click.echo(f"  model - {base['order']}-gram: {result['nll'] - base['nll']:+.4f} nats/event "
                    f"({result['nll'] / base['nll'] - 1:+.1%})")
+        verdict = versus_baseline(result["nll"], base["nll"], base["order"])
+        if verdict:
+            click.echo(verdict)
+
+
+def versus_baseline(nll: float, baseline_nll: float, order: int) -> str | None:
+    """One line when the model predicts the events no better than the n-gram counted on its
+    train split: why (too little training, most likely) and what to do; None otherwise."""
+    if nll < baseline_nll:
+        return None
+    return (f"note: the model does no better than a counted {order}-gram on these events "
+            f"({nll - baseline_nll:+.4f} nats/event): it has most likely not trained enough; train it "
+            f"for longer (--set training.max_minutes=0 runs all its max_steps; --threads 1 on a busy machine)")

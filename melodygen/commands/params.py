@@ -47,3 +47,24 @@ ENCODING_HELP = ("Event encoding: melody (one monophonic line, Melody RNN), perf
                  "per instrument, drums, on bars and beats).")
 SET_ENCODING_HELP = ("An encoding setting, e.g. encoding.min_pitch=36 or encoding.track=2 (TOML value; "
                      "the 'encoding.' may be left out); repeatable.")
+
+
+# What each job's --threads defaults to (`devices.JOB_THREADS`, the one owner of the numbers).
+_THREADS_DEFAULT = {
+    "sample": "1: a piece is drawn an id at a time, too little work to share, so more threads "
+              "only wait for each other",
+    "studio": "1, as for sample: its jobs draw pieces an id at a time",
+    "evaluate": "the physical cores this process may use, which share its batches well; on a "
+                "busy machine (a note says so) use 1",
+    "report": "1: its work is reading and measuring files, not torch's",
+    "train": "the config's training.threads, else the physical cores this process may use; on a "
+             "busy machine (a note says so) use 1",
+}
+
+
+def threads_option(job: str):
+    """The `--threads N` option of a command doing `job` (a key of `devices.JOB_THREADS`);
+    None when not given, so `devices.pick_threads(job, threads)` applies the job's default."""
+    return click.option("--threads", type=click.IntRange(min=0), default=None, metavar="N",
+                        help=f"CPU threads for torch [default: {_THREADS_DEFAULT[job]}]. "
+                             "0: torch's default (the physical cores).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from melodygen.commands.params import threads_option
+
 
 def _html_only(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """An .html/.htm name only: the page replaces an earlier one, never e.g. a checkpoint."""
@@ -26,8 +28,9 @@ def _html_only(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
               help="General MIDI SoundFont (.sf2) for the audio [default: found automatically].")
 @click.option("--no-audio", is_flag=True, help="No WAV files or players (e.g. without FluidSynth).")
+@threads_option("report")
 def command(run_dir: str, samples: str | None, reference: str | None, raw_reference: bool, out: str | None,
-            soundfont: str | None, no_audio: bool) -> None:
+            soundfont: str | None, no_audio: bool, threads: int | None) -> None:
     """Write one HTML page about a training run: its settings, training and validation
     curves, evaluation figures, and a gallery of samples (piano roll, audio player, MIDI
     link and statistics, against a reference set if given).
@@ -50,8 +53,10 @@ def command(run_dir: str, samples: str | None, reference: str | None, raw_refere
     """
     import shlex
 
+    from melodygen.devices import use_threads
     from melodygen.report import build_report
 
+    use_threads("report", threads)
     report = build_report(run_dir, out, samples=samples, reference=reference, raw_reference=raw_reference,
                           soundfont=soundfont, audio=not no_audio)
     for line in report.skipped:

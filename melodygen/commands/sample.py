@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from melodygen.commands.params import FiniteFloatRange
+from melodygen.commands.params import FiniteFloatRange, threads_option
 
 
 @click.command("sample")
@@ -92,8 +92,9 @@ from melodygen.commands.params import FiniteFloatRange
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 @click.option("--render", is_flag=True,
               help="Also write each file's audio (WAV, FluidSynth) and piano roll (PNG) beside it.")
+@threads_option("sample")
 def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render: bool, max_copy_bars: float,
-            no_copy_check: bool, **options) -> None:
+            no_copy_check: bool, threads: int | None, **options) -> None:
     """Generate new music from a trained CHECKPOINT into MIDI files.
 
     The checkpoint holds everything needed (model, encoding). Each step draws the
@@ -128,8 +129,11 @@ def command(checkpoint: str, out_dir: str, device: str, seed: int | None, render
     import secrets
     from pathlib import Path
 
+    from melodygen.devices import use_threads
     from melodygen.sampling.files import SampleRequest, request_problem, sample_to_midi
     from melodygen.stats.controls import describe_adherence
+
+    use_threads("sample", threads)
 
     audio = render
     if render:  # before sampling, not after it

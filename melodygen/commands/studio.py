@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from melodygen.commands.params import threads_option
+
+
 @click.command("studio")
 @click.argument("models", nargs=-1, metavar="[CHECKPOINT|NAME]...")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -18,8 +21,9 @@ import click
 @click.option("--browser/--no-browser", default=True, show_default=True,
               help="Open the page in a web browser (where this machine has a desktop).")
 @click.option("--no-audio", is_flag=True, help="Skip WAV rendering (no FluidSynth needed).")
+@threads_option("studio")
 def command(models: tuple[str, ...], host: str, port: int, out_dir: str | None, browser: bool,
-            no_audio: bool) -> None:
+            no_audio: bool, threads: int | None) -> None:
     """Start the studio: a page on this machine to pick a model, set temperature, top-p, length,
     seed (and instruments for multitrack models), upload a primer MIDI, generate, see piano
     rolls, hear the pieces, download MIDI, regenerate one and keep favourites.
@@ -35,8 +39,10 @@ def command(models: tuple[str, ...], host: str, port: int, out_dir: str | None, 
       melodygen studio folk-melody runs/melody_lstm/best.pt --out studio-samples/
       melodygen studio runs/multitrack_bach/best.pt --port 9000 --no-browser
     """
+    from melodygen.devices import use_threads
     from melodygen.studio.serve import LOOPBACK_NAMES, serve, studio_models
 
+    use_threads("studio", threads)  # torch hands the count on to the jobs' worker thread
     if host not in LOOPBACK_NAMES:
         click.echo(f"warning: --host {host} exposes the studio to every machine that can reach this "
                    "one: anyone there can generate and download its files", err=True)

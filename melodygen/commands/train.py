@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
+
+from melodygen.commands.params import threads_option
 
 
 @click.command("train")
@@ -24,8 +27,7 @@ import click
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="Where to train (default: the config's, normally auto: CUDA, MPS, then CPU).")
 @click.option("--seed", type=int, help="Random seed (default: the config's).")
-@click.option("--threads", type=click.IntRange(min=0),
-              help="CPU threads for torch (0 = torch's default). 1 is safest on a busy machine.")
+@threads_option("train")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrite, device, seed,
             threads, quiet):
@@ -49,6 +51,7 @@ def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrit
       torchrun --nproc_per_node 2 -m melodygen train --config configs/melody_lstm.toml
     """
     from melodygen.config import load_config
+    from melodygen.devices import busy_note, use_threads
     from melodygen.errors import ConfigError
     from melodygen.training import train
     from melodygen.training.interrupt import catch_interrupts
@@ -60,11 +63,15 @@ def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrit
     extra = _option_overrides(sources, data_dir, device, seed, threads)
     config = load_config(config_path, [*overrides, *extra])
     out_dir = Path(out_dir or Path("runs") / Path(config_path).stem)
+    requested = threads if threads is not None else config.training.threads or None  # 0 in a config: the default
+    crowded = busy_note(use_threads("train", requested), config.training.device)
+    if crowded and os.environ.get("RANK", "0") == "0":
+        click.echo(crowded, err=True)
     with catch_interrupts() as stop:
         result = train(config, out_dir, resume=resume, overwrite=overwrite, stop=stop,
                        progress=not quiet)
     if result.is_main:  # under torchrun, one summary
-        click.echo(summary(result))
+        click.echo(summary(result, config.training, crowded=crowded is not None))
     if result.stop_reason == "interrupted":
         raise SystemExit(130)
 

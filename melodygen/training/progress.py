@@ -50,12 +50,16 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def summary(result) -> str:
-    """The end-of-run screen for a `TrainResult`."""
+def summary(result, training=None, *, crowded: bool = False) -> str:
+    """The end-of-run screen for a `TrainResult`; given the run's `TrainingConfig`, it also
+    says when the time budget cut the run short (`shortfall`)."""
     paths = result.paths
     lines = [f"Stopped at step {result.step} ({result.stop_reason}) after "
              f"{format_duration(result.elapsed_s)}; {result.params:,} parameters, "
              f"{result.tokens_per_s:,.0f} training tokens/s."]
+    short = training and shortfall(result.step, result.stop_reason, training, crowded=crowded)
+    if short:
+        lines.append(short)
     best = result.best
     if best:
         lines.append(f"  best val NLL  {best['nll']:.4f} nats/event at step {best['step']}: "
@@ -71,3 +75,16 @@ def summary(result) -> str:
     lines += ["Try next:", f"  melodygen sample {shlex.quote(str(sample_from))} --out "
               f"{shlex.quote(str(paths.root / 'samples'))} --temperature 0.9"]
     return "\n".join(lines)
+
+
+def shortfall(step: int, stop_reason: str, training, *, crowded: bool = False) -> str | None:
+    """One line when the time budget ended a run before half its `max_steps`: why and what to
+    do; `crowded`: it ran several threads on a machine busier than its cores
+    (`devices.busy_note`). None otherwise."""
+    if stop_reason != "time budget" or step >= training.max_steps / 2:
+        return None
+    why = ("on a machine busier than its cores, where torch's threads wait for each other; run "
+           "again with --threads 1" if crowded else "on a busy or slow machine; free the CPU")
+    return (f"note: stopped at {step:,} of {training.max_steps:,} steps: the "
+            f"{training.max_minutes:g}-minute budget ran out {why}, or add --set "
+            f"training.max_minutes=0 to run all {training.max_steps:,} steps")
