@@ -16,10 +16,10 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from melodygen.errors import OutputError
 

@@ -38,7 +38,7 @@ class NgramBaseline:
         self._joint: list[tuple[np.ndarray, np.ndarray]] = []
         self._context: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def fit(self, ids: np.ndarray) -> "NgramBaseline":
+    def fit(self, ids: np.ndarray) -> NgramBaseline:
         """Count the n-grams (orders 1..order) of the id stream `ids` (pieces concatenated)."""
         ids = np.asarray(ids, dtype=np.int64)
         x, y = ids[None, :-1], ids[1:]

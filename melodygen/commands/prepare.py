@@ -41,8 +41,8 @@ def command(sources: tuple[Path, ...], encoding_name: str, overrides: tuple[str,
       melodygen prepare bundled:pop909 --encoding multitrack --set encoding.steps_per_quarter=24
       melodygen prepare song1.mid song2.mid --val-fraction 0 --out runs/data/two-songs
     """
-    from melodygen.dataset.prepare import prepare
     from melodygen.config import encoding_from_overrides
+    from melodygen.dataset.prepare import prepare
     from melodygen.dataset.sources import DEFAULT_CORPUS, default_dataset_dir
 
     encoding = encoding_from_overrides(encoding_name, overrides)

@@ -19,8 +19,9 @@ def _html_only(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of generated MIDI files to render, play and describe.")
 @click.option("--reference", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Folder of MIDI files or bundled:NAME (e.g. the training corpus) to compare the samples' statistics with; "
-                   "each file is passed through the run's encoding and cut to the longest sample's length.")
+              help="Folder of MIDI files or bundled:NAME (e.g. the training corpus) to compare the "
+                   "samples' statistics with; each file is passed through the run's encoding and cut to "
+                   "the longest sample's length.")
 @click.option("--raw-reference", is_flag=True,
               help="Compare with the --reference files as they are (chords, drums, whole pieces included).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None, callback=_html_only,

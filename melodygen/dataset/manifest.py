@@ -72,7 +72,8 @@ def build_manifest(*, sources: list[str], fingerprint: str, encoding_dict: dict,
         "fingerprint": fingerprint, "sources": sources,
         "encoding": {"name": encoding_dict["name"], "settings": encoding_dict["settings"]},
         "settings": {"val_fraction": val_fraction, "split_rule": SPLIT_RULE},
-        "files": {"found": files_found, "used": len(pieces), "skipped": len(skipped), "from_previous_build": files_from_previous,
+        "files": {"found": files_found, "used": len(pieces), "skipped": len(skipped),
+                  "from_previous_build": files_from_previous,
                   "skipped_by_reason": count_reasons(skipped)},
         "splits": {split: _split_totals([p for p in pieces if p["split"] == split]) for split in ("train", "valid")},
         "totals": totals,
@@ -84,6 +85,7 @@ def build_manifest(*, sources: list[str], fingerprint: str, encoding_dict: dict,
 
 
 def count_reasons(skipped: list[dict]) -> dict[str, int]:
+    """{skip reason: how many files}, reasons in alphabetical order."""
     counts: dict[str, int] = {}
     for entry in skipped:
         counts[entry["reason"]] = counts.get(entry["reason"], 0) + 1
@@ -97,6 +99,7 @@ def _split_totals(pieces: list[dict]) -> dict:
 
 
 def write_json(path: Path, obj: dict) -> None:
+    """`obj` as indented JSON at `path` (inside a staging folder that is renamed whole)."""
     path.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
 
 

@@ -25,8 +25,17 @@ from melodygen.atomic import remove_leftovers, scratch
 from melodygen.dataset.copies import COPY_INDEX, build_index
 from melodygen.dataset.files import UNREADABLE, FileResult, read_files
 from melodygen.dataset.incremental import earlier_results
-from melodygen.dataset.manifest import (ENCODING, MANIFEST, build_manifest, check_dataset, count_reasons,
-                                       input_fingerprint, read_manifest, split_of, write_json)
+from melodygen.dataset.manifest import (
+    ENCODING,
+    MANIFEST,
+    build_manifest,
+    check_dataset,
+    count_reasons,
+    input_fingerprint,
+    read_manifest,
+    split_of,
+    write_json,
+)
 from melodygen.dataset.shards import SPLITS, shard_paths, write_split
 from melodygen.dataset.sources import content_hash, find_midi_files, resolve_source
 from melodygen.dataset.summary import PrepareSummary
@@ -41,9 +50,10 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
     """Build (or reuse) the dataset of `sources` under `encoding` in `out_dir`.
 
     `sources`: MIDI files and folders (searched recursively). `workers`: processes that parse
-    (default: every CPU; 1 parses in this process). `force`: rebuild and re-parse every file. Bad files are skipped and recorded with their
-    reason. Raises `DatasetError` when no file is usable, `OutputError` when `out_dir` cannot be
-    written or holds something other than a melodygen dataset, `ConfigError` for a bad fraction.
+    (default: every CPU; 1 parses in this process). `force`: rebuild and re-parse every file.
+    Bad files are skipped and recorded with their reason. Raises `DatasetError` when no file is
+    usable, `OutputError` when `out_dir` cannot be written or holds something other than a
+    melodygen dataset, `ConfigError` for a bad fraction.
     """
     started = time.perf_counter()
     if not 0.0 <= val_fraction < 1.0:

@@ -36,7 +36,8 @@ class PrepareSummary:
     def from_manifest(cls, manifest: dict, out_dir: Path, *, reused: bool) -> PrepareSummary:
         files, totals = manifest["files"], manifest["totals"]
         return cls(
-            out_dir=Path(out_dir), files_found=files["found"], files_used=files["used"], files_from_previous=files["from_previous_build"],
+            out_dir=Path(out_dir), files_found=files["found"], files_used=files["used"],
+            files_from_previous=files["from_previous_build"],
             skipped_by_reason=dict(files["skipped_by_reason"]),
             skipped=tuple((s["path"], s["reason"], s["detail"]) for s in manifest["skipped"]),
             pieces={split: info["pieces"] for split, info in manifest["splits"].items()},
@@ -65,9 +66,11 @@ class PrepareSummary:
         if skipped > MAX_SKIPPED_SHOWN:
             lines.append(f"  ... {skipped - MAX_SKIPPED_SHOWN} more in {self.out_dir / 'manifest.json'}")
         lines += [
-            f"pieces:  {self.pieces.get('train', 0)} train, {self.pieces.get('valid', 0)} valid; {self.tokens:,} tokens",
+            f"pieces:  {self.pieces.get('train', 0)} train, {self.pieces.get('valid', 0)} valid; "
+            f"{self.tokens:,} tokens",
             f"music:   {self.hours:.2f} hours, {self.notes:,} notes",
-            f"time:    {self.seconds:.1f} s" + (f" ({self.notes_per_second:,.0f} notes/s)" if self.notes_per_second else "")
+            f"time:    {self.seconds:.1f} s"
+            + (f" ({self.notes_per_second:,.0f} notes/s)" if self.notes_per_second else "")
             + (" when it was built" if self.reused else ""),
             f"dataset: {self.out_dir}",
         ]

@@ -119,7 +119,8 @@ class WindowSampler:
         that chance again; the first `seq_len + 1` ids left."""
         draws = _uniform(self.generator, self.batch_size * (self._kinds + 1)).reshape(-1, self._kinds + 1)
         dropped = (draws[:, :-1] < self.control_dropout) | (draws[:, -1:] < self.control_dropout)
-        kind = np.where(windows < len(self._control_of), self._control_of[np.minimum(windows, len(self._control_of) - 1)], -1)
+        known = len(self._control_of)
+        kind = np.where(windows < known, self._control_of[np.minimum(windows, known - 1)], -1)
         out = (kind >= 0) & np.take_along_axis(dropped, kind.clip(min=0), axis=1)
         order = np.argsort(out, axis=1, kind="stable")  # kept ids first, in their order
         return np.take_along_axis(windows, order[:, :self.seq_len + 1], axis=1)

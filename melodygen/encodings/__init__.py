@@ -27,8 +27,8 @@ ENCODINGS: dict[str, type[Encoding]] = {
     "melody": MelodyEncoding, "performance": PerformanceEncoding, "multitrack": MultitrackEncoding}
 
 __all__ = ["BOS_ID", "ENCODINGS", "EOS_ID", "PAD_ID", "Encoding", "EventRange", "MelodyEncoding",
-           "MelodySettings", "MultitrackEncoding", "MultitrackSettings", "PerformanceEncoding", "PerformanceSettings", "Vocabulary",
-           "encoding_from_dict", "get_encoding", "load_encoding", "stream_versions"]
+           "MelodySettings", "MultitrackEncoding", "MultitrackSettings", "PerformanceEncoding", "PerformanceSettings",
+           "Vocabulary", "encoding_from_dict", "get_encoding", "load_encoding", "stream_versions"]
 
 
 def get_encoding(name: str, **settings: Any) -> Encoding:

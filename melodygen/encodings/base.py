@@ -34,7 +34,6 @@ from melodygen.errors import ConfigError, EncodingError
 from melodygen.notes import Note, Score, TempoMap, Track
 from melodygen.settings import build
 
-
 BEATS, SECONDS, BARS = "beats", "seconds", "bars"
 UNVERSIONED_STREAM = 1
 """The stream version of a stored encoding that records none (written before versions existed)."""

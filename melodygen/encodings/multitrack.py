@@ -53,8 +53,14 @@ import numpy as np
 
 from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
-from melodygen.encodings.multitrack_controls import (CONTROL_KINDS, TOKEN_OF, PieceControls, control_ranges,
-                                                      density_bins, measure)
+from melodygen.encodings.multitrack_controls import (
+    CONTROL_KINDS,
+    TOKEN_OF,
+    PieceControls,
+    control_ranges,
+    density_bins,
+    measure,
+)
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.instruments import DRUMS, instrument_name

@@ -133,7 +133,7 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
 
 def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenPlan:
     """Bars `first_bar`..`last_bar` (1-based, inclusive) of `score` are written again."""
-    v, spq = encoding.vocab, encoding.settings.steps_per_quarter
+    v = encoding.vocab
     tracks = _kept_tracks(encoding, score)
     full = Score(tracks, score.tempo_map, score.time_signatures, score.end_time, score.source)
     body = np.asarray(encoding.encode_with(full, track_at_every_position=True, controls=False), dtype=np.int64)

@@ -81,6 +81,10 @@ _BIG = 1 << 20  # a threshold no id's place reaches
 
 
 class MultitrackGrammar:
+    """The multitrack encoding's grammar as one logit processor: per row, the ids that keep the
+    stream decodable (syntax, the tracks' instruments, controls, strict density, given music);
+    the module docstring explains the tables it looks them up in."""
+
     def __init__(self, encoding, primer_ids: Sequence[int], rows: int, device="cpu",
                  instruments: Sequence[int] | None = None, given=None, controls=None):
         from melodygen.encodings.vocab import EOS_ID
@@ -150,7 +154,8 @@ class MultitrackGrammar:
         self.strict = bool(self.steered) and request.strict_density and request.density is not None
         if self.strict:
             self.note_ids = self._ids_of("POS", "TRACK", "PITCH", "DRUM").to(device)
-            self.closing_ids = self._ids_of("BAR").to(device) | (torch.arange(self.vocab_size, device=device) == self.eos)
+            eos = torch.arange(self.vocab_size, device=device) == self.eos
+            self.closing_ids = self._ids_of("BAR").to(device) | eos
 
     def _ids_of(self, *names):
         """(V,) bool: the ids of these kinds."""
@@ -256,7 +261,7 @@ class MultitrackGrammar:
         """Per id two bounds `threshold < id's number`, each threshold a column of the row's
         `[state, pitch floor, drum floor, track floor, forced controls]` (`_thresholds`); ids
         with nothing to check compare against -_BIG. (2V,) columns and (2V,) numbers."""
-        V, T, place = self.vocab_size, self.max_tracks, self.place_of
+        V, place = self.vocab_size, self.place_of
         pitch_floor, drum_floor, track_floor = _FIELDS, _FIELDS + 1, _FIELDS + 2
         column = torch.full((2, V), _F_NEG_BIG, dtype=torch.long)
         number = torch.zeros(2, V, dtype=torch.long)

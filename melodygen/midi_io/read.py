@@ -17,8 +17,7 @@ from pathlib import Path
 
 from melodygen.errors import MusicTooLongError
 from melodygen.limits import ReadLimits
-from melodygen.midi_io.scan import (
-    DRUM_CHANNEL, NAME, NOTE_OFF, NOTE_ON, PEDAL, PROGRAM, TEMPO, TIME_SIG, scan_file)
+from melodygen.midi_io.scan import DRUM_CHANNEL, NAME, NOTE_OFF, NOTE_ON, PEDAL, PROGRAM, TEMPO, TIME_SIG, scan_file
 from melodygen.notes import Note, Score, TempoMap, Track
 
 # ----------------------------------------------------------------------------- notes per channel

@@ -18,13 +18,21 @@ from torch import nn
 
 from melodygen.errors import ConfigError
 from melodygen.models.base import SequenceModel
-from melodygen.models.recurrent import (AttentionLSTMModel, AttentionLSTMSettings, ElmanRNN, GRUModel,
-                                        LSTMModel, RecurrentSettings)
+from melodygen.models.recurrent import (
+    AttentionLSTMModel,
+    AttentionLSTMSettings,
+    ElmanRNN,
+    GRUModel,
+    LSTMModel,
+    RecurrentSettings,
+)
 from melodygen.models.transformer import TransformerModel, TransformerSettings
 from melodygen.settings import build
 
 
 class ModelEntry(NamedTuple):
+    """A registry entry: a model kind's settings dataclass and its module class."""
+
     settings_type: type
     model_type: type[SequenceModel]
 

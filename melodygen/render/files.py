@@ -9,9 +9,9 @@ and the report page: for each `song.mid` it writes `song.wav` and/or `song.png` 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from melodygen.errors import MidiReadError, RenderError
 from melodygen.render.audio import find_fluidsynth, find_soundfont, render_wav

@@ -50,6 +50,7 @@ def pitch_name(pitch: int) -> str:
 
 
 def all_notes(score: Score) -> list[Note]:
+    """Every note of every track, drums included."""
     return [note for track in score.tracks for note in track.notes]
 
 
@@ -59,6 +60,7 @@ def score_duration(score: Score) -> float:
 
 
 def score_facts(score: Score, name: str) -> ScoreFacts:
+    """What a page says of one piece (`name`): notes, seconds, pitch range, tracks."""
     pitches = [note.pitch for note in all_notes(score)]
     return ScoreFacts(
         name=name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from melodygen.atomic import atomic_write
@@ -75,7 +75,7 @@ def build_report(
                                describe_reference(Path(reference), run, paths, raw=raw_reference))
         gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference,
                                 copies=sample_copies(run, paths), steering=sample_steering(run, paths))
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"
     with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:

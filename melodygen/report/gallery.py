@@ -11,12 +11,12 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from melodygen.dataset.copies import CopyCheck
 from melodygen.errors import NoUsableMusicError
 from melodygen.render.files import Rendered, display_name, render_files
 from melodygen.render.structure import draw_structure
-from melodygen.dataset.copies import CopyCheck
 from melodygen.report.reference import Reference, SampleCopies
-from melodygen.report.steering import SampleSteering, SamplesSteering
+from melodygen.report.steering import SamplesSteering, SampleSteering
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class SampleEntry:
 
 @dataclass(frozen=True)
 class Gallery:
+    """The report's samples section: one entry per sample and the set's statistics beside the
+    reference set's."""
+
     entries: list[SampleEntry]
     described: dict | None  # stats.describe_set of the samples (None: no usable sample)
     reference: Reference | None  # the reference set's statistics and how they were measured

@@ -15,9 +15,9 @@ from string import Template
 from urllib.parse import quote
 
 from melodygen import __version__
-from melodygen.report.gallery import Gallery, SampleEntry
 from melodygen.render.files import display_name
 from melodygen.render.pianoroll import pitch_name
+from melodygen.report.gallery import Gallery, SampleEntry
 from melodygen.report.run import RunInfo, evaluation_figures
 
 
@@ -51,7 +51,8 @@ def _settings(config: dict | None) -> str:
     loose = {k: v for k, v in config.items() if not isinstance(v, dict)}
     sections = {**({"run": loose} if loose else {}), **{k: v for k, v in config.items() if isinstance(v, dict)}}
     tables = "".join(
-        f"<div><h3>[{escape(name)}]</h3>{_table(('setting', 'value'), [(k, _value(v)) for k, v in values.items()])}</div>"
+        f"<div><h3>[{escape(name)}]</h3>"
+        f"{_table(('setting', 'value'), [(k, _value(v)) for k, v in values.items()])}</div>"
         for name, values in sections.items()
     )
     return f'<div class="settings">{tables}</div>'
@@ -119,7 +120,8 @@ def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:
     picture = _img(rendered.png.read_bytes(), f"piano roll of {name}")
     if rendered.structure is not None:
         structure = _img(rendered.structure.read_bytes(), f"bar self-similarity of {name}")
-        picture = f'<div class="pictures"><div class="roll">{picture}</div><div class="structure">{structure}</div></div>'
+        picture = (f'<div class="pictures"><div class="roll">{picture}</div>'
+                   f'<div class="structure">{structure}</div></div>')
     return (f'<article class="sample"><h3>{escape(name)}</h3>'
             f'<p class="facts">{escape(rendered.facts.summary())}</p>{picture}'
             f'<div class="player">{player}</div>{_copy_line(entry)}{_steering(entry)}'

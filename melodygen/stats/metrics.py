@@ -40,8 +40,14 @@ import numpy as np
 from melodygen import meter
 from melodygen.errors import NoUsableMusicError
 from melodygen.notes import Score
-from melodygen.stats.structure import (GRID_PER_BEAT, STRUCTURE_METRICS, bar_contents, beats_per_bar, self_similarity,
-                                       structure_scalars)
+from melodygen.stats.structure import (
+    GRID_PER_BEAT,
+    STRUCTURE_METRICS,
+    bar_contents,
+    beats_per_bar,
+    self_similarity,
+    structure_scalars,
+)
 
 PITCH_CLASS_LABELS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Bin centres in quarter notes are 2**-4 .. 2**2; labels name them.

@@ -19,6 +19,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in a distributed run (one process: rank 0 of 1)."""
+
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -67,6 +69,7 @@ def teardown(info: DistInfo) -> None:
 
 
 def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """`model` in DistributedDataParallel under DDP, else as it is."""
     if not info.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -114,5 +117,6 @@ def gather(obj, info: DistInfo) -> list:
 
 
 def barrier(info: DistInfo) -> None:
+    """Every rank waits here for the others (nothing without DDP)."""
     if info.enabled:
         dist.barrier()

@@ -42,5 +42,6 @@ def lr_at(step: int, cfg: TrainingConfig, time_used: float = 0.0) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group of `optimizer` at learning rate `lr`."""
     for group in optimizer.param_groups:
         group["lr"] = lr

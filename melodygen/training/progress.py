@@ -45,6 +45,7 @@ def describe_start(directory, manifest: dict, model) -> str:
 
 
 def format_duration(seconds: float) -> str:
+    """'4m05s', or '1h02m03s' from an hour."""
     minutes, secs = divmod(max(0, int(round(seconds))), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -26,6 +26,8 @@ COLUMNS = ("step", "train_loss", "val_nll", "val_ppl", "val_acc", "lr", "tokens_
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The files of a run folder (`root`), by what they hold."""
+
     root: Path
 
     @property
