@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from melodygen.errors import ConfigError
 from melodygen.sampling.pieces import Piece
+from melodygen.sampling.request import GenerationRequest
 
 PathLike = str | os.PathLike
 
@@ -38,56 +40,79 @@ class Model:
     source: str
     device: str
 
-    def generate(self, n: int = 1, *, bars: float | None = None, seconds: float | None = None,
-                 events: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, primer: PathLike | None = None, continuation_only: bool = False,
-                 seed: int = 0, tempo: float | None = None, program: int | None = None,
-                 instruments: Sequence[str | int] | None = None, allow_early_end: bool = False,
-                 beam: int = 0, branch_factor: int = 2, fast: bool = True, draft: bool = False,
-                 accompany: PathLike | None = None, given_tracks: Sequence[int] | None = None,
-                 infill: tuple[int, int] | None = None, key: str | None = None,
-                 chords: str | Sequence[str] | None = None,
-                 density: int | Sequence[int] | None = None, strict_density: bool = False) -> list[Piece]:
-        """`n` new pieces, as `melodygen sample` makes them (see its --help for each option).
-
-        At most one of `bars`, `seconds`, `events`; none: until the model ends a piece (at most
-        512 events). The same `seed` gives the same pieces. `instruments` (multitrack models):
-        GM names, families or program numbers, e.g. ["violin", "piano"]. `accompany` (a MIDI
-        file; `given_tracks` 1-based, default all) gives tracks for the model to accompany with
-        new `instruments`; `infill=(a, b)` writes bars a..b of `primer` again (multitrack models).
-        `key`, `chords` (one per new bar, repeated) and `density` (notes per bar, one or one per
-        bar; `strict_density` holds every bar to it) steer a model trained with controls; each
-        piece's `adherence` says how it obeyed. `draft` (n=1, a Transformer): check ids guessed
-        from the piece several per model call, the same pieces (`sample --draft`).
+    def generate(self, request: GenerationRequest | None = None, /, **options) -> list[Piece]:
+        """New pieces, as `melodygen sample` makes them: `options` are the request's fields
+        (`sampling.request.GenerationRequest`; `melodygen sample --help` explains each), or a
+        whole `request`. At most one of `bars`, `seconds`, `events`; none: until the model ends
+        a piece (at most 512 events). The same `seed` gives the same pieces; none draws one.
+        `instruments` (multitrack models): GM names, families or program numbers, e.g.
+        ["violin", "piano"]. `accompany` (a MIDI file; `given_tracks` 1-based, default all)
+        gives tracks for the model to accompany with new `instruments`; `infill=(a, b)` writes
+        bars a..b of `primer` again (multitrack models). `key`, `chords` (one per new bar,
+        repeated) and `density` (notes per bar, one or one per bar; `strict_density` holds every
+        bar to it) steer a model trained with controls; each piece's `adherence` says how it
+        obeyed. `draft` (n=1, a Transformer): check ids guessed from the piece several per model
+        call, the same pieces (`sample --draft`). A bad option is a one-line `ConfigError`.
 
         >>> model = load("folk-melody")
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
         [20, 20, 20]
         """
-        from melodygen.encodings.multitrack_controls import ControlRequest
-        from melodygen.instruments import parse_instrument
-        from melodygen.sampling.files import SampleRequest, generate_pieces, plan_generation
+        from melodygen.sampling.files import generate_pieces, plan_generation
 
-        chosen = None if instruments is None else tuple(
-            i if isinstance(i, int) else parse_instrument(i) for i in instruments)
-        counts = [density] if isinstance(density, int) else density
-        controls = (None if key is None and chords is None and density is None and not strict_density
-                    else ControlRequest.parse(key, chords, counts, strict_density))
-        request = SampleRequest(
-            num_outputs=n, temperature=temperature, top_k=top_k, top_p=top_p, events=events,
-            seconds=seconds, bars=bars, primer=Path(primer) if primer is not None else None,
-            continuation_only=continuation_only, seed=seed, qpm=tempo, program=program,
-            instruments=chosen, allow_early_end=allow_early_end, beam=beam, branch_factor=branch_factor,
-            fast=fast, draft=draft, accompany=Path(accompany) if accompany is not None else None,
-            given_tracks=tuple(given_tracks) if given_tracks is not None else None,
-            infill=tuple(infill) if infill is not None else None, controls=controls)
+        request = _request(request, options)
         plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"))
         return generate_pieces(self.model, self.encoding, request, self.device, plan)
+
+    def stream(self, request: GenerationRequest | None = None, /, **options):
+        """One new piece's events as the model draws them: an iterator of `Event(id, token)`
+        (the id and its token text, e.g. `Event(id=26, token='NOTE_ON(69)')`), the primer's left
+        out; once it ends, its `piece` is the finished `Piece`. The options are `generate`'s (one
+        piece: n=1), and the piece is `generate`'s, the same seed drawing the same ids. A bad
+        request raises here, before anything is drawn; `close()` (or leaving a `for` loop) stops the
+        generation. Made in a worker thread (`sampling.streams`).
+
+        >>> model = load("folk-melody")
+        >>> stream = model.stream(events=12, seed=3)
+        >>> [event.id for event in stream] == stream.piece.ids == model.generate(events=12, seed=3)[0].ids
+        True
+        """
+        from melodygen.sampling.streams import PieceStream
+
+        request = _request(request, options).seeded()
+        if request.n != 1:
+            raise ConfigError(f"stream makes one piece at a time: n={request.n} (use generate for several)")
+        return PieceStream(lambda: self.generate(request)[0], self.encoding.vocab.tokens)
 
     def __repr__(self) -> str:
         spec = self.checkpoint["model"]
         return (f"Model({self.source!r}: {spec['kind']} over the {self.encoding.name} encoding, "
                 f"{self.encoding.vocab.size} ids, on {self.device})")
+
+
+def _request(request: GenerationRequest | None, options: dict) -> GenerationRequest:
+    """The request `generate`/`stream` were given: a whole one, or options to build one."""
+    if request is not None and options:
+        raise ConfigError("give a GenerationRequest or options, not both")
+    return request if request is not None else GenerationRequest.build(**options)
+
+
+def _signature_from_the_request(method) -> None:
+    """`method(request=None, /, **options)` shown with the request's fields as its keywords
+    (`help()`, editors), each with its default: the one spelling of the options."""
+    import inspect
+
+    from melodygen.sampling.request import request_defaults
+
+    keywords = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                for name, default in request_defaults().items()]
+    method.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+         inspect.Parameter("request", inspect.Parameter.POSITIONAL_ONLY, default=None), *keywords])
+
+
+_signature_from_the_request(Model.generate)
+_signature_from_the_request(Model.stream)
 
 
 def load(name_or_path: PathLike, *, device: str = "auto") -> Model:

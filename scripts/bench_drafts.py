@@ -7,9 +7,11 @@ side in one run (the LSTM has no drafting: its two fast columns are the same pat
     python scripts/bench_drafts.py --bare 1024          # the decoding loop alone: no grammar
 
 Each model samples with its model card's settings (temperature, top-p, bars), one piece per
-seed through `Model.generate` (planning, grammar and decoding included: what a user waits
-for). Per seed and path the fastest of --repeat runs counts (paths alternate, so a busier
-moment favours none); a figure is the seeds' events over the sum of those times. Also: whether
+seed as `Model.generate` draws it (`plan_generation`: primer, length and grammar, then
+`decoding.sample` as `sampling.files` calls it), with each path's `DecodeSettings` passed as a
+value; the ids are not decoded to notes. Per seed and path the fastest of --repeat runs counts
+(paths alternate, so a busier moment favours none); a figure is the seeds' events over the sum
+of those times. Also: whether
 the three paths drew the same ids, model calls per event with drafts (ids per call), and the
 time spent in the grammar and the draw per event (what drafting cannot shorten). Every drafted
 piece starts without measured times (`drafts.CallTimes`), as the first piece of a `sample` run does.
@@ -26,34 +28,33 @@ import torch
 import melodygen
 from melodygen.models import fast as fast_module
 from melodygen.pretrained import PRETRAINED_DIR
-from melodygen.sampling import decoding, drafts, files
+from melodygen.sampling import decoding, drafts
+from melodygen.sampling.decoding import DecodeSettings, sample
+from melodygen.sampling.files import plan_generation
+from melodygen.sampling.request import GenerationRequest
 
 PATHS = ("plain", "fast", "drafted")
 CARDS = {m["name"]: m for m in json.loads((PRETRAINED_DIR / "index.json").read_text())["models"]}
 
 
 class Calls:
-    """Counts model calls of the fast Transformer step, and the time spent in the logit
-    processors (the grammar) and the draw."""
+    """Counts model calls of the fast Transformer step, and the time spent drawing ids (the
+    logit processors, i.e. the grammar, and the draw: `decoding.Drawer`)."""
 
     def __init__(self):
         self.calls = 0
         self.draw_seconds = 0.0
         for name in ("one", "many"):
             self._wrap_step(name)
-        for name in ("draw", "apply_processors"):
-            self._time(name)
-
-    def _time(self, name: str) -> None:
-        original = getattr(decoding, name)
+        drawer = decoding.Drawer.__call__
 
         def timed(*args):
             start = time.perf_counter()
-            result = original(*args)
+            result = drawer(*args)
             self.draw_seconds += time.perf_counter() - start
             return result
 
-        setattr(decoding, name, timed)
+        decoding.Drawer.__call__ = timed
 
     def _wrap_step(self, name: str) -> None:
         original = getattr(fast_module._TransformerStepper, name)
@@ -67,20 +68,22 @@ class Calls:
 
 def run(model, settings: dict, seed: int, path: str, args) -> tuple[list[int], float]:
     """(ids, seconds) of one piece; with --bare, `sample` itself: --bare events, no grammar, no end."""
+    decode = DecodeSettings(fast=path != "plain", draft_length=args.draft_length if path == "drafted" else 0)
     drafts._TIMES.clear()  # each piece measures anew, as the first piece of a `sample` run does
     start = time.perf_counter()
+    common = dict(temperature=settings.get("temperature", 1.0), top_p=settings.get("top_p"),
+                  generator=torch.Generator().manual_seed(seed), settings=decode)
     if args.bare:
-        ids = decoding.sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False,
-                              temperature=settings.get("temperature", 1.0), top_p=settings.get("top_p"),
-                              generator=torch.Generator().manual_seed(seed), fast=path != "plain",
-                              draft_length=args.draft_length if path == "drafted" else 0)[0]
-    else:
-        files.DRAFT_LENGTH = args.draft_length  # the name `generate` reads (imported from decoding)
-        ids = model.generate(n=1, seed=seed, fast=path != "plain", draft=path == "drafted", **settings)[0].ids
+        ids = sample(model.model, model.encoding, max_events=args.bare, stop_on_eos=False, **common)[0]
+    else:  # a length and no early end: EOS banned, as in `sampling.files._generate`
+        plan = plan_generation(model.encoding, GenerationRequest.build(seed=seed, **settings), model.device)
+        ids = sample(model.model, model.encoding, max_events=plan.max_events, budget=plan.budget, stop_on_eos=False,
+                     primer_ids=plan.primer, processors=plan.processors, device=model.device, **common)[0]
     return ids, time.perf_counter() - start
 
 
 def bench(name: str, args, calls: Calls) -> None:
+    """Prints the row of bundled model `name`."""
     card = CARDS[name]
     model = melodygen.load(name)
     settings = dict(card["sampling"])
@@ -101,12 +104,14 @@ def bench(name: str, args, calls: Calls) -> None:
     per_call = f"{events / calls.calls:.2f}" if calls.calls else "-"  # counted for the Transformer's step
     same = all(ids[path] == ids["plain"] for path in PATHS)
     print(f"{name:<11} {card['kind']:<11} {events:>6} {rates['plain']:>8,.0f} {rates['fast']:>8,.0f} "
-          f"{rates['drafted']:>8,.0f} {rates['fast'] / rates['plain']:>6.2f}x {rates['drafted'] / rates['plain']:>6.2f}x "
+          f"{rates['drafted']:>8,.0f} {rates['fast'] / rates['plain']:>6.2f}x "
+          f"{rates['drafted'] / rates['plain']:>6.2f}x "
           f"{rates['drafted'] / rates['fast']:>6.2f}x {per_call:>8} {draw_ms:>8.3f} "
           f"{'yes' if same else 'NO':>5}", flush=True)
 
 
 def main() -> None:
+    """Parses the options and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(CARDS), choices=list(CARDS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -118,7 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     calls = Calls()
-    what = f"sample() alone, {args.bare} events, no grammar" if args.bare else "Model.generate with the card's settings"
+    what = (f"sample() alone, {args.bare} events, no grammar" if args.bare
+            else "Model.generate's decoding, the card's settings")
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, {what}, seeds {args.seeds}, best of "
           f"{args.repeat}, at most {args.draft_length} drafted ids per call")
     print(f"{'model':<11} {'kind':<11} {'events':>6} {'plain/s':>8} {'fast/s':>8} {'drafted':>8} {'fast':>7} "

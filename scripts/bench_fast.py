@@ -9,11 +9,12 @@ Models are the presets' (configs/melody_*.toml: rnn, lstm, attention_lstm, trans
 transformer; gru at the lstm preset's sizes; the d512 x 8 Transformer of melody_transformer_gpu)
 with random weights over the preset's encoding; EOS is disabled so every row runs to --tokens.
 Per row: events/s of each path (the best of --repeat runs, alternating, after a warm-up: on a
-shared machine the least disturbed run is the one to compare) and the
-speed-up; the time to the first event and to a piece of FAST_MIN_EVENTS (32) events, batch 1, on
-a model never stepped fast before (best of 3; 32 events set the fast path up, its cost counted;
-a shorter piece does not, so both paths take the same time to the first event); whether both paths drew the same ids (same seed); the fast step's
-share of the compute and memory limits measured in this run (bench_sample.py's helpers).
+shared machine the least disturbed run is the one to compare) and the speed-up; the time to the
+first event and to a piece of `DecodeSettings().fast_min_events` (32) events, batch 1, on a model
+never stepped fast before (best of 3; 32 events set the fast path up, its cost counted; a shorter
+piece does not, so both paths take the same time to the first event); whether both paths drew
+the same ids (same seed); the fast step's share of the compute and memory limits measured in this
+run (bench_sample.py's helpers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench_sample import dense_weights, limit_shares, matmul_peak, read_rate, ti
 from melodygen.config import load_config
 from melodygen.encodings import get_encoding
 from melodygen.models import build_model
-from melodygen.sampling.decoding import FAST_MIN_EVENTS
+from melodygen.sampling.decoding import DecodeSettings
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PRESETS = ["melody_rnn", "melody_lstm", "melody_lstm:gru", "melody_attention_lstm", "melody_transformer",
@@ -51,12 +52,13 @@ def cold_ms(model, encoding, tokens: int, device, fast: bool) -> float:
 
 
 def bench(name: str, args, device, peak: float) -> None:
+    """Prints the rows of preset `name`: one per batch size."""
     label, model, encoding = preset_model(name, device)
     weights = dense_weights(model)
     bandwidth = read_rate(4 * weights, device)
-    # cold, best of 3: FAST_MIN_EVENTS events set the fast path up (its cost counted), 1 does not
+    # cold, best of 3: fast_min_events events set the fast path up (its cost counted), 1 does not
     first, short = ([min(cold_ms(model, encoding, events, device, fast) for _ in range(3)) for fast in (False, True)]
-                    for events in (1, FAST_MIN_EVENTS))
+                    for events in (1, DecodeSettings().fast_min_events))
     for batch in args.batches:
         runs = {False: [], True: []}
         for fast in (False, True):
@@ -75,6 +77,7 @@ def bench(name: str, args, device, peak: float) -> None:
 
 
 def main() -> None:
+    """Parses the options and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=PRESETS, help="config names; NAME:KIND swaps the kind")
     parser.add_argument("--tokens", type=int, default=512, help="events per row")

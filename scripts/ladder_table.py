@@ -92,15 +92,16 @@ def score_rung(run_dir: Path, data: Path, args) -> dict:
 
 def sample_rung(run_dir: Path, reference: dict, args) -> dict:
     """The temperature with the best mean overlap: {temperature, overlap, samples (described)}."""
-    from melodygen.sampling.files import SampleRequest, sample_to_midi
+    from melodygen.sampling.files import sample_to_midi
+    from melodygen.sampling.request import GenerationRequest
     from melodygen.stats import compare_sets, describe_set
     from melodygen.stats.compare import mean_overlap
 
     best = None
     for temperature in args.temperatures:
-        request = SampleRequest(num_outputs=args.samples, temperature=temperature, events=args.length,
-                                seed=0, overwrite=True)
-        written = sample_to_midi(run_dir / "best.pt", run_dir / f"samples_t{temperature:g}", request, args.device)
+        request = GenerationRequest(n=args.samples, temperature=temperature, events=args.length, seed=0)
+        written = sample_to_midi(run_dir / "best.pt", run_dir / f"samples_t{temperature:g}", request, args.device,
+                                 overwrite=True)
         described = describe_set([r.path for r in written])
         overlap = mean_overlap(compare_sets(described, reference))
         if best is None or overlap > best["overlap"]:

@@ -10,22 +10,28 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import CORPORA
+from midi_factory import melody_with_chords_file
+
 from melodygen import harmony
 from melodygen.checkpoint import make_checkpoint, save
 from melodygen.cli import main
 from melodygen.dataset.windows import WindowSampler
 from melodygen.encodings import get_encoding
-from melodygen.encodings.multitrack_controls import (DENSITY_COUNTS, ControlRequest, Steering, density_bins,
-                                                      read_beside)
+from melodygen.encodings.multitrack_controls import (
+    DENSITY_COUNTS,
+    ControlRequest,
+    Steering,
+    density_bins,
+    read_beside,
+)
 from melodygen.errors import ConfigError
 from melodygen.midi_io import read_score
 from melodygen.models import build_model, settings_to_dict
 from melodygen.notes import Note, Score, TempoMap, Track
-from melodygen.sampling.files import SampleRequest, _primer_controls
+from melodygen.sampling.files import _primer_controls
+from melodygen.sampling.request import GenerationRequest
 from melodygen.stats.controls import measure_adherence, piece_adherence
-from midi_factory import melody_with_chords_file
 
 ALL = ("key", "chord", "density")
 ENC = get_encoding("multitrack", controls=list(ALL))
@@ -317,4 +323,4 @@ def test_a_model_without_controls_says_so(tmp_path):
     plain = write_checkpoint(tmp_path / "plain.pt", "lstm", "multitrack")
     result = run(plain, "--out", tmp_path / "out", "--bars", 2, "--chords", "D")
     assert result.exit_code != 0 and "trained without the chord control (its controls: none)" in result.output
-    assert SampleRequest().controls is None and harmony.parse_chord("D") == ControlRequest.parse(chords="D").chords[0]
+    assert GenerationRequest().controls is None and harmony.parse_chord("D") == ControlRequest.parse(chords="D").chords[0]

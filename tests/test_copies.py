@@ -9,12 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
+import midi_factory as mf
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from train_fixtures import make_dataset
 
-import midi_factory as mf
 from melodygen.checkpoint import make_checkpoint, save
 from melodygen.cli import main
 from melodygen.config import config_from_dict
@@ -26,7 +27,6 @@ from melodygen.dataset.shards import TokenDataset, write_split
 from melodygen.encodings import BOS_ID, EOS_ID, get_encoding
 from melodygen.errors import DatasetError
 from melodygen.models import build_model, settings_to_dict
-from train_fixtures import make_dataset
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def _model_writes(monkeypatch, path: Path) -> list[int]:
 
     ids = [int(i) for i in read_file(path, get_encoding("melody")).ids]
     monkeypatch.setattr(files, "_generate", lambda model, encoding, request, plan, device: (
-        [list(ids) for _ in range(request.num_outputs)], [None] * request.num_outputs))
+        [list(ids) for _ in range(request.n)], [None] * request.n))
     return ids
 
 
@@ -215,17 +215,18 @@ def test_a_primer_the_user_gave_is_not_a_copy_but_what_follows_it_may_be(folk_da
                                                                           tmp_path, monkeypatch):
     from melodygen.dataset.files import read_file
     from melodygen.sampling import files
+    from melodygen.sampling.request import GenerationRequest
     from melodygen.stats.copies import check_files, piece_warnings, warning_lines
 
     ckpt = _checkpoint(folk_dataset, tmp_path / "m.pt")
     primer = nottingham_files[0]  # a training piece
     monkeypatch.setattr(files, "_generate", lambda *args: ([[]], [None]))  # the model ends at once
-    (piece,) = files.sample_to_midi(ckpt, tmp_path / "a", files.SampleRequest(primer=primer), copy_check=True)
+    (piece,) = files.sample_to_midi(ckpt, tmp_path / "a", GenerationRequest(primer=primer), copy_check=True)
     # judged whole, the file is that training piece; judged as `sample` does, nothing is copied
     assert warning_lines(check_files([piece.path], CopyIndex.open(folk_dataset)), 4.0)
     assert piece_warnings([piece], 4.0) == [] and piece.copy_check["check"].longest is None
     written = _model_writes(monkeypatch, nottingham_files[1])  # now another training piece follows it
-    (piece,) = files.sample_to_midi(ckpt, tmp_path / "b", files.SampleRequest(primer=primer))
+    (piece,) = files.sample_to_midi(ckpt, tmp_path / "b", GenerationRequest(primer=primer))
     (row,) = check_files([piece.path], CopyIndex.open(folk_dataset), [piece.given])
     found = row["check"].exact
     assert found.source == str(nottingham_files[1])

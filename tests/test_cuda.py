@@ -3,14 +3,15 @@ whose checkpoint loads on the CPU. Skipped without CUDA; `scripts/gpu_check.sh` 
 
 import pytest
 import torch
+from test_models import CASES, IDS, V, random_ids, step_in_chunks, tiny
+from train_fixtures import make_dataset, tiny_config
 
 from melodygen.devices import autocast
 from melodygen.encodings import get_encoding
 from melodygen.models import MODELS, build_model
 from melodygen.sampling.decoding import sample
-from melodygen.sampling.files import SampleRequest, sample_to_midi
-from test_models import CASES, IDS, V, random_ids, step_in_chunks, tiny
-from train_fixtures import make_dataset, tiny_config
+from melodygen.sampling.files import sample_to_midi
+from melodygen.sampling.request import GenerationRequest
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -57,6 +58,6 @@ def test_training_on_cuda_writes_a_checkpoint_the_cpu_loads(tmp_path):
     assert result.step == 8
     saved = torch.load(tmp_path / "run" / "best.pt", weights_only=True)  # no map_location
     assert all(t.device.type == "cpu" for t in saved["model"]["state_dict"].values())
-    written = sample_to_midi(tmp_path / "run" / "best.pt", tmp_path / "s", SampleRequest(events=8),
+    written = sample_to_midi(tmp_path / "run" / "best.pt", tmp_path / "s", GenerationRequest(events=8),
                              device="cpu")
     assert written[0].path.exists()

@@ -125,18 +125,20 @@ def test_a_piece_longer_than_the_piece_ceiling_is_refused_before_sampling(tmp_pa
 
 def test_the_piece_ceiling_caps_a_budget_and_says_so(monkeypatch):
     from melodygen.encodings import get_encoding
-    from melodygen.sampling.files import SampleRequest, plan_generation
+    from melodygen.sampling.files import plan_generation
+    from melodygen.sampling.request import GenerationRequest
 
     monkeypatch.setenv("MELODYGEN_MAX_PIECE_EVENTS", "300")
-    plan = plan_generation(get_encoding("performance"), SampleRequest(seconds=60))  # 12,000 events of safety cap
+    plan = plan_generation(get_encoding("performance"), GenerationRequest(seconds=60))  # 12,000 events of safety cap
     assert plan.max_events == 300
 
 
 def test_music_to_accompany_past_the_piece_ceiling_is_refused_in_one_line(tmp_path, monkeypatch):
     from melodygen.encodings import get_encoding
-    from melodygen.sampling.files import SampleRequest, plan_generation
+    from melodygen.sampling.files import plan_generation
+    from melodygen.sampling.request import GenerationRequest
 
     monkeypatch.setenv("MELODYGEN_MAX_PIECE_EVENTS", "50")
     tune = mf.melody_with_chords_file(tmp_path, notes=32)
     with pytest.raises(ConfigError, match=rf"^{tune}: its given music \(\d+ bars\) needs \d+ events, more than the 50"):
-        plan_generation(get_encoding("multitrack"), SampleRequest(accompany=tune, instruments=(0,)))
+        plan_generation(get_encoding("multitrack"), GenerationRequest(accompany=tune, instruments=(0,)))

@@ -188,7 +188,7 @@ def test_infill_through_the_cli(tmp_path, checkpoint, tune):
 @pytest.mark.parametrize("args,needle", [
     (("--infill", "2-3"), "--infill rewrites bars of the --primer piece"),
     (("--primer", REAL_TUNE, "--infill", "40-90"), "is outside its bars 1-"),
-    (("--primer", REAL_TUNE, "--infill", "3-x"), "--infill '3-x': expected numbers"),
+    (("--primer", REAL_TUNE, "--infill", "3-x"), "infill '3-x': expected whole numbers"),
     (("--accompany", REAL_TUNE, "--given-tracks", "5"), "no track [5] to give"),
     (("--given-tracks", "1"), "--given-tracks chooses tracks of the --accompany file"),
     (("--accompany", REAL_TUNE, "--bars", "4"), "write as long as the given piece"),

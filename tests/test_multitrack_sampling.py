@@ -72,7 +72,7 @@ def test_instruments_from_nothing(tmp_path, checkpoint):
 
 @pytest.mark.parametrize("args,needle", [
     (("--instruments", "kazoo"), "unknown instrument 'kazoo'"),
-    (("--instruments", ","), "--instruments needs at least one instrument"),
+    (("--instruments", ","), "instruments: give at least one instrument"),
     (("--program", 5), "choose them with --instruments, not --program"),
     (("--instruments", "drums", "--primer", PRIMER), "none of the instruments asked for is a track of the primer"),
     (("--instruments", ",".join(["piano"] * 17)), "17 instruments, more than the model's max_tracks = 16"),

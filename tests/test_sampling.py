@@ -16,8 +16,9 @@ from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models import MODELS, build_model
 from melodygen.sampling.decoding import Budget, draw, filter_logits, sample
-from melodygen.sampling.files import GenerationPlan, SampleRequest, _shortfall, length_budget
+from melodygen.sampling.files import GenerationPlan, _shortfall, length_budget
 from melodygen.sampling.processors import BanIds
+from melodygen.sampling.request import GenerationRequest
 
 MELODY = get_encoding("melody")  # 41 ids
 PERFORMANCE = get_encoding("performance")  # 391 ids
@@ -262,19 +263,19 @@ def test_running_sums_use_no_float64_on_mps(monkeypatch):
 
 
 def test_length_budget_melody_converts_to_steps():
-    assert length_budget(MELODY, SampleRequest(), 120) == (512, None)
-    assert length_budget(MELODY, SampleRequest(events=33), 120) == (33, None)
-    assert length_budget(MELODY, SampleRequest(seconds=10), 120) == (80, None)  # 8 steps/s
-    assert length_budget(MELODY, SampleRequest(bars=4), 90) == (64, None)
+    assert length_budget(MELODY, GenerationRequest(), 120) == (512, None)
+    assert length_budget(MELODY, GenerationRequest(events=33), 120) == (33, None)
+    assert length_budget(MELODY, GenerationRequest(seconds=10), 120) == (80, None)  # 8 steps/s
+    assert length_budget(MELODY, GenerationRequest(bars=4), 90) == (64, None)
 
 
 def test_length_budget_performance_counts_time_shifts():
-    cap, budget = length_budget(PERFORMANCE, SampleRequest(seconds=3), 120)
+    cap, budget = length_budget(PERFORMANCE, GenerationRequest(seconds=3), 120)
     assert budget.limit == 3 and cap >= 600
     shift = PERFORMANCE.vocab.id_of("TIME_SHIFT", 25)
     assert budget.costs[shift] == pytest.approx(0.25)
     assert budget.costs[PERFORMANCE.vocab.id_of("NOTE_ON", 60)] == 0
-    assert length_budget(PERFORMANCE, SampleRequest(bars=2), 60)[1].limit == pytest.approx(8.0)
+    assert length_budget(PERFORMANCE, GenerationRequest(bars=2), 60)[1].limit == pytest.approx(8.0)
 
 
 class BeatsWithRests(type(MELODY)):
@@ -292,18 +293,18 @@ class BeatsWithRests(type(MELODY)):
 def test_lengths_in_time_work_for_any_encoding_that_declares_time():
     """No name switch: seconds and bars go through `Encoding.time_per_id` (beats or seconds)."""
     odd = BeatsWithRests()
-    cap, budget = length_budget(odd, SampleRequest(bars=2), 120)
+    cap, budget = length_budget(odd, GenerationRequest(bars=2), 120)
     assert budget.limit == 8 and cap == 800  # 8 beats = 4 s at 120 qpm: 200 events a second at most
     assert budget.costs[3] == 0 and budget.costs[4] == 0.25 and budget.unit == "beats"
-    short = _shortfall([3] * 800, SampleRequest(bars=2), GenerationPlan([], 120.0, cap, budget, []))
+    short = _shortfall([3] * 800, GenerationRequest(bars=2), GenerationPlan([], 120.0, cap, budget, []))
     assert short.startswith("0.0 of 8.0 beats of new music: the safety cap of 800 events")
-    cap, budget = length_budget(odd, SampleRequest(seconds=3), 60)
+    cap, budget = length_budget(odd, GenerationRequest(seconds=3), 60)
     assert budget.limit == 3 and cap == 600  # 3 s at 60 qpm = 3 beats
     plain = type(MELODY)()
     plain.time_per_id = lambda: None  # an encoding that declares no time
     with pytest.raises(ConfigError, match="declares no musical time: give the length in events"):
-        length_budget(plain, SampleRequest(seconds=3), 120)
-    assert length_budget(plain, SampleRequest(events=7), 120) == (7, None)
+        length_budget(plain, GenerationRequest(seconds=3), 120)
+    assert length_budget(plain, GenerationRequest(events=7), 120) == (7, None)
 
 
 def _tiny(kind: str) -> dict:

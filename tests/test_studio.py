@@ -325,6 +325,40 @@ def test_a_failed_generation_is_the_job_s_message(client, checkpoints, monkeypat
     assert job["error"] == "FluidSynth failed: no voice" and job["samples"] == []
 
 
+def test_a_job_reports_the_events_drawn_so_far_for_the_piece_being_made(client, checkpoints, monkeypatch):
+    """Held at the 10th draw of each piece (a watcher of the decode loop, after the studio's own):
+    the job has counted 10 events of the piece being made; at the end, the last piece's all."""
+    from melodygen.api import Model
+    from melodygen.sampling.loop import watching
+
+    generate_piece, reached, release = Model.generate, threading.Event(), threading.Event()
+
+    def held(self, **options):
+        def hold(ids, draws=[0]):
+            draws[0] += 1
+            if draws[0] % 32 == 10:  # each piece is 32 draws (2 bars)
+                reached.set()
+                assert release.wait(POLL_LIMIT_S)
+                release.clear()
+
+        with watching(hold):
+            return generate_piece(self, **options)
+
+    monkeypatch.setattr(Model, "generate", held)
+    answer = generate(client, checkpoints["melody"])
+    try:
+        for done in (0, 1):
+            assert reached.wait(POLL_LIMIT_S)
+            reached.clear()
+            job = client.get(f"/api/jobs/{answer.json['job']['id']}").json["job"]
+            assert (job["done"], job["events"], job["finished"]) == (done, 10, False)
+            release.set()
+    finally:
+        release.set()
+    job = finished(client, answer)
+    assert job["done"] == 2 and job["events"] == 32
+
+
 def test_the_page_names_its_controls(client):
     page = client.get("/").get_data(as_text=True)
     for control in ('name="model"', 'name="temperature"', 'name="top_p"', 'name="length"', 'name="seed"',

@@ -389,7 +389,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_no_nan_checkpoint(dataset
 @pytest.mark.slow
 def test_compiled_training_writes_plain_checkpoints_that_sample(dataset, tmp_path):
     from melodygen.config import config_from_dict
-    from melodygen.sampling.files import SampleRequest, sample_to_midi
+    from melodygen.sampling.files import sample_to_midi
+    from melodygen.sampling.request import GenerationRequest
 
     raw = tiny_config(dataset, max_steps=4, eval_every=4, compile=True).to_dict()
     raw["model"] = {"kind": "transformer", "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32,
@@ -398,5 +399,5 @@ def test_compiled_training_writes_plain_checkpoints_that_sample(dataset, tmp_pat
     assert result.step == 4
     keys = checkpoint.load(tmp_path / "run" / "best.pt")["model"]["state_dict"]
     assert keys and not any(k.startswith("_orig_mod") for k in keys)  # no torch.compile prefix
-    written = sample_to_midi(tmp_path / "run" / "best.pt", tmp_path / "s", SampleRequest(events=8))
+    written = sample_to_midi(tmp_path / "run" / "best.pt", tmp_path / "s", GenerationRequest(events=8))
     assert written[0].path.exists()

@@ -68,3 +68,36 @@ def threads_option(job: str):
     return click.option("--threads", type=click.IntRange(min=0), default=None, metavar="N",
                         help=f"CPU threads for torch [default: {_THREADS_DEFAULT[job]}]. "
                              "0: torch's default (the physical cores).")
+
+
+def request_options(command):
+    """The options of `melodygen sample` made from the request's fields (`GenerationRequest`):
+    one click option per field, with its flags, range, default and help, so the command line
+    spells each option as the API and the studio do."""
+    from melodygen.sampling.request import request_defaults
+    from melodygen.sampling.request import request_options as options
+
+    defaults = request_defaults()
+    for name, option in reversed(options().items()):
+        command = click.option(*_flags(name, option), name, default=defaults[name], help=option.help,
+                               **_click_kind(option, defaults[name]))(command)
+    return command
+
+
+def _flags(name: str, option) -> tuple[str, ...]:
+    return option.flags or (f"--{name.replace('_', '-')}",)
+
+
+def _click_kind(option, default) -> dict:
+    """The click type of an option: a range for numbers, an existing file, a flag, or text."""
+    show = {"show_default": default is not None and default is not False}
+    if option.kind == "flag":  # "--fast/--no-fast" is a flag by its slash
+        return {"show_default": True} if "/" in _flags("", option)[0] else {"is_flag": True}
+    if option.kind == "file":
+        return {"type": click.Path(exists=True, dir_okay=False, path_type=str)}
+    if option.kind == "int":
+        return {"type": click.IntRange(None if option.lo is None else int(option.lo),
+                                       None if option.hi is None else int(option.hi)), **show}
+    if option.kind == "float":
+        return {"type": FiniteFloatRange(option.lo, option.hi, min_open=option.lo_open), **show}
+    return {"metavar": "LIST" if option.kind == "list" else None}

@@ -6,10 +6,10 @@ decoding step is a chain of matrix-vector products plus a few dozen small ops. `
 multiplies by `W.t()`, a transposed GEMV 1.25-2x slower than a product with the weights stored
 (in, out); a step here multiplies by weights transposed once, up front, skips the modules'
 Python, and looks the first layer's input product up in a table per id. On a GPU, rnn/lstm/gru
-replay their step as a CUDA graph (not yet run on one). The state is the model's own (recurrent tensors, the Transformer's `KVCache`), so a fast step
-continues a plain one and the other way round, `select_rows` and beam search are unchanged,
-and whatever a fast step does not cover (a prefix of several ids, a fresh state, a learned-
-position re-encode) goes to `model.step`.
+replay their step as a CUDA graph (not yet run on one). The state is the model's own (recurrent
+tensors, the Transformer's `KVCache`), so a fast step continues a plain one and the other way
+round, `select_rows` and beam search are unchanged, and whatever a fast step does not cover (a
+prefix of several ids, a fresh state, a learned-position re-encode) goes to `model.step`.
 
 Floating point: the same products summed in another order, so logits differ from `model.step`
 by float32 rounding (~1e-6 relative, tests bound them); the draw is the same, so a seed gives
@@ -22,7 +22,6 @@ Not covered: training mode (dropout) and non-float32 weights: `fast_step` return
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,7 @@ from torch import LongTensor, Tensor
 
 from melodygen.models.base import SequenceModel
 from melodygen.models.kv_cache import KVCache
-from melodygen.models.transformer import relative_logits, rope_tables
+from melodygen.models.transformer import rope_tables
 
 StepFn = Callable[[LongTensor, Any], tuple[Tensor, Any]]
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (versions, stepper)
@@ -210,9 +209,12 @@ class _AttentionLSTMStepper(_RecurrentStepper):
 
 class _TransformerStepper(_Stepper):
     """transformer: new positions through every layer with transposed weights, the model's own
-    KV cache (`KVCache.store`) and SDPA over the cached keys; the head is a transposed copy of
-    the (tied) embedding. Without learned positions the first layer's q, k, v depend on the id
-    alone: a table (V, 3C) of LN(embedding) times its qkv weights gives them.
+    KV cache (`KVCache.store`) and the block's own attention (`SelfAttention.split_heads` and
+    `attend`: relative logits, SDPA) over the cached keys; the head is a transposed copy of the
+    (tied) embedding. What is done here and not there: the products (`_Weights`), the rotation
+    of rope in 3 ops from a table, and the MLP (Linear, GELU, Linear, as `Block.mlp`). Without
+    learned positions the first layer's q, k, v depend on the id alone: a table (V, 3C) of
+    LN(embedding) times its qkv weights gives them.
 
     `one` takes one id per row; `many` takes several per row (drafted ids to check, see
     `sampling.drafts`), with products through `_Weights.rows` and, past `max_context`, a banded
@@ -221,8 +223,8 @@ class _TransformerStepper(_Stepper):
     def __init__(self, model: SequenceModel):
         super().__init__(model)
         s = model.settings
-        self.heads, self.head_size = s.n_heads, s.d_model // s.n_heads
-        self.layers = [(b.ln1, _Weights(b.attn.qkv.weight), _Weights(b.attn.proj.weight), b.attn.relative, b.ln2,
+        self.head_size = s.d_model // s.n_heads
+        self.layers = [(b.ln1, _Weights(b.attn.qkv.weight), _Weights(b.attn.proj.weight), b.attn, b.ln2,
                         _Weights(b.mlp[0].weight, b.mlp[0].bias), _Weights(b.mlp[2].weight, b.mlp[2].bias))
                        for b in model.blocks]
         self.head = _Weights(model.head.weight)
@@ -234,7 +236,7 @@ class _TransformerStepper(_Stepper):
         self.rope = (torch.empty(0), torch.empty(0))  # per position: (cos, cos), (-sin, sin)
 
     def one(self, ids: LongTensor, cache: KVCache) -> tuple[Tensor, KVCache]:
-        self.model._make_room(cache)
+        self.model.make_room(cache)
         return self._run(ids[:, None], cache, None), cache
 
     def room(self, cache: KVCache) -> int:
@@ -280,18 +282,15 @@ class _TransformerStepper(_Stepper):
 
     def _block(self, x: Tensor, B: int, T: int, weights, rope, cache: KVCache, layer: int,
                mask: Tensor | None, qkv: Tensor | None) -> Tensor:
-        ln1, qkv_w, proj_w, relative, ln2, fc, out = weights
+        ln1, qkv_w, proj_w, attn, ln2, fc, out = weights
         C = x.shape[1]
         if qkv is None:
             qkv = qkv_w(F.layer_norm(x, (C,), ln1.weight, ln1.bias, ln1.eps))  # (B T, 3C)
-        qkv = qkv.view(B, T, 3, self.heads, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        qkv = attn.split_heads(qkv, B, T)  # (3, B, H, T, D)
         q, k = qkv[:2] if rope is None else torch.addcmul(  # apply_rope's rotation, in 3 ops
             qkv[:2] * rope[0], qkv[:2].roll(self.head_size // 2, -1), rope[1])
         keys, values = cache.store(layer, k, qkv[2])  # (B, H, L, D)
-        if relative is not None:
-            bias = relative_logits(q, relative, keys.shape[2]) / math.sqrt(self.head_size)
-            mask = bias if mask is None else bias.masked_fill(~mask, -math.inf)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, T, D)
+        y = attn.attend(q, keys, values, mask, causal=False)  # (B, H, T, D): the block's own attention
         x = proj_w(y.transpose(1, 2).reshape(B * T, C), residual=x)
         h = F.layer_norm(x, (C,), ln2.weight, ln2.bias, ln2.eps)
         return out(F.gelu(fc(h)), residual=x)

@@ -130,7 +130,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache: KVCache | None,
                 layer: int) -> Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        qkv = self.split_heads(self.qkv(x), B, T)
         if rope is not None:  # q and k rotated together: half the small ops of a step
             q, k = apply_rope(qkv[:2], *rope)
         else:
@@ -138,16 +138,28 @@ class SelfAttention(nn.Module):
         v = qkv[2]
         if cache is not None:
             k, v = cache.store(layer, k, v)
-        mask, causal = _causal_mask(T, k.shape[2], x.device), k.shape[2] == T and T > 1
-        if self.relative is not None:  # an additive bias: SDPA adds it to the scaled q.k
+        y = self.attend(q, k, v, _causal_mask(T, k.shape[2], x.device), k.shape[2] == T and T > 1)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def split_heads(self, qkv: Tensor, batch: int, length: int) -> Tensor:
+        """The `qkv` products of `batch` x `length` positions, (B, T, 3C) or (B T, 3C) -> q, k
+        and v per head, stacked: (3, B, H, T, D)."""
+        return qkv.view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
+        """Attention of queries q (B, H, T, D), the last T of the L positions whose keys and
+        values are k, v (B, H, L, D) -> (B, H, T, D). `mask` (T, L) bool says which keys each
+        query sees (None: every key, or with `causal`, T == L, each query's own and earlier
+        ones). Relative positions add their logits as a bias (SDPA adds it to the scaled q.k).
+        `models.fast` attends through this too: attention is defined here once."""
+        if self.relative is not None:
             bias = relative_logits(q, self.relative, k.shape[2]) / math.sqrt(q.shape[-1])
             if causal:
-                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                mask = torch.ones(q.shape[2], q.shape[2], dtype=torch.bool, device=q.device).tril()
             mask, causal = bias if mask is None else bias.masked_fill(~mask, -math.inf), False
-        y = F.scaled_dot_product_attention(
+        return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=causal)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 def _causal_mask(new: int, total: int, device: torch.device) -> Tensor | None:
@@ -224,7 +236,7 @@ class TransformerModel(SequenceModel):
             state = KVCache(capacity=self.max_context + self.max_context // 2)
         outputs, done = [], 0
         while done < ids.shape[1]:  # pieces that fit the context, sliding it in between
-            self._make_room(state)
+            self.make_room(state)
             room = self.max_context - state.length
             outputs.append(self._run(ids[:, done:done + room], state))
             done += outputs[-1].shape[1]
@@ -233,7 +245,7 @@ class TransformerModel(SequenceModel):
     def select_rows(self, state: KVCache, rows: LongTensor) -> KVCache:
         return state.select_rows(rows)
 
-    def _make_room(self, state: KVCache) -> None:
+    def make_room(self, state: KVCache) -> None:
         """Leaves at most `max_context - 1` positions in `state` (module docstring)."""
         if state.length < self.max_context:
             return

@@ -1,12 +1,13 @@
 """Beam search over sampled branches (Magenta's `beam_size` / `branch_factor` / `steps_per_iteration`).
 
 Plain sampling keeps whatever it draws. Here `beam_size` sequences are kept, each as
-`branch_factor` branches that draw `steps_per_iteration` ids (through the same specials' ban,
-temperature and top-k/top-p as `decoding.sample`); then the `beam_size` branches whose ids are the
-most likely under the model (summed log-probability of the model's own softmax, before temperature
-and filtering) survive, their states picked with the model's `select_rows`, and branch again. At the
-end each kept sequence's best branch competes for the outputs, so no two outputs are branches of
-one sequence. With beam 1 and branch 1 this is `decoding.sample` with EOS banned, id for id.
+`branch_factor` branches that draw `steps_per_iteration` ids (in the decode loop, `loop.run`, with
+`_Beams` as its stepper: the same specials' ban, temperature and top-k/top-p as `decoding.sample`);
+then the `beam_size` branches whose ids are the most likely under the model (summed log-probability
+of the model's own softmax, before temperature and filtering) survive, their states picked with
+the model's `select_rows`, and branch again. At the end each kept sequence's best branch competes
+for the outputs, so no two outputs are branches of one sequence. With beam 1 and branch 1 this is
+`decoding.sample` with EOS banned, id for id.
 Drawing branches rather than taking the top ids keeps some of sampling's variety; like every beam
 search it favours safe, repetitive continuations (it is known to loop), and it looks only
 `steps_per_iteration` ids ahead when it prunes: measure what it does before relying on it.
@@ -25,7 +26,8 @@ import torch
 
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError
-from melodygen.sampling.decoding import apply_processors, decoding, draw
+from melodygen.sampling.decoding import Drawer, decoding
+from melodygen.sampling.loop import run
 from melodygen.sampling.processors import BanIds, LogitProcessor
 
 
@@ -48,30 +50,50 @@ def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, step
         raise ConfigError(f"beam search keeps {beam_size} sequence(s): it cannot return {num_outputs}")
     if min(branch_factor, steps_per_iteration) < 1:
         raise ConfigError("branch_factor and steps_per_iteration must be >= 1")
-    processors = [BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device), *processors]
+    drawer = Drawer([BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device), *processors],
+                    temperature, top_k, top_p, generator)
     rows = beam_size * branch_factor  # row r is branch r % branch_factor of sequence r // branch_factor
-    scores = torch.zeros(rows, dtype=torch.float64, device=device)
-    drawn = torch.zeros(rows, 0, dtype=torch.long, device=device)
     with decoding(model, primer_ids, rows, device) as (logits, state):
-        ids = None
-        for t in range(max_events):
-            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p, generator)
-            scores += torch.log_softmax(logits[:, -1].float(), dim=-1).gather(1, ids[:, None])[:, 0]
-            drawn = torch.cat([drawn, ids[:, None]], dim=1)
-            if t + 1 == max_events:
-                break
-            logits, state = model.step(ids[:, None], state)
-            if (t + 1) % steps_per_iteration == 0:
-                keep = _survivors(scores, beam_size, branch_factor)
-                state, logits = model.select_rows(state, keep), logits.index_select(0, keep)
-                for processor in processors:
-                    if hasattr(processor, "select_rows"):
-                        processor.select_rows(keep)
-                scores, drawn, ids = scores[keep], drawn[keep], ids[keep]
+        beams = _Beams(model, state, logits[:, -1], drawer, beam_size, branch_factor, steps_per_iteration)
+        for ids in run(logits[:, -1], beams, drawer, max_events):
+            beams.record(ids)
+    scores = beams.scores
     best_branch = scores.view(beam_size, branch_factor).argmax(dim=1) + torch.arange(
         0, rows, branch_factor, device=scores.device)  # (beam_size,) one row per kept sequence
     order = best_branch[torch.argsort(scores[best_branch], descending=True, stable=True)][:num_outputs]
-    return [BeamResult(drawn[i].tolist(), float(scores[i])) for i in order.tolist()]
+    return [BeamResult(beams.drawn[i].tolist(), float(scores[i])) for i in order.tolist()]
+
+
+class _Beams:
+    """Beam search as a stepper of the decode loop: `model.step` over every branch, then, every
+    `steps_per_iteration` ids, the rows of the best `beam_size` branches (`_survivors`) in the
+    state, the logits, the processors (`Drawer.select_rows`) and the ids drawn so far. The
+    loop's caller `record`s each draw as it comes: its ids and their log-probability under the
+    model's own softmax (before processors, temperature and filtering)."""
+
+    def __init__(self, model, state, logits: torch.Tensor, drawer: Drawer, beam_size: int, branch_factor: int,
+                 steps_per_iteration: int):
+        self.model, self.state, self.logits, self.drawer = model, state, logits, drawer
+        self.beam_size, self.branch_factor, self.steps_per_iteration = beam_size, branch_factor, steps_per_iteration
+        self.steps = 0
+        self.scores = torch.zeros(logits.shape[0], dtype=torch.float64, device=logits.device)
+        self.drawn = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+
+    def record(self, ids: torch.Tensor) -> None:
+        """Adds a draw's ids (B,), drawn from `self.logits`, to each row's sequence and score."""
+        self.scores += torch.log_softmax(self.logits.float(), dim=-1).gather(1, ids[:, None])[:, 0]
+        self.drawn = torch.cat([self.drawn, ids[:, None]], dim=1)
+
+    def __call__(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, self.state = self.model.step(ids[:, None], self.state)
+        self.logits, self.steps = out[:, -1], self.steps + 1
+        if self.steps % self.steps_per_iteration:
+            return self.logits, ids
+        keep = _survivors(self.scores, self.beam_size, self.branch_factor)
+        self.state, self.logits = self.model.select_rows(self.state, keep), self.logits.index_select(0, keep)
+        self.drawer.select_rows(keep)
+        self.scores, self.drawn = self.scores[keep], self.drawn[keep]
+        return self.logits, ids[keep]
 
 
 def _survivors(scores: torch.Tensor, beam_size: int, branch_factor: int) -> torch.Tensor:

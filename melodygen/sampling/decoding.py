@@ -1,10 +1,16 @@
-"""The decoding loop: a sequence model -> new ids, one batch, incrementally.
+"""Sampling from a sequence model: `sample()` -> new ids, one batch, incrementally.
 
-`sample()` is the loop every model kind shares. It feeds BOS + the primer once through
-`model.step` (state=None), then one id per step with the carried state (RNN hidden state,
-Transformer KV cache), so the prefix is never re-run. Each step:
+Every path goes through the one decode loop (`loop.run`): it feeds BOS + the primer once
+through `model.step` (state=None), then one id per step with the carried state (RNN hidden
+state, Transformer KV cache), so the prefix is never re-run. Each draw:
 
     logits -> logit processors -> / temperature -> top-k -> top-p -> softmax -> one draw
+
+made by a `Drawer`, the one place an id is drawn. What gives the logits of the next draw is a
+stepper (`steppers.py`): `model.step`, the fast step of `models.fast`, the fast step checking
+drafted ids (one row), or beam search's pruning step (`beam.py`). `DecodeSettings` chooses
+among them, as values passed in. The loop yields each draw's ids as they come (`sample`
+collects them; `loop.watching` hands them to a callback, e.g. the studio's progress).
 
 A logit processor (`processors.py`) edits the (B, V) logits of each draw: banning ids, forcing
 ids, a grammar mask, a control. PAD and BOS are always banned. EOS ends a row (the others
@@ -21,11 +27,9 @@ lengths in seconds or bars are `sampling.files`' job.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -35,22 +39,48 @@ from melodygen.checkpoint import DAMAGED_LOGITS
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models.fast import fast_step
-from melodygen.sampling.drafts import PromptLookup, call_times
+from melodygen.sampling.drafts import call_times
+from melodygen.sampling.loop import OneRowEnds, RowEnds, run
 from melodygen.sampling.processors import BanIds, LogitProcessor
-
+from melodygen.sampling.steppers import Drafted, Stepped
 
 # Setting up a model's fast path (models.fast) costs a few steps' time (copying its weights,
 # e.g. 5 ms for the d256 x 4 Transformer, whose step it makes ~1 ms faster at batch 1): fewer
 # steps than this take the plain step unless the fast one is already built.
 FAST_MIN_EVENTS = 32
-# The most drafted ids checked per model call at batch 1 with `sample --draft` (`_one_row`;
-# how many are checked follows their hit rate and measured times, `drafts.CallTimes`); see
-# docs/benchmarks.md.
+# The most drafted ids checked per model call at batch 1 with `sample --draft` (how many are
+# checked follows their hit rate and measured times, `drafts.CallTimes`); see docs/benchmarks.md.
 DRAFT_LENGTH = 8
 # Rows draft from this many drawn ids on: the first call over several ids packs the weights
 # (~7 ms for d256 x 4) and each size's first call builds kernels, which a short piece would
 # not earn back (and a short piece repeats little); meanwhile the guesses are scored.
 DRAFT_AFTER = 64
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How the decode loop steps (never which ids it draws: every choice gives the same ids).
+
+    `fast`: the fast step of `models.fast` where the model has one, set up for pieces of at
+    least `fast_min_events` events (or already built); False: `model.step` only. `draft_length`
+    > 0: one row on a model whose fast step checks several ids at once (the Transformer) checks
+    up to that many drafted ids per call, once `draft_after` ids are drawn (`steppers.Drafted`).
+    Off by default: whether drafting pays depends on the machine and on how much the piece
+    repeats (docs/benchmarks.md)."""
+
+    fast: bool = True
+    draft_length: int = 0
+    draft_after: int = DRAFT_AFTER
+    fast_min_events: int = FAST_MIN_EVENTS
+
+    def __post_init__(self):
+        if min(self.draft_length, self.draft_after, self.fast_min_events) < 0:
+            raise ConfigError(f"decode settings must not be negative: {self}")
+
+    @classmethod
+    def sampling(cls, fast: bool = True, draft: bool = False) -> DecodeSettings:
+        """The settings of `sample --fast/--no-fast` and `--draft` (`DRAFT_LENGTH` ids)."""
+        return cls(fast=fast, draft_length=DRAFT_LENGTH if draft else 0)
 
 
 @dataclass(frozen=True)
@@ -114,6 +144,26 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
     return (probs / noise).argmax(dim=-1)
 
 
+class Drawer:
+    """The one place an id is drawn: the processors in order (given the ids drawn before), then
+    temperature, top-k/top-p and `generator` (`draw`). One per decode call: processors may keep
+    state from draw to draw; `select_rows` tells those that do when rows are reordered."""
+
+    def __init__(self, processors: Sequence[LogitProcessor], temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, generator: torch.Generator | None = None):
+        self.processors = list(processors)
+        self.filters = temperature, top_k, top_p, generator
+
+    def __call__(self, logits: torch.Tensor, last_ids: torch.Tensor | None) -> torch.Tensor:
+        """(B,) ids drawn from the model's (B, V) `logits`; `last_ids`: the previous draw or None."""
+        return draw(apply_processors(self.processors, logits, last_ids), *self.filters)
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        for processor in self.processors:
+            if hasattr(processor, "select_rows"):
+                processor.select_rows(rows)
+
+
 def _prefix_ids(primer_ids: Sequence[int], rows: int, max_context: int | None, device) -> torch.Tensor:
     """(B, T') ids fed before the first draw: BOS + primer, cut to the model's context."""
     ids = [BOS_ID, *(int(i) for i in primer_ids)]
@@ -153,8 +203,9 @@ def sample(
     stop_on_eos: bool = True,
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
-    fast: bool = True,
-    draft_length: int = 0,
+    settings: DecodeSettings = DecodeSettings(),
+    fast: bool | None = None,
+    draft_length: int | None = None,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -162,100 +213,38 @@ def sample(
     at most `max_events` long, shorter where the row drew EOS or spent its `budget`.
     `processors` run in order after the specials' ban, before temperature and filtering.
     `generator` (on `device`) makes the draw reproducible bit-for-bit; None uses torch's global RNG.
-    `fast` steps through `models.fast.fast_step` where the model has a fast path (the same ids
-    but for float32 rounding) and it pays (`FAST_MIN_EVENTS`); `fast=False`: `model.step` only.
-    With `draft_length` > 0, one row on a model whose fast step checks several ids at once (the
-    Transformer) drafts up to that many ids per call (`_one_row`; `sample --draft`:
-    `DRAFT_LENGTH`), the same ids again. Off by default: whether it pays depends on the
-    machine and on how much the piece repeats (docs/benchmarks.md).
+    `settings` says how the loop steps (`DecodeSettings`: the fast path, drafting), never which
+    ids it draws; `fast` and `draft_length`, where given, replace those fields of `settings`.
     """
+    if fast is not None or draft_length is not None:
+        settings = replace(settings, fast=settings.fast if fast is None else fast,
+                           draft_length=settings.draft_length if draft_length is None else draft_length)
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
-    processors = [BanIds(banned, encoding.vocab.size, device), *processors]
-    dtype = devices.accumulator_dtype(device)
-    costs = torch.as_tensor(budget.costs, dtype=dtype, device=device) if budget else None
-    spent = torch.zeros(num_outputs, dtype=dtype, device=device)
-    done = torch.zeros(num_outputs, dtype=torch.bool, device=device)
-    drawn = []  # one (B,) tensor per step: memory follows what is generated, not max_events
+    drawer = Drawer([BanIds(banned, encoding.vocab.size, device), *processors], temperature, top_k, top_p,
+                    generator)
     with decoding(model, primer_ids, num_outputs, device) as (logits, state):
-        step = (fast_step(model, build=max_events >= FAST_MIN_EVENTS) if fast else None) or model.step
-        # one row: its own loop (bookkeeping in Python, drafted ids where the step takes them);
-        # it sums the budget in Python floats, float64 as `spent` is but on MPS
-        if num_outputs == 1 and max_events > 0 and fast and dtype == torch.float64:
-            history = [BOS_ID, *(int(i) for i in primer_ids)]
-            return [_one_row(step, state, logits[:, -1], processors, (temperature, top_k, top_p, generator),
-                                 max_events, budget, history, draft_length if hasattr(step, "many") else 0)]
-        # rows end by EOS or a budget; where neither can happen (EOS banned and no processor that
-        # could force it back), the fast path skips that bookkeeping (five small ops and a sync)
-        ends = stop_on_eos or costs is not None or len(processors) > 1 or not fast
-        ids = None
-        for t in range(max_events):
-            ids = draw(apply_processors(processors, logits[:, -1], ids), temperature, top_k, top_p, generator)
-            if ends:
-                ids = ids.masked_fill(done, PAD_ID)
-                done |= ids == EOS_ID
-            if costs is not None:
-                spent += costs[ids]
-                done |= spent >= budget.limit
-            drawn.append(ids)
-            if t + 1 == max_events or (ends and bool(done.all())):
-                break
-            logits, state = step(ids[:, None], state)
+        may_end = stop_on_eos or len(drawer.processors) > 1  # EOS allowed, or a processor may force it
+        stepper, ends = _stepper(model, state, settings, max_events, num_outputs, budget, device, may_end, primer_ids)
+        drawn = list(run(logits[:, -1], stepper, drawer, max_events, ends))  # one (B,) tensor per step
     rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
     return [[i for i in row if i > EOS_ID] for row in rows]
 
 
-def _one_row(stepper, state, logits: torch.Tensor, processors: Sequence[LogitProcessor], draw_args: tuple,
-                 max_events: int, budget: Budget | None, history: list[int], draft_length: int) -> list[int]:
-    """`sample`'s loop for one row (the fast path at batch 1): ends, budget and EOS kept as
-    Python numbers instead of tensor ops, and on a step that takes several ids (`many`, the
-    Transformer's) model calls that check drafted ids (`draft_length` > 0).
-
-    Each id is drawn exactly as in the batch loop: the same processors in order, the same
-    `draw` and noise, one draw per id. What drafting changes is where the logits come from: behind the
-    id just drawn, `drafts.PromptLookup` guesses up to `draft_length` more (as many as pay at
-    their hit rate and the calls' times measured here, `drafts.CallTimes`; on a GPU a call's
-    time is the time to queue it, what a launch-bound step costs) and one `many` call gives the logits
-    after each. While the next draw picks the guessed id, the logits after it
-    are already there; at the first draw that does not, the guesses after it are taken back out
-    of the state (`rewind`) and the next call starts from the id drawn. So a call yields one id
-    plus every guess the draws confirm, and the ids are the one-at-a-time ones (the logits agree
-    to float32 rounding, as the fast step's do). EOS ends the row, as it does there (banned
-    unless pieces may end or a processor forces it)."""
-    drafts = PromptLookup(history) if draft_length else None
-    times = call_times(stepper) if draft_length else None
-    several = False  # whether the last call took several ids
-    costs = None if budget is None else budget.costs
-    row, spent, ids = [], 0.0, None
-    checked = deque()  # (drafted id, logits (1, V) after it) of positions already computed
-    while True:
-        ids = draw(apply_processors(processors, logits, ids), *draw_args)
-        token = int(ids)
-        row.append(token)
-        if costs is not None:
-            spent += float(costs[token])
-        if len(row) == max_events or token == EOS_ID or (costs is not None and spent >= budget.limit):
-            break
-        if drafts is None:
-            out, state = stepper(ids[:, None], state)
-            logits = out[:, 0]
-            continue
-        drafts.add(token)
-        if checked:
-            drafted, after = checked.popleft()
-            if drafted == token:
-                logits = after
-                continue
-            stepper.rewind(state, len(checked) + 1)
-            checked.clear()
-        most = min(draft_length, stepper.room(state) - 1, max_events - len(row) - 1) if len(row) >= DRAFT_AFTER else 0
-        guesses = drafts.propose(times.guesses(drafts.hit_rate, most))
-        start = time.perf_counter()
-        if guesses:
-            out, state = stepper.many(ids.new_tensor([[token, *guesses]]), state)
-            checked.extend(zip(guesses, out[:, 1:].unbind(1)))
-        else:
-            out, state = stepper(ids[:, None], state)
-        times.record(1 + len(guesses), time.perf_counter() - start, after_several=several)
-        several = bool(guesses)
-        logits = out[:, 0]
-    return [i for i in row if i > EOS_ID]
+def _stepper(model, state, settings: DecodeSettings, max_events: int, rows: int, budget: Budget | None,
+             device, may_end: bool, primer_ids: Sequence[int]):
+    """(stepper, ends) of one `sample` call, after the prefix (`state`). One row on the fast
+    path keeps its ends as Python numbers (`OneRowEnds`: float64 sums, as `spent` is but on MPS)
+    and may draft; rows end by EOS or a budget (`RowEnds`), except on the fast path where
+    neither can happen (not `may_end`, no budget): that bookkeeping is five small ops and a sync."""
+    step = (fast_step(model, build=max_events >= settings.fast_min_events) if settings.fast else None) or model.step
+    dtype = devices.accumulator_dtype(device)
+    if rows == 1 and max_events > 0 and settings.fast and dtype == torch.float64:
+        if settings.draft_length and hasattr(step, "many"):
+            history = [BOS_ID, *(int(i) for i in primer_ids)]
+            return Drafted(step, state, history, settings.draft_length, settings.draft_after, max_events,
+                           call_times(step)), OneRowEnds(budget)
+        return Stepped(step, state), OneRowEnds(budget)
+    if not (may_end or budget is not None or not settings.fast):
+        return Stepped(step, state), None
+    costs = None if budget is None else torch.as_tensor(budget.costs, dtype=dtype, device=device)
+    return Stepped(step, state), RowEnds(rows, costs, None if budget is None else budget.limit, device, dtype)

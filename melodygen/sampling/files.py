@@ -1,4 +1,4 @@
-"""The file job of sampling: a checkpoint and a `SampleRequest` -> MIDI files in a folder.
+"""The file job of sampling: a checkpoint and a `GenerationRequest` -> MIDI files in a folder.
 
 Reads the primer (through `dataset.files`, like every MIDI reader), turns a length in events,
 seconds or bars into the decoding loop's limits through the encoding's time contract
@@ -23,8 +23,9 @@ from melodygen.errors import ConfigError, OutputError
 from melodygen.limits import max_piece_events, piece_events_problem
 from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
-from melodygen.sampling.decoding import DRAFT_LENGTH, Budget, sample
+from melodygen.sampling.decoding import Budget, DecodeSettings, sample
 from melodygen.sampling.pieces import Piece
+from melodygen.sampling.request import GenerationRequest
 
 # Where time is counted in beats or seconds, `--bars` counts 4/4 bars at the requested tempo (an
 # encoding that counts bars itself, `BARS`, writes them in its own meters).
@@ -35,45 +36,6 @@ BEATS_PER_BAR = 4
 _MAX_EVENTS_PER_SECOND = 200
 _MAX_EVENTS_PER_BAR = 1024  # the same for an encoding counting bars: a dense pop bar has ~400
 _MAX_WRITTEN_PER_BAR = 256  # ids a model may write per bar around given music (chords: ~20-60)
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """What `melodygen sample` asks for. At most one of `events`, `seconds`, `bars` is set.
-
-    A given length is the amount of new music each piece gets: end-of-piece is not drawn
-    before it unless `allow_early_end`. With none, a piece ends where the model ends it, after
-    at most 512 events. `qpm=None` takes the primer's first tempo, else 120."""
-
-    num_outputs: int = 1
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    events: int | None = None
-    seconds: float | None = None
-    bars: float | None = None
-    primer: Path | None = None
-    continuation_only: bool = False
-    accompany: Path | None = None  # a piece whose tracks are given; the model writes new ones
-    given_tracks: tuple[int, ...] | None = None  # with accompany: its tracks given (1-based; None: all)
-    infill: tuple[int, int] | None = None  # bars (1-based, inclusive) of the primer written again
-    seed: int = 0
-    qpm: float | None = None
-    program: int | None = None  # a single-stream encoding's instrument (None: 0, piano)
-    instruments: tuple[int, ...] | None = None  # an encoding that keeps instruments: which play
-    name: str = "sample"
-    overwrite: bool = False
-    allow_early_end: bool = False  # with a length: the model may still end a piece before it
-    beam: int = 0  # > 0: beam search keeping this many sequences (`sampling.beam`)
-    branch_factor: int = 2
-    beam_steps: int = 1  # ids drawn per branch between two prunings
-    fast: bool = True  # decoding.sample's fast path (models.fast) where the model has one
-    draft: bool = False  # with it, one piece at a time: check ids guessed from the piece (sampling.drafts)
-    controls: object = None  # a `multitrack_controls.ControlRequest`: key, chords, density asked for
-
-    @property
-    def has_length(self) -> bool:
-        return not (self.events is None and self.seconds is None and self.bars is None)
 
 
 def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
@@ -92,7 +54,7 @@ def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[
     return paths
 
 
-def length_budget(encoding, request: SampleRequest, qpm: float) -> tuple[int, Budget | None]:
+def length_budget(encoding, request: GenerationRequest, qpm: float) -> tuple[int, Budget | None]:
     """(max events, budget) for the requested length in events, seconds or bars.
 
     Through the encoding's time contract: when every event advances the same amount of time (a
@@ -131,10 +93,11 @@ def read_primer(path: Path, encoding) -> tuple[list[int], float]:
     return [int(i) for i in read.ids], float(read.score.tempo_map.qpm[0])
 
 
-def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
-                   device: str = "auto", *, copy_check: bool = False) -> list[Piece]:
-    """Load `checkpoint`, generate `request.num_outputs` pieces, write them into `out_dir`
-    (`Piece.path` says where). Every bad request fails before the output folder is touched.
+def sample_to_midi(checkpoint: Path, out_dir: Path, request: GenerationRequest, device: str = "auto", *,
+                   name: str = "sample", overwrite: bool = False, copy_check: bool = False) -> list[Piece]:
+    """Load `checkpoint`, generate `request.n` pieces, write them into `out_dir` as
+    `name_000.mid`, ... (`Piece.path` says where; an existing file is an error unless
+    `overwrite`). Every bad request fails before the output folder is touched.
     `copy_check`: each piece's `copy_check` against the model's training data, from the pieces
     in memory (`stats.copies.check_pieces`)."""
     from melodygen.checkpoint import load_for_inference
@@ -143,7 +106,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: SampleRequest,
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
     plan = plan_generation(encoding, request, device, ckpt.get("instruments"))
-    paths = output_paths(out_dir, request.name, request.num_outputs, request.overwrite)
+    paths = output_paths(out_dir, name, request.n, overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
         piece.save(path)
@@ -168,53 +131,11 @@ class GenerationPlan:
     given: object | None = None
 
 
-def request_problem(request: SampleRequest) -> str | None:
-    """What is wrong with a request's options among themselves (one line), or None. The command
-    line shows it as a usage error; `plan_generation` (the API's path) raises it."""
-    lengths = [k for k in ("events", "seconds", "bars") if getattr(request, k) is not None]
-    given = request.accompany is not None or request.infill is not None
-    problems = [
-        (request.num_outputs < 1, "-n must be at least 1"),
-        (len(lengths) > 1, "give at most one of --length, --seconds, --bars"),
-        (request.continuation_only and request.primer is None, "--continuation-only needs --primer"),
-        (bool(request.beam) and request.num_outputs > request.beam,
-         f"-n {request.num_outputs} is more than the --beam {request.beam} sequences beam search keeps"),
-        (bool(request.beam) and request.allow_early_end,
-         "--beam runs every piece to its length: --allow-early-end does not apply"),
-        (request.draft and (not request.fast or bool(request.beam) or request.num_outputs > 1),
-         "--draft drafts one piece at a time on the fast path: not with --no-fast, --beam or -n > 1"),
-        (not request.beam and (request.branch_factor != 2 or request.beam_steps != 1),
-         "--branch and --beam-steps set up beam search: add --beam N"),
-        (bool(request.given_tracks) and request.accompany is None,
-         "--given-tracks chooses tracks of the --accompany file: add --accompany FILE"),
-        (request.accompany is not None and request.infill is not None, "give --accompany or --infill, not both"),
-        (given and (request.has_length or bool(request.beam)),
-         "--accompany and --infill write as long as the given piece: no --length, --seconds, --bars or --beam"),
-        (given and (request.qpm is not None or request.continuation_only),
-         "--accompany and --infill keep the given piece's tempo and write it whole: no --tempo or --continuation-only"),
-        (request.accompany is not None and request.primer is not None,
-         "--accompany gives the music to start from: no --primer"),
-        (request.infill is not None and bool(request.instruments),
-         "--infill writes the primer's own tracks again: no --instruments"),
-        (request.infill is not None and request.infill[0] > request.infill[1],
-         f"--infill {request.infill[0]}-{request.infill[-1]}: the first bar comes after the last" if request.infill else ""),
-        (request.given_tracks is not None and len(set(request.given_tracks)) != len(request.given_tracks),
-         "--given-tracks names a track twice"),
-        (given and request.controls is not None and bool(request.controls.kinds),
-         "--key, --chords and --density steer music written from nothing or a primer: not with "
-         "--accompany or --infill"),
-    ]
-    return next((text for wrong, text in problems if wrong), None)
-
-
-def plan_generation(encoding, request: SampleRequest, device="cpu",
+def plan_generation(encoding, request: GenerationRequest, device="cpu",
                     instruments_seen: Collection[int] | None = None) -> GenerationPlan:
     """Check `request` against `encoding` (and the instruments the model trained on, the
     checkpoint's "instruments", where known), read its primer and set up its grammar; every
     problem is one error, raised before anything is generated or written."""
-    problem = request_problem(request)
-    if problem:
-        raise ConfigError(problem)
     _check_instruments(encoding, request, instruments_seen)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, device)
@@ -222,7 +143,7 @@ def plan_generation(encoding, request: SampleRequest, device="cpu",
         request.controls.check_model(getattr(encoding.settings, "controls", ()))
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
     primer = _primer_controls(encoding, primer, request.controls)
-    qpm = request.qpm or primer_qpm or 120.0
+    qpm = request.tempo or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     if budget is None and max_events > max_piece_events():  # an exact number of events
         raise ConfigError(piece_events_problem(max_events, "the length asked for"))
@@ -230,7 +151,7 @@ def plan_generation(encoding, request: SampleRequest, device="cpu",
     if request.beam and budget is not None:
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
-    rows = request.beam * request.branch_factor if request.beam else request.num_outputs
+    rows = request.beam * request.branch if request.beam else request.n
     return GenerationPlan(primer, qpm, max_events, budget, _grammar(encoding, request, primer, rows, device))
 
 
@@ -243,7 +164,7 @@ def _primer_controls(encoding, primer: list[int], controls) -> list[int]:
     return [i for i in primer if i not in out_ids]
 
 
-def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
+def _given_plan(encoding, request: GenerationRequest, device) -> GenerationPlan:
     """Accompaniment (`accompany`) or infilling (`infill` bars of `primer`): the given music is
     forced through the grammar, the model writes the rest; rows end with the given music."""
     from melodygen.dataset.files import read_file
@@ -265,14 +186,15 @@ def _given_plan(encoding, request: SampleRequest, device) -> GenerationPlan:
     if len(plan.ids) > max_piece_events():
         raise ConfigError(piece_events_problem(len(plan.ids), f"{source}: its given music ({bars} bars)"))
     max_events = min(len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars, max_piece_events())
-    grammar = encoding.grammar([], request.num_outputs, device, given=plan)
+    grammar = encoding.grammar([], request.n, device, given=plan)
     return GenerationPlan([], float(score.tempo_map.qpm[0]), max_events, None, [grammar], plan)
 
 
-def generate_pieces(model, encoding, request: SampleRequest, device,
+def generate_pieces(model, encoding, request: GenerationRequest, device,
                     plan: GenerationPlan | None = None) -> list[Piece]:
-    """`request.num_outputs` new pieces from a loaded `model` (eval mode, on `device`) and its
+    """`request.n` new pieces from a loaded `model` (eval mode, on `device`) and its
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
+    request = request.seeded()
     plan = plan or plan_generation(encoding, request, device)
     rows, likelihoods = _generate(model, encoding, request, plan, device)
     given = _given(encoding, request, plan)
@@ -305,7 +227,7 @@ class GivenPrimer:
         return np.cumsum(amounts[np.asarray(ids, dtype=np.int64)]) <= end
 
 
-def _given(encoding, request: SampleRequest, plan: GenerationPlan) -> object:
+def _given(encoding, request: GenerationRequest, plan: GenerationPlan) -> object:
     """What of each piece the user gave: the given music of an accompaniment or infilling, or
     the primer it starts with (none with --continuation-only, which leaves it out)."""
     if plan.given is not None:
@@ -313,7 +235,7 @@ def _given(encoding, request: SampleRequest, plan: GenerationPlan) -> object:
     return GivenPrimer(encoding, tuple(plan.primer)) if plan.primer and not request.continuation_only else None
 
 
-def _measure_steering(encoding, request: SampleRequest, plan: GenerationPlan, pieces: list[Piece]) -> None:
+def _measure_steering(encoding, request: GenerationRequest, plan: GenerationPlan, pieces: list[Piece]) -> None:
     """Each piece's `steering` (where its steered bars are) and `adherence` (how it obeys)."""
     from melodygen.encodings.multitrack_controls import Steering
     from melodygen.stats.controls import piece_adherence
@@ -327,7 +249,7 @@ def _measure_steering(encoding, request: SampleRequest, plan: GenerationPlan, pi
             piece.adherence = piece_adherence(encoding, piece.score, request.controls, first_bar, steering.bars)
 
 
-def _piece(encoding, request: SampleRequest, plan: GenerationPlan, row: list[int]) -> Score:
+def _piece(encoding, request: GenerationRequest, plan: GenerationPlan, row: list[int]) -> Score:
     """The score written for one generated row: with its primer unless `continuation_only`. A
     single-stream encoding's one track gets the requested program and a name saying how it was
     made. An encoding that keeps instruments names its own tracks and writes its own tempo
@@ -348,14 +270,15 @@ def _piece(encoding, request: SampleRequest, plan: GenerationPlan, row: list[int
     if request.continuation_only:
         moves = encoding.time_per_id().amounts
         first = next((i for i, x in enumerate(row) if moves[x] > 0), None)
-        start = score.end_time if first is None else encoding.decode_score(plan.primer + row[:first + 1], plan.qpm).end_time
+        start = (score.end_time if first is None
+                 else encoding.decode_score(plan.primer + row[:first + 1], plan.qpm).end_time)
         score = score.after(start)
-    if request.qpm is not None:
-        score = score.with_tempo_scaled(request.qpm / score.tempo_map.qpm[0])
+    if request.tempo is not None:
+        score = score.with_tempo_scaled(request.tempo / score.tempo_map.qpm[0])
     return score
 
 
-def _check_instruments(encoding, request: SampleRequest, seen: Collection[int] | None) -> None:
+def _check_instruments(encoding, request: GenerationRequest, seen: Collection[int] | None) -> None:
     if encoding.keeps_instruments and request.program is not None:
         raise ConfigError(f"the {encoding.name!r} model writes each track's own instrument; "
                           "choose them with --instruments, not --program")
@@ -371,7 +294,7 @@ def _check_instruments(encoding, request: SampleRequest, seen: Collection[int] |
                           f"its instruments: {known}")
 
 
-def _generate(model, encoding, request: SampleRequest, plan: GenerationPlan,
+def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
               device) -> tuple[list[list[int]], list[float | None]]:
     """(new ids per piece, log-likelihood per piece or None): sampled, or by beam search."""
     generator = torch.Generator(device).manual_seed(request.seed)
@@ -379,16 +302,16 @@ def _generate(model, encoding, request: SampleRequest, plan: GenerationPlan,
                   top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,
                   processors=plan.processors)
     if request.beam:
-        kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch_factor,
-                           steps_per_iteration=request.beam_steps, num_outputs=request.num_outputs, **common)
+        kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch,
+                           steps_per_iteration=request.beam_steps, num_outputs=request.n, **common)
         return [k.ids for k in kept], [k.log_likelihood for k in kept]
     ends = request.allow_early_end or not request.has_length or plan.given is not None
-    rows = sample(model, encoding, num_outputs=request.num_outputs, budget=plan.budget, stop_on_eos=ends,
-                  fast=request.fast, draft_length=DRAFT_LENGTH if request.draft else 0, **common)
+    rows = sample(model, encoding, num_outputs=request.n, budget=plan.budget, stop_on_eos=ends,
+                  settings=DecodeSettings.sampling(request.fast, request.draft), **common)
     return rows, [None] * len(rows)
 
 
-def _grammar(encoding, request: SampleRequest, primer: list[int], rows: int, device) -> list:
+def _grammar(encoding, request: GenerationRequest, primer: list[int], rows: int, device) -> list:
     """The encoding's grammar as the loop's processors: every sampled piece decodes whole with
     its primer (its state starts from the primer; a `--continuation-only` file, cut from the
     primer, may begin by ending a note the primer held). Requested instruments go to the
@@ -400,7 +323,7 @@ def _grammar(encoding, request: SampleRequest, primer: list[int], rows: int, dev
     return [grammar] if grammar is not None else []
 
 
-def _shortfall(row: list[int], request: SampleRequest, plan: GenerationPlan) -> str | None:
+def _shortfall(row: list[int], request: GenerationRequest, plan: GenerationPlan) -> str | None:
     """Why `row` holds less new music than `request` asked for (None if it holds it all)."""
     max_events, budget = plan.max_events, plan.budget
     if plan.given is not None:

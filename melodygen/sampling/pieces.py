@@ -2,8 +2,9 @@
 
 A piece is its `Score` (tracks, tempo map, meter; times in seconds) plus how it came about: the
 new ids the model drew, why it holds less music than asked (if it does), its log-likelihood
-under beam search, the controls it was steered by and how well it obeys them. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders to WAV
-(FluidSynth) and draws its piano roll, each through the module that owns that job.
+under beam search, the controls it was steered by and how well it obeys them, what of it the
+user gave and its copy check. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders
+to WAV (FluidSynth) and draws its piano roll, each through the module that owns that job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from melodygen.notes import Note, Score
 
 @dataclass
 class Piece:
+    """One generated piece: its score and how it came about (module docstring)."""
+
     score: Score
     ids: list[int] = field(default_factory=list)  # the new ids, without the primer
     shortfall: str | None = None  # why it has less new music than asked, if it has

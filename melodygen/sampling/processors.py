@@ -19,6 +19,8 @@ import torch
 
 
 class LogitProcessor(Protocol):
+    """The contract (module docstring): (B, V) logits and the ids drawn last -> logits."""
+
     def __call__(self, logits: torch.Tensor, last_ids: torch.Tensor | None) -> torch.Tensor: ...
 
 

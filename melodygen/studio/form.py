@@ -28,15 +28,18 @@ MAX_ITEMS = 64  # instruments (the most tracks an encoding may have), chords, de
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """What one press of Generate asks for; sample `i` of a request is drawn with `seed + i`."""
+    """What one press of Generate asks for; sample `i` of a request is drawn with `seed + i`.
+    Its fields are the generation request's (`sampling.request.GenerationRequest`: the same
+    names and defaults, a test checks), but for the model and `length` in a `unit`, which is
+    the request's `bars`, `seconds` or `events`."""
 
     model: str
-    n: int = 2
+    n: int = 1
     temperature: float = 1.0
     top_p: float | None = None
     length: float = 8
     unit: str = "bars"
-    seed: int = 0
+    seed: int | None = None
     tempo: float | None = None
     instruments: tuple[int, ...] | None = None
     key: str | None = None  # names as `harmony` spells them ("Bm"), so they read back the same
@@ -44,7 +47,8 @@ class GenerationSettings:
     density: tuple[int, ...] | None = None
 
     def generate_options(self, seed: int) -> dict:
-        """Keyword arguments of `melodygen.Model.generate` for one piece drawn with `seed`."""
+        """The generation request's options (`Model.generate` keywords) for one piece drawn
+        with `seed`."""
         length = int(self.length) if self.unit == "events" else self.length
         return {"n": 1, self.unit: length, "temperature": self.temperature, "top_p": self.top_p,
                 "seed": seed, "tempo": self.tempo, "instruments": self.instruments,
@@ -68,7 +72,7 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         unit = "bars"
     settings = GenerationSettings(
         model=model,
-        n=field.number("n", int, 1, MAX_PIECES, default=2),
+        n=field.number("n", int, 1, MAX_PIECES, default=1),
         temperature=field.number("temperature", float, 0.05, 3.0, default=1.0),
         top_p=field.number("top_p", float, 0.01, 1.0, default=None),
         length=field.number("length", int if unit == "events" else float, *LENGTH_LIMITS[unit], default=8),
@@ -84,6 +88,7 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
 
 
 def random_seed() -> int:
+    """A seed for a request that leaves the field empty."""
     return secrets.randbelow(SEED_LIMIT + 1)
 
 

@@ -72,18 +72,20 @@ class Sample:
 
 @dataclass
 class Job:
-    """A generation in progress: `done` of `total` pieces made so far; `error` a message."""
+    """A generation in progress: `done` of `total` pieces made so far, `events` drawn so far
+    for the piece being made; `error` a message."""
 
     id: str
     total: int
     replaces: str | None = None  # the sample a regeneration replaces
     done: int = 0
+    events: int = 0
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None
     finished: bool = False
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "total": self.total, "done": self.done, "replaces": self.replaces,
+        return {"id": self.id, "total": self.total, "done": self.done, "events": self.events, "replaces": self.replaces,
                 "samples": [asdict(s) for s in self.samples], "error": self.error, "finished": self.finished}
 
 
@@ -140,15 +142,16 @@ class Studio:
         it; the returned job's fields fill in as pieces are made. `StudioBusyError` when
         `MAX_WAITING` jobs already wait. The primer's file is removed when the job ends, or at
         once when the request is refused."""
-        from melodygen.sampling.files import SampleRequest, plan_generation
+        from melodygen.sampling.files import plan_generation
+        from melodygen.sampling.request import GenerationRequest
 
         model = self.model(settings.model)
         path = self._primer_file(primer)
         try:
             options = settings.generate_options(settings.seed)
-            options.pop("n")
-            request = SampleRequest(**_request_fields(options), primer=path)
-            plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))  # a bad request: its one-line reason
+            request = GenerationRequest.build(**options, primer=path)
+            # a bad request: its one-line reason, before the job is queued
+            plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))
             job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
             self._queue_job(job, model, settings, primer, path)
         except BaseException as exc:
@@ -226,9 +229,13 @@ class Studio:
 
     def _run(self, job: Job, model, settings: GenerationSettings, primer: Upload | None,
              path: Path | None) -> None:
+        from melodygen.sampling.loop import watching  # torch: not at import
+
         try:
             for i in range(settings.n):
-                sample = self._make_sample(model, settings, settings.seed + i, primer, path)
+                job.events = 0
+                with watching(_event_counter(job)):  # the page's progress per event
+                    sample = self._make_sample(model, settings, settings.seed + i, primer, path)
                 with self._lock:
                     self._samples[sample.id] = sample
                     job.samples.append(sample)
@@ -323,15 +330,16 @@ def model_label(name: str) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
-def _request_fields(options: dict) -> dict:
-    """`Model.generate` keywords -> `SampleRequest` fields (tempo is `qpm` there, and the key,
-    chords and density one `ControlRequest`, as `Model.generate` makes it)."""
-    from melodygen.encodings.multitrack_controls import ControlRequest
+def _event_counter(job: Job):
+    """A decode-loop watcher (`sampling.loop.watching`) counting the events `job`'s piece has
+    drawn so far (a piece is one row; its end is no event)."""
+    from melodygen.encodings.vocab import EOS_ID
 
-    steer = {k: options[k] for k in ("key", "chords", "density")}
-    fields = {k: v for k, v in options.items() if k != "tempo" and k not in steer}
-    controls = None if all(v is None for v in steer.values()) else ControlRequest.parse(**steer)
-    return {**fields, "qpm": options["tempo"], "controls": controls}
+    def count(ids) -> None:
+        if int(ids[0]) > EOS_ID:
+            job.events += 1
+
+    return count
 
 
 def _primer_named(exc: MelodygenError, path: Path | None, primer: Upload | None) -> str:

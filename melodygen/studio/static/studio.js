@@ -94,7 +94,8 @@ function setProgress(job) {
   bar.max = job.total;
   if (job.done) bar.value = job.done; else bar.removeAttribute("value");  // no value: a moving bar
   const seconds = Math.round((Date.now() - started) / 1000);
-  document.getElementById("progress-text").textContent = `${job.done} of ${job.total} pieces · ${seconds} s`;
+  const drawing = job.finished || job.done === job.total ? "" : ` · piece ${job.done + 1}: ${job.events} events`;
+  document.getElementById("progress-text").textContent = `${job.done} of ${job.total} pieces${drawing} · ${seconds} s`;
 }
 
 let started = 0;
