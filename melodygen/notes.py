@@ -129,6 +129,21 @@ class Score:
                      [(at(t), num, den) for t, num, den in self.time_signatures], at(self.end_time),
                      self.source, self.dropped_notes, self.ticks_per_beat)
 
+    def transposed(self, semitones: int) -> Score:
+        """The same music `semitones` higher (lower when negative), drums unchanged; a note
+        the shift would take outside MIDI's 0..127 moves back by whole octaves."""
+        def moved(pitch: int) -> int:
+            pitch += semitones
+            if pitch > 127:
+                return pitch - 12 * math.ceil((pitch - 127) / 12)
+            return pitch + 12 * math.ceil(-pitch / 12) if pitch < 0 else pitch
+
+        tracks = [t if t.is_drum else Track(t.name, t.program, t.is_drum,
+                                            [Note(moved(n.pitch), n.velocity, n.start, n.end) for n in t.notes],
+                                            list(t.pedals)) for t in self.tracks]
+        return Score(tracks, self.tempo_map, list(self.time_signatures), self.end_time, self.source,
+                     self.dropped_notes, self.ticks_per_beat)
+
     def _tracks_retimed(self, at, since: float = -math.inf) -> list[Track]:
         """New tracks with every note and pedal time `t` as `at(t)`: the notes starting at `since`
         or later, the pedals still down after it."""

@@ -420,3 +420,11 @@ def test_damaged_files_read_or_raise_midi_read_error(tmp_path_factory, simple_by
         assert str(exc).startswith(f"{path}: ")
     else:
         assert all(0 <= x.pitch <= 127 and x.end > x.start for t in score.tracks for x in t.notes)
+
+
+def test_a_transposed_score_keeps_drums_and_folds_notes_back_into_range():
+    score = Score([Track("t", 0, False, [Note(60, 80, 0.0, 1.0), Note(125, 80, 0.0, 1.0), Note(2, 80, 1.0, 2.0)]),
+                   Track("d", 0, True, [Note(36, 90, 0.0, 0.5)])], TempoMap(), [(0.0, 4, 4)], 2.0)
+    up, down = score.transposed(5), score.transposed(-5)
+    assert [n.pitch for n in up.tracks[0].notes] == [65, 118, 7] and up.tracks[1].notes == score.tracks[1].notes
+    assert [n.pitch for n in down.tracks[0].notes] == [55, 120, 9] and down.end_time == 2.0

@@ -84,3 +84,16 @@ def test_a_request_without_a_seed_draws_one_and_keeps_a_given_one():
     drawn = GenerationRequest().seeded()
     assert drawn.seed is not None and drawn.seeded() is drawn
     assert GenerationRequest(seed=5).seeded().seed == 5
+
+
+def test_transpose_moves_the_pitched_notes_of_the_same_piece():
+    import melodygen
+
+    model = melodygen.load("folk-melody")
+    [plain] = model.generate(events=48, seed=4)
+    [moved] = model.generate(events=48, seed=4, transpose=-3)
+    assert moved.ids == plain.ids  # the same draw
+    assert [n.pitch - 3 for n in plain.notes] == [n.pitch for n in moved.notes] and plain.notes
+    assert [(n.start, n.end) for n in plain.notes] == [(n.start, n.end) for n in moved.notes]
+    with pytest.raises(ConfigError, match="--transpose moves the whole piece: not with --accompany"):
+        GenerationRequest(transpose=2, accompany="a.mid")

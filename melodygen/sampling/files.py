@@ -202,6 +202,8 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
                     given=given) for row, likelihood in zip(rows, likelihoods)]
     if request.controls is not None and request.controls.kinds:
         _measure_steering(encoding, request, plan, pieces)
+    for piece in pieces:  # after the steering is measured: density does not move with the pitches
+        piece.score = piece.score.transposed(request.transpose) if request.transpose else piece.score
     return pieces
 
 

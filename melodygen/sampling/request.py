@@ -169,6 +169,8 @@ class GenerationRequest:
     tempo: float | None = _option("float", "Tempo in BPM [default: the primer's, else 120; a multitrack model "
                                   "writes its own tempo changes, and --tempo scales them to start here].",
                                   lo=4, hi=1000)
+    transpose: int = _option("int", "Semitones to move every new piece up (negative: down), primer included; "
+                             "drums stay, a note leaving MIDI's range moves back by octaves.", lo=-24, hi=24, default=0)
     program: int | None = _option("int", "General MIDI program of a melody/performance model's one track "
                                   "[default: 0, acoustic grand piano].", lo=0, hi=127)
     instruments: tuple[int, ...] | None = _option(
@@ -272,6 +274,9 @@ class GenerationRequest:
              "--given-tracks names a track twice"),
             (given and steered, "--key, --chords and --density steer music written from nothing or a primer: "
                                 "not with --accompany or --infill"),
+            (bool(self.transpose) and (given or self.key is not None or self.chords is not None),
+             "--transpose moves the whole piece: not with --accompany or --infill (the given music comes back "
+             "as it is), nor --key or --chords (ask for the key you want)"),
         ]
         return next((text for wrong, text in problems if wrong), None)
 
