@@ -125,7 +125,7 @@ def verdict(outcome: Outcome) -> str:
 
 def shown_lines(output: str) -> list[str]:
     """The lines a terminal keeps: what follows the last carriage return (a progress bar's)."""
-    return [kept for line in output.splitlines() if (kept := line.split("\r")[-1].strip())]
+    return [kept for line in output.split("\n") if (kept := line.split("\r")[-1].strip())]
 
 
 def main() -> None:
