@@ -163,3 +163,10 @@ def test_another_site_s_page_in_chromium_cannot_start_a_job(tmp_path, app, model
             evil.server_close()
     assert seen[2] == "sent" and answered == [("/api/generate", 403)] * 3  # all three reached the studio
     assert started == []
+
+
+def test_no_other_site_may_frame_the_studio(app):
+    for path in ("/", "/api/models", "/files/nothing.mid"):
+        answer = app.test_client().get(path)
+        assert answer.headers["X-Frame-Options"] == "DENY", path
+        assert answer.headers["Content-Security-Policy"] == "frame-ancestors 'none'", path

@@ -33,6 +33,14 @@ TOKEN_HEADER = "X-Melodygen-Token"
 READING_METHODS = ("GET", "HEAD", "OPTIONS")  # need no token; every other method changes state
 
 
+def _not_framed(response):
+    """No other site may show the studio in a frame (where a user could be led to click its
+    buttons unseen: clickjacking); the token guards requests, this guards clicks."""
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
+
+
 def create_app(models: list[str], workdir: str | os.PathLike, *, audio: bool = True,
                max_upload: int = MAX_UPLOAD_BYTES, trusted_hosts: list[str] | None = None,
                token: str | None = None) -> Flask:
@@ -48,6 +56,7 @@ def create_app(models: list[str], workdir: str | os.PathLike, *, audio: bool = T
     studio = Studio(models, Path(workdir), audio=audio)
     app.extensions["melodygen_studio"] = studio
     app.before_request(lambda: _refusal(token))
+    app.after_request(_not_framed)
     _add_pages(app, studio, max_upload)
     _add_api(app, studio)
     _add_error_handlers(app, max_upload)
