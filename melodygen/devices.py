@@ -87,10 +87,9 @@ def physical_cores() -> int:
     """Torch's thread count (by default the physical cores, or $OMP_NUM_THREADS), at most the
     CPUs this process may run on: torch counts the machine's cores, not a CPU affinity
     (`taskset`) or a container's CPU quota (cgroup v2 `cpu.max`), so it would oversubscribe."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS: no affinity
-        cpus = os.cpu_count() or 1
+    from melodygen.dataset.files import default_workers  # the CPUs this process may run on
+
+    cpus = default_workers()
     try:
         quota, period = CPU_QUOTA.read_text().split()[:2]
         if quota != "max":

@@ -58,9 +58,10 @@ def _cache_name(config: RunConfig, encoding) -> str:
 def run_dataset_dir(config: RunConfig, encoding) -> Path:
     """The dataset a run trained on (`prepared_dir`), read where the run left it. A run trained
     on bundled corpora only (the bundled models, whose configs carry no dataset folder) whose
-    dataset is not there gets them prepared first, a few seconds once, into the user's cache
-    (`user_cache_root`): a config read from a checkpoint chooses no folder to write in, since
-    whoever made the file chose its `data.cache_dir`. `DatasetError` when a source is gone."""
+    dataset is not there gets them prepared into the user's cache (`user_cache_root`; a few
+    seconds once, then reused while fresh): a config read from a checkpoint chooses no folder to
+    write in, since whoever made the file chose its `data.cache_dir`. `DatasetError` when a
+    source is gone."""
     directory = prepared_dir(config, encoding)
     sources = [str(s) for s in config.data.sources]
     if (directory.is_dir() or config.data.dataset or not sources

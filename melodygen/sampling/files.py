@@ -145,9 +145,10 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
     primer = _primer_controls(encoding, primer, request.controls)
     qpm = request.tempo or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
-    if budget is None and max_events > max_piece_events():  # an exact number of events
+    ceiling = max_piece_events()
+    if budget is None and max_events > ceiling:  # an exact number of events
         raise ConfigError(piece_events_problem(max_events, "the length asked for"))
-    max_events = min(max_events, max_piece_events())  # a budget's safety cap
+    max_events = min(max_events, ceiling)  # a budget's safety cap
     if request.beam and budget is not None:
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
@@ -183,9 +184,10 @@ def _given_plan(encoding, request: GenerationRequest, device) -> GenerationPlan:
     else:
         plan = infill_plan(encoding, score, *request.infill)
     bars = int((plan.ids == encoding.vocab.id_of("BAR")).sum())
-    if len(plan.ids) > max_piece_events():
+    ceiling = max_piece_events()
+    if len(plan.ids) > ceiling:
         raise ConfigError(piece_events_problem(len(plan.ids), f"{source}: its given music ({bars} bars)"))
-    max_events = min(len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars, max_piece_events())
+    max_events = min(len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars, ceiling)
     grammar = encoding.grammar([], request.n, device, given=plan)
     return GenerationPlan([], float(score.tempo_map.qpm[0]), max_events, None, [grammar], plan)
 
@@ -202,8 +204,9 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
                     given=given) for row, likelihood in zip(rows, likelihoods)]
     if request.controls is not None and request.controls.kinds:
         _measure_steering(encoding, request, plan, pieces)
-    for piece in pieces:  # after the steering is measured: density does not move with the pitches
-        piece.score = piece.score.transposed(request.transpose) if request.transpose else piece.score
+    if request.transpose:  # after the steering is measured: density does not move with the pitches
+        for piece in pieces:
+            piece.score = piece.score.transposed(request.transpose)
     return pieces
 
 

@@ -4,7 +4,7 @@
 name is the `Model.generate` keyword, the studio's form field and the command line's parameter
 (`--top-p` for `top_p`). Each field's `Option` (its metadata) says what it is (a number with
 its range, a flag, a file, a list read from text), its default and its help; the command's
-click options are made from them (`click_options`), `GenerationRequest.build(**values)` reads
+click options are made from them (`commands.params.request_options`), `GenerationRequest.build(**values)` reads
 Python values or text into a request, and `problem()` is the one check of the options among
 themselves, run when a request is made: an invalid request cannot exist. tests/test_request.py
 checks that the command line, the API and the studio agree with it on names and defaults.
@@ -15,14 +15,20 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from melodygen.errors import ConfigError
 
-SEED_LIMIT = 2**31 - 1  # seeds drawn at random are below it (any whole number >= 0 is taken)
+SEED_LIMIT = 2**31 - 1  # seeds drawn at random are at most this (any whole number >= 0 is taken)
+
+
+def random_seed() -> int:
+    """A seed for a request that gives none (the command line, the API, the studio)."""
+    return secrets.randbelow(SEED_LIMIT + 1)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Option:
     hi: float | None = None
     lo_open: bool = False
     flags: tuple[str, ...] = ()
-    parse: Callable[[Any], Any] | None = None  # a list's items (text or a sequence) -> a tuple
+    parse: Callable[[str, Any], Any] | None = None  # (name, a list's text or sequence) -> a tuple
 
     def read(self, name: str, value: Any) -> Any:
         """`value` (Python or text) as this option's type; `ConfigError` naming `name`."""
@@ -225,15 +231,16 @@ class GenerationRequest:
 
     def seeded(self) -> GenerationRequest:
         """This request with a seed: its own, else one drawn at random."""
-        return self if self.seed is not None else replace(self, seed=secrets.randbelow(SEED_LIMIT))
+        return self if self.seed is not None else replace(self, seed=random_seed())
 
     @property
     def has_length(self) -> bool:
         return not (self.events is None and self.seconds is None and self.bars is None)
 
-    @property
+    @cached_property
     def controls(self):
-        """The `multitrack_controls.ControlRequest` of key, chords, density (None: none asked)."""
+        """The `multitrack_controls.ControlRequest` of key, chords, density (None: none asked),
+        read once, when the request is made."""
         if self.key is None and self.chords is None and self.density is None and not self.strict_density:
             return None
         from melodygen.encodings.multitrack_controls import ControlRequest
@@ -289,8 +296,3 @@ def request_options() -> dict[str, Option]:
 def request_defaults() -> dict[str, Any]:
     """{field name: its default}."""
     return {f.name: (None if f.default is MISSING else f.default) for f in fields(GenerationRequest)}
-
-
-def option_flags(name: str) -> Sequence[str]:
-    """The command line's flags of a field: its own, else `--name-with-dashes`."""
-    return request_options()[name].flags or (f"--{name.replace('_', '-')}",)

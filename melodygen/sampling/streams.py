@@ -9,9 +9,10 @@ exactly its new ids. Why a thread: generation is one call down to the loop (`gen
 without a second generation path; it also keeps torch's inference mode, which the loop turns
 on, inside the worker instead of around the caller's code between events.
 
-An error of `make` (a bad request, a damaged model) is raised by the `next` that would have
-given the next event. A stream closed early (`close()`, a `break` out of a `for` loop, or the
-stream let go) stops the generation at its next draw.
+An error of `make` (a primer the encoding cannot use, a damaged model; `Model.stream` refuses a
+bad request before it starts one) is raised by the `next` that would have given the next
+event. A stream closed early (`close()`, a `break` out of a `for` loop, or the stream let go)
+stops the generation at its next draw.
 """
 
 from __future__ import annotations

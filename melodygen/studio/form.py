@@ -11,14 +11,13 @@ the model has them is the request's check (`Studio.start`), not the form's.
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from melodygen.errors import ConfigError
+from melodygen.sampling.request import SEED_LIMIT, random_seed
 
 MAX_PIECES = 8
-SEED_LIMIT = 2**31 - 1
 # (lowest, highest) new music per piece, per unit: enough for a song, small enough that one
 # request cannot keep a shared CPU busy for an hour
 LENGTH_LIMITS = {"bars": (1, 64), "seconds": (1, 240), "events": (1, 4096)}
@@ -85,11 +84,6 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
     if problems:
         raise ConfigError("; ".join(problems))
     return settings if settings.seed is not None else _with_seed(settings, random_seed())
-
-
-def random_seed() -> int:
-    """A seed for a request that leaves the field empty."""
-    return secrets.randbelow(SEED_LIMIT + 1)
 
 
 def _with_seed(settings: GenerationSettings, seed: int) -> GenerationSettings:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from melodygen.atomic import atomic_write
 from melodygen.errors import ConfigError, MelodygenError, OutputError
-from melodygen.studio.form import GenerationSettings, random_seed
+from melodygen.sampling.request import random_seed
+from melodygen.studio.form import GenerationSettings
 
 FAVOURITES = "favourites.json"
 UPLOADS = "uploads"
