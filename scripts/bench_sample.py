@@ -34,7 +34,7 @@ import torch
 from melodygen.encodings import get_encoding
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.models import MODELS, build_model
-from melodygen.sampling.decoding import draw, sample
+from melodygen.sampling.decoding import DecodeSettings, draw, sample
 from melodygen.sampling.processors import BanIds
 
 
@@ -42,7 +42,7 @@ def timed_sample(model, encoding, batch: int, tokens: int, device, fast: bool = 
     """(the ids `sample` draws with seed 0, every row running to `tokens`; seconds it took)."""
     start = time.perf_counter()
     rows = sample(model, encoding, num_outputs=batch, max_events=tokens, stop_on_eos=False,
-                  generator=torch.Generator(device).manual_seed(0), device=device, fast=fast)
+                  generator=torch.Generator(device).manual_seed(0), device=device, settings=DecodeSettings(fast=fast))
     return rows, time.perf_counter() - start
 
 
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--positions", default=None, choices=["rope", "relative", "learned"],
                         help="the Transformer's positions [default: its default, rope]")
     parser.add_argument("--max-context", type=int, default=None, help="the Transformer's context")
-    parser.add_argument("--no-fast", action="store_true", help="sample(fast=False): the plain model.step")
+    parser.add_argument("--no-fast", action="store_true", help="DecodeSettings(fast=False): the plain model.step")
     parser.add_argument("--no-uncached", action="store_true",
                         help="skip the Transformer's re-run-the-prefix path (slow at batch 16)")
     args = parser.parse_args()

@@ -13,7 +13,7 @@ from melodygen.models import fast as fast_module
 from melodygen.models.fast import fast_step
 from melodygen.sampling import drafts
 from melodygen.sampling import decoding
-from melodygen.sampling.decoding import Budget, sample
+from melodygen.sampling.decoding import Budget, DecodeSettings, sample
 from melodygen.sampling.drafts import PromptLookup
 from test_fast import MELODY, TOLERANCE, model_of
 
@@ -158,10 +158,12 @@ def test_drafted_sampling_draws_the_plain_ids(positions, monkeypatch):
     counted = Counted(monkeypatch)
     monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     common = dict(max_events=150, temperature=1.0, top_p=0.98, primer_ids=PERIOD[:3], stop_on_eos=False)
-    plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), fast=False, **common)
+    plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), settings=DecodeSettings(fast=False),
+                   **common)
     undrafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), **common)
     assert counted.calls == 0
-    drafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3), draft_length=8, **common)
+    drafted = sample(model, MELODY, generator=torch.Generator().manual_seed(3),
+                     settings=DecodeSettings(draft_length=8), **common)
     assert drafted == plain == undrafted
     assert len(drafted[0]) == 150
     assert counted.calls < 150 / 2  # most guesses were taken ...
@@ -182,7 +184,8 @@ def test_drafted_sampling_keeps_budgets_eos_and_the_processors_calls():
             seen.append(None if last_ids is None else last_ids.tolist())
             return logits
 
-        rows = sample(model, MELODY, max_events=400, budget=budget, processors=[recording], draft_length=draft_length,
+        rows = sample(model, MELODY, max_events=400, budget=budget, processors=[recording],
+                      settings=DecodeSettings(draft_length=draft_length),
                       primer_ids=PERIOD, generator=torch.Generator().manual_seed(5))
         runs.append((rows, seen))
     assert runs[0] == runs[1]
@@ -194,7 +197,7 @@ def test_batches_short_rows_and_recurrent_models_are_not_drafted(monkeypatch):
     counted = Counted(monkeypatch)
     monkeypatch.setattr(decoding, "call_times", lambda stepper: FixedTimes())
     model = periodic_model()
-    common = dict(primer_ids=PERIOD, stop_on_eos=False, draft_length=8)
+    common = dict(primer_ids=PERIOD, stop_on_eos=False, settings=DecodeSettings(draft_length=8))
     sample(model, MELODY, num_outputs=2, max_events=150, **common)
     sample(model, MELODY, max_events=decoding.DRAFT_AFTER, **common)  # the set-up would not pay
     sample(model_of("lstm", {}), MELODY, max_events=150, **common)
@@ -236,7 +239,8 @@ def test_a_processor_forcing_eos_ends_a_drafted_row():
         return logits
 
     rows = sample(periodic_model(), MELODY, max_events=100, stop_on_eos=False, processors=[eos_after_20],
-                  primer_ids=PERIOD, generator=torch.Generator().manual_seed(0), draft_length=8)
+                  primer_ids=PERIOD, generator=torch.Generator().manual_seed(0),
+                  settings=DecodeSettings(draft_length=8))
     assert len(rows[0]) == 20
 
 
@@ -246,7 +250,8 @@ def test_drafted_sampling_on_cuda_draws_the_plain_ids(monkeypatch):
     counted = Counted(monkeypatch)
     model = periodic_model().cuda()
     common = dict(max_events=150, primer_ids=PERIOD[:3], stop_on_eos=False, device="cuda")
-    runs = [sample(model, MELODY, generator=torch.Generator("cuda").manual_seed(3), fast=fast,
-                   draft_length=8 if fast else 0, **common) for fast in (False, True)]
+    runs = [sample(model, MELODY, generator=torch.Generator("cuda").manual_seed(3),
+                   settings=DecodeSettings(fast=fast, draft_length=8 if fast else 0), **common)
+            for fast in (False, True)]
     assert runs[0] == runs[1]
     assert counted.calls > 0

@@ -10,7 +10,7 @@ import torch
 from melodygen.encodings import get_encoding
 from melodygen.models import MODELS, build_model
 from melodygen.models.fast import FAST_STEPS, fast_step
-from melodygen.sampling.decoding import Budget, sample
+from melodygen.sampling.decoding import Budget, DecodeSettings, sample
 
 MELODY = get_encoding("melody")  # 41 ids
 SMALL = {"transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_context": 12},
@@ -66,7 +66,8 @@ def test_fast_sampling_draws_the_plain_ids(kind, settings, rows):
     primer = [5, 9, 12, 7]
     common = dict(num_outputs=rows, max_events=60, temperature=0.9, top_k=30, primer_ids=primer,
                   stop_on_eos=False)
-    plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), fast=False, **common)
+    plain = sample(model, MELODY, generator=torch.Generator().manual_seed(3), settings=DecodeSettings(fast=False),
+                   **common)
     fast = sample(model, MELODY, generator=torch.Generator().manual_seed(3), **common)
     assert fast == plain
     assert len({tuple(row) for row in fast}) == rows  # the rows differ: the test sees a mix-up
@@ -76,7 +77,7 @@ def test_fast_sampling_keeps_eos_and_budgets():
     model = model_of("lstm", {})
     budget = Budget(costs=torch.rand(MELODY.vocab.size, generator=torch.Generator().manual_seed(0)).numpy(),
                     limit=15.0)
-    runs = [sample(model, MELODY, num_outputs=4, max_events=200, budget=budget, fast=fast,
+    runs = [sample(model, MELODY, num_outputs=4, max_events=200, budget=budget, settings=DecodeSettings(fast=fast),
                    generator=torch.Generator().manual_seed(5)) for fast in (False, True)]
     assert runs[0] == runs[1]
     assert any(len(row) < 200 for row in runs[0])
@@ -137,7 +138,7 @@ def test_cuda_graphs_replay_the_plain_step(kind):
             torch.testing.assert_close(fast, plain, rtol=TOLERANCE, atol=TOLERANCE, msg=f"step {t}")
     assert len(step.graphs) == 1
     rows = [sample(model, MELODY, num_outputs=2, max_events=40, generator=torch.Generator("cuda").manual_seed(2),
-                   device="cuda", fast=fast) for fast in (False, True)]
+                   device="cuda", settings=DecodeSettings(fast=fast)) for fast in (False, True)]
     assert rows[0] == rows[1]
 
 

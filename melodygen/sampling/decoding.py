@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -204,8 +204,6 @@ def sample(
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
     settings: DecodeSettings = DecodeSettings(),
-    fast: bool | None = None,
-    draft_length: int | None = None,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -214,11 +212,8 @@ def sample(
     `processors` run in order after the specials' ban, before temperature and filtering.
     `generator` (on `device`) makes the draw reproducible bit-for-bit; None uses torch's global RNG.
     `settings` says how the loop steps (`DecodeSettings`: the fast path, drafting), never which
-    ids it draws; `fast` and `draft_length`, where given, replace those fields of `settings`.
+    ids it draws.
     """
-    if fast is not None or draft_length is not None:
-        settings = replace(settings, fast=settings.fast if fast is None else fast,
-                           draft_length=settings.draft_length if draft_length is None else draft_length)
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
     drawer = Drawer([BanIds(banned, encoding.vocab.size, device), *processors], temperature, top_k, top_p,
                     generator)
