@@ -97,7 +97,7 @@ def real_rows(model) -> dict:
     from melodygen import harmony
     from melodygen.config import config_from_dict
     from melodygen.dataset.manifest import read_manifest
-    from melodygen.encodings.multitrack_controls import ControlRequest
+    from melodygen.encodings.controls import ControlRequest
     from melodygen.midi_io import read_score
     from melodygen.stats.controls import piece_adherence
     from melodygen.dataset.runs import run_dataset_dir
@@ -122,7 +122,7 @@ def real_rows(model) -> dict:
 def main() -> None:
     args = parse_args()
     import melodygen
-    from melodygen.encodings.multitrack_controls import ControlRequest
+    from melodygen.encodings.controls import ControlRequest
     from melodygen.stats.controls import piece_adherence
 
     model = melodygen.load(args.model)

@@ -18,18 +18,12 @@ from melodygen.checkpoint import make_checkpoint, save
 from melodygen.cli import main
 from melodygen.dataset.windows import WindowSampler
 from melodygen.encodings import get_encoding
-from melodygen.encodings.multitrack_controls import (
-    DENSITY_COUNTS,
-    ControlRequest,
-    Steering,
-    density_bins,
-    read_beside,
-)
+from melodygen.encodings.controls import DENSITY_COUNTS, ControlRequest, Steering, read_beside
+from melodygen.encodings.multitrack_controls import density_bins
 from melodygen.errors import ConfigError
 from melodygen.midi_io import read_score
 from melodygen.models import build_model, settings_to_dict
 from melodygen.notes import Note, Score, TempoMap, Track
-from melodygen.sampling.files import _primer_controls
 from melodygen.sampling.request import GenerationRequest
 from melodygen.stats.controls import measure_adherence, piece_adherence
 
@@ -169,15 +163,15 @@ def test_strict_density_holds_every_new_bar_within_tolerance():
 
     assert all(ENC.dropped_ids(row) == 0 for row in rows) and outside(rows) == 0
     assert outside(draw(ENC, 8, 600, bias=bias, controls=ControlRequest.parse(density="3,12"))) > 0  # not held
-    with pytest.raises(ConfigError, match="add --density"):
+    with pytest.raises(ConfigError, match="ask for a density too"):
         ControlRequest.parse(key="D", strict_density=True)
 
 
 def test_a_primer_keeps_its_own_bars_controls_only_where_asked():
     primer = [int(i) for i in ENC.encode(read_score(TUNES[0]))]
     names = lambda ids: {ENC.vocab.event_of(i)[0] for i in ids}  # noqa: E731
-    assert not names(_primer_controls(ENC, primer, None)) & {"KEY", "CHORD", "DENSITY"}
-    kept = _primer_controls(ENC, primer, ControlRequest.parse(key="E", chords="A"))
+    assert not names(ENC.conditioning(GenerationRequest()).primer_ids(primer)) & {"KEY", "CHORD", "DENSITY"}
+    kept = ENC.conditioning(GenerationRequest(key="E", chords="A")).primer_ids(primer)
     assert "DENSITY" not in names(kept) and {"CHORD", "KEY"} <= names(kept)
     own = {t for t in tokens(primer) if t.startswith("KEY")}
     assert {t for t in tokens(kept) if t.startswith("KEY")} == own != {"KEY(E)"}  # the primer's own
@@ -247,9 +241,9 @@ def test_dropped_windows_are_the_stream_with_those_tokens_deleted():
 
 
 def test_bad_control_values_are_one_clear_line():
-    for kwargs, words in [({"chords": "D H7"}, "unknown chord 'H7'"), ({"density": "0"}, "--density 0"),
-                          ({"density": "-3"}, "--density"), ({"density": "x"}, "whole numbers"),
-                          ({"key": "Q minor"}, "unknown key"), ({"chords": ""}, "--chords is empty")]:
+    for kwargs, words in [({"chords": "D H7"}, "unknown chord 'H7'"), ({"density": "0"}, "^density 0"),
+                          ({"density": "-3"}, "^density"), ({"density": "x"}, "whole numbers"),
+                          ({"key": "Q minor"}, "unknown key"), ({"chords": ""}, "^chords: none given")]:
         with pytest.raises(ConfigError, match=words) as err:
             ControlRequest.parse(**kwargs)
         assert "\n" not in str(err.value)
@@ -307,7 +301,7 @@ def test_sample_steers_writes_the_request_and_says_how_it_went(controlled_checkp
 
 @pytest.mark.parametrize("args, words", [
     (["--chords", "Xb9"], "unknown chord 'Xb9'"),
-    (["--density", "0"], "--density 0: notes per bar must be 1.."),
+    (["--density", "0"], "density 0: notes per bar must be 1.."),
     (["--key", "H"], "unknown key 'H'"),
     (["--instruments", "violin"], "never heard violin in training; its instruments: acoustic grand piano, flute"),
 ])

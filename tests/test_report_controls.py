@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from melodygen.checkpoint import make_checkpoint, save
 from melodygen.cli import main
 from melodygen.encodings import get_encoding
-from melodygen.encodings.multitrack_controls import ControlRequest, Steering
+from melodygen.encodings.controls import ControlRequest, Steering
 from melodygen.midi_io import write_midi, write_score
 from melodygen.models import build_model, settings_to_dict
 from melodygen.notes import Note, Score, TempoMap, Track

@@ -296,7 +296,7 @@ def test_lengths_in_time_work_for_any_encoding_that_declares_time():
     cap, budget = length_budget(odd, GenerationRequest(bars=2), 120)
     assert budget.limit == 8 and cap == 800  # 8 beats = 4 s at 120 qpm: 200 events a second at most
     assert budget.costs[3] == 0 and budget.costs[4] == 0.25 and budget.unit == "beats"
-    short = _shortfall([3] * 800, GenerationRequest(bars=2), GenerationPlan([], 120.0, cap, budget, []))
+    short = _shortfall([3] * 800, GenerationRequest(bars=2), GenerationPlan([], 120.0, cap, budget, [], None))
     assert short.startswith("0.0 of 8.0 beats of new music: the safety cap of 800 events")
     cap, budget = length_budget(odd, GenerationRequest(seconds=3), 60)
     assert budget.limit == 3 and cap == 600  # 3 s at 60 qpm = 3 beats

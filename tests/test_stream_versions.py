@@ -26,7 +26,7 @@ from melodygen.cli import main
 from melodygen.config import save_config
 from melodygen.dataset import manifest
 from melodygen.encodings import ENCODINGS, MelodyEncoding, encoding_from_dict, get_encoding, stream_versions
-from melodygen.encodings.multitrack_controls import CONTROL_KINDS
+from melodygen.encodings.controls import CONTROL_KINDS
 from melodygen.errors import EncodingError, NoUsableMusicError
 from melodygen.midi_io import read_score
 from melodygen.models import build_model

@@ -129,6 +129,19 @@ class Encoding(ABC):
         tracks with them."""
         return None
 
+    def conditioning(self, request):
+        """What a generation request (`sampling.request.GenerationRequest`) means for this
+        encoding: its checks, primer, logit processors, given music and finish step
+        (`encodings.conditioning`)."""
+        from melodygen.encodings.conditioning import Conditioning
+
+        return Conditioning(self, request)
+
+    def program_ids(self) -> np.ndarray | None:
+        """The id of each instrument (GM program 0..127, then drums) the ids may name; None for a
+        single-stream encoding, whose instrument is the caller's."""
+        return None
+
     def control_ids(self) -> dict[str, np.ndarray]:
         """The ids of each kind of control token the encoding carries, by kind (none by default;
         `multitrack_controls`). Training takes each kind out of a window at random

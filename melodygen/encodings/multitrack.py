@@ -53,14 +53,8 @@ import numpy as np
 
 from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
-from melodygen.encodings.multitrack_controls import (
-    CONTROL_KINDS,
-    TOKEN_OF,
-    PieceControls,
-    control_ranges,
-    density_bins,
-    measure,
-)
+from melodygen.encodings.controls import CONTROL_KINDS
+from melodygen.encodings.multitrack_controls import TOKEN_OF, PieceControls, control_ranges, density_bins, measure
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.instruments import DRUMS, instrument_name
@@ -492,11 +486,21 @@ class MultitrackEncoding(Encoding):
                                                                         for c in range(harmony.NUM_CHORDS)])
         return table
 
+    def conditioning(self, request):
+        from melodygen.encodings.multitrack_conditioning import MultitrackConditioning
+
+        return MultitrackConditioning(self, request)
+
+    def program_ids(self) -> np.ndarray:
+        first = self.vocab.offset("PROGRAM")
+        return np.arange(first, first + self.vocab.range("PROGRAM").size)
+
     def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
                 controls=None):
-        from melodygen.encodings.multitrack_grammar import MultitrackGrammar
+        from melodygen.encodings.multitrack_grammar import MultitrackGrammar, parts_for
 
-        return MultitrackGrammar(self, primer_ids, rows, device, instruments, given, controls)
+        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls)
+        return MultitrackGrammar(self, primer_ids, rows, device, parts)
 
 
 def _one_word(name: str) -> str:

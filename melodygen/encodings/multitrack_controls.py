@@ -1,7 +1,8 @@
 """Controls of the multitrack encoding: the piece's key, a chord and a note count, in every bar.
 
 A model trained on an encoding with `controls` learns the music *given* these values, so a user
-can set them at sampling time (`sample --key Bm --chords "D G A7 D" --density 8`):
+can set them at sampling time (`sample --key Bm --chords "D G A7 D" --density 8`; the request,
+`encodings.controls.ControlRequest`, is the same for any encoding that carries controls):
 
     PROGRAM(flute) PROGRAM(piano)
     BAR TIMESIG(6/8) KEY(D) CHORD(D) DENSITY(7) POS(0) ...   each bar opens with the piece's key,
@@ -33,24 +34,16 @@ All three transpose with the music (`MultitrackEncoding.pitch_shift_table`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from melodygen import harmony, meter
-from melodygen.atomic import atomic_write
+from melodygen.encodings.controls import CONTROL_KINDS, DENSITY_COUNTS
 from melodygen.encodings.vocab import EventRange
-from melodygen.errors import ConfigError
 
-CONTROL_KINDS = ("key", "chord", "density")
 TOKEN_OF = {"key": "KEY", "chord": "CHORD", "density": "DENSITY"}
-_EXACT = 16
-DENSITY_TOLERANCE = 0.15  # how far from a requested note count a bar may be and still obey it
-DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
-    sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
 
 
 def density_bins(counts: np.ndarray) -> np.ndarray:
@@ -124,99 +117,3 @@ def _sounding(notes: dict[str, np.ndarray], chosen: np.ndarray, bars: list[meter
         np.add.at(weights, (bar[on], pitch[on] % 12), overlap[on])
         np.minimum.at(lowest, bar[on], pitch[on])
     return weights, np.where(lowest < 128, lowest % 12, -1)
-
-
-@dataclass(frozen=True)
-class ControlRequest:
-    """Controls asked for at sampling time: a key, and per new bar a chord and a note count (the
-    lists repeat when the piece has more bars than they name). None: that control is not set,
-    and the model writes as it learned to without it."""
-
-    key: int | None = None
-    chords: tuple[int, ...] | None = None
-    density: tuple[int, ...] | None = None
-    strict_density: bool = False  # the grammar holds each bar within DENSITY_TOLERANCE of it
-
-    @classmethod
-    def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
-              density: str | Sequence[int] | None = None, strict_density: bool = False) -> ControlRequest:
-        """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
-        every bad value -> one-line `ConfigError`."""
-        if isinstance(chords, str):
-            chords = chords.replace(",", " ").split()
-        if isinstance(density, str):
-            try:
-                density = [int(x) for x in density.replace(",", " ").split()]
-            except ValueError:
-                raise ConfigError(f"--density {density!r}: give whole numbers of notes per bar, "
-                                  "e.g. 8 or 8,4") from None
-        if chords is not None and not chords:
-            raise ConfigError("--chords is empty: give one chord per bar, e.g. \"D G A7 D\"")
-        if density is not None:
-            if not density:
-                raise ConfigError("--density is empty: give notes per bar, e.g. 8 or 8,4")
-            bad = next((d for d in density if not 1 <= d <= DENSITY_COUNTS[-1]), None)
-            if bad is not None:
-                raise ConfigError(f"--density {bad}: notes per bar must be 1..{DENSITY_COUNTS[-1]}")
-        if strict_density and density is None:
-            raise ConfigError("--strict-density holds the notes per bar asked for: add --density N")
-        return cls(None if key is None else harmony.parse_key(key),
-                   None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
-                   None if density is None else tuple(int(d) for d in density), strict_density)
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(k for k in CONTROL_KINDS if getattr(self, "chords" if k == "chord" else k) is not None)
-
-    def check_model(self, controls: Sequence[str]) -> None:
-        """`ConfigError` when asking for a control the model was not trained with."""
-        missing = [k for k in self.kinds if k not in controls]
-        if missing:
-            have = ", ".join(controls) if controls else "none"
-            raise ConfigError(f"this model was trained without the {' and '.join(missing)} control "
-                              f"(its controls: {have}); train one with a preset that has them, "
-                              "e.g. configs/multitrack_nottingham.toml")
-
-    def describe(self) -> dict:
-        """Plain JSON: names, not indices."""
-        return {"key": None if self.key is None else harmony.key_name(self.key),
-                "chords": None if self.chords is None else [harmony.chord_name(c) for c in self.chords],
-                "density": None if self.density is None else list(self.density),
-                "strict_density": self.strict_density}
-
-
-@dataclass(frozen=True)
-class Steering:
-    """The controls a piece was sampled with: the request, the bar of the piece where the
-    steered bars begin (after a primer's bars; 0-based), and how many were asked for (None: as
-    many as the model wrote)."""
-
-    request: ControlRequest
-    first_bar: int = 0
-    bars: int | None = None
-
-    def save_beside(self, midi: Path) -> Path:
-        """Write `NAME.controls.json` beside a sampled `NAME.mid` (`melodygen report` reads it)."""
-        path = controls_path(midi)
-        with atomic_write(path, "w", encoding="utf-8") as file:
-            json.dump({**self.request.describe(), "first_bar": self.first_bar, "bars": self.bars}, file, indent=1)
-        return path
-
-
-def controls_path(midi: Path) -> Path:
-    """Where `ControlRequest.save_beside` puts the request of a sampled MIDI file."""
-    return Path(midi).with_suffix(".controls.json")
-
-
-def read_beside(midi: Path) -> Steering | None:
-    """The `Steering` saved beside `midi`, or None when there is no such file; a damaged one ->
-    `ConfigError` naming it."""
-    path = controls_path(midi)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")))
-        return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a melodygen controls file ({exc})") from None

@@ -6,7 +6,7 @@
   every track, between the bars before and after them.
 
 How: the given music is encoded (`GivenPlan.ids`: header, bars, a closing `BAR`), and the
-grammar (`multitrack_grammar`) forces its ids where they come in the stream; between two given
+grammar forces its ids (`GivenRules`, a part of `multitrack_grammar`) where they come in the stream; between two given
 positions, and after the given notes of a position, the model may write notes of the tracks it
 is free to write (`free_from`: the new tracks when accompanying, every track inside bars A..B
 when infilling). The given tracks come first in the track order, so at every position the model
@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from melodygen.encodings.multitrack_grammar import BIG, TRACK_FIELD, GrammarPart
 from melodygen.errors import ConfigError
 from melodygen.notes import Note, Score, Track
 
@@ -153,3 +155,65 @@ def infill_plan(encoding, score: Score, first_bar: int, last_bar: int) -> GivenP
     layout = encoding.bars_of(full, last_onset)  # the bars the ids above were laid out on
     start, stop = layout[first_bar - 1].start, layout[last_bar - 1].start + layout[last_bar - 1].length
     return GivenPlan(ids, free_from, score, tracks, len(tracks), encoding, (start, stop), (first_bar, last_bar))
+
+
+class GivenRules(GrammarPart):
+    """The grammar part that forces a `GivenPlan` in: where the next given id is a note, tempo,
+    meter or header id, that id alone; where it is a position or bar line, it, or notes of the
+    tracks the model may write (`free_from`) at the current position or at a free position before
+    the given one. Past the end: EOS. Each row keeps its place in the given ids (`given_at`)."""
+
+    def __init__(self, encoding, given: GivenPlan, rows: int, device="cpu"):
+        from melodygen.encodings.vocab import EOS_ID
+
+        v = encoding.vocab
+        kind_names, values = v.split(range(v.size))
+        names = np.array([r.name for r in v.ranges])[kind_names]
+        place = torch.as_tensor(values, dtype=torch.long)
+        ids = torch.as_tensor(given.ids, dtype=torch.long)
+        free_from = torch.as_tensor(given.free_from, dtype=torch.long)
+        n, given_names = len(ids), names[given.ids]
+        pos, bar = torch.as_tensor(given_names == "POS"), torch.as_tensor(given_names == "BAR")
+        zone = (pos | bar) & (free_from < encoding.settings.max_tracks)
+        before = torch.where(pos, place[ids], v.range("POS").size)
+        # per place j in the given ids (j = n: all written): the next given id (-1: none to allow)
+        # and the thresholds of `mask`'s bounds (BIG: closed)
+        table = torch.full((n + 1, 7), BIG, dtype=torch.long)
+        table[:n, 0] = torch.where(ids == EOS_ID, -1, ids)  # EOS comes only once all is written
+        table[n, 0] = -1
+        table[:n, 1] = torch.where(zone, -before, BIG)       # POS: before the given one
+        table[:n, 2] = torch.where(zone, free_from - 1, BIG)  # TRACK: a free track
+        table[:n, 3] = torch.where(zone, -1, BIG)            # VEL, DUR
+        table[n, 4] = -1                                     # EOS once all is written
+        table[:n, 5] = torch.where(zone, free_from + 1, BIG)  # PITCH, DRUM: minus TRACK + 1 (column 7)
+        self.length = n
+        self.next_id = torch.cat([ids, torch.tensor([-1])]).to(device)  # what a row that draws moves past
+        self.table = table.to(device)
+        self.at = torch.zeros(rows, dtype=torch.long, device=device)
+        column = torch.full((v.size,), 6, dtype=torch.long)  # closed
+        number = torch.zeros(v.size, dtype=torch.long)
+        for name, col, num in (("POS", 1, -place), ("TRACK", 2, place), ("VEL", 3, number),
+                               ("DUR", 3, number), ("PITCH", 7, number + 1), ("DRUM", 7, number + 1)):
+            inside = torch.as_tensor(names == name)
+            column[inside], number[inside] = col, num[inside]
+        column[EOS_ID] = 4
+        self.bounds_of = column.to(device), number.to(device)
+        self.vocab_ids = torch.arange(v.size, device=device)
+
+    def mask(self, allowed, state):
+        at = self.table.index_select(0, self.at)
+        free_track = at[:, 5, None] - state[:, TRACK_FIELD, None]  # below 1 where the current track is free
+        column, number = self.bounds_of
+        zone = torch.cat([at, free_track], 1).index_select(1, column) < number
+        return allowed & (zone | (self.vocab_ids == at[:, :1]))
+
+    def follow(self, ids) -> None:
+        """A row that drew its next given id moves past it."""
+        self.at = self.at + (ids == self.next_id[self.at])
+
+    def done(self):
+        """(B,) bool: which rows have written all the given music."""
+        return self.at >= self.length
+
+    def select_rows(self, rows) -> None:
+        self.at = self.at.index_select(0, rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodygen.encodings.multitrack_controls import Steering
+from melodygen.encodings.controls import Steering
 from melodygen.errors import ConfigError, ReportError
 from melodygen.report.run import RunInfo
 from melodygen.stats.controls import Adherence
@@ -39,7 +39,7 @@ class SamplesSteering:
 
 def sample_steering(run: RunInfo, sample_paths: list[Path]) -> SamplesSteering:
     """Read the controls file beside each of `sample_paths` and measure the samples that have one."""
-    from melodygen.encodings.multitrack_controls import read_beside
+    from melodygen.encodings.controls import read_beside
 
     found, skipped = {}, []
     for path in sample_paths:

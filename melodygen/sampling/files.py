@@ -21,7 +21,6 @@ from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
 from melodygen.limits import max_piece_events, piece_events_problem
-from melodygen.notes import Score
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, DecodeSettings, sample
 from melodygen.sampling.pieces import Piece
@@ -35,7 +34,6 @@ BEATS_PER_BAR = 4
 # time forward still stops.
 _MAX_EVENTS_PER_SECOND = 200
 _MAX_EVENTS_PER_BAR = 1024  # the same for an encoding counting bars: a dense pop bar has ~400
-_MAX_WRITTEN_PER_BAR = 256  # ids a model may write per bar around given music (chords: ~20-60)
 
 
 def output_paths(out_dir: Path, name: str, count: int, overwrite: bool) -> list[Path]:
@@ -120,14 +118,15 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: GenerationRequest, 
 @dataclass(frozen=True)
 class GenerationPlan:
     """What a request means for one encoding: its primer ids, tempo, length limits, the logit
-    processors every row goes through (the grammar, set up for the request), and the given
-    music of an accompaniment or infilling (`encodings.multitrack_given`)."""
+    processors every row goes through (the grammar, set up for the request), the given music of
+    an accompaniment or infilling, and the encoding's `Conditioning`, which finishes each row."""
 
     primer: list[int]
     qpm: float
     max_events: int
     budget: Budget | None
     processors: list
+    conditioning: object
     given: object | None = None
 
 
@@ -136,13 +135,12 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
     """Check `request` against `encoding` (and the instruments the model trained on, the
     checkpoint's "instruments", where known), read its primer and set up its grammar; every
     problem is one error, raised before anything is generated or written."""
-    _check_instruments(encoding, request, instruments_seen)
+    conditioning = encoding.conditioning(request)
+    conditioning.check(instruments_seen)
     if request.accompany is not None or request.infill is not None:
-        return _given_plan(encoding, request, device)
-    if request.controls is not None:
-        request.controls.check_model(getattr(encoding.settings, "controls", ()))
+        return _given_plan(encoding, request, conditioning, device)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
-    primer = _primer_controls(encoding, primer, request.controls)
+    primer = conditioning.primer_ids(primer)
     qpm = request.tempo or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     ceiling = max_piece_events()
@@ -153,43 +151,25 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
         raise ConfigError(f"beam search runs every sequence to a length in events: the {encoding.name!r} "
                           "encoding's --seconds/--bars are not one; give --length")
     rows = request.beam * request.branch if request.beam else request.n
-    return GenerationPlan(primer, qpm, max_events, budget, _grammar(encoding, request, primer, rows, device))
+    return GenerationPlan(primer, qpm, max_events, budget, conditioning.processors(primer, rows, device),
+                          conditioning)
 
 
-def _primer_controls(encoding, primer: list[int], controls) -> list[int]:
-    """A primer's control tokens as the request has them: the kinds not asked for taken out (the
-    model goes on as it learned to without them). The primer's bars keep their own labels of the
-    kinds asked for; the request steers the new bars."""
-    asked = controls.kinds if controls is not None else ()
-    out_ids = {int(i) for kind, ids in encoding.control_ids().items() if kind not in asked for i in ids}
-    return [i for i in primer if i not in out_ids]
-
-
-def _given_plan(encoding, request: GenerationRequest, device) -> GenerationPlan:
+def _given_plan(encoding, request: GenerationRequest, conditioning, device) -> GenerationPlan:
     """Accompaniment (`accompany`) or infilling (`infill` bars of `primer`): the given music is
     forced through the grammar, the model writes the rest; rows end with the given music."""
     from melodygen.dataset.files import read_file
-    from melodygen.encodings.multitrack_given import accompaniment_plan, infill_plan
 
-    if not encoding.keeps_instruments:
-        raise ConfigError(f"--accompany and --infill need a multitrack model; this one writes the "
-                          f"{encoding.name!r} encoding's one stream of notes")
     source = request.accompany if request.accompany is not None else request.primer
     if source is None:
         raise ConfigError("--infill rewrites bars of the --primer piece: give --primer FILE")
     score = read_file(source, encoding, keep_score=True).raise_if_skipped("no usable music to work with").score
-    if request.accompany is not None:
-        given = None if request.given_tracks is None else [t - 1 for t in request.given_tracks]
-        plan = accompaniment_plan(encoding, score, given, request.instruments or (0,))
-    else:
-        plan = infill_plan(encoding, score, *request.infill)
-    bars = int((plan.ids == encoding.vocab.id_of("BAR")).sum())
+    given, processors, cap = conditioning.given(score, request.n, device)
     ceiling = max_piece_events()
-    if len(plan.ids) > ceiling:
-        raise ConfigError(piece_events_problem(len(plan.ids), f"{source}: its given music ({bars} bars)"))
-    max_events = min(len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars, ceiling)
-    grammar = encoding.grammar([], request.n, device, given=plan)
-    return GenerationPlan([], float(score.tempo_map.qpm[0]), max_events, None, [grammar], plan)
+    if len(given.ids) > ceiling:
+        raise ConfigError(piece_events_problem(len(given.ids), f"{source}: its given music"))
+    return GenerationPlan([], float(score.tempo_map.qpm[0]), min(cap, ceiling), None, processors, conditioning,
+                          given)
 
 
 def generate_pieces(model, encoding, request: GenerationRequest, device,
@@ -200,10 +180,10 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
     plan = plan or plan_generation(encoding, request, device)
     rows, likelihoods = _generate(model, encoding, request, plan, device)
     given = _given(encoding, request, plan)
-    pieces = [Piece(_piece(encoding, request, plan, row), row, _shortfall(row, request, plan), likelihood,
+    finish = plan.conditioning.finish
+    pieces = [Piece(finish(row, plan.primer, plan.qpm, plan.given), row, _shortfall(row, request, plan), likelihood,
                     given=given) for row, likelihood in zip(rows, likelihoods)]
-    if request.controls is not None and request.controls.kinds:
-        _measure_steering(encoding, request, plan, pieces)
+    plan.conditioning.measure(pieces, plan.primer)
     if request.transpose:  # after the steering is measured: density does not move with the pitches
         for piece in pieces:
             piece.score = piece.score.transposed(request.transpose)
@@ -240,63 +220,10 @@ def _given(encoding, request: GenerationRequest, plan: GenerationPlan) -> object
     return GivenPrimer(encoding, tuple(plan.primer)) if plan.primer and not request.continuation_only else None
 
 
-def _measure_steering(encoding, request: GenerationRequest, plan: GenerationPlan, pieces: list[Piece]) -> None:
-    """Each piece's `steering` (where its steered bars are) and `adherence` (how it obeys)."""
-    from melodygen.encodings.multitrack_controls import Steering
-    from melodygen.stats.controls import piece_adherence
-
-    bar = encoding.vocab.id_of("BAR")
-    first_bar = 0 if request.continuation_only else sum(1 for i in plan.primer if i == bar)
-    steering = Steering(request.controls, first_bar, int(request.bars) if request.bars is not None else None)
-    for piece in pieces:
-        piece.steering = steering
-        if piece.score.note_count():
-            piece.adherence = piece_adherence(encoding, piece.score, request.controls, first_bar, steering.bars)
 
 
-def _piece(encoding, request: GenerationRequest, plan: GenerationPlan, row: list[int]) -> Score:
-    """The score written for one generated row: with its primer unless `continuation_only`. A
-    single-stream encoding's one track gets the requested program and a name saying how it was
-    made. An encoding that keeps instruments names its own tracks and writes its own tempo
-    changes; a requested tempo (`--tempo`) scales them so that the piece starts at it; its
-    continuation alone starts at the first bar line it wrote (its ids need the primer's header
-    to decode). Given music comes back as the file has it (`GivenPlan.assemble`)."""
-    if plan.given is not None:
-        return plan.given.assemble(encoding.decode_score(row))
-    if request.continuation_only and not encoding.keeps_instruments:
-        score = encoding.decode_score(row, qpm=plan.qpm)
-    else:
-        score = encoding.decode_score(plan.primer + row, qpm=plan.qpm)
-    if not encoding.keeps_instruments:
-        (track,) = score.tracks
-        track.program = request.program or 0
-        track.name = f"melodygen {encoding.name} t={request.temperature:g}"
-        return score
-    if request.continuation_only:
-        moves = encoding.time_per_id().amounts
-        first = next((i for i, x in enumerate(row) if moves[x] > 0), None)
-        start = (score.end_time if first is None
-                 else encoding.decode_score(plan.primer + row[:first + 1], plan.qpm).end_time)
-        score = score.after(start)
-    if request.tempo is not None:
-        score = score.with_tempo_scaled(request.tempo / score.tempo_map.qpm[0])
-    return score
 
 
-def _check_instruments(encoding, request: GenerationRequest, seen: Collection[int] | None) -> None:
-    if encoding.keeps_instruments and request.program is not None:
-        raise ConfigError(f"the {encoding.name!r} model writes each track's own instrument; "
-                          "choose them with --instruments, not --program")
-    if request.instruments and not encoding.keeps_instruments:
-        raise ConfigError(f"the {encoding.name!r} encoding writes one stream of notes: give its "
-                          "instrument with --program (--instruments needs a multitrack model)")
-    unheard = [i for i in request.instruments or () if seen is not None and i not in seen]
-    if unheard:
-        from melodygen.instruments import instrument_name
-
-        known = ", ".join(instrument_name(i) for i in sorted(seen))
-        raise ConfigError(f"this model never heard {instrument_name(unheard[0])} in training; "
-                          f"its instruments: {known}")
 
 
 def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
@@ -316,16 +243,6 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
     return rows, [None] * len(rows)
 
 
-def _grammar(encoding, request: GenerationRequest, primer: list[int], rows: int, device) -> list:
-    """The encoding's grammar as the loop's processors: every sampled piece decodes whole with
-    its primer (its state starts from the primer; a `--continuation-only` file, cut from the
-    primer, may begin by ending a note the primer held). Requested instruments go to the
-    grammar of an encoding that keeps instruments, which steers its tracks with them."""
-    chosen = {"instruments": request.instruments} if request.instruments else {}
-    if encoding.control_ids():
-        chosen["controls"] = request.controls
-    grammar = encoding.grammar(primer, rows, device, **chosen)
-    return [grammar] if grammar is not None else []
 
 
 def _shortfall(row: list[int], request: GenerationRequest, plan: GenerationPlan) -> str | None:

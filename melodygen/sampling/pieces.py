@@ -26,7 +26,7 @@ class Piece:
     shortfall: str | None = None  # why it has less new music than asked, if it has
     log_likelihood: float | None = None  # of its new ids under the model (beam search), nats
     path: Path | None = None  # where `save` last wrote it
-    steering: object = None  # `multitrack_controls.Steering`: the controls it was sampled with
+    steering: object = None  # `encodings.controls.Steering`: the controls it was sampled with
     adherence: object = None  # `stats.controls.Adherence`: how well it obeys them
     given: object = None  # what the user gave (primer, given tracks or bars): `given_mask(ids)`, for the copy check
     copy_check: dict | None = None  # `stats.copies.check_pieces`' row: {"path", "check"} or {"path", "skipped"}

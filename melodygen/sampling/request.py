@@ -239,11 +239,11 @@ class GenerationRequest:
 
     @cached_property
     def controls(self):
-        """The `multitrack_controls.ControlRequest` of key, chords, density (None: none asked),
+        """The `encodings.controls.ControlRequest` of key, chords, density (None: none asked),
         read once, when the request is made."""
         if self.key is None and self.chords is None and self.density is None and not self.strict_density:
             return None
-        from melodygen.encodings.multitrack_controls import ControlRequest
+        from melodygen.encodings.controls import ControlRequest
 
         return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from melodygen import harmony
-from melodygen.encodings.multitrack_controls import DENSITY_TOLERANCE, ControlRequest, PieceControls
+from melodygen.encodings.controls import DENSITY_TOLERANCE, ControlRequest
+from melodygen.encodings.multitrack_controls import PieceControls
 
 
 @dataclass

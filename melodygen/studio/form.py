@@ -138,7 +138,7 @@ class _Fields:
         """`key`, `chords`, `density` as `GenerationSettings` holds them (None: not asked for);
         each field read alone, so that its problem names it."""
         from melodygen import harmony
-        from melodygen.encodings.multitrack_controls import ControlRequest
+        from melodygen.encodings.controls import ControlRequest
 
         named = {"key": lambda asked: harmony.key_name(asked.key),
                  "chords": lambda asked: tuple(map(harmony.chord_name, asked.chords)),
@@ -154,7 +154,7 @@ class _Fields:
                 continue
             try:
                 values[name] = value_of(ControlRequest.parse(**{name: text}))
-            except ConfigError as exc:  # "--density 0: ..." on the command line, "density 0: ..." here
+            except ConfigError as exc:  # it names the control ("density 0: ...")
                 line = str(exc)
-                self.problems.append(line[2:] if line.startswith(f"--{name}") else f"{name}: {line}")
+                self.problems.append(line if line.startswith(name) else f"{name}: {line}")
         return values

@@ -75,12 +75,13 @@ class ValidationWindows:
 
 
 def instruments_in(directory: Path, encoding) -> list[int] | None:
-    """The instruments (`PROGRAM` values) of a dataset's train split; None for an encoding whose
+    """The instruments (GM programs, `Encoding.program_ids`) of a dataset's train split; None for an encoding whose
     ids carry no instruments."""
     from melodygen.dataset.shards import TokenDataset
 
-    if not encoding.keeps_instruments:
+    program_ids = encoding.program_ids()
+    if program_ids is None:
         return None
-    first, size = encoding.vocab.offset("PROGRAM"), encoding.vocab.range("PROGRAM").size
-    counts = np.bincount(np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64), minlength=first + size)
-    return np.flatnonzero(counts[first:first + size]).tolist()
+    counts = np.bincount(np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64),
+                         minlength=int(program_ids.max()) + 1)
+    return np.flatnonzero(counts[program_ids]).tolist()

@@ -1,0 +1,93 @@
+"""A generation request as the multitrack encoding carries it out: tracks chosen by
+instrument, controls forced bar by bar, given music written around, and a finished piece whose
+tracks, tempo and meter come from the ids (`conditioning` says what each step is for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from melodygen.encodings.conditioning import Conditioning
+from melodygen.errors import ConfigError
+from melodygen.notes import Score
+
+_MAX_WRITTEN_PER_BAR = 256  # ids a model may write per bar around given music (chords: ~20-60)
+
+
+class MultitrackConditioning(Conditioning):
+    """Instruments, controls and given music for the multitrack encoding."""
+
+    def check(self, instruments_seen: Collection[int] | None) -> None:
+        request = self.request
+        if request.program is not None:
+            raise ConfigError(f"the {self.encoding.name!r} model writes each track's own instrument; "
+                              "choose them with --instruments, not --program")
+        unheard = [i for i in request.instruments or () if instruments_seen is not None and i not in instruments_seen]
+        if unheard:
+            from melodygen.instruments import instrument_name
+
+            known = ", ".join(instrument_name(i) for i in sorted(instruments_seen))
+            raise ConfigError(f"this model never heard {instrument_name(unheard[0])} in training; "
+                              f"its instruments: {known}")
+        if request.controls is not None:
+            request.controls.check_model(self.encoding.settings.controls)
+
+    def processors(self, primer: list[int], rows: int, device) -> list:
+        """The grammar, steering its tracks with the requested instruments and its bars with the
+        requested controls."""
+        chosen = {"instruments": self.request.instruments} if self.request.instruments else {}
+        return [self.encoding.grammar(primer, rows, device, controls=self.request.controls, **chosen)]
+
+    def given(self, score: Score, rows: int, device):
+        """Accompaniment (`accompany`: the tracks `given_tracks` of `score` given, one new track
+        per requested instrument) or infilling (`infill` bars of `score`), forced through the
+        grammar, and the most ids a row may hold: the given ids and, per bar, room for the
+        tracks written."""
+        from melodygen.encodings.multitrack_given import accompaniment_plan, infill_plan
+
+        request = self.request
+        if request.accompany is not None:
+            given = None if request.given_tracks is None else [t - 1 for t in request.given_tracks]
+            plan = accompaniment_plan(self.encoding, score, given, request.instruments or (0,))
+        else:
+            plan = infill_plan(self.encoding, score, *request.infill)
+        bars = int((plan.ids == self.encoding.vocab.id_of("BAR")).sum())
+        cap = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
+        return plan, [self.encoding.grammar([], rows, device, given=plan)], cap
+
+    def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:
+        """Given music comes back as the file has it (`GivenPlan.assemble`). Otherwise the ids
+        name their own tracks and tempo changes; a requested tempo (`--tempo`) scales them so
+        that the piece starts at it; a continuation alone starts at the first bar line it wrote
+        (its ids need the primer's header to decode)."""
+        if given is not None:
+            return given.assemble(self.encoding.decode_score(row))
+        request = self.request
+        score = self.encoding.decode_score(primer + row, qpm=qpm)
+        if request.continuation_only:
+            moves = self.encoding.time_per_id().amounts
+            first = next((i for i, x in enumerate(row) if moves[x] > 0), None)
+            start = (score.end_time if first is None
+                     else self.encoding.decode_score(primer + row[:first + 1], qpm).end_time)
+            score = score.after(start)
+        if request.tempo is not None:
+            score = score.with_tempo_scaled(request.tempo / score.tempo_map.qpm[0])
+        return score
+
+    def measure(self, pieces: list, primer: list[int]) -> None:
+        """Each piece's `steering` (where its steered bars are) and `adherence` (how it obeys),
+        counted from the first new bar."""
+        request = self.request
+        if request.controls is None or not request.controls.kinds:
+            return
+        from melodygen.encodings.controls import Steering
+        from melodygen.stats.controls import piece_adherence
+
+        bar = self.encoding.vocab.id_of("BAR")
+        first_bar = 0 if request.continuation_only else sum(1 for i in primer if i == bar)
+        steering = Steering(request.controls, first_bar, int(request.bars) if request.bars is not None else None)
+        for piece in pieces:
+            piece.steering = steering
+            if piece.score.note_count():
+                piece.adherence = piece_adherence(self.encoding, piece.score, request.controls, first_bar,
+                                                  steering.bars)
