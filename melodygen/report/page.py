@@ -105,7 +105,19 @@ def _set_table(gallery: Gallery) -> str:
     note = ('<p class="note">overlap: shared area of the two distributions (1 = same); '
             "KL: divergence of the samples from the reference in nats (0 = same).</p>")
     headers = ("metric", "samples mean ± std", "reference mean ± std", "overlap", "KL")
-    return heading + _table(headers, rows, SCALAR_METRICS) + note
+    return heading + _two_sample(gallery.comparison) + _table(headers, rows, SCALAR_METRICS) + note
+
+
+def _two_sample(comparison: dict) -> str:
+    """The real-vs-generated classifier test in a line, with what gives the samples away."""
+    from melodygen.stats.two_sample import describe_lines
+
+    if "two_sample" not in comparison:
+        return ""
+    first, *rest = describe_lines(comparison["two_sample"], "samples", limit=3)
+    if len(rest) > 1:  # a heading, then the giveaways: one sentence
+        rest = [f"{rest[0]} {'; '.join(rest[1:])}"]
+    return f'<p class="two-sample">{escape(". ".join(s[:1].upper() + s[1:] for s in [first, *rest]))}.</p>'
 
 
 def _card(entry: SampleEntry, gallery: Gallery, page_dir: Path) -> str:

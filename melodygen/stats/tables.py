@@ -1,6 +1,8 @@
-"""Plain-text tables of `describe_set` / `compare_sets` results for the terminal."""
+"""Plain-text tables of `describe_set` / `compare_sets` results (and its classifier test) for the terminal."""
 
 from __future__ import annotations
+
+from melodygen.stats.two_sample import describe_lines
 
 _NAME_WIDTH = 24  # fits "pitch_class (histogram)"
 _SET_WIDTHS = (18, 9, 9)
@@ -29,7 +31,16 @@ def format_comparison(described: dict, reference: dict, comparison: dict) -> str
         lines.append(_row(_COMPARISON_WIDTHS, f"{name} (histogram)", "", "", _num(c["overlap"]), _num(c["kl"])))
     lines += ["", *_histogram_lines([("set", described), ("reference", reference)])]
     lines.append("overlap: area shared by the two distributions (1 = same); KL(set || reference) in nats")
+    if "two_sample" in comparison:
+        lines += ["", format_two_sample(comparison["two_sample"])]
     return "\n".join(lines)
+
+
+def format_two_sample(data: dict, name: str = "set") -> str:
+    """The classifier test (`two_sample.TwoSampleResult.to_json()`): its line, then the features
+    that alone give the set away, or that none does (`two_sample.describe_lines`)."""
+    first, *rest = describe_lines(data, name)
+    return "\n".join([first, *(f"  {line}" for line in rest[:1]), *(f"    {line}" for line in rest[1:])])
 
 
 def format_skipped(described: dict, title: str) -> str:
