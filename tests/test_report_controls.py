@@ -97,7 +97,7 @@ def steered_page(tmp_path_factory) -> str:
 
 def test_a_steered_sample_shows_requested_and_achieved_controls_bar_by_bar(steered_page):
     entry = articles(steered_page)["steered_000.mid"]
-    assert "Sampled with controls: key D · chords D G · notes per bar 7 · bars 1-2." in entry
+    assert "Sampled with: key D · chords D G · notes per bar 7 · bars 1-2." in entry
     assert steering_rows(entry) == [("", ["1", "D", "D", "100%", "7", "7"]),
                                     ("off", ["2", "G", "C", "67%", "7", "9"])]
     # the off cells themselves are marked too: the achieved chord and count of bar 2
@@ -109,7 +109,7 @@ def test_a_steered_sample_shows_requested_and_achieved_controls_bar_by_bar(steer
 
 def test_a_sample_without_a_controls_file_has_no_controls_table(steered_page):
     entry = articles(steered_page)["plain_000.mid"]
-    assert "steering" not in entry and "Sampled with controls" not in entry
+    assert "steering" not in entry and "Sampled with" not in entry
     assert steered_page.count('<div class="steering">') == 1
 
 
@@ -133,7 +133,7 @@ def test_a_run_whose_encoding_has_no_controls_gets_a_note_not_a_table(tmp_path):
     steered_sample(samples)
     report = build_report(melody_run(tmp_path / "run"), samples=samples, audio=False)
     entry = articles(report.page.read_text(encoding="utf-8"))["steered_000.mid"]
-    assert "Sampled with controls: key D · chords D G · notes per bar 7 · bars 1-2." in entry
+    assert "Sampled with: key D · chords D G · notes per bar 7 · bars 1-2." in entry
     assert ("controls not measured: the run&#x27;s melody encoding (from config.toml [encoding]) "
             "has no controls to compare with.") in entry
     assert 'class="steering"><thead>' not in entry and report.skipped == []

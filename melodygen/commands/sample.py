@@ -87,6 +87,8 @@ def command(checkpoint: str, out_dir: str, name: str, device: str, render: bool,
             click.echo(f"{r.path.name}: {r.shortfall}")
         if r.adherence is not None:
             click.echo(f"{r.path.name}: {describe_adherence(r.adherence)}")
+        if r.form is not None:
+            click.echo(f"{r.path.name}: {r.form.describe()}")
     click.echo(f"wrote {len(pieces)} MIDI file(s) to {out_dir} (seed {request.seed})")
     if not no_copy_check:
         from melodygen.stats.copies import piece_warnings

@@ -39,6 +39,9 @@ class Conditioning:
                               f"{name!r} encoding's one stream of notes")
         if request.controls is not None:
             request.controls.check_model(list(self.encoding.control_ids()))
+        if request.form is not None:
+            raise ConfigError(f"--form needs a multitrack model trained with repeats; this one writes the "
+                              f"{name!r} encoding's one stream of notes")
 
     def primer_ids(self, ids: Sequence[int]) -> list[int]:
         """A primer's ids as the request has them: control tokens of kinds not asked for taken

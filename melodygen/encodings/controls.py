@@ -87,18 +87,23 @@ class ControlRequest:
 @dataclass(frozen=True)
 class Steering:
     """The controls a piece was sampled with: the request, the bar of the piece where the
-    steered bars begin (after a primer's bars; 0-based), and how many were asked for (None: as
-    many as the model wrote)."""
+    steered bars begin (after a primer's bars; 0-based), how many were asked for (None: as
+    many as the model wrote), and its form plan."""
 
     request: ControlRequest
     first_bar: int = 0
     bars: int | None = None
+    form: str | None = None  # the form plan, every section with its bars (`encodings.form`)
 
-    def save_beside(self, midi: Path) -> Path:
-        """Write `NAME.controls.json` beside a sampled `NAME.mid` (`melodygen report` reads it)."""
+    def save_beside(self, midi: Path, achieved: dict | None = None) -> Path:
+        """Write `NAME.controls.json` beside a sampled `NAME.mid` (`melodygen report` reads it),
+        with what the piece `achieved` of its form plan where there is one."""
         path = controls_path(midi)
+        data = {**self.request.describe(), "first_bar": self.first_bar, "bars": self.bars, "form": self.form}
+        if achieved is not None:
+            data["form_achieved"] = achieved
         with atomic_write(path, "w", encoding="utf-8") as file:
-            json.dump({**self.request.describe(), "first_bar": self.first_bar, "bars": self.bars}, file, indent=1)
+            json.dump(data, file, indent=1)
         return path
 
 
@@ -116,6 +121,7 @@ def read_beside(midi: Path) -> Steering | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")))
-        return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]))
+        return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]),
+                        data.get("form"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a melodygen controls file ({exc})") from None

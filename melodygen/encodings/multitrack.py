@@ -35,6 +35,12 @@ A piece is a header, then its bars:
 - **Controls** (`controls`, any of "key", "chord", "density"; none by default): `KEY`, `CHORD`
   and `DENSITY` follow each bar's `BAR [TIMESIG]`, each measured from the notes
   (`multitrack_controls`, which says why they are tokens). Decoding skips them.
+- **Repeats** (`repeats = K`, 0 = off by default): a bar whose body (what follows its head
+  `BAR [TIMESIG] [KEY] [CHORD] [DENSITY]`) is an earlier bar's, at most K bars back, is written
+  as its head and `REPEAT(-k)`, with `SHIFT(+s)` after it when the copy is transposed by s
+  semitones (1..12 up or down; drums never move): `BAR REPEAT(-8)` is bar i-8 again. Their ids
+  come last in the vocabulary, so without repeats every id stays as it was
+  (`multitrack_repeats`, which says how the bar is chosen and what decoding does).
 
 Decoding is lenient and counts what it drops (see `_decode_score`); `grammar` bans every id
 decoding would drop (and a few it would accept, such as pitches out of order at a position),
@@ -55,6 +61,7 @@ from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
 from melodygen.encodings.controls import CONTROL_KINDS
 from melodygen.encodings.multitrack_controls import TOKEN_OF, PieceControls, control_ranges, density_bins, measure
+from melodygen.encodings.multitrack_repeats import BarBodies, fold_repeats, repeat_ranges
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
 from melodygen.instruments import DRUMS, instrument_name
@@ -82,6 +89,7 @@ class MultitrackSettings:
     max_tracks: int = 16
     drums: bool = True
     controls: tuple[str, ...] = ()
+    repeats: int = 0
 
     def __post_init__(self):
         check(self, {
@@ -96,6 +104,7 @@ class MultitrackSettings:
             "max_tracks must be in 1..64": lambda: 1 <= self.max_tracks <= 64,
             f"controls must name each of {', '.join(CONTROL_KINDS)} at most once":
                 lambda: set(self.controls) <= set(CONTROL_KINDS) and len(set(self.controls)) == len(self.controls),
+            "repeats must be in 0..64 (bars back; 0: off)": lambda: 0 <= self.repeats <= 64,
         })
 
     def meters(self) -> list[tuple[int, int]]:
@@ -154,6 +163,7 @@ class MultitrackEncoding(Encoding):
             EventRange("DUR", 1, s.max_duration_quarters * spq,
                        labels=tuple(str(Fraction(d, spq)) for d in range(1, s.max_duration_quarters * spq + 1))),
             *control_ranges(s.controls),
+            *repeat_ranges(s.repeats),  # last: without repeats every other id stays where it was
         ])
 
     @property
@@ -163,21 +173,26 @@ class MultitrackEncoding(Encoding):
     # ------------------------------------------------------------------------------ encoding
 
     def encode(self, score: Score) -> np.ndarray:
-        return self.encode_with(score)
+        return self.encode_with(score, repeats=True)
 
     def encode_with(self, score: Score, *, track_at_every_position: bool = False,
-                    controls: bool = True) -> np.ndarray:
+                    controls: bool = True, repeats: bool = False) -> np.ndarray:
         """`encode`; with `track_at_every_position`, each position's first note names its track
         even when the track carries over (what given music needs, `multitrack_given`: notes the
         model inserts between two given positions must not change the track a given note is on).
-        `controls=False` leaves the control tokens out (given music is not labelled)."""
+        `controls=False` leaves the control tokens out (given music is not labelled).
+        `repeats=True` (what `encode` does) writes repeated bars as REPEAT under the `repeats`
+        setting; off by default, since given music is forced note by note."""
         v = self.vocab
         tracks, notes, bars = self._laid_out(score)
         measured = measure(notes, bars) if self.settings.controls and controls else None
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
-        return np.concatenate([np.array(header, dtype=np.int64),
-                               self._body_ids(notes, bars, self._tempo_changes(score),
-                                              track_at_every_position, measured)]).astype(np.uint16)
+        ids = np.concatenate([np.array(header, dtype=np.int64),
+                              self._body_ids(notes, bars, self._tempo_changes(score),
+                                             track_at_every_position, measured)])
+        if repeats and self.settings.repeats:
+            ids = fold_repeats(ids, v, self.settings.repeats)
+        return ids.astype(np.uint16)
 
     def controls_of(self, score: Score) -> PieceControls:
         """The key, per-bar chords and per-bar note counts of `score`, measured as `encode`
@@ -337,8 +352,10 @@ class MultitrackEncoding(Encoding):
         position or outside the bar, TEMPO before any BAR, TRACK of no header track, PITCH on a
         drum track or DRUM on a pitched one, a note without TRACK/POS/VEL/DUR in order, and a
         note repeating track, pitch and onset are each dropped and counted (a note's VEL and
-        DUR go with it). A note the ids stop in the middle of is left out, not counted: the
-        stream just stopped."""
+        DUR go with it); so are a REPEAT not right after the bar head or pointing before the
+        first bar, a SHIFT not right after a REPEAT, and what follows a REPEAT in its bar
+        (`multitrack_repeats`). A note the ids stop in the middle of is left out, not counted:
+        the stream just stopped."""
         s, spq = self.settings, self.settings.steps_per_quarter
         programs: list[int] = []
         notes: list[tuple[int, int, int, int, int]] = []  # (track, pitch, start, duration, velocity bin)
@@ -347,9 +364,12 @@ class MultitrackEncoding(Encoding):
         meters: dict[int, tuple[int, int]] = {}
         bar_start, bar_length, bar_meter, bars = 0, 4 * spq, meter.DEFAULT_METER, 0
         pos, track, pending, dropped, just_opened = -1, -1, [], 0, False
+        bodies = BarBodies()  # what each bar holds, for REPEAT
         for name, value in self.vocab.events(ids):
             if name in _CONTROL_TOKENS:
                 continue  # a control carries no notes
+            if name != "SHIFT":
+                bodies.shiftable = False
             if pending and name not in ("VEL", "DUR"):
                 dropped += len(pending)  # a note left unfinished
                 pending = []
@@ -360,8 +380,10 @@ class MultitrackEncoding(Encoding):
                     programs.append(value)
             elif name == "BAR":
                 if bars:
+                    bodies.close(bar_start, bar_length, notes, seen, tempos)
                     bar_start += bar_length
                 bars, pos, track, just_opened = bars + 1, -1, -1, True
+                bodies.open_bar()
                 meters.setdefault(bar_start, bar_meter)
                 continue
             elif name == "TIMESIG":
@@ -372,17 +394,18 @@ class MultitrackEncoding(Encoding):
                 else:
                     dropped += 1
             elif name == "POS":
-                if bars and pos < value < bar_length:
+                if bars and pos < value < bar_length and bodies.copying is None:
                     pos = value
                 else:
                     dropped += 1
             elif name == "TEMPO":
-                if bars:
+                if bars and bodies.copying is None:
                     tempos[bar_start + max(pos, 0)] = float(self.tempos[value])
+                    bodies.bodies[-1].tempos.append((max(pos, 0), float(self.tempos[value])))
                 else:
                     dropped += 1
             elif name == "TRACK":
-                if value < len(programs) and bars:
+                if value < len(programs) and bars and bodies.copying is None:
                     track = value
                 else:
                     dropped += 1
@@ -406,11 +429,22 @@ class MultitrackEncoding(Encoding):
                     else:
                         seen.add(key)
                         notes.append((track, pending[0], bar_start + pos, value, pending[1]))
+                        bodies.bodies[-1].notes.append((track, pending[0], pos, value, pending[1],
+                                                        programs[track] == DRUMS))
                 else:
                     dropped += 1 + len(pending)
                 pending = []
+            elif name == "REPEAT":
+                if not (bars and pos < 0 and track < 0 and not bodies.started and bodies.take_repeat(value)):
+                    dropped += 1
+            elif name == "SHIFT":
+                if not bodies.take_shift(value):
+                    dropped += 1
             just_opened = False
-        end_step = bar_start if bars and pos < 0 else None  # ended on a bar line: the piece ends there
+        if bars:
+            bodies.close(bar_start, bar_length, notes, seen, tempos)
+        # ended on a bar line (no position, no REPEAT in the last bar): the piece ends there
+        end_step = bar_start if bars and pos < 0 and bodies.copying is None else None
         return self._score(programs, notes, tempos, meters, end_step), dropped
 
     def _score(self, programs: list[int], notes: list[tuple], tempos: dict[int, float],
@@ -442,6 +476,14 @@ class MultitrackEncoding(Encoding):
         return Score(tracks, tempo_map, signatures, end_time=end)
 
     # ------------------------------------------------------------------------------ contracts
+
+    def to_dict(self) -> dict:
+        """`Encoding.to_dict`, without `repeats` while it is 0: an encoding stored before the
+        setting existed then compares equal (datasets and checkpoints check the settings)."""
+        stored = super().to_dict()
+        if not self.settings.repeats:
+            del stored["settings"]["repeats"]
+        return stored
 
     def readable(self, ids: Sequence[int]) -> list[str]:
         """Tokens, with each TRACK and PROGRAM naming its instrument in one word:
@@ -496,10 +538,10 @@ class MultitrackEncoding(Encoding):
         return np.arange(first, first + self.vocab.range("PROGRAM").size)
 
     def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-                controls=None):
+                controls=None, form=None):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar, parts_for
 
-        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls)
+        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls, form)
         return MultitrackGrammar(self, primer_ids, rows, device, parts)
 
 

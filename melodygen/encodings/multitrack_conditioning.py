@@ -31,12 +31,16 @@ class MultitrackConditioning(Conditioning):
                               f"its instruments: {known}")
         if request.controls is not None:
             request.controls.check_model(self.encoding.settings.controls)
+        if request.form is not None and not self.encoding.settings.repeats:
+            raise ConfigError("--form needs a model trained with repeats (encoding.repeats > 0, as folk-band); "
+                              "this one was trained without them")
 
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The grammar, steering its tracks with the requested instruments and its bars with the
-        requested controls."""
+        requested controls and form."""
         chosen = {"instruments": self.request.instruments} if self.request.instruments else {}
-        return [self.encoding.grammar(primer, rows, device, controls=self.request.controls, **chosen)]
+        return [self.encoding.grammar(primer, rows, device, controls=self.request.controls,
+                                      form=self.request.form_plan, **chosen)]
 
     def given(self, score: Score, rows: int, device):
         """Accompaniment (`accompany`: the tracks `given_tracks` of `score` given, one new track
@@ -75,19 +79,26 @@ class MultitrackConditioning(Conditioning):
         return score
 
     def measure(self, pieces: list, primer: list[int]) -> None:
-        """Each piece's `steering` (where its steered bars are) and `adherence` (how it obeys),
-        counted from the first new bar."""
+        """Each piece's `steering` (where its steered bars are), `adherence` (how it obeys its
+        controls) and `form` (how it follows its form plan), counted from the first new bar."""
         request = self.request
-        if request.controls is None or not request.controls.kinds:
+        steered = request.controls is not None and bool(request.controls.kinds)
+        if not steered and request.form_plan is None:
             return
-        from melodygen.encodings.controls import Steering
+        from melodygen.encodings.controls import ControlRequest, Steering
+        from melodygen.encodings.form import form_adherence
         from melodygen.stats.controls import piece_adherence
 
         bar = self.encoding.vocab.id_of("BAR")
         first_bar = 0 if request.continuation_only else sum(1 for i in primer if i == bar)
-        steering = Steering(request.controls, first_bar, int(request.bars) if request.bars is not None else None)
+        plan = request.form_plan
+        steering = Steering(request.controls or ControlRequest(), first_bar,
+                            int(request.bars) if request.bars is not None else None,
+                            None if plan is None else plan.describe())
         for piece in pieces:
             piece.steering = steering
-            if piece.score.note_count():
+            if plan is not None:
+                piece.form = form_adherence(plan, piece.score, first_bar, self.encoding.settings.steps_per_quarter)
+            if steered and piece.score.note_count():
                 piece.adherence = piece_adherence(self.encoding, piece.score, request.controls, first_bar,
                                                   steering.bars)

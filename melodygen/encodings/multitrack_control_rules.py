@@ -66,6 +66,8 @@ class ControlRules(GrammarPart):
             need = min([r for r in required if r > head_place], default=AFTER_HEAD)
             allowed[phase] &= id_place <= need
         if self.strict:
+            if "REPEAT" in grammar.block:  # a repeated bar's notes are not counted as they come
+                allowed[:, :, grammar.block["REPEAT"][0]:grammar.block["REPEAT"][1]] = False
             self.note_ids = grammar.ids_of("POS", "TRACK", "PITCH", "DRUM").to(self.device)
             eos = torch.arange(grammar.vocab_size, device=self.device) == grammar.eos
             self.closing_ids = grammar.ids_of("BAR").to(self.device) | eos

@@ -6,6 +6,7 @@ may come next, so a sampled piece always decodes whole. This module owns that sy
 
     header   PROGRAM...        (at least one, at most max_tracks) then BAR
     bar      BAR [TIMESIG] [KEY] [CHORD] [DENSITY] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
+             or BAR [TIMESIG] [KEY] [CHORD] [DENSITY] REPEAT(k) [SHIFT]   (k: at most the bars before it)
     POS      strictly after the previous position, inside the bar's length
     TRACK    a header track; within a position, tracks ascend
     PITCH    on a pitched track, DRUM on a drum track; ascending within (position, track)
@@ -48,20 +49,23 @@ from melodygen.errors import ConfigError
 from melodygen.instruments import DRUMS
 
 # What the last id was (0: nothing yet, or a special id).
-_START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR, _KEY, _CHORD, _DENSITY = range(14)
+(_START, _PROGRAM, _BAR, _TIMESIG, _POS, _TEMPO, _TRACK, _PITCH, _DRUM, _VEL, _DUR, _KEY, _CHORD, _DENSITY,
+ _REPEAT, _SHIFT) = range(16)
 # What may follow each kind of last id (before the state's own limits), as one table indexed by
 # the rows' phases: one lookup per draw instead of a comparison per phase.
-_BAR_END = (_BAR, _TIMESIG, _KEY, _CHORD, _DENSITY, _TEMPO, _DUR)  # where a bar may close (or be empty)
+_HEAD_END = (_BAR, _TIMESIG, _KEY, _CHORD, _DENSITY)  # where a bar's head may end
+_BAR_END = (*_HEAD_END, _TEMPO, _DUR)  # where a bar of notes may close (or be empty)
 _FOLLOWERS = {
-    "EOS": _BAR_END, "PROGRAM": (_START, _PROGRAM), "BAR": (_PROGRAM, *_BAR_END),
+    "EOS": (*_BAR_END, _REPEAT, _SHIFT), "PROGRAM": (_START, _PROGRAM), "BAR": (_PROGRAM, *_BAR_END, _REPEAT, _SHIFT),
     "TIMESIG": (_BAR,), "POS": _BAR_END, "TEMPO": (_POS,), "TRACK": (_POS, _TEMPO, _DUR),
     "NOTE": (_POS, _TEMPO, _DUR, _TRACK), "VEL": (_PITCH, _DRUM), "DUR": (_VEL,),
-    "KEY": (_BAR, _TIMESIG), "CHORD": (_BAR, _TIMESIG, _KEY), "DENSITY": (_BAR, _TIMESIG, _KEY, _CHORD)}
+    "KEY": (_BAR, _TIMESIG), "CHORD": (_BAR, _TIMESIG, _KEY), "DENSITY": (_BAR, _TIMESIG, _KEY, _CHORD),
+    "REPEAT": _HEAD_END, "SHIFT": (_REPEAT,)}
 (_EOS_RULE, _PROGRAM_RULE, _BAR_RULE, _TIMESIG_RULE, _POS_RULE, _TEMPO_RULE, _TRACK_RULE, _NOTE_RULE,
- _VEL_RULE, _DUR_RULE, _KEY_RULE, _CHORD_RULE, _DENSITY_RULE) = range(len(_FOLLOWERS))
+ _VEL_RULE, _DUR_RULE, _KEY_RULE, _CHORD_RULE, _DENSITY_RULE, _REPEAT_RULE, _SHIFT_RULE) = range(len(_FOLLOWERS))
 KINDS = {"PROGRAM": _PROGRAM, "BAR": _BAR, "TIMESIG": _TIMESIG, "POS": _POS, "TEMPO": _TEMPO,
           "TRACK": _TRACK, "PITCH": _PITCH, "DRUM": _DRUM, "VEL": _VEL, "DUR": _DUR,
-          "KEY": _KEY, "CHORD": _CHORD, "DENSITY": _DENSITY}
+          "KEY": _KEY, "CHORD": _CHORD, "DENSITY": _DENSITY, "REPEAT": _REPEAT, "SHIFT": _SHIFT}
 # A bar opens BAR [TIMESIG] [KEY] [CHORD] [DENSITY]: each phase's place in that head, and each
 # id's (everything that is not one of them comes after the head).
 HEAD = ("BAR", "TIMESIG", "KEY", "CHORD", "DENSITY")
@@ -83,8 +87,9 @@ AFTER_HEAD = len(HEAD)
  NEW_BARS_FIELD,      # BARs drawn after the primer
  BAR_NOTES_FIELD,     # notes in the current bar
  _F_NEG_BIG,      # constant -BIG: the threshold of a bound that always holds
- ) = range(12)
-_FIELDS = 12
+ _F_NEG_BEFORE,   # minus the bars before the current one (a REPEAT reaches back at most that far)
+ ) = range(13)
+_FIELDS = 13
 BIG = 1 << 20  # a threshold no id's place reaches
 
 
@@ -179,7 +184,8 @@ class MultitrackGrammar:
         for name, rule in (("PROGRAM", _PROGRAM_RULE), ("BAR", _BAR_RULE), ("TIMESIG", _TIMESIG_RULE),
                            ("POS", _POS_RULE), ("TEMPO", _TEMPO_RULE), ("TRACK", _TRACK_RULE),
                            ("PITCH", _NOTE_RULE), ("DRUM", _NOTE_RULE), ("VEL", _VEL_RULE), ("DUR", _DUR_RULE),
-                           ("KEY", _KEY_RULE), ("CHORD", _CHORD_RULE), ("DENSITY", _DENSITY_RULE)):
+                           ("KEY", _KEY_RULE), ("CHORD", _CHORD_RULE), ("DENSITY", _DENSITY_RULE),
+                           ("REPEAT", _REPEAT_RULE), ("SHIFT", _SHIFT_RULE)):
             rule_of_kind[KINDS[name]] = rule
         rule = rule_of_kind[kinds]
         rule[self.eos] = _EOS_RULE
@@ -232,6 +238,7 @@ class MultitrackGrammar:
         put(NEW_BARS_FIELD, bar, 1, keep=1)
         put(BAR_NOTES_FIELD, bar, 0)
         put(BAR_NOTES_FIELD, pitched, 1, keep=1)
+        mul[:, bar, _F_NEG_BEFORE], add[:, bar, _F_NEG_BEFORE] = 1, -1  # counts down from 1 at the first BAR
         marks = torch.tensor([0, T + 1, BIG, BIG]).repeat(T + 1, V, 1)
         slot = torch.arange(T + 1).clamp(max=T - 1)
         drum_program = is_[_PROGRAM] & (value == DRUMS)
@@ -258,6 +265,8 @@ class MultitrackGrammar:
         bound(0, "PITCH", pitch_floor, place)       # above the last pitch, on a pitched track that plays
         if "DRUM" in self.block:
             bound(0, "DRUM", drum_floor, place)
+        if "REPEAT" in self.block:
+            bound(1, "REPEAT", _F_NEG_BEFORE, -place)  # k - 1 < the bars before this one
         first = track_floor + 1
         for part in self.parts:
             found = part.bounds(self)
@@ -268,7 +277,7 @@ class MultitrackGrammar:
 
     def _init_state(self, rows: int, bar_length: int, device) -> None:
         T = self.max_tracks
-        state = torch.tensor([0, 0, -1, -bar_length, 0, 0, T + 1, -1, 0, 0, 0, -BIG], dtype=torch.long)
+        state = torch.tensor([0, 0, -1, -bar_length, 0, 0, T + 1, -1, 0, 0, 0, -BIG, 1], dtype=torch.long)
         self.state = state.repeat(rows, 1).to(device)
         # per track, 0 where it may take pitches (resp. drum hits) now, else BIG; column 0 (resp.
         # max_tracks + 1) stands for no track
@@ -322,10 +331,12 @@ class MultitrackGrammar:
 
 
 def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-              controls=None) -> list[GrammarPart]:
+              controls=None, form=None) -> list[GrammarPart]:
     """The parts a request adds: instruments (`multitrack_tracks`), controls
-    (`multitrack_control_rules`), given music (`multitrack_given`)."""
+    (`multitrack_control_rules`), given music (`multitrack_given`), a form plan
+    (`multitrack_form`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
+    from melodygen.encodings.multitrack_form import FormRules
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import TrackChoice
 
@@ -338,4 +349,6 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
         if len(primer_ids):
             raise ConfigError("given music (accompaniment, infilling) starts from nothing: no primer ids")
         parts.append(GivenRules(encoding, given, rows, device))
+    if form is not None:
+        parts.append(FormRules(encoding, form, rows, device))
     return parts

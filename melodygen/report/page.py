@@ -166,17 +166,21 @@ def _steering(entry: SampleEntry) -> str:
     found = entry.steering
     if found is None:
         return ""
-    asked = f'<p>Sampled with controls: {escape(_asked(found.steering))}.</p>'
+    asked = f'<p>Sampled with: {escape(_asked(found.steering))}.</p>'
+    form = "" if found.form is None else f'<p class="form">Form: {escape(found.form.describe())}.</p>'
     if found.adherence is None:
-        return f'<div class="steering">{asked}<p class="note">{escape(found.note or "")}.</p></div>'
+        note = f'<p class="note">{escape(found.note)}.</p>' if found.note else ""
+        return f'<div class="steering">{asked}{form}{note}</div>'
     achieved = f'<p>Achieved: {escape(describe_adherence(found.adherence))}.</p>'
-    return (f'<div class="steering">{asked}{_key_line(found.adherence.key)}{achieved}'
+    return (f'<div class="steering">{asked}{form}{_key_line(found.adherence.key)}{achieved}'
             f'{_steering_table(found.adherence.bars)}</div>')
 
 
 def _asked(steering) -> str:
     asked = steering.request.describe()
-    parts = [f"key {asked['key']}"] if asked["key"] else []
+    parts = [f"form {steering.form}"] if steering.form else []
+    if asked["key"]:
+        parts.append(f"key {asked['key']}")
     if asked["chords"]:
         parts.append(f"chords {' '.join(asked['chords'])}")
     if asked["density"]:

@@ -26,6 +26,7 @@ class SampleSteering:
     steering: Steering
     adherence: Adherence | None = None
     note: str | None = None
+    form: object = None  # `encodings.form.FormAdherence` where it had a form plan
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,12 @@ def _measure(path: Path, steering: Steering, encoding, note: str | None) -> Samp
     result = read_file(path, encoding, keep_score=True)
     if result.skipped:  # an unreadable file is listed by the gallery; here only why it has no figures
         return SampleSteering(steering, None, f"controls not measured: {result.why()}")
-    adherence = piece_adherence(encoding, result.score, steering.request, steering.first_bar, steering.bars)
-    return SampleSteering(steering, adherence)
+    adherence = (piece_adherence(encoding, result.score, steering.request, steering.first_bar, steering.bars)
+                 if steering.request.kinds else None)
+    form = None
+    if steering.form:
+        from melodygen.encodings.form import FormPlan, form_adherence
+
+        form = form_adherence(FormPlan.parse(steering.form), result.score, steering.first_bar,
+                              encoding.settings.steps_per_quarter)
+    return SampleSteering(steering, adherence, form=form)

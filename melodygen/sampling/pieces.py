@@ -28,6 +28,7 @@ class Piece:
     path: Path | None = None  # where `save` last wrote it
     steering: object = None  # `encodings.controls.Steering`: the controls it was sampled with
     adherence: object = None  # `stats.controls.Adherence`: how well it obeys them
+    form: object = None  # `encodings.form.FormAdherence`: how it follows its form plan
     given: object = None  # what the user gave (primer, given tracks or bars): `given_mask(ids)`, for the copy check
     copy_check: dict | None = None  # `stats.copies.check_pieces`' row: {"path", "check"} or {"path", "skipped"}
 
@@ -53,7 +54,7 @@ class Piece:
 
         self.path = write_score(self.score, path)
         if self.steering is not None:
-            self.steering.save_beside(self.path)
+            self.steering.save_beside(self.path, None if self.form is None else self.form.to_dict())
         return self.path
 
     def to_pretty_midi(self):

@@ -157,6 +157,11 @@ class GenerationRequest:
     bars: float | None = _option("float", "Instead: this many new bars per piece: 4/4 bars at --tempo for melody "
                                  "and performance models; whole bars in the model's own meters for multitrack.",
                                  lo=0, lo_open=True)
+    form: str | None = _option(
+        "text", "Multitrack models trained with repeats (folk-band): the piece's sections, e.g. AABA or "
+        "'A8 A8 B8 A8'. Letters name sections, counts give their bars, and a letter that came before repeats "
+        "its section bar for bar; A' varies it (its first half again, a new second half). Without --bars, the "
+        "sections give the length (8 bars each where no count says).")
     primer: Path | None = _option("file", "MIDI file to continue; the output starts with it.")
     continuation_only: bool = _option("flag", "With --primer: write only the new music.")
     accompany: Path | None = _option(
@@ -218,6 +223,8 @@ class GenerationRequest:
         if problem:
             raise ConfigError(problem)
         self.controls  # noqa: B018 - key, chords and density are read (and refused) here, once
+        if self.form_plan is not None and self.bars is None:  # the sections give the length
+            object.__setattr__(self, "bars", float(self.form_plan.bars))
 
     @classmethod
     def build(cls, **values) -> GenerationRequest:
@@ -246,6 +253,15 @@ class GenerationRequest:
         from melodygen.encodings.controls import ControlRequest
 
         return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density)
+
+    @cached_property
+    def form_plan(self):
+        """The `encodings.form.FormPlan` of `form` (None: none asked), read once."""
+        if self.form is None:
+            return None
+        from melodygen.encodings.form import FormPlan
+
+        return FormPlan.parse(self.form, self.bars)
 
     def problem(self) -> str | None:
         """What is wrong with the options among themselves (one line), or None."""
@@ -281,6 +297,10 @@ class GenerationRequest:
              "--given-tracks names a track twice"),
             (given and steered, "--key, --chords and --density steer music written from nothing or a primer: "
                                 "not with --accompany or --infill"),
+            (self.form is not None and (given or self.events is not None or self.seconds is not None
+                                        or bool(self.beam) or self.strict_density),
+             "--form plans bars of music written from nothing or a primer: its length is --bars (or the "
+             "form's own), not with --events, --seconds, --beam, --strict-density, --accompany or --infill"),
             (bool(self.transpose) and (given or self.key is not None or self.chords is not None),
              "--transpose moves the whole piece: not with --accompany or --infill (the given music comes back "
              "as it is), nor --key or --chords (ask for the key you want)"),

@@ -44,6 +44,7 @@ class GenerationSettings:
     key: str | None = None  # names as `harmony` spells them ("Bm"), so they read back the same
     chords: tuple[str, ...] | None = None
     density: tuple[int, ...] | None = None
+    form: str | None = None
 
     def generate_options(self, seed: int) -> dict:
         """The generation request's options (`Model.generate` keywords) for one piece drawn
@@ -51,7 +52,7 @@ class GenerationSettings:
         length = int(self.length) if self.unit == "events" else self.length
         return {"n": 1, self.unit: length, "temperature": self.temperature, "top_p": self.top_p,
                 "seed": seed, "tempo": self.tempo, "instruments": self.instruments,
-                "key": self.key, "chords": self.chords, "density": self.density}
+                "key": self.key, "chords": self.chords, "density": self.density, "form": self.form}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +80,7 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         seed=field.number("seed", int, 0, SEED_LIMIT, default=None),
         tempo=field.number("tempo", float, 20, 400, default=None),
         instruments=field.instruments("instruments"),
+        form=field.text("form") or None,
         **field.controls(),
     )
     if problems:

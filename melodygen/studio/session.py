@@ -133,7 +133,8 @@ class Studio:
             described.append({"name": name, "label": model_label(name), "encoding": model.encoding.name,
                               "kind": model.checkpoint["model"]["kind"],
                               "instruments": bool(model.encoding.keeps_instruments),
-                              "controls": list(getattr(model.encoding.settings, "controls", ()))})
+                              "controls": list(getattr(model.encoding.settings, "controls", ()))
+                              + (["form"] if getattr(model.encoding.settings, "repeats", 0) else [])})
         return described
 
     # --- jobs ------------------------------------------------------------------------------------
@@ -349,11 +350,13 @@ def _primer_named(exc: MelodygenError, path: Path | None, primer: Upload | None)
 
 
 def _adherence_line(piece) -> str | None:
-    if piece.adherence is None:  # not steered, or nothing to measure
-        return None
-    from melodygen.stats.controls import describe_adherence
+    """How a piece obeys its controls and follows its form plan (None: neither was asked)."""
+    lines = [] if piece.form is None else [piece.form.describe()]
+    if piece.adherence is not None:  # steered, with notes to measure
+        from melodygen.stats.controls import describe_adherence
 
-    return describe_adherence(piece.adherence)
+        lines.insert(0, describe_adherence(piece.adherence))
+    return "; ".join(lines) or None
 
 
 def _settings_fields(recorded: dict) -> dict:

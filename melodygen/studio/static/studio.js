@@ -63,6 +63,7 @@ function asked(settings) {
   if (settings.key) parts.push(`key ${settings.key}`);
   if (settings.chords) parts.push(`chords ${settings.chords.join(" ")}`);
   if (settings.density) parts.push(`${settings.density.join(", ")} notes per bar`);
+  if (settings.form) parts.push(`form ${settings.form}`);
   const text = parts.join(" · ");
   return text.charAt(0).toUpperCase() + text.slice(1) + ":";
 }

@@ -1,0 +1,226 @@
+"""Repeated bars in the multitrack stream: `REPEAT(k) [SHIFT(s)]` in place of a bar's body.
+
+Why: tunes repeat whole bars (folk tunes are AABB, songs repeat verses), and written note by
+note a repeated bar costs as many ids as the first one, which a model must get right again one
+note at a time. With `repeats = K` (`MultitrackSettings`) a bar whose body equals an earlier
+bar's, at most K bars back, is written as its head and one id, so the model decides on the
+repetition once.
+
+- **Body and head.** A bar is `BAR [TIMESIG] [KEY] [CHORD] [DENSITY]` (its head) and then its
+  body: its positions, tempo changes and notes, from its first `POS` to the next `BAR`. A body
+  is self-contained (the encoder names the track of each bar's first note, and positions count
+  from the bar line), so two bars with the same body ids hold the same music; the encoder
+  compares bodies as id sequences.
+- **`REPEAT(k)`**, k = 1..K, right after the head: this bar's body is bar i-k's body again, as
+  decoded (itself expanded when that bar was a `REPEAT`: chains resolve bar by bar).
+- **`SHIFT(s)`**, s in -12..-1, 1..12, right after `REPEAT`: the copy is transposed by s
+  semitones; pitched notes move, drum notes never do (as `pitch_shift_table`, which leaves both
+  kinds of id where they are: a relative shift stays relative under transposition).
+- **Encoding** (`find_repeats`): when the bar before was a REPEAT and its (k, s) still fits, the
+  same again (a repeated passage keeps pointing at the passage it repeats); else the nearest
+  earlier bar, at most K back, with the same body; failing that, the nearest whose body is this
+  one transposed by 1..12 semitones up or down (an exact match at any distance beats a
+  transposed one: no SHIFT id). Empty bars stay `BAR`. Keeping the previous bar's distance costs
+  no id and makes k easier to predict: on Nottingham the entropy of k given the previous bar's
+  k falls from 1.6 to 0.9 bits against always taking the nearest (`scripts/repeat_table.py`
+  measures the distances real tunes use; docs/benchmarks.md).
+- **Decoding** (`BarBodies`): the decoder keeps each bar's notes and tempo changes relative to
+  its bar line. A REPEAT is taken only while its bar holds nothing but its head, and only if it
+  points at a bar of the piece; a SHIFT only right after a REPEAT; and nothing of a body may
+  follow them in their bar: what breaks these rules is dropped and counted (`dropped_ids`). A
+  copied body is cut to the bar it lands in: positions at or past this bar's length and pitches
+  a SHIFT moves out of 0..127 are left out (defined, not counted as dropped). What `encode`
+  writes never needs that: a matched body is this bar's own ids, so it fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from melodygen.encodings.vocab import EventRange, Vocabulary
+
+SHIFTS = tuple(s for s in range(-12, 13) if s)
+"""The semitones of each SHIFT value (0-based index): -12..-1, then +1..+12 (no 0)."""
+_SHIFT_INDEX = {s: i for i, s in enumerate(SHIFTS)}
+_HEAD = ("BAR", "TIMESIG", "KEY", "CHORD", "DENSITY")
+
+
+def repeat_ranges(repeats: int) -> list[EventRange]:
+    """The REPEAT and SHIFT event ranges (none when `repeats` is 0): appended at the end of the
+    vocabulary, so an encoding without repeats keeps every id it had."""
+    if not repeats:
+        return []
+    return [EventRange("REPEAT", 1, repeats, labels=tuple(f"-{k}" for k in range(1, repeats + 1))),
+            EventRange("SHIFT", 0, len(SHIFTS) - 1, labels=tuple(f"{s:+d}" for s in SHIFTS))]
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+def bar_spans(ids: np.ndarray, vocab: Vocabulary) -> list[tuple[int, int, int]]:
+    """(start, body start, end) of each bar in `ids` (the ids from the first BAR on, or a whole
+    piece: ids before the first BAR belong to no bar); the body starts at the bar's first id
+    that is not part of its head."""
+    names = np.array([r.name for r in vocab.ranges])[vocab.split(ids)[0]]
+    starts = np.flatnonzero(names == "BAR")
+    ends = np.append(starts[1:], len(ids))
+    head = np.isin(names, _HEAD)
+    spans = []
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        body = start + 1
+        while body < end and head[body]:
+            body += 1
+        spans.append((start, body, end))
+    return spans
+
+
+def find_repeats(bodies: list[np.ndarray], vocab: Vocabulary, repeats: int, *,
+                 keep_distance: bool = True) -> list[tuple[int, int] | None]:
+    """Per bar: (k, semitones) when its body (ids) is bar i-k's, transposed by that much
+    (0: exactly), k <= `repeats`; None for an empty bar or one with no match. The previous
+    bar's (k, semitones) wins when it still matches (unless `keep_distance=False`, which
+    `scripts/repeat_table.py` measures against), then the nearest exact match, then the
+    nearest transposed one (see the module docstring)."""
+    first_pitch = vocab.offset("PITCH")
+    exact: dict[bytes, int] = {}  # body -> the latest bar with it
+    shapes: dict[bytes, list[tuple[int, int]]] = {}  # body up to transposition -> (bar, lowest pitch)
+    keys: list[tuple[bytes, bytes, int] | None] = []  # per bar: (body, shape, lowest pitch)
+    found: list[tuple[int, int] | None] = []
+    for i, body in enumerate(bodies):
+        if not len(body):
+            keys.append(None)
+            found.append(None)
+            continue
+        key, (shape, lowest) = body.tobytes(), _shape(body, first_pitch)
+        keys.append((key, shape, lowest))
+        if keep_distance and found and found[-1] is not None and _same_as(keys, i, *found[-1]):
+            found.append(found[-1])  # a repeated passage keeps pointing at the same one
+        elif key in exact and i - exact[key] <= repeats:
+            found.append((i - exact[key], 0))
+        else:
+            found.append(_nearest_transposed(i, lowest, shapes.get(shape, []), repeats))
+        exact[key] = i
+        shapes.setdefault(shape, []).append((i, lowest))
+    return found
+
+
+def _same_as(keys: list[tuple[bytes, bytes, int] | None], i: int, k: int, semitones: int) -> bool:
+    """Whether bar i's body is bar i-k's transposed by `semitones` (keys: `find_repeats`)."""
+    if i - k < 0 or keys[i - k] is None:
+        return False
+    (key, shape, lowest), (old_key, old_shape, old_lowest) = keys[i], keys[i - k]
+    return key == old_key if semitones == 0 else shape == old_shape and lowest - old_lowest == semitones
+
+
+def _nearest_transposed(i: int, lowest: int, earlier: list[tuple[int, int]], repeats: int) -> tuple[int, int] | None:
+    """(k, semitones) of the latest of `earlier` (bars of the same shape, with their lowest
+    pitch) at most `repeats` bars before bar i and 1..12 semitones away from `lowest`."""
+    for j, low in reversed(earlier):
+        if i - j > repeats:
+            return None
+        if 1 <= abs(lowest - low) <= 12:
+            return i - j, lowest - low
+    return None
+
+
+def _shape(body: np.ndarray, first_pitch: int) -> tuple[bytes, int]:
+    """(the body with each PITCH id replaced by its height above the body's lowest pitch, as a
+    negative number no id has; that lowest pitch, 0 without pitched notes)."""
+    pitched = (body >= first_pitch) & (body < first_pitch + 128)
+    if not pitched.any():
+        return body.tobytes(), 0
+    lowest = int(body[pitched].min())
+    shape = body.copy()
+    shape[pitched] = -1 - (body[pitched] - lowest)
+    return shape.tobytes(), lowest - first_pitch
+
+
+def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int) -> np.ndarray:
+    """`ids` (a whole piece as `encode` writes it) with each bar that `find_repeats` matches
+    written as its head and `REPEAT(k) [SHIFT(s)]`."""
+    ids = np.asarray(ids, dtype=np.int64)
+    spans = bar_spans(ids, vocab)
+    found = find_repeats([ids[body:end] for _, body, end in spans], vocab, repeats)
+    out = [ids[:spans[0][0]]] if spans else [ids]
+    for (start, body, end), match in zip(spans, found):
+        if match is None:
+            out.append(ids[start:end])
+            continue
+        k, semitones = match
+        tail = [vocab.id_of("REPEAT", k)] + ([vocab.id_of("SHIFT", _SHIFT_INDEX[semitones])] if semitones else [])
+        out += [ids[start:body], np.array(tail, dtype=np.int64)]
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+@dataclass
+class Body:
+    """What one decoded bar holds, relative to its bar line: notes (track, pitch, position,
+    duration, velocity bin, drum) and tempo changes (position, qpm), in the order decoded."""
+
+    notes: list[tuple[int, int, int, int, int, bool]] = field(default_factory=list)
+    tempos: list[tuple[int, float]] = field(default_factory=list)
+
+
+class BarBodies:
+    """The decoder's memory of each bar's body, so that `REPEAT(k)` can copy bar i-k as it was
+    decoded. A REPEAT is taken only while the current bar holds nothing but its head; its copy
+    is made when the bar closes (`close`), so that a SHIFT right after it still applies."""
+
+    def __init__(self):
+        self.bodies: list[Body] = []
+        self.copying: tuple[int, int] | None = None  # (the bar copied, semitones) of the current bar
+        self.shiftable = False  # the last id was a REPEAT taken, and no SHIFT yet
+
+    def open_bar(self) -> None:
+        self.bodies.append(Body())
+        self.copying, self.shiftable = None, False
+
+    @property
+    def started(self) -> bool:
+        """Whether the current bar has a body yet (notes, tempo changes or a REPEAT)."""
+        return self.copying is not None or bool(self.bodies[-1].notes or self.bodies[-1].tempos)
+
+    def take_repeat(self, k: int) -> bool:
+        """Copy bar i-k into the current bar i; False (dropped) when there is no such bar."""
+        source = len(self.bodies) - 1 - k
+        if source < 0:
+            return False
+        self.copying, self.shiftable = (source, 0), True
+        return True
+
+    def take_shift(self, index: int) -> bool:
+        """Transpose the copy by SHIFT value `index`; False (dropped) unless right after REPEAT."""
+        if not self.shiftable:
+            return False
+        self.copying, self.shiftable = (self.copying[0], SHIFTS[index]), False
+        return True
+
+    def close(self, bar_start: int, bar_length: int, notes: list, seen: set, tempos: dict[int, float]) -> None:
+        """End the current bar (at `bar_start`, `bar_length` steps): when it is a REPEAT, put its
+        copy into the decoder's `notes` (track, pitch, start, duration, velocity bin), `seen`
+        (track, pitch, start) and `tempos` (step -> qpm)."""
+        if self.copying is None:
+            return
+        copied = self._copy(bar_length)
+        for pos, qpm in copied.tempos:
+            tempos[bar_start + pos] = qpm
+        for track, pitch, pos, duration, vbin, _ in copied.notes:
+            seen.add((track, pitch, bar_start + pos))
+            notes.append((track, pitch, bar_start + pos, duration, vbin))
+
+    def _copy(self, bar_length: int) -> Body:
+        """The current bar's copy, cut to `bar_length` steps and to pitches 0..127; it becomes
+        the current bar's body, for bars that copy this one."""
+        source, semitones = self.copying
+        body = self.bodies[source]
+        copied = Body([(track, pitch if drum else pitch + semitones, pos, duration, vbin, drum)
+                       for track, pitch, pos, duration, vbin, drum in body.notes
+                       if pos < bar_length and (drum or 0 <= pitch + semitones <= 127)],
+                      [(pos, qpm) for pos, qpm in body.tempos if pos < bar_length])
+        self.bodies[-1] = copied
+        return copied

@@ -1,0 +1,181 @@
+"""Form plans (`encodings.form`) and the multitrack grammar with repeats: the REPEAT syntax lets
+nothing through that decoding would drop, and a plan's repeats are forced bar by bar."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from melodygen.encodings import get_encoding
+from melodygen.encodings.form import FormPlan, form_adherence
+from melodygen.encodings.vocab import EOS_ID
+from melodygen.errors import ConfigError
+from melodygen.sampling.request import GenerationRequest
+
+REP = get_encoding("multitrack", repeats=16)
+REP_CONTROLS = get_encoding("multitrack", repeats=16, controls=["key", "chord", "density"])
+
+
+def draw(encoding, grammar, rows: int, steps: int, seed: int, bias_repeat: float = 0.0,
+         meters: bool = True) -> list[list[int]]:
+    """Random logits through the grammar, like the sampler; `bias_repeat` makes REPEAT likelier;
+    `meters=False`: 4/4 throughout (no TIMESIG drawn)."""
+    generator = torch.Generator().manual_seed(seed)
+    out, last = [[] for _ in range(rows)], None
+    first = encoding.vocab.offset("REPEAT")
+    for _ in range(steps):
+        logits = torch.randn(rows, encoding.vocab.size, generator=generator) * 3
+        logits[:, :EOS_ID + 1] = -float("inf")
+        logits[:, first:first + 16] += bias_repeat
+        if not meters:
+            timesig = encoding.vocab.offset("TIMESIG")
+            logits[:, timesig:timesig + encoding.vocab.range("TIMESIG").size] = -float("inf")
+        logits = grammar(logits, last)
+        assert torch.isfinite(logits).any(1).all()
+        last = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
+        for row, i in zip(out, last.tolist()):
+            row.append(i)
+    return out
+
+
+@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS])
+def test_grammar_with_repeats_lets_nothing_through_that_decoding_would_drop(encoding):
+    rows = draw(encoding, encoding.grammar([], 16, "cpu"), 16, 500, seed=0, bias_repeat=4.0)
+    names = [encoding.vocab.event_of(i)[0] for row in rows for i in row]
+    assert names.count("REPEAT") > 20 and names.count("SHIFT") > 0  # the syntax was exercised
+    assert sum(encoding.dropped_ids(row) for row in rows) == 0
+
+
+def test_a_grammar_without_repeats_never_offers_them():
+    plain = get_encoding("multitrack")
+    assert "REPEAT" not in {r.name for r in plain.vocab.ranges}
+
+
+@pytest.mark.parametrize("text, bars, sections", [
+    ("AABA", 16, "A4 A4 B4 A4"),
+    ("A8 A8 B8 A8", None, "A8 A8 B8 A8"),
+    ("AABA", None, "A8 A8 B8 A8"),
+    ("A4 A'4 B8", None, "A4 A'4 B8"),
+    ("A4 B A", 12, "A4 B4 A4"),
+])
+def test_plans_read_sections_and_lengths(text, bars, sections):
+    assert FormPlan.parse(text, bars).describe() == sections
+
+
+def test_a_plan_says_which_bar_each_bar_repeats():
+    plan = FormPlan.parse("A2 A2 B2 A'2 A2")
+    # the nearest whole A before: the second; A' repeats its first half
+    assert plan.sources() == [None, None, 0, 1, None, None, 2, None, 2, 3]
+
+
+@pytest.mark.parametrize("text, bars, words", [
+    ("A8 ?", None, "write sections as letters"),
+    ("AABA", 40 - 1, "do not split"),
+    ("A8 B8", 12, "more than the 12"),
+    ("A' B", None, "none does"),
+    ("A2 A4", None, "more than the 2"),
+])
+def test_a_bad_plan_is_one_line(text, bars, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        FormPlan.parse(text, bars)
+    assert "\n" not in str(err.value)
+
+
+def test_the_form_sets_the_length_and_refuses_what_it_cannot_plan():
+    assert GenerationRequest(form="A4 B4 A4").bars == 12
+    for options in ({"events": 64}, {"seconds": 10.0}, {"strict_density": True, "density": (8,)}):
+        with pytest.raises(ConfigError, match="--form plans bars"):
+            GenerationRequest(form="AABA", **options)
+
+
+@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS])
+def test_the_grammar_forces_the_planned_repeats(encoding):
+    plan = FormPlan.parse("A2 A2 B2 A2")
+    grammar = encoding.grammar([], 8, "cpu", instruments=[73, 0], form=plan)
+    rows = draw(encoding, grammar, 8, 400, seed=3, meters=False)
+    for row in rows:
+        assert encoding.dropped_ids(row) == 0
+        bar_id = encoding.vocab.id_of("BAR")
+        bars = [[]]
+        for i in row:
+            if i == bar_id:
+                bars.append([])
+            bars[-1].append(i)
+        repeats = [[encoding.vocab.tokens[i] for i in bar if encoding.vocab.event_of(i)[0] in ("REPEAT", "SHIFT")]
+                   for bar in bars[1:]]
+        assert repeats[2:4] == [["REPEAT(-2)"], ["REPEAT(-2)"]] and repeats[6:8] == [["REPEAT(-4)"], ["REPEAT(-4)"]]
+        score = encoding.decode_score(row[:[k for k, i in enumerate(row) if i == bar_id][8] + 1])
+        adherence = form_adherence(plan, score)
+        assert adherence.repeated[1] == (2, 2) and adherence.repeated[3] == (2, 2)
+
+
+def test_adherence_counts_what_is_not_repeated():
+    plan = FormPlan.parse("A1 A1")
+    tune = get_encoding("multitrack")
+    ids = [tune.vocab.id_of("PROGRAM", 0), tune.vocab.id_of("BAR")]
+    note = lambda pitch: [tune.vocab.id_of("POS", 0), tune.vocab.id_of("TRACK", 0), tune.vocab.id_of("PITCH", pitch),  # noqa: E731
+                          tune.vocab.id_of("VEL", 8), tune.vocab.id_of("DUR", 12)]
+    same = tune.decode_score(ids + note(60) + [tune.vocab.id_of("BAR")] + note(60) + [tune.vocab.id_of("BAR")])
+    other = tune.decode_score(ids + note(60) + [tune.vocab.id_of("BAR")] + note(62) + [tune.vocab.id_of("BAR")])
+    assert form_adherence(plan, same).repeated == ((0, 0), (1, 1))
+    assert form_adherence(plan, other).repeated == ((0, 0), (1, 0))
+    assert "A1 0/1 bars repeat A" in form_adherence(plan, other).describe()
+
+
+# ------------------------------------------------------------------------------ through `sample`
+
+
+@pytest.fixture(scope="module")
+def repeats_checkpoint(tmp_path_factory):
+    from melodygen.checkpoint import make_checkpoint, save
+    from melodygen.models import build_model, settings_to_dict
+
+    torch.manual_seed(0)
+    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, REP_CONTROLS.vocab.size)
+    ckpt = make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
+                           encoding=REP_CONTROLS, run_config={}, step=0, best_val_nll=None, instruments=[0, 73])
+    return save(ckpt, tmp_path_factory.mktemp("ckpt") / "repeats.pt")
+
+
+def sample(*args):
+    from click.testing import CliRunner
+
+    from melodygen.cli import main
+
+    return CliRunner().invoke(main, ["sample", *map(str, args), "--no-copy-check"])
+
+
+def test_sample_follows_a_form_and_says_so(repeats_checkpoint, tmp_path):
+    from melodygen.encodings.controls import read_beside
+
+    result = sample(repeats_checkpoint, "--out", tmp_path, "--form", "A2 A2 B2 A'2", "-n", 2, "--seed", 4,
+                    "--chords", "D G")
+    assert result.exit_code == 0, result.output
+    assert "form A2 A2 B2 A'2: A2 new · A2 2/2 bars repeat A · B2 new · A'2 1/1 bars repeat A" in result.output
+    steering = read_beside(tmp_path / "sample_000.mid")
+    assert steering.form == "A2 A2 B2 A'2" and steering.bars == 8
+    import json
+
+    saved = json.loads((tmp_path / "sample_000.controls.json").read_text())
+    assert saved["form_achieved"]["sections"][1] == {"section": "A", "bars": 2, "planned_repeats": 2, "repeated": 2}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--form", "AB?"], "write sections as letters"),
+    (["--form", "A8 B8", "--bars", "12"], "more than the 12 asked for"),
+    (["--form", "A' B"], "none does"),
+    (["--form", "A40 B4 A4"], "repeats a bar 44 bars back; this model's repeats reach 16 bars"),
+])
+def test_a_bad_form_is_one_line_before_anything_is_written(repeats_checkpoint, tmp_path, args, words):
+    result = sample(repeats_checkpoint, "--out", tmp_path / "out", *args)
+    assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_without_repeats_refuses_a_form(tmp_path):
+    from melodygen.sampling.files import plan_generation
+
+    with pytest.raises(ConfigError, match="trained without them"):
+        plan_generation(get_encoding("multitrack"), GenerationRequest(form="AABA"))
+    with pytest.raises(ConfigError, match="one stream of notes"):
+        plan_generation(get_encoding("melody"), GenerationRequest(form="AABA"))
