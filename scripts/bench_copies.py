@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.dataset.copies import COPY_INDEX, CopyIndex, build_index
+from melodygen.dataset.manifest import load_dataset_encoding
 from melodygen.dataset.prepare import prepare
 from melodygen.dataset.shards import TokenDataset
 from melodygen.encodings import get_encoding
@@ -68,7 +69,7 @@ def bench_case(case: str, args) -> dict:
     corpus, encoding_name = case.split(":")
     out = args.work / f"{corpus}-{encoding_name}"
     prepare([f"bundled:{corpus}"], get_encoding(encoding_name), out, workers=args.workers, progress=False)
-    builds = [build_index(out) for _ in range(args.repeat)]
+    builds = [build_index(out, load_dataset_encoding(out)) for _ in range(args.repeat)]
     index = CopyIndex.open(out)
     train, held_out = pieces(out, "train"), pieces(out, "valid")
     chosen = np.random.default_rng(0).choice(len(train), min(args.train_pieces, len(train)), replace=False)

@@ -21,7 +21,7 @@ from melodygen.cli import main
 from melodygen.config import config_from_dict
 from melodygen.dataset import copies
 from melodygen.dataset.copies import COPY_INDEX, SEED_EVENTS, CopyIndex, bar_amounts
-from melodygen.dataset.manifest import read_manifest
+from melodygen.dataset.manifest import load_dataset_encoding, read_manifest
 from melodygen.dataset.prepare import prepare
 from melodygen.dataset.shards import TokenDataset, write_split
 from melodygen.encodings import BOS_ID, EOS_ID, get_encoding
@@ -117,7 +117,7 @@ def test_hash_collisions_never_make_a_match(tmp_path, monkeypatch):
     monkeypatch.setattr(copies, "window_hashes", weak_hashes)
     monkeypatch.setattr(copies, "MAX_SEED_HITS", 10**9)
     directory = make_dataset(tmp_path / "motifs", train=12, valid=2)
-    copies.build_index(directory)
+    copies.build_index(directory, load_dataset_encoding(directory))
     index = CopyIndex.open(directory)
     pieces = _train_pieces(directory)
     rng = np.random.default_rng(3)

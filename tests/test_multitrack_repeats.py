@@ -212,3 +212,23 @@ def test_a_piece_ending_in_a_repeat_keeps_that_bar():
     ends_on_bar_line = ON.decode_score(ids_of(ON, *BAR_ONE, "BAR", ("REPEAT", 1), "BAR"))
     assert ends_in_repeat.end_time == pytest.approx(8.5)  # the copied 126's end, past the bar
     assert ends_on_bar_line.end_time == pytest.approx(8.0)  # at the last bar line, as without repeats
+
+
+def test_the_copy_check_compares_repeated_bars_written_out(tmp_path):
+    """A REPEAT id means different music in different tunes: the copy index and the query spell
+    every bar out, so two tunes that share only their repeat pattern share no copy, and the
+    written-out ids are the ids without repeats."""
+    from melodygen.dataset.copies import CopyIndex
+    from melodygen.dataset.prepare import prepare
+
+    encoding = get_encoding("multitrack", repeats=8)
+    plain = get_encoding("multitrack")
+    files = sorted((DATA / "nottingham").glob("*.mid"))[:6]
+    for path in files:
+        score = read_score(path)
+        assert np.array_equal(encoding.written_out(encoding.encode(score)), plain.encode(score).astype(np.int64))
+    prepare(files, encoding, tmp_path / "data", val_fraction=0.0, workers=1, progress=False)
+    index = CopyIndex.open(tmp_path / "data")
+    tune = read_score(files[0])
+    found = index.check(encoding.written_out(encoding.encode(tune))).longest
+    assert found is not None and found.events == len(plain.encode(tune))  # the whole tune, written out

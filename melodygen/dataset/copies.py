@@ -22,7 +22,11 @@ windows occurs at most `MAX_SEED_HITS` times in the train split; windows more co
 runs are extended across them. Length in bars comes from the encoding's time contract
 (`Encoding.time_per_id`): beats / 4, seconds at 120 qpm in 4/4, or the BAR ids counted.
 
-The index records the train shard it was built from (size and digest); an index that does not
+Both sides are compared written out (`Encoding.written_out`): where an encoding can point back
+at earlier music (a multitrack `REPEAT`), the same id means different music in different tunes,
+so the train pieces and the query are indexed and matched with every bar spelled out.
+
+The index records the train shard it was built from (size and digest, written out); an index that does not
 match (a dataset rebuilt by an older melodygen, or a shard replaced) is built again on first use
 and saved when the folder is writable. `prepare` builds it after the shards, before the manifest.
 """
@@ -42,7 +46,7 @@ from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import DatasetError, OutputError
 
 COPY_INDEX = "copy_index.npz"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: over the written-out train ids
 SEED_EVENTS = 12  # ids per hashed window: 3 beats of melody, about 3 notes of performance/multitrack
 MAX_SEED_HITS = 256  # a window seen more often in the train split is too common to seed a match
 TRANSPOSITIONS = tuple(t for t in range(-6, 6) if t != 0)  # semitones, training stretch -> query
@@ -110,14 +114,28 @@ def _digest(ids: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(ids).tobytes(), digest_size=16).hexdigest()
 
 
-def build_index(directory: str | Path) -> dict:
-    """Build the copy index of the dataset (or staging) folder `directory` from its train shard
-    and write it atomically; returns {"seconds", "bytes", "windows"} of the build."""
+def written_train(directory: str | Path, encoding) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, offsets) of the train split of `directory` as `encoding.written_out` spells each
+    piece (the shard itself, memory-mapped, when that changes nothing)."""
     from melodygen.dataset.shards import TokenDataset
 
+    train = TokenDataset(directory, "train")
+    if not encoding.refers_back:
+        return np.asarray(train.ids), train.offsets
+    pieces = [encoding.written_out(train.ids[a:b]) for a, b in zip(train.offsets[:-1], train.offsets[1:])]
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in pieces], out=offsets[1:])
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    return ids.astype(np.uint16), offsets
+
+
+def build_index(directory: str | Path, encoding) -> dict:
+    """Build the copy index of the dataset (or staging) folder `directory` (prepared with
+    `encoding`) from its written-out train split and write it atomically; returns {"seconds",
+    "bytes", "windows"} of the build."""
     started = time.perf_counter()
     path = Path(directory) / COPY_INDEX
-    ids = TokenDataset(directory, "train").ids
+    ids, _ = written_train(directory, encoding)
     arrays = _index_arrays(np.asarray(ids))
     with atomic_write(path) as file:
         np.savez(file, **arrays)
@@ -141,12 +159,8 @@ class CopyIndex:
     or stale; `built` then says so."""
 
     def __init__(self, directory: Path, arrays, encoding, sources: list[str], built: bool):
-        from melodygen.dataset.shards import TokenDataset
-
-        train = TokenDataset(directory, "train")
         self.directory, self.encoding, self.sources, self.built = directory, encoding, sources, built
-        self.ids = np.asarray(train.ids)
-        self.offsets = train.offsets
+        self.ids, self.offsets = written_train(directory, encoding)
         self.hashes, self.positions = arrays["hashes"], arrays["positions"].astype(np.int64)
         self.bar_amounts = bar_amounts(encoding)
 
@@ -161,17 +175,18 @@ class CopyIndex:
         directory = Path(directory)
         manifest = read_manifest(directory)
         encoding = encoding or load_dataset_encoding(directory)
-        arrays, built = _load_arrays(directory), False
+        arrays, built = _load_arrays(directory, encoding), False
         if arrays is None:
             if not build:
                 raise DatasetError(f"{directory}: no copy index ({COPY_INDEX}); run `melodygen prepare --force`")
-            arrays, built = _build_or_compute(directory, save), True
+            arrays, built = _build_or_compute(directory, encoding, save), True
         return cls(directory, arrays, encoding, train_sources(manifest), built)
 
     def check(self, ids, given=None) -> CopyCheck:
-        """The longest exact and transposed copies of `ids` (a piece's ids, specials ignored).
-        `given` (bool per id) marks what the user supplied (a primer, given tracks): no stretch
-        includes one of those, so a copy's events and bars are all the model's own."""
+        """The longest exact and transposed copies of `ids` (a piece's ids written out,
+        `Encoding.written_out`; specials ignored). `given` (bool per id) marks what the user
+        supplied (a primer, given tracks): no stretch includes one of those, so a copy's events
+        and bars are all the model's own."""
         query = np.asarray(ids, dtype=np.int64)
         # specials (and ids outside the vocabulary) are never part of a match, nor given ids
         skipped = (query <= EOS_ID) | (query >= len(self.encoding.vocab.tokens))
@@ -274,10 +289,9 @@ def _common_prefix(a: np.ndarray, b: np.ndarray, block: int = 256) -> int:
     return n
 
 
-def _load_arrays(directory: Path) -> dict | None:
-    """The stored index arrays when they match the train shard and this format, else None."""
-    from melodygen.dataset.shards import TokenDataset
-
+def _load_arrays(directory: Path, encoding) -> dict | None:
+    """The stored index arrays when they match the written-out train split and this format,
+    else None."""
     path = directory / COPY_INDEX
     if not path.is_file():
         return None
@@ -286,22 +300,20 @@ def _load_arrays(directory: Path) -> dict | None:
             arrays = {key: stored[key] for key in stored.files}
     except (OSError, ValueError, EOFError):  # damaged: built again
         return None
-    ids = TokenDataset(directory, "train").ids
+    ids, _ = written_train(directory, encoding)
     fresh = (arrays.get("version") == INDEX_VERSION and arrays.get("seed_events") == SEED_EVENTS
              and arrays.get("train_tokens") == len(ids) and str(arrays.get("train_digest")) == _digest(ids))
     return arrays if fresh else None
 
 
-def _build_or_compute(directory: Path, save: bool) -> dict:
+def _build_or_compute(directory: Path, encoding, save: bool) -> dict:
     if save:
         try:
-            build_index(directory)
-            return _load_arrays(directory)
+            build_index(directory, encoding)
+            return _load_arrays(directory, encoding)
         except OutputError:  # a read-only dataset: the same index, kept in memory
             pass
-    from melodygen.dataset.shards import TokenDataset
-
-    return _index_arrays(np.asarray(TokenDataset(directory, "train").ids))
+    return _index_arrays(written_train(directory, encoding)[0])
 
 
 def train_sources(manifest: dict) -> list[str]:

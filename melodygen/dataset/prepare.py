@@ -72,7 +72,7 @@ def prepare(sources: Sequence[str | Path], encoding, out_dir: str | Path, *, val
         earlier = {} if force else earlier_results(out_dir, encoding_dict)
         results = _encode(unique, encoding, earlier, workers, progress)
         pieces = _write_shards(staging, unique, results, skipped, val_fraction)
-        copy_index = build_index(staging)  # the copy check's index of the train split
+        copy_index = build_index(staging, encoding)  # the copy check's index of the train split
         write_json(staging / ENCODING, encoding_dict)
         manifest = build_manifest(
             sources=[str(resolve_source(s).resolve()) for s in sources], fingerprint=fingerprint,

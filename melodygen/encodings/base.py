@@ -137,6 +137,17 @@ class Encoding(ABC):
 
         return Conditioning(self, request)
 
+    @property
+    def refers_back(self) -> bool:
+        """Whether some ids point back at earlier music (then `written_out` spells it out)."""
+        return False
+
+    def written_out(self, ids: Sequence[int]) -> np.ndarray:
+        """`ids` with nothing written by reference: what the copy check compares, where the same
+        id must mean the same music in every piece (the ids themselves, but for an encoding that
+        can point back at earlier music: multitrack with repeats)."""
+        return np.asarray(ids, dtype=np.int64)
+
     def program_ids(self) -> np.ndarray | None:
         """The id of each instrument (GM program 0..127, then drums) the ids may name; None for a
         single-stream encoding, whose instrument is the caller's."""

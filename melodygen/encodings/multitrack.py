@@ -533,6 +533,16 @@ class MultitrackEncoding(Encoding):
 
         return MultitrackConditioning(self, request)
 
+    @property
+    def refers_back(self) -> bool:
+        return bool(self.settings.repeats)
+
+    def written_out(self, ids: Sequence[int]) -> np.ndarray:
+        """Every REPEAT bar written out (`multitrack_repeats.unfold_repeats`)."""
+        from melodygen.encodings.multitrack_repeats import unfold_repeats
+
+        return unfold_repeats(ids, self.vocab) if self.refers_back else np.asarray(ids, dtype=np.int64)
+
     def program_ids(self) -> np.ndarray:
         first = self.vocab.offset("PROGRAM")
         return np.arange(first, first + self.vocab.range("PROGRAM").size)

@@ -154,6 +154,44 @@ def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int) -> np.ndarray
     return np.concatenate(out)
 
 
+def unfold_repeats(ids, vocab: Vocabulary) -> np.ndarray:
+    """`ids` with every bar written out: each `REPEAT(k) [SHIFT(s)]` replaced by the body of bar
+    i-k (itself written out), its PITCH ids moved by s (a note leaving 0..127 is left out with
+    its VEL and DUR). What the copy check compares: a REPEAT id stands for different music in
+    different tunes. Ids that break the REPEAT rules are kept as they are."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if "REPEAT" not in {r.name for r in vocab.ranges}:
+        return ids
+    repeat, shift = (vocab.offset("REPEAT"), vocab.range("REPEAT").size), (vocab.offset("SHIFT"), len(SHIFTS))
+    pitch = vocab.offset("PITCH")
+    spans = bar_spans(ids, vocab)
+    out = [ids[:spans[0][0]]] if spans else [ids]
+    bodies: list[np.ndarray] = []
+    for i, (start, body, end) in enumerate(spans):
+        own = ids[body:end]
+        k = int(own[0]) - repeat[0] + 1 if len(own) and 0 <= own[0] - repeat[0] < repeat[1] else 0
+        if k and k <= i:
+            semitones = SHIFTS[int(own[1]) - shift[0]] if len(own) > 1 and 0 <= own[1] - shift[0] < shift[1] else 0
+            own = _shifted(bodies[i - k], pitch, semitones)
+        bodies.append(own)
+        out += [ids[start:body], own]
+    return np.concatenate(out)
+
+
+def _shifted(body: np.ndarray, pitch: int, semitones: int) -> np.ndarray:
+    """A body's PITCH ids moved by `semitones`; a note leaving 0..127 dropped with its VEL, DUR."""
+    if not semitones:
+        return body
+    body = body.copy()
+    notes = np.flatnonzero((body >= pitch) & (body < pitch + 128))
+    body[notes] += semitones
+    out = (body[notes] < pitch) | (body[notes] >= pitch + 128)
+    keep = np.ones(len(body), dtype=bool)
+    for at in notes[out]:
+        keep[at:at + 3] = False
+    return body[keep]
+
+
 # ------------------------------------------------------------------------------ decoding
 
 

@@ -85,7 +85,7 @@ def check_files(paths: Sequence[str | Path], index: CopyIndex, given: Sequence |
     for path, supplied in zip(paths, given or [None] * len(paths)):
         read = read_file(path, index.encoding)
         rows.append({"path": str(path), "skipped": read.why()} if read.skipped else
-                    {"path": str(path), "check": _check(index, read.ids, supplied)})
+                    {"path": str(path), "check": _check(index, index.encoding.written_out(read.ids), supplied)})
     return rows
 
 
@@ -106,7 +106,7 @@ def _piece_row(piece, encoding, found: TrainingSet) -> dict:
     if found.index is None:
         return {"path": str(piece.path), "skipped": found.note}
     try:
-        ids = encoding.encode(piece.score)
+        ids = encoding.written_out(encoding.encode(piece.score))
     except NoUsableMusicError as exc:  # a piece without notes copies nothing
         return {"path": str(piece.path), "skipped": str(exc)}
     return {"path": str(piece.path), "check": _check(found.index, ids, piece.given)}
