@@ -3,7 +3,8 @@
     python scripts/bench_grammar.py                  # every set-up, batch 1 and 16
     python scripts/bench_grammar.py --calls 4000 --repeat 5
 
-Each set-up builds the bundled folk-band (or chorale) encoding's grammar the way sampling does
+Each set-up builds the bundled folk-band (or chorale) encoding's grammar (folk-band's as it
+was before repeats) the way sampling does
 (`Encoding.grammar` with instruments, controls, strict density, given music), then drives it
 with random ids it allows (seeded), so the same set-up walks the same stream on every version of
 the grammar. Per set-up: microseconds per call (the median of --repeat runs over the same walk,
@@ -30,14 +31,28 @@ ROOT = Path(__file__).resolve().parent.parent
 TUNE = ROOT / "data/nottingham/ashover1.mid"
 
 
-def _encoding(model: str):
-    from melodygen.checkpoint import load_for_inference
+def folk_and_chorale():
+    """The encodings of the bundled folk-band (as it was trained before repeats: its controls on
+    default settings) and chorale (default settings), built from their settings, not loaded."""
+    from melodygen.encodings import get_encoding
 
-    return load_for_inference(model, "cpu")[1]
+    return get_encoding("multitrack", controls=["key", "chord", "density"]), get_encoding("multitrack")
+
+
+def with_repeats(encoding, repeats: int = 32):
+    """The same encoding with REPEAT/SHIFT ids (as configs/multitrack_nottingham.toml now has)."""
+    import dataclasses
+
+    from melodygen.encodings import get_encoding
+
+    return get_encoding(encoding.name, **{**dataclasses.asdict(encoding.settings), "repeats": repeats})
 
 
 def setups(folk, chorale) -> dict[str, tuple]:
-    """name -> (encoding, grammar keywords, primer ids) of each set-up."""
+    """name -> (encoding, grammar keywords, primer ids) of each set-up; the last two (the
+    multitrack syntax with repeats, and a form plan) exist only since issue 22."""
+    from melodygen.encodings.form import FormPlan
+
     tune = read_score(TUNE)
     primer = [int(i) for i in folk.encode(tune)[:60]]
     controls = ControlRequest.parse("D", "D G A7 D", None)
@@ -51,6 +66,8 @@ def setups(folk, chorale) -> dict[str, tuple]:
         "accompaniment": (folk, {"given": accompaniment_plan(folk, tune, [0], [0])}, []),
         "infill": (folk, {"given": infill_plan(folk, tune, 3, 5)}, []),
         "chorale free": (chorale, {}, []),
+        "repeats free": (with_repeats(folk), {}, []),
+        "form A4A4B4A4": (with_repeats(folk), {"form": FormPlan.parse("A4 A4 B4 A4")}, []),
     }
 
 
@@ -80,7 +97,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    chosen = setups(_encoding("folk-band"), _encoding("chorale"))
+    chosen = setups(*folk_and_chorale())
     print(f"torch {torch.__version__}, 1 thread, {args.calls} calls per walk, median of {args.repeat}")
     print(f"{'set-up':<16} {'batch':>5} {'µs/call':>8}  mask digest")
     for name, (encoding, keywords, primer) in chosen.items():
