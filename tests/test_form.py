@@ -109,6 +109,27 @@ def test_the_grammar_forces_the_planned_repeats(encoding):
         assert adherence.repeated[1] == (2, 2) and adherence.repeated[3] == (2, 2)
 
 
+def test_a_varied_repeat_keeps_the_chords_the_model_wrote():
+    """No --chords asked: the model writes its own chords, and the bars A' writes anew get the
+    chords of the A bars they vary; without a varied repeat, CHORD stays banned as before."""
+    plan = FormPlan.parse("A4 A'4")
+    assert plan.chord_sources() == [None] * 6 + [2, 3]
+    grammar = REP_CONTROLS.grammar([], 8, "cpu", instruments=[73, 0], form=plan)
+    chord = REP_CONTROLS.vocab.offset("CHORD")
+    kept = 0
+    for row in draw(REP_CONTROLS, grammar, 8, 400, seed=5, meters=False):
+        assert REP_CONTROLS.dropped_ids(row) == 0
+        bars = " ".join(REP_CONTROLS.readable(row)).split("BAR")[1:9]
+        chords = [next((t for t in bar.split() if t.startswith("CHORD")), None) for bar in bars]
+        for new, old in ((6, 2), (7, 3)):
+            if chords[old] is not None:
+                assert chords[new] == chords[old]
+                kept += 1
+    assert kept >= 4  # the check ran
+    plain = draw(REP_CONTROLS, REP_CONTROLS.grammar([], 4, "cpu", form=FormPlan.parse("A4 A4")), 4, 200, seed=5)
+    assert not any(chord <= i < chord + REP_CONTROLS.vocab.range("CHORD").size for row in plain for i in row)
+
+
 def test_adherence_counts_what_is_not_repeated():
     plan = FormPlan.parse("A1 A1")
     tune = get_encoding("multitrack")
@@ -157,7 +178,8 @@ def test_sample_follows_a_form_and_says_so(repeats_checkpoint, tmp_path):
     import json
 
     saved = json.loads((tmp_path / "sample_000.controls.json").read_text())
-    assert saved["form_achieved"]["sections"][1] == {"section": "A", "bars": 2, "planned_repeats": 2, "repeated": 2}
+    assert saved["form_achieved"]["sections"][1] == {"section": "A", "bars": 2, "planned_repeats": 2, "repeated": 2,
+                                                     "planned_chords": 0, "chords_kept": 0}  # chords asked
 
 
 @pytest.mark.parametrize("args, words", [

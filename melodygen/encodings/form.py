@@ -98,6 +98,20 @@ class FormPlan:
                 latest[section.letter] = section
         return out
 
+    def chord_sources(self) -> list[int | None]:
+        """Per bar of the plan, the bar whose chord it keeps: a bar that a varied repeat writes
+        anew keeps the chord of the same bar of the section it varies (None elsewhere)."""
+        latest: dict[str, Section] = {}
+        out: list[int | None] = []
+        for section in self.sections:
+            before = latest.get(section.letter)
+            repeated = (section.bars + 1) // 2
+            out += [before.start + i if section.varied and before is not None and i >= repeated else None
+                    for i in range(section.bars)]
+            if not section.varied:
+                latest[section.letter] = section
+        return out
+
     def describe(self) -> str:
         """The plan as one line: `A8 A8 B8 A'8`."""
         return " ".join(f"{s.letter}{chr(39) if s.varied else ''}{s.bars}" for s in self.sections)
@@ -113,27 +127,34 @@ class FormAdherence:
     repeated: tuple[tuple[int, int], ...]  # per section: (bars planned as repeats, of them heard so)
     own_repeats: int
     new_bars: int
+    chords: tuple[tuple[int, int], ...] | None = None  # per section: (bars keeping a chord, of them kept)
 
     def describe(self) -> str:
         """One line, e.g. `form A4 A4 B4 A4: A4 new · A4 4/4 bars repeat A · B4 new · A4 4/4 ...`."""
         parts = []
-        for section, (planned, heard) in zip(self.plan.sections, self.repeated):
+        chords = self.chords or ((0, 0),) * len(self.repeated)
+        for section, (planned, heard), (kept_of, kept) in zip(self.plan.sections, self.repeated, chords):
             name = f"{section.letter}{chr(39) if section.varied else ''}{section.bars}"
-            parts.append(f"{name} new" if not planned else
-                         f"{name} {heard}/{planned} bars repeat {section.letter}")
+            part = f"{name} new" if not planned else f"{name} {heard}/{planned} bars repeat {section.letter}"
+            parts.append(part + (f", {kept}/{kept_of} keep its chords" if kept_of else ""))
         own = f"; {self.own_repeats} of {self.new_bars} new bars repeat an earlier bar" if self.new_bars else ""
         return f"form {self.plan.describe()}: " + " · ".join(parts) + own
 
     def to_dict(self) -> dict:
+        chords = self.chords or ((0, 0),) * len(self.repeated)
         return {"form": self.plan.describe(), "own_repeats": self.own_repeats, "new_bars": self.new_bars,
                 "sections": [{"section": s.letter + ("'" if s.varied else ""), "bars": s.bars,
-                              "planned_repeats": planned, "repeated": heard}
-                             for s, (planned, heard) in zip(self.plan.sections, self.repeated)]}
+                              "planned_repeats": planned, "repeated": heard, "planned_chords": kept_of,
+                              "chords_kept": kept}
+                             for s, (planned, heard), (kept_of, kept) in zip(self.plan.sections, self.repeated,
+                                                                             chords)]}
 
 
-def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter: int = 12) -> FormAdherence:
+def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter: int = 12,
+                   chords=None) -> FormAdherence:
     """`FormAdherence` of a `Score` whose planned bars start at bar `first_bar` (0-based: after a
-    primer's bars), its bars laid out by `melodygen.meter` from its own meters."""
+    primer's bars), its bars laid out by `melodygen.meter` from its own meters. `chords`: the
+    chord of each bar of the piece (-1: none), where varied repeats keep their section's chords."""
     contents = bar_contents(score, steps_per_quarter)
     # bars after the last onset are silent (the list ends with the last bar that has a note)
     at = lambda bar: contents[first_bar + bar] if first_bar + bar < len(contents) else frozenset()  # noqa: E731
@@ -151,7 +172,22 @@ def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter:
                 own += any(mine == at(b) for b in range(bar))
             bar += 1
         repeated.append((planned, heard))
-    return FormAdherence(plan, tuple(repeated), own, new)
+    return FormAdherence(plan, tuple(repeated), own, new, None if chords is None else _kept(plan, chords, first_bar))
+
+
+def _kept(plan: FormPlan, chords, first_bar: int) -> tuple[tuple[int, int], ...]:
+    """Per section, (bars that keep a chord, of them with the chord of the bar they keep it from)."""
+    at = lambda bar: int(chords[first_bar + bar]) if first_bar + bar < len(chords) else -1  # noqa: E731
+    sources, out, bar = plan.chord_sources(), [], 0
+    for section in plan.sections:
+        kept_of = kept = 0
+        for _ in range(section.bars):
+            if sources[bar] is not None and at(sources[bar]) >= 0:
+                kept_of += 1
+                kept += at(bar) == at(sources[bar])
+            bar += 1
+        out.append((kept_of, kept))
+    return tuple(out)
 
 
 def bar_contents(score, steps_per_quarter: int = 12) -> list[frozenset]:

@@ -98,7 +98,10 @@ class MultitrackConditioning(Conditioning):
         for piece in pieces:
             piece.steering = steering
             if plan is not None:
-                piece.form = form_adherence(plan, piece.score, first_bar, self.encoding.settings.steps_per_quarter)
+                chords = (self.encoding.controls_of(piece.score).chords if piece.score.note_count()
+                          and "chord" in self.encoding.settings.controls else None)
+                piece.form = form_adherence(plan, piece.score, first_bar, self.encoding.settings.steps_per_quarter,
+                                            chords)
             if steered and piece.score.note_count():
                 piece.adherence = piece_adherence(self.encoding, piece.score, request.controls, first_bar,
                                                   steering.bars)

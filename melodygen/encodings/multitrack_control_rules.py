@@ -27,14 +27,16 @@ from melodygen.encodings.multitrack_grammar import (
 class ControlRules(GrammarPart):
     """Forced, banned and held controls for one request (module docstring)."""
 
-    def __init__(self, encoding, request: ControlRequest | None, device="cpu"):
+    def __init__(self, encoding, request: ControlRequest | None, device="cpu", free: tuple[str, ...] = ()):
+        """`free`: kinds (token names) not requested that are left to the model instead of banned
+        (a form plan's varied repeat keeps the chords the model wrote)."""
         request = request or ControlRequest()
         present = {r.name for r in encoding.vocab.ranges}
         key = None if request.key is None else [request.key]
         chords = None if request.chords is None else list(request.chords)
         density = None if request.density is None else [int(d) for d in density_bins(request.density)]
         self.steered = [(name, wanted) for name, wanted in (("KEY", key), ("CHORD", chords), ("DENSITY", density))
-                        if name in present]
+                        if name in present and (wanted is not None or name not in free)]
         # the requested values, bar after bar: per control its bounds (value - 1, -(value + 1))
         # in one flat table, and where its list starts in it and how long it is
         self.forced = [(name, wanted) for name, wanted in self.steered if wanted is not None]

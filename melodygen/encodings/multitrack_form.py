@@ -48,12 +48,50 @@ class FormRules(GrammarPart):
         banned = (self.body_ids & (self.vocab_ids != planned[:, None])) | (self.closing_ids & ~self.repeated[:, None])
         return allowed & ~(forced & banned)
 
-    def follow(self, ids) -> None:
+    def follow(self, ids, state) -> None:
         """A REPEAT drawn in this bar lets it close; a bar line opens the next."""
         self.repeated = (self.repeated | self.repeat_ids[ids]) & (ids != self.bar_id)
 
     def select_rows(self, rows) -> None:
         self.repeated = self.repeated.index_select(0, rows)
+
+
+class VariedChords(GrammarPart):
+    """With a model that has the chord control and no `--chords` asked: each bar a varied repeat
+    writes anew gets the chord the model wrote in the bar it varies (`FormPlan.chord_sources`),
+    forced into its head before anything after the chord; a bar it varies without a chord leaves
+    it free."""
+
+    def __init__(self, encoding, plan: FormPlan, rows: int, device="cpu"):
+        v = encoding.vocab
+        self.sources = torch.tensor([-1 if s is None else s for s in plan.chord_sources()], device=device)
+        self.chord_ids = _block(v, "CHORD", v.size, device)
+        self.head_ids = _block(v, "TIMESIG", v.size, device)  # what may come before the chord in a head
+        if "KEY" in {r.name for r in v.ranges}:
+            self.head_ids |= _block(v, "KEY", v.size, device)
+        self.vocab_ids = torch.arange(v.size, device=device)
+        self.bar_id = v.id_of("BAR")
+        self.written = torch.full((rows, len(self.sources)), -1, dtype=torch.long, device=device)
+        self.chorded = torch.zeros(rows, dtype=torch.bool, device=device)
+
+    def mask(self, allowed, state):
+        bar = state[:, NEW_BARS_FIELD] - 1
+        inside = (bar >= 0) & (bar < len(self.sources))
+        source = self.sources.index_select(0, bar.clamp(0, len(self.sources) - 1))
+        wanted = self.written.gather(1, source.clamp(min=0)[:, None])  # (B, 1)
+        forced = (inside & (source >= 0) & (wanted[:, 0] >= 0) & ~self.chorded)[:, None]
+        return allowed & ~(forced & ~(self.head_ids | (self.vocab_ids == wanted)))
+
+    def follow(self, ids, state) -> None:
+        """Each row's chord per planned bar as it is written; a bar line opens the next."""
+        bar = state[:, NEW_BARS_FIELD] - 1
+        chord = self.chord_ids[ids] & (bar >= 0) & (bar < len(self.sources))
+        column = bar.clamp(0, len(self.sources) - 1)[:, None]
+        self.written.scatter_(1, column, torch.where(chord, ids, self.written.gather(1, column)[:, 0])[:, None])
+        self.chorded = (self.chorded | self.chord_ids[ids]) & (ids != self.bar_id)
+
+    def select_rows(self, rows) -> None:
+        self.written, self.chorded = self.written.index_select(0, rows), self.chorded.index_select(0, rows)
 
 
 def _block(vocab, name: str, size: int, device) -> torch.Tensor:

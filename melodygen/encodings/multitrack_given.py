@@ -207,7 +207,7 @@ class GivenRules(GrammarPart):
         zone = torch.cat([at, free_track], 1).index_select(1, column) < number
         return allowed & (zone | (self.vocab_ids == at[:, :1]))
 
-    def follow(self, ids) -> None:
+    def follow(self, ids, state) -> None:
         """A row that drew its next given id moves past it."""
         self.at = self.at + (ids == self.next_id[self.at])
 

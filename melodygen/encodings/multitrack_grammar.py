@@ -116,8 +116,9 @@ class GrammarPart:
         """(B, V) bool: `allowed` narrowed for this draw."""
         return allowed
 
-    def follow(self, ids: torch.Tensor) -> None:
-        """Take each row's last id (B,) into the part's own state."""
+    def follow(self, ids: torch.Tensor, state: torch.Tensor) -> None:
+        """Take each row's last id (B,) into the part's own state (`state`: the syntax's, with
+        that id taken in)."""
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Reorder or copy the part's rows as the grammar's (beam search)."""
@@ -289,7 +290,7 @@ class MultitrackGrammar:
         if last_ids is not None:
             self._update(last_ids)
             for part in self._followers:
-                part.follow(last_ids)
+                part.follow(last_ids, self.state)
         state = self.state
         allowed = self._allowed_at.index_select(0, state[:, _F_KEY])
         column, number = self._bounds
@@ -336,19 +337,23 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     (`multitrack_control_rules`), given music (`multitrack_given`), a form plan
     (`multitrack_form`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
-    from melodygen.encodings.multitrack_form import FormRules
+    from melodygen.encodings.multitrack_form import FormRules, VariedChords
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import TrackChoice
 
     parts: list[GrammarPart] = []
     if instruments is not None:
         parts.append(TrackChoice(encoding, primer_ids, list(instruments), device))
-    if encoding.settings.controls:
-        parts.append(ControlRules(encoding, controls, device))
+    keep_chords = (form is not None and any(s.varied for s in form.sections) and "chord" in encoding.settings.controls
+                   and (controls is None or controls.chords is None))
+    if encoding.settings.controls:  # chords kept by a varied repeat: the model's own, not banned
+        parts.append(ControlRules(encoding, controls, device, free=("CHORD",) if keep_chords else ()))
     if given is not None:
         if len(primer_ids):
             raise ConfigError("given music (accompaniment, infilling) starts from nothing: no primer ids")
         parts.append(GivenRules(encoding, given, rows, device))
     if form is not None:
         parts.append(FormRules(encoding, form, rows, device))
+    if keep_chords:
+        parts.append(VariedChords(encoding, form, rows, device))
     return parts
