@@ -167,7 +167,9 @@ def _given_plan(encoding, request: GenerationRequest, conditioning, device) -> G
     given, processors, cap = conditioning.given(score, request.n, device)
     ceiling = max_piece_events()
     if len(given.ids) > ceiling:
-        raise ConfigError(piece_events_problem(len(given.ids), f"{source}: its given music"))
+        time = encoding.time_per_id()
+        length = f" ({time.amounts[given.ids].sum():g} {time.unit})" if time is not None else ""
+        raise ConfigError(piece_events_problem(len(given.ids), f"{source}: its given music{length}"))
     return GenerationPlan([], float(score.tempo_map.qpm[0]), min(cap, ceiling), None, processors, conditioning,
                           given)
 
