@@ -148,3 +148,18 @@ def test_a_run_with_no_encoding_at_all_gets_a_note(tmp_path):
     report = build_report(run, samples=samples, audio=False)
     entry = articles(report.page.read_text(encoding="utf-8"))["steered_000.mid"]
     assert "controls not measured: the run has no checkpoint and no [encoding] in its config." in entry
+
+
+def test_the_adherence_line_says_when_the_chord_track_is_missing():
+    from melodygen.encodings import get_encoding
+    from melodygen.notes import Note, Score, TempoMap, Track
+    from melodygen.stats.controls import describe_adherence, piece_adherence
+
+    encoding = get_encoding("multitrack", controls=["key", "chord", "density"])
+    melody = Track("flute", 73, False, [Note(62 + 2 * (i % 3), 90, i * 0.5, i * 0.5 + 0.5) for i in range(16)])
+    chords = Track("piano", 0, False, [Note(p, 70, bar * 2.0, bar * 2.0 + 2) for bar in range(4) for p in (50, 54, 57)])
+    asked = ControlRequest.parse(None, "D G", None)
+    alone = piece_adherence(encoding, Score([melody], TempoMap(qpm=(120.0,)), [(0.0, 4, 4)]), asked)
+    both = piece_adherence(encoding, Score([melody, chords], TempoMap(qpm=(120.0,)), [(0.0, 4, 4)]), asked)
+    assert "no chord track" in describe_adherence(alone)
+    assert "no chord track" not in describe_adherence(both)

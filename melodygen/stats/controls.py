@@ -83,13 +83,19 @@ def measure_adherence(measured: PieceControls, request: ControlRequest, first_ba
 
 def piece_adherence(encoding, score, request: ControlRequest, first_bar: int = 0,
                     bars: int | None = None) -> Adherence:
-    """`measure_adherence` of a `Score` under a multitrack `encoding` (any controls setting)."""
+    """`measure_adherence` of a `Score` under a multitrack `encoding` (any controls setting).
+    A piece asked for chords that has one pitched track says so (`summary["missing"]`): its
+    chords were then read from the melody alone, as no accompaniment played them."""
     weights = np.zeros(12)
     for track in score.tracks:
         if not track.is_drum:
             for note in track.notes:
                 weights[note.pitch % 12] += note.end - note.start
-    return measure_adherence(encoding.controls_of(score), request, first_bar, bars, weights)
+    adherence = measure_adherence(encoding.controls_of(score), request, first_bar, bars, weights)
+    pitched = sum(1 for track in score.tracks if track.notes and not track.is_drum)
+    if request.chords is not None and pitched < 2:
+        adherence.summary["missing"] = "no chord track: the model wrote one pitched track, the chords are its melody's"
+    return adherence
 
 
 def describe_adherence(adherence: Adherence) -> str:
@@ -105,4 +111,6 @@ def describe_adherence(adherence: Adherence) -> str:
         share = adherence.key["scale_share"]
         parts.append(f"key {adherence.key['achieved_key']} (asked {adherence.key['key']}"
                      + (f", {share:.0%} of it on that scale)" if share is not None else ")"))
+    if s.get("missing"):
+        parts.append(s["missing"])
     return "; ".join(parts) or "no controls measured"
