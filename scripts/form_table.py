@@ -9,10 +9,8 @@ corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to
 - free samples (--samples pieces of --bars bars at the model card's settings, --seed): bars
   repeating an earlier bar (exactly), the longest repeated run of bars, and the real-vs-generated
   classifier test (`stats.two_sample`), each next to the reference's;
-- copies: the share of samples with a stretch of more than 4 bars also in a training tune, judged
-  on streams with every bar written out (a REPEAT id matches any bar it points to, so ids with
-  repeats would find copies of music that differs): samples and training data through the same
-  encoding without repeats;
+- copies: the share of samples with a stretch of more than 4 bars also in a training tune (the
+  copy check of `sample`, on streams with every bar written out);
 - notes' NLL: nats per note over the whole validation tunes (each model reads its own ids of the
   same tunes, in windows of its context; notes counted as written out), so a model that spends
   one id on a repeated bar is compared on the same music;
@@ -23,7 +21,6 @@ corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -69,26 +66,18 @@ def cut(score: Score, bars: int, grid: int = 12) -> Score:
                  [s for s in score.time_signatures if s[0] < end], end, score.source, 0, score.ticks_per_beat)
 
 
-def plain_encoding(encoding):
-    """The same encoding with every bar written out (no repeats)."""
-    from melodygen.encodings import get_encoding
-
-    settings = {**dataclasses.asdict(encoding.settings), "repeats": 0}
-    return get_encoding(encoding.name, **settings)
-
-
 def nats_per_note(model, encoding, scores: list[Score]) -> float:
     """Total NLL of each tune's ids (BOS .. EOS, in windows of the model's context) per note."""
     from melodygen.encodings.vocab import BOS_ID, EOS_ID
 
-    plain, context = plain_encoding(encoding), getattr(model.settings, "max_context", 1024)
+    context = getattr(model.settings, "max_context", 1024)
     nats = notes = 0.0
-    pitched = {i for name in ("PITCH", "DRUM") for i in range(plain.vocab.offset(name),
-                                                              plain.vocab.offset(name) + plain.vocab.range(name).size)}
+    vocab = encoding.vocab
+    pitched = {i for name in ("PITCH", "DRUM") for i in range(vocab.offset(name), vocab.offset(name) + vocab.range(name).size)}
     with torch.inference_mode():
         for score in scores:
             ids = [BOS_ID, *map(int, encoding.encode(score)), EOS_ID]
-            notes += sum(1 for i in plain.encode(score) if int(i) in pitched)
+            notes += sum(1 for i in encoding.written_out(encoding.encode(score)) if int(i) in pitched)
             for start in range(0, len(ids) - 1, context):
                 window = torch.tensor(ids[start:start + context + 1])[None]
                 logits = model(window[:, :-1])
@@ -96,14 +85,14 @@ def nats_per_note(model, encoding, scores: list[Score]) -> float:
     return nats / notes
 
 
-def copies(scores: list[Score], index, plain) -> float:
+def copies(scores: list[Score], index, encoding) -> float:
     """The share of `scores` with a stretch of more than COPY_BARS bars also in a training tune."""
     from melodygen.errors import NoUsableMusicError
 
     copied = 0
     for score in scores:
         try:
-            found = index.check(plain.encode(score)).longest
+            found = index.check(encoding.written_out(encoding.encode(score))).longest
         except NoUsableMusicError:
             continue
         copied += found is not None and (found.bars or 0) > COPY_BARS
@@ -130,10 +119,9 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
     for metric in ("bar_repeat_exact", "longest_repeat_bars"):
         row[metric] = comparison["scalars"][metric]["generated"]["mean"]
     row["classifier accuracy"] = comparison["two_sample"]["accuracy"]
-    plain = plain_encoding(encoding)
-    training = run_training_set(ckpt["run_config"], plain, name)
+    training = run_training_set(ckpt["run_config"], encoding, name)
     row[f"copies > {COPY_BARS} bars"] = None if training.index is None else copies([p.score for p in pieces],
-                                                                                   training.index, plain)
+                                                                                   training.index, encoding)
     row["nats per note"] = nats_per_note(model, encoding, tunes)
     if args.form and getattr(encoding.settings, "repeats", 0):
         from melodygen.encodings.form import FormPlan

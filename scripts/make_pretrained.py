@@ -159,7 +159,8 @@ def learning_curve(run: Path) -> list[dict]:
     with path.open(newline="") as file:
         rows = [r for r in csv.DictReader(file) if r.get("val_nll")]
     return [{"step": int(r["step"]), "minutes": round(float(r["elapsed_s"]) / 60, 1),
-             "train_loss": round(float(r["train_loss"]), 3), "val_nll": round(float(r["val_nll"]), 4)} for r in rows]
+             "train_loss": round(float(r["train_loss"]), 3) if r.get("train_loss") else None,
+             "val_nll": round(float(r["val_nll"]), 4)} for r in rows]
 
 
 def card(entry: dict, recipe: Recipe, where: str) -> str:
@@ -196,7 +197,8 @@ def _curve_table(curve: list[dict]) -> str:
     """The learning curve as a table (nothing for a run without one)."""
     if not curve:
         return ""
-    rows = "\n".join(f"| {c['step']} | {c['minutes']} | {c['train_loss']:.3f} | {c['val_nll']:.4f} |" for c in curve)
+    rows = "\n".join(f"| {c['step']} | {c['minutes']} | {'' if c['train_loss'] is None else format(c['train_loss'], '.3f')} "
+                     f"| {c['val_nll']:.4f} |" for c in curve)
     return ("Learning curve (validation NLL in nats/event at each evaluation; the best checkpoint is shipped):\n\n"
             f"| step | minutes | train loss | val NLL |\n|---:|---:|---:|---:|\n{rows}\n\n")
 

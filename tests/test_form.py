@@ -46,11 +46,6 @@ def test_grammar_with_repeats_lets_nothing_through_that_decoding_would_drop(enco
     assert sum(encoding.dropped_ids(row) for row in rows) == 0
 
 
-def test_a_grammar_without_repeats_never_offers_them():
-    plain = get_encoding("multitrack")
-    assert "REPEAT" not in {r.name for r in plain.vocab.ranges}
-
-
 @pytest.mark.parametrize("text, bars, sections", [
     ("AABA", 16, "A4 A4 B4 A4"),
     ("A8 A8 B8 A8", None, "A8 A8 B8 A8"),
@@ -106,28 +101,49 @@ def test_the_grammar_forces_the_planned_repeats(encoding):
         assert repeats[2:4] == [["REPEAT(-2)"], ["REPEAT(-2)"]] and repeats[6:8] == [["REPEAT(-4)"], ["REPEAT(-4)"]]
         score = encoding.decode_score(row[:[k for k, i in enumerate(row) if i == bar_id][8] + 1])
         adherence = form_adherence(plan, score)
-        assert adherence.repeated[1] == (2, 2) and adherence.repeated[3] == (2, 2)
+        for planned, heard in (adherence.repeated[1], adherence.repeated[3]):
+            assert planned == heard  # every repeat heard (silent source bars are not counted)
 
 
-def test_a_varied_repeat_keeps_the_chords_the_model_wrote():
-    """No --chords asked: the model writes its own chords, and the bars A' writes anew get the
-    chords of the A bars they vary; without a varied repeat, CHORD stays banned as before."""
+def test_chords_follow_the_form_when_none_are_asked():
+    """No --chords asked: the model writes its own chords; every bar whose letter came before
+    gets the chord of the bar it follows (a repeated bar's label matches what it copies, A' keeps
+    A's chords under new notes); without a form, CHORD stays banned as before."""
     plan = FormPlan.parse("A4 A'4")
-    assert plan.chord_sources() == [None] * 6 + [2, 3]
+    assert plan.chord_sources() == [None] * 4 + [0, 1, 2, 3]
     grammar = REP_CONTROLS.grammar([], 8, "cpu", instruments=[73, 0], form=plan)
-    chord = REP_CONTROLS.vocab.offset("CHORD")
     kept = 0
     for row in draw(REP_CONTROLS, grammar, 8, 400, seed=5, meters=False):
         assert REP_CONTROLS.dropped_ids(row) == 0
         bars = " ".join(REP_CONTROLS.readable(row)).split("BAR")[1:9]
         chords = [next((t for t in bar.split() if t.startswith("CHORD")), None) for bar in bars]
-        for new, old in ((6, 2), (7, 3)):
-            if chords[old] is not None:
-                assert chords[new] == chords[old]
-                kept += 1
-    assert kept >= 4  # the check ran
-    plain = draw(REP_CONTROLS, REP_CONTROLS.grammar([], 4, "cpu", form=FormPlan.parse("A4 A4")), 4, 200, seed=5)
+        for new, old in ((4, 0), (5, 1), (6, 2), (7, 3)):
+            assert chords[new] == chords[old]  # the same chord, or none where the first had none
+            kept += chords[old] is not None
+    assert kept >= 8  # the check ran
+    chord = REP_CONTROLS.vocab.offset("CHORD")
+    plain = draw(REP_CONTROLS, REP_CONTROLS.grammar([], 4, "cpu"), 4, 200, seed=5)
     assert not any(chord <= i < chord + REP_CONTROLS.vocab.range("CHORD").size for row in plain for i in row)
+
+
+def test_a_longer_repeat_after_a_shorter_one_repeats_the_whole_section():
+    assert FormPlan.parse("A4 A2 A4").sources() == [None] * 4 + [0, 1, 4, 5, 2, 3]
+    assert FormPlan.parse("A4 A1 B1 A4").sources() == [None] * 4 + [0, None, 4, 1, 2, 3]
+
+
+def test_a_form_after_a_primer_counts_from_the_first_new_bar():
+    from melodygen.midi_io import read_score
+
+    from conftest import CORPORA
+
+    primer = [int(i) for i in REP.encode(read_score(CORPORA["nottingham"] / "jigs1.mid"))[:80]]
+    bar_id = REP.vocab.id_of("BAR")
+    grammar = REP.grammar(primer, 4, "cpu", form=FormPlan.parse("A2 A2"))
+    for row in draw(REP, grammar, 4, 300, seed=2, meters=False):
+        assert REP.dropped_ids(primer + row) == 0
+        bars = " ".join(REP.readable(row)).split("BAR")[1:5]
+        assert [b.split()[-1] for b in bars[2:4]] == ["REPEAT(-2)", "REPEAT(-2)"]
+    assert bar_id in primer  # the primer has bars of its own, which the plan does not count
 
 
 def test_adherence_counts_what_is_not_repeated():
@@ -201,3 +217,13 @@ def test_a_model_without_repeats_refuses_a_form(tmp_path):
         plan_generation(get_encoding("multitrack"), GenerationRequest(form="AABA"))
     with pytest.raises(ConfigError, match="one stream of notes"):
         plan_generation(get_encoding("melody"), GenerationRequest(form="AABA"))
+
+
+def test_the_studio_passes_a_form_and_lets_it_set_the_length():
+    from melodygen.studio.form import GenerationSettings
+
+    counted = GenerationSettings(model="m", form="A4 A4 B4 A4").generate_options(1)
+    assert counted["form"] == "A4 A4 B4 A4" and "bars" not in counted
+    assert GenerationRequest(**counted).bars == 16
+    shared = GenerationSettings(model="m", form="AABA", length=16).generate_options(1)
+    assert shared["bars"] == 16 and GenerationRequest(**shared).form_plan.describe() == "A4 A4 B4 A4"

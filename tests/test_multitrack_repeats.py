@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import DATA
 from melodygen.encodings import encoding_from_dict, get_encoding
+from melodygen.encodings.vocab import EOS_ID
 from melodygen.encodings.multitrack_controls import CONTROL_KINDS, TOKEN_OF
 from melodygen.errors import ConfigError
 from melodygen.midi_io import read_score
@@ -216,8 +217,8 @@ def test_a_piece_ending_in_a_repeat_keeps_that_bar():
 
 def test_the_copy_check_compares_repeated_bars_written_out(tmp_path):
     """A REPEAT id means different music in different tunes: the copy index and the query spell
-    every bar out, so two tunes that share only their repeat pattern share no copy, and the
-    written-out ids are the ids without repeats."""
+    every bar out (the ids without repeats, a piece's EOS kept), and a training tune is found
+    whole, as long as it is written out."""
     from melodygen.dataset.copies import CopyIndex
     from melodygen.dataset.prepare import prepare
 
@@ -227,6 +228,7 @@ def test_the_copy_check_compares_repeated_bars_written_out(tmp_path):
     for path in files:
         score = read_score(path)
         assert np.array_equal(encoding.written_out(encoding.encode(score)), plain.encode(score).astype(np.int64))
+        assert encoding.written_out([*encoding.encode(score), EOS_ID])[-1] == EOS_ID
     prepare(files, encoding, tmp_path / "data", val_fraction=0.0, workers=1, progress=False)
     index = CopyIndex.open(tmp_path / "data")
     tune = read_score(files[0])

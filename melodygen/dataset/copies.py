@@ -26,7 +26,7 @@ Both sides are compared written out (`Encoding.written_out`): where an encoding 
 at earlier music (a multitrack `REPEAT`), the same id means different music in different tunes,
 so the train pieces and the query are indexed and matched with every bar spelled out.
 
-The index records the train shard it was built from (size and digest, written out); an index that does not
+The index records the train shard it was built from (size and digest, as stored); an index that does not
 match (a dataset rebuilt by an older melodygen, or a shard replaced) is built again on first use
 and saved when the folder is writable. `prepare` builds it after the shards, before the manifest.
 """
@@ -122,11 +122,11 @@ def written_train(directory: str | Path, encoding) -> tuple[np.ndarray, np.ndarr
     train = TokenDataset(directory, "train")
     if not encoding.refers_back:
         return np.asarray(train.ids), train.offsets
-    pieces = [encoding.written_out(train.ids[a:b]) for a, b in zip(train.offsets[:-1], train.offsets[1:])]
+    pieces = [encoding.written_out(train.ids[a:b]).astype(np.uint16)
+              for a, b in zip(train.offsets[:-1], train.offsets[1:])]
     offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in pieces], out=offsets[1:])
-    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    return ids.astype(np.uint16), offsets
+    return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)), offsets
 
 
 def build_index(directory: str | Path, encoding) -> dict:
@@ -135,22 +135,29 @@ def build_index(directory: str | Path, encoding) -> dict:
     "bytes", "windows"} of the build."""
     started = time.perf_counter()
     path = Path(directory) / COPY_INDEX
-    ids, _ = written_train(directory, encoding)
-    arrays = _index_arrays(np.asarray(ids))
+    arrays = _index_arrays(written_train(directory, encoding)[0], _raw_train(directory))
     with atomic_write(path) as file:
         np.savez(file, **arrays)
     return {"seconds": round(time.perf_counter() - started, 4), "bytes": path.stat().st_size,
             "windows": int(len(arrays["hashes"]))}
 
 
-def _index_arrays(ids: np.ndarray) -> dict[str, np.ndarray]:
-    starts = _clean_windows(ids <= EOS_ID, SEED_EVENTS)  # inside one piece: no PAD/BOS/EOS
-    hashes = window_hashes(ids)[starts]
+def _index_arrays(written: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
+    """The index of the `written`-out train ids, recording the `raw` shard it was made from."""
+    starts = _clean_windows(written <= EOS_ID, SEED_EVENTS)  # inside one piece: no PAD/BOS/EOS
+    hashes = window_hashes(written)[starts]
     order = np.argsort(hashes, kind="stable")
-    position_type = np.uint32 if len(ids) < 2**32 else np.int64
+    position_type = np.uint32 if len(written) < 2**32 else np.int64
     return {"version": np.array(INDEX_VERSION), "seed_events": np.array(SEED_EVENTS),
-            "train_tokens": np.array(len(ids)), "train_digest": np.array(_digest(ids)),
+            "train_tokens": np.array(len(raw)), "train_digest": np.array(_digest(raw)),
             "hashes": hashes[order], "positions": starts[order].astype(position_type)}
+
+
+def _raw_train(directory: Path) -> np.ndarray:
+    """The train shard's ids as stored (memory-mapped)."""
+    from melodygen.dataset.shards import TokenDataset
+
+    return np.asarray(TokenDataset(directory, "train").ids)
 
 
 class CopyIndex:
@@ -290,8 +297,9 @@ def _common_prefix(a: np.ndarray, b: np.ndarray, block: int = 256) -> int:
 
 
 def _load_arrays(directory: Path, encoding) -> dict | None:
-    """The stored index arrays when they match the written-out train split and this format,
-    else None."""
+    """The stored index arrays when they match the train shard and this format, else None (a
+    version-1 index, over the shard as stored, is the same index for an encoding that never
+    refers back)."""
     path = directory / COPY_INDEX
     if not path.is_file():
         return None
@@ -300,8 +308,9 @@ def _load_arrays(directory: Path, encoding) -> dict | None:
             arrays = {key: stored[key] for key in stored.files}
     except (OSError, ValueError, EOFError):  # damaged: built again
         return None
-    ids, _ = written_train(directory, encoding)
-    fresh = (arrays.get("version") == INDEX_VERSION and arrays.get("seed_events") == SEED_EVENTS
+    ids = _raw_train(directory)
+    versions = (INDEX_VERSION,) if encoding.refers_back else (1, INDEX_VERSION)
+    fresh = (arrays.get("version") in versions and arrays.get("seed_events") == SEED_EVENTS
              and arrays.get("train_tokens") == len(ids) and str(arrays.get("train_digest")) == _digest(ids))
     return arrays if fresh else None
 
@@ -313,7 +322,7 @@ def _build_or_compute(directory: Path, encoding, save: bool) -> dict:
             return _load_arrays(directory, encoding)
         except OutputError:  # a read-only dataset: the same index, kept in memory
             pass
-    return _index_arrays(written_train(directory, encoding)[0])
+    return _index_arrays(written_train(directory, encoding)[0], _raw_train(directory))
 
 
 def train_sources(manifest: dict) -> list[str]:

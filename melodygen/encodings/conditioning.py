@@ -47,10 +47,14 @@ class Conditioning:
         """A primer's ids as the request has them: control tokens of kinds not asked for taken
         out (the model goes on as it learned to without them). The primer's bars keep their own
         labels of the kinds asked for; the request steers the new bars."""
-        controls = self.request.controls
-        asked = controls.kinds if controls is not None else ()
-        out = {int(i) for kind, found in self.encoding.control_ids().items() if kind not in asked for i in found}
+        kept = self.written_controls()
+        out = {int(i) for kind, found in self.encoding.control_ids().items() if kind not in kept for i in found}
         return [int(i) for i in ids if int(i) not in out]
+
+    def written_controls(self) -> tuple[str, ...]:
+        """The kinds of control token the new music will carry: those asked for."""
+        controls = self.request.controls
+        return controls.kinds if controls is not None else ()
 
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The logit processors every row goes through: the encoding's grammar, its state

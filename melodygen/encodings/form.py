@@ -3,8 +3,8 @@
 Letters name sections; a section whose letter came before repeats it, bar for bar; a prime
 (`A'`) asks for a varied repeat: its first half repeats the section, its second half is new
 (the same start, another ending, as an answering phrase does). An optional count gives a
-section's bars. Sections without one take their letter's earlier length, else share the bars
-that `--bars` leaves equally, else get `DEFAULT_SECTION_BARS` each.
+section's bars. Sections without one take the first count their letter has anywhere in the plan,
+else share the bars that `--bars` leaves equally, else get `DEFAULT_SECTION_BARS` each.
 
 The plan is encoding-neutral (bars and which earlier bar each one repeats); an encoding that can
 say "this bar is bar i-k again" in one id (the multitrack encoding with `repeats`) forces it where
@@ -86,30 +86,28 @@ class FormPlan:
         return sum(s.bars for s in self.sections)
 
     def sources(self) -> list[int | None]:
-        """Per bar of the plan, the earlier bar it repeats (0-based), or None for new music:
-        the same bar of the letter's latest whole section before it (the nearest copy)."""
-        latest: dict[str, Section] = {}
-        out: list[int | None] = []
-        for section in self.sections:
-            before = latest.get(section.letter)
-            repeated = 0 if before is None else (section.bars + 1) // 2 if section.varied else section.bars
-            out += [before.start + i if i < repeated else None for i in range(section.bars)]
-            if not section.varied:
-                latest[section.letter] = section
-        return out
+        """Per bar of the plan, the earlier bar it repeats (0-based), or None for new music."""
+        return [source if repeats else None for source, repeats in self._bar_sources()]
 
     def chord_sources(self) -> list[int | None]:
-        """Per bar of the plan, the bar whose chord it keeps: a bar that a varied repeat writes
-        anew keeps the chord of the same bar of the section it varies (None elsewhere)."""
-        latest: dict[str, Section] = {}
-        out: list[int | None] = []
+        """Per bar of the plan, the earlier bar whose chord it keeps: every bar of a section whose
+        letter came before (repeated, or written anew by a varied repeat), else None."""
+        return [source for source, _ in self._bar_sources()]
+
+    def _bar_sources(self) -> list[tuple[int | None, bool]]:
+        """Per bar: (the same bar of its letter's music as last heard, or None for a letter's
+        first section; whether the plan repeats it: every bar of a plain repeat, the first half
+        of a varied one). The latest copy of each of a letter's bars is the nearest, so a repeat
+        reaches back as little as it can; a varied section's bars are not its letter's music."""
+        latest: dict[str, list[int]] = {}
+        out: list[tuple[int | None, bool]] = []
         for section in self.sections:
-            before = latest.get(section.letter)
-            repeated = (section.bars + 1) // 2
-            out += [before.start + i if section.varied and before is not None and i >= repeated else None
-                    for i in range(section.bars)]
+            heard = latest.setdefault(section.letter, [])
+            for i in range(section.bars):
+                source = heard[i] if i < len(heard) else None
+                out.append((source, source is not None and (not section.varied or i < (section.bars + 1) // 2)))
             if not section.varied:
-                latest[section.letter] = section
+                heard[:section.bars] = range(section.start, section.start + section.bars)
         return out
 
     def describe(self) -> str:
@@ -164,7 +162,7 @@ def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter:
         planned = heard = 0
         for _ in range(section.bars):
             source, mine = sources[bar], at(bar)
-            if source is not None:
+            if source is not None and at(source):  # a silent bar repeated is no evidence
                 planned += 1
                 heard += mine == at(source)
             elif mine:

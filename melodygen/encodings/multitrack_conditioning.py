@@ -35,6 +35,15 @@ class MultitrackConditioning(Conditioning):
             raise ConfigError("--form needs a model trained with repeats (encoding.repeats > 0, as folk-band); "
                               "this one was trained without them")
 
+    def written_controls(self) -> tuple[str, ...]:
+        """Those asked for, and chords where they follow a form plan (`form_keeps_chords`)."""
+        from melodygen.encodings.multitrack_grammar import form_keeps_chords
+
+        asked = super().written_controls()
+        if form_keeps_chords(self.encoding, self.request.form_plan, self.request.controls):
+            return (*asked, "chord")
+        return asked
+
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The grammar, steering its tracks with the requested instruments and its bars with the
         requested controls and form."""
@@ -99,7 +108,7 @@ class MultitrackConditioning(Conditioning):
             piece.steering = steering
             if plan is not None:
                 chords = (self.encoding.controls_of(piece.score).chords if piece.score.note_count()
-                          and "chord" in self.encoding.settings.controls else None)
+                          and "chord" in self.written_controls() and request.chords is None else None)
                 piece.form = form_adherence(plan, piece.score, first_bar, self.encoding.settings.steps_per_quarter,
                                             chords)
             if steered and piece.score.note_count():

@@ -2,10 +2,11 @@
 
 Requested controls are forced where their tokens go (`KEY`, and `CHORD` and `DENSITY` from the
 request's lists, in each new bar, the lists repeating); the kinds not requested are banned, so
-the model writes as it learned to with that control dropped; a bar's head keeps its order up to
+the model writes as it learned to with that control dropped (but a kind left `free`: chords that
+follow a form plan); a bar's head keeps its order up to
 the next requested control, so a forced token cannot be skipped. With strict density, each new
-bar's note count is held within `DENSITY_TOLERANCE` of the request. (`sampling` has checked
-that the model has the controls asked for.)
+bar's note count is held within `DENSITY_TOLERANCE` of the request. (The request's
+conditioning, `encodings.conditioning`, has checked that the model has the controls asked for.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from melodygen.encodings.multitrack_grammar import (
     HEAD_PLACE,
     NEW_BARS_FIELD,
     GrammarPart,
+    new_bar,
 )
 
 
@@ -29,7 +31,7 @@ class ControlRules(GrammarPart):
 
     def __init__(self, encoding, request: ControlRequest | None, device="cpu", free: tuple[str, ...] = ()):
         """`free`: kinds (token names) not requested that are left to the model instead of banned
-        (a form plan's varied repeat keeps the chords the model wrote)."""
+        (chords that follow a form plan: `multitrack_form.FormChords`)."""
         request = request or ControlRequest()
         present = {r.name for r in encoding.vocab.ranges}
         key = None if request.key is None else [request.key]
@@ -106,4 +108,4 @@ class ControlRules(GrammarPart):
 
 def _bar(state):
     """(B,) which new bar each row is in (0 before the first)."""
-    return (state[:, NEW_BARS_FIELD] - 1).clamp(min=0)
+    return new_bar(state).clamp(min=0)

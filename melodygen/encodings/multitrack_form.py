@@ -1,10 +1,17 @@
-"""The grammar part of a form plan (`encodings.form`) for the multitrack encoding with repeats.
+"""The grammar parts of a form plan (`encodings.form`) for the multitrack encoding with repeats.
 
-In each new bar that the plan repeats, the bar's head is written as usual (its controls; the
-meter going on: no TIMESIG, so the bar has the length of the music it repeats in a one-meter
-piece), then the only body allowed is `REPEAT(k)` pointing at the planned bar, untransposed: no
-position, no other distance, no SHIFT, and no bar line or end before it. Bars the plan leaves new, and bars
-after the plan, are the model's (it may repeat there too, as it learned to).
+`FormRules`: in each new bar that the plan repeats, the bar's head is written as usual (its
+controls; the meter going on: no TIMESIG, so the bar has the length of the music it repeats in a
+one-meter piece), then the only body allowed is `REPEAT(k)` pointing at the planned bar,
+untransposed: no position, no other distance, no SHIFT, and no bar line or end before it. Bars
+the plan leaves new, and bars after the plan, are the model's (it may repeat there too, as it
+learned to).
+
+`FormChords`, for a model with the chord control when no `--chords` is asked: the model writes
+its own chords, and every bar whose letter came before (a repeated bar, or one a varied repeat
+writes anew) gets the chord written in the bar it follows (`FormPlan.chord_sources`), or none if
+that bar had none: a repeated bar's label matches the music it copies, and `A'` keeps A's chords
+under a new melody.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from melodygen.encodings.form import FormPlan
-from melodygen.encodings.multitrack_grammar import NEW_BARS_FIELD, GrammarPart
+from melodygen.encodings.multitrack_grammar import GrammarPart, new_bar
 from melodygen.errors import ConfigError
 
 
@@ -25,24 +32,23 @@ class FormRules(GrammarPart):
         if max(distances) > reach:
             raise ConfigError(f"form {plan.text!r} repeats a bar {max(distances)} bars back; this model's "
                               f"repeats reach {reach} bars")
-        v = encoding.vocab
-        first = v.offset("REPEAT")
+        first = encoding.vocab.offset("REPEAT")
         self.wanted = torch.tensor([first + k - 1 if k else -1 for k in distances], device=device)
-        size = v.size
-        self.repeat_ids = _block(v, "REPEAT", size, device)
-        # what a planned bar may not hold: a body of its own, another distance, a shift, a new meter
-        self.body_ids = (_block(v, "POS", size, device) | _block(v, "SHIFT", size, device) | self.repeat_ids
-                         | _block(v, "TIMESIG", size, device))
-        self.closing_ids = _block(v, "BAR", size, device)
-        from melodygen.encodings.vocab import EOS_ID
-
-        self.closing_ids[EOS_ID] = True
-        self.vocab_ids = torch.arange(size, device=device)
-        self.bar_id = v.id_of("BAR")
         self.repeated = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.device = device
+
+    def restrict_rules(self, allowed, grammar) -> None:
+        """Nothing to restrict once for all; the id sets the masks use, from the grammar's blocks."""
+        self.repeat_ids = grammar.ids_of("REPEAT").to(self.device)
+        # what a planned bar may not hold: a body of its own, another distance, a shift, a new meter
+        self.body_ids = grammar.ids_of("POS", "SHIFT", "REPEAT", "TIMESIG").to(self.device)
+        self.closing_ids = grammar.ids_of("BAR").to(self.device)
+        self.closing_ids[grammar.eos] = True
+        self.vocab_ids = torch.arange(grammar.vocab_size, device=self.device)
+        self.bar_id = grammar.block["BAR"][0]
 
     def mask(self, allowed, state):
-        bar = state[:, NEW_BARS_FIELD] - 1
+        bar = new_bar(state)
         planned = self.wanted.index_select(0, bar.clamp(0, len(self.wanted) - 1))
         forced = ((bar >= 0) & (bar < len(self.wanted)) & (planned >= 0))[:, None]
         banned = (self.body_ids & (self.vocab_ids != planned[:, None])) | (self.closing_ids & ~self.repeated[:, None])
@@ -56,35 +62,37 @@ class FormRules(GrammarPart):
         self.repeated = self.repeated.index_select(0, rows)
 
 
-class VariedChords(GrammarPart):
-    """With a model that has the chord control and no `--chords` asked: each bar a varied repeat
-    writes anew gets the chord the model wrote in the bar it varies (`FormPlan.chord_sources`),
-    forced into its head before anything after the chord; a bar it varies without a chord leaves
-    it free."""
+class FormChords(GrammarPart):
+    """Each bar whose letter came before gets the chord of the bar it follows (module docstring),
+    forced into its head before anything that comes after a chord; banned where that bar had none."""
 
     def __init__(self, encoding, plan: FormPlan, rows: int, device="cpu"):
-        v = encoding.vocab
         self.sources = torch.tensor([-1 if s is None else s for s in plan.chord_sources()], device=device)
-        self.chord_ids = _block(v, "CHORD", v.size, device)
-        self.head_ids = _block(v, "TIMESIG", v.size, device)  # what may come before the chord in a head
-        if "KEY" in {r.name for r in v.ranges}:
-            self.head_ids |= _block(v, "KEY", v.size, device)
-        self.vocab_ids = torch.arange(v.size, device=device)
-        self.bar_id = v.id_of("BAR")
         self.written = torch.full((rows, len(self.sources)), -1, dtype=torch.long, device=device)
         self.chorded = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.device = device
+
+    def restrict_rules(self, allowed, grammar) -> None:
+        """Nothing to restrict once for all; the id sets the masks use, from the grammar's blocks."""
+        self.chord_ids = grammar.ids_of("CHORD").to(self.device)
+        self.head_ids = grammar.ids_of("TIMESIG", "KEY").to(self.device)  # what may come before a chord
+        self.vocab_ids = torch.arange(grammar.vocab_size, device=self.device)
+        self.bar_id = grammar.block["BAR"][0]
 
     def mask(self, allowed, state):
-        bar = state[:, NEW_BARS_FIELD] - 1
+        bar = new_bar(state)
         inside = (bar >= 0) & (bar < len(self.sources))
         source = self.sources.index_select(0, bar.clamp(0, len(self.sources) - 1))
         wanted = self.written.gather(1, source.clamp(min=0)[:, None])  # (B, 1)
-        forced = (inside & (source >= 0) & (wanted[:, 0] >= 0) & ~self.chorded)[:, None]
+        follows = (inside & (source >= 0) & ~self.chorded)[:, None]
+        chordless = follows & (wanted < 0)
+        forced = follows & (wanted >= 0)
+        allowed = allowed & ~(chordless & self.chord_ids)
         return allowed & ~(forced & ~(self.head_ids | (self.vocab_ids == wanted)))
 
     def follow(self, ids, state) -> None:
         """Each row's chord per planned bar as it is written; a bar line opens the next."""
-        bar = state[:, NEW_BARS_FIELD] - 1
+        bar = new_bar(state)
         chord = self.chord_ids[ids] & (bar >= 0) & (bar < len(self.sources))
         column = bar.clamp(0, len(self.sources) - 1)[:, None]
         self.written.scatter_(1, column, torch.where(chord, ids, self.written.gather(1, column)[:, 0])[:, None])
@@ -92,10 +100,3 @@ class VariedChords(GrammarPart):
 
     def select_rows(self, rows) -> None:
         self.written, self.chorded = self.written.index_select(0, rows), self.chorded.index_select(0, rows)
-
-
-def _block(vocab, name: str, size: int, device) -> torch.Tensor:
-    """(V,) bool: the ids of one kind."""
-    ids = torch.zeros(size, dtype=torch.bool, device=device)
-    ids[vocab.offset(name):vocab.offset(name) + vocab.range(name).size] = True
-    return ids

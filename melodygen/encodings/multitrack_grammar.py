@@ -15,8 +15,9 @@ may come next, so a sampled piece always decodes whole. This module owns that sy
 What a request adds is a `GrammarPart`, each owned by the module of its job and composed here:
 `multitrack_tracks.TrackChoice` (which instruments a piece gets, which tracks may play),
 `multitrack_control_rules.ControlRules` (requested KEY, CHORD and DENSITY forced where their
-tokens go, the others banned, strict density) and `multitrack_given.GivenRules` (given music
-forced in, the model writing only in its gaps). A part narrows the grammar in up to three ways,
+tokens go, the others banned, strict density), `multitrack_given.GivenRules` (given music
+forced in, the model writing only in its gaps) and `multitrack_form.FormRules`/`FormChords` (a
+form plan's repeats, and chords that follow it). A part narrows the grammar in up to three ways,
 each folded into the syntax's own work so that composing costs no extra pass per draw:
 
 - `restrict_rules(allowed, grammar)`: edits the precomputed (phase, track count, V) table of what
@@ -331,22 +332,28 @@ class MultitrackGrammar:
             part.select_rows(rows)
 
 
+def new_bar(state: torch.Tensor) -> torch.Tensor:
+    """(B,) the new bar each row is in, 0-based from the first bar line after the primer (-1
+    before it)."""
+    return state[:, NEW_BARS_FIELD] - 1
+
+
 def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
               controls=None, form=None) -> list[GrammarPart]:
     """The parts a request adds: instruments (`multitrack_tracks`), controls
-    (`multitrack_control_rules`), given music (`multitrack_given`), a form plan
-    (`multitrack_form`)."""
+    (`multitrack_control_rules`), given music (`multitrack_given`), a form plan and its chords
+    (`multitrack_form`; the chords follow the form when the model has the chord control and
+    none are asked: `form_keeps_chords`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
-    from melodygen.encodings.multitrack_form import FormRules, VariedChords
+    from melodygen.encodings.multitrack_form import FormChords, FormRules
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import TrackChoice
 
     parts: list[GrammarPart] = []
     if instruments is not None:
         parts.append(TrackChoice(encoding, primer_ids, list(instruments), device))
-    keep_chords = (form is not None and any(s.varied for s in form.sections) and "chord" in encoding.settings.controls
-                   and (controls is None or controls.chords is None))
-    if encoding.settings.controls:  # chords kept by a varied repeat: the model's own, not banned
+    keep_chords = form_keeps_chords(encoding, form, controls)
+    if encoding.settings.controls:  # chords that follow the form: the model's own, not banned
         parts.append(ControlRules(encoding, controls, device, free=("CHORD",) if keep_chords else ()))
     if given is not None:
         if len(primer_ids):
@@ -355,5 +362,12 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     if form is not None:
         parts.append(FormRules(encoding, form, rows, device))
     if keep_chords:
-        parts.append(VariedChords(encoding, form, rows, device))
+        parts.append(FormChords(encoding, form, rows, device))
     return parts
+
+
+def form_keeps_chords(encoding, form, controls) -> bool:
+    """Whether a form plan's chords follow its sections: a model with the chord control, a plan,
+    and no chords asked (asked chords are forced as they are)."""
+    return (form is not None and "chord" in encoding.settings.controls
+            and (controls is None or controls.chords is None))

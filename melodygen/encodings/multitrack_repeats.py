@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from melodygen.encodings.vocab import EventRange, Vocabulary
+from melodygen.encodings.vocab import EOS_ID, EventRange, Vocabulary
 
 SHIFTS = tuple(s for s in range(-12, 13) if s)
 """The semitones of each SHIFT value (0-based index): -12..-1, then +1..+12 (no 0)."""
@@ -172,8 +172,9 @@ def unfold_repeats(ids, vocab: Vocabulary) -> np.ndarray:
         k = int(own[0]) - repeat[0] + 1 if len(own) and 0 <= own[0] - repeat[0] < repeat[1] else 0
         if k and k <= i:
             semitones = SHIFTS[int(own[1]) - shift[0]] if len(own) > 1 and 0 <= own[1] - shift[0] < shift[1] else 0
-            own = _shifted(bodies[i - k], pitch, semitones)
-        bodies.append(own)
+            specials = own[own <= EOS_ID]  # the piece's EOS after its last bar stays
+            own = np.concatenate([_shifted(bodies[i - k], pitch, semitones), specials])
+        bodies.append(own[own > EOS_ID])
         out += [ids[start:body], own]
     return np.concatenate(out)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodygen.encodings.controls import Steering
+from melodygen.encodings.controls import Steering, controls_path
 from melodygen.errors import ConfigError, ReportError
 from melodygen.report.run import RunInfo
 from melodygen.stats.controls import Adherence
@@ -87,10 +87,20 @@ def _measure(path: Path, steering: Steering, encoding, note: str | None) -> Samp
         return SampleSteering(steering, None, f"controls not measured: {result.why()}")
     adherence = (piece_adherence(encoding, result.score, steering.request, steering.first_bar, steering.bars)
                  if steering.request.kinds else None)
-    form = None
-    if steering.form:
-        from melodygen.encodings.form import FormPlan, form_adherence
+    return SampleSteering(steering, adherence, form=_form(path, steering, encoding, result.score))
 
-        form = form_adherence(FormPlan.parse(steering.form), result.score, steering.first_bar,
-                              encoding.settings.steps_per_quarter)
-    return SampleSteering(steering, adherence, form=form)
+
+def _form(path: Path, steering: Steering, encoding, score):
+    """How the sample follows the form plan it was sampled with (None: none), with the chords it
+    kept where chords followed the plan (none asked, a model with the chord control)."""
+    if not steering.form:
+        return None
+    from melodygen.encodings.form import FormPlan, form_adherence
+
+    try:
+        plan = FormPlan.parse(steering.form)
+    except ConfigError as exc:
+        raise ConfigError(f"{controls_path(path)}: {exc}") from None
+    free = steering.request.chords is None and "chord" in getattr(encoding.settings, "controls", ())
+    chords = encoding.controls_of(score).chords if free and score.note_count() else None
+    return form_adherence(plan, score, steering.first_bar, encoding.settings.steps_per_quarter, chords)

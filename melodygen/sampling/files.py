@@ -222,12 +222,6 @@ def _given(encoding, request: GenerationRequest, plan: GenerationPlan) -> object
     return GivenPrimer(encoding, tuple(plan.primer)) if plan.primer and not request.continuation_only else None
 
 
-
-
-
-
-
-
 def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
               device) -> tuple[list[list[int]], list[float | None]]:
     """(new ids per piece, log-likelihood per piece or None): sampled, or by beam search."""
@@ -243,8 +237,6 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
     rows = sample(model, encoding, num_outputs=request.n, budget=plan.budget, stop_on_eos=ends,
                   settings=DecodeSettings.sampling(request.fast, request.draft), **common)
     return rows, [None] * len(rows)
-
-
 
 
 def _shortfall(row: list[int], request: GenerationRequest, plan: GenerationPlan) -> str | None:

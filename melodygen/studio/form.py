@@ -50,7 +50,9 @@ class GenerationSettings:
         """The generation request's options (`Model.generate` keywords) for one piece drawn
         with `seed`."""
         length = int(self.length) if self.unit == "events" else self.length
-        return {"n": 1, self.unit: length, "temperature": self.temperature, "top_p": self.top_p,
+        # a form gives its own length, unless its sections have no counts and share the bars asked
+        sized = self.form is None or (self.unit == "bars" and not any(c.isdigit() for c in self.form))
+        return {"n": 1, **({self.unit: length} if sized else {}), "temperature": self.temperature, "top_p": self.top_p,
                 "seed": seed, "tempo": self.tempo, "instruments": self.instruments,
                 "key": self.key, "chords": self.chords, "density": self.density, "form": self.form}
 

@@ -134,7 +134,7 @@ class Studio:
                               "kind": model.checkpoint["model"]["kind"],
                               "instruments": bool(model.encoding.keeps_instruments),
                               "controls": list(getattr(model.encoding.settings, "controls", ()))
-                              + (["form"] if getattr(model.encoding.settings, "repeats", 0) else [])})
+                              + (["form"] if model.encoding.refers_back else [])})
         return described
 
     # --- jobs ------------------------------------------------------------------------------------
