@@ -52,16 +52,22 @@ class Model:
         repeated) and `density` (notes per bar, one or one per bar; `strict_density` holds every
         bar to it) steer a model trained with controls; each piece's `adherence` says how it
         obeyed. `draft` (n=1, a Transformer): check ids guessed from the piece several per model
-        call, the same pieces (`sample --draft`). A bad option is a one-line `ConfigError`.
+        call, the same pieces (`sample --draft`). A primer or given music far from what the model
+        saw in training gives each piece an `input_warning` (`fit_velocities` maps a primer's
+        velocities to the nearest it saw). A bad option is a one-line `ConfigError`.
 
         >>> model = load("folk-melody")
         >>> [len(p.ids) for p in model.generate(n=3, events=20, seed=5)]
         [20, 20, 20]
         """
+        from functools import partial
+
+        from melodygen.dataset.profile import checkpoint_profile
         from melodygen.sampling.files import generate_pieces, plan_generation
 
         request = _request(request, options)
-        plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"))
+        plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"),
+                               partial(checkpoint_profile, self.checkpoint, self.encoding, self.source))
         return generate_pieces(self.model, self.encoding, request, self.device, plan)
 
     def stream(self, request: GenerationRequest | None = None, /, **options):
@@ -164,10 +170,13 @@ def train(config: PathLike, *, out: PathLike, overrides: Sequence[str] = (), res
 
 
 def evaluate(checkpoint: PathLike, *, data: PathLike | None = None, midi: Sequence[PathLike] = (),
-             split: str = "valid", baseline: int | None = None, device: str = "auto") -> dict:
+             split: str = "valid", baseline: int | None = None, fit_velocities: bool = False,
+             device: str = "auto") -> dict:
     """NLL (nats/event), perplexity and accuracy of a checkpoint or bundled model on a prepared
-    dataset split or on MIDI files, as `melodygen evaluate`; `baseline=N` adds an N-gram's."""
+    dataset split or on MIDI files, as `melodygen evaluate`; `baseline=N` adds an N-gram's.
+    `input_warning` says when the music holds ids the model never saw in training (`unseen`:
+    their figures); `fit_velocities` maps its velocities to the nearest the model saw first."""
     from melodygen.evaluation import evaluate_checkpoint
 
     return evaluate_checkpoint(checkpoint, data_dir=data, sources=tuple(map(str, midi)), split=split,
-                               device=device, baseline_order=baseline)
+                               device=device, baseline_order=baseline, fit_velocities=fit_velocities)

@@ -6,7 +6,13 @@ The layout (docs/ARCHITECTURE.md) is plain dicts, lists, numbers and tensors:
      "model": {"kind", "settings", "vocab_size", "state_dict"}, "encoding": Encoding.to_dict(),
      "run_config": {...}, "step": int, "best_val_nll": float | None,
      "instruments": [int, ...],                          # multitrack: the programs it trained on
+     "data_profile": {"counts": [int] * V, "transpose_range": [lo, hi]},  # what it saw (below)
      "optimizer": ..., "scheduler": ..., "rng": ...}      # the last three only for training
+
+`data_profile` (`DATA_PROFILE`) is the data profile of `dataset.profile`: how often each id occurs
+in the train split, and the transpositions it trained with, so that `evaluate` and sampling can
+say when a file holds ids the model never saw. Training writes it; a checkpoint without it (the
+bundled models, older runs) gets it counted from its run's dataset where that is found.
 
 `save` writes a temp file beside the target and renames it over, so an interrupted save never
 leaves a half-written checkpoint. Every problem reading one is a `CheckpointError` naming it,
@@ -33,15 +39,19 @@ FORMAT_VERSION = 1
 DAMAGED_LOGITS = "the model gives NaN or infinite logits: its weights are damaged or its training diverged"
 """Why a model whose weights are all finite is refused all the same (they overflow): `evaluate`
 says it of non-finite figures, in the words of `sampling.decoding`'s check of the first logits."""
+DATA_PROFILE = "data_profile"
+"""The key of the data profile (`dataset.profile.DataProfile.to_dict`); optional."""
 
 
 def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Module,
                     encoding, run_config: dict, step: int, best_val_nll: float | None,
-                    training_state: dict | None = None, instruments: list[int] | None = None) -> dict:
+                    training_state: dict | None = None, instruments: list[int] | None = None,
+                    data_profile: dict | None = None) -> dict:
     """The checkpoint dict of `model` (unwrapped: no DDP or compile prefixes in its keys).
     `training_state` adds "optimizer", "scheduler" and "rng" for `--resume`; `instruments`, the
     instruments of its training data (an encoding that keeps instruments), lets sampling refuse
-    an instrument the model never heard."""
+    an instrument the model never heard; `data_profile` (`DataProfile.to_dict()` of its train
+    split) lets `evaluate` and sampling say when given music holds ids the model never saw."""
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ckpt = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "melodygen_version": __version__,
@@ -52,6 +62,8 @@ def make_checkpoint(*, model_kind: str, model_settings: dict, model: torch.nn.Mo
     }
     if instruments is not None:
         ckpt["instruments"] = [int(i) for i in instruments]
+    if data_profile is not None:
+        ckpt[DATA_PROFILE] = data_profile
     ckpt.update(training_state or {})
     return ckpt
 

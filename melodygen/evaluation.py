@@ -15,9 +15,9 @@ from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.metrics import score_ids
 
 
-def encode_midi_files(sources, encoding) -> tuple[np.ndarray, list[str]]:
-    """(`BOS ids EOS` of every usable MIDI file under `sources`, concatenated; skipped files with
-    their reasons). `DatasetError` when no file is usable."""
+def encode_midi_files(sources, encoding) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """((path, ids) of every usable MIDI file under `sources`; skipped files with their reasons).
+    `DatasetError` when no file is usable."""
     from melodygen.dataset.files import read_files
     from melodygen.dataset.sources import find_midi_files
 
@@ -26,10 +26,10 @@ def encode_midi_files(sources, encoding) -> tuple[np.ndarray, list[str]]:
         if read.skipped:
             skipped.append(read.message(f"nothing to score in the {encoding.name} encoding"))
         else:
-            pieces.append(np.concatenate([[BOS_ID], read.ids, [EOS_ID]]).astype(np.int64))
+            pieces.append((read.path, read.ids.astype(np.int64)))
     if not pieces:
         raise DatasetError(f"none of the MIDI files given is usable: {skipped[0] if skipped else ''}")
-    return np.concatenate(pieces), skipped
+    return pieces, skipped
 
 
 def default_seq_len(model, ckpt: dict) -> int:
@@ -40,14 +40,20 @@ def default_seq_len(model, ckpt: dict) -> int:
 
 def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "valid",
                         seq_len: int | None = None, batch_size: int = 32, device="auto",
-                        baseline_order: int | None = None) -> dict:
+                        baseline_order: int | None = None, fit_velocities: bool = False) -> dict:
     """Figures of a checkpoint on a prepared dataset split or on MIDI files, plus `seq_len`,
     `source` (what was scored) and `skipped` (unusable MIDI files). With neither `data_dir`
     nor `sources`, the dataset the checkpoint was trained on (its run config's `data.dataset`).
-    `baseline_order` adds `baseline`: that n-gram's figures on the same dataset and windows."""
+    `baseline_order` adds `baseline`: that n-gram's figures on the same dataset and windows.
+    Where what the model saw in training is known (`dataset.profile`): `unseen` (the scored
+    ids it never saw, `Unseen.to_dict`, with each MIDI file's under `files`) and
+    `input_warning` (the line, or None); `fit_velocities` first maps each velocity id it never
+    saw to the nearest it saw, counted in `fitted`."""
     from melodygen.baseline import evaluate_baseline
     from melodygen.checkpoint import DAMAGED_LOGITS, load_for_inference
     from melodygen.dataset.manifest import check_dataset
+    from melodygen.dataset.profile import checkpoint_profile
+    from melodygen.dataset.profile import fit_velocities as fit_to_profile
     from melodygen.dataset.shards import split_ids
     from melodygen.devices import resolve_device
 
@@ -55,23 +61,52 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         raise ConfigError("--baseline needs a prepared dataset (--data DIR): it counts the train split")
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
-    skipped = []
+    skipped, pieces = [], []
     if sources:
-        ids, skipped = encode_midi_files(sources, encoding)
-        source = f"{len(sources)} MIDI source(s)"
+        pieces, skipped = encode_midi_files(sources, encoding)
+        ids, source = _joined([p for _, p in pieces]), f"{len(sources)} MIDI source(s)"
     else:
         data_dir = data_dir or _training_dataset(ckpt, checkpoint, encoding)
         check_dataset(data_dir, encoding.to_dict())
         ids, source = split_ids(data_dir, split), f"{data_dir} ({split} split)"
+    profile = checkpoint_profile(ckpt, encoding, str(checkpoint))
+    fitted = 0
+    if fit_velocities and profile is not None:
+        ids, fitted = fit_to_profile(ids, encoding, profile)
     seq_len = seq_len or default_seq_len(model, ckpt)
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
     if not math.isfinite(figures["nll"]):  # NaN weights were refused on loading; these overflow
         raise CheckpointError(f"{checkpoint}: {DAMAGED_LOGITS}")
     result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
+    if profile is not None:
+        result.update(_unseen(ids, pieces, encoding, profile, source, fit_velocities), fitted=fitted)
     if baseline_order is not None:
         result["baseline"] = evaluate_baseline(data_dir, order=baseline_order, split=split,
                                                seq_len=seq_len, batch_size=batch_size)
     return result
+
+
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
+    """Pieces as one stream, each as `BOS ids EOS`."""
+    return np.concatenate([np.concatenate([[BOS_ID], p, [EOS_ID]]) for p in pieces]).astype(np.int64)
+
+
+def _unseen(ids: np.ndarray, pieces: list, encoding, profile, source: str, fitted: bool) -> dict:
+    """`unseen` (the figures of `dataset.profile.unseen_ids`; per MIDI file under `files`) and
+    `input_warning` of the scored `ids` (`pieces`' joined, or a split's)."""
+    from melodygen.dataset.profile import WARN_SHARE, unseen_ids
+
+    unseen = unseen_ids(ids, encoding, profile)
+    figures, what, far = unseen.to_dict(), source, unseen.far
+    if pieces:  # a line for the set when it, or any one file, is far from what the model saw
+        ends = np.cumsum([len(p) + 2 for _, p in pieces])[:-1]
+        files = [unseen_ids(part, encoding, profile) for part in np.split(ids, ends)]
+        figures["files"] = [{"path": path, **f.to_dict()} for (path, _), f in zip(pieces, files)]
+        count = sum(f.far for f in files)
+        what = (Path(pieces[0][0]).name if len(pieces) == 1 else
+                f"these {len(pieces)} MIDI files ({count} at {WARN_SHARE:.0%} or more)")
+        far = far or count > 0
+    return {"unseen": figures, "input_warning": unseen.describe(what, hint=not fitted) if far else None}
 
 
 def _training_dataset(ckpt: dict, checkpoint, encoding) -> str:

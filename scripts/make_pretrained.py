@@ -97,9 +97,14 @@ def half_checkpoint(best: Path, recipe: Recipe, dataset: Path) -> dict:
     from melodygen.encodings import get_encoding
     from melodygen.training.data import instruments_in
 
+    from melodygen.checkpoint import DATA_PROFILE
+    from melodygen.dataset.profile import dataset_profile
+
     encoding = get_encoding(ckpt["encoding"]["name"], **ckpt["encoding"]["settings"])
     instruments = instruments_in(dataset, encoding)
     kept.update({} if instruments is None else {"instruments": instruments})
+    transposed = ckpt["run_config"].get("training", {}).get("transpose_range", (0, 0))
+    kept[DATA_PROFILE] = ckpt.get(DATA_PROFILE) or dataset_profile(dataset, encoding, transposed).to_dict()
     return {**kept, "model": {**ckpt["model"], "state_dict": state}, "run_config": config,
             "pretrained": {"name": recipe.name, "preset": recipe.preset, "weights": "float16"}}
 

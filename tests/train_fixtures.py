@@ -35,8 +35,13 @@ def make_dataset(directory: Path, encoding_name: str = "melody", train: int = 40
                  **settings) -> Path:
     """A finished dataset folder of motif pieces for `get_encoding(encoding_name, **settings)`."""
     encoding = get_encoding(encoding_name, **settings)
-    directory.mkdir(parents=True)
     splits = {"train": motif_pieces(encoding, train, 1), "valid": motif_pieces(encoding, valid, 2)}
+    return write_dataset(directory, encoding, splits)
+
+
+def write_dataset(directory: Path, encoding, splits: dict[str, list[np.ndarray]]) -> Path:
+    """A finished dataset folder of these pieces (ids without BOS/EOS) per split."""
+    directory.mkdir(parents=True)
     for split, pieces in splits.items():
         write_split(directory, split, pieces, BOS_ID, EOS_ID)
     enc = encoding.to_dict()

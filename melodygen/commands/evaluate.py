@@ -20,6 +20,9 @@ from melodygen.commands.params import threads_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--baseline", "baseline_order", default=None, type=click.IntRange(1, 6),
               help="Also score an n-gram of this order (counted on the train split of the dataset).")
+@click.option("--fit-velocities", is_flag=True,
+              help="Map each velocity the model never saw in training to the nearest one it saw "
+                   "before scoring (for music played with dynamics the model never heard).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @threads_option("evaluate")
 def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_json: bool, threads: int | None,
@@ -32,12 +35,18 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
     the perplexity exp(NLL), and the accuracy (how often the likeliest next event
     is the right one): the same figures as training validation.
 
+    A warning line says when 2% or more of the scored ids are ones the model never
+    saw in training (velocities, meters, instruments...), with their share by kind:
+    its figures on such music measure mostly that. --fit-velocities maps each
+    velocity it never saw to the nearest it saw and says how many ids it changed.
+
     \b
     Examples:
       melodygen evaluate runs/melody_lstm/best.pt
       melodygen evaluate runs/melody_lstm/best.pt --data runs/data/nottingham-melody --baseline 5
       melodygen evaluate best.pt my_tunes/ other.mid
       melodygen evaluate best.pt --data runs/data/x --json
+      melodygen evaluate chorale quartets/ --fit-velocities
     """
     import json
 
@@ -56,7 +65,11 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
         return
     for line in result["skipped"]:
         click.echo(f"skipped {line}", err=True)
+    if result.get("input_warning"):
+        click.echo(result["input_warning"], err=True)
     click.echo(f"{checkpoint} on {result['source']}: {result['events']} events, windows of {result['seq_len']}")
+    if options["fit_velocities"] and "fitted" in result:
+        click.echo(f"  fitted {result['fitted']} velocity ids to the nearest the model saw in training")
     click.echo(f"  model    {format_figures(result)}")
     if "baseline" in result:
         base = result["baseline"]

@@ -38,6 +38,8 @@ def command(checkpoint: str, out_dir: str, name: str, device: str, render: bool,
     Files are named NAME_000.mid, ... and never overwritten without --overwrite.
     Each file is then looked up in the copy index of the model's training data: a line
     warns about any file that copies more than --max-copy-bars bars of a training piece.
+    A --primer or --accompany file of which 2% or more of the ids are ones the model
+    never saw in training (velocities, meters, instruments...) gets a warning line.
 
     \b
     Examples:
@@ -81,6 +83,8 @@ def command(checkpoint: str, out_dir: str, name: str, device: str, render: bool,
             audio = False
     pieces = sample_to_midi(Path(checkpoint), Path(out_dir), request, device, name=name, overwrite=overwrite,
                             copy_check=not no_copy_check)
+    for line in dict.fromkeys(r.input_warning for r in pieces if r.input_warning):  # the same for every piece
+        click.echo(line, err=True)
     _print_table(pieces)
     for r in pieces:
         if r.shortfall:

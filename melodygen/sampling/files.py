@@ -12,11 +12,13 @@ import math
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from melodygen.dataset.profile import check_input, checkpoint_profile
 from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
@@ -103,7 +105,8 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: GenerationRequest, 
 
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
-    plan = plan_generation(encoding, request, device, ckpt.get("instruments"))
+    plan = plan_generation(encoding, request, device, ckpt.get("instruments"),
+                           partial(checkpoint_profile, ckpt, encoding, str(checkpoint)))
     paths = output_paths(out_dir, name, request.n, overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
@@ -128,19 +131,25 @@ class GenerationPlan:
     processors: list
     conditioning: object
     given: object | None = None
+    input_warning: str | None = None  # the primer or given music is far from the training data
 
 
 def plan_generation(encoding, request: GenerationRequest, device="cpu",
-                    instruments_seen: Collection[int] | None = None) -> GenerationPlan:
+                    instruments_seen: Collection[int] | None = None, profile=None) -> GenerationPlan:
     """Check `request` against `encoding` (and the instruments the model trained on, the
     checkpoint's "instruments", where known), read its primer and set up its grammar; every
-    problem is one error, raised before anything is generated or written."""
+    problem is one error, raised before anything is generated or written. `profile`: what the
+    model saw in training (a `dataset.profile.DataProfile`, or a function giving it, called only
+    when the request gives music), for the warning about a primer or given music far from it and
+    for `fit_velocities`; None: unknown, nothing said."""
     conditioning = encoding.conditioning(request)
     conditioning.check(instruments_seen)
     if request.accompany is not None or request.infill is not None:
-        return _given_plan(encoding, request, conditioning, device)
+        return _given_plan(encoding, request, conditioning, device, profile)
     primer, primer_qpm = read_primer(request.primer, encoding) if request.primer else ([], None)
-    primer = conditioning.primer_ids(primer)
+    checked = check_input(primer, encoding, profile, request.primer and request.primer.name,
+                          fit=request.fit_velocities)
+    primer = conditioning.primer_ids(checked.ids)
     qpm = request.tempo or primer_qpm or 120.0
     max_events, budget = length_budget(encoding, request, qpm)
     ceiling = max_piece_events()
@@ -152,10 +161,10 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
                           "encoding's --seconds/--bars are not one; give --length")
     rows = request.beam * request.branch if request.beam else request.n
     return GenerationPlan(primer, qpm, max_events, budget, conditioning.processors(primer, rows, device),
-                          conditioning)
+                          conditioning, input_warning=checked.warning)
 
 
-def _given_plan(encoding, request: GenerationRequest, conditioning, device) -> GenerationPlan:
+def _given_plan(encoding, request: GenerationRequest, conditioning, device, profile) -> GenerationPlan:
     """Accompaniment (`accompany`) or infilling (`infill` bars of `primer`): the given music is
     forced through the grammar, the model writes the rest; rows end with the given music."""
     from melodygen.dataset.files import read_file
@@ -165,13 +174,15 @@ def _given_plan(encoding, request: GenerationRequest, conditioning, device) -> G
         raise ConfigError("--infill rewrites bars of the --primer piece: give --primer FILE")
     score = read_file(source, encoding, keep_score=True).raise_if_skipped("no usable music to work with").score
     given, processors, cap = conditioning.given(score, request.n, device)
+    # the ids the model is given (the given tracks); --fit-velocities is not offered for them
+    warning = check_input(given.ids, encoding, profile, source.name, hint=False).warning
     ceiling = max_piece_events()
     if len(given.ids) > ceiling:
         time = encoding.time_per_id()
         length = f" ({time.amounts[given.ids].sum():g} {time.unit})" if time is not None else ""
         raise ConfigError(piece_events_problem(len(given.ids), f"{source}: its given music{length}"))
     return GenerationPlan([], float(score.tempo_map.qpm[0]), min(cap, ceiling), None, processors, conditioning,
-                          given)
+                          given, warning)
 
 
 def generate_pieces(model, encoding, request: GenerationRequest, device,
@@ -184,7 +195,7 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
     given = _given(encoding, request, plan)
     finish = plan.conditioning.finish
     pieces = [Piece(finish(row, plan.primer, plan.qpm, plan.given), row, _shortfall(row, request, plan), likelihood,
-                    given=given) for row, likelihood in zip(rows, likelihoods)]
+                    given=given, input_warning=plan.input_warning) for row, likelihood in zip(rows, likelihoods)]
     plan.conditioning.measure(pieces, plan.primer)
     if request.transpose:  # after the steering is measured: density does not move with the pitches
         for piece in pieces:

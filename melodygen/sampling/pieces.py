@@ -3,7 +3,8 @@
 A piece is its `Score` (tracks, tempo map, meter; times in seconds) plus how it came about: the
 new ids the model drew, why it holds less music than asked (if it does), its log-likelihood
 under beam search, the controls it was steered by and how well it obeys them, what of it the
-user gave and its copy check. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders
+user gave, its copy check, and the warning when what the user gave is far from the model's
+training data. It saves to MIDI, converts to `pretty_midi.PrettyMIDI`, renders
 to WAV (FluidSynth) and draws its piano roll, each through the module that owns that job.
 """
 
@@ -31,6 +32,7 @@ class Piece:
     form: object = None  # `encodings.form.FormAdherence`: how it follows its form plan
     given: object = None  # what the user gave (primer, given tracks or bars): `given_mask(ids)`, for the copy check
     copy_check: dict | None = None  # `stats.copies.check_pieces`' row: {"path", "check"} or {"path", "skipped"}
+    input_warning: str | None = None  # the primer or given music holds ids the model never saw (`dataset.profile`)
 
     @property
     def notes(self) -> list[Note]:

@@ -164,6 +164,10 @@ class GenerationRequest:
         "sections give the length (8 bars each where no count says).")
     primer: Path | None = _option("file", "MIDI file to continue; the output starts with it.")
     continuation_only: bool = _option("flag", "With --primer: write only the new music.")
+    fit_velocities: bool = _option(
+        "flag", "With --primer: map each of its velocities the model never saw in training to the nearest one "
+        "it saw (the primer comes back with them). A primer or --accompany file far outside the model's "
+        "training data gets a warning either way.")
     accompany: Path | None = _option(
         "file", "Multitrack models: a MIDI file whose tracks are given (e.g. your melody); the model writes "
         "new tracks (--instruments, default piano) in time with them, as long as the piece. The given notes "
@@ -271,6 +275,9 @@ class GenerationRequest:
         problems = [
             (len(lengths) > 1, "give at most one of --events, --seconds, --bars"),
             (self.continuation_only and self.primer is None, "--continuation-only needs --primer"),
+            (self.fit_velocities and (self.primer is None or given),
+             "--fit-velocities maps the velocities of a --primer the model continues: not without one, nor with "
+             "--accompany or --infill (their given music comes back as the file has it)"),
             (bool(self.beam) and self.n > self.beam,
              f"-n {self.n} is more than the --beam {self.beam} sequences beam search keeps"),
             (bool(self.beam) and self.allow_early_end,

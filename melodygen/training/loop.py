@@ -74,6 +74,7 @@ class _Run:
     clock: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)  # the dataset's
     instruments: list[int] | None = None  # the train split's (`data.instruments_in`)
+    data_profile: dict | None = None  # the train split's ids counted (`dataset.profile`)
 
 
 def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -109,6 +110,7 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overw
 def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, device,
            progress: bool) -> _Run:
     """Builds the run, checking everything (config, data, checkpoint) before writing."""
+    from melodygen.dataset.profile import dataset_profile
     from melodygen.encodings import PAD_ID, get_encoding
 
     ckpt = checkpoint.load(paths.last) if resume else None
@@ -127,7 +129,8 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     config = _resolved(config, raw_model, encoding, directory)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
                data.ValidationWindows(directory, config, info), stepper, manifest=manifest,
-               instruments=data.instruments_in(directory, encoding))
+               instruments=data.instruments_in(directory, encoding),
+               data_profile=dataset_profile(directory, encoding, config.training.transpose_range).to_dict())
     if ckpt is not None:
         resumed = state.restore(ckpt, optimizer, sampler, info, paths.last)
         run.step, run.best = ckpt["step"], resumed["best"]
@@ -296,7 +299,7 @@ def _save(run: _Run, best: bool) -> None:
         model_kind=run.raw_model.kind, model_settings=settings_to_dict(run.raw_model.settings),
         model=run.raw_model, encoding=run.encoding, run_config=run.config.to_dict(),
         step=run.step, best_val_nll=run.best["nll"] if run.best else None,
-        training_state=training_state, instruments=run.instruments)
+        training_state=training_state, instruments=run.instruments, data_profile=run.data_profile)
     checkpoint.save(ckpt, run.paths.last)
     if best:
         checkpoint.save(ckpt, run.paths.best)
