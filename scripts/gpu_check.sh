@@ -45,7 +45,7 @@ section "CUDA tests"
 section "prepare the bundled Nottingham tunes"
 "${MG[@]}" prepare bundled:nottingham --encoding melody --out "$WORK/data" | tail -n 3 || exit 1
 
-for kind in rnn lstm gru attention_lstm transformer; do
+for kind in rnn lstm gru attention_lstm transformer cnn; do
     case $kind in
         rnn) config=configs/melody_rnn.toml; extra=() ;;
         gru|attention_lstm) config=configs/melody_lstm.toml; extra=(--set model.kind=$kind) ;;
@@ -95,7 +95,7 @@ def seconds(what: str, kind: str) -> float:
 
 print("| kind | train s (incl. start-up) | train tok/s (last interval) | val NLL | sample s (16 x 512, incl. load) | events/s |")
 print("|---|---:|---:|---:|---:|---:|")
-for kind in ("rnn", "lstm", "gru", "attention_lstm", "transformer"):
+for kind in ("rnn", "lstm", "gru", "attention_lstm", "transformer", "cnn"):
     paths = RunPaths(work / f"run-{kind}")
     columns = read_metrics(paths.metrics) if paths.metrics.is_file() else {}
     rate = last(columns.get("tokens_per_s", []), 0.0)

@@ -1,5 +1,6 @@
-"""The model ladder: RNN -> LSTM -> attention LSTM -> Transformer (learned, rope positions) ->
-Music Transformer (relative attention), trained on the same split with the same time budget.
+"""The model ladder: CNN (causal dilated convolutions) -> RNN -> LSTM -> attention LSTM ->
+Transformer (learned, rope positions) -> Music Transformer (relative attention), trained on the
+same split with the same time budget.
 
 For each rung: `melodygen.training.train` from its preset (`configs/`) on one prepared Nottingham
 melody dataset, with every rung's time budget set to `--minutes` (and no step limit), then:
@@ -14,7 +15,8 @@ on windows starting at a tune's beginning are scored, like every rung, on sequen
 start mid-tune; a model with learned positions, which only ever saw a BOS at position 0, is the
 most disadvantaged by that.
 
-    python scripts/ladder_table.py --minutes 5 --threads 2            # ~45 min on 2 CPU cores
+    python scripts/ladder_table.py --minutes 5 --threads 2            # ~50 min on 2 CPU cores
+    python scripts/ladder_table.py --rungs "cnn (dilated)"             # one rung (~7 min)
     python scripts/ladder_table.py --reuse                             # re-score finished runs
 """
 
@@ -30,6 +32,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 RUNGS = [  # (name, preset, overrides)
+    ("cnn (dilated)", "melody_cnn", []),
     ("rnn", "melody_rnn", []),
     ("lstm", "melody_lstm", []),
     ("attention_lstm", "melody_attention_lstm", []),

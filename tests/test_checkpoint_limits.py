@@ -14,7 +14,9 @@ from melodygen.models import MODELS, build_model
 SMALL = {"rnn": {"embed_size": 8, "hidden_size": 8, "num_layers": 2},
          "attention_lstm": {"embed_size": 8, "hidden_size": 8, "num_layers": 2, "attention_length": 4},
          "transformer": {"d_model": 8, "n_layers": 2, "n_heads": 2, "d_ff": 16, "max_context": 16,
-                         "positions": "relative"}}
+                         "positions": "relative"},
+         "cnn": {"embed_size": 8, "channels": 8, "num_layers": 3, "kernel_size": 3, "dilation_cycle": 2,
+                 "skip": True}}
 
 
 def write(path, kind="lstm", settings=None, **changes):

@@ -14,11 +14,16 @@ from melodygen.sampling.decoding import Budget, DecodeSettings, sample
 
 MELODY = get_encoding("melody")  # 41 ids
 SMALL = {"transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_context": 12},
-         "attention_lstm": {"embed_size": 16, "hidden_size": 32, "num_layers": 2, "attention_length": 5}}
+         "attention_lstm": {"embed_size": 16, "hidden_size": 32, "num_layers": 2, "attention_length": 5},
+         # dilations 1, 2, 4, 1: a receptive field of 17, so the ring buffers wrap within 40 steps
+         "cnn": {"embed_size": 16, "channels": 32, "num_layers": 4, "kernel_size": 3, "dilation_cycle": 3}}
 SMALL_RECURRENT = {"embed_size": 16, "hidden_size": 32, "num_layers": 2}
-# every kind, and the Transformer with each of its positions (learned re-encodes past its context)
+# every kind, the Transformer with each of its positions (learned re-encodes past its context), and
+# the cnn's other activation with skips, a tied head and no input projection
 VARIANTS = [(kind, {}) for kind in MODELS] + [("transformer", {"positions": "relative"}),
-                                              ("transformer", {"positions": "learned"})]
+                                              ("transformer", {"positions": "learned"}),
+                                              ("cnn", {"embed_size": 32, "kernel_size": 2, "activation": "gelu",
+                                                       "skip": True, "tie_weights": True})]
 # Only the order of float32 sums differs (products of <= 64 terms, 2 layers, <= 40 steps of
 # recurrence): measured <= 2e-6 on logits of size ~5; 1e-4 leaves margin, while a real slip
 # (an attention window one output short, met while writing this) moved them by 1e-2.

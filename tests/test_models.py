@@ -15,11 +15,15 @@ TINY = {
     "gru": {"embed_size": 8, "hidden_size": 16, "num_layers": 2},
     "attention_lstm": {"embed_size": 8, "hidden_size": 16, "num_layers": 2, "attention_length": 4},
     "transformer": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 16},
+    # dilations 1, 2, 4, 1: a receptive field of 17, shorter than the longer tests' 40 ids
+    "cnn": {"embed_size": 8, "channels": 16, "num_layers": 4, "kernel_size": 3, "dilation_cycle": 3},
 }
 CASES = [(kind, TINY[kind]) for kind in MODELS] + [
     ("transformer", {**TINY["transformer"], "positions": "learned", "tie_weights": False}),
-    ("transformer", {**TINY["transformer"], "positions": "relative", "max_relative_distance": 5})]
-IDS = [*MODELS, "transformer-learned", "transformer-relative"]
+    ("transformer", {**TINY["transformer"], "positions": "relative", "max_relative_distance": 5}),
+    ("cnn", {**TINY["cnn"], "embed_size": 16, "kernel_size": 2, "activation": "gelu", "skip": True,
+             "tie_weights": True})]
+IDS = [*MODELS, "transformer-learned", "transformer-relative", "cnn-gelu-skip-tied"]
 
 
 def tiny(kind, settings, seed=0):
@@ -41,7 +45,7 @@ def step_in_chunks(model, ids, sizes):
 
 
 def test_registry_has_every_kind():
-    assert set(MODELS) == {"rnn", "lstm", "gru", "attention_lstm", "transformer"}
+    assert set(MODELS) == {"rnn", "lstm", "gru", "attention_lstm", "transformer", "cnn"}
     assert set(TINY) == set(MODELS)
 
 
@@ -95,7 +99,7 @@ def test_settings_round_trip_and_state_dict(kind, settings):
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_weight_tying_shares_the_tensor(kind):
     square = {"embed_size": 16, "hidden_size": 16}
-    tie = TINY["transformer"] if kind == "transformer" else square
+    tie = {"transformer": TINY["transformer"], "cnn": {**TINY["cnn"], "embed_size": 16}}.get(kind, square)
     tied = tiny(kind, {**tie, "tie_weights": True})
     untied = tiny(kind, {**tie, "tie_weights": False})
     assert tied.head.weight is tied.embed.weight
@@ -232,7 +236,7 @@ def test_training_autocast_is_a_no_op_on_cpu():
 
 
 def test_unknown_kind():
-    with pytest.raises(ConfigError, match="unknown model kind .lstn..*rnn, lstm, gru, attention_lstm, transformer"):
+    with pytest.raises(ConfigError, match="unknown model kind .lstn..*rnn, lstm, gru, attention_lstm, transformer, cnn"):
         build_model("lstn", {}, V)
 
 
@@ -256,6 +260,13 @@ def test_every_problem_reported_at_once():
     ("transformer", {"positions": "sinusoidal"}, "one of rope, relative, learned"),
     ("transformer", {"max_relative_distance": -1}, "max_relative_distance must be >= 0"),
     ("transformer", {"max_context": 1}, "max_context must be in 2..65,536"),
+    ("cnn", {"kernel_size": 1}, "kernel_size must be >= 2"),
+    ("cnn", {"activation": "relu"}, "activation must be one of gated, gelu"),
+    ("cnn", {"dilation_cycle": 0}, "dilation_cycle must be in 1..16"),
+    ("cnn", {"dilation_cycle": 10 ** 9}, "dilation_cycle must be in 1..16"),  # no 2 ** 10 ** 9 computed
+    ("cnn", {"embed_size": 8, "channels": 16, "tie_weights": True}, "tie_weights needs embed_size == channels"),
+    ("cnn", {"num_layers": 10 ** 9}, "receptive field must be <= 65,536"),  # checked before building
+    ("cnn", {"kernel_size": 300}, "receptive field must be <= 65,536"),
 ])
 def test_bad_values(kind, settings, fragment):
     with pytest.raises(ConfigError, match=f"model '{kind}'") as info:
@@ -293,3 +304,57 @@ def test_kv_cache_is_written_in_place(positions):
     assert [t.data_ptr() for t in state.keys + state.values] == buffers
     assert state.end <= state.capacity and state.length <= 8
     assert torch.equal(state.cached_ids(), ids[:, 40 - state.length:])
+
+
+@pytest.mark.parametrize("settings,field", [
+    ({"kernel_size": 2, "num_layers": 8, "dilation_cycle": 8}, 256),  # 1 + (1 + 2 + ... + 128)
+    ({"kernel_size": 3, "num_layers": 4, "dilation_cycle": 3}, 17),  # 1 + 2 (1 + 2 + 4 + 1)
+    ({"kernel_size": 2, "num_layers": 16, "dilation_cycle": 8}, 511),
+    ({"kernel_size": 4, "num_layers": 1, "dilation_cycle": 5}, 4),
+])
+def test_cnn_receptive_field(settings, field):
+    """R = 1 + (kernel_size - 1) * the sum of the dilations 2^(i mod dilation_cycle)."""
+    model = tiny("cnn", {"embed_size": 8, "channels": 8, **settings})
+    assert model.receptive_field == field
+    assert [layer.dilation for layer in model.layers] == model.settings.dilations()
+    assert model.max_context is None
+
+
+CNN_GELU_SKIP = CASES[-1][1]
+
+
+@pytest.mark.parametrize("settings", [TINY["cnn"], CNN_GELU_SKIP], ids=["gated", "gelu-skip"])
+def test_cnn_sees_exactly_its_receptive_field(settings):
+    """Logits at t depend on ids t - R + 1 .. t: changing the id R back changes nothing, R - 1
+    back changes them."""
+    model = tiny("cnn", settings)
+    R, t = model.receptive_field, 30
+    ids = random_ids(length=t + 1)
+    with torch.no_grad():
+        base = model(ids)[:, t]
+        for back, matters in ((R, False), (R - 1, True)):
+            changed = ids.clone()
+            changed[:, t - back] = (changed[:, t - back] + 1) % V
+            assert torch.allclose(model(changed)[:, t], base) != matters
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cnn_steps_in_random_chunks_and_after_selected_rows(seed):
+    """Stepping in random chunk sizes (the ring buffers wrap many times) equals `forward`, and
+    rows picked from a state midway (reordered, repeated) continue as those rows of `forward`."""
+    model = tiny("cnn", CNN_GELU_SKIP if seed % 2 else TINY["cnn"])
+    ids = random_ids(length=90, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    sizes = []
+    while sum(sizes) < 90:
+        sizes.append(min(int(torch.randint(1, 12, (1,), generator=generator)), 90 - sum(sizes)))
+    rows, done = torch.tensor([1, 1, 0, 2]), sum(sizes[:3])
+    with torch.inference_mode():
+        full = model(ids)
+        stepped, _ = step_in_chunks(model, ids, sizes)
+        _, state = step_in_chunks(model, ids, sizes[:3])
+        picked = model.select_rows(state, rows)
+        continued = [model.step(ids[rows, done:done + 1], picked)[0], model.step(ids[rows, done + 1:], picked)[0]]
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(continued, dim=1), full[rows, done:], atol=1e-5, rtol=1e-4)
+    assert state.position == done and picked.position == 90

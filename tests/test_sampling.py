@@ -310,6 +310,8 @@ def test_lengths_in_time_work_for_any_encoding_that_declares_time():
 def _tiny(kind: str) -> dict:
     if kind == "transformer":
         return {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 8}
+    if kind == "cnn":  # a receptive field of 7, shorter than the pieces
+        return {"embed_size": 8, "channels": 16, "num_layers": 3, "kernel_size": 2, "dilation_cycle": 3}
     return {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
 
 

@@ -31,7 +31,7 @@ from melodygen.commands.params import threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(sources, config_path, data_dir, out_dir, overrides, resume, overwrite, device, seed,
             threads, quiet):
-    """Train a model (RNN, LSTM, GRU, attention LSTM, Transformer) on MIDI or a prepared dataset.
+    """Train a model (RNN, LSTM, GRU, attention LSTM, Transformer, CNN) on MIDI or a prepared dataset.
 
     Writes RUN/config.toml, RUN/metrics.csv, RUN/best.pt (best validation NLL) and RUN/last.pt
     (refreshed at every validation). MIDI SOURCES given on the command line (or `[data]

@@ -6,7 +6,7 @@
             "vocab_size": model.vocab_size}
 
 `rnn`, `lstm` and `gru` share `RecurrentSettings`, `attention_lstm` adds `attention_length`;
-`transformer` has `TransformerSettings`.
+`transformer` has `TransformerSettings`; `cnn` (causal dilated convolutions) has `ConvSettings`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 
 from melodygen.errors import ConfigError
 from melodygen.models.base import SequenceModel
+from melodygen.models.cnn import ConvModel, ConvSettings
 from melodygen.models.recurrent import (
     AttentionLSTMModel,
     AttentionLSTMSettings,
@@ -43,6 +44,7 @@ MODELS: dict[str, ModelEntry] = {
     "gru": ModelEntry(RecurrentSettings, GRUModel),
     "attention_lstm": ModelEntry(AttentionLSTMSettings, AttentionLSTMModel),
     "transformer": ModelEntry(TransformerSettings, TransformerModel),
+    "cnn": ModelEntry(ConvSettings, ConvModel),
 }
 
 

@@ -7,7 +7,7 @@ multiplies by `W.t()`, a transposed GEMV 1.25-2x slower than a product with the 
 (in, out); a step here multiplies by weights transposed once, up front, skips the modules'
 Python, and looks the first layer's input product up in a table per id. On a GPU, rnn/lstm/gru
 replay their step as a CUDA graph (not yet run on one). The state is the model's own (recurrent
-tensors, the Transformer's `KVCache`), so a fast step continues a plain one and the other way
+tensors, the Transformer's `KVCache`, the cnn's `ConvState`), so a fast step continues a plain one and the other way
 round, `select_rows` and beam search are unchanged, and whatever a fast step does not cover (a
 prefix of several ids, a fresh state, a learned-position re-encode) goes to `model.step`.
 
@@ -306,6 +306,46 @@ class _TransformerStepper(_Stepper):
         return self.rope[0][position:position + count], self.rope[1][position:position + count]
 
 
+class _ConvStepper(_Stepper):
+    """cnn: per layer one product of its convolution's taps (read from the layer's ring buffer)
+    and the new input with the kernel transposed (`ConvLayer.kernel`: (taps x C, out)), then the
+    gate and the 1x1s with transposed weights, no module calls; the first layer's input and its
+    LayerNorm are tables per id. The buffers are written in place, as the plain step writes
+    them (`ConvState`)."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__(model)
+        self.layers = []
+        for layer in model.layers:
+            skip = None if layer.skip is None else (_t(layer.skip.weight), layer.skip.bias.detach())
+            self.layers.append((layer, _t(layer.kernel()), layer.conv.bias.detach(), _t(layer.res.weight),
+                                layer.res.bias.detach(), skip))
+        first = model.layers[0].norm
+        x0 = model.embed_ids(torch.arange(model.vocab_size, device=model.head.weight.device))  # (V, C)
+        self.inputs = x0, F.layer_norm(x0, x0.shape[-1:], first.weight, first.bias, first.eps)
+        self.head = _t(model.head.weight), model.head.bias.detach()
+
+    def one(self, ids: LongTensor, state: Any) -> tuple[Tensor, Any]:
+        position, model = state.position, self.model
+        x, h = F.embedding(ids, self.inputs[0]), F.embedding(ids, self.inputs[1])  # (B, C)
+        skips = None
+        for i, (layer, kernel, bias, res, res_bias, skip) in enumerate(self.layers):
+            if i:
+                h = F.layer_norm(x, x.shape[-1:], layer.norm.weight, layer.norm.bias, layer.norm.eps)
+            buffer, span, dilation = state.buffers[i], layer.span, layer.dilation
+            taps = [buffer[:, (position - j * dilation) % span] for j in range(span // dilation, 0, -1)]
+            y = layer.activate(torch.addmm(bias, torch.cat([*taps, h], dim=1), kernel))  # (B, C)
+            buffer[:, position % span] = h  # after the read: with 2 taps it is the same slot
+            if skip is not None:
+                out = torch.addmm(skip[1], y, skip[0])
+                skips = out if skips is None else skips + out
+            x = torch.addmm(res_bias, y, res).add_(x)
+        out = x if skips is None else skips
+        out = F.layer_norm(out, out.shape[-1:], model.norm.weight, model.norm.bias, model.norm.eps)
+        state.position += 1
+        return torch.addmm(self.head[1], out, self.head[0])[:, None], state
+
+
 class _Weights:
     """A linear layer's weight (and bias) for products with a few rows. One row: x @ (in, out)
     copy, MKL's GEMV (nn.Linear's x @ W.t() is 1.25-2x slower). Several rows: MKL's GEMM costs
@@ -352,4 +392,5 @@ FAST_STEPS: dict[str, Callable[[SequenceModel], _Stepper]] = {
     "gru": _GraphedRecurrentStepper,
     "attention_lstm": _AttentionLSTMStepper,
     "transformer": _TransformerStepper,
+    "cnn": _ConvStepper,
 }
