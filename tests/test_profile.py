@@ -199,7 +199,8 @@ def test_nothing_is_read_or_said_without_music_or_a_profile(loud):
     def unread():
         raise AssertionError("the profile was read without music to check")
 
-    assert plan_generation(ENC, GenerationRequest(events=4), profile=unread).input_warning is None
+    # music from nothing with its instruments named: nothing to check, no usual tracks needed
+    assert plan_generation(ENC, GenerationRequest(events=4, instruments=(0,)), profile=unread).input_warning is None
     assert plan_generation(ENC, GenerationRequest(primer=loud, events=4)).input_warning is None
     assert check_input([5, 6], ENC, lambda: None, "x.mid").warning is None
 
@@ -213,3 +214,28 @@ def test_the_evaluate_command_warns_on_stderr_and_fits(trained, loud):
     assert "fitted 16 velocity ids to the nearest the model saw in training" in fitted.stdout
     helped = CliRunner().invoke(main, ["evaluate", "--help"]).output
     assert "--fit-velocities" in helped and "never" in helped and "warning" in helped
+
+
+def test_a_piece_from_nothing_gets_the_usual_tracks_of_the_training_data(tmp_path):
+    """Most training pieces open with the same instruments: a piece begun from nothing without
+    --instruments gets them (a chorale its four voices, a folk band its chord track)."""
+    from melodygen.dataset.profile import usual_header
+
+    ids = np.array([1, 5, 5, 9, 2, 1, 5, 5, 9, 2, 1, 7, 9, 2], dtype=np.int64)  # two of three open 5 5
+    offsets = np.array([0, 5, 10, 14])
+
+    class Programs:  # an encoding whose programs 0..2 are ids 5..7
+        def program_ids(self):
+            return np.array([5, 6, 7])
+
+    assert usual_header(ids, offsets, Programs()) == (0, 0)
+    assert usual_header(ids, np.array([0, 5, 10, 14, 14 + 0]), Programs()) == (0, 0)
+    rare = np.array([1, 5, 9, 2, 1, 6, 9, 2, 1, 7, 9, 2], dtype=np.int64)
+    assert usual_header(rare, np.array([0, 4, 8, 12]), Programs()) is None  # none opens half
+    assert usual_header(ids, offsets, get_encoding("melody")) is None
+    profile = DataProfile(np.zeros(ENC.vocab.size, dtype=np.int64), (0, 0), (73, 0))
+    assert DataProfile.from_dict(profile.to_dict(), ENC.vocab.size).header == (73, 0)
+    grammar = plan_generation(ENC, GenerationRequest(bars=2), profile=profile).processors[0]
+    assert grammar.parts[0].header.tolist() == [73, 0]  # the header is forced to the usual tracks
+    named = plan_generation(ENC, GenerationRequest(bars=2, instruments=(40,)), profile=profile).processors[0]
+    assert named.parts[0].header.tolist() == [40]  # asked instruments win

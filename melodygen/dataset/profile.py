@@ -17,6 +17,10 @@ the velocity it knew, the same pieces scored 1.96. This module owns the three an
   that the train split holds fewer than `SEEN_AT_LEAST` times in every training transposition,
   by kind (the vocabulary's range names). `Unseen.warning` is the one line `evaluate`,
   `sample --primer` and `--accompany` print once the share reaches `WARN_SHARE`.
+- **The usual tracks** (`DataProfile.header`): for an encoding whose ids name instruments, the
+  instruments (GM programs, in track order) that open most training pieces, when at least half
+  of them open so: a piece begun from nothing gets them (`encodings.multitrack_conditioning`),
+  so a chorale model writes its four voices and a folk band its chord track.
 - **Fitting velocities** (`fit_velocities`): each velocity id the model never saw replaced by the
   nearest one it saw, by value in the same kind (the nearest loudness): `evaluate
   --fit-velocities` and `sample --fit-velocities` (a primer).
@@ -58,10 +62,13 @@ class DataProfile:
 
     counts: np.ndarray
     transpose_range: tuple[int, int] = (0, 0)
+    header: tuple[int, ...] | None = None  # the usual instruments, in track order (module docstring)
 
     def to_dict(self) -> dict:
-        """What a checkpoint stores: {"counts": [int] * V, "transpose_range": [lo, hi]}."""
-        return {"counts": [int(c) for c in self.counts], "transpose_range": list(self.transpose_range)}
+        """What a checkpoint stores: {"counts": [int] * V, "transpose_range": [lo, hi]}, and
+        "header": [program, ...] where there is a usual one."""
+        header = {} if self.header is None else {"header": list(self.header)}
+        return {"counts": [int(c) for c in self.counts], "transpose_range": list(self.transpose_range), **header}
 
     @classmethod
     def from_dict(cls, d, vocab_size: int) -> DataProfile | None:
@@ -69,11 +76,12 @@ class DataProfile:
         try:
             counts = np.asarray(d["counts"], dtype=np.int64)
             lo, hi = (int(x) for x in d.get("transpose_range", (0, 0)))
+            header = None if d.get("header") is None else tuple(int(p) for p in d["header"])
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
         if counts.shape != (vocab_size,) or (counts < 0).any() or not lo <= 0 <= hi:
             return None
-        return cls(counts, (lo, hi))
+        return cls(counts, (lo, hi), header or None)
 
     def seen(self, encoding) -> np.ndarray:
         """(V,) bool: the ids the model trained on at least `SEEN_AT_LEAST` times in one of its
@@ -93,10 +101,36 @@ def dataset_profile(directory: str | Path, encoding, transpose_range: Sequence[i
     """The profile of a prepared dataset's train split (checked by the caller)."""
     from melodygen.dataset.shards import TokenDataset
 
-    ids = np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64)
+    train = TokenDataset(directory, "train")
+    ids = np.asarray(train.ids, dtype=np.int64)
     counts = np.bincount(ids, minlength=encoding.vocab.size)[:encoding.vocab.size]
     lo, hi = transpose_range
-    return DataProfile(counts.astype(np.int64), (int(lo), int(hi)))
+    return DataProfile(counts.astype(np.int64), (int(lo), int(hi)), usual_header(ids, train.offsets, encoding))
+
+
+USUAL_SHARE = 0.5  # the share of training pieces one header must open for a piece to get it
+
+
+def usual_header(ids: np.ndarray, offsets: np.ndarray, encoding) -> tuple[int, ...] | None:
+    """The instruments that open at least `USUAL_SHARE` of the pieces `ids` holds (each `BOS
+    ids... EOS` between `offsets`), read through `Encoding.program_ids`; None for an encoding
+    whose ids name no instruments, or when no header is that common."""
+    from collections import Counter
+
+    program_ids = encoding.program_ids()
+    if program_ids is None or len(offsets) < 2:
+        return None
+    program_of = {int(i): program for program, i in enumerate(program_ids)}
+    headers: Counter = Counter()
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        header = []
+        for i in ids[start + 1:end]:
+            if int(i) not in program_of:
+                break
+            header.append(program_of[int(i)])
+        headers[tuple(header)] += 1
+    header, count = headers.most_common(1)[0]
+    return header if header and count >= USUAL_SHARE * (len(offsets) - 1) else None
 
 
 def checkpoint_profile(ckpt: dict, encoding, origin: str) -> DataProfile | None:
@@ -255,6 +289,11 @@ class InputCheck:
     fitted: int = 0
 
 
+def resolve(profile: DataProfile | Callable[[], DataProfile | None] | None) -> DataProfile | None:
+    """The profile itself, from a function giving it where that is what was passed."""
+    return profile() if callable(profile) else profile
+
+
 def check_input(ids: Sequence[int], encoding, profile: DataProfile | Callable[[], DataProfile | None] | None,
                 what: str, *, fit: bool = False, hint: bool = True) -> InputCheck:
     """Sampling's one call for music the user gives (`what` names the file): the ids fitted
@@ -263,7 +302,7 @@ def check_input(ids: Sequence[int], encoding, profile: DataProfile | Callable[[]
     pass as they are)."""
     if not len(ids) or profile is None:
         return InputCheck(list(ids))
-    profile = profile() if callable(profile) else profile
+    profile = resolve(profile)
     if profile is None:
         return InputCheck(list(ids))
     fitted = 0

@@ -129,13 +129,14 @@ class Encoding(ABC):
         tracks with them."""
         return None
 
-    def conditioning(self, request):
+    def conditioning(self, request, usual_header=None):
         """What a generation request (`sampling.request.GenerationRequest`) means for this
         encoding: its checks, primer, logit processors, given music and finish step
-        (`encodings.conditioning`)."""
+        (`encodings.conditioning`). `usual_header`: a function giving the instruments that open
+        most of the model's training pieces (None: unknown), for a piece begun from nothing."""
         from melodygen.encodings.conditioning import Conditioning
 
-        return Conditioning(self, request)
+        return Conditioning(self, request, usual_header)
 
     @property
     def refers_back(self) -> bool:

@@ -22,9 +22,10 @@ from melodygen.notes import Score
 class Conditioning:
     """A request as a single-stream encoding carries it out."""
 
-    def __init__(self, encoding, request):
+    def __init__(self, encoding, request, usual_header=None):
         self.encoding = encoding
         self.request = request
+        self.usual_header = usual_header  # () -> the model's usual instruments, or None (unknown)
 
     def check(self, instruments_seen: Collection[int] | None) -> None:
         """`ConfigError` for what this encoding cannot do for the request (before anything is

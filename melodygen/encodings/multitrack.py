@@ -528,10 +528,10 @@ class MultitrackEncoding(Encoding):
                                                                         for c in range(harmony.NUM_CHORDS)])
         return table
 
-    def conditioning(self, request):
+    def conditioning(self, request, usual_header=None):
         from melodygen.encodings.multitrack_conditioning import MultitrackConditioning
 
-        return MultitrackConditioning(self, request)
+        return MultitrackConditioning(self, request, usual_header)
 
     @property
     def refers_back(self) -> bool:

@@ -45,9 +45,13 @@ class MultitrackConditioning(Conditioning):
         return asked
 
     def processors(self, primer: list[int], rows: int, device) -> list:
-        """The grammar, steering its tracks with the requested instruments and its bars with the
-        requested controls and form."""
-        chosen = {"instruments": self.request.instruments} if self.request.instruments else {}
+        """The grammar, steering its tracks with the requested instruments (for a piece begun
+        from nothing without them: the model's usual ones, so a chorale has its four voices and a
+        folk band its chord track) and its bars with the requested controls and form."""
+        instruments = self.request.instruments
+        if not instruments and not primer and self.usual_header is not None:
+            instruments = self.usual_header()  # the tracks most training pieces have, or None
+        chosen = {"instruments": instruments} if instruments else {}
         return [self.encoding.grammar(primer, rows, device, controls=self.request.controls,
                                       form=self.request.form_plan, **chosen)]
 

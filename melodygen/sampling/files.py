@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from melodygen.dataset.profile import check_input, checkpoint_profile
+from melodygen.dataset.profile import check_input, checkpoint_profile, resolve
 from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
@@ -142,7 +142,7 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
     model saw in training (a `dataset.profile.DataProfile`, or a function giving it, called only
     when the request gives music), for the warning about a primer or given music far from it and
     for `fit_velocities`; None: unknown, nothing said."""
-    conditioning = encoding.conditioning(request)
+    conditioning = encoding.conditioning(request, lambda: getattr(resolve(profile), "header", None))
     conditioning.check(instruments_seen)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, conditioning, device, profile)
