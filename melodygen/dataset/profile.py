@@ -20,7 +20,9 @@ the velocity it knew, the same pieces scored 1.96. This module owns the three an
 - **The usual tracks** (`DataProfile.header`): for an encoding whose ids name instruments, the
   instruments (GM programs, in track order) that open most training pieces, when at least half
   of them open so: a piece begun from nothing gets them (`encodings.multitrack_conditioning`),
-  so a chorale model writes its four voices and a folk band its chord track.
+  so a chorale model writes its four voices and a folk band its chord track. Only a profile
+  stored at training has them (one counted on demand does not, so that what a model writes does
+  not depend on whether its dataset happens to be in the cache).
 - **Fitting velocities** (`fit_velocities`): each velocity id the model never saw replaced by the
   nearest one it saw, by value in the same kind (the nearest loudness): `evaluate
   --fit-velocities` and `sample --fit-velocities` (a primer).
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +164,8 @@ def _run_profile(run_config: dict, encoding, origin: str) -> DataProfile | None:
         if not Path(directory).is_dir():
             return None
         check_dataset(directory, encoding.to_dict())
-        return dataset_profile(directory, encoding, config.training.transpose_range)
+        # without the usual tracks: a piece's header must not depend on whether a cache exists
+        return replace(dataset_profile(directory, encoding, config.training.transpose_range), header=None)
     except (MelodygenError, OSError):
         return None
 
