@@ -199,8 +199,8 @@ def test_nothing_is_read_or_said_without_music_or_a_profile(loud):
     def unread():
         raise AssertionError("the profile was read without music to check")
 
-    # music from nothing with its instruments named: nothing to check, no usual tracks needed
-    assert plan_generation(ENC, GenerationRequest(events=4, instruments=(0,)), profile=unread).input_warning is None
+    # one stream from nothing: nothing to check, no tracks to choose (tracks read it: above)
+    assert plan_generation(get_encoding("melody"), GenerationRequest(events=4), profile=unread).input_warning is None
     assert plan_generation(ENC, GenerationRequest(primer=loud, events=4)).input_warning is None
     assert check_input([5, 6], ENC, lambda: None, "x.mid").warning is None
 
@@ -239,3 +239,52 @@ def test_a_piece_from_nothing_gets_the_usual_tracks_of_the_training_data(tmp_pat
     assert grammar.parts[0].header.tolist() == [73, 0]  # the header is forced to the usual tracks
     named = plan_generation(ENC, GenerationRequest(bars=2, instruments=(40,)), profile=profile).processors[0]
     assert named.parts[0].header.tolist() == [40]  # asked instruments win
+
+
+def test_new_notes_stay_inside_each_usual_tracks_training_range():
+    """The profile keeps each usual track's pitch range; a piece with those tracks gets it as
+    a grammar part (widened by range_margin), other instruments and given tracks stay free."""
+    from melodygen.encodings.multitrack_tracks import PitchRanges
+
+    profile = DataProfile(np.zeros(ENC.vocab.size, dtype=np.int64), (0, 0), (0, 0), ((60, 72), (40, 55)))
+    assert DataProfile.from_dict(profile.to_dict(), ENC.vocab.size).ranges == ((60, 72), (40, 55))
+    plan = plan_generation(ENC, GenerationRequest(bars=4, n=6, seed=1), profile=profile)
+    grammar = plan.processors[0]
+    ranges = [p for p in grammar.parts if isinstance(p, PitchRanges)]
+    assert len(ranges) == 1 and ranges[0].lowest.tolist() == [0, 60, 40]
+    generator = torch.Generator().manual_seed(0)
+    rows, last = [[] for _ in range(6)], None
+    for _ in range(300):
+        logits = grammar(torch.randn(6, ENC.vocab.size, generator=generator) * 3, last)
+        logits[:, :3] = -float("inf")
+        assert torch.isfinite(logits).any(1).all()
+        last = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
+        for row, i in zip(rows, last.tolist()):
+            row.append(i)
+    notes = 0
+    for row in rows:
+        assert ENC.dropped_ids(row) == 0
+        for track, (low, high) in zip(ENC.decode_score(row).tracks, ((60, 72), (40, 55))):
+            assert all(low <= n.pitch <= high for n in track.notes)
+            notes += len(track.notes)
+    assert notes > 20  # the check ran
+    wider = plan_generation(ENC, GenerationRequest(bars=4, range_margin=5), profile=profile).processors[0]
+    assert [p for p in wider.parts if isinstance(p, PitchRanges)][0].lowest.tolist() == [0, 55, 35]
+    other = plan_generation(ENC, GenerationRequest(bars=4, instruments=(40, 0)), profile=profile).processors[0]
+    assert not any(isinstance(p, PitchRanges) for p in other.parts)  # not the usual tracks: free
+
+
+def test_a_datasets_profile_records_its_usual_tracks_and_their_ranges(tmp_path):
+    from melodygen.dataset.profile import dataset_profile
+    from melodygen.dataset.prepare import prepare
+
+    from conftest import CORPORA
+
+    files = sorted(CORPORA["nottingham"].glob("*.mid"))[:8]
+    prepare(files, ENC, tmp_path / "data", val_fraction=0.0, workers=1, progress=False)
+    profile = dataset_profile(tmp_path / "data", ENC, (-2, 3))
+    assert profile.header == (0, 0)  # melody and chords, both on piano
+    pitches = [[n.pitch for n in read_file(f, ENC, keep_score=True).score.tracks[t].notes] for f in files
+               for t in (0, 1)]
+    melody = [p for i, ps in enumerate(pitches) if i % 2 == 0 for p in ps]
+    assert profile.ranges[0] == (min(melody) - 2, max(melody) + 3)

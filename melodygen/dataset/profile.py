@@ -20,7 +20,9 @@ the velocity it knew, the same pieces scored 1.96. This module owns the three an
 - **The usual tracks** (`DataProfile.header`): for an encoding whose ids name instruments, the
   instruments (GM programs, in track order) that open most training pieces, when at least half
   of them open so: a piece begun from nothing gets them (`encodings.multitrack_conditioning`),
-  so a chorale model writes its four voices and a folk band its chord track. Only a profile
+  so a chorale model writes its four voices and a folk band its chord track; and each of those
+  tracks' pitch range in those pieces (`ranges`), inside which the grammar keeps new notes
+  (`multitrack_tracks.PitchRanges`). Only a profile
   stored at training has them (one counted on demand does not, so that what a model writes does
   not depend on whether its dataset happens to be in the cache).
 - **Fitting velocities** (`fit_velocities`): each velocity id the model never saw replaced by the
@@ -65,12 +67,15 @@ class DataProfile:
     counts: np.ndarray
     transpose_range: tuple[int, int] = (0, 0)
     header: tuple[int, ...] | None = None  # the usual instruments, in track order (module docstring)
+    ranges: tuple[tuple[int, int], ...] | None = None  # per track of `header`: lowest, highest pitch
 
     def to_dict(self) -> dict:
         """What a checkpoint stores: {"counts": [int] * V, "transpose_range": [lo, hi]}, and
         "header": [program, ...] where there is a usual one."""
         header = {} if self.header is None else {"header": list(self.header)}
-        return {"counts": [int(c) for c in self.counts], "transpose_range": list(self.transpose_range), **header}
+        ranges = {} if self.ranges is None else {"ranges": [list(r) for r in self.ranges]}
+        return {"counts": [int(c) for c in self.counts], "transpose_range": list(self.transpose_range), **header,
+                **ranges}
 
     @classmethod
     def from_dict(cls, d, vocab_size: int) -> DataProfile | None:
@@ -79,11 +84,12 @@ class DataProfile:
             counts = np.asarray(d["counts"], dtype=np.int64)
             lo, hi = (int(x) for x in d.get("transpose_range", (0, 0)))
             header = None if d.get("header") is None else tuple(int(p) for p in d["header"])
+            ranges = None if d.get("ranges") is None else tuple((int(a), int(b)) for a, b in d["ranges"])
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
         if counts.shape != (vocab_size,) or (counts < 0).any() or not lo <= 0 <= hi:
             return None
-        return cls(counts, (lo, hi), header or None)
+        return cls(counts, (lo, hi), header or None, ranges or None)
 
     def seen(self, encoding) -> np.ndarray:
         """(V,) bool: the ids the model trained on at least `SEEN_AT_LEAST` times in one of its
@@ -107,7 +113,28 @@ def dataset_profile(directory: str | Path, encoding, transpose_range: Sequence[i
     ids = np.asarray(train.ids, dtype=np.int64)
     counts = np.bincount(ids, minlength=encoding.vocab.size)[:encoding.vocab.size]
     lo, hi = transpose_range
-    return DataProfile(counts.astype(np.int64), (int(lo), int(hi)), usual_header(ids, train.offsets, encoding))
+    header = usual_header(ids, train.offsets, encoding)
+    ranges = None if header is None else track_ranges(ids, train.offsets, encoding, header, (int(lo), int(hi)))
+    return DataProfile(counts.astype(np.int64), (int(lo), int(hi)), header, ranges)
+
+
+def track_ranges(ids: np.ndarray, offsets: np.ndarray, encoding, header: tuple[int, ...],
+                 transpose_range: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """Per track of the usual `header`, the lowest and highest pitch its notes have in the
+    training pieces that open with it (decoded: no token named), widened by the training
+    transpositions; (0, 127) for a track without pitched notes (drums)."""
+    lows, highs = [128] * len(header), [-1] * len(header)
+    program_ids = encoding.program_ids()
+    opening = np.asarray([program_ids[p] for p in header])
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        if not np.array_equal(ids[start + 1:start + 1 + len(header)], opening):
+            continue
+        for i, track in enumerate(encoding.decode_score(ids[start + 1:end]).tracks[:len(header)]):
+            pitches = [n.pitch for n in track.notes] if not track.is_drum else []
+            if pitches:
+                lows[i], highs[i] = min(lows[i], min(pitches)), max(highs[i], max(pitches))
+    lo, hi = transpose_range
+    return tuple((max(0, low + lo), min(127, high + hi)) if high >= 0 else (0, 127) for low, high in zip(lows, highs))
 
 
 USUAL_SHARE = 0.5  # the share of training pieces one header must open for a piece to get it
@@ -165,7 +192,8 @@ def _run_profile(run_config: dict, encoding, origin: str) -> DataProfile | None:
             return None
         check_dataset(directory, encoding.to_dict())
         # without the usual tracks: a piece's header must not depend on whether a cache exists
-        return replace(dataset_profile(directory, encoding, config.training.transpose_range), header=None)
+        return replace(dataset_profile(directory, encoding, config.training.transpose_range), header=None,
+                       ranges=None)
     except (MelodygenError, OSError):
         return None
 

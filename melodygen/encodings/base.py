@@ -129,14 +129,14 @@ class Encoding(ABC):
         tracks with them."""
         return None
 
-    def conditioning(self, request, usual_header=None):
+    def conditioning(self, request, profile=None):
         """What a generation request (`sampling.request.GenerationRequest`) means for this
         encoding: its checks, primer, logit processors, given music and finish step
-        (`encodings.conditioning`). `usual_header`: a function giving the instruments that open
-        most of the model's training pieces (None: unknown), for a piece begun from nothing."""
+        (`encodings.conditioning`). `profile`: a function giving what the model saw in training
+        (`dataset.profile.DataProfile`: its usual tracks and their ranges), or None (unknown)."""
         from melodygen.encodings.conditioning import Conditioning
 
-        return Conditioning(self, request, usual_header)
+        return Conditioning(self, request, profile)
 
     @property
     def refers_back(self) -> bool:

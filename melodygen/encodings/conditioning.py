@@ -22,10 +22,15 @@ from melodygen.notes import Score
 class Conditioning:
     """A request as a single-stream encoding carries it out."""
 
-    def __init__(self, encoding, request, usual_header=None):
+    def __init__(self, encoding, request, profile=None):
         self.encoding = encoding
         self.request = request
-        self.usual_header = usual_header  # () -> the model's usual instruments, or None (unknown)
+        self.profile = profile  # () -> what the model saw (`dataset.profile.DataProfile`) or None
+
+    def seen(self, field: str):
+        """One field of what the model saw in training (its usual `header`, their `ranges`), or
+        None where unknown."""
+        return None if self.profile is None else getattr(self.profile(), field, None)
 
     def check(self, instruments_seen: Collection[int] | None) -> None:
         """`ConfigError` for what this encoding cannot do for the request (before anything is

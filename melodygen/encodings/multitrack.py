@@ -528,10 +528,10 @@ class MultitrackEncoding(Encoding):
                                                                         for c in range(harmony.NUM_CHORDS)])
         return table
 
-    def conditioning(self, request, usual_header=None):
+    def conditioning(self, request, profile=None):
         from melodygen.encodings.multitrack_conditioning import MultitrackConditioning
 
-        return MultitrackConditioning(self, request, usual_header)
+        return MultitrackConditioning(self, request, profile)
 
     @property
     def refers_back(self) -> bool:
@@ -548,10 +548,10 @@ class MultitrackEncoding(Encoding):
         return np.arange(first, first + self.vocab.range("PROGRAM").size)
 
     def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-                controls=None, form=None):
+                controls=None, form=None, ranges=None):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar, parts_for
 
-        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls, form)
+        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls, form, ranges)
         return MultitrackGrammar(self, primer_ids, rows, device, parts)
 
 

@@ -49,11 +49,26 @@ class MultitrackConditioning(Conditioning):
         from nothing without them: the model's usual ones, so a chorale has its four voices and a
         folk band its chord track) and its bars with the requested controls and form."""
         instruments = self.request.instruments
-        if not instruments and not primer and self.usual_header is not None:
-            instruments = self.usual_header()  # the tracks most training pieces have, or None
+        usual = self.seen("header")
+        if not instruments and not primer:
+            instruments = usual  # the tracks most training pieces have, or None
+        programs = tuple(instruments or ()) if not primer else tuple(
+            v for n, v in self.encoding.vocab.events(primer) if n == "PROGRAM")
+        ranges = self._ranges() if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
         return [self.encoding.grammar(primer, rows, device, controls=self.request.controls,
-                                      form=self.request.form_plan, **chosen)]
+                                      form=self.request.form_plan, ranges=ranges, **chosen)]
+
+    def _ranges(self, given_tracks: int = 0):
+        """Per track of the usual header, the pitches new notes may have: that track's range in
+        training, widened by `range_margin` (None: no ranges known); tracks before `given_tracks`
+        are given music, left free. Used where the piece's tracks are the usual ones (from
+        nothing, or a primer with them) and for the tracks an accompaniment adds."""
+        ranges, margin = self.seen("ranges"), self.request.range_margin
+        if ranges is None:
+            return None
+        return [(0, 127) if i < given_tracks else (max(0, lo - margin), min(127, hi + margin))
+                for i, (lo, hi) in enumerate(ranges)]
 
     def given(self, score: Score, rows: int, device):
         """Accompaniment (`accompany`: the tracks `given_tracks` of `score` given, one new track
@@ -70,7 +85,8 @@ class MultitrackConditioning(Conditioning):
             plan = infill_plan(self.encoding, score, *request.infill)
         bars = int((plan.ids == self.encoding.vocab.id_of("BAR")).sum())
         cap = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
-        return plan, [self.encoding.grammar([], rows, device, given=plan)], cap
+        ranges = self._ranges(plan.given_tracks) if plan.region is None else None  # infilling: every track given
+        return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges)], cap
 
     def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:
         """Given music comes back as the file has it (`GivenPlan.assemble`). Otherwise the ids

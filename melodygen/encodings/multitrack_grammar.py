@@ -339,19 +339,22 @@ def new_bar(state: torch.Tensor) -> torch.Tensor:
 
 
 def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-              controls=None, form=None) -> list[GrammarPart]:
+              controls=None, form=None, ranges=None) -> list[GrammarPart]:
     """The parts a request adds: instruments (`multitrack_tracks`), controls
-    (`multitrack_control_rules`), given music (`multitrack_given`), a form plan and its chords
+    (`multitrack_control_rules`), pitch ranges per track (`multitrack_tracks`), given music
+    (`multitrack_given`), a form plan and its chords
     (`multitrack_form`; the chords follow the form when the model has the chord control and
     none are asked: `form_keeps_chords`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
     from melodygen.encodings.multitrack_form import FormChords, FormRules
     from melodygen.encodings.multitrack_given import GivenRules
-    from melodygen.encodings.multitrack_tracks import TrackChoice
+    from melodygen.encodings.multitrack_tracks import PitchRanges, TrackChoice
 
     parts: list[GrammarPart] = []
     if instruments is not None:
         parts.append(TrackChoice(encoding, primer_ids, list(instruments), device))
+    if ranges is not None:
+        parts.append(PitchRanges(ranges, device))
     keep_chords = form_keeps_chords(encoding, form, controls)
     if encoding.settings.controls:  # chords that follow the form: the model's own, not banned
         parts.append(ControlRules(encoding, controls, device, free=("CHORD",) if keep_chords else ()))

@@ -142,7 +142,7 @@ def plan_generation(encoding, request: GenerationRequest, device="cpu",
     model saw in training (a `dataset.profile.DataProfile`, or a function giving it, called only
     when the request gives music), for the warning about a primer or given music far from it and
     for `fit_velocities`; None: unknown, nothing said."""
-    conditioning = encoding.conditioning(request, lambda: getattr(resolve(profile), "header", None))
+    conditioning = encoding.conditioning(request, None if profile is None else lambda: resolve(profile))
     conditioning.check(instruments_seen)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, conditioning, device, profile)

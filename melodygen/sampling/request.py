@@ -192,6 +192,10 @@ class GenerationRequest:
         "list", "Multitrack models: the instruments that play, comma-separated GM names, families or program "
         "numbers (e.g. 'piano,bass,drums', 'flute,0'). From nothing: exactly these tracks, in this order; "
         "with --primer: only the primer's tracks of these instruments get new notes.", parse=_instruments)
+    range_margin: int = _option(
+        "int", "Multitrack models that recorded their tracks' pitch ranges (trained since issue 23): semitones "
+        "each range is widened by; new notes stay inside. A large margin (127) lifts the ranges.",
+        lo=0, hi=127, default=0)
     key: str | None = _option("text", "Models trained with controls (folk-band; presets with encoding.controls): "
                               "the key of the new bars, e.g. 'D', 'Bm', 'F# minor'.")
     chords: tuple[str, ...] | None = _option(
