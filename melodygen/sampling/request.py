@@ -46,7 +46,15 @@ class Option:
     parse: Callable[[str, Any], Any] | None = None  # (name, a list's text or sequence) -> a tuple
 
     def read(self, name: str, value: Any) -> Any:
-        """`value` (Python or text) as this option's type; `ConfigError` naming `name`."""
+        """`value` (Python or text) as this option's type, within its range; `ConfigError`
+        naming `name`."""
+        value = self.convert(name, value)
+        if self.kind in ("int", "float") and value is not None:
+            self.check_range(name, value)
+        return value
+
+    def convert(self, name: str, value: Any) -> Any:
+        """`value` (Python or text) as this option's type, its range not checked."""
         if value is None or self.kind == "text":
             return value
         if self.kind == "flag":
@@ -55,9 +63,7 @@ class Option:
             return Path(value)
         if self.kind == "list":
             return self.parse(name, value)
-        number = _number(name, value, int if self.kind == "int" else float)
-        self.check_range(name, number)
-        return number
+        return _number(name, value, int if self.kind == "int" else float)
 
     def check_range(self, name: str, number: float) -> None:
         low_ok = self.lo is None or (number > self.lo if self.lo_open else number >= self.lo)

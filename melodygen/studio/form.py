@@ -10,12 +10,11 @@ the model has them is the request's check (`Studio.start`), not the form's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from melodygen.errors import ConfigError
-from melodygen.sampling.request import SEED_LIMIT, random_seed
+from melodygen.sampling.request import SEED_LIMIT, random_seed, request_options
 
 MAX_PIECES = 8
 # (lowest, highest) new music per piece, per unit: enough for a song, small enough that one
@@ -74,13 +73,13 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         unit = "bars"
     settings = GenerationSettings(
         model=model,
-        n=field.number("n", int, 1, MAX_PIECES, default=1),
-        temperature=field.number("temperature", float, 0.05, 3.0, default=1.0),
-        top_p=field.number("top_p", float, 0.01, 1.0, default=None),
-        length=field.number("length", int if unit == "events" else float, *LENGTH_LIMITS[unit], default=8),
+        n=field.number("n", 1, MAX_PIECES, default=1),
+        temperature=field.number("temperature", 0.05, 3.0, default=1.0),
+        top_p=field.number("top_p", 0.01, 1.0, default=None),
+        length=field.number("length", *LENGTH_LIMITS[unit], default=8, read_as=unit),
         unit=unit,
-        seed=field.number("seed", int, 0, SEED_LIMIT, default=None),
-        tempo=field.number("tempo", float, 20, 400, default=None),
+        seed=field.number("seed", 0, SEED_LIMIT, default=None),
+        tempo=field.number("tempo", 20, 400, default=None),
         instruments=field.instruments("instruments"),
         form=field.text("form") or None,
         **field.controls(),
@@ -108,17 +107,19 @@ class _Fields:
             return None
         return text
 
-    def number(self, name: str, kind: type, lo: float, hi: float, *, default):
+    def number(self, name: str, lo: float, hi: float, *, default, read_as: str | None = None):
+        """A number read as the generation request reads its option `read_as` (default: `name`;
+        its type, `sampling.request.Option.convert`), within the studio's own limits `lo`..`hi`,
+        narrower than the request's (what one press of a shared page may ask)."""
         text = self.text(name)
         if not text:
             return default
         try:
-            value = kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            self.problems.append(f"{name}: {text!r} is not {what}")
+            value = request_options()[read_as or name].convert(name, text)
+        except ConfigError as exc:
+            self.problems.append(str(exc))
             return default
-        if not (math.isfinite(value) and lo <= value <= hi):
+        if not lo <= value <= hi:
             self.problems.append(f"{name}: {text} is outside {lo:g}..{hi:g}")
             return default
         return value
