@@ -62,12 +62,13 @@ class Model:
         """
         from functools import partial
 
-        from melodygen.dataset.profile import checkpoint_profile
+        from melodygen.dataset.profile import checkpoint_profile, stored_profile
         from melodygen.sampling.files import generate_pieces, plan_generation
 
         request = _request(request, options)
         plan = plan_generation(self.encoding, request, self.device, self.checkpoint.get("instruments"),
-                               partial(checkpoint_profile, self.checkpoint, self.encoding, self.source))
+                               partial(checkpoint_profile, self.checkpoint, self.encoding, self.source),
+                               partial(stored_profile, self.checkpoint, self.encoding))
         return generate_pieces(self.model, self.encoding, request, self.device, plan)
 
     def stream(self, request: GenerationRequest | None = None, /, **options):

@@ -6,7 +6,8 @@ The layout (docs/ARCHITECTURE.md) is plain dicts, lists, numbers and tensors:
      "model": {"kind", "settings", "vocab_size", "state_dict"}, "encoding": Encoding.to_dict(),
      "run_config": {...}, "step": int, "best_val_nll": float | None,
      "instruments": [int, ...],                          # multitrack: the programs it trained on
-     "data_profile": {"counts": [int] * V, "transpose_range": [lo, hi]},  # what it saw (below)
+     "data_profile": {"counts": [int] * V, "transpose_range": [lo, hi],  # what it saw (below)
+                      "header": [program, ...], "ranges": [[lowest, highest], ...]},
      "optimizer": ..., "scheduler": ..., "rng": ...}      # the last three only for training
 
 `data_profile` (`DATA_PROFILE`) is the data profile of `dataset.profile`: how often each id occurs

@@ -73,6 +73,7 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
     fitted = 0
     if fit_velocities and profile is not None:
         ids, fitted = fit_to_profile(ids, encoding, profile)
+
     seq_len = seq_len or default_seq_len(model, ckpt)
     figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
     if not math.isfinite(figures["nll"]):  # NaN weights were refused on loading; these overflow

@@ -288,3 +288,30 @@ def test_a_datasets_profile_records_its_usual_tracks_and_their_ranges(tmp_path):
                for t in (0, 1)]
     melody = [p for i, ps in enumerate(pitches) if i % 2 == 0 for p in ps]
     assert profile.ranges[0] == (min(melody) - 2, max(melody) + 3)
+
+
+def test_an_accompaniment_keeps_a_range_only_where_the_added_track_is_the_usual_one(tmp_path):
+    from melodygen.encodings.multitrack_tracks import PitchRanges
+
+    profile = DataProfile(np.zeros(ENC.vocab.size, dtype=np.int64), (0, 0), (0, 0), ((60, 72), (40, 55)))
+    melody = midi_file(tmp_path / "tune.mid", [note_events(melody_notes(8))])
+
+    def ranges(instrument):
+        plan = plan_generation(ENC, GenerationRequest(accompany=melody, instruments=(instrument,)), profile=profile)
+        found = [p for p in plan.processors[0].parts if isinstance(p, PitchRanges)]
+        return found[0].lowest.tolist()[1:] if found else None
+
+    assert ranges(0) == [0, 40]  # the given melody free, the new piano held to the usual chord range
+    assert ranges(33) is None  # a bass is not the usual second track: free
+
+
+def test_a_damaged_stored_header_or_range_is_dropped_not_used():
+    good = {"counts": [0] * ENC.vocab.size, "transpose_range": [0, 0], "header": [0, 0], "ranges": [[60, 72], [40, 55]]}
+    assert DataProfile.from_dict(good, ENC.vocab.size).ranges == ((60, 72), (40, 55))
+    for damage in ({"ranges": [[72, 60], [40, 55]]}, {"ranges": [[60, 72]]}, {"header": [0, 300]}):
+        profile = DataProfile.from_dict({**good, **damage}, ENC.vocab.size)
+        assert profile is not None and profile.header is None and profile.ranges is None
+
+
+def test_fitting_velocities_without_a_profile_says_so():
+    assert "nothing fitted" in check_input([5, 6], ENC, lambda: None, "x.mid", fit=True).warning

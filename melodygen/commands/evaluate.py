@@ -70,6 +70,10 @@ def command(checkpoint: str, sources: tuple[str, ...], data_dir: str | None, as_
     click.echo(f"{checkpoint} on {result['source']}: {result['events']} events, windows of {result['seq_len']}")
     if options["fit_velocities"] and "fitted" in result:
         click.echo(f"  fitted {result['fitted']} velocity ids to the nearest the model saw in training")
+    elif options["fit_velocities"]:
+        from melodygen.dataset.profile import UNKNOWN_FIT
+
+        click.echo(f"warning: {UNKNOWN_FIT}", err=True)
     click.echo(f"  model    {format_figures(result)}")
     if "baseline" in result:
         base = result["baseline"]

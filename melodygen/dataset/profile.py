@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,8 @@ class DataProfile:
 
     def to_dict(self) -> dict:
         """What a checkpoint stores: {"counts": [int] * V, "transpose_range": [lo, hi]}, and
-        "header": [program, ...] where there is a usual one."""
+        "header": [program, ...] and "ranges": [[lowest, highest], ...] (one per header track)
+        where there is a usual header."""
         header = {} if self.header is None else {"header": list(self.header)}
         ranges = {} if self.ranges is None else {"ranges": [list(r) for r in self.ranges]}
         return {"counts": [int(c) for c in self.counts], "transpose_range": list(self.transpose_range), **header,
@@ -89,6 +90,8 @@ class DataProfile:
             return None
         if counts.shape != (vocab_size,) or (counts < 0).any() or not lo <= 0 <= hi:
             return None
+        if not _tracks_ok(header, ranges):  # damaged: the counts still hold, the tracks are dropped
+            header = ranges = None
         return cls(counts, (lo, hi), header or None, ranges or None)
 
     def seen(self, encoding) -> np.ndarray:
@@ -105,15 +108,26 @@ class DataProfile:
         return seen
 
 
-def dataset_profile(directory: str | Path, encoding, transpose_range: Sequence[int] = (0, 0)) -> DataProfile:
-    """The profile of a prepared dataset's train split (checked by the caller)."""
+def _tracks_ok(header, ranges) -> bool:
+    """A stored header of GM programs (0-128, 128 the drums) with one (lowest <= highest) range
+    in 0..127 per track, or neither."""
+    if header is None:
+        return ranges is None
+    return (all(0 <= p <= 128 for p in header)
+            and (ranges is None or (len(ranges) == len(header) and all(0 <= a <= b <= 127 for a, b in ranges))))
+
+
+def dataset_profile(directory: str | Path, encoding, transpose_range: Sequence[int] = (0, 0), *,
+                    tracks: bool = True) -> DataProfile:
+    """The profile of a prepared dataset's train split (checked by the caller); `tracks=False`
+    leaves out the usual tracks and their ranges (which decode every piece)."""
     from melodygen.dataset.shards import TokenDataset
 
     train = TokenDataset(directory, "train")
     ids = np.asarray(train.ids, dtype=np.int64)
     counts = np.bincount(ids, minlength=encoding.vocab.size)[:encoding.vocab.size]
     lo, hi = transpose_range
-    header = usual_header(ids, train.offsets, encoding)
+    header = usual_header(ids, train.offsets, encoding) if tracks else None
     ranges = None if header is None else track_ranges(ids, train.offsets, encoding, header, (int(lo), int(hi)))
     return DataProfile(counts.astype(np.int64), (int(lo), int(hi)), header, ranges)
 
@@ -162,6 +176,13 @@ def usual_header(ids: np.ndarray, offsets: np.ndarray, encoding) -> tuple[int, .
     return header if header and count >= USUAL_SHARE * (len(offsets) - 1) else None
 
 
+def stored_profile(ckpt: dict, encoding) -> DataProfile | None:
+    """The profile `ckpt` stores (from training or `make_pretrained`), or None: never counted."""
+    from melodygen.checkpoint import DATA_PROFILE
+
+    return DataProfile.from_dict(ckpt[DATA_PROFILE], encoding.vocab.size) if DATA_PROFILE in ckpt else None
+
+
 def checkpoint_profile(ckpt: dict, encoding, origin: str) -> DataProfile | None:
     """What the model of `ckpt` (a loaded checkpoint dict) saw: its stored profile, else the one
     counted from its run's dataset, kept in `ckpt` so that a loaded model counts it once; None
@@ -192,8 +213,7 @@ def _run_profile(run_config: dict, encoding, origin: str) -> DataProfile | None:
             return None
         check_dataset(directory, encoding.to_dict())
         # without the usual tracks: a piece's header must not depend on whether a cache exists
-        return replace(dataset_profile(directory, encoding, config.training.transpose_range), header=None,
-                       ranges=None)
+        return dataset_profile(directory, encoding, config.training.transpose_range, tracks=False)
     except (MelodygenError, OSError):
         return None
 
@@ -320,6 +340,9 @@ class InputCheck:
     fitted: int = 0
 
 
+UNKNOWN_FIT = "--fit-velocities: what the model saw in training is unknown (no profile, no dataset); nothing fitted"
+
+
 def resolve(profile: DataProfile | Callable[[], DataProfile | None] | None) -> DataProfile | None:
     """The profile itself, from a function giving it where that is what was passed."""
     return profile() if callable(profile) else profile
@@ -331,11 +354,11 @@ def check_input(ids: Sequence[int], encoding, profile: DataProfile | Callable[[]
     (`fit`) and the warning (`hint`: naming `--fit-velocities` where it would help), against
     `profile` (or a function giving it, called only for ids to check; None: unknown, the ids
     pass as they are)."""
-    if not len(ids) or profile is None:
+    if not len(ids):
         return InputCheck(list(ids))
     profile = resolve(profile)
     if profile is None:
-        return InputCheck(list(ids))
+        return InputCheck(list(ids), UNKNOWN_FIT if fit else None)
     fitted = 0
     if fit:
         ids, fitted = fit_velocities(ids, encoding, profile)

@@ -52,23 +52,29 @@ class MultitrackConditioning(Conditioning):
         usual = self.seen("header")
         if not instruments and not primer:
             instruments = usual  # the tracks most training pieces have, or None
-        programs = tuple(instruments or ()) if not primer else tuple(
-            v for n, v in self.encoding.vocab.events(primer) if n == "PROGRAM")
-        ranges = self._ranges() if usual is not None and programs == tuple(usual) else None
+        programs = tuple(instruments or ()) if not primer else self._programs(primer)
+        ranges = self._ranges(programs) if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
         return [self.encoding.grammar(primer, rows, device, controls=self.request.controls,
                                       form=self.request.form_plan, ranges=ranges, **chosen)]
 
-    def _ranges(self, given_tracks: int = 0):
-        """Per track of the usual header, the pitches new notes may have: that track's range in
-        training, widened by `range_margin` (None: no ranges known); tracks before `given_tracks`
-        are given music, left free. Used where the piece's tracks are the usual ones (from
-        nothing, or a primer with them) and for the tracks an accompaniment adds."""
-        ranges, margin = self.seen("ranges"), self.request.range_margin
-        if ranges is None:
+    def _programs(self, ids) -> tuple[int, ...]:
+        """The instruments of a piece's header."""
+        return tuple(v for n, v in self.encoding.vocab.events(ids) if n == "PROGRAM")
+
+    def _ranges(self, programs: tuple[int, ...], given_tracks: int = 0):
+        """Per track of a piece whose instruments are `programs`, the pitches its new notes may
+        have: where a track is the usual header's track of that place and instrument, its range
+        in training, widened by `range_margin`; elsewhere, and on the `given_tracks` first
+        (given music), free. None when no ranges are known or none applies."""
+        ranges, usual, margin = self.seen("ranges"), self.seen("header"), self.request.range_margin
+        if ranges is None or usual is None:
             return None
-        return [(0, 127) if i < given_tracks else (max(0, lo - margin), min(127, hi + margin))
-                for i, (lo, hi) in enumerate(ranges)]
+        kept = [i >= given_tracks and i < len(usual) and program == usual[i] for i, program in enumerate(programs)]
+        if not any(kept):
+            return None
+        return [(max(0, ranges[i][0] - margin), min(127, ranges[i][1] + margin)) if keep else (0, 127)
+                for i, keep in enumerate(kept)]
 
     def given(self, score: Score, rows: int, device):
         """Accompaniment (`accompany`: the tracks `given_tracks` of `score` given, one new track
@@ -85,7 +91,8 @@ class MultitrackConditioning(Conditioning):
             plan = infill_plan(self.encoding, score, *request.infill)
         bars = int((plan.ids == self.encoding.vocab.id_of("BAR")).sum())
         cap = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
-        ranges = self._ranges(plan.given_tracks) if plan.region is None else None  # infilling: every track given
+        ranges = (self._ranges(self._programs(plan.ids), plan.given_tracks) if plan.region is None
+                  else None)  # infilling: every track given
         return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges)], cap
 
     def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:

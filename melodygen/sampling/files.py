@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from melodygen.dataset.profile import check_input, checkpoint_profile, resolve
+from melodygen.dataset.profile import DataProfile, check_input, checkpoint_profile, resolve, stored_profile
 from melodygen.encodings.base import BARS, BEATS, SECONDS
 from melodygen.encodings.vocab import EOS_ID
 from melodygen.errors import ConfigError, OutputError
@@ -106,7 +106,8 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: GenerationRequest, 
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
     plan = plan_generation(encoding, request, device, ckpt.get("instruments"),
-                           partial(checkpoint_profile, ckpt, encoding, str(checkpoint)))
+                           partial(checkpoint_profile, ckpt, encoding, str(checkpoint)),
+                           partial(stored_profile, ckpt, encoding))
     paths = output_paths(out_dir, name, request.n, overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
@@ -135,14 +136,20 @@ class GenerationPlan:
 
 
 def plan_generation(encoding, request: GenerationRequest, device="cpu",
-                    instruments_seen: Collection[int] | None = None, profile=None) -> GenerationPlan:
+                    instruments_seen: Collection[int] | None = None, profile=None,
+                    stored_profile=None) -> GenerationPlan:
     """Check `request` against `encoding` (and the instruments the model trained on, the
     checkpoint's "instruments", where known), read its primer and set up its grammar; every
     problem is one error, raised before anything is generated or written. `profile`: what the
     model saw in training (a `dataset.profile.DataProfile`, or a function giving it, called only
     when the request gives music), for the warning about a primer or given music far from it and
-    for `fit_velocities`; None: unknown, nothing said."""
-    conditioning = encoding.conditioning(request, None if profile is None else lambda: resolve(profile))
+    for `fit_velocities`; None: unknown, nothing said. `stored_profile`: a function giving the
+    profile the checkpoint stores (None: none stored), the only source of the usual tracks and
+    their ranges, so that music from nothing never waits for a dataset to be counted (a profile
+    passed itself, not as a function, serves as both)."""
+    if stored_profile is None and isinstance(profile, DataProfile):
+        stored_profile = profile
+    conditioning = encoding.conditioning(request, None if stored_profile is None else lambda: resolve(stored_profile))
     conditioning.check(instruments_seen)
     if request.accompany is not None or request.infill is not None:
         return _given_plan(encoding, request, conditioning, device, profile)
