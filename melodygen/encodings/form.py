@@ -127,11 +127,15 @@ class FormAdherence:
     new_bars: int
     chords: tuple[tuple[int, int], ...] | None = None  # per section: (bars keeping a chord, of them kept)
 
+    @property
+    def chords_kept(self) -> tuple[tuple[int, int], ...]:
+        """`chords`, with (0, 0) per section where chords were not measured."""
+        return self.chords or ((0, 0),) * len(self.repeated)
+
     def describe(self) -> str:
         """One line, e.g. `form A4 A4 B4 A4: A4 new · A4 4/4 bars repeat A · B4 new · A4 4/4 ...`."""
         parts = []
-        chords = self.chords or ((0, 0),) * len(self.repeated)
-        for section, (planned, heard), (kept_of, kept) in zip(self.plan.sections, self.repeated, chords):
+        for section, (planned, heard), (kept_of, kept) in zip(self.plan.sections, self.repeated, self.chords_kept):
             name = f"{section.letter}{chr(39) if section.varied else ''}{section.bars}"
             part = f"{name} new" if not planned else f"{name} {heard}/{planned} bars repeat {section.letter}"
             parts.append(part + (f", {kept}/{kept_of} keep its chords" if kept_of else ""))
@@ -139,13 +143,12 @@ class FormAdherence:
         return f"form {self.plan.describe()}: " + " · ".join(parts) + own
 
     def to_dict(self) -> dict:
-        chords = self.chords or ((0, 0),) * len(self.repeated)
         return {"form": self.plan.describe(), "own_repeats": self.own_repeats, "new_bars": self.new_bars,
                 "sections": [{"section": s.letter + ("'" if s.varied else ""), "bars": s.bars,
                               "planned_repeats": planned, "repeated": heard, "planned_chords": kept_of,
                               "chords_kept": kept}
                              for s, (planned, heard), (kept_of, kept) in zip(self.plan.sections, self.repeated,
-                                                                             chords)]}
+                                                                             self.chords_kept)]}
 
 
 def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter: int = 12,
@@ -156,35 +159,26 @@ def form_adherence(plan: FormPlan, score, first_bar: int = 0, steps_per_quarter:
     contents = bar_contents(score, steps_per_quarter)
     # bars after the last onset are silent (the list ends with the last bar that has a note)
     at = lambda bar: contents[first_bar + bar] if first_bar + bar < len(contents) else frozenset()  # noqa: E731
-    sources, repeated, bar = plan.sources(), [], 0
-    own = new = 0
-    for section in plan.sections:
-        planned = heard = 0
-        for _ in range(section.bars):
-            source, mine = sources[bar], at(bar)
-            if source is not None and at(source):  # a silent bar repeated is no evidence
-                planned += 1
-                heard += mine == at(source)
-            elif mine:
-                new += 1
-                own += any(mine == at(b) for b in range(bar))
-            bar += 1
-        repeated.append((planned, heard))
-    return FormAdherence(plan, tuple(repeated), own, new, None if chords is None else _kept(plan, chords, first_bar))
+    repeats = [(source is not None and bool(at(source)), source is not None and at(bar) == at(source))
+               for bar, source in enumerate(plan.sources())]  # a silent bar repeated is no evidence
+    new = [bar for bar, (counted, _) in enumerate(repeats) if not counted and at(bar)]
+    own = sum(any(at(bar) == at(b) for b in range(bar)) for bar in new)
+    kept = None
+    if chords is not None:
+        chord = lambda bar: int(chords[first_bar + bar]) if first_bar + bar < len(chords) else -1  # noqa: E731
+        kept = _by_section(plan, [(source is not None and chord(source) >= 0,
+                                   source is not None and chord(bar) == chord(source))
+                                  for bar, source in enumerate(plan.chord_sources())])
+    return FormAdherence(plan, _by_section(plan, repeats), own, len(new), kept)
 
 
-def _kept(plan: FormPlan, chords, first_bar: int) -> tuple[tuple[int, int], ...]:
-    """Per section, (bars that keep a chord, of them with the chord of the bar they keep it from)."""
-    at = lambda bar: int(chords[first_bar + bar]) if first_bar + bar < len(chords) else -1  # noqa: E731
-    sources, out, bar = plan.chord_sources(), [], 0
+def _by_section(plan: FormPlan, bars: list[tuple[bool, bool]]) -> tuple[tuple[int, int], ...]:
+    """Per section, (its bars that count, of them the ones that hit), from one (counts, hits)
+    per bar of the plan."""
+    out = []
     for section in plan.sections:
-        kept_of = kept = 0
-        for _ in range(section.bars):
-            if sources[bar] is not None and at(sources[bar]) >= 0:
-                kept_of += 1
-                kept += at(bar) == at(sources[bar])
-            bar += 1
-        out.append((kept_of, kept))
+        chosen = [hit for counts, hit in bars[section.start:section.start + section.bars] if counts]
+        out.append((len(chosen), sum(chosen)))
     return tuple(out)
 
 
@@ -197,13 +191,11 @@ def bar_contents(score, steps_per_quarter: int = 12) -> list[frozenset]:
     onsets = [n.start for t in score.tracks for n in t.notes]
     if not onsets:
         return []
-    to_step = lambda seconds: round(score.tempo_map.to_beats(seconds) * steps_per_quarter)  # noqa: E731
     bars = meter.score_bars(score, steps_per_quarter)
+    notes = [(track_index, note) for track_index, track in enumerate(score.tracks) for note in track.notes]
+    starts = [round(score.tempo_map.to_beats(note.start) * steps_per_quarter) for _, note in notes]
     found: list[set] = [set() for _ in bars]
-    for track_index, track in enumerate(score.tracks):
-        for note in track.notes:
-            start = to_step(note.start)
-            index = int(meter.bar_index(bars, [start])[0])
-            if 0 <= index < len(bars):
-                found[index].add((track_index, note.pitch, start - bars[index].start))
+    for (track_index, note), start, index in zip(notes, starts, meter.bar_index(bars, starts).tolist()):
+        if 0 <= index < len(bars):
+            found[index].add((track_index, note.pitch, start - bars[index].start))
     return [frozenset(f) for f in found]
