@@ -14,6 +14,7 @@ sampling.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import cached_property
 
 from melodygen.errors import ConfigError
 from melodygen.notes import Score
@@ -27,10 +28,15 @@ class Conditioning:
         self.request = request
         self.profile = profile  # () -> what the model saw (`dataset.profile.DataProfile`) or None
 
+    @cached_property
+    def _seen(self):
+        """What the model saw, asked for once (the function may read a checkpoint's profile)."""
+        return None if self.profile is None else self.profile()
+
     def seen(self, field: str):
         """One field of what the model saw in training (its usual `header`, their `ranges`), or
         None where unknown."""
-        return None if self.profile is None else getattr(self.profile(), field, None)
+        return getattr(self._seen, field, None)
 
     def check(self, instruments_seen: Collection[int] | None) -> None:
         """`ConfigError` for what this encoding cannot do for the request (before anything is
