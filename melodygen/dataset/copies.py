@@ -134,12 +134,18 @@ def build_index(directory: str | Path, encoding) -> dict:
     `encoding`) from its written-out train split and write it atomically; returns {"seconds",
     "bytes", "windows"} of the build."""
     started = time.perf_counter()
-    path = Path(directory) / COPY_INDEX
     arrays = _index_arrays(written_train(directory, encoding)[0], _raw_train(directory))
-    with atomic_write(path) as file:
-        np.savez(file, **arrays)
+    path = _save_index(Path(directory), arrays)
     return {"seconds": round(time.perf_counter() - started, 4), "bytes": path.stat().st_size,
             "windows": int(len(arrays["hashes"]))}
+
+
+def _save_index(directory: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write `arrays` as `directory/COPY_INDEX`, atomically; its path."""
+    path = directory / COPY_INDEX
+    with atomic_write(path) as file:
+        np.savez(file, **arrays)
+    return path
 
 
 def _index_arrays(written: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,9 +171,11 @@ class CopyIndex:
     encoding)` loads `DIR/copy_index.npz`, building (and saving) it first when it is missing
     or stale; `built` then says so."""
 
-    def __init__(self, directory: Path, arrays, encoding, sources: list[str], built: bool):
+    def __init__(self, directory: Path, arrays, encoding, sources: list[str], built: bool,
+                 written: tuple[np.ndarray, np.ndarray]):
+        """`written`: the train split written out, (ids, offsets) (`written_train`)."""
         self.directory, self.encoding, self.sources, self.built = directory, encoding, sources, built
-        self.ids, self.offsets = written_train(directory, encoding)
+        self.ids, self.offsets = written
         self.hashes, self.positions = arrays["hashes"], arrays["positions"].astype(np.int64)
         self.bar_amounts = bar_amounts(encoding)
 
@@ -183,11 +191,12 @@ class CopyIndex:
         manifest = read_manifest(directory)
         encoding = encoding or load_dataset_encoding(directory)
         arrays, built = _load_arrays(directory, encoding), False
+        if arrays is None and not build:
+            raise DatasetError(f"{directory}: no copy index ({COPY_INDEX}); run `melodygen prepare --force`")
+        written = written_train(directory, encoding)  # what lookups compare with; built from once
         if arrays is None:
-            if not build:
-                raise DatasetError(f"{directory}: no copy index ({COPY_INDEX}); run `melodygen prepare --force`")
-            arrays, built = _build_or_compute(directory, encoding, save), True
-        return cls(directory, arrays, encoding, train_sources(manifest), built)
+            arrays, built = _build_or_compute(directory, written[0], save), True
+        return cls(directory, arrays, encoding, train_sources(manifest), built, written)
 
     def check(self, ids, given=None) -> CopyCheck:
         """The longest exact and transposed copies of `ids` (a piece's ids written out,
@@ -315,14 +324,16 @@ def _load_arrays(directory: Path, encoding) -> dict | None:
     return arrays if fresh else None
 
 
-def _build_or_compute(directory: Path, encoding, save: bool) -> dict:
+def _build_or_compute(directory: Path, written: np.ndarray, save: bool) -> dict:
+    """The index of the `written`-out train split, saved in `directory` when `save` and it can
+    be written (else kept in memory only)."""
+    arrays = _index_arrays(written, _raw_train(directory))
     if save:
         try:
-            build_index(directory, encoding)
-            return _load_arrays(directory, encoding)
+            _save_index(directory, arrays)
         except OutputError:  # a read-only dataset: the same index, kept in memory
             pass
-    return _index_arrays(written_train(directory, encoding)[0], _raw_train(directory))
+    return arrays
 
 
 def train_sources(manifest: dict) -> list[str]:
