@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 from conftest import CORPORA
 from midi_factory import melody_with_chords_file
+from train_fixtures import untrained_checkpoint
 
 from melodygen import harmony
-from melodygen.checkpoint import make_checkpoint, save
 from melodygen.cli import main
 from melodygen.dataset.windows import WindowSampler
 from melodygen.encodings import get_encoding
@@ -22,7 +22,6 @@ from melodygen.encodings.controls import DENSITY_COUNTS, ControlRequest, Steerin
 from melodygen.encodings.multitrack_controls import density_bins
 from melodygen.errors import ConfigError
 from melodygen.midi_io import read_score
-from melodygen.models import build_model, settings_to_dict
 from melodygen.notes import Note, Score, TempoMap, Track
 from melodygen.sampling.request import GenerationRequest
 from melodygen.stats.controls import measure_adherence, piece_adherence
@@ -277,11 +276,7 @@ def test_steering_is_saved_beside_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def controlled_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, ENC.vocab.size)
-    ckpt = make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
-                           encoding=ENC, run_config={}, step=0, best_val_nll=None, instruments=[0, 73])
-    return save(ckpt, tmp_path_factory.mktemp("ckpt") / "controls.pt")
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "controls.pt", ENC, instruments=[0, 73])
 
 
 def run(*args):

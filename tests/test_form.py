@@ -164,14 +164,9 @@ def test_adherence_counts_what_is_not_repeated():
 
 @pytest.fixture(scope="module")
 def repeats_checkpoint(tmp_path_factory):
-    from melodygen.checkpoint import make_checkpoint, save
-    from melodygen.models import build_model, settings_to_dict
+    from train_fixtures import untrained_checkpoint
 
-    torch.manual_seed(0)
-    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, REP_CONTROLS.vocab.size)
-    ckpt = make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
-                           encoding=REP_CONTROLS, run_config={}, step=0, best_val_nll=None, instruments=[0, 73])
-    return save(ckpt, tmp_path_factory.mktemp("ckpt") / "repeats.pt")
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "repeats.pt", REP_CONTROLS, instruments=[0, 73])
 
 
 def sample(*args):

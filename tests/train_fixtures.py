@@ -68,3 +68,18 @@ def tiny_config(dataset: Path, **training) -> RunConfig:
                      **training},
     }
     return config_from_dict(raw, "<test>")
+
+
+def untrained_checkpoint(path: Path, encoding, instruments=None) -> Path:
+    """A checkpoint of a tiny LSTM with random weights (seed 0) over `encoding`, saved at `path`:
+    enough for sampling tests that look at what the grammar lets through, not at the music."""
+    import torch
+
+    from melodygen.checkpoint import make_checkpoint, save
+    from melodygen.models import build_model, settings_to_dict
+
+    torch.manual_seed(0)
+    model = build_model("lstm", {"embed_size": 16, "hidden_size": 24, "num_layers": 1}, encoding.vocab.size)
+    return save(make_checkpoint(model_kind="lstm", model_settings=settings_to_dict(model.settings), model=model,
+                                encoding=encoding, run_config={}, step=0, best_val_nll=None, instruments=instruments),
+                path)
