@@ -11,7 +11,7 @@ are used.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Model", "Piece", "evaluate", "load", "prepare", "read_piece", "train"]
+__all__ = ["Model", "Piece", "evaluate", "fit", "load", "prepare", "read_piece", "train"]
 
 
 def __getattr__(name: str):

@@ -181,3 +181,20 @@ def evaluate(checkpoint: PathLike, *, data: PathLike | None = None, midi: Sequen
 
     return evaluate_checkpoint(checkpoint, data_dir=data, sources=tuple(map(str, midi)), split=split,
                                device=device, baseline_order=baseline, fit_velocities=fit_velocities)
+
+
+def fit(folder: PathLike, *, out: PathLike, minutes: float = 12.0, start: str | None = None,
+        encoding: str | None = None, samples: int = 8, resume: bool = False, overwrite: bool = False,
+        progress: bool = False):
+    """Fit a model to the MIDI files under `folder` into the folder `out`, as `melodygen fit`:
+    `start` is a bundled model or checkpoint to fine-tune, "scratch", or None (measure both);
+    returns its `FitResult` (`model`: the checkpoint, usable with `load`; `report`, `card`,
+    `state`: the choices and figures). Progress lines go to stdout.
+
+    >>> result = fit("my-reels/", out="fits/reels")  # doctest: +SKIP
+    >>> load(result.model).generate(bars=16)  # doctest: +SKIP
+    """
+    from melodygen.fit import fit as fit_folder
+
+    return fit_folder(folder, out, minutes=minutes, start=start, encoding=encoding, samples=samples, resume=resume,
+                      overwrite=overwrite, progress=progress, echo=print)

@@ -85,6 +85,10 @@ class TrainingConfig:
     (windows start at a random piece's beginning: with `seq_len` above most pieces' length,
     whole pieces, so their form, repeats and ending can be learned).
 
+    `init_from`: a checkpoint file or bundled model name whose weights the run starts from (a
+    fine-tune; `training.init`): its model must have the config's layers and sizes, and its
+    vocabulary is matched to the run's encoding by token name. Ignored on `--resume`.
+
     `control_dropout`: for an encoding with controls (`multitrack_controls`), the chance that a
     window has each kind of control token (key, chord, density) taken out, and all of them
     (`dataset.windows`), so the model also learns the music without them and samples with any
@@ -109,6 +113,7 @@ class TrainingConfig:
     transpose_range: tuple[int, int] = (0, 0)
     window_starts: str = "anywhere"
     control_dropout: float = 0.3
+    init_from: str = ""
     seed: int = 1234
     compile: bool = False
     threads: int = 0

@@ -64,7 +64,8 @@ def set_threads(threads: int) -> None:
 # with 2 threads against 22.8 s with 1 on a quiet 2-core machine (folk-melody 3.8 against 4.2 s;
 # with other jobs running, folk-melody's 2 threads took up to 14 s: `busy_note`). The report's
 # work is reading and measuring files, not torch's: one thread.
-JOB_THREADS: dict[str, int | None] = {"sample": 1, "studio": 1, "evaluate": None, "report": 1, "train": None}
+JOB_THREADS: dict[str, int | None] = {"sample": 1, "studio": 1, "evaluate": None, "report": 1, "train": None,
+                                      "fit": None}
 CPU_QUOTA = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" (microseconds) or "max PERIOD"
 
 

@@ -3,7 +3,21 @@
 Command modules import only click at module level, so `melodygen --help` stays fast.
 """
 
-from melodygen.commands import baseline, evaluate, models, prepare, render, report, sample, stats, studio, tokens, train
+from melodygen.commands import (
+                  baseline,
+                  evaluate,
+                  fit,
+                  models,
+                  prepare,
+                  render,
+                  report,
+                  sample,
+                  stats,
+                  studio,
+                  tokens,
+                  train,
+)
 
-COMMANDS: list = [baseline.command, evaluate.command, models.command, prepare.command, render.command, report.command,
+COMMANDS: list = [baseline.command, evaluate.command, fit.command, models.command,
+                  prepare.command, render.command, report.command,
                   sample.command, stats.command, studio.command, tokens.command, train.command]

@@ -59,6 +59,7 @@ _THREADS_DEFAULT = {
     "report": "1: its work is reading and measuring files, not torch's",
     "train": "the config's training.threads, else the physical cores this process may use; on a "
              "busy machine (a note says so) use 1",
+    "fit": "the physical cores this process may use; on a busy machine (a note says so) use 1",
 }
 
 

@@ -79,14 +79,15 @@ class FileResult:
         return self
 
 
-def read_file(path: str | Path, encoding=None, *, keep_score: bool = False) -> FileResult:
+def read_file(path: str | Path, encoding=None, *, keep_score: bool = False, drums: bool = False) -> FileResult:
     """Read one file and, given an `encoding`, encode it; every failure becomes a skip reason,
-    never an exception."""
+    never an exception. Drum tracks are read where the encoding reads them (without one, where
+    `drums` asks)."""
     from melodygen.midi_io import read_score
 
     path = str(path)
     try:
-        score = read_score(path, include_drums=encoding is not None and encoding.reads_drums)
+        score = read_score(path, include_drums=encoding.reads_drums if encoding is not None else drums)
     except MusicTooLongError as exc:
         return FileResult(path, reason=TOO_LONG, detail=_without_path(path, exc))
     except MidiReadError as exc:

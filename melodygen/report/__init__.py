@@ -29,6 +29,7 @@ class Report:
     samples: int
     skipped: list[str]
     reference_mode: str | None = None
+    comparison: dict | None = None  # the samples against the reference (`stats.compare_sets`)
 
 
 def build_report(
@@ -40,6 +41,7 @@ def build_report(
     raw_reference: bool = False,
     soundfont: str | os.PathLike | None = None,
     audio: bool = True,
+    preface: str = "",
 ) -> Report:
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
@@ -49,7 +51,8 @@ def build_report(
     the run's encoding, `report.steering`); `reference`: a folder of MIDI
     files (e.g. the training corpus) the samples' statistics are compared against, passed through
     the run's encoding (`report.reference`) unless `raw_reference`. `audio=False` leaves out the
-    WAV files and players (where FluidSynth is not installed).
+    WAV files and players (where FluidSynth is not installed). `preface`: HTML put before the
+    evaluation (`melodygen fit`'s own section).
     """
     from melodygen.dataset.sources import find_midi_files
     from melodygen.report.curves import curves_png
@@ -76,10 +79,11 @@ def build_report(
         gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference,
                                 copies=sample_copies(run, paths), steering=sample_steering(run, paths))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp)
+    html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp, preface=preface)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"
     with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:
         file.write(html)
     return Report(page=page, assets=assets if gallery else None, samples=len(gallery.entries) if gallery else 0,
                   skipped=gallery.skipped + gallery.controls_skipped if gallery else [],
-                  reference_mode=gallery.reference.mode if gallery and gallery.reference else None)
+                  reference_mode=gallery.reference.mode if gallery and gallery.reference else None,
+                  comparison=gallery.comparison if gallery else None)

@@ -22,14 +22,16 @@ from melodygen.report.run import RunInfo, evaluation_figures
 
 
 def render_page(run: RunInfo, curves: bytes | None, gallery: Gallery | None, page_dir: Path,
-                generated_at: str) -> str:
-    """The whole HTML page; links are made relative to `page_dir`, the page's folder."""
+                generated_at: str, preface: str = "") -> str:
+    """The whole HTML page; links are made relative to `page_dir`, the page's folder. `preface`
+    (HTML) comes before the evaluation."""
     template = Template(resources.files("melodygen.report").joinpath("template.html").read_text("utf-8"))
     config_note = f"config from {run.config_source}" if run.config_source else "no config file found"
     return template.substitute(
         version=escape(__version__),
         title=escape(f"melodygen report: {run.path.resolve().name}"),
         meta=escape(f"run folder {run.path} · {config_note} · generated {generated_at}"),
+        preface=preface,
         figures=_figures(evaluation_figures(run.metrics)),
         curves=(_img(curves, "training and validation curves") if curves
                 else '<p class="note">No loss values in metrics.csv yet.</p>'),
@@ -52,7 +54,7 @@ def _settings(config: dict | None) -> str:
     sections = {**({"run": loose} if loose else {}), **{k: v for k, v in config.items() if isinstance(v, dict)}}
     tables = "".join(
         f"<div><h3>[{escape(name)}]</h3>"
-        f"{_table(('setting', 'value'), [(k, _value(v)) for k, v in values.items()])}</div>"
+        f"{html_table(('setting', 'value'), [(k, _value(v)) for k, v in values.items()])}</div>"
         for name, values in sections.items()
     )
     return f'<div class="settings">{tables}</div>'
@@ -93,7 +95,7 @@ def _set_table(gallery: Gallery) -> str:
         return '<p class="note">No sample has notes: no statistics.</p>'
     if gallery.comparison is None:
         rows = [(name, _mean_std(summary)) for name, summary in gallery.described["scalars"].items()]
-        return "<h3>Statistics of the samples</h3>" + _table(("metric", "mean ± std"), rows, SCALAR_METRICS)
+        return "<h3>Statistics of the samples</h3>" + html_table(("metric", "mean ± std"), rows, SCALAR_METRICS)
     rows = [(name, _mean_std(c["generated"]), _mean_std(c["reference"]), _num(c["overlap"]), _num(c["kl"]))
             for name, c in gallery.comparison["scalars"].items()]
     rows += [(f"{name} histogram", "", "", _num(c["overlap"]), _num(c["kl"]))
@@ -105,7 +107,7 @@ def _set_table(gallery: Gallery) -> str:
     note = ('<p class="note">overlap: shared area of the two distributions (1 = same); '
             "KL: divergence of the samples from the reference in nats (0 = same).</p>")
     headers = ("metric", "samples mean ± std", "reference mean ± std", "overlap", "KL")
-    return heading + _two_sample(gallery.comparison) + _table(headers, rows, SCALAR_METRICS) + note
+    return heading + _two_sample(gallery.comparison) + html_table(headers, rows, SCALAR_METRICS) + note
 
 
 def _two_sample(comparison: dict) -> str:
@@ -247,7 +249,7 @@ def _sample_stats(entry: SampleEntry, gallery: Gallery) -> str:
     for name, value in entry.scalars.items():
         row = [name, _num(value), _mean_std(gallery.described["scalars"][name])]
         rows.append(row + ([_mean_std(reference[name])] if reference else []))
-    return _table(headers, rows, SCALAR_METRICS) + _track_table(entry.tracks)
+    return html_table(headers, rows, SCALAR_METRICS) + _track_table(entry.tracks)
 
 
 def _track_table(tracks) -> str:
@@ -258,10 +260,11 @@ def _track_table(tracks) -> str:
              f"{pitch_name(t['lowest'])}-{pitch_name(t['highest'])}", str(t["pitch_range"]), _num(t["polyphony"])]
             for i, t in enumerate(tracks)]
     headers = ("track", "program", "notes", "pitches", "range", "polyphony")
-    return '<p class="note">Per track (non-drum):</p>' + _table(headers, rows)
+    return '<p class="note">Per track (non-drum):</p>' + html_table(headers, rows)
 
 
-def _table(headers, rows, tooltips: dict[str, str] | None = None) -> str:
+def html_table(headers, rows, tooltips: dict[str, str] | None = None) -> str:
+    """A table: the first column as text (with its tooltip, where one is given), the rest as numbers."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for first, *rest in rows:

@@ -119,6 +119,10 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     if ckpt is not None:
         state.check_same_run(ckpt, raw_model, encoding, paths.last)
         raw_model.load_state_dict(ckpt["model"]["state_dict"])
+    elif config.training.init_from:
+        from melodygen.training.init import load_initial_weights
+
+        load_initial_weights(raw_model, encoding, config.training.init_from)
     directory, manifest = data.dataset_dir(config, encoding, info, progress)
     sampler = data.train_batches(directory, config, encoding, info)
     raw_model.to(device)
@@ -181,6 +185,8 @@ def _loop(run: _Run, stop: StopFlag) -> str:
     run.clock = {"start": now, "val_s": 0.0, "tokens": 0, "log_time": 0.0, "log_tokens": 0}
     loss_sum, count = run.running
     run.running = (torch.tensor(loss_sum, device=run.device), count)
+    if run.step == 0 and cfg.init_from:  # a fine-tune's starting point is a model: measured, best.pt if best
+        _write_row(run, _evaluate(run)[1])
     while run.step < cfg.max_steps:
         loss = run.stepper(run.step, _time_used(run))
         run.running = (run.running[0] + loss, run.running[1] + 1)

@@ -1,0 +1,146 @@
+"""The choices `melodygen fit` makes from a folder's survey, each with its reason and the option
+that overrides it: the encoding that keeps the music, the pieces held out, where training
+starts (a bundled model or nothing), the model's size, the windows, transposition and the
+time budget.
+
+Rules of thumb, not tuning on one folder: several tracks, drums or chords keep every track
+(`multitrack`); music played off the grid keeps its timing (`performance`); a single line is a
+`melody`. A small folder gets every key by transposition, dropout and early stopping on its
+held-out pieces; the model grows with the notes there are to learn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from melodygen.errors import ConfigError
+from melodygen.fit.survey import ON_GRID, FolderSurvey
+
+HELD_OUT_SHARE, MAX_HELD_OUT = 0.15, 100
+SMALL_FOLDER = 500  # pieces: below, every key by transposition
+SMALL_MODEL_NOTES = 60_000  # notes: below, the small model from scratch
+TRIAL_SHARE = 0.2  # of the training time, per candidate, when a base and scratch are compared
+MIN_TRIAL_MINUTES = 1.0
+SCRATCH_LR, FINE_TUNE_LR = 1e-3, 3e-4
+SMALL_FINE_TUNE, SMALL_FINE_TUNE_LR = 100, 1e-4  # pieces: below, a fine-tune's lower learning rate
+SCRATCH_MODELS = {  # transformer settings by size; rotary positions as every bundled model
+    "small": {"d_model": 128, "n_layers": 3, "n_heads": 4, "d_ff": 512, "dropout": 0.25, "max_context": 1024,
+              "positions": "rope", "tie_weights": True},
+    "medium": {"d_model": 256, "n_layers": 4, "n_heads": 4, "d_ff": 1024, "dropout": 0.1, "max_context": 1024,
+               "positions": "rope", "tie_weights": True},
+}
+ENCODINGS = ("multitrack", "melody", "performance")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One decision: what was chosen, why, and the option that overrides it."""
+
+    what: str
+    value: str
+    reason: str
+    option: str
+
+    def line(self) -> str:
+        return f"{self.what:<11} {self.value:<24} {self.reason}  [{self.option}]"
+
+
+@dataclass
+class FitPlan:
+    """Everything the run needs, decided before it trains. `start` is "auto" (measure the best
+    bundled model against scratch), "scratch", or a model to fine-tune."""
+
+    encoding: str
+    held_out: int
+    start: str
+    minutes: float
+    transpose: tuple[int, int]
+    choices: list[Choice] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_plan(survey: FolderSurvey, *, encoding: str | None = None, start: str | None = None,
+              minutes: float = 12.0) -> FitPlan:
+    """The plan for `survey`'s folder; the arguments are the user's overrides (None: choose)."""
+    if minutes <= 0:
+        raise ConfigError(f"--minutes {minutes:g}: the time budget must be above 0")
+    if encoding is not None and encoding not in ENCODINGS:
+        raise ConfigError(f"--encoding {encoding}: choose one of {', '.join(ENCODINGS)}")
+    chosen, why = (encoding, "as asked") if encoding else _encoding(survey)
+    pieces = len(survey.pieces)
+    held_out = max(1, min(MAX_HELD_OUT, round(HELD_OUT_SHARE * pieces)))
+    small = pieces < SMALL_FOLDER
+    transpose = (-5, 6) if small else (-3, 3)
+    choices = [
+        Choice("encoding", chosen, why, "--encoding"),
+        Choice("held out", f"{held_out} of {pieces} pieces",
+               "chosen by content hash: the same files whatever their names or order; early stopping "
+               "and every figure are measured on them", "(fixed)"),
+        Choice("keys", f"transposed {transpose[0]:+d}..{transpose[1]:+d} from scratch",
+               ("every key: a small folder needs the augmentation" if small else "nearby keys")
+               + "; a fine-tune keeps its base's", "(fixed)"),
+        Choice("budget", f"{minutes:g} minutes", "the default: 10-15 minutes on a 2-core laptop CPU"
+               if minutes == 12.0 else "as asked", "--minutes"),
+    ]
+    return FitPlan(chosen, held_out, start or "auto", minutes, transpose, choices)
+
+
+def _encoding(survey: FolderSurvey) -> tuple[str, str]:
+    if survey.on_grid < ON_GRID:
+        return "performance", (f"only {survey.on_grid:.0%} of onsets fall on a 1/12-quarter grid: played "
+                               "music, its timing kept in milliseconds")
+    if survey.median_tracks >= 2:
+        return "multitrack", f"pieces have {survey.median_tracks:g} tracks (median): each keeps its own track"
+    if survey.with_drums:
+        return "multitrack", f"{survey.with_drums} piece(s) have drums: kept as their own track"
+    if survey.chordal >= 0.2:
+        return "multitrack", f"{survey.chordal:.0%} of notes sound with another of their track: chords, kept"
+    return "melody", "one line per piece, no chords: a melody"
+
+
+def encoding_settings(plan: FitPlan, survey: FolderSurvey, base_settings: dict | None) -> tuple[dict, str]:
+    """The encoding settings of the run and why: a base's own (so the fine-tune keeps its
+    vocabulary) widened where the folder needs more, else the folder's own."""
+    low = min(p.pitches[0] for p in survey.pieces)
+    high = max(p.pitches[1] for p in survey.pieces)
+    if base_settings is not None:
+        settings = dict(base_settings)
+        if plan.encoding == "melody" and (low < settings["min_pitch"] or high > settings["max_pitch"]):
+            settings.update(min_pitch=min(low, settings["min_pitch"]),
+                            max_pitch=max(high, settings["max_pitch"]))
+            return settings, ("the base's, its pitch range widened to "
+                              f"{settings['min_pitch']}..{settings['max_pitch']} for your notes "
+                              "(new ids start as the mean of the base's)")
+        return settings, "the base's, so that the fine-tune keeps its vocabulary"
+    if plan.encoding == "multitrack":
+        return {"repeats": 16}, "a repeated bar is one REPEAT id (the model copies bars instead of rewriting them)"
+    if plan.encoding == "melody":
+        return {"min_pitch": low, "max_pitch": high}, f"the pitch range of your notes, {low}..{high}"
+    return {}, "the defaults"
+
+
+def scratch_model(survey: FolderSurvey, gpu: bool) -> tuple[dict, str]:
+    """The Transformer to train from nothing, sized to the notes there are (and the machine)."""
+    notes = sum(p.notes for p in survey.pieces)
+    size = "medium" if gpu or notes >= SMALL_MODEL_NOTES else "small"
+    model = {"kind": "transformer", **SCRATCH_MODELS[size]}
+    name = f"Transformer d{model['d_model']}x{model['n_layers']} with dropout {model['dropout']:g}"
+    if size == "medium":
+        return model, f"{name} for {'a GPU' if gpu else f'{notes:,} notes'}"
+    return model, f"{name}: {notes:,} notes are few to learn from"
+
+
+def window_length(lengths: list[int], max_context: int) -> int:
+    """Training windows that hold most pieces whole: the 90th percentile piece, in steps of 128,
+    at most the model's context."""
+    import numpy as np
+
+    p90 = int(np.percentile(lengths, 90)) if lengths else 512
+    return max(128, min(max_context, -(-p90 // 128) * 128))
+
+
+def trial_minutes(training_minutes: float) -> float:
+    """Each candidate's trial, out of the training time when two are compared."""
+    return max(MIN_TRIAL_MINUTES, TRIAL_SHARE * training_minutes)

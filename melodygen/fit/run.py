@@ -1,0 +1,205 @@
+"""`fit`: a folder of MIDI in, a model of it out, in the steps below. Each step's result goes
+into OUT/fit.json as it is done (written atomically), so a run stopped by Ctrl-C, a crash or
+kill -9 is continued with `resume=True` from the step it was in: the training runs from their
+last.pt, the steps done are not done again.
+
+1. survey the folder (`fit.survey`) and plan (`fit.plan`); nothing is written before both pass;
+2. hold out pieces by content hash and measure every bundled model that reads the folder's
+   encoding on them (nats per note, `fit.scoring`);
+3. prepare the dataset (in the best base's encoding, widened where needed, or the folder's own);
+4. train: with a base and `start="auto"`, fine-tune it and train from scratch for a trial each,
+   compare them on the held-out pieces, and give the winner the rest of the time; otherwise
+   train the one start the whole time;
+5. the fitted model (OUT/model.pt), its samples, the copy audit, the report page and the card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from melodygen.atomic import atomic_write
+from melodygen.errors import ConfigError, OutputError
+from melodygen.fit.plan import FitPlan, make_plan
+from melodygen.fit.survey import FolderSurvey, survey_folder
+
+STATE = "fit.json"
+NGRAM_ORDER = 5
+REPORT_RESERVE_MINUTES = 1.5  # kept for sampling, the copy audit and the report
+TRAINING_KEYS = ("optimizer", "scheduler", "rng")  # what model.pt leaves out of a run's best.pt
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where everything went and the figures (`fit.json`'s content under `state`)."""
+
+    out: Path
+    model: Path
+    report: Path
+    card: Path
+    state: dict
+
+
+def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encoding: str | None = None,
+        samples: int = 8, resume: bool = False, overwrite: bool = False, progress: bool = True,
+        echo=print, stop=None) -> FitResult | None:
+    """Fit a model to the MIDI files under `folder` into the folder `out` (see the module).
+    Returns None when `stop` (a `training.interrupt.StopFlag`) ended it early: resume later."""
+    from melodygen.training.interrupt import StopFlag
+
+    began = time.perf_counter()
+    out, stop = Path(out), stop or StopFlag()
+    state = _read_state(out) if resume else None
+    survey = survey_folder(folder, progress=progress)
+    for line in survey.describe():
+        echo(line)
+    if state is None:
+        _check_out(out, overwrite)
+        plan = make_plan(survey, encoding=encoding, start=start, minutes=minutes)
+        state = {"folder": str(Path(folder).resolve()), "plan": plan.to_dict(), "spent_s": 0.0}
+    plan = FitPlan(**{**state["plan"], "choices": []})
+    for choice in state["plan"]["choices"]:
+        echo("choice: " + _choice_line(choice))
+    out.mkdir(parents=True, exist_ok=True)
+    job = _Job(out, survey, plan, state, began, echo, progress, stop)
+    return job.run(samples)
+
+
+def _choice_line(choice: dict) -> str:
+    from melodygen.fit.plan import Choice
+
+    return Choice(**choice).line()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if (out / STATE).is_file():
+        if not overwrite:
+            raise OutputError(f"{out} holds a fit already: --resume to continue it, --overwrite to start again")
+        shutil.rmtree(out)
+    elif any(out.iterdir()):
+        raise OutputError(f"{out}: not empty and not a fit folder; choose another --out")
+
+
+def _read_state(out: Path) -> dict:
+    path = out / STATE
+    if not path.is_file():
+        raise OutputError(f"{out}: no fit to resume ({STATE} not found); run without --resume")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise OutputError(f"{path}: damaged ({exc}); start again with --overwrite") from None
+
+
+class _Job:
+    """One fit's steps over its state dict (saved after each)."""
+
+    def __init__(self, out: Path, survey: FolderSurvey, plan: FitPlan, state: dict, began: float, echo,
+                 progress: bool, stop):
+        self.out, self.survey, self.plan, self.state = out, survey, plan, state
+        self.began, self.spent_before = began, state.get("spent_s", 0.0)
+        self.echo, self.progress, self.stop = echo, progress, stop
+
+    # -- bookkeeping
+
+    def save(self) -> None:
+        self.state["spent_s"] = self.spent_before + time.perf_counter() - self.began
+        with atomic_write(self.out / STATE, "w", encoding="utf-8") as file:
+            json.dump(self.state, file, indent=1)
+
+    def minutes_left(self) -> float:
+        return self.plan.minutes - (self.spent_before + time.perf_counter() - self.began) / 60
+
+    @property
+    def dataset(self) -> Path:
+        return self.out / "data"
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / "runs" / name
+
+    # -- the steps
+
+    def run(self, samples: int) -> FitResult | None:
+        from melodygen.fit.finish import finish
+
+        self.hold_out()
+        self.measure_bases()
+        self.prepare()
+        if not self.train():
+            self.save()
+            return None
+        return finish(self, samples)
+
+    def hold_out(self) -> None:
+        from melodygen.fit.scoring import held_out_fraction, is_held_out
+
+        if "held_out" in self.state:
+            return
+        fraction = held_out_fraction([p.sha1 for p in self.survey.pieces], self.plan.held_out)
+        files = [p.path for p in self.survey.pieces if is_held_out(p.sha1, fraction)]
+        self.state["held_out"] = {"fraction": fraction, "files": files}
+        self.save()
+
+    def measure_bases(self) -> None:
+        """Every candidate base on the held-out pieces: the best is the one fine-tuned."""
+        from melodygen.fit.scoring import score_files
+        from melodygen.pretrained import bundled_models
+
+        if "bases" in self.state:
+            return
+        start = self.plan.start
+        names = ([] if start == "scratch" else
+                 [m.name for m in bundled_models() if m.encoding == self.plan.encoding] if start == "auto" else [start])
+        bases = {}
+        for name in names:
+            bases[name] = score_files(name, self.state["held_out"]["files"])
+            self.echo(f"base {name}: {bases[name]['nats_per_note']:.3f} nats/note on your held-out pieces")
+        self.state["bases"] = bases
+        self.state["base"] = min(bases, key=lambda n: bases[n]["nats_per_note"]) if bases else None
+        if self.state["base"] is not None:
+            from melodygen.checkpoint import load_for_inference
+
+            _, base_encoding, _ = load_for_inference(self.state["base"], "cpu")
+            if base_encoding.name != self.plan.encoding:
+                raise ConfigError(f"--from {self.state['base']}: it reads the {base_encoding.name} encoding, "
+                                  f"your folder the {self.plan.encoding} one")
+        self.save()
+
+    def prepare(self) -> None:
+        from melodygen.dataset.prepare import prepare
+        from melodygen.encodings import get_encoding
+        from melodygen.fit.plan import Choice, encoding_settings
+
+        base = self.state["base"]
+        if "encoding_settings" not in self.state:
+            base_settings = None
+            if base is not None:
+                from melodygen.checkpoint import load_for_inference
+
+                base_settings = load_for_inference(base, "cpu")[1].to_dict()["settings"]
+            settings, why = encoding_settings(self.plan, self.survey, base_settings)
+            self.state["encoding_settings"] = settings
+            defaults = get_encoding(self.plan.encoding).to_dict()["settings"]
+            changed = ", ".join(f"{k}={v}" for k, v in settings.items() if defaults.get(k) != v) or "its defaults"
+            self.state["plan"]["choices"].append(Choice("settings", changed, why, "--encoding").__dict__)
+            self.echo("choice: " + _choice_line(self.state["plan"]["choices"][-1]))
+        encoding = get_encoding(self.plan.encoding, **self.state["encoding_settings"])
+        summary = prepare([self.state["folder"]], encoding, self.dataset,
+                          val_fraction=self.state["held_out"]["fraction"], progress=self.progress)
+        self.state["dataset"] = {"train_pieces": summary.pieces.get("train", 0),
+                                 "held_out_pieces": summary.pieces.get("valid", 0), "ids": summary.tokens}
+        self.echo(f"dataset: {summary.pieces.get('train', 0)} pieces to learn from, {summary.pieces.get('valid', 0)} "
+                  f"held out, {summary.tokens:,} ids ({self.dataset})")
+        self.save()
+
+    def train(self) -> bool:
+        """The trials and the winner's run; False when stopped by the user."""
+        from melodygen.fit.training import train_candidates
+
+        return train_candidates(self)
