@@ -184,7 +184,7 @@ def evaluate(checkpoint: PathLike, *, data: PathLike | None = None, midi: Sequen
 
 
 def fit(folder: PathLike, *, out: PathLike, minutes: float = 12.0, start: str | None = None,
-        encoding: str | None = None, samples: int = 8, resume: bool = False, overwrite: bool = False,
+        encoding: str | None = None, samples: int = 12, resume: bool = False, overwrite: bool = False,
         progress: bool = False):
     """Fit a model to the MIDI files under `folder` into the folder `out`, as `melodygen fit`:
     `start` is a bundled model or checkpoint to fine-tune, "scratch", or None (measure both);

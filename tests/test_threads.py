@@ -48,7 +48,7 @@ def busy(monkeypatch):
 
 def test_each_job_has_its_default_and_a_request_wins(cores):
     assert {job: devices.pick_threads(job) for job in devices.JOB_THREADS} == {
-        "sample": 1, "studio": 1, "report": 1, "evaluate": 5, "train": 5}
+        "sample": 1, "studio": 1, "report": 1, "evaluate": 5, "train": 5, "fit": 5}
     assert devices.pick_threads("sample", 4) == 4 and devices.pick_threads("train", 2) == 2
     assert devices.pick_threads("sample", 0) == 0  # torch's default: set_threads leaves it
     assert devices.use_threads("sample", 0) == 3 and devices.use_threads("sample") == 1

@@ -18,8 +18,8 @@ from melodygen.commands.params import FiniteFloatRange, threads_option
                    "bundled model for your encoding against a model from scratch, keep the better].")
 @click.option("--encoding", type=click.Choice(["multitrack", "melody", "performance"]),
               help="The encoding [default: chosen from what the folder holds, and said why].")
-@click.option("--samples", "sample_count", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Samples for the report and the memorisation audit.")
+@click.option("--samples", "sample_count", type=click.IntRange(1, 64), default=12, show_default=True,
+              help="Samples for the report, the memorisation audit and the real-vs-generated test (which needs 10).")
 @click.option("--resume", is_flag=True, help="Continue the fit in --out where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Replace the fit already in --out.")
 @threads_option("fit")

@@ -88,13 +88,18 @@ def make_plan(survey: FolderSurvey, *, encoding: str | None = None, start: str |
 
 
 def _encoding(survey: FolderSurvey) -> tuple[str, str]:
-    if survey.on_grid < ON_GRID:
-        return "performance", (f"only {survey.on_grid:.0%} of onsets fall on a 1/12-quarter grid: played "
-                               "music, its timing kept in milliseconds")
+    """Tracks kept apart come first (an arrangement merged into one stream loses who plays
+    what); then timing: one played track (onsets off the grid) keeps its milliseconds."""
+    played = survey.on_grid < ON_GRID
+    grid = (f"; {1 - survey.on_grid:.0%} of onsets are off the 1/12-quarter grid and move to it"
+            if played else "")
     if survey.median_tracks >= 2:
-        return "multitrack", f"pieces have {survey.median_tracks:g} tracks (median): each keeps its own track"
+        return "multitrack", f"pieces have {survey.median_tracks:g} tracks (median): each keeps its own track{grid}"
     if survey.with_drums:
-        return "multitrack", f"{survey.with_drums} piece(s) have drums: kept as their own track"
+        return "multitrack", f"{survey.with_drums} piece(s) have drums: kept as their own track{grid}"
+    if played:
+        return "performance", (f"one track, only {survey.on_grid:.0%} of onsets on a 1/12-quarter grid: played "
+                               "music, its timing kept in milliseconds")
     if survey.chordal >= 0.2:
         return "multitrack", f"{survey.chordal:.0%} of notes sound with another of their track: chords, kept"
     return "melody", "one line per piece, no chords: a melody"

@@ -44,7 +44,7 @@ class FitResult:
 
 
 def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encoding: str | None = None,
-        samples: int = 8, resume: bool = False, overwrite: bool = False, progress: bool = True,
+        samples: int = 12, resume: bool = False, overwrite: bool = False, progress: bool = True,
         echo=print, stop=None) -> FitResult | None:
     """Fit a model to the MIDI files under `folder` into the folder `out` (see the module).
     Returns None when `stop` (a `training.interrupt.StopFlag`) ended it early: resume later."""
@@ -66,6 +66,15 @@ def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encodin
     out.mkdir(parents=True, exist_ok=True)
     job = _Job(out, survey, plan, state, began, echo, progress, stop)
     return job.run(samples)
+
+
+def _unseen_note(figures: dict) -> str:
+    """What of the held-out music a base never saw in training (a fine-tune learns it)."""
+    unseen = figures.get("unseen")
+    if not unseen or not unseen["share"]:
+        return ""
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(unseen["kinds"].items(), key=lambda kv: -kv[1]))
+    return f"; {unseen['share']:.1%} of their ids it never saw in training ({kinds})"
 
 
 def _choice_line(choice: dict) -> str:
@@ -159,7 +168,8 @@ class _Job:
         bases = {}
         for name in names:
             bases[name] = score_files(name, self.state["held_out"]["files"])
-            self.echo(f"base {name}: {bases[name]['nats_per_note']:.3f} nats/note on your held-out pieces")
+            self.echo(f"base {name}: {bases[name]['nats_per_note']:.3f} nats/note on your held-out pieces"
+                      + _unseen_note(bases[name]))
         self.state["bases"] = bases
         self.state["base"] = min(bases, key=lambda n: bases[n]["nats_per_note"]) if bases else None
         if self.state["base"] is not None:

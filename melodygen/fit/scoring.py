@@ -37,7 +37,9 @@ def notes_in(ids, encoding) -> int:
 
 
 def score_files(checkpoint, files: list[str]) -> dict:
-    """`checkpoint` (a file or bundled name) on MIDI `files`: nats per note and per event."""
+    """`checkpoint` (a file or bundled name) on MIDI `files`: nats per note and per event, and
+    where the checkpoint knows what it saw in training, `unseen`: the share of the files' ids it
+    never saw, and per kind of id (VEL, PROGRAM, TIMESIG...) how many."""
     from melodygen.checkpoint import load_for_inference
     from melodygen.dataset.files import read_files
     from melodygen.evaluation import evaluate_checkpoint
@@ -46,7 +48,9 @@ def score_files(checkpoint, files: list[str]) -> dict:
     _, encoding, _ = load_for_inference(checkpoint, "cpu")
     notes = sum(notes_in(r.ids, encoding) for r in read_files(files, encoding, workers=1, progress=False)
                 if not r.skipped)
-    return _figures(figures["nll"], figures["events"], notes)
+    unseen = figures.get("unseen")
+    extra = {"unseen": {"share": unseen["share"], "kinds": unseen["kinds"]}} if unseen else {}
+    return {**_figures(figures["nll"], figures["events"], notes), **extra}
 
 
 def score_run(run_dir: Path, dataset: Path) -> dict:
