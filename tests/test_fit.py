@@ -18,8 +18,8 @@ from melodygen.errors import ConfigError, DatasetError, OutputError
 from melodygen.fit.plan import make_plan
 from melodygen.fit.scoring import held_out_fraction, is_held_out
 from melodygen.fit.survey import survey_folder
-from tests.midi_factory import TPB, message, meta, midi_file, note_events
-from tests.train_fixtures import make_dataset, tiny_config
+from midi_factory import TPB, message, meta, midi_file, note_events
+from train_fixtures import make_dataset, tiny_config
 
 
 def tune(path: Path, seed: int, *, tracks: int = 1, chords: bool = False, jitter: int = 0, drums: bool = False) -> Path:
@@ -105,7 +105,7 @@ def test_init_from_maps_the_vocabulary_by_token_name(tmp_path):
     from melodygen.encodings import get_encoding
     from melodygen.models import build_model
     from melodygen.training.init import load_initial_weights
-    from tests.train_fixtures import untrained_checkpoint
+    from train_fixtures import untrained_checkpoint
 
     narrow, wide = get_encoding("melody", min_pitch=60, max_pitch=72), get_encoding("melody", min_pitch=55, max_pitch=80)
     base = untrained_checkpoint(tmp_path / "base.pt", narrow)

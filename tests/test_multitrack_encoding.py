@@ -305,3 +305,18 @@ def test_instrument_names():
     assert [parse_instrument(x) for x in ("piano", "bass", "violin", "Flute", "drums", "40")] == [0, 32, 40, 73, DRUMS, 40]
     with pytest.raises(ConfigError, match="unknown instrument 'sax'"):
         parse_instrument("sax")
+
+
+def test_one_meter_lays_every_piece_out_in_it_whatever_its_time_signatures_say():
+    """POP909's files mostly say 1/4 throughout: `meter = "4/4"` gives them bars again."""
+    quarters = Score([Track("piano", 0, False, [Note(60 + i % 5, 80, i * 0.5, i * 0.5 + 0.5) for i in range(16)])],
+                     TempoMap(), [(0.0, 1, 4)], 8.0)
+    own, fixed = get_encoding("multitrack"), get_encoding("multitrack", meter="4/4")
+    assert own.readable(own.encode(quarters)).count("BAR") == 16
+    tokens = fixed.readable(fixed.encode(quarters))
+    assert tokens.count("BAR") == 4 and "TIMESIG(4/4)" in tokens and "TIMESIG(1/4)" not in tokens
+    assert [n.pitch for n in fixed.decode(fixed.encode(quarters))] == [n.pitch for n in quarters.tracks[0].notes]
+    assert "meter" not in own.to_dict()["settings"] and fixed.to_dict()["settings"]["meter"] == "4/4"
+    for bad in ("5/3", "four", "0/4"):
+        with pytest.raises(ConfigError, match="meter must be"):
+            get_encoding("multitrack", meter=bad)

@@ -153,3 +153,20 @@ def test_prepare_train_sample_render_report_an_arrangement(tmp_path):
         assert len(read_score(path).tracks) == 2  # melody and chords, apart
         assert path.with_suffix(".wav").is_file() and path.with_suffix(".png").is_file()
     assert "Per track (non-drum):" in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_piece_without_notes_says_so(tmp_path):
+    """A model that only writes bar lines gives an empty piece: named, not passed off as music."""
+    import torch
+    from train_fixtures import untrained_checkpoint
+
+    from melodygen import load
+    from melodygen.sampling.files import NO_NOTES
+
+    encoding = get_encoding("multitrack")
+    path = untrained_checkpoint(tmp_path / "bars.pt", encoding)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"]["state_dict"]["head.bias"][encoding.vocab.id_of("BAR")] += 1000.0
+    torch.save(ckpt, path)
+    pieces = load(path).generate(n=2, bars=3, seed=1)
+    assert all(p.score.note_count() == 0 and p.shortfall == NO_NOTES for p in pieces)

@@ -41,6 +41,9 @@ A piece is a header, then its bars:
   semitones (1..12 up or down; drums never move): `BAR REPEAT(-8)` is bar i-8 again. Their ids
   come last in the vocabulary, so without repeats every id stays as it was
   (`multitrack_repeats`, which says how the bar is chosen and what decoding does).
+- **One meter** (`meter = "4/4"`, empty by default: the files' own): every piece is laid out in
+  that meter, whatever its time signatures say. For corpora whose time signatures are wrong:
+  617 of POP909's 909 files say 1/4 throughout, which made every beat a bar.
 
 Decoding is lenient and counts what it drops (see `_decode_score`); `grammar` bans every id
 decoding would drop (and a few it would accept, such as pitches out of order at a position),
@@ -90,6 +93,7 @@ class MultitrackSettings:
     drums: bool = True
     controls: tuple[str, ...] = ()
     repeats: int = 0
+    meter: str = ""
 
     def __post_init__(self):
         check(self, {
@@ -105,7 +109,16 @@ class MultitrackSettings:
             f"controls must name each of {', '.join(CONTROL_KINDS)} at most once":
                 lambda: set(self.controls) <= set(CONTROL_KINDS) and len(set(self.controls)) == len(self.controls),
             "repeats must be in 0..64 (bars back; 0: off)": lambda: 0 <= self.repeats <= 64,
+            "meter must be empty (the files' own) or one with a token, e.g. '4/4'":
+                lambda: not self.meter or self.fixed_meter() in self.meters(),
         })
+
+    def fixed_meter(self) -> tuple[int, int] | None:
+        """The `meter` setting as (numerator, denominator); None when the files' own are kept."""
+        if not self.meter:
+            return None
+        numerator, _, denominator = self.meter.partition("/")
+        return (int(numerator), int(denominator)) if numerator.isdigit() and denominator.isdigit() else (0, 0)
 
     def meters(self) -> list[tuple[int, int]]:
         """Every meter with a token: n/d, d in 1..16 dividing the grid, at most max_bar_quarters."""
@@ -217,7 +230,9 @@ class MultitrackEncoding(Encoding):
         `last_onset`: under its meter changes up to there, cut bars only where a TIMESIG holds
         them. A meter with no token -> `NoUsableMusicError`."""
         spq = self.settings.steps_per_quarter
-        changes = [c for c in meter.signature_steps(score, spq) if c[0] <= last_onset]
+        fixed = self.settings.fixed_meter()
+        changes = ([(0, fixed)] if fixed else
+                   [c for c in meter.signature_steps(score, spq) if c[0] <= last_onset])
         unknown = next((m for _, m in changes if m not in self.meter_index), None)
         if unknown is not None:
             raise NoUsableMusicError(f"time signature {unknown[0]}/{unknown[1]} has no token (meters "
@@ -478,11 +493,14 @@ class MultitrackEncoding(Encoding):
     # ------------------------------------------------------------------------------ contracts
 
     def to_dict(self) -> dict:
-        """`Encoding.to_dict`, without `repeats` while it is 0: an encoding stored before the
-        setting existed then compares equal (datasets and checkpoints check the settings)."""
+        """`Encoding.to_dict`, without `repeats` while it is 0 and `meter` while it is empty: an
+        encoding stored before those settings existed then compares equal (datasets and
+        checkpoints check the settings)."""
         stored = super().to_dict()
         if not self.settings.repeats:
             del stored["settings"]["repeats"]
+        if not self.settings.meter:
+            del stored["settings"]["meter"]
         return stored
 
     def readable(self, ids: Sequence[int]) -> list[str]:

@@ -192,6 +192,9 @@ def _given_plan(encoding, request: GenerationRequest, conditioning, device, prof
                           given, warning)
 
 
+NO_NOTES = "the model wrote no notes (only bar lines, silence or settings): sample again or lower --temperature"
+
+
 def generate_pieces(model, encoding, request: GenerationRequest, device,
                     plan: GenerationPlan | None = None) -> list[Piece]:
     """`request.n` new pieces from a loaded `model` (eval mode, on `device`) and its
@@ -201,8 +204,11 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
     rows, likelihoods = _generate(model, encoding, request, plan, device)
     given = _given(encoding, request, plan)
     finish = plan.conditioning.finish
-    pieces = [Piece(finish(row, plan.primer, plan.qpm, plan.given), row, _shortfall(row, request, plan), likelihood,
-                    given=given, input_warning=plan.input_warning) for row, likelihood in zip(rows, likelihoods)]
+    pieces = []
+    for row, likelihood in zip(rows, likelihoods):
+        score = finish(row, plan.primer, plan.qpm, plan.given)
+        short = _shortfall(row, request, plan) or (None if score.note_count() else NO_NOTES)
+        pieces.append(Piece(score, row, short, likelihood, given=given, input_warning=plan.input_warning))
     plan.conditioning.measure(pieces, plan.primer)
     if request.transpose:  # after the steering is measured: density does not move with the pitches
         for piece in pieces:
