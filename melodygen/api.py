@@ -184,10 +184,11 @@ def evaluate(checkpoint: PathLike, *, data: PathLike | None = None, midi: Sequen
 
 
 def fit(folder: PathLike, *, out: PathLike, minutes: float = 12.0, start: str | None = None,
-        encoding: str | None = None, samples: int = 12, resume: bool = False, overwrite: bool = False,
-        progress: bool = False):
+        encoding: str | None = None, held_out: int | None = None, overrides: Sequence[str] = (),
+        samples: int = 12, resume: bool = False, overwrite: bool = False, progress: bool = False):
     """Fit a model to the MIDI files under `folder` into the folder `out`, as `melodygen fit`:
     `start` is a bundled model or checkpoint to fine-tune, "scratch", or None (measure both);
+    `overrides` are `section.key=value` on every run's config, as `train --set`;
     returns its `FitResult` (`model`: the checkpoint, usable with `load`; `report`, `card`,
     `state`: the choices and figures). Progress lines go to stdout.
 
@@ -196,5 +197,6 @@ def fit(folder: PathLike, *, out: PathLike, minutes: float = 12.0, start: str | 
     """
     from melodygen.fit import fit as fit_folder
 
-    return fit_folder(folder, out, minutes=minutes, start=start, encoding=encoding, samples=samples, resume=resume,
-                      overwrite=overwrite, progress=progress, echo=print)
+    return fit_folder(folder, out, minutes=minutes, start=start, encoding=encoding, held_out=held_out,
+                      overrides=tuple(overrides), samples=samples, resume=resume, overwrite=overwrite,
+                      progress=progress, echo=print)

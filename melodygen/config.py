@@ -276,6 +276,18 @@ def _check_registries(encoding: EncodingConfig, model: ModelConfig, problems: li
         problems.append(str(exc))
 
 
+def with_overrides(raw: dict, overrides: typing.Sequence[str], origin: str = "--set") -> dict:
+    """A copy of the nested config dict `raw` with `section.key=value` overrides applied and the
+    result checked as a whole (`config_from_dict`); every problem in one `ConfigError`."""
+    import copy
+
+    raw, problems = copy.deepcopy(raw), []
+    for item in overrides:
+        _apply_override(raw, item, problems)
+    config_from_dict(raw, origin, problems)
+    return raw
+
+
 def _apply_override(raw: dict, item: str, problems: list[str]) -> None:
     key, sep, text = item.partition("=")
     section, dot, name = key.strip().partition(".")

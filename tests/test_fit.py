@@ -209,10 +209,24 @@ def test_fit_from_the_command_line_from_scratch(tmp_path, quick_fit):
     folder = folder_of(tmp_path, 6, tracks=2)
     out = tmp_path / "fit"
     result = CliRunner().invoke(main, ["fit", str(folder), "--out", str(out), "--from", "scratch", "--minutes", "0.4",
-                                       "--samples", "2", "--quiet", "--threads", "1"])
+                                       "--samples", "2", "--quiet", "--threads", "1",
+                                       "--set", "training.transpose_range=[0,0]"])
     assert result.exit_code == 0, result.output
     assert "choice: encoding    multitrack" in result.output and "report:" in result.output
     state = json.loads((out / "fit.json").read_text())
     assert state["bases"] == {} and state["training"]["names"] == ["scratch"]
+    assert state["training"]["configs"]["scratch"]["training"]["transpose_range"] == [0, 0]
     sampled = CliRunner().invoke(main, ["sample", str(out / "model.pt"), "--out", str(tmp_path / "new"), "--events", "32"])
     assert sampled.exit_code == 0, sampled.output
+
+
+def test_every_choice_can_be_overridden_and_a_bad_override_is_one_line(tmp_path):
+    survey = survey_folder(folder_of(tmp_path, 8), workers=1, progress=False)
+    plan = make_plan(survey, held_out=2, overrides=("training.transpose_range=[0,0]", "model.d_model=64"))
+    assert plan.held_out == 2 and plan.choices[-1].what == "overrides"
+    with pytest.raises(ConfigError, match="--held-out 6"):
+        make_plan(survey, held_out=6)
+    with pytest.raises(ConfigError, match="unknown"):
+        make_plan(survey, overrides=("training.not_a_setting=1",))
+    result = CliRunner().invoke(main, ["fit", str(tmp_path / "music"), "--out", str(tmp_path / "o"), "--from", "nope"])
+    assert result.exit_code == 1 and "nope" in result.output and not (tmp_path / "o").exists()

@@ -17,6 +17,7 @@ from melodygen.errors import ConfigError
 from melodygen.fit.survey import ON_GRID, FolderSurvey
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.15, 100
+MIN_LEARNED = 3  # pieces left to learn from when the user sets --held-out
 SMALL_FOLDER = 500  # pieces: below, every key by transposition
 SMALL_MODEL_NOTES = 60_000  # notes: below, the small model from scratch
 TRIAL_SHARE = 0.2  # of the training time, per candidate, when a base and scratch are compared
@@ -56,35 +57,49 @@ class FitPlan:
     minutes: float
     transpose: tuple[int, int]
     choices: list[Choice] = field(default_factory=list)
+    overrides: tuple[str, ...] = ()  # `section.key=value` on top of every candidate's run config
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def make_plan(survey: FolderSurvey, *, encoding: str | None = None, start: str | None = None,
-              minutes: float = 12.0) -> FitPlan:
-    """The plan for `survey`'s folder; the arguments are the user's overrides (None: choose)."""
+              minutes: float = 12.0, held_out: int | None = None, overrides: tuple[str, ...] = ()) -> FitPlan:
+    """The plan for `survey`'s folder; the arguments are the user's overrides (None: choose).
+    `overrides` (`section.key=value`, as `train --set`) are checked here, applied to each
+    candidate's run config (`encoding.*` to the dataset's encoding too)."""
     if minutes <= 0:
         raise ConfigError(f"--minutes {minutes:g}: the time budget must be above 0")
+    pieces = len(survey.pieces)
+    if held_out is not None and not 1 <= held_out <= pieces - MIN_LEARNED:
+        raise ConfigError(f"--held-out {held_out}: from 1 to {pieces - MIN_LEARNED} of these {pieces} pieces "
+                          f"(at least {MIN_LEARNED} to learn from)")
     if encoding is not None and encoding not in ENCODINGS:
         raise ConfigError(f"--encoding {encoding}: choose one of {', '.join(ENCODINGS)}")
     chosen, why = (encoding, "as asked") if encoding else _encoding(survey)
-    pieces = len(survey.pieces)
-    held_out = max(1, min(MAX_HELD_OUT, round(HELD_OUT_SHARE * pieces)))
+    if overrides:
+        from melodygen.config import with_overrides
+
+        with_overrides({"data": {"dataset": "."}, "encoding": {"name": chosen}, "model": {"kind": "transformer"}},
+                       overrides)
+    held_why = "as asked" if held_out else "15% of them"
+    held_out = held_out or max(1, min(MAX_HELD_OUT, round(HELD_OUT_SHARE * pieces)))
     small = pieces < SMALL_FOLDER
     transpose = (-5, 6) if small else (-3, 3)
     choices = [
         Choice("encoding", chosen, why, "--encoding"),
         Choice("held out", f"{held_out} of {pieces} pieces",
-               "chosen by content hash: the same files whatever their names or order; early stopping "
-               "and every figure are measured on them", "(fixed)"),
+               f"{held_why}, chosen by content hash: the same files whatever their names or order; early "
+               "stopping and every figure are measured on them", "--held-out"),
         Choice("keys", f"transposed {transpose[0]:+d}..{transpose[1]:+d} from scratch",
                ("every key: a small folder needs the augmentation" if small else "nearby keys")
-               + "; a fine-tune keeps its base's", "(fixed)"),
+               + "; a fine-tune keeps its base's", "--set training.transpose_range=[lo,hi]"),
         Choice("budget", f"{minutes:g} minutes", "the default: 10-15 minutes on a 2-core laptop CPU"
                if minutes == 12.0 else "as asked", "--minutes"),
     ]
-    return FitPlan(chosen, held_out, start or "auto", minutes, transpose, choices)
+    if overrides:
+        choices.append(Choice("overrides", " ".join(overrides), "as asked: on every run's config", "--set"))
+    return FitPlan(chosen, held_out, start or "auto", minutes, transpose, choices, tuple(overrides))
 
 
 def _encoding(survey: FolderSurvey) -> tuple[str, str]:

@@ -44,10 +44,12 @@ class FitResult:
 
 
 def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encoding: str | None = None,
-        samples: int = 12, resume: bool = False, overwrite: bool = False, progress: bool = True,
-        echo=print, stop=None) -> FitResult | None:
+        held_out: int | None = None, overrides: tuple[str, ...] = (), samples: int = 12, resume: bool = False,
+        overwrite: bool = False, progress: bool = True, echo=print, stop=None) -> FitResult | None:
     """Fit a model to the MIDI files under `folder` into the folder `out` (see the module).
-    Returns None when `stop` (a `training.interrupt.StopFlag`) ended it early: resume later."""
+    `start`: a bundled model or checkpoint to fine-tune, "scratch", or None (measure both);
+    `held_out`: how many pieces to hold out; `overrides`: `section.key=value` on every run's
+    config. Returns None when `stop` (a `training.interrupt.StopFlag`) ended it early: resume."""
     from melodygen.training.interrupt import StopFlag
 
     began = time.perf_counter()
@@ -58,14 +60,37 @@ def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encodin
         echo(line)
     if state is None:
         _check_out(out, overwrite)
-        plan = make_plan(survey, encoding=encoding, start=start, minutes=minutes)
+        plan = make_plan(survey, encoding=encoding, start=start, minutes=minutes, held_out=held_out,
+                         overrides=tuple(overrides))
+        _check_start(plan)
         state = {"folder": str(Path(folder).resolve()), "plan": plan.to_dict(), "spent_s": 0.0}
-    plan = FitPlan(**{**state["plan"], "choices": []})
+    plan = FitPlan(**{**state["plan"], "choices": [], "overrides": tuple(state["plan"].get("overrides", ()))})
     for choice in state["plan"]["choices"]:
         echo("choice: " + _choice_line(choice))
     out.mkdir(parents=True, exist_ok=True)
     job = _Job(out, survey, plan, state, began, echo, progress, stop)
     return job.run(samples)
+
+
+def _encoding_overrides(overrides) -> dict:
+    """The `encoding.key=value` overrides as settings."""
+    from melodygen.config import parse_value
+
+    pairs = [item.partition("=") for item in overrides]
+    return {key.strip().removeprefix("encoding."): parse_value(value.strip())
+            for key, _, value in pairs if key.strip().startswith("encoding.")}
+
+
+def _check_start(plan: FitPlan) -> None:
+    """A model named with --from exists and reads the folder's encoding (before --out is made)."""
+    if plan.start in ("auto", "scratch"):
+        return
+    from melodygen.checkpoint import load_for_inference
+
+    encoding = load_for_inference(plan.start, "cpu")[1]
+    if encoding.name != plan.encoding:
+        raise ConfigError(f"--from {plan.start}: it reads the {encoding.name} encoding, your folder the "
+                          f"{plan.encoding} one (or give --encoding {encoding.name})")
 
 
 def _unseen_note(figures: dict) -> str:
@@ -172,13 +197,6 @@ class _Job:
                       + _unseen_note(bases[name]))
         self.state["bases"] = bases
         self.state["base"] = min(bases, key=lambda n: bases[n]["nats_per_note"]) if bases else None
-        if self.state["base"] is not None:
-            from melodygen.checkpoint import load_for_inference
-
-            _, base_encoding, _ = load_for_inference(self.state["base"], "cpu")
-            if base_encoding.name != self.plan.encoding:
-                raise ConfigError(f"--from {self.state['base']}: it reads the {base_encoding.name} encoding, "
-                                  f"your folder the {self.plan.encoding} one")
         self.save()
 
     def prepare(self) -> None:
@@ -194,6 +212,7 @@ class _Job:
 
                 base_settings = load_for_inference(base, "cpu")[1].to_dict()["settings"]
             settings, why = encoding_settings(self.plan, self.survey, base_settings)
+            settings.update(_encoding_overrides(self.plan.overrides))
             self.state["encoding_settings"] = settings
             defaults = get_encoding(self.plan.encoding).to_dict()["settings"]
             changed = ", ".join(f"{k}={v}" for k, v in settings.items() if defaults.get(k) != v) or "its defaults"

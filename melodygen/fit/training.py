@@ -113,7 +113,7 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
     if "scratch" in names:
         models["scratch"], why = scratch_model(job.survey, torch.cuda.is_available())
         _choose(job, Choice("model", f"{models['scratch']['d_model']}x{models['scratch']['n_layers']} from scratch",
-                            why, "--from"))
+                            why, "--set model.d_model=N ..."))
     context = min(m.get("max_context") or 1024 for m in models.values())
     seq_len = window_length(lengths, context)
     if start != "auto":
@@ -125,7 +125,8 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
         start_why = "no bundled model reads this encoding: from scratch"
     _choose(job, Choice("start", " or ".join(_label(job, n) for n in names), start_why, "--from"))
     _choose(job, Choice("windows", f"{seq_len} ids from a piece's start",
-                        "90% of your pieces fit whole (form, repeats, endings learned)", "(fixed)"))
+                        "90% of your pieces fit whole (form, repeats, endings learned)",
+                        "--set training.seq_len=N"))
     done.update(names=names, trial_minutes=trial, budget_minutes=budget,
                 configs={name: _config(job, name, models[name], keys[name], seq_len, budget) for name in names})
     job.save()
@@ -137,14 +138,16 @@ def _choose(job, choice: Choice) -> None:
 
 
 def _config(job, name: str, model: dict, keys: list[int], seq_len: int, minutes: float) -> dict:
-    """A candidate's run config. A fine-tune keeps the base's transpositions (its model knows
-    those keys, and moving a folder further than its base went costs more than it teaches) and
-    learns more slowly the fewer pieces there are."""
+    """A candidate's run config, the user's `--set`s applied last. A fine-tune keeps the base's
+    transpositions (its model knows those keys, and moving a folder further than its base went
+    costs more than it teaches) and learns more slowly the fewer pieces there are."""
+    from melodygen.config import with_overrides
+
     fine_tune = name == "finetune"
     small = len(job.survey.pieces) < SMALL_FINE_TUNE
     if fine_tune and small and "dropout" in model:
         model = {**model, "dropout": max(model["dropout"], 0.2)}
-    return {
+    return with_overrides({
         "data": {"dataset": str(job.dataset.resolve())},
         "encoding": {"name": job.plan.encoding, **job.state["encoding_settings"]},
         "model": model,
@@ -157,7 +160,7 @@ def _config(job, name: str, model: dict, keys: list[int], seq_len: int, minutes:
             "log_every": 5, "patience": PATIENCE, "transpose_range": keys,
             "window_starts": "pieces", "seed": 1234, "init_from": job.state["base"] if fine_tune else "",
         },
-    }
+    }, job.plan.overrides, f"fit {name}")
 
 
 def _trial(job, done: dict, name: str) -> bool:
