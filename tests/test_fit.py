@@ -230,3 +230,15 @@ def test_every_choice_can_be_overridden_and_a_bad_override_is_one_line(tmp_path)
         make_plan(survey, overrides=("training.not_a_setting=1",))
     result = CliRunner().invoke(main, ["fit", str(tmp_path / "music"), "--out", str(tmp_path / "o"), "--from", "nope"])
     assert result.exit_code == 1 and "nope" in result.output and not (tmp_path / "o").exists()
+
+
+def test_out_inside_the_folder_and_a_resume_of_another_folder_are_refused(tmp_path):
+    from melodygen.fit import fit
+
+    folder = folder_of(tmp_path, 5)
+    with pytest.raises(OutputError, match="inside"):
+        fit(folder, folder / "fit", progress=False, echo=lambda _: None)
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "fit.json").write_text(json.dumps({"folder": "/somewhere/else"}))
+    with pytest.raises(OutputError, match="not of"):
+        fit(folder, tmp_path / "done", resume=True, progress=False, echo=lambda _: None)

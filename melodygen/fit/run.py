@@ -54,7 +54,12 @@ def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encodin
 
     began = time.perf_counter()
     out, stop = Path(out), stop or StopFlag()
+    if out.resolve().is_relative_to(Path(folder).resolve()):
+        raise OutputError(f"--out {out} is inside {folder}: its samples would be read as your music; "
+                          "choose a folder outside it")
     state = _read_state(out) if resume else None
+    if state is not None and state["folder"] != str(Path(folder).resolve()):
+        raise OutputError(f"{out} is the fit of {state['folder']}, not of {folder}")
     survey = survey_folder(folder, progress=progress)
     for line in survey.describe():
         echo(line)
