@@ -86,5 +86,6 @@ def _report(job, run: Path) -> dict:
 
     audio = find_soundfont(None) is not None
     report = build_report(run, job.out / "report.html", samples=job.out / "samples", reference=job.state["folder"],
-                          audio=audio, preface=fit_section(job))
+                          audio=audio, preface=fit_section(job),
+                          title=f"melodygen fit: {Path(job.state['folder']).name}")
     return report.comparison or {}

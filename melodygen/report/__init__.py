@@ -42,6 +42,7 @@ def build_report(
     soundfont: str | os.PathLike | None = None,
     audio: bool = True,
     preface: str = "",
+    title: str | None = None,
 ) -> Report:
     """Write the report of `run_dir` to `out` (default `RUN_DIR/report.html`).
 
@@ -52,7 +53,7 @@ def build_report(
     files (e.g. the training corpus) the samples' statistics are compared against, passed through
     the run's encoding (`report.reference`) unless `raw_reference`. `audio=False` leaves out the
     WAV files and players (where FluidSynth is not installed). `preface`: HTML put before the
-    evaluation (`melodygen fit`'s own section).
+    evaluation (`melodygen fit`'s own section); `title`: the page's, instead of the run folder's.
     """
     from melodygen.dataset.sources import find_midi_files
     from melodygen.report.curves import curves_png
@@ -79,7 +80,8 @@ def build_report(
         gallery = build_gallery(paths, assets, soundfont=soundfont, audio=audio, reference=described_reference,
                                 copies=sample_copies(run, paths), steering=sample_steering(run, paths))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp, preface=preface)
+    html = render_page(run, curves_png(run.metrics), gallery, page.parent, generated_at=stamp, preface=preface,
+                       title=title)
     # errors="replace": a file name that is not UTF-8, quoted in the text, shows as "?"
     with atomic_write(page, "w", encoding="utf-8", errors="replace") as file:
         file.write(html)

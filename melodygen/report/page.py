@@ -22,14 +22,14 @@ from melodygen.report.run import RunInfo, evaluation_figures
 
 
 def render_page(run: RunInfo, curves: bytes | None, gallery: Gallery | None, page_dir: Path,
-                generated_at: str, preface: str = "") -> str:
+                generated_at: str, preface: str = "", title: str | None = None) -> str:
     """The whole HTML page; links are made relative to `page_dir`, the page's folder. `preface`
     (HTML) comes before the evaluation."""
     template = Template(resources.files("melodygen.report").joinpath("template.html").read_text("utf-8"))
     config_note = f"config from {run.config_source}" if run.config_source else "no config file found"
     return template.substitute(
         version=escape(__version__),
-        title=escape(f"melodygen report: {run.path.resolve().name}"),
+        title=escape(title or f"melodygen report: {run.path.resolve().name}"),
         meta=escape(f"run folder {run.path} · {config_note} · generated {generated_at}"),
         preface=preface,
         figures=_figures(evaluation_figures(run.metrics)),
