@@ -48,7 +48,8 @@ RECIPES = [
            ("training.max_minutes=95", "training.max_steps=20000")),  # 95 minutes, one thread, nice'd
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
-           {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
+           {"temperature": 0.9, "top_p": 0.95, "bars": 8},
+           ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1")),  # 60 minutes, nice'd
     Recipe("pop-piano", "multitrack_pop909", "pop songs as MELODY / BRIDGE / PIANO tracks, Transformer d256x4",
            "MIT (trained on the bundled POP909 subset; the songs themselves are commercial compositions)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
