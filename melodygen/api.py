@@ -195,7 +195,7 @@ def fit(folder: PathLike, *, out: PathLike, minutes: float = 12.0, start: str | 
     >>> result = fit("my-reels/", out="fits/reels")  # doctest: +SKIP
     >>> load(result.model).generate(bars=16)  # doctest: +SKIP
     """
-    from melodygen.fit import fit as fit_folder
+    from melodygen.fitting import fit as fit_folder
 
     return fit_folder(folder, out, minutes=minutes, start=start, encoding=encoding, held_out=held_out,
                       overrides=tuple(overrides), samples=samples, resume=resume, overwrite=overwrite,

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from melodygen.cli import main
 from melodygen.errors import ConfigError, DatasetError, OutputError
-from melodygen.fit.plan import make_plan
-from melodygen.fit.scoring import held_out_fraction, is_held_out
-from melodygen.fit.survey import survey_folder
+from melodygen.fitting.plan import make_plan
+from melodygen.fitting.scoring import held_out_fraction, is_held_out
+from melodygen.fitting.survey import survey_folder
 from midi_factory import TPB, message, meta, midi_file, note_events
 from train_fixtures import make_dataset, tiny_config
 
@@ -152,9 +152,9 @@ def test_out_is_never_a_folder_of_something_else(tmp_path):
 @pytest.fixture
 def quick_fit(monkeypatch):
     """A fit's fixed times scaled down to seconds (the logic is the same)."""
-    import melodygen.fit.plan as plan
-    import melodygen.fit.run as run
-    import melodygen.fit.training as training
+    import melodygen.fitting.plan as plan
+    import melodygen.fitting.run as run
+    import melodygen.fitting.training as training
 
     monkeypatch.setattr(run, "REPORT_RESERVE_MINUTES", 0.0)
     monkeypatch.setattr(training, "MIN_TRAINING_MINUTES", 0.05)
@@ -179,7 +179,7 @@ class StopAfter:
 @pytest.mark.slow
 def test_a_whole_fit_stopped_and_resumed(tmp_path, quick_fit):
     from melodygen import load
-    from melodygen.fit import fit
+    from melodygen.fitting import fit
 
     folder = folder_of(tmp_path, 7)
     out = tmp_path / "fit"
@@ -233,7 +233,7 @@ def test_every_choice_can_be_overridden_and_a_bad_override_is_one_line(tmp_path)
 
 
 def test_out_inside_the_folder_and_a_resume_of_another_folder_are_refused(tmp_path):
-    from melodygen.fit import fit
+    from melodygen.fitting import fit
 
     folder = folder_of(tmp_path, 5)
     with pytest.raises(OutputError, match="inside"):
@@ -242,3 +242,10 @@ def test_out_inside_the_folder_and_a_resume_of_another_folder_are_refused(tmp_pa
     (tmp_path / "done" / "fit.json").write_text(json.dumps({"folder": "/somewhere/else"}))
     with pytest.raises(OutputError, match="not of"):
         fit(folder, tmp_path / "done", resume=True, progress=False, echo=lambda _: None)
+
+
+def test_the_api_function_is_not_shadowed_by_the_package_that_does_the_work():
+    import melodygen
+    import melodygen.fitting  # noqa: F401 - importing a subpackage sets its name on the parent
+
+    assert callable(melodygen.fit) and melodygen.fit.__module__ == "melodygen.api"

@@ -58,7 +58,7 @@ def command(folder, out_dir, minutes, start, encoding, held_out, overrides, samp
       melodygen sample fits/reels/model.pt --out new/ -n 4 --bars 16
     """
     from melodygen.devices import busy_note, use_threads
-    from melodygen.fit import fit
+    from melodygen.fitting import fit
     from melodygen.training.interrupt import catch_interrupts
 
     crowded = busy_note(use_threads("fit", threads))

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from melodygen.errors import ConfigError
-from melodygen.fit.plan import (
+from melodygen.fitting.plan import (
     FINE_TUNE_LR,
     SCRATCH_LR,
     SMALL_FINE_TUNE,
@@ -53,7 +53,7 @@ class Deadline:
 
 def train_candidates(job) -> bool:
     """Run what is left of the fit's training; False when the user stopped it."""
-    from melodygen.fit.run import REPORT_RESERVE_MINUTES
+    from melodygen.fitting.run import REPORT_RESERVE_MINUTES
 
     done = job.state.setdefault("training", {})
     if "configs" not in done:
@@ -165,7 +165,7 @@ def _config(job, name: str, model: dict, keys: list[int], seq_len: int, minutes:
 
 def _trial(job, done: dict, name: str) -> bool:
     """One candidate for its trial time, then scored; False when the user stopped it."""
-    from melodygen.fit.scoring import score_run
+    from melodygen.fitting.scoring import score_run
 
     result = _run(job, done, name, deadline=done["trial_minutes"] * 60)
     if result is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from melodygen.fit.scoring import score_files, score_ngram
+from melodygen.fitting.scoring import score_files, score_ngram
 
 SAMPLE_SETTINGS = {"temperature": 0.9, "top_p": 0.95}
 SAMPLE_BARS, SAMPLE_SECONDS = 16, 30.0  # bar encodings / performance
@@ -15,8 +15,8 @@ WORST_SHOWN = 3
 
 def finish(job, samples: int):
     """The steps after training (each skipped when `job.state` has it); the `FitResult`."""
-    from melodygen.fit.card import write_card
-    from melodygen.fit.run import NGRAM_ORDER, FitResult
+    from melodygen.fitting.card import write_card
+    from melodygen.fitting.run import NGRAM_ORDER, FitResult
 
     final = job.state.setdefault("final", {})
     model = job.out / "model.pt"
@@ -44,7 +44,7 @@ def finish(job, samples: int):
 def _write_model(run: Path, model: Path) -> None:
     """The run's best checkpoint without its training state (a third of the size)."""
     from melodygen.checkpoint import load, save
-    from melodygen.fit.run import TRAINING_KEYS
+    from melodygen.fitting.run import TRAINING_KEYS
     from melodygen.training.rundir import RunPaths
 
     paths = RunPaths(run)
@@ -80,7 +80,7 @@ def _match(row: dict) -> dict:
 def _report(job, run: Path) -> dict:
     """The report page of the winner's run with the fit's own section; returns the comparison
     of the samples with your pieces (the real-vs-generated test under "two_sample")."""
-    from melodygen.fit.card import fit_section
+    from melodygen.fitting.card import fit_section
     from melodygen.render.audio import find_soundfont
     from melodygen.report import build_report
 

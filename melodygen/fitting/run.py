@@ -23,8 +23,8 @@ from pathlib import Path
 
 from melodygen.atomic import atomic_write
 from melodygen.errors import ConfigError, OutputError
-from melodygen.fit.plan import FitPlan, make_plan
-from melodygen.fit.survey import FolderSurvey, survey_folder
+from melodygen.fitting.plan import FitPlan, make_plan
+from melodygen.fitting.survey import FolderSurvey, survey_folder
 
 STATE = "fit.json"
 NGRAM_ORDER = 5
@@ -104,11 +104,12 @@ def _unseen_note(figures: dict) -> str:
     if not unseen or not unseen["share"]:
         return ""
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(unseen["kinds"].items(), key=lambda kv: -kv[1]))
-    return f"; {unseen['share']:.1%} of their ids it never saw in training ({kinds})"
+    share = f"{unseen['share']:.1%}" if unseen["share"] >= 0.001 else "under 0.1%"
+    return f"; {share} of their ids it never saw in training ({kinds})"
 
 
 def _choice_line(choice: dict) -> str:
-    from melodygen.fit.plan import Choice
+    from melodygen.fitting.plan import Choice
 
     return Choice(**choice).line()
 
@@ -165,7 +166,7 @@ class _Job:
     # -- the steps
 
     def run(self, samples: int) -> FitResult | None:
-        from melodygen.fit.finish import finish
+        from melodygen.fitting.finish import finish
 
         self.hold_out()
         self.measure_bases()
@@ -176,7 +177,7 @@ class _Job:
         return finish(self, samples)
 
     def hold_out(self) -> None:
-        from melodygen.fit.scoring import held_out_fraction, is_held_out
+        from melodygen.fitting.scoring import held_out_fraction, is_held_out
 
         if "held_out" in self.state:
             return
@@ -187,7 +188,7 @@ class _Job:
 
     def measure_bases(self) -> None:
         """Every candidate base on the held-out pieces: the best is the one fine-tuned."""
-        from melodygen.fit.scoring import score_files
+        from melodygen.fitting.scoring import score_files
         from melodygen.pretrained import bundled_models
 
         if "bases" in self.state:
@@ -207,7 +208,7 @@ class _Job:
     def prepare(self) -> None:
         from melodygen.dataset.prepare import prepare
         from melodygen.encodings import get_encoding
-        from melodygen.fit.plan import Choice, encoding_settings
+        from melodygen.fitting.plan import Choice, encoding_settings
 
         base = self.state["base"]
         if "encoding_settings" not in self.state:
@@ -234,6 +235,6 @@ class _Job:
 
     def train(self) -> bool:
         """The trials and the winner's run; False when stopped by the user."""
-        from melodygen.fit.training import train_candidates
+        from melodygen.fitting.training import train_candidates
 
         return train_candidates(self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from melodygen.errors import ConfigError
-from melodygen.fit.survey import ON_GRID, FolderSurvey
+from melodygen.fitting.survey import ON_GRID, FolderSurvey
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.15, 100
 MIN_LEARNED = 3  # pieces left to learn from when the user sets --held-out

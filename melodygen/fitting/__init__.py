@@ -7,6 +7,6 @@ samples, audit and report, `card` the model card; `run` ties the steps together 
 their state in OUT/fit.json so that a stopped fit continues where it was.
 """
 
-from melodygen.fit.run import FitResult, fit
+from melodygen.fitting.run import FitResult, fit
 
 __all__ = ["FitResult", "fit"]
