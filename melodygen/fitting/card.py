@@ -43,6 +43,10 @@ def gain_line(state: dict) -> str | None:
         return None
     best = min(bases, key=lambda n: bases[n]["nats_per_note"])
     gain = 1 - final["fitted"]["nats_per_note"] / bases[best]["nats_per_note"]
+    if abs(gain) < 1e-6 and state.get("training", {}).get("winner") == "finetune":
+        return (f"fitted: no better than {best} as it is: fine-tuning made your held-out pieces no likelier "
+                f"(model.pt is {best}'s weights, the best validation at step 0), so the bundled model "
+                "already covers this music as well as these pieces can teach it")
     return (f"fitted: {abs(gain):.1%} {'below' if gain >= 0 else 'above'} the best bundled model ({best}) "
             "on your held-out pieces, per note")
 
@@ -65,12 +69,13 @@ def audit_lines(state: dict) -> list[str]:
     return lines + [f"not checked: {why}" for why in audit.get("skipped", [])]
 
 
-def two_sample_line(state: dict) -> str | None:
-    """The real-vs-generated test of the samples against your pieces, in a line."""
+def two_sample_lines(state: dict) -> list[str]:
+    """The real-vs-generated test of the samples against your pieces: its line, then what gives
+    the samples away."""
     from melodygen.stats.two_sample import describe_lines
 
     found = state.get("final", {}).get("real_vs_generated")
-    return " ".join(describe_lines(found, "samples", limit=3)) if found else None
+    return describe_lines(found, "samples", limit=3) if found else []
 
 
 def write_card(job) -> Path:
@@ -97,8 +102,9 @@ def write_card(job) -> Path:
         lines += [gain, ""]
     lines += ["## Memorisation audit (samples against your pieces)", "",
               *[f"- {line}" for line in audit_lines(state)], ""]
-    if test := two_sample_line(state):
-        lines += ["## Real or generated?", "", test, ""]
+    if test := two_sample_lines(state):
+        lines += ["## Real or generated? (samples against all your pieces)", "", test[0], "", *test[1:2], "",
+                  *[f"- {line.strip()}" for line in test[2:]], ""]
     path = job.out / CARD
     with atomic_write(path, "w", encoding="utf-8") as file:
         file.write("\n".join(lines))

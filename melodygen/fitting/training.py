@@ -24,7 +24,7 @@ from melodygen.fitting.plan import (
     Choice,
     scratch_model,
     trial_minutes,
-    window_length,
+    windows,
 )
 
 EVAL_EVERY, EVAL_BATCHES, PATIENCE = 25, 8, 6
@@ -115,7 +115,7 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
         _choose(job, Choice("model", f"{models['scratch']['d_model']}x{models['scratch']['n_layers']} from scratch",
                             why, "--set model.d_model=N ..."))
     context = min(m.get("max_context") or 1024 for m in models.values())
-    seq_len = window_length(lengths, context)
+    seq_len, starts, why = windows(lengths, context)
     if start != "auto":
         start_why = "as asked"
     elif trial is not None:
@@ -124,11 +124,11 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
     else:
         start_why = "no bundled model reads this encoding: from scratch"
     _choose(job, Choice("start", " or ".join(_label(job, n) for n in names), start_why, "--from"))
-    _choose(job, Choice("windows", f"{seq_len} ids from a piece's start",
-                        "90% of your pieces fit whole (form, repeats, endings learned)",
-                        "--set training.seq_len=N"))
+    where = "a piece's start" if starts == "pieces" else "anywhere"
+    _choose(job, Choice("windows", f"{seq_len} ids from {where}", why, "--set training.seq_len=N"))
     done.update(names=names, trial_minutes=trial, budget_minutes=budget,
-                configs={name: _config(job, name, models[name], keys[name], seq_len, budget) for name in names})
+                configs={name: _config(job, name, models[name], keys[name], (seq_len, starts), budget)
+                         for name in names})
     job.save()
 
 
@@ -137,16 +137,17 @@ def _choose(job, choice: Choice) -> None:
     job.echo("choice: " + choice.line())
 
 
-def _config(job, name: str, model: dict, keys: list[int], seq_len: int, minutes: float) -> dict:
+def _config(job, name: str, model: dict, keys: list[int], window: tuple[int, str], minutes: float) -> dict:
     """A candidate's run config, the user's `--set`s applied last. A fine-tune keeps the base's
-    transpositions (its model knows those keys, and moving a folder further than its base went
-    costs more than it teaches) and learns more slowly the fewer pieces there are."""
+    model settings, its dropout included, and its transpositions (what the model was trained
+    under: raising a base's dropout from 0.1 to 0.2 made every held-out figure worse from the
+    first steps), and learns more slowly the fewer pieces there are (scripts/fit_table.py;
+    docs/benchmarks.md)."""
     from melodygen.config import with_overrides
 
     fine_tune = name == "finetune"
     small = len(job.survey.pieces) < SMALL_FINE_TUNE
-    if fine_tune and small and "dropout" in model:
-        model = {**model, "dropout": max(model["dropout"], 0.2)}
+    seq_len, starts = window
     return with_overrides({
         "data": {"dataset": str(job.dataset.resolve())},
         "encoding": {"name": job.plan.encoding, **job.state["encoding_settings"]},
@@ -158,7 +159,7 @@ def _config(job, name: str, model: dict, keys: list[int], seq_len: int, minutes:
             "weight_decay": 0.1, "betas": [0.9, 0.95], "warmup_steps": 20 if fine_tune else 50,
             "min_lr_ratio": 0.1, "grad_clip": 1.0, "eval_every": EVAL_EVERY, "eval_max_batches": EVAL_BATCHES,
             "log_every": 5, "patience": PATIENCE, "transpose_range": keys,
-            "window_starts": "pieces", "seed": 1234, "init_from": job.state["base"] if fine_tune else "",
+            "window_starts": starts, "seed": 1234, "init_from": job.state["base"] if fine_tune else "",
         },
     }, job.plan.overrides, f"fit {name}")
 
