@@ -10,7 +10,10 @@ The folders (copied into --work, each fitted into WORK/fit-NAME):
 - reels: 50 Nottingham tunes of the bundled corpus's validation split, held out by `folk-band`
   and `folk-melody` (GPL-3.0);
 - pop: 30 POP909 songs outside the bundled subset that `pop-piano` learned from (MIT), every
-  25th of the others in number order; needs the whole POP909 (--pop909).
+  25th of the others in number order; needs the whole POP909 (--pop909);
+- quartets: the chorales above played by a string quartet with dynamics (`unseen_table.as_quartet`:
+  violin, violin, viola, cello, velocities swelling over 8 beats with seeded accents), music of a
+  kind no bundled model met: the same counterpoint, instruments and velocities they never saw.
 
 Per folder, from its fit.json: the held-out pieces, every bundled model that reads the folder's
 encoding on them, the trials (a base fine-tuned, a model from scratch), the fitted model and a
@@ -31,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 from make_pretrained import machine  # noqa: E402
 
-FOLDERS = ("chorales", "reels", "pop")
+FOLDERS = ("chorales", "reels", "pop", "quartets")
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +67,21 @@ def folder_files(name: str, pop909: Path) -> list[Path]:
     return others[::25][:30]
 
 
+def write_folder(name: str, folder: Path, pop909: Path) -> None:
+    """Copy (or, for the quartets, write) the folder's files."""
+    import numpy as np
+    from unseen_table import as_quartet
+
+    from melodygen.midi_io import write_score
+
+    rng = np.random.default_rng(23)
+    for f in folder_files("chorales" if name == "quartets" else name, pop909):
+        if name == "quartets":
+            write_score(as_quartet(f, rng, None), folder / f.name)
+        else:
+            shutil.copy(f, folder / f.name)
+
+
 def fit_folder(name: str, args: argparse.Namespace) -> dict:
     """The fit of folder `name` (made again unless --reuse finds it finished): its fit.json."""
     import melodygen
@@ -74,8 +92,7 @@ def fit_folder(name: str, args: argparse.Namespace) -> dict:
     folder = args.work / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for f in folder_files(name, args.pop909):
-        shutil.copy(f, folder / f.name)
+    write_folder(name, folder, args.pop909)
     result = melodygen.fit(folder, out=args.work / f"fit-{name}", minutes=args.minutes, overwrite=True)
     return {"name": name, "state": result.state}
 

@@ -63,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "pretrained", help="run folders")
     parser.add_argument("--only", nargs="+", default=None, help="these models only")
     parser.add_argument("--retrain", nargs="*", default=[], help="train these again even if their run exists")
-    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=16, help="at least 10 for the real-vs-generated test")
     return parser.parse_args()
 
 
@@ -144,6 +144,9 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
         files = [piece.save(Path(tmp) / f"s{i}.mid") for i, piece in enumerate(pieces)]
         samples = describe(files)
         reference = describe(valid, None if model.encoding.keeps_instruments else model.encoding.name)
+        from melodygen.stats import compare_sets
+
+        two_sample = compare_sets(samples, reference)["two_sample"]
     ckpt = model.checkpoint
     return {"name": recipe.name, "summary": recipe.summary, "encoding": model.encoding.name,
             "kind": ckpt["model"]["kind"], "parameters": sum(p.numel() for p in model.model.parameters()),
@@ -151,7 +154,7 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
             "baseline_nll": round(full["baseline"]["nll"], 4), "accuracy": round(half["accuracy"], 4),
             "steps": ckpt["step"], "preset": recipe.preset, "sampling": recipe.sampling, "bytes": target.stat().st_size,
             "valid_pieces": len(valid), "sample_count": args.samples, "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
-            "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE},
+            "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE}, "real_vs_generated": two_sample,
             "curve": learning_curve(run)}
 
 
@@ -196,7 +199,20 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
 | metric | samples | validation pieces |
 |---|---:|---:|
 {rows}
+
+{_two_sample(entry.get("real_vs_generated"))}
 """
+
+
+def _two_sample(found: dict | None) -> str:
+    """The real-vs-generated test of the samples against the validation pieces, in lines."""
+    from melodygen.stats.two_sample import describe_lines
+
+    if not found:
+        return ""
+    first, *rest = describe_lines(found)
+    bullets = "\n".join(f"- {line.strip()}" for line in rest[1:])
+    return f"Real or generated (`melodygen stats --reference`): {first}\n\n{''.join(rest[:1])}\n\n{bullets}\n"
 
 
 def _curve_table(curve: list[dict]) -> str:
