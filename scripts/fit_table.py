@@ -100,7 +100,7 @@ def fit_folder(name: str, args: argparse.Namespace) -> dict:
 def row(entry: dict) -> str:
     state = entry["state"]
     bases, final, training = state["bases"], state["final"], state["training"]
-    best = min(bases, key=lambda n: bases[n]["nats_per_note"]) if bases else None
+    best = state["base"]
     scratch = training.get("trials", {}).get("scratch")
     audit = final["audit"]["summary"]
     two = final.get("real_vs_generated") or {}

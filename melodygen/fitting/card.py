@@ -12,6 +12,9 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from melodygen.fitting.finish import NGRAM_ORDER
+from melodygen.fitting.training import candidate_label
+
 CARD = "MODEL.md"
 LICENSE_FIELD = "FILL IN: the license of your MIDI files (a model follows the license of the music it learned from)"
 
@@ -23,25 +26,25 @@ def nll_rows(state: dict) -> list[tuple[str, str, str, str]]:
             for name, s in state.get("bases", {}).items()]
     training = state.get("training", {})
     for name, trial in training.get("trials", {}).items():
-        what = f"{state['base']} fine-tuned" if name == "finetune" else "from scratch"
-        rows.append((f"trial: {what}", _f(trial["nats_per_note"]), _f(trial["nats_per_event"]),
+        rows.append((f"trial: {candidate_label(state, name)}", _f(trial["nats_per_note"]), _f(trial["nats_per_event"]),
                      f"{trial['steps']} steps, {trial['minutes']:.1f} min"))
     final = state.get("final", {})
     if "fitted" in final:
         rows.append(("fitted (model.pt)", _f(final["fitted"]["nats_per_note"]), _f(final["fitted"]["nats_per_event"]),
                      f"the winner, {training.get('stop_reason', '')}"))
     if "ngram" in final:
-        rows.append(("5-gram (Witten-Bell)", _f(final["ngram"]["nats_per_note"]), _f(final["ngram"]["nats_per_event"]),
+        ngram = final["ngram"]
+        rows.append((f"{NGRAM_ORDER}-gram (Witten-Bell)", _f(ngram["nats_per_note"]), _f(ngram["nats_per_event"]),
                      "counted on your pieces"))
     return rows
 
 
 def gain_line(state: dict) -> str | None:
     """The fitted model against the best bundled one, per note, in one line."""
-    bases, final = state.get("bases", {}), state.get("final", {})
-    if not bases or "fitted" not in final:
+    final, best = state.get("final", {}), state.get("base")
+    if best is None or "fitted" not in final:
         return None
-    best = min(bases, key=lambda n: bases[n]["nats_per_note"])
+    bases = state["bases"]
     gain = 1 - final["fitted"]["nats_per_note"] / bases[best]["nats_per_note"]
     if abs(gain) < 1e-6 and state.get("training", {}).get("winner") == "finetune":
         return (f"fitted: no better than {best} as it is: fine-tuning made your held-out pieces no likelier "

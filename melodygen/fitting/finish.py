@@ -11,12 +11,14 @@ from melodygen.fitting.scoring import score_files, score_ngram
 SAMPLE_SETTINGS = {"temperature": 0.9, "top_p": 0.95}
 SAMPLE_BARS, SAMPLE_SECONDS = 16, 30.0  # bar encodings / performance
 WORST_SHOWN = 3
+NGRAM_ORDER = 5
+TRAINING_KEYS = ("optimizer", "scheduler", "rng")  # what model.pt leaves out of a run's best.pt
 
 
 def finish(job, samples: int):
     """The steps after training (each skipped when `job.state` has it); the `FitResult`."""
     from melodygen.fitting.card import write_card
-    from melodygen.fitting.run import NGRAM_ORDER, FitResult
+    from melodygen.fitting.run import FitResult
 
     final = job.state.setdefault("final", {})
     model = job.out / "model.pt"
@@ -25,7 +27,7 @@ def finish(job, samples: int):
         _write_model(run, model)
         seq_len = job.state["training"]["configs"][job.state["training"]["winner"]]["training"]["seq_len"]
         final["fitted"] = score_files(model, job.state["held_out"]["files"])
-        final["ngram"] = score_ngram(job.dataset, NGRAM_ORDER, seq_len)
+        final["ngram"] = score_ngram(job.dataset, NGRAM_ORDER, seq_len, job.state["dataset"]["held_out_notes"])
         job.echo(f"fitted: {final['fitted']['nats_per_note']:.3f} nats/note on your held-out pieces "
                  f"({NGRAM_ORDER}-gram: {final['ngram']['nats_per_note']:.3f})")
         job.save()
@@ -44,7 +46,6 @@ def finish(job, samples: int):
 def _write_model(run: Path, model: Path) -> None:
     """The run's best checkpoint without its training state (a third of the size)."""
     from melodygen.checkpoint import load, save
-    from melodygen.fitting.run import TRAINING_KEYS
     from melodygen.training.rundir import RunPaths
 
     paths = RunPaths(run)

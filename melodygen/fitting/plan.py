@@ -77,11 +77,7 @@ def make_plan(survey: FolderSurvey, *, encoding: str | None = None, start: str |
     if encoding is not None and encoding not in ENCODINGS:
         raise ConfigError(f"--encoding {encoding}: choose one of {', '.join(ENCODINGS)}")
     chosen, why = (encoding, "as asked") if encoding else _encoding(survey)
-    if overrides:
-        from melodygen.config import with_overrides
-
-        with_overrides({"data": {"dataset": "."}, "encoding": {"name": chosen}, "model": {"kind": "transformer"}},
-                       overrides)
+    override_settings(chosen, overrides)  # a bad override fails here, before anything is written
     held_why = "as asked" if held_out else "15% of them"
     held_out = held_out or max(1, min(MAX_HELD_OUT, round(HELD_OUT_SHARE * pieces)))
     small = pieces < SMALL_FOLDER
@@ -100,6 +96,16 @@ def make_plan(survey: FolderSurvey, *, encoding: str | None = None, start: str |
     if overrides:
         choices.append(Choice("overrides", " ".join(overrides), "as asked: on every run's config", "--set"))
     return FitPlan(chosen, held_out, start or "auto", minutes, transpose, choices, tuple(overrides))
+
+
+def override_settings(encoding: str, overrides) -> dict:
+    """The encoding settings `overrides` set (their `encoding.*`), every override checked against
+    a run config of `encoding` by `config.with_overrides` (one `ConfigError`)."""
+    from melodygen.config import with_overrides
+
+    raw = with_overrides({"data": {"dataset": "."}, "encoding": {"name": encoding}, "model": {"kind": "transformer"}},
+                         overrides)
+    return {key: value for key, value in raw["encoding"].items() if key != "name"}
 
 
 def _encoding(survey: FolderSurvey) -> tuple[str, str]:

@@ -3,9 +3,10 @@ into OUT/fit.json as it is done (written atomically), so a run stopped by Ctrl-C
 kill -9 is continued with `resume=True` from the step it was in: the training runs from their
 last.pt, the steps done are not done again.
 
-1. survey the folder (`fit.survey`) and plan (`fit.plan`); nothing is written before both pass;
+1. survey the folder (`fitting.survey`) and plan (`fitting.plan`); nothing is written before
+   both pass;
 2. hold out pieces by content hash and measure every bundled model that reads the folder's
-   encoding on them (nats per note, `fit.scoring`);
+   encoding on them (nats per note, `fitting.scoring`);
 3. prepare the dataset (in the best base's encoding, widened where needed, or the folder's own);
 4. train: with a base and `start="auto"`, fine-tune it and train from scratch for a trial each,
    compare them on the held-out pieces, and give the winner the rest of the time; otherwise
@@ -27,9 +28,7 @@ from melodygen.fitting.plan import FitPlan, make_plan
 from melodygen.fitting.survey import FolderSurvey, survey_folder
 
 STATE = "fit.json"
-NGRAM_ORDER = 5
 REPORT_RESERVE_MINUTES = 1.5  # kept for sampling, the copy audit and the report
-TRAINING_KEYS = ("optimizer", "scheduler", "rng")  # what model.pt leaves out of a run's best.pt
 
 
 @dataclass(frozen=True)
@@ -77,25 +76,16 @@ def fit(folder, out, *, minutes: float = 12.0, start: str | None = None, encodin
     return job.run(samples)
 
 
-def _encoding_overrides(overrides) -> dict:
-    """The `encoding.key=value` overrides as settings."""
-    from melodygen.config import parse_value
-
-    pairs = [item.partition("=") for item in overrides]
-    return {key.strip().removeprefix("encoding."): parse_value(value.strip())
-            for key, _, value in pairs if key.strip().startswith("encoding.")}
-
-
 def _check_start(plan: FitPlan) -> None:
     """A model named with --from exists and reads the folder's encoding (before --out is made)."""
     if plan.start in ("auto", "scratch"):
         return
-    from melodygen.checkpoint import load_for_inference
+    from melodygen.checkpoint import load
 
-    encoding = load_for_inference(plan.start, "cpu")[1]
-    if encoding.name != plan.encoding:
-        raise ConfigError(f"--from {plan.start}: it reads the {encoding.name} encoding, your folder the "
-                          f"{plan.encoding} one (or give --encoding {encoding.name})")
+    name = load(plan.start)["encoding"]["name"]
+    if name != plan.encoding:
+        raise ConfigError(f"--from {plan.start}: it reads the {name} encoding, your folder the "
+                          f"{plan.encoding} one (or give --encoding {name})")
 
 
 def _unseen_note(figures: dict) -> str:
@@ -153,6 +143,11 @@ class _Job:
         with atomic_write(self.out / STATE, "w", encoding="utf-8") as file:
             json.dump(self.state, file, indent=1)
 
+    def choose(self, choice) -> None:
+        """A choice made during the run (a `plan.Choice`): kept with the plan's, and said."""
+        self.state["plan"]["choices"].append(choice.__dict__)
+        self.echo("choice: " + choice.line())
+
     def minutes_left(self) -> float:
         return self.plan.minutes - (self.spent_before + time.perf_counter() - self.began) / 60
 
@@ -208,27 +203,28 @@ class _Job:
     def prepare(self) -> None:
         from melodygen.dataset.prepare import prepare
         from melodygen.encodings import get_encoding
-        from melodygen.fitting.plan import Choice, encoding_settings
+        from melodygen.fitting.plan import Choice, encoding_settings, override_settings
+        from melodygen.fitting.scoring import valid_notes
 
         base = self.state["base"]
         if "encoding_settings" not in self.state:
             base_settings = None
             if base is not None:
-                from melodygen.checkpoint import load_for_inference
+                from melodygen.checkpoint import load
 
-                base_settings = load_for_inference(base, "cpu")[1].to_dict()["settings"]
+                base_settings = load(base)["encoding"]["settings"]
             settings, why = encoding_settings(self.plan, self.survey, base_settings)
-            settings.update(_encoding_overrides(self.plan.overrides))
+            settings.update(override_settings(self.plan.encoding, self.plan.overrides))
             self.state["encoding_settings"] = settings
             defaults = get_encoding(self.plan.encoding).to_dict()["settings"]
             changed = ", ".join(f"{k}={v}" for k, v in settings.items() if defaults.get(k) != v) or "its defaults"
-            self.state["plan"]["choices"].append(Choice("settings", changed, why, "--encoding").__dict__)
-            self.echo("choice: " + _choice_line(self.state["plan"]["choices"][-1]))
+            self.choose(Choice("settings", changed, why, "--encoding"))
         encoding = get_encoding(self.plan.encoding, **self.state["encoding_settings"])
         summary = prepare([self.state["folder"]], encoding, self.dataset,
                           val_fraction=self.state["held_out"]["fraction"], progress=self.progress)
         self.state["dataset"] = {"train_pieces": summary.pieces.get("train", 0),
-                                 "held_out_pieces": summary.pieces.get("valid", 0), "ids": summary.tokens}
+                                 "held_out_pieces": summary.pieces.get("valid", 0), "ids": summary.tokens,
+                                 "held_out_notes": valid_notes(self.dataset)}
         self.echo(f"dataset: {summary.pieces.get('train', 0)} pieces to learn from, {summary.pieces.get('valid', 0)} "
                   f"held out, {summary.tokens:,} ids ({self.dataset})")
         self.save()

@@ -40,12 +40,13 @@ def score_files(checkpoint, files: list[str]) -> dict:
     """`checkpoint` (a file or bundled name) on MIDI `files`: nats per note and per event, and
     where the checkpoint knows what it saw in training, `unseen`: the share of the files' ids it
     never saw, and per kind of id (VEL, PROGRAM, TIMESIG...) how many."""
-    from melodygen.checkpoint import load_for_inference
+    from melodygen.checkpoint import load
     from melodygen.dataset.files import read_files
+    from melodygen.encodings import encoding_from_dict
     from melodygen.evaluation import evaluate_checkpoint
 
     figures = evaluate_checkpoint(checkpoint, sources=tuple(files))
-    _, encoding, _ = load_for_inference(checkpoint, "cpu")
+    encoding = encoding_from_dict(load(checkpoint)["encoding"])
     notes = sum(notes_in(r.ids, encoding) for r in read_files(files, encoding, workers=1, progress=False)
                 if not r.skipped)
     unseen = figures.get("unseen")
@@ -53,25 +54,28 @@ def score_files(checkpoint, files: list[str]) -> dict:
     return {**_figures(figures["nll"], figures["events"], notes), **extra}
 
 
-def score_run(run_dir: Path, dataset: Path) -> dict:
-    """A training run's best.pt (else last.pt) on the dataset's valid split."""
+def score_run(run_dir: Path, dataset: Path, notes: int) -> dict:
+    """A training run's best.pt (else last.pt) on the dataset's valid split, which holds
+    `notes` notes (`valid_notes`)."""
     from melodygen.evaluation import evaluate_checkpoint
     from melodygen.training.rundir import RunPaths
 
     paths = RunPaths(run_dir)
     figures = evaluate_checkpoint(paths.best if paths.best.is_file() else paths.last, data_dir=dataset)
-    return _figures(figures["nll"], figures["events"], _valid_notes(dataset))
+    return _figures(figures["nll"], figures["events"], notes)
 
 
-def score_ngram(dataset: Path, order: int, seq_len: int) -> dict:
-    """A Witten-Bell n-gram fitted on the dataset's train split, on its valid split."""
+def score_ngram(dataset: Path, order: int, seq_len: int, notes: int) -> dict:
+    """A Witten-Bell n-gram fitted on the dataset's train split, on its valid split (`notes`
+    notes)."""
     from melodygen.baseline import evaluate_baseline
 
     figures = evaluate_baseline(dataset, order=order, split="valid", seq_len=seq_len)
-    return _figures(figures["nll"], figures["events"], _valid_notes(dataset))
+    return _figures(figures["nll"], figures["events"], notes)
 
 
-def _valid_notes(dataset: Path) -> int:
+def valid_notes(dataset: Path) -> int:
+    """The notes of a dataset's valid split (counted once per fit, when it is prepared)."""
     from melodygen.dataset.manifest import load_dataset_encoding
     from melodygen.dataset.shards import TokenDataset
 

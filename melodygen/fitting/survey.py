@@ -8,7 +8,6 @@ whether the music is written on a grid or played freely (a performance encoding 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ class PieceFacts:
     """One usable file: its content hash, tracks with notes (drums included), their
     instruments (GM programs; 128 the drum kit), meters as "n/d", notes, seconds, the share of
     notes sounding with another note of their own track (chords), the share of onsets on the
-    12-per-quarter grid, the distinct velocities, and the lowest and highest pitch (drums left out)."""
+    12-per-quarter grid, and the lowest and highest pitch (drums left out)."""
 
     path: str
     sha1: str
@@ -39,7 +38,6 @@ class PieceFacts:
     seconds: float
     chordal: float
     on_grid: float
-    velocities: int
     pitches: tuple[int, int]
 
 
@@ -52,7 +50,6 @@ class FolderSurvey:
     pieces: list[PieceFacts]
     skipped: list[tuple[str, str]]
     duplicates: int = 0
-    seconds: float = 0.0
 
     @property
     def median_tracks(self) -> float:
@@ -113,7 +110,6 @@ def survey_folder(folder: str | Path, *, workers: int | None = None, progress: b
     if len(files) == 1:
         raise DatasetError(f"{folder}: only one MIDI file ({files[0].name}); a model needs at least "
                            f"{MIN_PIECES} pieces: some to learn from, one or more to hold out")
-    started = time.perf_counter()
     results = map_files(piece_facts, files, workers=workers, progress=progress, desc="reading your MIDI")
     pieces, skipped, seen, duplicates = [], [], set(), 0
     for path, result in zip(files, results):
@@ -124,7 +120,7 @@ def survey_folder(folder: str | Path, *, workers: int | None = None, progress: b
         else:
             seen.add(result.sha1)
             pieces.append(result)
-    survey = FolderSurvey(str(folder), pieces, skipped, duplicates, time.perf_counter() - started)
+    survey = FolderSurvey(str(folder), pieces, skipped, duplicates)
     if not pieces:
         first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise DatasetError(f"{folder}: no usable music in its {len(files)} MIDI file(s){first}")
@@ -154,7 +150,7 @@ def piece_facts(path: str) -> PieceFacts | str:
                       instruments=tuple(sorted({128 if t.is_drum else t.program for t in tracks})),
                       drums=any(t.is_drum for t in tracks), meters=meters, notes=len(notes),
                       seconds=float(score.end_time), chordal=_chordal(tracks), on_grid=on_grid,
-                      velocities=len({n.velocity for n in notes}), pitches=_pitch_range(tracks))
+                      pitches=_pitch_range(tracks))
 
 
 def _pitch_range(tracks) -> tuple[int, int]:

@@ -88,8 +88,13 @@ def train_candidates(job) -> bool:
     return True
 
 
+def candidate_label(state: dict, name: str) -> str:
+    """A candidate as people read it: "chorale fine-tuned" or "from scratch"."""
+    return f"{state['base']} fine-tuned" if name == "finetune" else "from scratch"
+
+
 def _label(job, name: str) -> str:
-    return f"{job.state['base']} fine-tuned" if name == "finetune" else "from scratch"
+    return candidate_label(job.state, name)
 
 
 def _plan_runs(job, done: dict, minutes: float) -> None:
@@ -105,15 +110,15 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
     lengths = np.diff(offsets).tolist()
     models, keys = {}, {"scratch": list(job.plan.transpose)}
     if "finetune" in names:
-        from melodygen.checkpoint import load_for_inference
+        from melodygen.checkpoint import load
 
-        ckpt = load_for_inference(base, "cpu")[2]
+        ckpt = load(base)
         models["finetune"] = {"kind": ckpt["model"]["kind"], **ckpt["model"]["settings"]}
         keys["finetune"] = list(ckpt["run_config"].get("training", {}).get("transpose_range", job.plan.transpose))
     if "scratch" in names:
         models["scratch"], why = scratch_model(job.survey, torch.cuda.is_available())
-        _choose(job, Choice("model", f"{models['scratch']['d_model']}x{models['scratch']['n_layers']} from scratch",
-                            why, "--set model.d_model=N ..."))
+        job.choose(Choice("model", f"{models['scratch']['d_model']}x{models['scratch']['n_layers']} from scratch",
+                          why, "--set model.d_model=N ..."))
     context = min(m.get("max_context") or 1024 for m in models.values())
     seq_len, starts, why = windows(lengths, context)
     if start != "auto":
@@ -123,18 +128,13 @@ def _plan_runs(job, done: dict, minutes: float) -> None:
                      f"{trial:.1f} minutes each, the better one gets the rest")
     else:
         start_why = "no bundled model reads this encoding: from scratch"
-    _choose(job, Choice("start", " or ".join(_label(job, n) for n in names), start_why, "--from"))
+    job.choose(Choice("start", " or ".join(_label(job, n) for n in names), start_why, "--from"))
     where = "a piece's start" if starts == "pieces" else "anywhere"
-    _choose(job, Choice("windows", f"{seq_len} ids from {where}", why, "--set training.seq_len=N"))
+    job.choose(Choice("windows", f"{seq_len} ids from {where}", why, "--set training.seq_len=N"))
     done.update(names=names, trial_minutes=trial, budget_minutes=budget,
                 configs={name: _config(job, name, models[name], keys[name], (seq_len, starts), budget)
                          for name in names})
     job.save()
-
-
-def _choose(job, choice: Choice) -> None:
-    job.state["plan"]["choices"].append(choice.__dict__)
-    job.echo("choice: " + choice.line())
 
 
 def _config(job, name: str, model: dict, keys: list[int], window: tuple[int, str], minutes: float) -> dict:
@@ -171,7 +171,8 @@ def _trial(job, done: dict, name: str) -> bool:
     result = _run(job, done, name, deadline=done["trial_minutes"] * 60)
     if result is None:
         return False
-    done["trials"][name] = {**score_run(job.run_dir(name), job.dataset), "stop_reason": result.stop_reason,
+    notes = job.state["dataset"]["held_out_notes"]
+    done["trials"][name] = {**score_run(job.run_dir(name), job.dataset, notes), "stop_reason": result.stop_reason,
                             "steps": result.step, "minutes": round(result.elapsed_s / 60, 2)}
     job.echo(f"trial: {_label(job, name)}: {done['trials'][name]['nats_per_event']:.3f} nats/event after "
              f"{result.step} steps")

@@ -42,10 +42,10 @@ def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start
     state = {}
     for key, new in new_state.items():
         old = old_state[key]
-        if old.shape == new.shape and (old_tokens == new_tokens or not _is_vocab(old, new, old_tokens, new_tokens)):
-            state[key] = old
-        elif _is_vocab(old, new, old_tokens, new_tokens):
+        if old_tokens != new_tokens and _is_vocab(old, new, old_tokens, new_tokens):
             state[key] = _remapped(old, rows)
+        elif old.shape == new.shape:
+            state[key] = old
         else:
             raise ConfigError(f"training.init_from {source}: {key} is {tuple(old.shape)} there and "
                               f"{tuple(new.shape)} in the config's model; use its [model] settings")
