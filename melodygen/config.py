@@ -92,7 +92,12 @@ class TrainingConfig:
     `control_dropout`: for an encoding with controls (`multitrack_controls`), the chance that a
     window has each kind of control token (key, chord, density) taken out, and all of them
     (`dataset.windows`), so the model also learns the music without them and samples with any
-    subset of them or none."""
+    subset of them or none.
+
+    `given_tracks`, `source_dropout`: an encoder-decoder's training pairs (`dataset.pairs`):
+    the first `given_tracks` tracks of each piece are its source, read whole, and with chance
+    `source_dropout` a window gets an empty source instead (so it also writes from nothing).
+    Other models ignore them."""
 
     batch_size: int = 32
     seq_len: int = 128
@@ -114,6 +119,8 @@ class TrainingConfig:
     window_starts: str = "anywhere"
     control_dropout: float = 0.3
     init_from: str = ""
+    given_tracks: int = 1
+    source_dropout: float = 0.1
     seed: int = 1234
     compile: bool = False
     threads: int = 0
@@ -125,7 +132,8 @@ class TrainingConfig:
                           "log_every", "lr"), lambda v: v > 0, "> 0"),
             **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
                           "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
-            **each(self, ("min_lr_ratio", "control_dropout"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("min_lr_ratio", "control_dropout", "source_dropout"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("given_tracks",), lambda v: v >= 1, ">= 1"),
             **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take
             **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),
             **each(self, ("betas",), lambda v: all(0 <= b < 1 for b in v), "in [0, 1)"),

@@ -75,7 +75,7 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         ids, fitted = fit_to_profile(ids, encoding, profile)
 
     seq_len = seq_len or default_seq_len(model, ckpt)
-    figures = score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
+    figures = _scored(model, encoding, ckpt, ids, seq_len, batch_size, device)
     if not math.isfinite(figures["nll"]):  # NaN weights were refused on loading; these overflow
         raise CheckpointError(f"{checkpoint}: {DAMAGED_LOGITS}")
     result = {**figures, "seq_len": seq_len, "source": source, "skipped": skipped}
@@ -85,6 +85,19 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         result["baseline"] = evaluate_baseline(data_dir, order=baseline_order, split=split,
                                                seq_len=seq_len, batch_size=batch_size)
     return result
+
+
+def _scored(model, encoding, ckpt: dict, ids: np.ndarray, seq_len: int, batch_size: int, device) -> dict:
+    """`metrics` figures of the model on the pieces `ids`; an encoder-decoder reads each piece's
+    given tracks first, as in training (`dataset.pairs`)."""
+    if not model.reads_source:
+        return score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
+    from melodygen.dataset.pairs import PieceStream, SourceTable, iter_piece_windows
+    from melodygen.metrics import evaluate_nll
+
+    given = int(ckpt.get("run_config", {}).get("training", {}).get("given_tracks", 1))
+    table = SourceTable(PieceStream.of(ids), encoding, given, model.settings.max_source)
+    return evaluate_nll(model, iter_piece_windows(table, seq_len, batch_size), device)
 
 
 def _joined(pieces: list[np.ndarray]) -> np.ndarray:

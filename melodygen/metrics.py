@@ -46,7 +46,7 @@ def nll_sums(model, batches: Iterable, device: str | torch.device = "cpu") -> tu
         with torch.inference_mode():
             for batch in batches:
                 batch = batch.to(device)
-                logits = model(batch.ids).float().flatten(0, 1)  # (B * T, V)
+                logits = model(batch.ids, **batch.side).float().flatten(0, 1)  # (B * T, V)
                 targets = batch.targets.flatten()
                 keep = targets != PAD_ID
                 # PAD targets are ignored in place: no copy of the kept rows' logits (it was two)

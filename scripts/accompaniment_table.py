@@ -6,7 +6,9 @@ chords, e.g. the Nottingham preset), in one run:
 1. **Chord notes' NLL with and without the melody.** Each tune is encoded whole (melody and
    chords) and with its chord track alone, without control tokens (accompaniment asks for none); the mean NLL (nats) of the chord notes' PITCH, VEL
    and DUR ids is taken under the model in both streams (windows of the model's context, no
-   overlap, the same cut for both). Lower with the melody = the model uses it.
+   overlap, the same cut for both). Lower with the melody = the model uses it. An
+   encoder-decoder (`models.seq2seq`) also reads the melody whole as its source in the first
+   stream (as `--accompany` gives it), and an empty source in the second.
 2. **Chord-tone rate.** For each melody onset that some accompaniment note sounds under, whether
    the melody's pitch class is among the sounding accompaniment's pitch classes; the share over
    the tune's onsets, for the real chords and for chords the model writes to the same melody
@@ -56,10 +58,19 @@ def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: in
         elif name in ("PITCH", "VEL", "DUR") and track == chord_track:
             scored.append(i)
     total = 0.0
+    reads = {}
+    if model.reads_source:  # an encoder-decoder hears the melody through its encoder too (when it is there)
+        from melodygen.dataset.pairs import source_rows
+
+        given = encoding.given_source(ids[1:], 1) if chord_track == 1 else np.zeros(0, dtype=np.int64)
+        reads["source"] = source_rows([given], model.settings.max_source)
+    bar = encoding.vocab.id_of("BAR")
     with torch.inference_mode():
         for lo in range(0, len(ids) - 1, context):
             window = torch.tensor([ids[lo:lo + context + 1]])
-            logits = model(window[:, :-1])
+            if model.reads_source:
+                reads["bar_offset"] = torch.tensor([ids[:lo].count(bar)])
+            logits = model(window[:, :-1], **reads)
             logp = torch.log_softmax(logits.float(), -1)[0]
             for i in scored:
                 if lo < i <= lo + context and i < len(ids):

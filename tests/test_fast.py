@@ -20,7 +20,9 @@ SMALL = {"transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64,
 SMALL_RECURRENT = {"embed_size": 16, "hidden_size": 32, "num_layers": 2}
 # every kind, the Transformer with each of its positions (learned re-encodes past its context), and
 # the cnn's other activation with skips, a tied head and no input projection
-VARIANTS = [(kind, {}) for kind in MODELS] + [("transformer", {"positions": "relative"}),
+# (the encoder-decoders have none yet: they decode with `model.step`)
+DECODERS = [kind for kind, entry in MODELS.items() if not entry.model_type.reads_source]
+VARIANTS = [(kind, {}) for kind in DECODERS] + [("transformer", {"positions": "relative"}),
                                               ("transformer", {"positions": "learned"}),
                                               ("cnn", {"embed_size": 32, "kernel_size": 2, "activation": "gelu",
                                                        "skip": True, "tie_weights": True})]
@@ -40,8 +42,8 @@ def model_of(kind: str, settings: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def test_every_kind_has_a_fast_step():
-    assert set(FAST_STEPS) == set(MODELS)
+def test_every_decoder_only_kind_has_a_fast_step():
+    assert set(FAST_STEPS) == set(DECODERS)
 
 
 @pytest.mark.parametrize("kind, settings", VARIANTS)

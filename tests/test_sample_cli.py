@@ -16,7 +16,9 @@ from melodygen.models import MODELS, build_model, settings_to_dict
 from midi_factory import empty_file, simple_file, text_file
 
 TINY = {"transformer": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 16},
-        "cnn": {"embed_size": 8, "channels": 16, "num_layers": 3, "kernel_size": 2, "dilation_cycle": 3}}
+        "cnn": {"embed_size": 8, "channels": 16, "num_layers": 3, "kernel_size": 2, "dilation_cycle": 3},
+        "seq2seq": {"d_model": 16, "encoder_layers": 1, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 16},
+        "seq2seq_lstm": {"embed_size": 8, "hidden_size": 16, "n_layers": 1}}
 TINY_RECURRENT = {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
 
 

@@ -312,6 +312,10 @@ def _tiny(kind: str) -> dict:
         return {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 8}
     if kind == "cnn":  # a receptive field of 7, shorter than the pieces
         return {"embed_size": 8, "channels": 16, "num_layers": 3, "kernel_size": 2, "dilation_cycle": 3}
+    if kind == "seq2seq":  # an empty source here (tests/test_seq2seq.py gives one)
+        return {"d_model": 16, "encoder_layers": 1, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_context": 8}
+    if kind == "seq2seq_lstm":
+        return {"embed_size": 8, "hidden_size": 16, "n_layers": 1}
     return {"embed_size": 8, "hidden_size": 16, "num_layers": 1}
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from melodygen.encodings.vocab import EOS_ID, PAD_ID
 from melodygen.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
@@ -29,9 +30,10 @@ RandomSource = np.random.Generator | torch.Generator
 @dataclass(frozen=True)
 class Batch:
     """The unit of training and validation data: `ids` (B, T) the model reads and `targets`
-    (B, T), the id after each of them (PAD targets are not scored), int64. `side` holds
-    optional per-id streams (B, T) by name, e.g. control values for a conditioned model;
-    whatever is there travels with the ids (`to`)."""
+    (B, T), the id after each of them (PAD targets are not scored), int64. `side` holds what
+    else the model reads, by its keyword: an encoder-decoder's `source` (B, S) and `bar_offset`
+    (B,) (`dataset.pairs`); whatever is there travels with the ids (`to`) and is passed to the
+    model as `model(ids, **side)`."""
 
     ids: torch.Tensor
     targets: torch.Tensor
@@ -66,6 +68,9 @@ class WindowSampler:
     bar, and a bar has its BAR besides (an empty bar: BAR KEY CHORD DENSITY), so enough are
     always left.
 
+    `sources` (a `dataset.pairs.SourceTable`): an encoder-decoder's windows, each with the
+    source of the piece it starts in (`_with_sources`).
+
     Deterministic given the generator's state; `state_dict()` / `load_state_dict()` save and
     restore it for `--resume`. A `torch.Generator` must live on the CPU.
     """
@@ -73,13 +78,14 @@ class WindowSampler:
     def __init__(self, dataset: TokenDataset, seq_len: int, batch_size: int, *, generator: RandomSource,
                  transpose_range: tuple[int, int] = (0, 0),
                  shift_tables: Mapping[int, np.ndarray] | None = None, piece_starts: bool = False,
-                 controls: Sequence[np.ndarray] = (), control_dropout: float = 0.0):
+                 controls: Sequence[np.ndarray] = (), control_dropout: float = 0.0, sources=None):
         if seq_len < 1 or batch_size < 1:
             raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
         if dataset.num_tokens < seq_len + 1:
             raise DatasetError(f"{dataset.directory}: the {dataset.split} split has {dataset.num_tokens} ids,"
                                f" too few for windows of seq_len={seq_len}; use a shorter seq_len or more music")
         self.dataset, self.seq_len, self.batch_size = dataset, seq_len, batch_size
+        self.sources = sources
         self.generator = generator
         self.control_dropout = control_dropout if len(controls) else 0.0
         self._control_of = np.full(max([int(c.max()) + 1 for c in controls if len(c)], default=0), -1)
@@ -108,11 +114,25 @@ class WindowSampler:
         else:
             starts = self._piece_starts[_integers(self.generator, 0, len(self._piece_starts), self.batch_size)]
         windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
+        rows = None
         if self.tables is not None:
-            windows = self._transpose(windows)
+            windows, rows = self._transpose(windows)
         if self.control_dropout:
             windows = self._drop_controls(windows)
-        return _batch_of(windows)
+        if self.sources is None:
+            return _batch_of(windows)
+        return self._with_sources(windows, starts, rows)
+
+    def _with_sources(self, windows: np.ndarray, starts: np.ndarray, rows: np.ndarray | None) -> Batch:
+        """An encoder-decoder's batch (`dataset.pairs`): each window's source, transposed with it
+        (empty with chance `sources.dropout`), and its targets after its piece's EOS made PAD
+        (another piece, whose source is not the one given)."""
+        empty = _uniform(self.generator, self.batch_size) < self.sources.dropout
+        side = self.sources.side(starts, None if rows is None else self.tables[rows], empty)
+        batch = _batch_of(windows)
+        ended = batch.targets == EOS_ID
+        batch.targets[(ended.cumsum(1) - ended.long()) > 0] = PAD_ID
+        return Batch(batch.ids, batch.targets, side)
 
     def _drop_controls(self, windows: np.ndarray) -> np.ndarray:
         """Each kind of control out of each window with chance `control_dropout`, all of them with
@@ -125,14 +145,15 @@ class WindowSampler:
         order = np.argsort(out, axis=1, kind="stable")  # kept ids first, in their order
         return np.take_along_axis(windows, order[:, :self.seq_len + 1], axis=1)
 
-    def _transpose(self, windows: np.ndarray) -> np.ndarray:
+    def _transpose(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the windows transposed, each one's row of `self.tables`)."""
         # The shifts keeping a window in range are the intersection of its ids' intervals.
         lowest = self._lowest[windows].max(axis=1)  # (B,)
         highest = self._highest[windows].min(axis=1)
         # floor(u * choices) with u < 1 stays below choices (the float product rounds down).
         picks = (_uniform(self.generator, self.batch_size) * (highest - lowest + 1)).astype(np.int64)
         rows = lowest + picks - self.shift_lo
-        return self.tables[rows[:, None], windows]
+        return self.tables[rows[:, None], windows], rows
 
     def state_dict(self) -> dict:
         """The generator state (plain dicts/tensors, fit for a `weights_only` checkpoint)."""

@@ -149,6 +149,14 @@ class Encoding(ABC):
         can point back at earlier music: multitrack with repeats)."""
         return np.asarray(ids, dtype=np.int64)
 
+    def given_source(self, ids: Sequence[int], given_tracks: int) -> np.ndarray:
+        """The first `given_tracks` tracks of a piece's ids, as an encoder-decoder reads them
+        (`models.seq2seq`); a single stream has no tracks to give."""
+        from melodygen.errors import ConfigError
+
+        raise ConfigError(f"the {self.name} encoding has one stream, no tracks to give: an encoder-decoder "
+                          "(seq2seq) reads given tracks, so it needs an encoding with tracks (multitrack)")
+
     def program_ids(self) -> np.ndarray | None:
         """The id of each instrument (GM program 0..127, then drums) the ids may name; None for a
         single-stream encoding, whose instrument is the caller's."""

@@ -561,6 +561,11 @@ class MultitrackEncoding(Encoding):
 
         return unfold_repeats(ids, self.vocab) if self.refers_back else np.asarray(ids, dtype=np.int64)
 
+    def given_source(self, ids: Sequence[int], given_tracks: int) -> np.ndarray:
+        from melodygen.encodings.multitrack_given import given_source
+
+        return given_source(self, ids, given_tracks)
+
     def program_ids(self) -> np.ndarray:
         first = self.vocab.offset("PROGRAM")
         return np.arange(first, first + self.vocab.range("PROGRAM").size)

@@ -80,6 +80,11 @@ class GivenPlan:
         return Score(tracks, tempo, list(self.original.time_signatures), max(ends), self.original.source,
                      ticks_per_beat=self.original.ticks_per_beat)
 
+    def source(self) -> np.ndarray | None:
+        """What an encoder-decoder reads of this plan (`given_source`): the given tracks when
+        accompanying; None when infilling (the bars to write would be in it)."""
+        return given_source(self.encoding, self.ids, self.given_tracks) if self.region is None else None
+
     def given_mask(self, ids) -> np.ndarray:
         """Which of `ids` (an assembled piece as the encoding reads it back) are the file's: when
         infilling, the header and every bar outside A..B; when accompanying, the given tracks'
@@ -96,6 +101,58 @@ class GivenPlan:
         track = np.where(last_track >= 0, values[last_track], -1)  # each bar's first note names its track
         note = np.isin(names, ["TRACK", "PITCH", "DRUM", "VEL", "DUR"])
         return ((names == "PROGRAM") & (programs <= self.given_tracks)) | (note & (track < self.given_tracks))
+
+
+def given_source(encoding, ids, given_tracks: int) -> np.ndarray:
+    """The first `given_tracks` tracks of a piece's ids as an encoder-decoder reads them
+    (`models.seq2seq`): the same form whether the ids are a training piece (controls, REPEAT
+    bars, `TRACK` only where it changes) or given music (`GivenPlan.ids`: a track at every
+    position, the new tracks' programs, a closing `BAR`): every bar written out, no control or
+    special id; the given tracks' programs, bar lines, meters, tempos and notes; `POS` only
+    before notes or a tempo; `TRACK` where the track changes (and at a bar's first note), as
+    `encode` writes it; no closing bar lines. Int64 (L,)."""
+    v = encoding.vocab
+    ids = encoding.written_out(np.asarray(ids, dtype=np.int64))
+    kinds, values = v.split(ids)
+    names = [r.name for r in v.ranges]
+    out: list[int] = []
+    programs = 0
+    track = pending_pos = named = None  # the notes' track; a POS not written yet; the track last named
+    keeping = False  # the current note is kept
+    for i, kind, value in zip(ids.tolist(), kinds.tolist(), values.tolist()):
+        name = names[kind]
+        if name == "PROGRAM":
+            programs += 1
+            if programs <= given_tracks:
+                out.append(i)
+            continue
+        if name == "POS":  # the track carries over to the next position (not into the next bar)
+            pending_pos = i
+            continue
+        if name in ("BAR", "TIMESIG"):
+            out.append(i)
+            track = pending_pos = named = None
+            continue
+        if name == "TRACK":
+            track = value
+            continue
+        if name in ("PITCH", "DRUM"):
+            keeping = track is not None and track < given_tracks
+            if not keeping:
+                continue
+        elif name not in ("VEL", "DUR", "TEMPO") or (name != "TEMPO" and not keeping):
+            continue  # controls, specials, REPEAT/SHIFT left over, and the other tracks' notes
+        if pending_pos is not None:
+            out.append(pending_pos)
+            pending_pos = None
+        if name in ("PITCH", "DRUM") and named != track:
+            out.append(v.id_of("TRACK", track))
+            named = track
+        out.append(i)
+    bar = v.id_of("BAR")
+    while out and out[-1] == bar:
+        out.pop()
+    return np.asarray(out, dtype=np.int64)
 
 
 def _kept_tracks(encoding, score: Score) -> list[Track]:

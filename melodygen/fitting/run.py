@@ -184,13 +184,15 @@ class _Job:
     def measure_bases(self) -> None:
         """Every candidate base on the held-out pieces: the best is the one fine-tuned."""
         from melodygen.fitting.scoring import score_files
+        from melodygen.models import MODELS
         from melodygen.pretrained import bundled_models
 
         if "bases" in self.state:
             return
         start = self.plan.start
-        names = ([] if start == "scratch" else
-                 [m.name for m in bundled_models() if m.encoding == self.plan.encoding] if start == "auto" else [start])
+        usable = [m.name for m in bundled_models()  # an encoder-decoder accompanies: not a base to fine-tune
+                  if m.encoding == self.plan.encoding and not MODELS[m.kind].model_type.reads_source]
+        names = [] if start == "scratch" else usable if start == "auto" else [start]
         bases = {}
         for name in names:
             bases[name] = score_files(name, self.state["held_out"]["files"])

@@ -6,7 +6,9 @@
             "vocab_size": model.vocab_size}
 
 `rnn`, `lstm` and `gru` share `RecurrentSettings`, `attention_lstm` adds `attention_length`;
-`transformer` has `TransformerSettings`; `cnn` (causal dilated convolutions) has `ConvSettings`.
+`transformer` has `TransformerSettings`; `cnn` (causal dilated convolutions) has `ConvSettings`;
+the encoder-decoders `seq2seq` (Transformer) and `seq2seq_lstm` have `Seq2SeqSettings` and
+`Seq2SeqLSTMSettings` (`models.seq2seq`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from melodygen.models.recurrent import (
     LSTMModel,
     RecurrentSettings,
 )
+from melodygen.models.seq2seq import Seq2SeqLSTM, Seq2SeqLSTMSettings, Seq2SeqSettings, Seq2SeqTransformer
 from melodygen.models.transformer import TransformerModel, TransformerSettings
 from melodygen.settings import build
 
@@ -45,6 +48,8 @@ MODELS: dict[str, ModelEntry] = {
     "attention_lstm": ModelEntry(AttentionLSTMSettings, AttentionLSTMModel),
     "transformer": ModelEntry(TransformerSettings, TransformerModel),
     "cnn": ModelEntry(ConvSettings, ConvModel),
+    "seq2seq": ModelEntry(Seq2SeqSettings, Seq2SeqTransformer),
+    "seq2seq_lstm": ModelEntry(Seq2SeqLSTMSettings, Seq2SeqLSTM),
 }
 
 

@@ -19,6 +19,9 @@ class SequenceModel(nn.Module, ABC):
     """Base class of the registry's models; `kind` is the registry key stored in checkpoints."""
 
     kind: ClassVar[str]
+    # An encoder-decoder (`models.seq2seq`) also reads a source: `forward(ids, source, bar_offset)`
+    # and `start(source) -> state`; batches carry it in `Batch.side`, sampling passes it to `start`.
+    reads_source: ClassVar[bool] = False
 
     def __init__(self, settings: Any, vocab_size: int):
         super().__init__()

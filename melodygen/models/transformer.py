@@ -172,6 +172,18 @@ def _causal_mask(new: int, total: int, device: torch.device) -> Tensor | None:
     return keys[None, :] <= keys[past:, None]
 
 
+def init_gpt2(model: nn.Module, residual_projections: list[nn.Linear], layers: int) -> None:
+    """GPT-2's init: N(0, 0.02), biases 0, the projections into the residual stream scaled by
+    1/sqrt(2 layers)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for proj in residual_projections:
+        nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+
+
 class Block(nn.Module):
     """Pre-LayerNorm Transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
 
@@ -213,15 +225,7 @@ class TransformerModel(SequenceModel):
         return self.settings.max_context
 
     def _init_weights(self) -> None:
-        """GPT-2's init: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layers)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            for proj in (block.attn.proj, block.mlp[2]):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * len(self.blocks)))
+        init_gpt2(self, [p for block in self.blocks for p in (block.attn.proj, block.mlp[2])], len(self.blocks))
 
     def forward(self, ids: LongTensor) -> Tensor:
         if ids.shape[1] > self.max_context:

@@ -43,9 +43,9 @@ def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, step
                 num_outputs: int = 1, max_events: int = 512, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, primer_ids: Sequence[int] = (),
                 generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                processors: Sequence[LogitProcessor] = ()) -> list[BeamResult]:
+                processors: Sequence[LogitProcessor] = (), source: Sequence[int] | None = None) -> list[BeamResult]:
     """The `num_outputs` most likely of the `beam_size` kept sequences after `max_events` ids, best
-    first (see the module docstring)."""
+    first (see the module docstring); `source` as `decoding.sample`'s."""
     if not 1 <= num_outputs <= beam_size:
         raise ConfigError(f"beam search keeps {beam_size} sequence(s): it cannot return {num_outputs}")
     if min(branch_factor, steps_per_iteration) < 1:
@@ -53,7 +53,7 @@ def beam_search(model, encoding, *, beam_size: int, branch_factor: int = 2, step
     drawer = Drawer([BanIds([PAD_ID, BOS_ID, EOS_ID], encoding.vocab.size, device), *processors],
                     temperature, top_k, top_p, generator)
     rows = beam_size * branch_factor  # row r is branch r % branch_factor of sequence r // branch_factor
-    with decoding(model, primer_ids, rows, device) as (logits, state):
+    with decoding(model, primer_ids, rows, device, source) as (logits, state):
         beams = _Beams(model, state, logits[:, -1], drawer, beam_size, branch_factor, steps_per_iteration)
         for ids in run(logits[:, -1], beams, drawer, max_events):
             beams.record(ids)

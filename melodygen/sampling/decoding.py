@@ -173,14 +173,20 @@ def _prefix_ids(primer_ids: Sequence[int], rows: int, max_context: int | None, d
 
 
 @contextmanager
-def decoding(model, primer_ids: Sequence[int], rows: int, device):
+def decoding(model, primer_ids: Sequence[int], rows: int, device, source: Sequence[int] | None = None):
     """The model in eval and inference mode, fed BOS + primer in `rows` rows: yields (logits, state)
-    of that prefix, the first draw's logits checked; the model's mode comes back afterwards."""
+    of that prefix, the first draw's logits checked; the model's mode comes back afterwards.
+    An encoder-decoder reads `source` first (`model.start`; None: an empty source)."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            logits, state = model.step(_prefix_ids(primer_ids, rows, model.max_context, device), None)
+            start = None
+            if source is not None and model.reads_source:
+                from melodygen.dataset.pairs import source_rows
+
+                start = model.start(source_rows([np.asarray(source)] * rows, model.settings.max_source).to(device))
+            logits, state = model.step(_prefix_ids(primer_ids, rows, model.max_context, device), start)
             if not bool((logits[:, -1] < math.inf).all()):  # NaN or +inf; -inf is a valid 'never'
                 raise CheckpointError(DAMAGED_LOGITS)
             yield logits, state
@@ -204,6 +210,7 @@ def sample(
     budget: Budget | None = None,
     processors: Sequence[LogitProcessor] = (),
     settings: DecodeSettings = DecodeSettings(),
+    source: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """Generate `num_outputs` continuations of BOS + `primer_ids` together as one batch.
 
@@ -212,12 +219,13 @@ def sample(
     `processors` run in order after the specials' ban, before temperature and filtering.
     `generator` (on `device`) makes the draw reproducible bit-for-bit; None uses torch's global RNG.
     `settings` says how the loop steps (`DecodeSettings`: the fast path, drafting), never which
-    ids it draws.
+    ids it draws. `source`: what an encoder-decoder reads before it writes (given tracks,
+    `dataset.pairs`); other models ignore it.
     """
     banned = [PAD_ID, BOS_ID] + ([] if stop_on_eos else [EOS_ID])
     drawer = Drawer([BanIds(banned, encoding.vocab.size, device), *processors], temperature, top_k, top_p,
                     generator)
-    with decoding(model, primer_ids, num_outputs, device) as (logits, state):
+    with decoding(model, primer_ids, num_outputs, device, source) as (logits, state):
         may_end = stop_on_eos or len(drawer.processors) > 1  # EOS allowed, or a processor may force it
         stepper, ends = _stepper(model, state, settings, max_events, num_outputs, budget, device, may_end, primer_ids)
         drawn = list(run(logits[:, -1], stepper, drawer, max_events, ends))  # one (B,) tensor per step

@@ -252,7 +252,7 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
     generator = torch.Generator(device).manual_seed(request.seed)
     common = dict(max_events=plan.max_events, temperature=request.temperature, top_k=request.top_k,
                   top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,
-                  processors=plan.processors)
+                  processors=plan.processors, source=None if plan.given is None else plan.given.source())
     if request.beam:
         kept = beam_search(model, encoding, beam_size=request.beam, branch_factor=request.branch,
                            steps_per_iteration=request.beam_steps, num_outputs=request.n, **common)

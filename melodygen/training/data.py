@@ -36,14 +36,28 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     return out, check_dataset(out, encoding.to_dict())
 
 
-def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
-    """The endless `WindowSampler` of this rank: its own random stream (seed, rank)."""
+def source_table(directory: Path, split: str, config: RunConfig, encoding, model, dropout: float = 0.0):
+    """The `dataset.pairs.SourceTable` of a split for an encoder-decoder `model`; None for the
+    others (they read ids only)."""
+    if not model.reads_source:
+        return None
+    from melodygen.dataset.pairs import SourceTable
+    from melodygen.dataset.shards import TokenDataset
+
+    return SourceTable(TokenDataset(directory, split), encoding, config.training.given_tracks,
+                       model.settings.max_source, dropout)
+
+
+def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, model):
+    """The endless `WindowSampler` of this rank: its own random stream (seed, rank); an
+    encoder-decoder's windows carry their sources."""
     from melodygen.dataset.shards import TokenDataset
     from melodygen.dataset.windows import WindowSampler, shift_tables_for
 
     cfg = config.training
+    sources = source_table(directory, "train", config, encoding, model, cfg.source_dropout)
     return WindowSampler(
-        TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size,
+        TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size, sources=sources,
         generator=np.random.default_rng([cfg.seed, info.rank]),
         transpose_range=cfg.transpose_range,
         shift_tables=shift_tables_for(encoding, cfg.transpose_range),
@@ -53,24 +67,27 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo):
 
 class ValidationWindows:
     """Re-iterable validation batches: the first `eval_max_batches` sequential batches of the
-    valid split (all of them when 0), dealt round-robin to the ranks."""
+    valid split (all of them when 0), dealt round-robin to the ranks. An encoder-decoder's are
+    each piece's windows with its source (`dataset.pairs.iter_piece_windows`)."""
 
-    def __init__(self, directory: Path, config: RunConfig, info: DistInfo):
+    def __init__(self, directory: Path, config: RunConfig, info: DistInfo, sources=None):
         from melodygen.dataset.shards import TokenDataset
 
         self.dataset = TokenDataset(directory, "valid")
         self.seq_len, self.batch_size = config.training.seq_len, config.training.batch_size
         self.max_batches = config.training.eval_max_batches or None
-        self.info = info
+        self.info, self.sources = info, sources
 
     @property
     def empty(self) -> bool:
         return self.dataset.num_tokens < 2
 
     def __iter__(self):
+        from melodygen.dataset.pairs import iter_piece_windows
         from melodygen.dataset.windows import iter_sequential_windows
 
-        batches = iter_sequential_windows(self.dataset, self.seq_len, self.batch_size)
+        batches = (iter_sequential_windows(self.dataset, self.seq_len, self.batch_size) if self.sources is None
+                   else iter_piece_windows(self.sources, self.seq_len, self.batch_size))
         return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
 
 

@@ -124,7 +124,7 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
 
         load_initial_weights(raw_model, encoding, config.training.init_from)
     directory, manifest = data.dataset_dir(config, encoding, info, progress)
-    sampler = data.train_batches(directory, config, encoding, info)
+    sampler = data.train_batches(directory, config, encoding, info, raw_model)
     raw_model.to(device)
     optimizer = make_optimizer(raw_model, config.training)
     model = torch.compile(raw_model) if config.training.compile else raw_model
@@ -132,7 +132,9 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
     config = _resolved(config, raw_model, encoding, directory)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
-               data.ValidationWindows(directory, config, info), stepper, manifest=manifest,
+               data.ValidationWindows(directory, config, info, data.source_table(directory, "valid", config, encoding,
+                                                                                 raw_model)),
+               stepper, manifest=manifest,
                instruments=data.instruments_in(directory, encoding),
                data_profile=dataset_profile(directory, encoding, config.training.transpose_range).to_dict())
     if ckpt is not None:
@@ -145,14 +147,30 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
 
 def _build_model(config: RunConfig, encoding) -> torch.nn.Module:
     """The model, initialised from the seed (every rank alike; DDP also broadcasts rank 0's)."""
-    from melodygen.models import build_model
+    from melodygen.models import MODELS, build_model
 
     torch.manual_seed(config.training.seed)
-    model = build_model(config.model.kind, config.model.settings, encoding.vocab.size)
+    settings = dict(config.model.settings)
+    entry = MODELS.get(config.model.kind)
+    if entry is not None and entry.model_type.reads_source and not settings.get("bar_id"):
+        settings["bar_id"] = _bar_id(encoding)
+    model = build_model(config.model.kind, settings, encoding.vocab.size)
     if model.max_context is not None and config.training.seq_len > model.max_context:
         raise ConfigError(f"training.seq_len = {config.training.seq_len} is longer than the "
                           f"model's max_context = {model.max_context}")
     return model
+
+
+def _bar_id(encoding) -> int:
+    """The id that opens a bar (`Encoding.time_per_id` counts it as one), which an
+    encoder-decoder numbers bars by; 0 (none) for an encoding without bars."""
+    import numpy as np
+
+    from melodygen.encodings.base import BARS
+
+    per_id = encoding.time_per_id()
+    opens = [] if per_id is None or per_id.unit != BARS else np.flatnonzero(per_id.amounts == 1)
+    return int(opens[0]) if len(opens) == 1 else 0
 
 
 def _resolved(config: RunConfig, model, encoding, directory: Path) -> RunConfig:

@@ -36,7 +36,7 @@ class Stepper:
             batch = next(self.batches).to(self.device, non_blocking=self._non_blocking)
             with distributed.no_sync(self.model, sync=micro == cfg.grad_accum - 1):
                 with autocast(self.device):
-                    logits = self.model(batch.ids)  # (B, T, V)
+                    logits = self.model(batch.ids, **batch.side)  # (B, T, V)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
                                        ignore_index=self.pad_id, label_smoothing=cfg.label_smoothing)
                 (loss / cfg.grad_accum).backward()

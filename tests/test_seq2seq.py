@@ -1,0 +1,217 @@
+"""Encoder-decoders (`models.seq2seq`): the source reaches the logits, stepping from `start(source)`
+equals `forward`, training pairs carry each piece's given tracks (transposed with their window),
+validation scores every target once, and `--accompany` hands the given tracks to the encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CORPORA
+from melodygen.config import config_from_dict
+from melodygen.dataset.pairs import SourceTable, iter_piece_windows, source_rows
+from melodygen.dataset.shards import TokenDataset
+from melodygen.dataset.windows import WindowSampler, shift_tables_for
+from melodygen.encodings import get_encoding
+from melodygen.encodings.multitrack_given import accompaniment_plan
+from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
+from melodygen.errors import ConfigError
+from melodygen.midi_io import read_score
+from melodygen.models import build_model
+from train_fixtures import make_dataset, write_dataset
+
+V = 40
+KINDS = {
+    "seq2seq": {"d_model": 16, "encoder_layers": 2, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 32,
+                "bar_id": 5, "max_bars": 8, "dropout": 0.0},
+    "seq2seq_lstm": {"embed_size": 8, "hidden_size": 16, "n_layers": 2, "bar_id": 5, "max_bars": 8, "dropout": 0.0},
+}
+TUNES = [CORPORA["nottingham"] / name for name in ("jigs1.mid", "jigs2.mid", "waltzes3.mid", "reelsd-g1.mid",
+                                                  "hpps1.mid", "ashover1.mid")]
+ENC = get_encoding("multitrack", controls=["key", "chord"], repeats=8)
+
+
+def model_of(kind, seed=0):
+    torch.manual_seed(seed)
+    return build_model(kind, KINDS[kind], V).eval()
+
+
+def ids_and_source(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, V, (3, 20), generator=g)
+    source = torch.randint(3, V, (3, 11), generator=g)
+    source[:, 0], source[0, 7:] = BOS_ID, PAD_ID  # row 0 is shorter: padded
+    return ids, source
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stepping_from_the_source_equals_forward(kind):
+    model = model_of(kind)
+    ids, source = ids_and_source()
+    with torch.inference_mode():
+        full = model(ids, source)
+        state, parts = model.start(source), []
+        for lo, hi in [(0, 7), (7, 8), (8, 20)]:
+            logits, state = model.step(ids[:, lo:hi], state)
+            parts.append(logits)
+        torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-4)
+        rows = torch.tensor([2, 0])  # picked rows go on as the originals
+        state = model.start(source)
+        _, state = model.step(ids[:, :9], state)
+        picked, _ = model.step(ids[rows, 9:], model.select_rows(state, rows))
+        torch.testing.assert_close(picked, full[rows, 9:], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_source_and_the_bar_numbers_reach_the_logits_and_padding_does_not(kind):
+    model = model_of(kind)
+    ids, source = ids_and_source()
+    with torch.inference_mode():
+        full = model(ids, source)
+        other = source.clone()
+        other[:, 3] = (other[:, 3] + 1 - 3) % (V - 3) + 3
+        assert not torch.allclose(model(ids, other), full)  # every position hears the whole source
+        padded = torch.cat([source, torch.full((3, 4), PAD_ID)], 1)
+        torch.testing.assert_close(model(ids, padded), full, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(model(ids, source, torch.tensor([2, 0, 1])), full)  # bars before the window
+        torch.testing.assert_close(model(ids), model(ids, source_rows([np.array([], dtype=np.int64)] * 3, 8)))
+
+
+def test_given_source_is_the_same_from_a_training_piece_and_from_given_music():
+    control_ids = np.concatenate(list(ENC.control_ids().values()))
+    for path in TUNES:
+        score = read_score(path)
+        piece = ENC.encode(score)  # controls, REPEAT bars, TRACK only where it changes
+        source = ENC.given_source(piece, 1)
+        plan = accompaniment_plan(ENC, score, [0], [0, 32])  # a track at every position, new programs
+        np.testing.assert_array_equal(source, plan.source())
+        names = [ENC.vocab.event_of(int(i))[0] for i in source]
+        assert "REPEAT" not in names and not np.isin(source, control_ids).any()
+        assert names.count("PROGRAM") == 1 and names[-1] != "BAR"
+        tracks = {ENC.vocab.event_of(int(i))[1] for i in source if ENC.vocab.event_of(int(i))[0] == "TRACK"}
+        assert tracks == {0}
+        melody = [n for n in score.tracks if n.notes][0]
+        assert names.count("PITCH") == len({(round(n.start, 3), n.pitch) for n in melody.notes})
+
+
+@pytest.fixture(scope="module")
+def tunes_dataset(tmp_path_factory):
+    pieces = [ENC.encode(read_score(path)) for path in TUNES]
+    return write_dataset(tmp_path_factory.mktemp("pairs") / "data", ENC, {"train": pieces[:4], "valid": pieces[4:]})
+
+
+def test_windows_carry_their_piece_s_source_transposed_with_them(tunes_dataset):
+    data = TokenDataset(tunes_dataset, "train")
+    table = SourceTable(data, ENC, 1, max_source=4096)
+    sampler = WindowSampler(data, 64, 8, generator=np.random.default_rng(3), transpose_range=(-2, 2),
+                            shift_tables=shift_tables_for(ENC, (-2, 2)), piece_starts=True, sources=table)
+    shifts = set()
+    for _ in range(3):
+        batch = next(sampler)
+        for row in range(8):
+            piece, shift = _piece_of(data, np.append(batch.ids[row].numpy(), batch.targets[row, -1].item()))
+            shifts.add(shift)
+            expected = ENC.pitch_shift_table(shift)[table.source(piece)]
+            got = batch.side["source"][row]
+            np.testing.assert_array_equal(got[got != PAD_ID].numpy(), [BOS_ID, *expected, EOS_ID])
+            assert int(batch.side["bar_offset"][row]) == 0  # windows from the pieces' starts
+    assert len(shifts) > 1
+
+
+def _piece_of(data, window) -> tuple[int, int]:
+    """(the piece a window from a piece's start was cut from, its transposition)."""
+    for piece, start in enumerate(data.offsets[:-1].tolist()):
+        original = np.asarray(data.ids[start:start + len(window)], dtype=np.int64)
+        for shift in range(-2, 3):
+            if len(original) == len(window) and (ENC.pitch_shift_table(shift)[original] == window).all():
+                return piece, shift
+    raise AssertionError("no piece starts with this window")
+
+
+def test_targets_after_a_piece_s_end_are_not_scored_and_dropout_empties_sources(tunes_dataset):
+    data = TokenDataset(tunes_dataset, "train")
+    table = SourceTable(data, ENC, 1, max_source=64, dropout=1.0)
+    long = int(np.diff(data.offsets).max())
+    batch = next(WindowSampler(data, long, 4, generator=np.random.default_rng(0), piece_starts=True, sources=table))
+    for row in range(4):
+        ids, targets = batch.ids[row].numpy(), batch.targets[row].numpy()
+        end = int(np.flatnonzero(targets == EOS_ID)[0]) if (targets == EOS_ID).any() else len(targets)
+        assert (targets[end + 1:] == PAD_ID).all() and (targets[:end] != PAD_ID).all()
+        assert batch.side["source"][row].tolist()[:2] == [BOS_ID, EOS_ID]
+
+
+def test_validation_windows_score_every_piece_s_ids_once(tunes_dataset):
+    data = TokenDataset(tunes_dataset, "valid")
+    table = SourceTable(data, ENC, 1, max_source=4096)
+    batches = list(iter_piece_windows(table, 100, 3))
+    scored = sum(int((b.targets != PAD_ID).sum()) for b in batches)
+    assert scored == data.num_tokens - (len(data.offsets) - 1)  # every id but each piece's BOS
+    assert all(b.side["source"].shape[0] == b.ids.shape[0] for b in batches)
+    offsets = torch.cat([b.side["bar_offset"] for b in batches])
+    assert offsets[0] == 0 and offsets.max() > 0  # later windows of a piece start bars in
+
+
+def _config(dataset, kind="seq2seq", encoding=None, **model):
+    settings = {**KINDS[kind], "max_context": 256, "max_source": 512, "bar_id": 0, **model}
+    if kind == "seq2seq_lstm":
+        settings.pop("max_context")
+    return config_from_dict({
+        "data": {"dataset": str(dataset)}, "encoding": encoding or ENC.to_dict()["settings"] | {"name": "multitrack"},
+        "model": {"kind": kind, **settings},
+        "training": {"batch_size": 2, "seq_len": 128, "max_steps": 3, "eval_every": 3, "eval_max_batches": 2,
+                     "log_every": 1, "warmup_steps": 1, "threads": 1, "device": "cpu", "given_tracks": 1,
+                     "transpose_range": [-1, 1]}}, "<test>")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_encoder_decoder_trains_and_accompanies_with_the_melody_as_its_source(tunes_dataset, tmp_path, monkeypatch,
+                                                                                kind):
+    import melodygen
+    from melodygen.models import MODELS
+    from melodygen.training import train
+
+    result = train(_config(tunes_dataset, kind), tmp_path / "run", progress=False)
+    assert np.isfinite(result.best["nll"])
+    model_type = MODELS[kind].model_type
+    seen = []
+    start = model_type.start
+    monkeypatch.setattr(model_type, "start", lambda self, source, *a, **k: seen.append(source) or start(self, source, *a, **k))
+    tune = TUNES[0]
+    (piece,) = melodygen.load(tmp_path / "run" / "best.pt").generate(n=1, accompany=tune, given_tracks=[1],
+                                                                      instruments=["piano"], seed=2)
+    given = [n for n in read_score(tune).tracks if n.notes][0]
+    assert [(n.pitch, n.start) for n in piece.score.tracks[0].notes] == [(n.pitch, n.start) for n in given.notes]
+    plan = accompaniment_plan(ENC, read_score(tune), [0], [0])
+    assert len(seen) == 1 and seen[0].tolist() == source_rows([plan.source()], 512).tolist()
+    settings = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]["settings"]
+    assert settings["bar_id"] == ENC.vocab.id_of("BAR")  # filled in from the encoding
+
+
+def test_an_encoder_decoder_on_one_stream_is_refused_in_one_line(tmp_path):
+    from melodygen.training import train
+
+    dataset = make_dataset(tmp_path / "melody")
+    config = _config(dataset, encoding={"name": "melody"})
+    with pytest.raises(ConfigError, match="no tracks to give"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_scores_an_encoder_decoder_with_each_piece_s_source(tunes_dataset, tmp_path):
+    from melodygen.evaluation import evaluate_checkpoint
+    from melodygen.training import train
+
+    train(_config(tunes_dataset), tmp_path / "run", progress=False)
+    best = tmp_path / "run" / "best.pt"
+    on_split = evaluate_checkpoint(best, data_dir=tunes_dataset, seq_len=128, device="cpu")
+    on_files = evaluate_checkpoint(best, sources=TUNES[4:], seq_len=128, device="cpu")
+    assert on_split["events"] == on_files["events"] == TokenDataset(tunes_dataset, "valid").num_tokens - 2
+    assert on_split["nll"] == pytest.approx(on_files["nll"], rel=1e-5)
+    from melodygen.checkpoint import load_for_inference
+    from melodygen.dataset.shards import split_ids
+    from melodygen.metrics import score_ids
+
+    model, _, _ = load_for_inference(best, "cpu")
+    blind = score_ids(model, split_ids(tunes_dataset, "valid"), seq_len=128)  # no source read
+    assert np.isfinite(on_split["nll"]) and on_split["nll"] != pytest.approx(blind["nll"], rel=1e-3)
