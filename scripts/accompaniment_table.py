@@ -4,18 +4,24 @@ For the validation pieces of the dataset the checkpoint trained on (two-track tu
 chords, e.g. the Nottingham preset), in one run:
 
 1. **Chord notes' NLL with and without the melody.** Each tune is encoded whole (melody and
-   chords) and with its chord track alone, without control tokens (accompaniment asks for none); the mean NLL (nats) of the chord notes' PITCH, VEL
-   and DUR ids is taken under the model in both streams (windows of the model's context, no
-   overlap, the same cut for both). Lower with the melody = the model uses it. An
-   encoder-decoder (`models.seq2seq`) also reads the melody whole as its source in the first
-   stream (as `--accompany` gives it), and an empty source in the second.
+   chords) and with its chord track alone, without control tokens (accompaniment asks for
+   none); the mean NLL (nats) of the chord notes' PITCH, VEL and DUR ids is taken under the
+   model in both streams (windows of the model's context, no overlap, the same cut for both).
+   Lower with the melody = the model uses it. An encoder-decoder (`models.seq2seq`) also reads
+   the melody whole as its source in the first stream (as `--accompany` gives it), and an
+   empty source in the second.
 2. **Chord-tone rate.** For each melody onset that some accompaniment note sounds under, whether
    the melody's pitch class is among the sounding accompaniment's pitch classes; the share over
    the tune's onsets, for the real chords and for chords the model writes to the same melody
    (`sample --accompany`, given track 1, one piano track, seed 1). Coverage: the share of melody
-   onsets with any accompaniment sounding.
+   onsets with any accompaniment sounding; pitch classes sounding: how many distinct ones the
+   accompaniment sounds at a covered onset, on average (a cluster of all twelve would put every
+   melody note on a "chord tone").
 
-    .venv/bin/python scripts/accompaniment_table.py runs/multitrack_nottingham/best.pt --tunes 30
+   Also the share of written notes inside the chord track's pitch range as the model recorded it
+   (`data_profile`), and seconds per tune.
+
+    .venv/bin/python scripts/accompaniment_table.py folk-band runs/accompanist/best.pt --tunes 30
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ import torch
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a multitrack checkpoint or bundled model name")
-    parser.add_argument("--data", default=None, help="dataset folder [default: the one the run trained on]")
+    parser.add_argument("checkpoints", nargs="+",
+                        help="multitrack checkpoints or bundled model names, measured side by side")
+    parser.add_argument("--data", default=None, help="dataset folder whose validation tunes are used [default: the one "
+                        "the first checkpoint trained on]")
     parser.add_argument("--tunes", type=int, default=30, help="validation tunes to accompany (all are scored)")
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)
@@ -78,68 +86,108 @@ def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: in
     return total, len(scored)
 
 
-def chord_tone_rate(melody, accompaniment) -> tuple[int, int, int]:
-    """(chord tones, covered onsets, onsets) of melody notes against sounding accompaniment."""
+def chord_tone_rate(melody, accompaniment) -> tuple[int, int, int, int]:
+    """(chord tones, covered onsets, onsets, pitch classes sounding summed over the covered
+    onsets) of melody notes against sounding accompaniment. The last keeps the rate honest: a
+    cluster of every pitch class would put every melody note on a 'chord tone'."""
     starts = np.array([n.start for n in accompaniment])
     ends = np.array([n.end for n in accompaniment])
     classes = np.array([n.pitch % 12 for n in accompaniment])
-    tones = covered = 0
+    tones = covered = spread = 0
     onsets = sorted({(round(n.start, 6), n.pitch % 12) for n in melody})
     for t, pc in onsets:
         sounding = classes[(starts <= t + 1e-6) & (ends > t + 1e-6)] if len(starts) else []
         if len(sounding):
             covered += 1
             tones += int(pc in set(sounding.tolist()))
-    return tones, covered, len(onsets)
+            spread += len(set(sounding.tolist()))
+    return tones, covered, len(onsets), spread
+
+
+def two_track_tunes(dataset: Path) -> list[tuple]:
+    """(path, score, its two tracks with notes) of each validation piece of `dataset` with two."""
+    from melodygen.dataset.manifest import read_manifest
+    from melodygen.midi_io import read_score
+
+    tunes = []
+    for piece in read_manifest(dataset)["pieces"]:
+        if piece["split"] == "valid":
+            score = read_score(piece["path"])
+            tracks = [t for t in score.tracks if t.notes]
+            if len(tracks) == 2:
+                tunes.append((piece["path"], score, tracks))
+    return tunes
+
+
+def measure(name: str, valid: list, args) -> dict:
+    """The figures of one model on the two-track validation tunes `valid` ((path, score, tracks))."""
+    import melodygen
+
+    model = melodygen.load(name, device="cpu")
+    encoding = model.encoding
+    context = model.model.max_context or 512
+    with_melody, alone = np.zeros(2), np.zeros(2)
+    for _, score, tracks in valid:
+        with_melody += chord_note_nll(model.model, encoding, score, tracks, 1, context)
+        alone += chord_note_nll(model.model, encoding, score, tracks[1:], 0, context)
+    profile = model.checkpoint.get("data_profile") or {}
+    lowest, highest = (profile.get("ranges") or [[0, 127], [0, 127]])[1]  # the chord track's, as trained
+    real, written, inside, pitches = np.zeros(4), np.zeros(4), np.zeros(2), []
+    started = time.perf_counter()
+    for path, _, tracks in valid[:args.tunes]:
+        real += chord_tone_rate(tracks[0].notes, tracks[1].notes)
+        (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=1,
+                                  temperature=args.temperature, top_p=args.top_p)
+        melody, *new = piece.score.tracks
+        notes = [n for t in new for n in t.notes]
+        written += chord_tone_rate(melody.notes, notes)
+        inside += (sum(lowest <= n.pitch <= highest for n in notes), len(notes))
+        pitches += [n.pitch for n in notes]
+    tunes = min(args.tunes, len(valid))
+    return {
+        "checkpoint": name, "kind": model.checkpoint["model"]["kind"], "steps": model.checkpoint["step"],
+        "pieces_scored": len(valid), "tunes_accompanied": tunes,
+        "chord_nll_with_melody": with_melody[0] / with_melody[1], "chord_nll_alone": alone[0] / alone[1],
+        "chord_tokens": int(with_melody[1]),
+        "real_chord_tone_rate": real[0] / real[1], "real_coverage": real[1] / real[2],
+        "written_chord_tone_rate": written[0] / written[1], "written_coverage": written[1] / written[2],
+        "real_classes": real[3] / real[1], "written_classes": written[3] / written[1],
+        "range": [int(lowest), int(highest)], "inside_range": inside[0] / max(inside[1], 1),
+        "written_pitches": [min(pitches, default=0), max(pitches, default=0)],
+        "seconds_per_tune": (time.perf_counter() - started) / max(tunes, 1)}
 
 
 def main() -> None:
     args = parse_args()
     import melodygen
-    from melodygen.dataset.manifest import read_manifest
-    from melodygen.midi_io import read_score
 
-    model = melodygen.load(args.checkpoint, device="cpu")
-    encoding = model.encoding
-    data = args.data or model.checkpoint["run_config"]["data"]["dataset"]
-    valid = [p["path"] for p in read_manifest(Path(data))["pieces"] if p["split"] == "valid"]
-    context = model.model.max_context or 512
-    two_track = []
-    for path in valid:
-        score = read_score(path)
-        tracks = [t for t in score.tracks if t.notes]
-        if len(tracks) == 2:
-            two_track.append((path, score, tracks))
-    print(f"{len(valid)} validation pieces, {len(two_track)} with melody + chords; context {context}")
-    with_melody = np.zeros(2)
-    alone = np.zeros(2)
-    for _, score, tracks in two_track:
-        with_melody += chord_note_nll(model.model, encoding, score, tracks, 1, context)
-        alone += chord_note_nll(model.model, encoding, score, tracks[1:], 0, context)
-    real, written = np.zeros(3), np.zeros(3)
-    started = time.perf_counter()
-    for path, score, tracks in two_track[:args.tunes]:
-        real += chord_tone_rate(tracks[0].notes, tracks[1].notes)
-        (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=1,
-                                  temperature=args.temperature, top_p=args.top_p)
-        melody, *new = piece.score.tracks
-        written += chord_tone_rate(melody.notes, [n for t in new for n in t.notes])
-    seconds = time.perf_counter() - started
-    figures = {
-        "checkpoint": str(args.checkpoint), "pieces_scored": len(two_track), "tunes_accompanied": min(args.tunes, len(two_track)),
-        "chord_nll_with_melody": with_melody[0] / with_melody[1], "chord_nll_alone": alone[0] / alone[1],
-        "chord_tokens": int(with_melody[1]),
-        "real_chord_tone_rate": real[0] / real[1], "real_coverage": real[1] / real[2],
-        "written_chord_tone_rate": written[0] / written[1], "written_coverage": written[1] / written[2],
-        "accompany_seconds": seconds}
-    print(f"chord notes' NLL (PITCH/VEL/DUR ids, {figures['chord_tokens']:,}): with the melody "
-          f"{figures['chord_nll_with_melody']:.3f} nats, chords alone {figures['chord_nll_alone']:.3f} nats")
-    print(f"chord-tone rate of melody onsets over {figures['tunes_accompanied']} tunes: real chords "
-          f"{figures['real_chord_tone_rate']:.1%} (coverage {figures['real_coverage']:.1%}), written chords "
-          f"{figures['written_chord_tone_rate']:.1%} (coverage {figures['written_coverage']:.1%}); "
-          f"{seconds:.0f} s to accompany")
+    first = melodygen.load(args.checkpoints[0], device="cpu")
+    data = Path(args.data or first.checkpoint["run_config"]["data"]["dataset"])
+    valid = two_track_tunes(data)
+    print(f"{data}: {len(valid)} validation pieces with melody + chords")
+    rows = [measure(name, valid, args) for name in args.checkpoints]
+    lines = [
+        ("chord notes' NLL (PITCH/VEL/DUR ids), melody in the stream",
+         lambda r: f"{r['chord_nll_with_melody']:.3f} nats"),
+        ("the same chord notes, chords alone (no melody anywhere)", lambda r: f"{r['chord_nll_alone']:.3f} nats"),
+        ("melody onsets on a chord tone, real chords",
+         lambda r: f"{r['real_chord_tone_rate']:.1%} ({r['real_classes']:.1f} pitch classes sounding)"),
+        ("melody onsets on a chord tone, chords written by `--accompany`",
+         lambda r: f"**{r['written_chord_tone_rate']:.1%}** ({r['written_coverage']:.1%} under a chord, "
+                   f"{r['written_classes']:.1f} pitch classes sounding)"),
+        ("written notes inside the chord track's training range",
+         lambda r: f"{r['inside_range']:.1%} (range {r['range'][0]}-{r['range'][1]}, written "
+                   f"{r['written_pitches'][0]}-{r['written_pitches'][1]})"),
+        ("seconds per tune, batch 1", lambda r: f"{r['seconds_per_tune']:.1f} s")]
+    print(f"\nchord notes scored: {rows[0]['chord_tokens']:,} in {len(valid)} tunes; "
+          f"{rows[0]['tunes_accompanied']} tunes accompanied (given track 1, one piano track, "
+          f"T={args.temperature}, top-p {args.top_p}, seed 1)\n")
+    print("| figure | " + " | ".join(f"{r['checkpoint']} ({r['kind']}, {r['steps']:,} steps)" for r in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for label, cell in lines:
+        print(f"| {label} | " + " | ".join(cell(r) for r in rows) + " |")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

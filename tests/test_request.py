@@ -18,7 +18,7 @@ from melodygen.sampling.request import GenerationRequest, request_defaults, requ
 JOB_OPTIONS = {"checkpoint", "out_dir", "name", "device", "max_copy_bars", "no_copy_check", "overwrite",
                "render", "threads"}
 # The studio's own fields: which model, and the length as a number in a unit (bars, seconds, events).
-STUDIO_OWN = {"model", "length", "unit"}
+STUDIO_OWN = {"model", "length", "unit", "upload"}
 
 
 def test_the_command_line_has_each_request_option_with_its_default():

@@ -171,3 +171,21 @@ def test_a_primer_describing_hours_of_music_is_refused_in_one_line(client, model
     assert answer.status_code == 400 and "\n" not in answer.json["error"]
     assert answer.json["error"].startswith("primer my tune.mid: 600.0 minutes of music, longer than the ceiling")
     assert uploads(tmp_path) == []
+
+
+def test_an_uploaded_file_can_be_the_music_to_accompany(tmp_path_factory, tmp_path):
+    from midi_factory import melody_with_chords_file
+
+    band = str(write_checkpoint(tmp_path_factory.mktemp("band") / "mt.pt", "lstm", "multitrack"))
+    tune = melody_with_chords_file(tmp_path_factory.mktemp("tune"), notes=8)
+    client = page_client(create_app([band], tmp_path / "work", audio=False))
+    answer = ask(client, band, tune.read_bytes(), upload="accompany", given_tracks="1", instruments="piano")
+    [sample] = ended(client, answer)["samples"]
+    written = read_score(tmp_path / "work" / sample["files"]["mid"], include_drums=True)
+    given = read_score(tune).tracks[0]
+    assert [(n.pitch, round(n.start, 4)) for n in written.tracks[0].notes] == [
+        (n.pitch, round(n.start, 4)) for n in given.notes]  # the melody comes back as given
+    assert [t.program for t in written.tracks[1:]] == [0] and sample["settings"]["upload"] == "accompany"
+    refused = ask(client, band, None, upload="accompany", instruments="piano")
+    assert refused.status_code == 400 and "choose the MIDI file to accompany" in refused.json["error"]
+    assert ask(client, band, None, upload="sing").json["error"].startswith("upload: 'sing' is not one of")

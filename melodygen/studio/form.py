@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from melodygen.errors import ConfigError
 from melodygen.sampling.request import SEED_LIMIT, random_seed, request_options
@@ -22,14 +23,17 @@ MAX_PIECES = 8
 LENGTH_LIMITS = {"bars": (1, 64), "seconds": (1, 240), "events": (1, 4096)}
 MAX_FIELD_CHARS = 1000  # the text of one field: 16 instrument names or 64 chords fit with room
 MAX_ITEMS = 64  # instruments (the most tracks an encoding may have), chords, densities (one per bar)
+UPLOAD_KINDS = ("primer", "accompany")  # what an uploaded MIDI file is: music to continue, or to accompany
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """What one press of Generate asks for; sample `i` of a request is drawn with `seed + i`.
     Its fields are the generation request's (`sampling.request.GenerationRequest`: the same
-    names and defaults, a test checks), but for the model and `length` in a `unit`, which is
-    the request's `bars`, `seconds` or `events`."""
+    names and defaults, a test checks), but for the model, `length` in a `unit`, which is
+    the request's `bars`, `seconds` or `events`, and `upload`: what an uploaded MIDI file is, a
+    primer to continue or music to accompany (`given_tracks` of it given; the request's
+    `primer` or `accompany`)."""
 
     model: str
     n: int = 1
@@ -44,16 +48,21 @@ class GenerationSettings:
     chords: tuple[str, ...] | None = None
     density: tuple[int, ...] | None = None
     form: str | None = None
+    upload: str = "primer"
+    given_tracks: tuple[int, ...] | None = None
 
-    def generate_options(self, seed: int) -> dict:
+    def generate_options(self, seed: int, file: Path | None = None) -> dict:
         """The generation request's options (`Model.generate` keywords) for one piece drawn
-        with `seed`."""
+        with `seed`, the uploaded `file` (if any) its primer or the music it accompanies."""
+        if self.upload == "accompany":  # the given piece sets the length and the tempo
+            return {"n": 1, "temperature": self.temperature, "top_p": self.top_p, "seed": seed,
+                    "instruments": self.instruments, "accompany": file, "given_tracks": self.given_tracks}
         length = int(self.length) if self.unit == "events" else self.length
         # a form gives its own length, unless its sections have no counts and share the bars asked
         sized = self.form is None or (self.unit == "bars" and not any(c.isdigit() for c in self.form))
         return {"n": 1, **({self.unit: length} if sized else {}), "temperature": self.temperature, "top_p": self.top_p,
                 "seed": seed, "tempo": self.tempo, "instruments": self.instruments,
-                "key": self.key, "chords": self.chords, "density": self.density, "form": self.form}
+                "key": self.key, "chords": self.chords, "density": self.density, "form": self.form, "primer": file}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +76,10 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
     model = field.text("model")
     if model is not None and model not in models:
         problems.append(f"model: {model!r} is not one of this studio's models ({', '.join(models)})")
+    upload = field.text("upload") or "primer"
+    if upload not in UPLOAD_KINDS:
+        problems.append(f"upload: {upload!r} is not one of {', '.join(UPLOAD_KINDS)}")
+        upload = "primer"
     unit = field.text("unit") or "bars"
     if unit not in LENGTH_LIMITS:
         problems.append(f"unit: {unit!r} is not one of {', '.join(LENGTH_LIMITS)}")
@@ -82,6 +95,8 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         tempo=field.number("tempo", 20, 400, default=None),
         instruments=field.instruments("instruments"),
         form=field.text("form") or None,
+        upload=upload,
+        given_tracks=field.tracks("given_tracks"),
         **field.controls(),
     )
     if problems:
@@ -123,6 +138,20 @@ class _Fields:
             self.problems.append(f"{name}: {text} is outside {lo:g}..{hi:g}")
             return default
         return value
+
+    def tracks(self, name: str) -> tuple[int, ...] | None:
+        """Track numbers, as the request reads them ("1" or "1,3"); None when empty."""
+        words = [w for w in (self.text(name) or "").split(",") if w.strip()]
+        if len(words) > MAX_ITEMS:
+            self.problems.append(f"{name}: {len(words)} tracks, more than {MAX_ITEMS}")
+            return None
+        if not words:
+            return None
+        try:
+            return tuple(request_options()[name].convert(name, ",".join(words)))
+        except ConfigError as exc:
+            self.problems.append(str(exc))
+            return None
 
     def instruments(self, name: str) -> tuple[int, ...] | None:
         from melodygen.instruments import parse_instrument

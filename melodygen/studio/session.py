@@ -148,10 +148,11 @@ class Studio:
         from melodygen.sampling.request import GenerationRequest
 
         model = self.model(settings.model)
+        if settings.upload == "accompany" and primer is None:
+            raise ConfigError("upload: choose the MIDI file to accompany")
         path = self._primer_file(primer)
         try:
-            options = settings.generate_options(settings.seed)
-            request = GenerationRequest.build(**options, primer=path)
+            request = GenerationRequest.build(**settings.generate_options(settings.seed, path))
             # a bad request: its one-line reason, before the job is queued
             plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))
             job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
@@ -254,8 +255,7 @@ class Studio:
 
     def _make_sample(self, model, settings: GenerationSettings, seed: int, primer: Upload | None,
                      path: Path | None) -> Sample:
-        options = settings.generate_options(seed)
-        [piece] = model.generate(**options, primer=path)
+        [piece] = model.generate(**settings.generate_options(seed, path))
         label = model_label(settings.model)
         stem = f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'model'}_seed{seed}_{uuid.uuid4().hex[:6]}"
         piece.save(self.workdir / f"{stem}.mid")

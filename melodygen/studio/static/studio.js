@@ -140,7 +140,7 @@ form.addEventListener("submit", event => {
   const primer = document.getElementById("primer").files[0];
   const limit = Number(form.dataset.maxUpload);
   if (primer && primer.size > limit) {
-    showMessage(`the primer ${primer.name} is larger than ${(limit / 1048576).toFixed(1)} MB; choose a smaller MIDI file`);
+    showMessage(`the file ${primer.name} is larger than ${(limit / 1048576).toFixed(1)} MB; choose a smaller MIDI file`);
     return;
   }
   const data = new FormData(form);
@@ -155,13 +155,14 @@ form.addEventListener("submit", event => {
 // A field the model has no use for is hidden and disabled, so the form does not send it.
 function showField(node, shown) {
   node.hidden = !shown;
-  for (const input of node.querySelectorAll("input")) input.disabled = !shown;
+  for (const input of node.querySelectorAll("input, select")) input.disabled = !shown;
 }
 
 function describeModel() {
   const model = models.find(m => m.name === modelSelect.value);
   const controls = (model && model.controls) || [];
   showField(document.getElementById("instruments-field"), model && model.instruments);
+  showField(document.getElementById("upload-field"), model && model.instruments);  // tracks to accompany
   for (const node of form.querySelectorAll("[data-control]")) showField(node, controls.includes(node.dataset.control));
   document.getElementById("steering").hidden = !controls.length;
   document.getElementById("model-info").textContent =
