@@ -47,7 +47,7 @@ class RecurrentSettings:
 
 
 @contextmanager
-def _onednn_disabled() -> Iterator[None]:
+def onednn_disabled() -> Iterator[None]:
     """oneDNN's LSTM costs ~7x more per step at batch 1 (~3x at batch 16) than the native
     kernel on CPU; training keeps it (~1.4x faster there). Only the LSTM is affected, but
     turning it off is harmless for the others. Unlike `torch.backends.mkldnn.flags`, this
@@ -80,7 +80,7 @@ class RecurrentModel(SequenceModel):
         return self._run(ids, None)[0]
 
     def step(self, ids: LongTensor, state: Any = None) -> tuple[Tensor, Any]:
-        with _onednn_disabled():
+        with onednn_disabled():
             return self._run(ids, state)
 
     def select_rows(self, state: Any, rows: LongTensor) -> Any:

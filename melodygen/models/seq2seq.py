@@ -43,6 +43,7 @@ from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import ConfigError
 from melodygen.models.base import SequenceModel
 from melodygen.models.kv_cache import KVCache
+from melodygen.models.recurrent import onednn_disabled
 from melodygen.models.transformer import (
     MAX_CONTEXT,
     Block,
@@ -324,6 +325,10 @@ class Seq2SeqLSTM(_EncoderDecoder):
         self.score = nn.Linear(s.hidden_size, s.hidden_size, bias=False)  # Luong's "general"
         self.combine = nn.Linear(2 * s.hidden_size, s.hidden_size)
         self.head = nn.Linear(s.hidden_size, vocab_size)
+
+    def step(self, ids: LongTensor, state: DecoderState | None = None) -> tuple[Tensor, DecoderState]:
+        with onednn_disabled():  # as the decoder-only LSTM: oneDNN's is several times slower per step
+            return super().step(ids, state)
 
     def start(self, source: LongTensor | None, rows: int | None = None, device=None) -> DecoderState:
         rows = source.shape[0] if rows is None else rows
