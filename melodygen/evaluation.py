@@ -89,11 +89,20 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
 
 def _scored(model, encoding, ckpt: dict, ids: np.ndarray, seq_len: int, batch_size: int, device) -> dict:
     """`metrics` figures of the model on the pieces `ids`; an encoder-decoder reads each piece's
-    given tracks first, as in training (`dataset.pairs`)."""
+    given tracks first, as in training (`dataset.pairs`); a masked model is scored on erased
+    cells (`dataset.blanks`)."""
+    from melodygen.metrics import evaluate_nll
+
+    if model.fills_blanks:  # the NLL of erased cells given the rest, the same cells at every call
+        from melodygen.dataset.blanks import ErasedWindows
+        from melodygen.dataset.pairs import PieceStream
+        from melodygen.dataset.windows import iter_sequential_windows
+
+        windows = iter_sequential_windows(PieceStream.of(ids), seq_len, batch_size)
+        return evaluate_nll(model, ErasedWindows(windows, encoding), device)
     if not model.reads_source:
         return score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
     from melodygen.dataset.pairs import PieceStream, SourceTable, iter_piece_windows
-    from melodygen.metrics import evaluate_nll
 
     given = int(ckpt.get("run_config", {}).get("training", {}).get("given_tracks", 1))
     table = SourceTable(PieceStream.of(ids), encoding, given, model.settings.max_source)

@@ -19,7 +19,8 @@ SMALL = {"rnn": {"embed_size": 8, "hidden_size": 8, "num_layers": 2},
                  "skip": True},
          "seq2seq": {"d_model": 8, "encoder_layers": 1, "n_layers": 2, "n_heads": 2, "d_ff": 16, "max_context": 16,
                      "bar_id": 5, "max_bars": 8},
-         "seq2seq_lstm": {"embed_size": 8, "hidden_size": 8, "n_layers": 2, "bar_id": 5, "max_bars": 8}}
+         "seq2seq_lstm": {"embed_size": 8, "hidden_size": 8, "n_layers": 2, "bar_id": 5, "max_bars": 8},
+         "masked": {"d_model": 8, "n_layers": 2, "n_heads": 2, "d_ff": 16, "max_context": 16}}
 
 
 def write(path, kind="lstm", settings=None, **changes):

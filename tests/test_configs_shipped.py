@@ -34,7 +34,8 @@ def test_preset_loads_and_builds(path):
 
 # The bundled corpora each encoding's presets train on; a new encoding must say which it uses.
 CORPORA_OF = {"melody": {"bundled:nottingham"}, "performance": {"bundled:bach-chorales"},
-              "multitrack": {"bundled:nottingham", "bundled:bach-chorales", "bundled:pop909"}}
+              "multitrack": {"bundled:nottingham", "bundled:bach-chorales", "bundled:pop909"},
+              "voices": {"bundled:bach-chorales"}}
 
 
 @pytest.mark.parametrize("encoding_name", sorted(ENCODINGS))

@@ -21,7 +21,8 @@ SMALL_RECURRENT = {"embed_size": 16, "hidden_size": 32, "num_layers": 2}
 # every kind, the Transformer with each of its positions (learned re-encodes past its context), and
 # the cnn's other activation with skips, a tied head and no input projection
 # (the encoder-decoders have none yet: they decode with `model.step`)
-DECODERS = [kind for kind, entry in MODELS.items() if not entry.model_type.reads_source]
+DECODERS = [kind for kind, entry in MODELS.items()
+            if not entry.model_type.reads_source and not entry.model_type.fills_blanks]
 VARIANTS = [(kind, {}) for kind in DECODERS] + [("transformer", {"positions": "relative"}),
                                               ("transformer", {"positions": "learned"}),
                                               ("cnn", {"embed_size": 32, "kernel_size": 2, "activation": "gelu",

@@ -61,7 +61,7 @@ def loud(tmp_path) -> Path:
 
 
 def test_velocity_kinds_are_read_from_each_encoding():
-    expected = {"melody": (), "performance": ("VELOCITY",), "multitrack": ("VEL",)}
+    expected = {"melody": (), "performance": ("VELOCITY",), "multitrack": ("VEL",), "voices": ()}
     assert set(expected) == set(ENCODINGS)
     for name, kinds in expected.items():
         assert velocity_kinds(get_encoding(name)) == kinds, name

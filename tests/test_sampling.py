@@ -15,6 +15,8 @@ from melodygen.encodings.base import BEATS, TimePerId
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 from melodygen.errors import CheckpointError, ConfigError
 from melodygen.models import MODELS, build_model
+
+GENERATORS = sorted(k for k, entry in MODELS.items() if not entry.model_type.fills_blanks)  # left to right
 from melodygen.sampling.decoding import Budget, draw, filter_logits, sample
 from melodygen.sampling.files import GenerationPlan, _shortfall, length_budget
 from melodygen.sampling.processors import BanIds
@@ -207,7 +209,7 @@ def test_draw_equals_torch_multinomial():
             assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", GENERATORS)
 def test_real_models_seeded_batches(kind):
     torch.manual_seed(0)
     model = build_model(kind, _tiny(kind), MELODY.vocab.size)
@@ -220,7 +222,7 @@ def test_real_models_seeded_batches(kind):
     assert all(EOS_ID < i < MELODY.vocab.size for r in first for i in r)
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", GENERATORS)
 def test_incremental_draws_equal_rerunning_the_prefix(kind):
     """Within the context, the cached loop draws exactly what a full forward pass per step draws."""
     torch.manual_seed(0)
@@ -322,7 +324,7 @@ def _tiny(kind: str) -> dict:
 # ----------------------------------------------------------------------------- beam search
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", GENERATORS)
 def test_a_beam_of_one_with_one_branch_is_plain_sampling(kind):
     from melodygen.sampling.beam import beam_search
 

@@ -38,11 +38,13 @@ RECORDED = {
     ("melody", 1): "3119e38c7360f226efafc864fbc9f2e35a5e5e28e71265a93dea7c4290e36e7f",
     ("multitrack", 1): "db94fed3e1b7f33cdc461a411996b424fcdf2ffd470d4a2729aed9c9f09d3f8c",
     ("performance", 1): "dc5a54e53b17760f5d9dc31bd8033514d0d8d1807e7c7f70c60382187add7140",
+    ("voices", 1): "a16131398f67ca13d7a9ab9db15712d4d11a2587f6de5f6075682506af67c291",
 }
 # sha256 of the notes the reader makes of FILES, by dataset format version (dataset.manifest).
 READER_RECORDED = {1: "f7b6eea30145f4086f96509b5cfbbe9c3e1c69e85f0dfffa5ba9ae72653feec6"}
 # The settings each encoding is checked with: its defaults, and multitrack with its controls.
-SETTINGS = {"melody": [{}], "performance": [{}], "multitrack": [{}, {"controls": list(CONTROL_KINDS)}]}
+SETTINGS = {"melody": [{}], "performance": [{}], "multitrack": [{}, {"controls": list(CONTROL_KINDS)}],
+            "voices": [{}]}
 FILES = [path for folder in CORPORA.values() for path in sorted(folder.glob("*.mid"))[:3]]
 
 

@@ -29,10 +29,14 @@ from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 @dataclass(frozen=True)
 class PieceStream:
     """Pieces as one id stream (`BOS ids EOS` each) with their offsets, shaped like a
-    `TokenDataset` split for `SourceTable` (what `evaluate` scores an encoder-decoder on)."""
+    `TokenDataset` split (what `evaluate` scores an encoder-decoder or a masked model on)."""
 
     ids: np.ndarray
     offsets: np.ndarray
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.ids)
 
     @classmethod
     def of(cls, ids: np.ndarray) -> PieceStream:

@@ -21,14 +21,17 @@ from melodygen.encodings.melody import MelodyEncoding, MelodySettings
 from melodygen.encodings.multitrack import MultitrackEncoding, MultitrackSettings
 from melodygen.encodings.performance import PerformanceEncoding, PerformanceSettings
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID, EventRange, Vocabulary
+from melodygen.encodings.voices import VoicesEncoding, VoicesSettings
 from melodygen.errors import ConfigError, EncodingError
 
 ENCODINGS: dict[str, type[Encoding]] = {
-    "melody": MelodyEncoding, "performance": PerformanceEncoding, "multitrack": MultitrackEncoding}
+    "melody": MelodyEncoding, "performance": PerformanceEncoding, "multitrack": MultitrackEncoding,
+    "voices": VoicesEncoding}
 
 __all__ = ["BOS_ID", "ENCODINGS", "EOS_ID", "PAD_ID", "Encoding", "EventRange", "MelodyEncoding",
            "MelodySettings", "MultitrackEncoding", "MultitrackSettings", "PerformanceEncoding", "PerformanceSettings",
-           "Vocabulary", "encoding_from_dict", "get_encoding", "load_encoding", "stream_versions"]
+           "Vocabulary", "VoicesEncoding", "VoicesSettings", "encoding_from_dict", "get_encoding", "load_encoding",
+           "stream_versions"]
 
 
 def get_encoding(name: str, **settings: Any) -> Encoding:

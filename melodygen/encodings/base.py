@@ -157,6 +157,14 @@ class Encoding(ABC):
         raise ConfigError(f"the {self.name} encoding has one stream, no tracks to give: an encoder-decoder "
                           "(seq2seq) reads given tracks, so it needs an encoding with tracks (multitrack)")
 
+    def blank_of(self, ids) -> np.ndarray:
+        """For each id, the blank that erases it (-1 where none can), what a masked model reads
+        in its place (`models.masked`); only an encoding of cells has blanks (voices)."""
+        from melodygen.errors import ConfigError
+
+        raise ConfigError(f"the {self.name} encoding has no blanks to fill: a masked model needs an encoding of "
+                          "cells (voices)")
+
     def program_ids(self) -> np.ndarray | None:
         """The id of each instrument (GM program 0..127, then drums) the ids may name; None for a
         single-stream encoding, whose instrument is the caller's."""

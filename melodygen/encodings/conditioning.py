@@ -80,6 +80,11 @@ class Conditioning:
         infilling of `score`; `check` refuses both for an encoding without tracks."""
         raise ConfigError(f"the {self.encoding.name!r} encoding cannot be given music to write around")
 
+    def blank_bars(self, primer: list[int], bars: int):
+        """Bars of blanks for a masked model to fill; only an encoding of cells has blanks."""
+        raise ConfigError(f"a masked model fills blanks, which the {self.encoding.name!r} encoding has none of "
+                          "(it needs the voices encoding)")
+
     def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:
         """The score written for one generated row, with its primer unless `continuation_only`:
         one track with the requested program, named after how it was made."""

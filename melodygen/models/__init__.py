@@ -8,7 +8,8 @@
 `rnn`, `lstm` and `gru` share `RecurrentSettings`, `attention_lstm` adds `attention_length`;
 `transformer` has `TransformerSettings`; `cnn` (causal dilated convolutions) has `ConvSettings`;
 the encoder-decoders `seq2seq` (Transformer) and `seq2seq_lstm` have `Seq2SeqSettings` and
-`Seq2SeqLSTMSettings` (`models.seq2seq`).
+`Seq2SeqLSTMSettings` (`models.seq2seq`); the encoder-only `masked` (fills blanks) has
+`TransformerSettings` (rotary positions only).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from melodygen.errors import ConfigError
 from melodygen.models.base import SequenceModel
 from melodygen.models.cnn import ConvModel, ConvSettings
+from melodygen.models.masked import MaskedTransformer
 from melodygen.models.recurrent import (
     AttentionLSTMModel,
     AttentionLSTMSettings,
@@ -50,6 +52,7 @@ MODELS: dict[str, ModelEntry] = {
     "cnn": ModelEntry(ConvSettings, ConvModel),
     "seq2seq": ModelEntry(Seq2SeqSettings, Seq2SeqTransformer),
     "seq2seq_lstm": ModelEntry(Seq2SeqLSTMSettings, Seq2SeqLSTM),
+    "masked": ModelEntry(TransformerSettings, MaskedTransformer),
 }
 
 

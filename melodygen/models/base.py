@@ -22,6 +22,9 @@ class SequenceModel(nn.Module, ABC):
     # An encoder-decoder (`models.seq2seq`) also reads a source: `forward(ids, source, bar_offset)`
     # and `start(source) -> state`; batches carry it in `Batch.side`, sampling passes it to `start`.
     reads_source: ClassVar[bool] = False
+    # An encoder-only model (`models.masked`) fills blanks from both sides: `forward` reads the
+    # whole window, `step` refuses, and sampling fills its blanks instead (`sampling.blanks`).
+    fills_blanks: ClassVar[bool] = False
 
     def __init__(self, settings: Any, vocab_size: int):
         super().__init__()

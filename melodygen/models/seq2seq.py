@@ -47,8 +47,8 @@ from melodygen.models.recurrent import onednn_disabled
 from melodygen.models.transformer import (
     MAX_CONTEXT,
     Block,
+    EncoderBlock,
     TransformerSettings,
-    apply_rope,
     init_gpt2,
     rope_tables,
 )
@@ -194,19 +194,6 @@ class DecoderState:
                             self.bars.index_select(0, rows), own)
 
 
-class _EncoderBlock(Block):
-    """A pre-LayerNorm block attending both ways over the source (PAD masked)."""
-
-    def forward(self, x, rope, keep):
-        B, S, C = x.shape
-        attn = self.attn
-        q, k, v = attn.split_heads(attn.qkv(self.ln1(x)), B, S)
-        q, k = apply_rope(torch.stack([q, k]), *rope)
-        y = attn.attend(q, k, v, keep[:, None, None, :], False)
-        x = x + self.drop(attn.proj(y.transpose(1, 2).reshape(B, S, C)))
-        return x + self.mlp(self.ln2(x))
-
-
 class _DecoderBlock(Block):
     """A pre-LayerNorm block: causal self-attention (cached), attention to the memory, MLP."""
 
@@ -243,7 +230,7 @@ class Seq2SeqTransformer(_EncoderDecoder):
         self.embed = nn.Embedding(vocab_size, s.d_model)
         self.bar_embed = nn.Embedding(s.max_bars, s.d_model) if s.bar_id else None
         self.drop = nn.Dropout(s.dropout)
-        self.encoder = nn.ModuleList(_EncoderBlock(blocks) for _ in range(s.encoder_layers))
+        self.encoder = nn.ModuleList(EncoderBlock(blocks) for _ in range(s.encoder_layers))
         self.ln_memory = nn.LayerNorm(s.d_model)
         self.decoder = nn.ModuleList(_DecoderBlock(blocks) for _ in range(s.n_layers))
         self.ln_f = nn.LayerNorm(s.d_model)

@@ -200,6 +200,20 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class EncoderBlock(Block):
+    """A pre-LayerNorm block attending both ways (an encoder's: `models.seq2seq`, `models.masked`);
+    `keep` (B, S) bool: the positions that may be attended to (not PAD)."""
+
+    def forward(self, x, rope, keep):
+        B, S, C = x.shape
+        attn = self.attn
+        q, k, v = attn.split_heads(attn.qkv(self.ln1(x)), B, S)
+        q, k = apply_rope(torch.stack([q, k]), *rope)
+        y = attn.attend(q, k, v, keep[:, None, None, :], False)
+        x = x + self.drop(attn.proj(y.transpose(1, 2).reshape(B, S, C)))
+        return x + self.mlp(self.ln2(x))
+
+
 class TransformerModel(SequenceModel):
     """GPT-style decoder; see the module docstring for positions and the sliding KV cache."""
 

@@ -201,6 +201,8 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
     request = request.seeded()
     plan = plan or plan_generation(encoding, request, device)
+    if model.fills_blanks:
+        plan = _blank_plan(request, plan)
     rows, likelihoods = _generate(model, encoding, request, plan, device)
     given = _given(encoding, request, plan)
     finish = plan.conditioning.finish
@@ -246,10 +248,38 @@ def _given(encoding, request: GenerationRequest, plan: GenerationPlan) -> object
     return GivenPrimer(encoding, tuple(plan.primer)) if plan.primer and not request.continuation_only else None
 
 
+BLANK_BARS = 8  # what a masked model writes from nothing without --bars
+
+
+def _blank_plan(request: GenerationRequest, plan: GenerationPlan) -> GenerationPlan:
+    """A masked model's plan: its blanks are given (infilling, accompaniment), or are whole
+    bars after the primer (`--bars`, else `BLANK_BARS`)."""
+    if plan.given is not None:
+        return plan
+    if request.events is not None or request.seconds is not None or request.beam:
+        raise ConfigError("a masked model fills whole bars of blanks: give --bars N (not --length, --seconds or "
+                          "--beam), or --infill A-B / --accompany")
+    given = plan.conditioning.blank_bars(plan.primer, math.ceil(request.bars) if request.bars else BLANK_BARS)
+    ceiling = max_piece_events()
+    if len(given.ids) > ceiling:
+        raise ConfigError(piece_events_problem(len(given.ids), "the bars asked for"))
+    return GenerationPlan([], plan.qpm, len(given.ids), None, [], plan.conditioning, given, plan.input_warning)
+
+
 def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
               device) -> tuple[list[list[int]], list[float | None]]:
-    """(new ids per piece, log-likelihood per piece or None): sampled, or by beam search."""
+    """(new ids per piece, log-likelihood per piece or None): sampled, by beam search, or a
+    masked model's blanks filled (`sampling.blanks`)."""
     generator = torch.Generator(device).manual_seed(request.seed)
+    if getattr(plan.given, "blanks", False):
+        if not model.fills_blanks:
+            raise ConfigError(f"the {encoding.name} encoding's --infill and --accompany fill blanks: they need a "
+                              "masked model (kind = \"masked\")")
+        from melodygen.sampling.blanks import fill
+
+        rows = fill(model, encoding, plan.given.ids, rows=request.n, temperature=request.temperature,
+                    top_p=request.top_p, generator=generator, device=device)
+        return rows, [None] * len(rows)
     common = dict(max_events=plan.max_events, temperature=request.temperature, top_k=request.top_k,
                   top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,
                   processors=plan.processors, source=None if plan.given is None else plan.given.source())
@@ -266,6 +296,8 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
 def _shortfall(row: list[int], request: GenerationRequest, plan: GenerationPlan) -> str | None:
     """Why `row` holds less new music than `request` asked for (None if it holds it all)."""
     max_events, budget = plan.max_events, plan.budget
+    if getattr(plan.given, "blanks", False):  # every blank filled: the piece is whole
+        return None
     if plan.given is not None:
         return None if len(row) < max_events else (
             f"the cap of {max_events} events came before the given music ended: the written tracks "

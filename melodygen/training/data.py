@@ -56,27 +56,41 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, 
 
     cfg = config.training
     sources = source_table(directory, "train", config, encoding, model, cfg.source_dropout)
-    return WindowSampler(
+    sampler = WindowSampler(
         TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size, sources=sources,
         generator=np.random.default_rng([cfg.seed, info.rank]),
         transpose_range=cfg.transpose_range,
         shift_tables=shift_tables_for(encoding, cfg.transpose_range),
         piece_starts=cfg.window_starts == "pieces",
         controls=list(encoding.control_ids().values()), control_dropout=cfg.control_dropout)
+    return erased(sampler, encoding, model)
+
+
+def erased(batches, encoding, model):
+    """`batches` as a masked model learns from them (`dataset.blanks`: cells erased, the erased
+    ids the targets); as they are for the others."""
+    if not model.fills_blanks:
+        return batches
+    from melodygen.dataset.blanks import ErasedWindows
+
+    encoding.blank_of([])  # an encoding without blanks says so before the run writes anything
+    return ErasedWindows(batches, encoding)
 
 
 class ValidationWindows:
     """Re-iterable validation batches: the first `eval_max_batches` sequential batches of the
     valid split (all of them when 0), dealt round-robin to the ranks. An encoder-decoder's are
-    each piece's windows with its source (`dataset.pairs.iter_piece_windows`)."""
+    each piece's windows with its source (`dataset.pairs.iter_piece_windows`); a masked model's
+    have the same cells erased at every validation (`dataset.blanks`)."""
 
-    def __init__(self, directory: Path, config: RunConfig, info: DistInfo, sources=None):
+    def __init__(self, directory: Path, config: RunConfig, info: DistInfo, sources=None, erase_with=None):
         from melodygen.dataset.shards import TokenDataset
 
         self.dataset = TokenDataset(directory, "valid")
         self.seq_len, self.batch_size = config.training.seq_len, config.training.batch_size
         self.max_batches = config.training.eval_max_batches or None
         self.info, self.sources = info, sources
+        self.erase_with = erase_with  # (encoding, model) of a masked model: its windows erased
 
     @property
     def empty(self) -> bool:
@@ -88,7 +102,8 @@ class ValidationWindows:
 
         batches = (iter_sequential_windows(self.dataset, self.seq_len, self.batch_size) if self.sources is None
                    else iter_piece_windows(self.sources, self.seq_len, self.batch_size))
-        return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
+        batches = itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
+        return iter(erased(batches, *self.erase_with)) if self.erase_with else batches
 
 
 def instruments_in(directory: Path, encoding) -> list[int] | None:

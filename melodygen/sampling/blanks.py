@@ -1,0 +1,93 @@
+"""Filling blanks with a masked model (`models.masked`): infilling, accompaniment and music from
+nothing on the voices grid.
+
+The ids hold blanks where music is to be written (`encodings.voices`: bars A..B of every voice,
+the voices that are not given, or every cell of N new bars). They are filled in `ROUNDS` rounds
+(MaskGIT's schedule, Chang et al. 2022; Coconet, Huang et al. 2017, also writes in rounds):
+each round the model reads the window with what is filled so far, a candidate is drawn for every
+blank left (temperature and top-p as `sample`'s; only ids of the blank's own voice, and no hold
+where that voice is known to rest just before), and the most confident candidates are kept, a
+cosine share of all the blanks by the end of each round; the others are drawn again in the next
+round, with more of the music around them known.
+
+A piece longer than the model's window is filled window by window from the first blank on, each
+window reaching a quarter of its length back and the rest forward, so that every blank reads
+music on both sides of it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from melodygen.errors import ConfigError
+
+ROUNDS = 16  # rounds per window; fewer when there are fewer blanks
+
+
+def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_p: float | None = None,
+         generator: torch.Generator | None = None, device="cpu", rounds: int = ROUNDS) -> list[list[int]]:
+    """`rows` fillings of the blanks of `ids` (the whole piece), each the whole piece's ids."""
+    from melodygen.sampling.decoding import filter_logits
+
+    if not 0 < temperature < math.inf:
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+    ids = np.asarray(ids, dtype=np.int64)
+    todo = encoding.blank_of(ids) == ids
+    cells = {name: torch.as_tensor(getattr(encoding.cells(), name), device=device)
+             for name in ("voice", "blank", "rest", "hold")}
+    x = torch.as_tensor(np.tile(ids, (rows, 1)), device=device)
+    context = model.max_context
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            while todo.any():
+                first = int(np.flatnonzero(todo)[0])
+                lo = max(0, min(first - context // 4, len(ids) - context))
+                hi = min(len(ids), lo + context)
+                reach = hi if hi == len(ids) else lo + context * 3 // 4  # this window's blanks end here
+                positions = torch.as_tensor(np.flatnonzero(todo[lo:reach]), device=device)
+                _fill_window(model, x[:, lo:hi], positions, cells, encoding.settings.voices, rounds,
+                             lambda logits: filter_logits(logits, temperature, None, top_p), generator)
+                todo[lo:reach] = False
+    finally:
+        model.train(was_training)
+    return x.tolist()
+
+
+def _fill_window(model, window, positions, cells: dict, voices: int, rounds: int, filtered, generator) -> None:
+    """Fill the blanks of `window` (rows, W), a view written in place, at `positions`, in rounds."""
+    if not len(positions):
+        return
+    rows, count = window.shape[0], len(positions)
+    voice = cells["voice"][window[0, positions]]  # each blank's voice
+    allowed = (cells["voice"][None, :] == voice[:, None]) & ~cells["blank"][None, :]  # (count, V)
+    done = torch.zeros(rows, count, dtype=torch.bool, device=window.device)
+    steps = min(rounds, count)
+    for r in range(steps):
+        logits = model(window)[:, positions].float().masked_fill(~allowed[None], -math.inf)
+        before = _cell_before(window, positions, voice, cells["voice"], voices)
+        resting = cells["rest"][before]  # (rows, count): the voice rests at the step before
+        logits = logits.masked_fill(resting[..., None] & cells["hold"][None, None, :], -math.inf)
+        probs = torch.softmax(filtered(logits.flatten(0, 1)), dim=-1)
+        drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        confidence = probs.gather(1, drawn[:, None])[:, 0].view(rows, count).masked_fill(done, -1.0)
+        target = count if r == steps - 1 else math.ceil(count * (1 - math.cos(math.pi / 2 * (r + 1) / steps)))
+        take = target - int(done[0].sum())
+        if take > 0:
+            picked = torch.zeros_like(done).scatter_(1, torch.topk(confidence, take, dim=1).indices, True) & ~done
+            window[:, positions] = torch.where(picked, drawn.view(rows, count), window[:, positions])
+            done |= picked
+
+
+def _cell_before(window, positions, voice, voice_of_id, voices: int) -> torch.Tensor:
+    """(rows, count) ids of each blank's voice one step earlier: `voices` ids back, one more
+    across a bar line; the blank itself at the window's start (not a rest)."""
+    back = (positions - voices).clamp(min=0)
+    same = voice_of_id[window[:, back]] == voice[None, :]
+    further = (positions - voices - 1).clamp(min=0)
+    before = torch.where(same, window[:, back], window[:, further])
+    return torch.where((positions >= voices)[None, :], before, window[:, positions])
