@@ -188,3 +188,23 @@ def valid_cells(data) -> int:
 
     ids = np.asarray(TokenDataset(data, "valid").ids, dtype=np.int64)
     return int((ENC.voice_of(ids) >= 0).sum())
+
+
+def test_a_masked_model_judges_real_against_generated_from_its_embedding(masked, tmp_path):
+    from melodygen.stats.judge import embedding_test
+
+    same = embedding_test(masked, CHORALES[:12], CHORALES[:12])  # one set against itself: chance
+    assert same.accuracy is not None and same.accuracy <= 0.6
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    for i in range(12):  # random clusters of notes, nothing like a chorale
+        rng = np.random.default_rng(i)
+        mf.midi_file(noise / f"n{i}.mid", [mf.note_events([(int(p), 120 * k, 120 * k + 90) for k, p in
+                                                           enumerate(rng.integers(30, 95, 64))], channel=c)
+                                           for c in range(4)])
+    apart = embedding_test(masked, sorted(noise.glob("*.mid")), CHORALES[:12])
+    assert apart.accuracy >= 0.9  # even an untrained model's states tell noise from chorales
+    result = CliRunner().invoke(main, ["stats", str(noise), "--reference", str(CORPORA["bach-chorales"]),
+                                       "--judge", str(masked)])
+    assert result.exit_code == 0, result.output
+    assert "second judge" in result.output and "real vs generated" in result.output

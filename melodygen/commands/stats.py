@@ -23,10 +23,13 @@ from melodygen.commands.params import ENCODING_NAME
               help="Copy check: per file, the longest stretch (events and bars, exact and transposed) "
                    "also found in a training piece of this prepared dataset, or of the dataset a "
                    "checkpoint's (or bundled model's) run trained on, and which piece.")
+@click.option("--judge", type=click.Path(), default=None, metavar="MASKED_MODEL",
+              help="With --reference: a second real-vs-generated test, in the space of a masked model's "
+                   "embedding of each piece (a checkpoint or bundled name of kind masked).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes reading files.")
 def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str | None, max_events: int | None,
-            train: str | None, as_json: bool, workers: int) -> None:
+            train: str | None, judge: str | None, as_json: bool, workers: int) -> None:
     """Musical statistics of the MIDI files in INPUTS (folders are searched for .mid/.midi).
 
     Per file, over all non-drum notes: pitch-class histogram and entropy, pitch range, used
@@ -48,6 +51,10 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     With --train, each file is also read with the training set's encoding and looked up in its
     copy index (built by `prepare`; built and saved on first use for an older dataset).
 
+    With --judge, a second real-vs-generated test reads no statistics: each piece is what a
+    masked model (trained on real music) makes of it, its final states averaged, and the same
+    classifier tries to tell the sets apart in that space.
+
     \b
     Examples:
       melodygen stats samples/
@@ -55,6 +62,7 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
       melodygen stats a.mid b.mid --json > stats.json
       melodygen stats samples/ --reference bundled:nottingham --encoding melody --max-events 512
       melodygen stats samples/ --train runs/melody_lstm/best.pt
+      melodygen stats samples/ --reference data/bach-chorales --judge chorale-infiller
     """
     import json
 
@@ -65,6 +73,8 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     describe = _describer(encoding_name, max_events, workers=workers, progress=not as_json)
     files = find_midi_files(inputs)
     reference_files = find_midi_files([reference]) if reference is not None else None  # fail before the work
+    if judge is not None and reference_files is None:
+        raise click.UsageError("--judge tells the set from a --reference set: add --reference")
     described = describe(files)
     result = {"set": described}
     copies = _copies(train, files) if train is not None else None
@@ -73,12 +83,21 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     if reference_files is not None:
         ref = describe(reference_files)
         result.update(reference=ref, comparison=stats.compare_sets(described, ref))
+    if judge is not None:
+        from melodygen.stats.judge import embedding_test
+
+        result["comparison"]["judge"] = {"model": judge, **embedding_test(judge, files, reference_files).to_json()}
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif reference is None:
         click.echo(tables.format_set(described, "set"))
     else:
         click.echo(tables.format_comparison(described, result["reference"], result["comparison"]))
+    if judge is not None and not as_json:
+        from melodygen.stats.two_sample import describe_result
+
+        click.echo(f"\nsecond judge, in the space of {judge}'s embedding of each piece: "
+                   + describe_result(result["comparison"]["judge"], "set"))
     if copies is not None and not as_json:
         click.echo(copies[1])
     for title in ("set", "reference"):

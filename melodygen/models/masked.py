@@ -56,6 +56,16 @@ class MaskedTransformer(SequenceModel):
 
     def forward(self, ids: LongTensor) -> Tensor:
         """ids (B, T) -> logits (B, T, V), every position reading the whole window (PAD left out)."""
+        return self.head(self._states(ids))
+
+    def embedding(self, ids: LongTensor) -> Tensor:
+        """(B, d_model): each row's final states averaged over its ids (PAD left out), what the
+        model makes of the window as a whole (the real-vs-generated test's second judge,
+        `stats.judge`)."""
+        keep = (ids != PAD_ID).unsqueeze(-1).float()
+        return (self._states(ids) * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+    def _states(self, ids: LongTensor) -> Tensor:
         if ids.shape[1] > self.max_context:
             raise ConfigError(f"a window of {ids.shape[1]} ids is longer than the masked model's max_context "
                               f"{self.max_context}")
@@ -65,7 +75,7 @@ class MaskedTransformer(SequenceModel):
         x = self.drop(self.embed(ids))
         for block in self.blocks:
             x = block(x, rope, keep)
-        return self.head(self.ln_f(x))
+        return self.ln_f(x)
 
     def step(self, ids: LongTensor, state=None):
         raise ConfigError(WRITES_NOTHING_LEFT_TO_RIGHT)
