@@ -218,7 +218,8 @@ def check_weights(spec: dict) -> None:
                               f"{' ...' if len(damaged) > 3 else ''}")
 
 
-_DEPTH_SETTINGS = ("num_layers", "n_layers")  # the settings that repeat a layer (recurrent, transformer)
+# the settings that repeat a layer (recurrent, transformer; an encoder-decoder's two stacks)
+_DEPTH_SETTINGS = ("num_layers", "n_layers", "encoder_layers")
 
 
 def _misfits(spec: dict) -> list[str]:
@@ -230,7 +231,7 @@ def _misfits(spec: dict) -> list[str]:
 
     weights = spec["state_dict"]
     settings = make_settings(spec["kind"], spec["settings"])
-    depth = max(getattr(settings, name, 0) for name in _DEPTH_SETTINGS)
+    depth = sum(getattr(settings, name, 0) for name in _DEPTH_SETTINGS)
     if depth > len(weights):
         return [f"{depth} layers in {len(weights)} tensors"]
     with torch.device("meta"):

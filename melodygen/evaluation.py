@@ -61,6 +61,9 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
         raise ConfigError("--baseline needs a prepared dataset (--data DIR): it counts the train split")
     device = resolve_device(device)
     model, encoding, ckpt = load_for_inference(checkpoint, device)
+    if baseline_order is not None and model.fills_blanks:
+        raise ConfigError("--baseline: an n-gram predicts the next id, a masked model erased cells; their NLLs "
+                          "do not compare (scripts/infill_table.py compares infilling)")
     skipped, pieces = [], []
     if sources:
         pieces, skipped = encode_midi_files(sources, encoding)

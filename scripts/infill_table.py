@@ -145,7 +145,7 @@ def main() -> None:
     print(f"{used} held-out four-voice chorales, gap = bars {first}-{last}")
     print("| figure | masked (both sides) | left to right (before only) | real |\n|---|---:|---:|---:|")
     nll = {k: rows[k]["nll"] / max(rows[k]["notes"], 1) for k in ("masked", "left")}
-    print(f"| gap notes' NLL, nats per note | **{nll['masked']:.3f}** | {nll['left']:.3f} | |")
+    print(f"| gap notes' NLL, nats per note | {nll['masked']:.3f} | {nll['left']:.3f} | |")
     mean = {k: float(np.mean(rows[k]["joins"])) for k in rows}
     wide = {k: float(np.mean(np.asarray(rows[k]["joins"]) > 7)) for k in rows}
     print(f"| interval into the next bar, semitones (mean) | {mean['masked']:.2f} | {mean['left']:.2f} | "

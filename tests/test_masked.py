@@ -141,6 +141,8 @@ def test_music_from_nothing_is_whole_bars_of_every_voice(masked, tmp_path):
     result = CliRunner().invoke(main, ["sample", str(masked), "--out", str(tmp_path), "--bars", "3", "-n", "2",
                                        "--seed", "4", "--temperature", "0.8"])
     assert result.exit_code == 0, result.output
+    pieces = __import__("melodygen").load(masked).generate(n=4, bars=3, seed=4, temperature=1.3)
+    assert all(ENC.dropped_ids(p.ids) == 0 for p in pieces)  # no hold left where its voice rests
     for path in sorted(tmp_path.glob("*.mid")):
         score = read_score(path)
         assert len(score.tracks) == 4
@@ -148,6 +150,7 @@ def test_music_from_nothing_is_whole_bars_of_every_voice(masked, tmp_path):
         assert end_ticks <= 3 * 4 * mido.MidiFile(path).ticks_per_beat
     refused = CliRunner().invoke(main, ["sample", str(masked), "--out", str(tmp_path / "x"), "--length", "40"])
     assert refused.exit_code != 0 and "give --bars N" in refused.output
+    assert not (tmp_path / "x").exists()  # refused before the output folder is made
 
 
 def test_infilling_the_voices_grid_needs_a_masked_model(tmp_path):
@@ -157,6 +160,7 @@ def test_infilling_the_voices_grid_needs_a_masked_model(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(lstm), "--out", str(tmp_path / "o"), "--primer", str(CHORALES[0]),
                                        "--infill", "2-3"])
     assert result.exit_code == 1 and "need a masked model" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_masked_model_trains_on_erased_cells_and_evaluates_the_same_way(tmp_path):

@@ -215,3 +215,14 @@ def test_evaluate_scores_an_encoder_decoder_with_each_piece_s_source(tunes_datas
     model, _, _ = load_for_inference(best, "cpu")
     blind = score_ids(model, split_ids(tunes_dataset, "valid"), seq_len=128)  # no source read
     assert np.isfinite(on_split["nll"]) and on_split["nll"] != pytest.approx(blind["nll"], rel=1e-3)
+
+
+def test_a_window_that_opens_on_a_piece_s_end_scores_nothing_of_the_next_piece(tunes_dataset):
+    data = TokenDataset(tunes_dataset, "train")
+    table = SourceTable(data, ENC, 1, max_source=64)
+    sampler = WindowSampler(data, 32, 2, generator=np.random.default_rng(0), sources=table)
+    end = int(data.offsets[1]) - 1  # the first piece's EOS
+    starts = np.array([end, 0])
+    windows = np.stack([np.asarray(data.ids[s:s + 33], dtype=np.int64) for s in starts])
+    batch = sampler._with_sources(windows, starts, None)
+    assert (batch.targets[0] == PAD_ID).all() and (batch.targets[1] != PAD_ID).all()

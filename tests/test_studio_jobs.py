@@ -189,3 +189,5 @@ def test_an_uploaded_file_can_be_the_music_to_accompany(tmp_path_factory, tmp_pa
     refused = ask(client, band, None, upload="accompany", instruments="piano")
     assert refused.status_code == 400 and "choose the MIDI file to accompany" in refused.json["error"]
     assert ask(client, band, None, upload="sing").json["error"].startswith("upload: 'sing' is not one of")
+    tempo = ask(client, band, tune.read_bytes(), upload="accompany", instruments="piano", tempo="90")
+    assert tempo.status_code == 400 and "tempo: not with upload=accompany" in tempo.json["error"]

@@ -96,8 +96,10 @@ def command(inputs: tuple[str, ...], reference: str | None, encoding_name: str |
     if judge is not None and not as_json:
         from melodygen.stats.two_sample import describe_result
 
+        found = result["comparison"]["judge"]
+        note = f" ({found['note']})" if found["note"] and found["accuracy"] is not None else ""
         click.echo(f"\nsecond judge, in the space of {judge}'s embedding of each piece: "
-                   + describe_result(result["comparison"]["judge"], "set"))
+                   + describe_result(found, "set") + note)
     if copies is not None and not as_json:
         click.echo(copies[1])
     for title in ("set", "reference"):

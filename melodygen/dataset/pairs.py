@@ -63,7 +63,6 @@ class SourceTable:
         time = encoding.time_per_id()
         self._opens_bar = time.amounts > 0 if time is not None and time.unit == BARS else None
         self._sources: dict[int, np.ndarray] = {}
-        encoding.given_source(np.zeros(0, dtype=np.int64), given_tracks)  # one without tracks says so now
 
     def source(self, piece: int) -> np.ndarray:
         """The source of piece `piece` (untransposed)."""

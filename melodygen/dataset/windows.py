@@ -130,8 +130,7 @@ class WindowSampler:
         empty = _uniform(self.generator, self.batch_size) < self.sources.dropout
         side = self.sources.side(starts, None if rows is None else self.tables[rows], empty)
         batch = _batch_of(windows)
-        ended = batch.targets == EOS_ID
-        batch.targets[(ended.cumsum(1) - ended.long()) > 0] = PAD_ID
+        batch.targets[(batch.ids == EOS_ID).cumsum(1) > 0] = PAD_ID  # from the id after an EOS on
         return Batch(batch.ids, batch.targets, side)
 
     def _drop_controls(self, windows: np.ndarray) -> np.ndarray:

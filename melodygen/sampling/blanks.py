@@ -5,10 +5,12 @@ The ids hold blanks where music is to be written (`encodings.voices`: bars A..B 
 the voices that are not given, or every cell of N new bars). They are filled in `ROUNDS` rounds
 (MaskGIT's schedule, Chang et al. 2022; Coconet, Huang et al. 2017, also writes in rounds):
 each round the model reads the window with what is filled so far, a candidate is drawn for every
-blank left (temperature and top-p as `sample`'s; only ids of the blank's own voice, and no hold
-where that voice is known to rest just before), and the most confident candidates are kept, a
-cosine share of all the blanks by the end of each round; the others are drawn again in the next
-round, with more of the music around them known.
+blank left (temperature, top-k and top-p as `sample`'s; only ids of the blank's own voice, and no
+hold where that voice is known to rest just before, or at the piece's start), and the most
+confident candidates are kept, a cosine share of all the blanks by the end of each round; the
+others are drawn again in the next round, with more of the music around them known. A hold kept
+before the cell it follows was known, which then rests, becomes a rest at the end, so every
+filled piece decodes whole.
 
 A piece longer than the model's window is filled window by window from the first blank on, each
 window reaching a quarter of its length back and the rest forward, so that every blank reads
@@ -27,8 +29,9 @@ from melodygen.errors import ConfigError
 ROUNDS = 16  # rounds per window; fewer when there are fewer blanks
 
 
-def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_p: float | None = None,
-         generator: torch.Generator | None = None, device="cpu", rounds: int = ROUNDS) -> list[list[int]]:
+def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_k: int | None = None,
+         top_p: float | None = None, generator: torch.Generator | None = None, device="cpu",
+         rounds: int = ROUNDS) -> list[list[int]]:
     """`rows` fillings of the blanks of `ids` (the whole piece), each the whole piece's ids."""
     from melodygen.sampling.decoding import filter_logits
 
@@ -36,6 +39,7 @@ def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_p: fl
         raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     ids = np.asarray(ids, dtype=np.int64)
     todo = encoding.blank_of(ids) == ids
+    written = todo.copy()
     cells = {name: torch.as_tensor(getattr(encoding.cells(), name), device=device)
              for name in ("voice", "blank", "rest", "hold")}
     x = torch.as_tensor(np.tile(ids, (rows, 1)), device=device)
@@ -51,15 +55,34 @@ def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_p: fl
                 reach = hi if hi == len(ids) else lo + context * 3 // 4  # this window's blanks end here
                 positions = torch.as_tensor(np.flatnonzero(todo[lo:reach]), device=device)
                 _fill_window(model, x[:, lo:hi], positions, cells, encoding.settings.voices, rounds,
-                             lambda logits: filter_logits(logits, temperature, None, top_p), generator)
+                             lambda logits: filter_logits(logits, temperature, top_k, top_p), generator, lo == 0)
                 todo[lo:reach] = False
     finally:
         model.train(was_training)
-    return x.tolist()
+    return [_held_only_where_sounding(row, written, cells, encoding.settings.voices) for row in x.tolist()]
 
 
-def _fill_window(model, window, positions, cells: dict, voices: int, rounds: int, filtered, generator) -> None:
-    """Fill the blanks of `window` (rows, W), a view written in place, at `positions`, in rounds."""
+def _held_only_where_sounding(row: list[int], written: np.ndarray, cells: dict, voices: int) -> list[int]:
+    """`row` with each written hold whose voice does not sound (a rest, or nothing, before it)
+    made a rest: a cell drawn before the one it follows was known can hold nothing."""
+    voice_of, rest, hold = (cells[k].tolist() for k in ("voice", "rest", "hold"))
+    sounding = [False] * voices
+    rest_of = {}
+    for i, token in enumerate(row):
+        voice = voice_of[token]
+        if voice < 0:
+            continue
+        if hold[token] and not sounding[voice] and written[i]:
+            row[i] = rest_of.setdefault(voice, next(t for t, v in enumerate(voice_of) if v == voice and rest[t]))
+            continue
+        sounding[voice] = not rest[token] and (not hold[token] or sounding[voice])
+    return row
+
+
+def _fill_window(model, window, positions, cells: dict, voices: int, rounds: int, filtered, generator,
+                 piece_start: bool) -> None:
+    """Fill the blanks of `window` (rows, W), a view written in place, at `positions`, in rounds;
+    `piece_start`: the window opens the piece (nothing sounds before its first cells)."""
     if not len(positions):
         return
     rows, count = window.shape[0], len(positions)
@@ -69,8 +92,8 @@ def _fill_window(model, window, positions, cells: dict, voices: int, rounds: int
     steps = min(rounds, count)
     for r in range(steps):
         logits = model(window)[:, positions].float().masked_fill(~allowed[None], -math.inf)
-        before = _cell_before(window, positions, voice, cells["voice"], voices)
-        resting = cells["rest"][before]  # (rows, count): the voice rests at the step before
+        before, found = _cell_before(window, positions, voice, cells["voice"], voices)
+        resting = cells["rest"][before] | (~found & piece_start)  # (rows, count): nothing sounds at the step before
         logits = logits.masked_fill(resting[..., None] & cells["hold"][None, None, :], -math.inf)
         probs = torch.softmax(filtered(logits.flatten(0, 1)), dim=-1)
         drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
@@ -83,11 +106,10 @@ def _fill_window(model, window, positions, cells: dict, voices: int, rounds: int
             done |= picked
 
 
-def _cell_before(window, positions, voice, voice_of_id, voices: int) -> torch.Tensor:
-    """(rows, count) ids of each blank's voice one step earlier: `voices` ids back, one more
-    across a bar line; the blank itself at the window's start (not a rest)."""
-    back = (positions - voices).clamp(min=0)
-    same = voice_of_id[window[:, back]] == voice[None, :]
-    further = (positions - voices - 1).clamp(min=0)
-    before = torch.where(same, window[:, back], window[:, further])
-    return torch.where((positions >= voices)[None, :], before, window[:, positions])
+def _cell_before(window, positions, voice, voice_of_id, voices: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """((rows, count) ids of each blank's voice one step earlier: `voices` ids back, one more
+    across a bar line; whether there is one in the window)."""
+    back, further = (positions - voices).clamp(min=0), (positions - voices - 1).clamp(min=0)
+    same = (voice_of_id[window[:, back]] == voice[None, :]) & (positions >= voices)[None, :]
+    beyond = (voice_of_id[window[:, further]] == voice[None, :]) & (positions > voices)[None, :]
+    return torch.where(same, window[:, back], window[:, further]), same | beyond

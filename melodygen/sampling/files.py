@@ -108,6 +108,7 @@ def sample_to_midi(checkpoint: Path, out_dir: Path, request: GenerationRequest, 
     plan = plan_generation(encoding, request, device, ckpt.get("instruments"),
                            partial(checkpoint_profile, ckpt, encoding, str(checkpoint)),
                            partial(stored_profile, ckpt, encoding))
+    plan = for_model(model, request, plan)
     paths = output_paths(out_dir, name, request.n, overwrite)
     pieces = generate_pieces(model, encoding, request, device, plan)
     for path, piece in zip(paths, pieces):
@@ -181,8 +182,9 @@ def _given_plan(encoding, request: GenerationRequest, conditioning, device, prof
         raise ConfigError("--infill rewrites bars of the --primer piece: give --primer FILE")
     score = read_file(source, encoding, keep_score=True).raise_if_skipped("no usable music to work with").score
     given, processors, cap = conditioning.given(score, request.n, device)
-    # the ids the model is given (the given tracks); --fit-velocities is not offered for them
-    warning = check_input(given.ids, encoding, profile, source.name, hint=False).warning
+    # the ids the model is given (the given tracks, not the blanks it is to fill); no --fit-velocities for them
+    heard = given.ids[encoding.blank_of(given.ids) != given.ids] if getattr(given, "blanks", False) else given.ids
+    warning = check_input(heard, encoding, profile, source.name, hint=False).warning
     ceiling = max_piece_events()
     if len(given.ids) > ceiling:
         time = encoding.time_per_id()
@@ -200,9 +202,7 @@ def generate_pieces(model, encoding, request: GenerationRequest, device,
     """`request.n` new pieces from a loaded `model` (eval mode, on `device`) and its
     `encoding`: the one generation path of `melodygen sample` and `melodygen.load(...).generate`."""
     request = request.seeded()
-    plan = plan or plan_generation(encoding, request, device)
-    if model.fills_blanks:
-        plan = _blank_plan(request, plan)
+    plan = for_model(model, request, plan or plan_generation(encoding, request, device))
     rows, likelihoods = _generate(model, encoding, request, plan, device)
     given = _given(encoding, request, plan)
     finish = plan.conditioning.finish
@@ -251,6 +251,17 @@ def _given(encoding, request: GenerationRequest, plan: GenerationPlan) -> object
 BLANK_BARS = 8  # what a masked model writes from nothing without --bars
 
 
+def for_model(model, request: GenerationRequest, plan: GenerationPlan) -> GenerationPlan:
+    """The plan as `model` carries it out, checked before anything is written: a masked model
+    fills blanks (`_blank_plan`), and blanks (an encoding's given music with blanks) need one."""
+    if model.fills_blanks:
+        return _blank_plan(request, plan)
+    if getattr(plan.given, "blanks", False):
+        raise ConfigError(f"{plan.conditioning.encoding.name}: --infill and --accompany fill blanks: they need a "
+                          "masked model (kind = \"masked\")")
+    return plan
+
+
 def _blank_plan(request: GenerationRequest, plan: GenerationPlan) -> GenerationPlan:
     """A masked model's plan: its blanks are given (infilling, accompaniment), or are whole
     bars after the primer (`--bars`, else `BLANK_BARS`)."""
@@ -272,13 +283,10 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
     masked model's blanks filled (`sampling.blanks`)."""
     generator = torch.Generator(device).manual_seed(request.seed)
     if getattr(plan.given, "blanks", False):
-        if not model.fills_blanks:
-            raise ConfigError(f"the {encoding.name} encoding's --infill and --accompany fill blanks: they need a "
-                              "masked model (kind = \"masked\")")
         from melodygen.sampling.blanks import fill
 
         rows = fill(model, encoding, plan.given.ids, rows=request.n, temperature=request.temperature,
-                    top_p=request.top_p, generator=generator, device=device)
+                    top_k=request.top_k, top_p=request.top_p, generator=generator, device=device)
         return rows, [None] * len(rows)
     common = dict(max_events=plan.max_events, temperature=request.temperature, top_k=request.top_k,
                   top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,

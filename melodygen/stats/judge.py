@@ -11,6 +11,7 @@ be told apart in that space (50% = not at all). It answers in the same form as t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,8 +35,10 @@ def piece_embeddings(model, encoding, paths: Sequence, device="cpu") -> tuple[np
                 continue
             ids = torch.as_tensor(np.asarray(read.ids, dtype=np.int64), device=device)
             windows = [ids[lo:lo + model.max_context] for lo in range(0, len(ids), model.max_context)]
-            rows.append(torch.stack([model.embedding(w[None])[0] for w in windows]).mean(0).float().cpu().numpy())
-    return np.array(rows).reshape(len(rows), -1), skipped
+            weights = torch.tensor([len(w) for w in windows], dtype=torch.float32, device=device)[:, None]
+            states = torch.stack([model.embedding(w[None])[0] for w in windows]).float()
+            rows.append(((states * weights).sum(0) / weights.sum()).cpu().numpy())  # each id counts once
+    return np.array(rows).reshape(len(rows), model.settings.d_model), skipped
 
 
 def embedding_test(checkpoint, generated: Sequence, reference: Sequence, device="cpu") -> TwoSampleResult:
@@ -47,7 +50,11 @@ def embedding_test(checkpoint, generated: Sequence, reference: Sequence, device=
     model, encoding, _ = load_for_inference(resolve_checkpoint(checkpoint), device)
     if not model.fills_blanks:
         raise ConfigError(f"{checkpoint}: a {model.kind} model; the second judge is a masked model's embedding")
-    samples, _ = piece_embeddings(model, encoding, generated, device)
-    real, _ = piece_embeddings(model, encoding, reference, device)
-    names = tuple(f"embedding {i + 1}" for i in range(samples.shape[1] if samples.size else 0))
-    return two_sample_test(samples, real, features=names)
+    samples, skipped = piece_embeddings(model, encoding, generated, device)
+    real, skipped_real = piece_embeddings(model, encoding, reference, device)
+    names = tuple(f"embedding {i + 1}" for i in range(samples.shape[1]))
+    result = two_sample_test(samples, real, features=names)
+    if skipped or skipped_real:  # said beside the figure: what the judge could not read
+        note = f"{len(skipped)} sample(s) and {len(skipped_real)} reference piece(s) not read by {encoding.name}"
+        result = dataclasses.replace(result, note=f"{result.note}; {note}" if result.note else note)
+    return result

@@ -99,6 +99,9 @@ def parse_settings(form: Mapping[str, str], models: list[str]) -> GenerationSett
         given_tracks=field.tracks("given_tracks"),
         **field.controls(),
     )
+    if upload == "accompany":  # the given piece sets these: a value asked for would be dropped
+        asked = [name for name in ("tempo", "key", "chords", "density", "form") if getattr(settings, name) is not None]
+        problems += [f"{name}: not with upload=accompany (the given piece sets it)" for name in asked]
     if problems:
         raise ConfigError("; ".join(problems))
     return settings if settings.seed is not None else _with_seed(settings, random_seed())

@@ -144,7 +144,7 @@ class Studio:
         it; the returned job's fields fill in as pieces are made. `StudioBusyError` when
         `MAX_WAITING` jobs already wait. The primer's file is removed when the job ends, or at
         once when the request is refused."""
-        from melodygen.sampling.files import plan_generation
+        from melodygen.sampling.files import for_model, plan_generation
         from melodygen.sampling.request import GenerationRequest
 
         model = self.model(settings.model)
@@ -154,7 +154,8 @@ class Studio:
         try:
             request = GenerationRequest.build(**settings.generate_options(settings.seed, path))
             # a bad request: its one-line reason, before the job is queued
-            plan_generation(model.encoding, request, instruments_seen=model.checkpoint.get("instruments"))
+            for_model(model.model, request, plan_generation(model.encoding, request,
+                                                            instruments_seen=model.checkpoint.get("instruments")))
             job = Job(uuid.uuid4().hex[:12], settings.n, replaces)
             self._queue_job(job, model, settings, primer, path)
         except BaseException as exc:

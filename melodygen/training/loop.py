@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from melodygen import checkpoint
@@ -153,8 +154,11 @@ def _build_model(config: RunConfig, encoding) -> torch.nn.Module:
     torch.manual_seed(config.training.seed)
     settings = dict(config.model.settings)
     entry = MODELS.get(config.model.kind)
-    if entry is not None and entry.model_type.reads_source and not settings.get("bar_id"):
-        settings["bar_id"] = _bar_id(encoding)
+    if entry is not None and entry.model_type.reads_source:
+        encoding.given_source(np.zeros(0, dtype=np.int64), 1)  # an encoding without tracks says so now
+        settings["bar_id"] = settings.get("bar_id") or _bar_id(encoding)
+    if entry is not None and entry.model_type.fills_blanks:
+        encoding.blank_of([])  # as an encoding without blanks does, before any data is prepared
     model = build_model(config.model.kind, settings, encoding.vocab.size)
     if model.max_context is not None and config.training.seq_len > model.max_context:
         raise ConfigError(f"training.seq_len = {config.training.seq_len} is longer than the "
@@ -165,8 +169,6 @@ def _build_model(config: RunConfig, encoding) -> torch.nn.Module:
 def _bar_id(encoding) -> int:
     """The id that opens a bar (`Encoding.time_per_id` counts it as one), which an
     encoder-decoder numbers bars by; 0 (none) for an encoding without bars."""
-    import numpy as np
-
     from melodygen.encodings.base import BARS
 
     per_id = encoding.time_per_id()
