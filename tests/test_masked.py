@@ -212,3 +212,18 @@ def test_a_masked_model_judges_real_against_generated_from_its_embedding(masked,
                                        "--judge", str(masked)])
     assert result.exit_code == 0, result.output
     assert "second judge" in result.output and "real vs generated" in result.output
+
+
+def test_a_note_tied_into_the_gap_keeps_its_length_and_nothing_overlaps_it(masked, tmp_path):
+    import melodygen
+
+    tpb = mf.TPB
+    voices = [[(72 - 5 * v, 0, 7 * tpb), (74 - 5 * v, 7 * tpb, 9 * tpb)] + [(71 - 5 * v, b * tpb, (b + 1) * tpb)
+                                                                           for b in range(9, 20)] for v in range(4)]
+    path = mf.midi_file(tmp_path / "tied.mid", [mf.note_events(notes, channel=v) for v, notes in enumerate(voices)])
+    (piece,) = melodygen.load(masked).generate(n=1, primer=path, infill=(3, 3), seed=2)  # bar 3: beats 8-12
+    seconds = read_score(path).tempo_map.to_seconds
+    for track in piece.score.tracks[:4]:
+        notes = sorted(track.notes, key=lambda n: n.start)
+        assert any(n.start == pytest.approx(seconds(7)) and n.end == pytest.approx(seconds(9)) for n in notes)
+        assert all(a.end <= b.start + 1e-9 for a, b in zip(notes, notes[1:]))  # one voice, one note at a time

@@ -359,13 +359,14 @@ class BlankPlan:
         def laid(notes):
             return [Note(n.pitch, n.velocity, tempo.to_seconds(n.start), tempo.to_seconds(n.end)) for n in notes]
 
-        lo, hi = self._region_beats() if self.bars is not None else (0.0, 0.0)
+        lo, hi = self._region_steps() if self.bars is not None else (0, 0)
+        spq = self.encoding.settings.steps_per_quarter
         written = []
         for v, new in enumerate(decoded.tracks):
             old = tracks[v] if v < len(tracks) else Track(new.name, 0, False, [])
-            if self.bars is not None:  # the file's notes outside bars A..B, the written ones inside
-                kept = [n for n in old.notes if not lo <= tempo.to_beats(n.start) < hi]
-                inside = laid([n for n in new.notes if lo <= n.start < hi])
+            if self.bars is not None:  # the file's notes outside bars A..B, the written ones inside, by grid step
+                kept = [n for n in old.notes if not lo <= round(tempo.to_beats(n.start) * spq) < hi]
+                inside = laid([n for n in new.notes if lo <= round(n.start * spq) < hi])
                 notes = sorted(kept + inside, key=lambda n: (n.start, n.pitch))
             else:
                 notes = old.notes if v in self.given_voices else laid(new.notes)
@@ -375,13 +376,11 @@ class BlankPlan:
         return Score(tracks_out, tempo, list(self.original.time_signatures), max(ends), self.original.source,
                      ticks_per_beat=self.original.ticks_per_beat)
 
-    def _region_beats(self) -> tuple[float, float]:
-        """Bars A..B in beats, as the grid lays them out."""
-        spq = self.encoding.settings.steps_per_quarter
-        lengths = self.encoding.grid(self.ids).bars
-        starts = np.concatenate([[0], np.cumsum(lengths)]) / spq
+    def _region_steps(self) -> tuple[int, int]:
+        """Bars A..B in grid steps [start, end), as the grid lays them out."""
+        starts = np.concatenate([[0], np.cumsum(self.encoding.grid(self.ids).bars)])
         a, b = self.bars
-        return float(starts[a - 1]), float(starts[b])
+        return int(starts[a - 1]), int(starts[b])
 
     def given_mask(self, ids) -> np.ndarray:
         """Which of `ids` (a written piece as the encoding reads it back) are the user's: when
@@ -392,6 +391,19 @@ class BlankPlan:
         if self.bars is not None:
             return (bar < self.bars[0]) | (bar > self.bars[1])
         return np.isin(self.encoding.voice_of(ids), self.given_voices) | (bar <= self.primer_bars)
+
+
+def _tied_into(ids: np.ndarray, region: np.ndarray, encoding: VoicesEncoding) -> np.ndarray:
+    """Per id, whether it is a hold that goes on, in the first bar of `region` (bool per id), with
+    a note begun before it: a tie into the gap stays given (the file's note keeps its length)."""
+    cells = encoding.cells()
+    voice = encoding.voice_of(ids)
+    tied = np.zeros(len(ids), dtype=bool)
+    for v in range(encoding.settings.voices):
+        at = np.flatnonzero(region & (voice == v))
+        run = np.cumprod(cells.hold[ids[at]]).astype(bool)  # the bar's leading holds of this voice
+        tied[at[run]] = True
+    return tied
 
 
 class VoicesConditioning(Conditioning):
@@ -419,7 +431,7 @@ class VoicesConditioning(Conditioning):
             bar = np.cumsum(ids == encoding.vocab.id_of("BAR"))
             if not 1 <= first <= last <= int(bar[-1]):
                 raise ConfigError(f"{score.source}: --infill {first}-{last} is outside its bars 1-{int(bar[-1])}")
-            erased = (voices >= 0) & (bar >= first) & (bar <= last)
+            erased = (voices >= 0) & (bar >= first) & (bar <= last) & ~_tied_into(ids, bar == first, encoding)
             plan = BlankPlan(np.where(erased, encoding.blank_of(ids), ids), encoding, score, (first, last))
         else:
             given = tuple(t - 1 for t in request.given_tracks) if request.given_tracks else (0,)
