@@ -36,6 +36,8 @@ class Recipe:
     license: str
     sampling: dict  # the options the card recommends (API names)
     overrides: tuple[str, ...] = ()  # `--set`s on top of the preset
+    accompanist: bool = False  # an encoder-decoder: its card also has the accompaniment figures
+    infiller: bool = False  # a masked model: scored on erased cells (no n-gram beside it), infill figures
 
 
 RECIPES = [
@@ -52,7 +54,19 @@ RECIPES = [
            ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1")),  # 60 minutes, nice'd
     Recipe("pop-piano", "multitrack_pop909", "pop songs as MELODY / BRIDGE / PIANO tracks, Transformer d256x4",
            "MIT (trained on the bundled POP909 subset; the songs themselves are commercial compositions)",
-           {"temperature": 0.9, "top_p": 0.95, "bars": 8}, ("training.max_minutes=0", "training.max_steps=600")),
+           {"temperature": 0.9, "top_p": 0.95, "bars": 8},
+           ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1")),  # 60 minutes, nice'd
+    Recipe("folk-accompanist", "accompanist_nottingham",
+           "chords for a folk melody: an LSTM encoder-decoder that reads the whole melody, then writes the chord track",
+           "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
+           ("training.max_minutes=50", "training.max_steps=20000", "training.threads=1"),  # 50 minutes, nice'd
+           accompanist=True),
+    Recipe("chorale-infiller", "masked_bach",
+           "four-voice chorales with gaps filled from both sides (infilling, harmonising a melody), masked d192x4",
+           "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
+           {"temperature": 1.0, "top_p": 0.95, "bars": 8},
+           ("training.max_minutes=35", "training.max_steps=20000", "training.threads=1"),  # 35 minutes, nice'd
+           infiller=True),
 ]
 STRUCTURE = ("pitch_class_entropy", "note_density", "polyphony", "repetition_8", "bar_repeat_exact",
              "bar_repeat_transposed", "longest_repeat_bars", "empty_bar_rate", "groove_consistency")
@@ -84,7 +98,6 @@ def machine() -> str:
 def half_checkpoint(best: Path, recipe: Recipe, dataset: Path) -> dict:
     """The shipped checkpoint: float16 weights, no training state, a run config without paths,
     the instruments of its training data."""
-    import torch
 
     from melodygen.checkpoint import load
 
@@ -131,7 +144,7 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
                         overwrite=True, progress=True)
         print(f"{recipe.name}: trained in {time.perf_counter() - started:.0f} s")
     dataset = json.loads(json.dumps(melodygen.load(run / "best.pt").checkpoint["run_config"]))["data"]["dataset"]
-    full = melodygen.evaluate(run / "best.pt", data=dataset, baseline=5)
+    full = melodygen.evaluate(run / "best.pt", data=dataset, baseline=None if recipe.infiller else 5)
     target = OUT / f"{recipe.name}.pt"
     save(half_checkpoint(run / "best.pt", recipe, Path(dataset)), target)
     half = melodygen.evaluate(target, data=dataset)
@@ -151,11 +164,32 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
     return {"name": recipe.name, "summary": recipe.summary, "encoding": model.encoding.name,
             "kind": ckpt["model"]["kind"], "parameters": sum(p.numel() for p in model.model.parameters()),
             "license": recipe.license, "val_nll": round(half["nll"], 4), "float32_val_nll": round(full["nll"], 4),
-            "baseline_nll": round(full["baseline"]["nll"], 4), "accuracy": round(half["accuracy"], 4),
+            "baseline_nll": round(full["baseline"]["nll"], 4) if "baseline" in full else None,
+            "accuracy": round(half["accuracy"], 4),
             "steps": ckpt["step"], "preset": recipe.preset, "sampling": recipe.sampling, "bytes": target.stat().st_size,
             "valid_pieces": len(valid), "sample_count": args.samples, "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
             "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE}, "real_vs_generated": two_sample,
-            "curve": learning_curve(run)}
+            "curve": learning_curve(run), **(accompaniment(target, Path(dataset)) if recipe.accompanist else {}),
+            **(infilling(target) if recipe.infiller else {})}
+
+
+def infilling(target: Path) -> dict:
+    """`scripts/infill_table.py`'s figures: the model against the bundled chorale on 20 held-out gaps."""
+    import subprocess
+
+    out = Path(tempfile.mkdtemp()) / "infill.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "infill_table.py"), str(target), "chorale", "--pieces", "20",
+                    "--json", str(out)], check=True)
+    return {"infilling": json.loads(out.read_text())}
+
+
+def accompaniment(target: Path, dataset: Path) -> dict:
+    """`scripts/accompaniment_table.py`'s figures of the model on 30 held-out two-track tunes."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from accompaniment_table import measure, two_track_tunes
+
+    options = argparse.Namespace(tunes=30, temperature=0.9, top_p=0.95)
+    return {"accompaniment": measure(str(target), two_track_tunes(dataset), options)}
 
 
 def learning_curve(run: Path) -> list[dict]:
@@ -175,7 +209,11 @@ def learning_curve(run: Path) -> list[dict]:
 def card(entry: dict, recipe: Recipe, where: str) -> str:
     rows = "\n".join(f"| {k} | {entry['samples'][k]:.3f} | {entry['reference'][k]:.3f} |" for k in STRUCTURE)
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in recipe.sampling.items())
-    better = 1 - entry["val_nll"] / entry["baseline_nll"]
+    scored = (f"{entry['val_nll']:.3f} nats per erased cell given the rest (float32: {entry['float32_val_nll']:.3f}; "
+              "cells erased as in training, the same ones at every evaluation)" if entry["baseline_nll"] is None else
+              f"{entry['val_nll']:.3f} nats/event (float32: {entry['float32_val_nll']:.3f}), next to "
+              f"{entry['baseline_nll']:.3f} for a Witten-Bell 5-gram on the same events "
+              f"({1 - entry['val_nll'] / entry['baseline_nll']:.1%} lower)")
     overrides = "".join(f", `--set {o}`" for o in recipe.overrides)
     budget = "" if "training.max_minutes=0" in recipe.overrides else (" (the preset's time budget ends the run: a faster machine gets further; "
                                           "`--set training.max_minutes=0` runs all its steps)")
@@ -186,9 +224,7 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
 - **License:** {entry['license']}. A model follows the license of the data it learned from.
 - **Model:** `{entry['kind']}` over the `{entry['encoding']}` encoding, {entry['parameters']:,} parameters,
   stored in float16 ({entry['bytes'] / 1e6:.1f} MB).
-- **Validation NLL:** {entry['val_nll']:.3f} nats/event (float32: {entry['float32_val_nll']:.3f}), next to
-  {entry['baseline_nll']:.3f} for a Witten-Bell 5-gram on the same events ({better:.1%} lower);
-  next-event accuracy {entry['accuracy']:.1%}.
+- **Validation NLL:** {scored}; accuracy {entry['accuracy']:.1%}.
 - **Sampling:** `melodygen sample {entry['name']} --out samples/ -n 4 {options}` (the settings the
   figures below used; lower the temperature for safer, more repetitive music).
 - **Made by:** `scripts/make_pretrained.py` (the preset's fixed seed{overrides}) on {where};
@@ -200,7 +236,51 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
 |---|---:|---:|
 {rows}
 
-{_two_sample(entry.get("real_vs_generated"))}
+{_two_sample(entry.get("real_vs_generated"))}{_accompaniment(entry.get("accompaniment"), entry['name'])}{_infilling(entry.get("infilling"), entry['name'])}"""
+
+
+def _infilling(found: dict | None, name: str) -> str:
+    """The infilling figures, for an infiller's card."""
+    if not found:
+        return ""
+    nll, join, wide, seconds = found["nll_per_note"], found["join_mean"], found["join_wide"], found["seconds"]
+    return f"""
+## Infilling held-out chorales
+
+`melodygen sample {name} --out filled/ --primer chorale.mid --infill 3-4` rewrites bars 3-4 of every
+voice knowing the bars after them; `--accompany melody.mid --given-tracks 1` writes the three
+lower voices under a melody; `--bars 8` writes from nothing. Against the bundled `chorale`
+(left to right, constrained decoding) on the same gaps (bars 3-4 of {found['pieces']} validation chorales;
+`scripts/infill_table.py`):
+
+| figure | {name} (both sides) | chorale (before only) | real |
+|---|---:|---:|---:|
+| the gap's notes' NLL, nats per note | {nll['masked']:.3f} | {nll['left']:.3f} | |
+| interval into the next bar, semitones (mean over voices) | {join['masked']:.2f} | {join['left']:.2f} | {join['real']:.2f} |
+| ... wider than a fifth | {wide['masked']:.1%} | {wide['left']:.1%} | {wide['real']:.1%} |
+| seconds per gap (batch 1) | {seconds['masked']:.2f} | {seconds['left']:.2f} | |
+"""
+
+
+def _accompaniment(found: dict | None, name: str) -> str:
+    """The accompaniment figures, for an accompanist's card."""
+    if not found:
+        return ""
+    return f"""
+## Accompaniment of held-out tunes
+
+`melodygen sample {name} --out accompanied/ --accompany tune.mid --given-tracks 1 --instruments piano`:
+the encoder reads track 1 (the melody) whole, the decoder writes it back note for note (forced)
+with a new piano track under it. On {found['tunes_accompanied']} validation tunes (T=0.9, top-p 0.95, seed 1;
+`scripts/accompaniment_table.py`):
+
+- melody onsets on a tone of the written chords: **{found['written_chord_tone_rate']:.1%}**
+  ({found['written_coverage']:.1%} of them under a chord, {found['written_classes']:.1f} pitch classes sounding);
+  the tunes' own chords: {found['real_chord_tone_rate']:.1%} ({found['real_classes']:.1f} pitch classes);
+- the chord notes' NLL with the melody read: {found['chord_nll_with_melody']:.3f} nats per PITCH/VEL/DUR id
+  ({found['chord_tokens']:,} ids in {found['pieces_scored']} tunes); with no melody anywhere: {found['chord_nll_alone']:.3f};
+- written notes inside the chord track's training range ({found['range'][0]}-{found['range'][1]}): {found['inside_range']:.1%};
+- {found['seconds_per_tune']:.1f} s per tune at batch 1.
 """
 
 

@@ -16,7 +16,7 @@ data/nottingham. Per model:
   below the lower; rate = crossings / pairs compared. Also over the four-voice pieces only (4 of
   the 38 validation chorales add horns, trumpets, timpani or a continuo to the four voices);
 - pop-piano: notes per beat (non-drum notes / quarter notes from 0 to the last note's end) per
-  sample and their mean, and the samples' length; the validation songs cut to the card's bars
+  sample and their mean, and the samples' length; against the validation songs whole, and cut to the card's bars
   of 4 quarters (most POP909 files say 1/4 throughout, a meter the model learned: its "8 bars"
   may be 8 quarters), from the bar of their first note; the ratio samples / songs; the empty
   samples (no notes);
@@ -151,8 +151,11 @@ def pop_piano(pieces: list, real: list[Score], bars: int) -> list[tuple]:
     dense = [notes_per_beat(p.score) for p in pieces]
     length = [p.score.tempo_map.to_beats(p.seconds) for p in pieces]
     cut = np.array([c for c in (cut_notes_per_beat(s, bars) for s in real) if c is not None])
-    return [("notes per beat (mean)", f"{np.mean(dense):.3f}", f"{cut[:, 0].mean():.3f} ({len(cut)} songs)"),
-            ("ratio samples / songs", f"{np.mean(dense) / cut[:, 0].mean():.3f}", ""),
+    whole = np.array([notes_per_beat(s) for s in real if s.note_count()])
+    return [("notes per beat (mean)", f"{np.mean(dense):.3f}", f"{cut[:, 0].mean():.3f} ({len(cut)} songs' openings)"),
+            ("ratio samples / songs' openings", f"{np.mean(dense) / cut[:, 0].mean():.3f}", ""),
+            ("notes per beat, whole songs", "", f"{whole.mean():.3f} ({len(whole)} songs)"),
+            ("ratio samples / whole songs", f"{np.mean(dense) / whole.mean():.3f}", ""),
             ("length in quarters (mean)", f"{np.mean(length):.1f}", f"{cut[:, 1].mean():.1f} ({bars} bars of {BAR})"),
             ("empty samples", counted(not p.score.note_count() for p in pieces), ""),
             ("notes per beat per sample", " ".join(f"{d:.2f}" for d in dense), "")]
