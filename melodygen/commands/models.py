@@ -35,9 +35,11 @@ def command(name: str | None) -> None:
     rows = [("name", "encoding", "model", "params", "MB", "val NLL", "5-gram", "license", "what")]
     for m in models:
         rows.append((m.name, m.encoding, m.kind, f"{m.parameters / 1e6:.1f} M",
-                     f"{m.checkpoint.stat().st_size / 1e6:.1f}", f"{m.val_nll:.3f}", f"{m.baseline_nll:.3f}",
+                     f"{m.checkpoint.stat().st_size / 1e6:.1f}", f"{m.val_nll:.3f}",
+                     "-" if m.baseline_nll is None else f"{m.baseline_nll:.3f}",
                      m.license.split(" (")[0], m.summary))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    click.echo("NLL in nats/event on each model's validation split; `melodygen models NAME` shows its card")
+    click.echo("NLL in nats/event on each model's validation split (a masked model's: per erased cell, no "
+               "n-gram beside it); `melodygen models NAME` shows its card")

@@ -29,7 +29,7 @@ class BundledModel:
     parameters: int
     license: str
     val_nll: float
-    baseline_nll: float
+    baseline_nll: float | None  # None: a masked model, scored on erased cells (no n-gram predicts those)
 
     @property
     def checkpoint(self) -> Path:
