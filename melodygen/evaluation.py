@@ -108,7 +108,8 @@ def _scored(model, encoding, ckpt: dict, ids: np.ndarray, seq_len: int, batch_si
     from melodygen.dataset.pairs import PieceStream, SourceTable, iter_piece_windows
 
     given = int(ckpt.get("run_config", {}).get("training", {}).get("given_tracks", 1))
-    table = SourceTable(PieceStream.of(ids), encoding, given, model.settings.max_source)
+    table = SourceTable(PieceStream.of(ids), encoding, given, model.settings.max_source,
+                        bar_id=model.settings.bar_id)
     return evaluate_nll(model, iter_piece_windows(table, seq_len, batch_size), device)
 
 

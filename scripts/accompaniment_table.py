@@ -72,12 +72,12 @@ def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: in
 
         given = encoding.given_source(ids[1:], 1) if chord_track == 1 else np.zeros(0, dtype=np.int64)
         reads["source"] = source_rows([given], model.settings.max_source)
-    bar = encoding.vocab.id_of("BAR")
+    bar = getattr(model.settings, "bar_id", 0)  # as the encoder-decoder counts bars
     with torch.inference_mode():
         for lo in range(0, len(ids) - 1, context):
             window = torch.tensor([ids[lo:lo + context + 1]])
             if model.reads_source:
-                reads["bar_offset"] = torch.tensor([ids[:lo].count(bar)])
+                reads["bar_offset"] = torch.tensor([ids[:lo].count(bar) if bar else 0])
             logits = model(window[:, :-1], **reads)
             logp = torch.log_softmax(logits.float(), -1)[0]
             for i in scored:

@@ -143,7 +143,7 @@ def test_targets_after_a_piece_s_end_are_not_scored_and_dropout_empties_sources(
 
 def test_validation_windows_score_every_piece_s_ids_once(tunes_dataset):
     data = TokenDataset(tunes_dataset, "valid")
-    table = SourceTable(data, ENC, 1, max_source=4096)
+    table = SourceTable(data, ENC, 1, max_source=4096, bar_id=ENC.vocab.id_of("BAR"))
     batches = list(iter_piece_windows(table, 100, 3))
     scored = sum(int((b.targets != PAD_ID).sum()) for b in batches)
     assert scored == data.num_tokens - (len(data.offsets) - 1)  # every id but each piece's BOS

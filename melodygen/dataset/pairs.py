@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from melodygen.dataset.windows import Batch
-from melodygen.encodings.base import BARS
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -57,11 +56,11 @@ class SourceTable:
     """Each piece's source in one split of a dataset (made once per piece, kept), and the
     `Batch.side` of windows starting at given ids."""
 
-    def __init__(self, dataset, encoding, given_tracks: int, max_source: int, dropout: float = 0.0):
+    def __init__(self, dataset, encoding, given_tracks: int, max_source: int, dropout: float = 0.0,
+                 bar_id: int = 0):
         self.dataset, self.encoding = dataset, encoding
         self.given_tracks, self.max_source, self.dropout = given_tracks, max_source, dropout
-        time = encoding.time_per_id()
-        self._opens_bar = time.amounts > 0 if time is not None and time.unit == BARS else None
+        self.bar_id = bar_id  # the model's (`models.seq2seq`): bars are counted as it counts them; 0: none
         self._sources: dict[int, np.ndarray] = {}
 
     def source(self, piece: int) -> np.ndarray:
@@ -74,11 +73,11 @@ class SourceTable:
         return self._sources[piece]
 
     def bars_before(self, piece: int, start: int) -> int:
-        """Bars piece `piece` opened before the split's id `start`."""
-        if self._opens_bar is None:
+        """Bars piece `piece` opened before the split's id `start` (0 for a model without bar numbers)."""
+        if not self.bar_id:
             return 0
         lo = int(self.dataset.offsets[piece])
-        return int(self._opens_bar[np.asarray(self.dataset.ids[lo:start], dtype=np.int64)].sum())
+        return int(np.count_nonzero(np.asarray(self.dataset.ids[lo:start]) == self.bar_id))
 
     def side(self, starts: np.ndarray, tables: np.ndarray | None = None, empty: np.ndarray | None = None) -> dict:
         """{"source", "bar_offset"} of windows starting at split ids `starts`: row i's source

@@ -45,7 +45,7 @@ def source_table(directory: Path, split: str, config: RunConfig, encoding, model
     from melodygen.dataset.shards import TokenDataset
 
     return SourceTable(TokenDataset(directory, split), encoding, config.training.given_tracks,
-                       model.settings.max_source, dropout)
+                       model.settings.max_source, dropout, model.settings.bar_id)
 
 
 def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, model):
