@@ -51,6 +51,7 @@ from melodygen.models.transformer import (
     TransformerSettings,
     init_gpt2,
     rope_tables,
+    step_through,
 )
 from melodygen.settings import check
 
@@ -269,14 +270,13 @@ class Seq2SeqTransformer(_EncoderDecoder):
             return self._run(ids, state, None)
         if state.own is None:
             state.own = KVCache(capacity=self.max_context + self.max_context // 2)
-        outputs, done = [], 0
-        while done < ids.shape[1]:  # pieces that fit the context, sliding it in between
-            if state.own.length >= self.max_context:
-                state.own.keep_last(self.max_context - 1)
-            room = self.max_context - state.own.length
-            outputs.append(self._run(ids[:, done:done + room], state, state.own))
-            done += outputs[-1].shape[1]
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        return step_through(ids, state.own, self.max_context, self._make_room,
+                            lambda chunk, cache: self._run(chunk, state, cache))
+
+    def _make_room(self, cache: KVCache) -> None:
+        """Rotary positions slide: the most recent `max_context - 1` positions stay."""
+        if cache.length >= self.max_context:
+            cache.keep_last(self.max_context - 1)
 
     def _run(self, ids: LongTensor, state: DecoderState, cache: KVCache | None) -> Tensor:
         start = 0

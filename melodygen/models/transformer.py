@@ -214,6 +214,18 @@ class EncoderBlock(Block):
         return x + self.mlp(self.ln2(x))
 
 
+def step_through(ids: LongTensor, cache: KVCache, max_context: int, make_room, run) -> Tensor:
+    """`run(chunk, cache)` over `ids` (B, T) in chunks that fit `max_context` beside what `cache`
+    holds, `make_room(cache)` sliding the window before each: a KV-cached step of any length."""
+    outputs, done = [], 0
+    while done < ids.shape[1]:
+        make_room(cache)
+        room = max_context - cache.length
+        outputs.append(run(ids[:, done:done + room], cache))
+        done += outputs[-1].shape[1]
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+
+
 class TransformerModel(SequenceModel):
     """GPT-style decoder; see the module docstring for positions and the sliding KV cache."""
 
@@ -252,13 +264,7 @@ class TransformerModel(SequenceModel):
         """See `SequenceModel.step`; `state` is updated in place and returned (kv_cache.py)."""
         if state is None:
             state = KVCache(capacity=self.max_context + self.max_context // 2)
-        outputs, done = [], 0
-        while done < ids.shape[1]:  # pieces that fit the context, sliding it in between
-            self.make_room(state)
-            room = self.max_context - state.length
-            outputs.append(self._run(ids[:, done:done + room], state))
-            done += outputs[-1].shape[1]
-        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), state
+        return step_through(ids, state, self.max_context, self.make_room, self._run), state
 
     def select_rows(self, state: KVCache, rows: LongTensor) -> KVCache:
         return state.select_rows(rows)
