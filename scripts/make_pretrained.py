@@ -57,7 +57,7 @@ RECIPES = [
            {"temperature": 0.9, "top_p": 0.95, "bars": 8},
            ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1")),  # 60 minutes, nice'd
     # Not bundled yet: 50 minutes on one CPU thread gave 559 steps, val NLL 0.891 against 0.878 for
-    # the 5-gram, and chords on 31% of melody onsets (docs/benchmarks.md): it needs a longer run.
+    # the 5-gram, and chords on 31% of melody onsets; 800 steps 0.767 but still 32% (docs/benchmarks.md).
     Recipe("folk-accompanist", "accompanist_nottingham",
            "chords for a folk melody: an LSTM encoder-decoder that reads the whole melody, then writes the chord track",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
