@@ -12,7 +12,7 @@ import numpy as np
 
 from melodygen.encodings.vocab import BOS_ID, EOS_ID
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
-from melodygen.metrics import score_ids
+from melodygen.metrics import IdStream, evaluate_nll, scoring_batches
 
 
 def encode_midi_files(sources, encoding) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
@@ -91,26 +91,11 @@ def evaluate_checkpoint(checkpoint, *, data_dir=None, sources=(), split: str = "
 
 
 def _scored(model, encoding, ckpt: dict, ids: np.ndarray, seq_len: int, batch_size: int, device) -> dict:
-    """`metrics` figures of the model on the pieces `ids`; an encoder-decoder reads each piece's
-    given tracks first, as in training (`dataset.pairs`); a masked model is scored on erased
-    cells (`dataset.blanks`)."""
-    from melodygen.metrics import evaluate_nll
-
-    if model.fills_blanks:  # the NLL of erased cells given the rest, the same cells at every call
-        from melodygen.dataset.blanks import ErasedWindows
-        from melodygen.dataset.pairs import PieceStream
-        from melodygen.dataset.windows import iter_sequential_windows
-
-        windows = iter_sequential_windows(PieceStream.of(ids), seq_len, batch_size)
-        return evaluate_nll(model, ErasedWindows(windows, encoding), device)
-    if not model.reads_source:
-        return score_ids(model, ids, seq_len=seq_len, batch_size=batch_size, device=device)
-    from melodygen.dataset.pairs import PieceStream, SourceTable, iter_piece_windows
-
+    """`metrics` figures of the model on the pieces `ids`, windowed as its validation windows them
+    (`metrics.scoring_batches`)."""
     given = int(ckpt.get("run_config", {}).get("training", {}).get("given_tracks", 1))
-    table = SourceTable(PieceStream.of(ids), encoding, given, model.settings.max_source,
-                        bar_id=model.settings.bar_id)
-    return evaluate_nll(model, iter_piece_windows(table, seq_len, batch_size), device)
+    batches = scoring_batches(model, encoding, IdStream(np.asarray(ids, dtype=np.int64)), seq_len, batch_size, given)
+    return evaluate_nll(model, batches, device)
 
 
 def _joined(pieces: list[np.ndarray]) -> np.ndarray:

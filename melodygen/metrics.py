@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from melodygen import devices
-from melodygen.encodings.vocab import PAD_ID
+from melodygen.encodings.vocab import BOS_ID, PAD_ID
 
 
 def evaluate_nll(model, batches: Iterable, device: str | torch.device = "cpu") -> dict:
@@ -77,15 +77,40 @@ def score_ids(model, ids: np.ndarray, *, seq_len: int, batch_size: int = 32, dev
     """`evaluate_nll` over sequential windows of `seq_len` covering `ids` once."""
     from melodygen.dataset.windows import iter_sequential_windows
 
-    return evaluate_nll(model, iter_sequential_windows(_IdStream(ids), seq_len, batch_size), device)
+    return evaluate_nll(model, iter_sequential_windows(IdStream(ids), seq_len, batch_size), device)
+
+
+def scoring_batches(model, encoding, split, seq_len: int, batch_size: int, given_tracks: int = 1) -> Iterable:
+    """The batches `model` is scored on over `split` (a `TokenDataset` split or an `IdStream`),
+    every target once: validation's and `evaluate`'s. Sequential windows; for an encoder-decoder,
+    each piece's windows with its source (`dataset.pairs`); for a masked model, the windows with
+    cells erased, the same ones at every pass (`dataset.blanks`)."""
+    from melodygen.dataset.windows import iter_sequential_windows
+
+    if model.reads_source:
+        from melodygen.dataset.pairs import SourceTable, iter_piece_windows
+
+        table = SourceTable(split, encoding, given_tracks, model.settings.max_source, bar_id=model.settings.bar_id)
+        return iter_piece_windows(table, seq_len, batch_size)
+    windows = iter_sequential_windows(split, seq_len, batch_size)
+    if not model.fills_blanks:
+        return windows
+    from melodygen.dataset.blanks import ErasedWindows
+
+    return ErasedWindows(windows, encoding)
 
 
 @dataclass(frozen=True)
-class _IdStream:
-    """Ids of pieces concatenated (`BOS ids EOS` each), shaped for `iter_sequential_windows`."""
+class IdStream:
+    """Ids of pieces concatenated (`BOS ids EOS` each), shaped like a `TokenDataset` split."""
 
     ids: np.ndarray
 
     @property
     def num_tokens(self) -> int:
         return len(self.ids)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each piece starts (its BOS), and the end: len = pieces + 1."""
+        return np.append(np.flatnonzero(np.asarray(self.ids) == BOS_ID), len(self.ids))

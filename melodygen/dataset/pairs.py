@@ -16,31 +16,12 @@ bars a window's piece opened before the window (its bar numbers, `models.seq2seq
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from melodygen.dataset.windows import Batch
 from melodygen.encodings.vocab import BOS_ID, EOS_ID, PAD_ID
-
-
-@dataclass(frozen=True)
-class PieceStream:
-    """Pieces as one id stream (`BOS ids EOS` each) with their offsets, shaped like a
-    `TokenDataset` split (what `evaluate` scores an encoder-decoder or a masked model on)."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def of(cls, ids: np.ndarray) -> PieceStream:
-        ids = np.asarray(ids, dtype=np.int64)
-        return cls(ids, np.append(np.flatnonzero(ids == BOS_ID), len(ids)))
 
 
 def source_rows(sources: Sequence[np.ndarray], max_source: int) -> torch.Tensor:

@@ -36,18 +36,6 @@ def dataset_dir(config: RunConfig, encoding, info: DistInfo, progress: bool = Tr
     return out, check_dataset(out, encoding.to_dict())
 
 
-def source_table(directory: Path, split: str, config: RunConfig, encoding, model, dropout: float = 0.0):
-    """The `dataset.pairs.SourceTable` of a split for an encoder-decoder `model`; None for the
-    others (they read ids only)."""
-    if not model.reads_source:
-        return None
-    from melodygen.dataset.pairs import SourceTable
-    from melodygen.dataset.shards import TokenDataset
-
-    return SourceTable(TokenDataset(directory, split), encoding, config.training.given_tracks,
-                       model.settings.max_source, dropout, model.settings.bar_id)
-
-
 def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, model):
     """The endless `WindowSampler` of this rank: its own random stream (seed, rank); an
     encoder-decoder's windows carry their sources."""
@@ -55,54 +43,51 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, 
     from melodygen.dataset.windows import WindowSampler, shift_tables_for
 
     cfg = config.training
-    sources = source_table(directory, "train", config, encoding, model, cfg.source_dropout)
+    train = TokenDataset(directory, "train")
+    sources = None
+    if model.reads_source:
+        from melodygen.dataset.pairs import SourceTable
+
+        sources = SourceTable(train, encoding, cfg.given_tracks, model.settings.max_source, cfg.source_dropout,
+                              model.settings.bar_id)
     sampler = WindowSampler(
-        TokenDataset(directory, "train"), cfg.seq_len, cfg.batch_size, sources=sources,
+        train, cfg.seq_len, cfg.batch_size, sources=sources,
         generator=np.random.default_rng([cfg.seed, info.rank]),
         transpose_range=cfg.transpose_range,
         shift_tables=shift_tables_for(encoding, cfg.transpose_range),
         piece_starts=cfg.window_starts == "pieces",
         controls=list(encoding.control_ids().values()), control_dropout=cfg.control_dropout)
-    return erased(sampler, encoding, model)
-
-
-def erased(batches, encoding, model):
-    """`batches` as a masked model learns from them (`dataset.blanks`: cells erased, the erased
-    ids the targets); as they are for the others."""
     if not model.fills_blanks:
-        return batches
+        return sampler
     from melodygen.dataset.blanks import ErasedWindows
 
-    return ErasedWindows(batches, encoding)
+    return ErasedWindows(sampler, encoding)  # a masked model learns from erased cells
 
 
 class ValidationWindows:
-    """Re-iterable validation batches: the first `eval_max_batches` sequential batches of the
-    valid split (all of them when 0), dealt round-robin to the ranks. An encoder-decoder's are
-    each piece's windows with its source (`dataset.pairs.iter_piece_windows`); a masked model's
-    have the same cells erased at every validation (`dataset.blanks`)."""
+    """Re-iterable validation batches: the first `eval_max_batches` of the batches `model` is
+    scored on over the valid split (`metrics.scoring_batches`; all of them when 0), dealt
+    round-robin to the ranks."""
 
-    def __init__(self, directory: Path, config: RunConfig, info: DistInfo, sources=None, erase_with=None):
+    def __init__(self, directory: Path, config: RunConfig, info: DistInfo, encoding, model):
         from melodygen.dataset.shards import TokenDataset
 
         self.dataset = TokenDataset(directory, "valid")
         self.seq_len, self.batch_size = config.training.seq_len, config.training.batch_size
         self.max_batches = config.training.eval_max_batches or None
-        self.info, self.sources = info, sources
-        self.erase_with = erase_with  # (encoding, model) of a masked model: its windows erased
+        self.given_tracks = config.training.given_tracks
+        self.info, self.encoding, self.model = info, encoding, model
 
     @property
     def empty(self) -> bool:
         return self.dataset.num_tokens < 2
 
     def __iter__(self):
-        from melodygen.dataset.pairs import iter_piece_windows
-        from melodygen.dataset.windows import iter_sequential_windows
+        from melodygen.metrics import scoring_batches
 
-        batches = (iter_sequential_windows(self.dataset, self.seq_len, self.batch_size) if self.sources is None
-                   else iter_piece_windows(self.sources, self.seq_len, self.batch_size))
-        batches = itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
-        return iter(erased(batches, *self.erase_with)) if self.erase_with else batches
+        batches = scoring_batches(self.model, self.encoding, self.dataset, self.seq_len, self.batch_size,
+                                  self.given_tracks)
+        return itertools.islice(batches, self.info.rank, self.max_batches, self.info.world_size)
 
 
 def instruments_in(directory: Path, encoding) -> list[int] | None:

@@ -133,9 +133,7 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
     config = _resolved(config, raw_model, encoding, directory)
     run = _Run(config, info, device, paths, encoding, raw_model, optimizer, sampler,
-               data.ValidationWindows(directory, config, info,
-                                      data.source_table(directory, "valid", config, encoding, raw_model),
-                                      (encoding, raw_model)),
+               data.ValidationWindows(directory, config, info, encoding, raw_model),
                stepper, manifest=manifest,
                instruments=data.instruments_in(directory, encoding),
                data_profile=dataset_profile(directory, encoding, config.training.transpose_range).to_dict())
