@@ -26,8 +26,6 @@ import math
 import numpy as np
 import torch
 
-from melodygen.errors import ConfigError
-
 # Blanks kept per round, on average: the draws kept in one round are drawn independently, so
 # fewer per round join up better (bars 3-4 of 20 held-out chorales, bundled chorale-infiller:
 # the interval into the next bar 4.99 semitones at 8 per round, 4.40 at 4, 3.13 at 2, real 3.24;
@@ -39,10 +37,8 @@ def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_k: in
          top_p: float | None = None, generator: torch.Generator | None = None, device="cpu",
          per_round: int = BLANKS_PER_ROUND) -> list[list[int]]:
     """`rows` fillings of the blanks of `ids` (the whole piece), each the whole piece's ids."""
-    from melodygen.sampling.decoding import filter_logits
+    from melodygen.sampling.decoding import draw
 
-    if not 0 < temperature < math.inf:
-        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     ids = np.asarray(ids, dtype=np.int64)
     todo = encoding.blank_of(ids) == ids
     written = todo.copy()
@@ -61,7 +57,7 @@ def fill(model, encoding, ids, *, rows: int, temperature: float = 1.0, top_k: in
                 reach = hi if hi == len(ids) else lo + context * 3 // 4  # this window's blanks end here
                 positions = torch.as_tensor(np.flatnonzero(todo[lo:reach]), device=device)
                 _fill_window(model, x[:, lo:hi], positions, cells, encoding.settings.voices, per_round,
-                             lambda logits: filter_logits(logits, temperature, top_k, top_p), generator, lo == 0)
+                             lambda logits: draw(logits, temperature, top_k, top_p, generator), generator, lo == 0)
                 todo[lo:reach] = False
     finally:
         model.train(was_training)
@@ -85,10 +81,11 @@ def _held_only_where_sounding(row: list[int], written: np.ndarray, cells: dict, 
     return row
 
 
-def _fill_window(model, window, positions, cells: dict, voices: int, per_round: int, filtered, generator,
+def _fill_window(model, window, positions, cells: dict, voices: int, per_round: int, drawn_from, generator,
                  piece_start: bool) -> None:
     """Fill the blanks of `window` (rows, W), a view written in place, at `positions`, in rounds;
-    `piece_start`: the window opens the piece (nothing sounds before its first cells)."""
+    `drawn_from(logits)`: an id per row of (N, V) logits (`sampling.decoding.draw`, the request's
+    filters); `piece_start`: the window opens the piece (nothing sounds before its first cells)."""
     if not len(positions):
         return
     rows, count = window.shape[0], len(positions)
@@ -101,8 +98,7 @@ def _fill_window(model, window, positions, cells: dict, voices: int, per_round: 
         before, found = _cell_before(window, positions, voice, cells["voice"], voices)
         resting = cells["rest"][before] | (~found & piece_start)  # (rows, count): nothing sounds at the step before
         logits = logits.masked_fill(resting[..., None] & cells["hold"][None, None, :], -math.inf)
-        probs = torch.softmax(filtered(logits.flatten(0, 1)), dim=-1)
-        drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        drawn = drawn_from(logits.flatten(0, 1))
         # which blanks keep their draw: at random, not the surest first (that keeps holds, the
         # likeliest cells, and wrote a quarter of the chorales' notes per beat: 1.9 vs 4.1)
         order = torch.rand(rows, count, generator=generator, device=window.device).masked_fill(done, -1.0)
