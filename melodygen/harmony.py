@@ -47,6 +47,11 @@ _MAJOR_SCALE, _MINOR_SCALE = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
 _KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 _KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+# Kostka & Payne's textbook-excerpt profiles as Temperley (2007) gives them: a second key finder,
+# so a key steered with the K-K profile (`key_profile`) is not judged by that profile alone.
+_KOSTKA_PAYNE_MAJOR = (0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400)
+_KOSTKA_PAYNE_MINOR = (0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330)
+_PROFILES = {"krumhansl-kessler": (_KK_MAJOR, _KK_MINOR), "kostka-payne": (_KOSTKA_PAYNE_MAJOR, _KOSTKA_PAYNE_MINOR)}
 # Share of a bar's total weight added to the chords whose root is the bass note: enough to
 # prefer C over Am7 when an added A is brief (C6 in all but name) and to settle dyads (A-C over
 # an A bass: Am, not F), too little to beat a chord whose tones clearly fit better.
@@ -158,25 +163,30 @@ def detect_chords(weights: np.ndarray, bass: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _key_profiles() -> np.ndarray:
-    """(NUM_KEYS, 12): the K-K profile of each key, indexed by pitch class."""
-    profiles = [np.roll(_KK_MINOR if minor else _KK_MAJOR, tonic) for tonic in range(12) for minor in (0, 1)]
-    return np.array(profiles)
+def _key_profiles(profiles: str = "krumhansl-kessler") -> np.ndarray:
+    """(NUM_KEYS, 12): each key's profile of the set `profiles`, indexed by pitch class."""
+    major, minor = _PROFILES[profiles]
+    return np.array([np.roll(minor if is_minor else major, tonic) for tonic in range(12) for is_minor in (0, 1)])
 
 
-def detect_key(weights: np.ndarray) -> int:
-    """The key whose Krumhansl-Kessler profile correlates best with `weights` (12,) (duration
-    per pitch class of a whole piece). A piece with no weight, or the same on all 12 pitch
-    classes (no correlation defined), is C major (0)."""
+def key_profile(key: int) -> np.ndarray:
+    """(12,) the Krumhansl-Kessler profile of `key`, indexed by pitch class."""
+    return _key_profiles()[_checked(key, NUM_KEYS, "key")]
+
+
+def detect_key(weights: np.ndarray, profiles: str = "krumhansl-kessler") -> int:
+    """The key whose profile (Krumhansl-Kessler, or "kostka-payne") correlates best with
+    `weights` (12,) (duration per pitch class of a whole piece). A piece with no weight, or the
+    same on all 12 pitch classes (no correlation defined), is C major (0)."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (12,):
         raise ValueError(f"weights must be (12,), got {weights.shape}")
     centred = weights - weights.mean()
     if not np.any(centred):
         return 0
-    profiles = _key_profiles()
-    profiles = profiles - profiles.mean(axis=1, keepdims=True)
-    correlation = profiles @ centred / np.linalg.norm(profiles, axis=1)  # |centred| is common to all
+    table = _key_profiles(profiles)
+    table = table - table.mean(axis=1, keepdims=True)
+    correlation = table @ centred / np.linalg.norm(table, axis=1)  # |centred| is common to all
     return int(np.argmax(correlation))
 
 

@@ -313,3 +313,50 @@ def test_a_model_without_controls_says_so(tmp_path):
     result = run(plain, "--out", tmp_path / "out", "--bars", 2, "--chords", "D")
     assert result.exit_code != 0 and "trained without the chord control (its controls: none)" in result.output
     assert GenerationRequest().controls is None and harmony.parse_chord("D") == ControlRequest.parse(chords="D").chords[0]
+
+
+# ----------------------------------------------------------------------------- key lean
+
+
+def test_key_lean_moves_mass_between_pitches_not_away_from_them():
+    from melodygen.encodings.key_lean import KeyLean
+
+    v = ENC.vocab
+    lean = KeyLean(v, harmony.parse_key("Em"), 3.0)
+    logits = torch.randn(3, v.size)
+    logits[2, v.offset("PITCH"):v.offset("PITCH") + v.range("PITCH").size] = -torch.inf  # no pitch allowed here
+    out = lean(logits, None)
+    pitch = slice(v.offset("PITCH"), v.offset("PITCH") + v.range("PITCH").size)
+    before, after = torch.softmax(logits[:2], -1), torch.softmax(out[:2], -1)
+    assert torch.allclose(before[:, pitch].sum(-1), after[:, pitch].sum(-1), atol=1e-5)  # as likely to write a note
+    others = torch.ones(v.size, dtype=torch.bool)
+    others[pitch] = False
+    assert torch.equal(out[:, others], logits[:, others]) and torch.equal(out[2], logits[2])
+    e, f = v.id_of("PITCH", 64), v.id_of("PITCH", 65)  # E (the tonic) against F (off the scale)
+    profile = harmony.key_profile(harmony.parse_key("Em"))
+    gained = (out[0, e] - out[0, f]) - (logits[0, e] - logits[0, f])
+    assert float(gained) == pytest.approx(3.0 * np.log(profile[4] / profile[5]), rel=1e-5)
+
+
+def test_key_strength_is_read_with_the_key_and_saved(tmp_path):
+    assert ControlRequest.parse(key="Em").key_strength == 3.0
+    assert ControlRequest.parse(key="Em", key_strength=0).key_strength == 0
+    with pytest.raises(ConfigError, match="ask for a key too"):
+        ControlRequest.parse(chords="D", key_strength=1.5)
+    with pytest.raises(ConfigError, match="ask for a key too"):
+        GenerationRequest(key_strength=1.5)
+    steering = Steering(ControlRequest.parse(key="Em", key_strength=1.5), 0, 8)
+    steering.save_beside(tmp_path / "s.mid")
+    assert read_beside(tmp_path / "s.mid") == steering
+
+
+def test_key_strength_leans_the_sampled_notes(controlled_checkpoint, tmp_path):
+    import melodygen
+
+    model = melodygen.load(controlled_checkpoint)
+    scale = {}
+    for strength in (0, 6):
+        pieces = model.generate(n=4, bars=4, key="Em", key_strength=strength, seed=3)
+        weights = sum(np.bincount([n.pitch % 12 for n in p.notes], minlength=12) for p in pieces)
+        scale[strength] = harmony.key_fit(weights, harmony.parse_key("Em"))
+    assert scale[6] > scale[0] + 0.2  # an untrained model draws pitches evenly; the lean moves them to E minor

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from conftest import CORPORA
 from melodygen.errors import ConfigError
 from melodygen.harmony import (BASS_BONUS, NUM_CHORDS, NUM_KEYS, QUALITIES, chord_name, chord_tones, detect_chords,
-                               detect_key, key_fit, key_name, key_scale, parse_chord, parse_key, transpose_chord,
-                               transpose_key)
+                               detect_key, key_fit, key_name, key_profile, key_scale, parse_chord, parse_key,
+                               transpose_chord, transpose_key)
 from melodygen.meter import score_bars
 from melodygen.midi_io import read_score
 
@@ -236,6 +236,19 @@ def test_detect_key():
 def test_detect_key_follows_transposition(shift):
     for profile in (D_MAJOR, A_HARMONIC_MINOR):
         assert detect_key(np.roll(profile, shift)) == transpose_key(detect_key(profile), shift)
+
+
+def test_kostka_payne_is_a_second_key_finder():
+    assert key_name(detect_key(D_MAJOR, "kostka-payne")) == "D"
+    assert key_name(detect_key(A_HARMONIC_MINOR, "kostka-payne")) == "Am"
+    white_keys = weights(C, D, E, F, G, A, B, amounts=[1, 2, 5, 4, 6, 4, 4])  # little C, much E and G
+    assert (key_name(detect_key(white_keys)), key_name(detect_key(white_keys, "kostka-payne"))) == ("Em", "C")
+
+
+def test_key_profile_is_the_tonic_first_profile_rotated():
+    assert key_profile(parse_key("C"))[0] == max(key_profile(parse_key("C")))
+    assert np.array_equal(key_profile(parse_key("Em")), np.roll(key_profile(parse_key("Cm")), 4))
+    assert key_profile(parse_key("Am"))[0] != key_profile(parse_key("C"))[9]  # modes differ
 
 
 def test_key_fit():

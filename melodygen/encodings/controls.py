@@ -21,6 +21,7 @@ from melodygen.errors import ConfigError
 CONTROL_KINDS = ("key", "chord", "density")
 _EXACT = 16
 DENSITY_TOLERANCE = 0.15  # how far from a requested note count a bar may be and still obey it
+KEY_STRENGTH = 3.0  # how far new notes lean toward an asked key (`encodings.key_lean`; docs/benchmarks.md)
 DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
     sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
 
@@ -35,10 +36,12 @@ class ControlRequest:
     chords: tuple[int, ...] | None = None
     density: tuple[int, ...] | None = None
     strict_density: bool = False  # the grammar holds each bar within DENSITY_TOLERANCE of it
+    key_strength: float = KEY_STRENGTH  # with a key: how far new notes lean toward it (`encodings.key_lean`)
 
     @classmethod
     def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
-              density: str | Sequence[int] | None = None, strict_density: bool = False) -> ControlRequest:
+              density: str | Sequence[int] | None = None, strict_density: bool = False,
+              key_strength: float = KEY_STRENGTH) -> ControlRequest:
         """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
         every bad value -> one-line `ConfigError`."""
         if isinstance(chords, str):
@@ -59,9 +62,12 @@ class ControlRequest:
                 raise ConfigError(f"density {bad}: notes per bar must be 1..{DENSITY_COUNTS[-1]}")
         if strict_density and density is None:
             raise ConfigError("strict density holds the notes per bar asked for: ask for a density too")
+        if key_strength != KEY_STRENGTH and key is None:
+            raise ConfigError("key strength leans new notes toward the key asked for: ask for a key too")
         return cls(None if key is None else harmony.parse_key(key),
                    None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
-                   None if density is None else tuple(int(d) for d in density), strict_density)
+                   None if density is None else tuple(int(d) for d in density), strict_density,
+                   float(key_strength))
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -81,7 +87,8 @@ class ControlRequest:
         return {"key": None if self.key is None else harmony.key_name(self.key),
                 "chords": None if self.chords is None else [harmony.chord_name(c) for c in self.chords],
                 "density": None if self.density is None else list(self.density),
-                "strict_density": self.strict_density}
+                "strict_density": self.strict_density,
+                "key_strength": None if self.key is None else self.key_strength}
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,8 @@ def read_beside(midi: Path) -> Steering | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")))
+        request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")),
+                                       float(data.get("key_strength") or KEY_STRENGTH))
         return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]),
                         data.get("form"))
     except (OSError, ValueError, KeyError, TypeError) as exc:

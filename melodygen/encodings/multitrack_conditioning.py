@@ -47,7 +47,8 @@ class MultitrackConditioning(Conditioning):
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The grammar, steering its tracks with the requested instruments (for a piece begun
         from nothing without them: the model's usual ones, so a chorale has its four voices and a
-        folk band its chord track) and its bars with the requested controls and form."""
+        folk band its chord track) and its bars with the requested controls and form; with a key,
+        new notes leaning toward it (`key_lean`)."""
         instruments = self.request.instruments
         usual = self.seen("header")
         if not instruments and not primer:
@@ -55,8 +56,14 @@ class MultitrackConditioning(Conditioning):
         programs = tuple(instruments or ()) if not primer else self._programs(primer)
         ranges = self._ranges(programs) if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
-        return [self.encoding.grammar(primer, rows, device, controls=self.request.controls,
-                                      form=self.request.form_plan, ranges=ranges, **chosen)]
+        controls = self.request.controls
+        grammar = self.encoding.grammar(primer, rows, device, controls=controls, form=self.request.form_plan,
+                                        ranges=ranges, **chosen)
+        if controls is None or controls.key is None or not controls.key_strength:
+            return [grammar]
+        from melodygen.encodings.key_lean import KeyLean
+
+        return [grammar, KeyLean(self.encoding.vocab, controls.key, controls.key_strength, device)]
 
     def _programs(self, ids) -> tuple[int, ...]:
         """The instruments of a piece's header."""

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from melodygen.encodings.controls import KEY_STRENGTH
 from melodygen.errors import ConfigError
 
 SEED_LIMIT = 2**31 - 1  # seeds drawn at random are at most this (any whole number >= 0 is taken)
@@ -204,6 +205,10 @@ class GenerationRequest:
         lo=0, hi=127, default=0)
     key: str | None = _option("text", "Models trained with controls (folk-band; presets with encoding.controls): "
                               "the key of the new bars, e.g. 'D', 'Bm', 'F# minor'.")
+    key_strength: float = _option(
+        "float", "With --key: how far new notes lean toward the key's pitch classes (its Krumhansl-Kessler "
+        "profile to this power times the model's odds; how many notes is still the model's). 0: the model's "
+        "key control alone, which it keeps to weakly (docs/benchmarks.md).", lo=0, hi=10, default=KEY_STRENGTH)
     chords: tuple[str, ...] | None = _option(
         "list", "Models trained with controls: one chord per new bar, repeated when the piece is longer, "
         "e.g. 'D G A7 D' or 'Am,Dm,E7,Am' (qualities: maj, m, 7, m7, maj7, dim, aug, sus4).", parse=_chords)
@@ -262,11 +267,12 @@ class GenerationRequest:
     def controls(self):
         """The `encodings.controls.ControlRequest` of key, chords, density (None: none asked),
         read once, when the request is made."""
-        if self.key is None and self.chords is None and self.density is None and not self.strict_density:
+        if (self.key is None and self.chords is None and self.density is None and not self.strict_density
+                and self.key_strength == KEY_STRENGTH):
             return None
         from melodygen.encodings.controls import ControlRequest
 
-        return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density)
+        return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density, self.key_strength)
 
     @cached_property
     def form_plan(self):
