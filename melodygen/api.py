@@ -89,6 +89,9 @@ class Model:
         request = _request(request, options).seeded()
         if request.n != 1:
             raise ConfigError(f"stream makes one piece at a time: n={request.n} (use generate for several)")
+        if request.beam:
+            raise ConfigError("stream hands out events as they are drawn, and --beam chooses among its sequences "
+                              "afterwards: use generate")
         return PieceStream(lambda: self.generate(request)[0], self.encoding.vocab.tokens)
 
     def __repr__(self) -> str:

@@ -159,3 +159,5 @@ def test_a_bad_stream_request_raises_before_anything_is_drawn(models):
         models["lstm"].stream(events=10, bars=2)
     with pytest.raises(ConfigError, match="stream makes one piece at a time"):
         models["lstm"].stream(n=2, events=10)
+    with pytest.raises(ConfigError, match="--beam chooses among its sequences afterwards"):
+        models["lstm"].stream(events=10, beam=2)  # the events drawn in row 0 would not be the piece's
