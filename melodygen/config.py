@@ -85,6 +85,10 @@ class TrainingConfig:
     (windows start at a random piece's beginning: with `seq_len` above most pieces' length,
     whole pieces, so their form, repeats and ending can be learned).
 
+    `minor_share`: with `window_starts = "pieces"` and an encoding with the key control, the
+    share of windows drawn from pieces in a minor key (by their KEY token); 0 = as the data has
+    them (the Nottingham tunes: 11%), so a model that rarely met minor keys can learn to keep to one.
+
     `init_from`: a checkpoint file or bundled model name whose weights the run starts from (a
     fine-tune; `training.init`): its model must have the config's layers and sizes, and its
     vocabulary is matched to the run's encoding by token name. Ignored on `--resume`.
@@ -118,6 +122,7 @@ class TrainingConfig:
     transpose_range: tuple[int, int] = (0, 0)
     window_starts: str = "anywhere"
     control_dropout: float = 0.3
+    minor_share: float = 0.0
     init_from: str = ""
     given_tracks: int = 1
     source_dropout: float = 0.1
@@ -133,6 +138,7 @@ class TrainingConfig:
             **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
                           "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
             **each(self, ("min_lr_ratio", "control_dropout", "source_dropout"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("minor_share",), lambda v: 0 <= v < 1, "in [0, 1)"),
             **each(self, ("given_tracks",), lambda v: v >= 1, ">= 1"),
             **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take
             **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -101,6 +101,11 @@ def key_name(index: int) -> str:
     return ROOTS[tonic] + ("m" if minor else "")
 
 
+def is_minor(index: int) -> bool:
+    """Whether key `index` is a minor key."""
+    return bool(_checked(index, NUM_KEYS, "key") % 2)
+
+
 def parse_key(text: str) -> int:
     """The key index of "D", "Dm", "D major", "d minor", "Bb", "F#m", "Bbm", "A min"..."""
     tonic, rest = _split(text, "key", _KEYS_ACCEPTED)

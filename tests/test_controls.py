@@ -338,6 +338,24 @@ def test_key_lean_moves_mass_between_pitches_not_away_from_them():
     assert float(gained) == pytest.approx(3.0 * np.log(profile[4] / profile[5]), rel=1e-5)
 
 
+def test_key_lean_is_full_in_the_opening_bars_and_lighter_after():
+    from melodygen.encodings.key_lean import LATER, OPENING_BARS, KeyLean
+
+    v = ENC.vocab
+    lean = KeyLean(v, harmony.parse_key("G"), 2.0)
+    logits = torch.zeros(2, v.size)
+    g, gsharp = v.id_of("PITCH", 67), v.id_of("PITCH", 68)
+    gap = lambda out: float(out[0, g] - out[0, gsharp])  # noqa: E731
+    full = gap(lean(logits, None))
+    bar, pos = torch.tensor([v.id_of("BAR")] * 2), torch.tensor([v.id_of("POS", 0)] * 2)
+    for _ in range(OPENING_BARS):
+        assert gap(lean(logits, bar)) == pytest.approx(full)
+        assert gap(lean(logits, pos)) == pytest.approx(full)
+    assert gap(lean(logits, bar)) == pytest.approx(full * LATER)
+    lean.select_rows(torch.tensor([1, 1, 0]))  # beam search copies rows
+    assert gap(lean(torch.zeros(3, v.size), pos[[0, 0, 0]])) == pytest.approx(full * LATER)
+
+
 def test_key_strength_is_read_with_the_key_and_saved(tmp_path):
     assert ControlRequest.parse(key="Em").key_strength == 3.0
     assert ControlRequest.parse(key="Em", key_strength=0).key_strength == 0

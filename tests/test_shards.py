@@ -110,6 +110,35 @@ def test_piece_start_windows_begin_at_a_piece_and_hold_it_whole(tmp_path):
     assert row[len(short) + 2] == BOS
 
 
+@pytest.mark.parametrize("generator", [np.random.default_rng(0), torch.Generator().manual_seed(0)],
+                         ids=["numpy", "torch"])
+def test_piece_weights_set_how_often_each_piece_is_drawn(tmp_path, generator):
+    pieces = [np.full(30, 3 + i) for i in range(4)]  # told apart by their ids
+    ds = _write(tmp_path, pieces)
+    sampler = WindowSampler(ds, seq_len=8, batch_size=4000, generator=generator, piece_starts=True,
+                            piece_weights=np.array([6.0, 2.0, 1.0, 1.0]))
+    x, _ = xy(next(sampler))
+    shares = np.bincount(x[:, 1].numpy() - 3, minlength=4) / len(x)
+    np.testing.assert_allclose(shares, [0.6, 0.2, 0.1, 0.1], atol=0.03)
+
+
+def test_minor_weights_give_minor_pieces_their_share(tmp_path):
+    from melodygen import harmony
+    from melodygen.encodings import get_encoding
+    from melodygen.training.data import minor_weights
+
+    enc = get_encoding("multitrack", controls=["key"])
+    key = lambda name: enc.vocab.offset("KEY") + harmony.parse_key(name)  # noqa: E731
+    bar = enc.vocab.id_of("BAR")
+    pieces = [np.array([bar, key(k), bar, key(k)]) for k in ("D", "G", "Em", "A", "C")]
+    weights = minor_weights(_write(tmp_path, pieces), enc, 0.4)
+    np.testing.assert_allclose(weights, [0.15, 0.15, 0.4, 0.15, 0.15])
+    with pytest.raises(ConfigError, match="all major"):
+        minor_weights(_write(tmp_path, pieces[:2], "valid"), enc, 0.4)
+    with pytest.raises(ConfigError, match="needs an encoding with the key control"):
+        minor_weights(_write(tmp_path, pieces), get_encoding("multitrack"), 0.4)
+
+
 def test_windows_reach_both_ends_of_the_split(tmp_path):
     ds = _write(tmp_path, [np.arange(3, 13)])  # 12 ids: BOS 3..12 EOS
     sampler = WindowSampler(ds, seq_len=4, batch_size=64, generator=np.random.default_rng(0))

@@ -68,6 +68,9 @@ class WindowSampler:
     bar, and a bar has its BAR besides (an empty bar: BAR KEY CHORD DENSITY), so enough are
     always left.
 
+    `piece_weights` (one per piece, with `piece_starts`): how often each piece's window is drawn,
+    relative to the others (None: all alike); e.g. more minor tunes (`training.minor_share`).
+
     `sources` (a `dataset.pairs.SourceTable`): an encoder-decoder's windows, each with the
     source of the piece it starts in (`_with_sources`).
 
@@ -78,6 +81,7 @@ class WindowSampler:
     def __init__(self, dataset: TokenDataset, seq_len: int, batch_size: int, *, generator: RandomSource,
                  transpose_range: tuple[int, int] = (0, 0),
                  shift_tables: Mapping[int, np.ndarray] | None = None, piece_starts: bool = False,
+                 piece_weights: np.ndarray | None = None,
                  controls: Sequence[np.ndarray] = (), control_dropout: float = 0.0, sources=None):
         if seq_len < 1 or batch_size < 1:
             raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
@@ -102,8 +106,13 @@ class WindowSampler:
         self._span = np.arange(span)
         # piece_starts: each piece's first id; the last pieces' would run past the split, so
         # they share one window, the last that fits (drawn once, not once per such piece)
-        self._piece_starts = (np.unique(np.minimum(dataset.offsets[:-1], dataset.num_tokens - span))
-                              if piece_starts else None)
+        self._piece_starts, self._start_chances = None, None
+        if piece_starts:
+            self._piece_starts, first = np.unique(np.minimum(dataset.offsets[:-1], dataset.num_tokens - span),
+                                                  return_index=True)
+            if piece_weights is not None:
+                weights = np.asarray(piece_weights, dtype=np.float64)[first]
+                self._start_chances = weights / weights.sum()
 
     def __iter__(self) -> Iterator[Batch]:
         return self
@@ -112,7 +121,9 @@ class WindowSampler:
         if self._piece_starts is None:
             starts = _integers(self.generator, 0, self.dataset.num_tokens - len(self._span) + 1, self.batch_size)
         else:
-            starts = self._piece_starts[_integers(self.generator, 0, len(self._piece_starts), self.batch_size)]
+            starts = self._piece_starts[_integers(self.generator, 0, len(self._piece_starts), self.batch_size)
+                                        if self._start_chances is None
+                                        else _weighted(self.generator, self._start_chances, self.batch_size)]
         windows = self.dataset.ids[starts[:, None] + self._span].astype(np.int64)  # (B, T + 1)
         rows = None
         if self.tables is not None:
@@ -213,6 +224,13 @@ def _integers(generator: RandomSource, low: int, high: int, size: int) -> np.nda
     if isinstance(generator, np.random.Generator):
         return generator.integers(low, high, size=size)
     return torch.randint(low, high, (size,), generator=generator).numpy()
+
+
+def _weighted(generator: RandomSource, chances: np.ndarray, size: int) -> np.ndarray:
+    """`size` indices drawn with replacement, index i with chance `chances[i]`."""
+    if isinstance(generator, np.random.Generator):
+        return generator.choice(len(chances), size=size, p=chances)
+    return torch.multinomial(torch.as_tensor(chances), size, replacement=True, generator=generator).numpy()
 
 
 def _batch_of(windows: np.ndarray) -> Batch:

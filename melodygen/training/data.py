@@ -10,6 +10,7 @@ import numpy as np
 
 from melodygen.config import RunConfig
 from melodygen.dataset.runs import existing_source, prepared_dir
+from melodygen.errors import ConfigError
 from melodygen.training import distributed
 from melodygen.training.distributed import DistInfo
 
@@ -56,6 +57,7 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, 
         transpose_range=cfg.transpose_range,
         shift_tables=shift_tables_for(encoding, cfg.transpose_range),
         piece_starts=cfg.window_starts == "pieces",
+        piece_weights=minor_weights(train, encoding, cfg.minor_share) if cfg.minor_share else None,
         controls=list(encoding.control_ids().values()), control_dropout=cfg.control_dropout)
     if not model.fills_blanks:
         return sampler
@@ -101,3 +103,23 @@ def instruments_in(directory: Path, encoding) -> list[int] | None:
     counts = np.bincount(np.asarray(TokenDataset(directory, "train").ids, dtype=np.int64),
                          minlength=int(program_ids.max()) + 1)
     return np.flatnonzero(counts[program_ids]).tolist()
+
+
+def minor_weights(split, encoding, share: float) -> np.ndarray:
+    """Per piece of `split`, how often its window is drawn so that pieces in a minor key (by their
+    first KEY token) make up `share` of the windows (`training.minor_share`)."""
+    from melodygen import harmony
+
+    keys = encoding.control_ids().get("key")
+    if keys is None:
+        raise ConfigError(f"training.minor_share needs an encoding with the key control; {encoding.name!r} has "
+                          "none (encoding.controls)")
+    minor = np.zeros(len(split.offsets) - 1, dtype=bool)
+    for piece in range(len(minor)):
+        ids = np.asarray(split.ids[split.offsets[piece]:split.offsets[piece + 1]])
+        found = ids[(ids >= keys[0]) & (ids <= keys[-1])]
+        minor[piece] = len(found) > 0 and harmony.is_minor(int(found[0] - keys[0]))
+    if not minor.any() or minor.all():
+        raise ConfigError(f"training.minor_share: the training pieces are all {'minor' if minor.all() else 'major'} "
+                          "(or unlabelled): nothing to balance")
+    return np.where(minor, share / minor.sum(), (1 - share) / (~minor).sum())
