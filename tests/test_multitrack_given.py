@@ -43,14 +43,14 @@ def spans(track):
     return [(n.pitch, n.velocity, n.start, n.end) for n in track.notes]
 
 
-def _rows_through(plan, rows=6, seed=0):
+def _rows_through(plan, rows=6, seed=0, encoding=ENC):
     """Random logits through the grammar with given music, as `sample` draws: PAD and BOS
     banned, a row ends at EOS; every row must end within the cap."""
-    grammar = ENC.grammar([], rows, "cpu", given=plan)
+    grammar = encoding.grammar([], rows, "cpu", given=plan)
     generator = torch.Generator().manual_seed(seed)
     out, last, ended = [[] for _ in range(rows)], None, torch.zeros(rows, dtype=torch.bool)
     for _ in range(20 * len(plan.ids)):
-        logits = torch.randn(rows, ENC.vocab.size, generator=generator) * 3
+        logits = torch.randn(rows, encoding.vocab.size, generator=generator) * 3
         logits[:, :EOS_ID] = -float("inf")
         logits = grammar(logits, last)
         last = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
@@ -75,6 +75,25 @@ def test_the_grammar_forces_every_given_id_in_order_and_ends_the_rows(tune):
         decoded = ENC.decode_score(row)
         assert [t.program for t in decoded.tracks] == [0, 0, 32]
         assert len(decoded.tracks[0].notes) == len(score.tracks[0].notes)  # the model added none to it
+
+
+def test_a_model_with_controls_is_given_the_key_and_chords_of_the_melody(tune):
+    from melodygen.notes import Score
+
+    controlled = get_encoding("multitrack", controls=["key", "chord", "density"])
+    score = read_score(tune)
+    plan = accompaniment_plan(controlled, score, [0], [0])
+    melody = Score(score.tracks[:1], score.tempo_map, score.time_signatures, score.end_time)
+    labels = controlled.controls_of(melody)  # as training data is labelled: the chords the melody implies
+    names = [controlled.vocab.event_of(int(i)) for i in plan.ids]
+    assert [value for name, value in names if name == "CHORD"] == [int(c) for c in labels.chords if c >= 0]
+    assert {value for name, value in names if name == "KEY"} == {labels.key}
+    assert not any(name == "DENSITY" for name, _ in names)  # counted over the melody alone: not asked
+    rows, _ = _rows_through(plan, encoding=controlled)
+    for row in rows:  # forced in order, the written notes around them
+        it = iter(row)
+        assert all(any(x == g for x in it) for g in plan.ids.tolist())
+        assert not any(controlled.vocab.event_of(i)[0] == "DENSITY" for i in row)
 
 
 @pytest.mark.parametrize("make,bars,span", [

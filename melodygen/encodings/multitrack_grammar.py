@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from melodygen.errors import ConfigError
@@ -356,8 +357,11 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     if ranges is not None:
         parts.append(PitchRanges(ranges, device))
     keep_chords = form_keeps_chords(encoding, form, controls)
-    if encoding.settings.controls:  # chords that follow the form: the model's own, not banned
-        parts.append(ControlRules(encoding, controls, device, free=("CHORD",) if keep_chords else ()))
+    if encoding.settings.controls:  # chords that follow the form, controls of given music: not banned
+        free = {"CHORD"} if keep_chords else set()
+        if given is not None:
+            free |= {name for name, ids in _control_tokens(encoding).items() if np.isin(given.ids, ids).any()}
+        parts.append(ControlRules(encoding, controls, device, free=tuple(sorted(free))))
     if given is not None:
         if len(primer_ids):
             raise ConfigError("given music (accompaniment, infilling) starts from nothing: no primer ids")
@@ -367,6 +371,13 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     if keep_chords:
         parts.append(FormChords(encoding, form, rows, device))
     return parts
+
+
+def _control_tokens(encoding) -> dict[str, np.ndarray]:
+    """The ids of each kind of control token, by token name (KEY, CHORD, DENSITY)."""
+    from melodygen.encodings.multitrack_controls import TOKEN_OF
+
+    return {TOKEN_OF[kind]: ids for kind, ids in encoding.control_ids().items()}
 
 
 def form_keeps_chords(encoding, form, controls) -> bool:
