@@ -36,6 +36,9 @@ class Recipe:
     license: str
     sampling: dict  # the options the card recommends (API names)
     overrides: tuple[str, ...] = ()  # `--set`s on top of the preset
+    # `--set`s of a second run that starts from the first's best checkpoint (training.init_from), whose
+    # best checkpoint is shipped (folk-band: more of the minor tunes, training.minor_share)
+    finetune: tuple[str, ...] = ()
     accompanist: bool = False  # an encoder-decoder: its card also has the accompaniment figures
     infiller: bool = False  # a masked model: scored on erased cells (no n-gram beside it), infill figures
 
@@ -47,7 +50,11 @@ RECIPES = [
     Recipe("folk-band", "multitrack_nottingham",
            "folk tunes as melody + chord tracks, steerable by key, chords and notes per bar, Transformer d256x4",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
-           ("training.max_minutes=95", "training.max_steps=20000")),  # 95 minutes, one thread, nice'd
+           ("training.max_minutes=95", "training.max_steps=20000"),  # 95 minutes, one thread, nice'd
+           # then 40 minutes on two threads with a third of the windows from minor tunes (the shipped
+           # fine-tune started from the float16 bundled copy of the first run's best checkpoint)
+           finetune=("training.minor_share=0.35", "training.lr=3e-4", "training.warmup_steps=20",
+                     "training.max_minutes=40", "training.threads=2", "training.eval_every=100")),
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8},
@@ -145,10 +152,17 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
         melodygen.train(REPO / "configs" / f"{recipe.preset}.toml", out=run, overrides=recipe.overrides,
                         overwrite=True, progress=True)
         print(f"{recipe.name}: trained in {time.perf_counter() - started:.0f} s")
-    dataset = json.loads(json.dumps(melodygen.load(run / "best.pt").checkpoint["run_config"]))["data"]["dataset"]
-    full = melodygen.evaluate(run / "best.pt", data=dataset, baseline=None if recipe.infiller else 5)
+    shipped = run / "best.pt"
+    if recipe.finetune:
+        tuned = args.runs / f"{recipe.name}-finetune"
+        if recipe.name in args.retrain or not (tuned / "best.pt").is_file():
+            melodygen.train(REPO / "configs" / f"{recipe.preset}.toml", out=tuned, overwrite=True, progress=True,
+                            overrides=(*recipe.overrides, *recipe.finetune, f"training.init_from={shipped}"))
+        shipped = tuned / "best.pt"
+    dataset = json.loads(json.dumps(melodygen.load(shipped).checkpoint["run_config"]))["data"]["dataset"]
+    full = melodygen.evaluate(shipped, data=dataset, baseline=None if recipe.infiller else 5)
     target = OUT / f"{recipe.name}.pt"
-    save(half_checkpoint(run / "best.pt", recipe, Path(dataset)), target)
+    save(half_checkpoint(shipped, recipe, Path(dataset)), target)
     half = melodygen.evaluate(target, data=dataset)
     if half["nll"] - full["nll"] > MAX_HALF_NLL_LOSS:
         raise SystemExit(f"{recipe.name}: float16 loses {half['nll'] - full['nll']:.4f} nats/event; ship float32")
@@ -171,7 +185,9 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
             "steps": ckpt["step"], "preset": recipe.preset, "sampling": recipe.sampling, "bytes": target.stat().st_size,
             "valid_pieces": len(valid), "sample_count": args.samples, "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
             "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE}, "real_vs_generated": two_sample,
-            "curve": learning_curve(run), **(accompaniment(target, Path(dataset)) if recipe.accompanist else {}),
+            "curve": learning_curve(run),
+            **({"finetune_curve": learning_curve(args.runs / f"{recipe.name}-finetune")} if recipe.finetune else {}),
+            **(accompaniment(target, Path(dataset)) if recipe.accompanist else {}),
             **(infilling(target) if recipe.infiller else {})}
 
 
@@ -219,6 +235,9 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
     overrides = "".join(f", `--set {o}`" for o in recipe.overrides)
     budget = "" if "training.max_minutes=0" in recipe.overrides else (" (the preset's time budget ends the run: a faster machine gets further; "
                                           "`--set training.max_minutes=0` runs all its steps)")
+    steps = f"{entry['steps']} steps"
+    if recipe.finetune and entry.get("curve"):
+        steps = f"{entry['curve'][-1]['step']} steps, then {entry['steps']} steps of the fine-tune below"
     return f"""# {entry['name']}: {entry['summary']}
 
 - **Data:** the bundled corpus of `configs/{recipe.preset}.toml` (see `data/README.md`), its
@@ -230,9 +249,9 @@ def card(entry: dict, recipe: Recipe, where: str) -> str:
 - **Sampling:** `melodygen sample {entry['name']} --out samples/ -n 4 {options}` (the settings the
   figures below used; lower the temperature for safer, more repetitive music).
 - **Made by:** `scripts/make_pretrained.py` (the preset's fixed seed{overrides}) on {where};
-  {entry['steps']} steps{budget}.
+  {steps}{budget}.
 
-{_curve_table(entry.get("curve") or [])}Samples ({options}, {entry['sample_count']} pieces, seed 1) next to the validation pieces, means per piece:
+{_curve_table(entry.get("curve") or [], bool(recipe.finetune))}{_finetune(entry, recipe)}Samples ({options}, {entry['sample_count']} pieces, seed 1) next to the validation pieces, means per piece:
 
 | metric | samples | validation pieces |
 |---|---:|---:|
@@ -297,14 +316,25 @@ def _two_sample(found: dict | None) -> str:
     return f"Real or generated (`melodygen stats --reference`): {first}\n\n{''.join(rest[:1])}\n\n{bullets}\n"
 
 
-def _curve_table(curve: list[dict]) -> str:
+def _curve_table(curve: list[dict], tuned: bool = False) -> str:
     """The learning curve as a table (nothing for a run without one)."""
     if not curve:
         return ""
     rows = "\n".join(f"| {c['step']} | {c['minutes']} | {'' if c['train_loss'] is None else format(c['train_loss'], '.3f')} "
                      f"| {c['val_nll']:.4f} |" for c in curve)
-    return ("Learning curve (validation NLL in nats/event at each evaluation; the best checkpoint is shipped):\n\n"
+    shipped = "the best checkpoint is fine-tuned, below" if tuned else "the best checkpoint is shipped"
+    return (f"Learning curve (validation NLL in nats/event at each evaluation; {shipped}):\n\n"
             f"| step | minutes | train loss | val NLL |\n|---:|---:|---:|---:|\n{rows}\n\n")
+
+
+def _finetune(entry: dict, recipe: Recipe) -> str:
+    """The fine-tune's settings and learning curve, for a recipe with one."""
+    if not recipe.finetune:
+        return ""
+    sets = ", ".join(f"`--set {o}`" for o in recipe.finetune)
+    table = _curve_table(entry.get("finetune_curve") or []).split("\n\n", 1)[-1]
+    return (f"Then fine-tuned from that checkpoint ({sets}); its best checkpoint is shipped ({entry['steps']} "
+            f"steps of the fine-tune):\n\n{table}")
 
 
 def main() -> None:
