@@ -378,3 +378,31 @@ def test_key_strength_leans_the_sampled_notes(controlled_checkpoint, tmp_path):
         weights = sum(np.bincount([n.pitch % 12 for n in p.notes], minlength=12) for p in pieces)
         scale[strength] = harmony.key_fit(weights, harmony.parse_key("Em"))
     assert scale[6] > scale[0] + 0.2  # an untrained model draws pitches evenly; the lean moves them to E minor
+
+
+# ----------------------------------------------------------------------------- accompaniment over asked chords
+
+
+def test_accompaniment_over_asked_chords_forces_them_bar_by_bar(tmp_path):
+    from melodygen.encodings.multitrack_given import accompaniment_plan
+
+    tune = read_score(melody_with_chords_file(tmp_path, notes=16))  # four bars
+    plan = accompaniment_plan(ENC, tune, [0], [0], ControlRequest.parse(key="Bm", chords="Bm G"))
+    names = [ENC.vocab.event_of(int(i)) for i in plan.ids]
+    assert [harmony.chord_name(v) for n, v in names if n == "CHORD"] == ["Bm", "G", "Bm", "G"]
+    assert {harmony.key_name(v) for n, v in names if n == "KEY"} == {"Bm"}
+    measured = accompaniment_plan(ENC, tune, [0], [0])  # no request: the melody's own
+    assert [n for n, _ in names] == [n for n, _ in (ENC.vocab.event_of(int(i)) for i in measured.ids)]
+
+
+def test_sample_accompanies_over_asked_chords_and_says_how_it_went(controlled_checkpoint, tmp_path):
+    tune = melody_with_chords_file(tmp_path, notes=16)
+    result = run(controlled_checkpoint, "--out", tmp_path / "out", "--accompany", tune, "--given-tracks", 1,
+                 "--instruments", "piano", "--chords", "C G", "--key", "C", "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert "chord as asked in" in result.output and "key " in result.output
+    assert read_beside(tmp_path / "out" / "sample_000.mid").request == ControlRequest.parse("C", "C G")
+    for args, words in [(["--accompany", tune, "--density", "8"], "--density counts every track's notes"),
+                        (["--primer", tune, "--infill", "2-3", "--key", "C"], "not with --infill")]:
+        refused = run(controlled_checkpoint, "--out", tmp_path / "no", *args)
+        assert refused.exit_code != 0 and words in refused.output and "Traceback" not in refused.output

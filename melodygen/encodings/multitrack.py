@@ -55,14 +55,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
 from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
-from melodygen.encodings.controls import CONTROL_KINDS
+from melodygen.encodings.controls import CONTROL_KINDS, ControlRequest
 from melodygen.encodings.multitrack_controls import TOKEN_OF, PieceControls, control_ranges, density_bins, measure
 from melodygen.encodings.multitrack_repeats import BarBodies, fold_repeats, repeat_ranges
 from melodygen.encodings.vocab import EventRange, Vocabulary
@@ -189,16 +189,22 @@ class MultitrackEncoding(Encoding):
         return self.encode_with(score, repeats=True)
 
     def encode_with(self, score: Score, *, track_at_every_position: bool = False,
-                    controls: bool = True, repeats: bool = False) -> np.ndarray:
+                    controls: bool = True, repeats: bool = False, asked: ControlRequest | None = None) -> np.ndarray:
         """`encode`; with `track_at_every_position`, each position's first note names its track
         even when the track carries over (what given music needs, `multitrack_given`: notes the
         model inserts between two given positions must not change the track a given note is on).
-        `controls=False` leaves the control tokens out (given music is not labelled).
-        `repeats=True` (what `encode` does) writes repeated bars as REPEAT under the `repeats`
-        setting; off by default, since given music is forced note by note."""
+        `controls=False` leaves the control tokens out (given music is not labelled); `asked`'s
+        key and chords (one per bar, the list repeating) are written instead of the measured ones
+        (music given to be accompanied over chords of the user's). `repeats=True` (what `encode`
+        does) writes repeated bars as REPEAT under the `repeats` setting; off by default, since
+        given music is forced note by note."""
         v = self.vocab
         tracks, notes, bars = self._laid_out(score)
         measured = measure(notes, bars) if self.settings.controls and controls else None
+        if measured is not None and asked is not None:
+            measured = replace(measured, key=measured.key if asked.key is None else asked.key,
+                               chords=measured.chords if asked.chords is None else
+                               np.resize(np.asarray(asked.chords, dtype=np.int64), len(bars)))
         header = [v.id_of("PROGRAM", DRUMS if t.is_drum else t.program) for t in tracks]
         ids = np.concatenate([np.array(header, dtype=np.int64),
                               self._body_ids(notes, bars, self._tempo_changes(score),

@@ -56,14 +56,18 @@ class MultitrackConditioning(Conditioning):
         programs = tuple(instruments or ()) if not primer else self._programs(primer)
         ranges = self._ranges(programs) if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
+        grammar = self.encoding.grammar(primer, rows, device, controls=self.request.controls,
+                                        form=self.request.form_plan, ranges=ranges, **chosen)
+        return [grammar, *self._key_lean(device)]
+
+    def _key_lean(self, device) -> list:
+        """`[KeyLean]` when a key is asked with a strength, else `[]`."""
         controls = self.request.controls
-        grammar = self.encoding.grammar(primer, rows, device, controls=controls, form=self.request.form_plan,
-                                        ranges=ranges, **chosen)
         if controls is None or controls.key is None or not controls.key_strength:
-            return [grammar]
+            return []
         from melodygen.encodings.key_lean import KeyLean
 
-        return [grammar, KeyLean(self.encoding.vocab, controls.key, controls.key_strength, device)]
+        return [KeyLean(self.encoding.vocab, controls.key, controls.key_strength, device)]
 
     def _programs(self, ids) -> tuple[int, ...]:
         """The instruments of a piece's header."""
@@ -85,22 +89,22 @@ class MultitrackConditioning(Conditioning):
 
     def given(self, score: Score, rows: int, device):
         """Accompaniment (`accompany`: the tracks `given_tracks` of `score` given, one new track
-        per requested instrument) or infilling (`infill` bars of `score`), forced through the
-        grammar, and the most ids a row may hold: the given ids and, per bar, room for the
-        tracks written."""
+        per requested instrument, over the requested key and chords if any) or infilling (`infill`
+        bars of `score`), forced through the grammar, and the most ids a row may hold: the given
+        ids and, per bar, room for the tracks written."""
         from melodygen.encodings.multitrack_given import accompaniment_plan, infill_plan
 
         request = self.request
         if request.accompany is not None:
             given = None if request.given_tracks is None else [t - 1 for t in request.given_tracks]
-            plan = accompaniment_plan(self.encoding, score, given, request.instruments or (0,))
+            plan = accompaniment_plan(self.encoding, score, given, request.instruments or (0,), request.controls)
         else:
             plan = infill_plan(self.encoding, score, *request.infill)
         bars = int((plan.ids == self.encoding.vocab.id_of("BAR")).sum())
         cap = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
         ranges = (self._ranges(self._programs(plan.ids), plan.given_tracks) if plan.region is None
                   else None)  # infilling: every track given
-        return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges)], cap
+        return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges), *self._key_lean(device)], cap
 
     def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:
         """Given music comes back as the file has it (`GivenPlan.assemble`). Otherwise the ids

@@ -165,13 +165,14 @@ def _bar_of(ids: np.ndarray, bar_id: int) -> np.ndarray:
 
 
 def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
-                       instruments: Sequence[int]) -> GivenPlan:
+                       instruments: Sequence[int], asked=None) -> GivenPlan:
     """Tracks `given` (0-based, among the tracks with notes; None: all) of `score` are given;
     the model writes one new track per instrument of `instruments`. A model with the key and
     chord controls is given them too, measured from the given tracks as training data is
     labelled (`multitrack_controls`: each bar's chord from what its melody sounds): the chord
     track then follows the harmony of the whole bar's melody, not only of the notes before it
-    (a left-to-right model writes a bar's chord having heard its first melody note)."""
+    (a left-to-right model writes a bar's chord having heard its first melody note). `asked`
+    (a `controls.ControlRequest`): a key and chords to use instead of the measured ones."""
     tracks = _kept_tracks(encoding, score)
     chosen = list(range(len(tracks))) if given is None else list(given)
     bad = [i + 1 for i in chosen if not 0 <= i < len(tracks)]
@@ -185,7 +186,7 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
                           f"max_tracks = {encoding.settings.max_tracks}")
     kept = [tracks[i] for i in chosen]
     part = Score(kept, score.tempo_map, score.time_signatures, score.end_time, score.source)
-    body = np.asarray(encoding.encode_with(part, track_at_every_position=True), dtype=np.int64)
+    body = np.asarray(encoding.encode_with(part, track_at_every_position=True, asked=asked), dtype=np.int64)
     v = encoding.vocab
     if "density" in encoding.settings.controls:  # counted over the given tracks alone: not the piece's
         body = body[~np.isin(body, encoding.control_ids()["density"])]

@@ -318,8 +318,10 @@ class GenerationRequest:
              f"--infill {self.infill[0]}-{self.infill[-1]}: the first bar comes after the last" if self.infill else ""),
             (self.given_tracks is not None and len(set(self.given_tracks)) != len(self.given_tracks),
              "--given-tracks names a track twice"),
-            (given and steered, "--key, --chords and --density steer music written from nothing or a primer: "
-                                "not with --accompany or --infill"),
+            (self.infill is not None and steered, "--key, --chords and --density steer music written from nothing, "
+                                                  "a primer or around --accompany: not with --infill"),
+            (self.accompany is not None and (self.density is not None or self.strict_density),
+             "--density counts every track's notes: with --accompany, give --key and --chords only"),
             (self.form is not None and (given or self.events is not None or self.seconds is not None
                                         or bool(self.beam) or self.strict_density),
              "--form plans bars of music written from nothing or a primer: its length is --bars (or the "
