@@ -18,7 +18,7 @@ from melodygen import harmony
 from melodygen.cli import main
 from melodygen.dataset.windows import WindowSampler
 from melodygen.encodings import get_encoding
-from melodygen.encodings.controls import DENSITY_COUNTS, ControlRequest, Steering, read_beside
+from melodygen.encodings.controls import DENSITY_COUNTS, KEY_STRENGTH, ControlRequest, Steering, read_beside
 from melodygen.encodings.multitrack_controls import density_bins
 from melodygen.errors import ConfigError
 from melodygen.midi_io import read_score
@@ -357,7 +357,7 @@ def test_key_lean_is_full_in_the_opening_bars_and_lighter_after():
 
 
 def test_key_strength_is_read_with_the_key_and_saved(tmp_path):
-    assert ControlRequest.parse(key="Em").key_strength == 3.0
+    assert ControlRequest.parse(key="Em").key_strength == KEY_STRENGTH
     assert ControlRequest.parse(key="Em", key_strength=0).key_strength == 0
     with pytest.raises(ConfigError, match="ask for a key too"):
         ControlRequest.parse(chords="D", key_strength=1.5)

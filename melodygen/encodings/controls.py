@@ -21,7 +21,7 @@ from melodygen.errors import ConfigError
 CONTROL_KINDS = ("key", "chord", "density")
 _EXACT = 16
 DENSITY_TOLERANCE = 0.15  # how far from a requested note count a bar may be and still obey it
-KEY_STRENGTH = 3.0  # how far new notes lean toward an asked key (`encodings.key_lean`; docs/benchmarks.md)
+KEY_STRENGTH = 4.0  # how far new notes lean toward an asked key (`encodings.key_lean`; docs/benchmarks.md)
 DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
     sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
 
