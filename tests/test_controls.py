@@ -363,9 +363,10 @@ def test_key_strength_is_read_with_the_key_and_saved(tmp_path):
         ControlRequest.parse(chords="D", key_strength=1.5)
     with pytest.raises(ConfigError, match="ask for a key too"):
         GenerationRequest(key_strength=1.5)
-    steering = Steering(ControlRequest.parse(key="Em", key_strength=1.5), 0, 8)
-    steering.save_beside(tmp_path / "s.mid")
-    assert read_beside(tmp_path / "s.mid") == steering
+    for strength in (1.5, 0.0):  # 0: the KEY token alone, read back as 0, not as the default
+        steering = Steering(ControlRequest.parse(key="Em", key_strength=strength), 0, 8)
+        steering.save_beside(tmp_path / "s.mid")
+        assert read_beside(tmp_path / "s.mid") == steering
 
 
 def test_key_strength_leans_the_sampled_notes(controlled_checkpoint, tmp_path):

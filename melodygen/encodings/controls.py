@@ -127,8 +127,9 @@ def read_beside(midi: Path) -> Steering | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        strength = data.get("key_strength")  # None: saved without a key, or before the lean existed
         request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")),
-                                       float(data.get("key_strength") or KEY_STRENGTH))
+                                       KEY_STRENGTH if strength is None else float(strength))
         return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]),
                         data.get("form"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
