@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -110,7 +111,8 @@ class IdStream:
     def num_tokens(self) -> int:
         return len(self.ids)
 
-    @property
+    @cached_property
     def offsets(self) -> np.ndarray:
-        """Where each piece starts (its BOS), and the end: len = pieces + 1."""
+        """Where each piece starts (its BOS), and the end: len = pieces + 1 (found once: a
+        `dataset.pairs.SourceTable` reads them for every window)."""
         return np.append(np.flatnonzero(np.asarray(self.ids) == BOS_ID), len(self.ids))
