@@ -171,7 +171,7 @@ def detect_chords(weights: np.ndarray, bass: np.ndarray) -> np.ndarray:
 def _key_profiles(profiles: str = "krumhansl-kessler") -> np.ndarray:
     """(NUM_KEYS, 12): each key's profile of the set `profiles`, indexed by pitch class."""
     major, minor = _PROFILES[profiles]
-    return np.array([np.roll(minor if is_minor else major, tonic) for tonic in range(12) for is_minor in (0, 1)])
+    return np.array([np.roll(minor if mode else major, tonic) for tonic in range(12) for mode in (0, 1)])
 
 
 def key_profile(key: int) -> np.ndarray:

@@ -43,16 +43,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def pitch_weights(score) -> np.ndarray:
-    """(12,) note time per pitch class of the pitched tracks, as the adherence line weighs them."""
-    weights = np.zeros(12)
-    for track in score.tracks:
-        if not track.is_drum:
-            for note in track.notes:
-                weights[note.pitch % 12] += note.end - note.start
-    return weights
-
-
 def judged(weights: np.ndarray, key: int) -> tuple[int, int, float]:
     """(found by K-K, found by Kostka-Payne, share on the scale) of one piece against `key`."""
     from melodygen import harmony
@@ -81,6 +71,7 @@ def main() -> None:
     from melodygen import harmony, stats
     from melodygen.encodings import get_encoding
     from melodygen.midi_io import read_score, write_score
+    from melodygen.stats.controls import pitch_class_time
 
     model = melodygen.load(args.model)
     keys = [harmony.parse_key(k) for k in args.keys]
@@ -96,7 +87,7 @@ def main() -> None:
             opening = cut(score, args.bars)
             write_score(opening, work / "reference" / path.name)
             if key >= 0:
-                real.append((harmony.key_name(key).endswith("m"), judged(pitch_weights(opening), key)))
+                real.append((harmony.is_minor(key), judged(pitch_class_time(opening), key)))
         reference = stats.describe_set(sorted((work / "reference").glob("*.mid")))
         for strength in args.strengths:
             out, results = work / f"s{strength:g}", []
@@ -106,7 +97,7 @@ def main() -> None:
                                         seed=args.seed, temperature=0.9, top_p=0.95)
                 for i, piece in enumerate(pieces):
                     piece.save(out / f"{name}_{i:03d}.mid")
-                    results.append((name.endswith("m"), judged(pitch_weights(piece.score), key)))
+                    results.append((harmony.is_minor(key), judged(pitch_class_time(piece.score), key)))
             described = stats.describe_set(sorted(out.glob("*.mid")))
             rows[f"{strength:g}"] = {**row_of(results),
                                      "accuracy": stats.compare_sets(described, reference)["two_sample"]["accuracy"]}

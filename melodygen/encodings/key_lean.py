@@ -1,11 +1,10 @@
 """`KeyLean` (`sample --key-strength`, with `--key`): new notes' pitches pulled toward the key.
 
-A model trained with the key control
-(`multitrack_controls`) reads its KEY token but keeps to it weakly: folk-band asked for E minor
-wrote E minor in 1 of 16 pieces of 8 bars, G major in 3 of 16 (docs/benchmarks.md, "Keys asked
-for"). Teacher-forced, the right KEY lowers the pitches' NLL by only ~0.25 nats against a key a
-semitone away, and a piece drawn from the model follows the notes it has drawn more than the
-token. Minor keys fare worst: 11% of the tunes are minor. The profile is the key's
+A model trained with the key control (`multitrack_controls`) reads its KEY token but keeps to it
+weakly: folk-band asked for E minor wrote E minor in 1 of 16 pieces of 8 bars, G major in 3 of
+16 (docs/benchmarks.md, "Keys asked for"). Teacher-forced, the right KEY lowers the pitches'
+NLL by only ~0.25 nats against a key a semitone away, and a piece drawn from the model follows
+the notes it has drawn more than the token. Minor keys fare worst: 11% of the tunes are minor. The profile is the key's
 Krumhansl-Kessler profile (Krumhansl 1990's probe-tone ratings), the power `strength` in the
 first `OPENING_BARS` new bars and `strength * LATER` after them: a model follows the notes it has
 drawn, so a key set up in the opening mostly carries on by itself; held at full strength
@@ -41,12 +40,6 @@ def lean(logits: torch.Tensor, lo: int, hi: int, bias: torch.Tensor) -> torch.Te
     return out
 
 
-def _pitch_classes(vocab) -> tuple[int, int, np.ndarray]:
-    """The PITCH ids' span (lo, hi) and each one's pitch class."""
-    pitches = vocab.range("PITCH")
-    return vocab.offset("PITCH"), vocab.offset("PITCH") + pitches.size, np.arange(pitches.lo, pitches.hi + 1) % 12
-
-
 class KeyLean:
     """A logit processor (`sampling.processors`): PITCH logits plus a power of the log profile
     of `key` (module docstring), the pitches' total probability kept. Counts each row's new bar
@@ -54,7 +47,9 @@ class KeyLean:
 
     def __init__(self, vocab, key: int, strength: float, device="cpu"):
         profile = harmony.key_profile(key)
-        self.lo, self.hi, classes = _pitch_classes(vocab)
+        pitches = vocab.range("PITCH")
+        self.lo, self.hi = vocab.offset("PITCH"), vocab.offset("PITCH") + pitches.size
+        classes = np.arange(pitches.lo, pitches.hi + 1) % 12
         self.bias = torch.tensor(strength * np.log(profile / profile.mean())[classes], dtype=torch.float32,
                                  device=device)
         self.bar_id = vocab.id_of("BAR")
@@ -72,4 +67,3 @@ class KeyLean:
         """Rows reordered or copied (beam search)."""
         if self.bars is not None:
             self.bars = self.bars.index_select(0, rows)
-

@@ -81,17 +81,23 @@ def measure_adherence(measured: PieceControls, request: ControlRequest, first_ba
     return Adherence(rows, key, summary)
 
 
-def piece_adherence(encoding, score, request: ControlRequest, first_bar: int = 0,
-                    bars: int | None = None) -> Adherence:
-    """`measure_adherence` of a `Score` under a multitrack `encoding` (any controls setting).
-    A piece asked for chords that has one pitched track says so (`summary["missing"]`): its
-    chords were then read from the melody alone, as no accompaniment played them."""
+def pitch_class_time(score) -> np.ndarray:
+    """(12,) seconds of note time per pitch class over the pitched tracks of `score`: what a
+    piece's key and scale share are measured on."""
     weights = np.zeros(12)
     for track in score.tracks:
         if not track.is_drum:
             for note in track.notes:
                 weights[note.pitch % 12] += note.end - note.start
-    adherence = measure_adherence(encoding.controls_of(score), request, first_bar, bars, weights)
+    return weights
+
+
+def piece_adherence(encoding, score, request: ControlRequest, first_bar: int = 0,
+                    bars: int | None = None) -> Adherence:
+    """`measure_adherence` of a `Score` under a multitrack `encoding` (any controls setting).
+    A piece asked for chords that has one pitched track says so (`summary["missing"]`): its
+    chords were then read from the melody alone, as no accompaniment played them."""
+    adherence = measure_adherence(encoding.controls_of(score), request, first_bar, bars, pitch_class_time(score))
     pitched = sum(1 for track in score.tracks if track.notes and not track.is_drum)
     if request.chords is not None and pitched < 2:
         adherence.summary["missing"] = "no chord track: the model wrote one pitched track, the chords are its melody's"
