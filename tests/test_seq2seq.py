@@ -32,9 +32,9 @@ TUNES = [CORPORA["nottingham"] / name for name in ("jigs1.mid", "jigs2.mid", "wa
 ENC = get_encoding("multitrack", controls=["key", "chord"], repeats=8)
 
 
-def model_of(kind, seed=0):
+def model_of(kind, seed=0, **settings):
     torch.manual_seed(seed)
-    return build_model(kind, KINDS[kind], V).eval()
+    return build_model(kind, {**KINDS[kind], **settings}, V).eval()
 
 
 def ids_and_source(seed=1):
@@ -45,9 +45,10 @@ def ids_and_source(seed=1):
     return ids, source
 
 
+@pytest.mark.parametrize("attend_bars", [0, 1])
 @pytest.mark.parametrize("kind", KINDS)
-def test_stepping_from_the_source_equals_forward(kind):
-    model = model_of(kind)
+def test_stepping_from_the_source_equals_forward(kind, attend_bars):
+    model = model_of(kind, attend_bars=attend_bars)
     ids, source = ids_and_source()
     with torch.inference_mode():
         full = model(ids, source)
@@ -226,6 +227,28 @@ def test_a_window_that_opens_on_a_piece_s_end_scores_nothing_of_the_next_piece(t
     windows = np.stack([np.asarray(data.ids[s:s + 33], dtype=np.int64) for s in starts])
     batch = sampler._with_sources(windows, starts, None)
     assert (batch.targets[0] == PAD_ID).all() and (batch.targets[1] != PAD_ID).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_attention_by_bars_reads_only_the_source_s_bars_near_the_decoder_s(kind):
+    model = model_of(kind, attend_bars=1)
+    bar = KINDS[kind]["bar_id"]
+    ids = torch.tensor([[1, 7, bar, 8, 9, bar, 10, bar, 11, 12, bar, 13]])  # bars 0 0 1 1 1 2 2 3 3 3 4 4
+    source = torch.tensor([[BOS_ID, 7, bar, 8, bar, 9, bar, 10, 11, bar, 12, EOS_ID]])  # bars 0 0 1 1 2 2 3 3 3 4 4 4
+    source_axis = {"seq2seq": 3, "seq2seq_lstm": 1}[kind]  # of the memory: (B, 2, H, S, D) or (B, S, C)
+
+    def logits(shift: float) -> torch.Tensor:
+        state = model.start(source)
+        for memory in state.memory:  # the encoder read the whole source; move only what bar 3's ids say
+            memory.narrow(source_axis, 7, 2).add_(shift)
+        return model.step(ids, state)[0]
+
+    with torch.inference_mode():
+        moved = (logits(1.0) - logits(0.0)).abs().amax(-1)[0]
+        assert (moved[:5] == 0).all()  # the decoder's bars 0-1 do not read bar 3
+        assert (moved[5:] > 0).all()  # its bars 2-4 do
+        empty = model(ids)  # an empty source: only its BOS is near, never nothing
+        assert torch.isfinite(empty).all()
 
 
 @pytest.mark.parametrize("kind", KINDS)
