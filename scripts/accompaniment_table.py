@@ -18,8 +18,10 @@ chords, e.g. the Nottingham preset), in one run:
    accompaniment sounds at a covered onset, on average (a cluster of all twelve would put every
    melody note on a "chord tone").
 
-   Also the share of written notes inside the chord track's pitch range as the model recorded it
-   (`data_profile`), and seconds per tune.
+   Also, for the LSTM encoder-decoder, the share of its attention that falls on the source's
+   bar of the same number as the decoder's (attention by bars, `models.seq2seq`; chance is about
+   one bar's share of the window); the share of written notes inside the chord track's pitch
+   range as the model recorded it (`data_profile`); and seconds per tune.
 
     .venv/bin/python scripts/accompaniment_table.py folk-band runs/accompanist/best.pt --tunes 30
 """
@@ -86,6 +88,30 @@ def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: in
     return total, len(scored)
 
 
+def own_bar_attention(model, encoding, score, tracks, context: int) -> tuple[float, int]:
+    """(attention summed over decoder positions that falls on the source ids of their own bar,
+    positions) of `model` reading `score` whole, the melody (track 1) as its source."""
+    from melodygen.dataset.pairs import source_rows
+    from melodygen.encodings.vocab import BOS_ID
+    from melodygen.notes import Score
+
+    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}
+    part = Score(tracks, score.tempo_map, score.time_signatures, score.end_time)
+    ids = [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
+    source = source_rows([encoding.given_source(ids[1:], 1)], model.settings.max_source)
+    bar = model.settings.bar_id
+    source_bars = (source[0] == bar).cumsum(0)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for lo in range(0, len(ids) - 1, context):
+            window = torch.tensor([ids[lo:lo + context]])
+            weights = model.attention(window, source, torch.tensor([ids[:lo].count(bar)]))[0]
+            bars = (window[0] == bar).cumsum(0) + ids[:lo].count(bar)
+            total += float((weights * (source_bars[None, :] == bars[:, None])).sum())
+            count += window.shape[1]
+    return total, count
+
+
 def chord_tone_rate(melody, accompaniment) -> tuple[int, int, int, int]:
     """(chord tones, covered onsets, onsets, pitch classes sounding summed over the covered
     onsets) of melody notes against sounding accompaniment. The last keeps the rate honest: a
@@ -126,10 +152,12 @@ def measure(name: str, valid: list, args) -> dict:
     model = melodygen.load(name, device="cpu")
     encoding = model.encoding
     context = model.model.max_context or 512
-    with_melody, alone = np.zeros(2), np.zeros(2)
+    with_melody, alone, own_bar = np.zeros(2), np.zeros(2), np.zeros(2)
     for _, score, tracks in valid:
         with_melody += chord_note_nll(model.model, encoding, score, tracks, 1, context)
         alone += chord_note_nll(model.model, encoding, score, tracks[1:], 0, context)
+        if hasattr(model.model, "attention"):
+            own_bar += own_bar_attention(model.model, encoding, score, tracks, context)
     profile = model.checkpoint.get("data_profile") or {}
     lowest, highest = (profile.get("ranges") or [[0, 127], [0, 127]])[1]  # the chord track's, as trained
     real, written, inside, pitches = np.zeros(4), np.zeros(4), np.zeros(2), []
@@ -149,6 +177,7 @@ def measure(name: str, valid: list, args) -> dict:
         "pieces_scored": len(valid), "tunes_accompanied": tunes,
         "chord_nll_with_melody": with_melody[0] / with_melody[1], "chord_nll_alone": alone[0] / alone[1],
         "chord_tokens": int(with_melody[1]),
+        "own_bar_attention": own_bar[0] / own_bar[1] if own_bar[1] else None,
         "real_chord_tone_rate": real[0] / real[1], "real_coverage": real[1] / real[2],
         "written_chord_tone_rate": written[0] / written[1], "written_coverage": written[1] / written[2],
         "real_classes": real[3] / real[1], "written_classes": written[3] / written[1],
@@ -178,6 +207,8 @@ def main() -> None:
         ("written notes inside the chord track's training range",
          lambda r: f"{r['inside_range']:.1%} (range {r['range'][0]}-{r['range'][1]}, written "
                    f"{r['written_pitches'][0]}-{r['written_pitches'][1]})"),
+        ("attention on the source's bar of the decoder's own (LSTM encoder-decoder)",
+         lambda r: "" if r["own_bar_attention"] is None else f"{r['own_bar_attention']:.1%}"),
         ("seconds per tune, batch 1", lambda r: f"{r['seconds_per_tune']:.1f} s")]
     print(f"\nchord notes scored: {rows[0]['chord_tokens']:,} in {len(valid)} tunes; "
           f"{rows[0]['tunes_accompanied']} tunes accompanied (given track 1, one piano track, "

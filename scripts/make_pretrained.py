@@ -63,12 +63,16 @@ RECIPES = [
            "MIT (trained on the bundled POP909 subset; the songs themselves are commercial compositions)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8},
            ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1")),  # 60 minutes, nice'd
-    # Not bundled yet: 50 minutes on one CPU thread gave 559 steps, val NLL 0.891 against 0.878 for
-    # the 5-gram, and chords on 31% of melody onsets; 800 steps 0.767 but still 32% (docs/benchmarks.md).
+    # The first run read the melody as the presets did then: its first 1,024 ids, attention over all of
+    # it (50 minutes on one thread, resumed on two to 98 minutes: 1,495 steps, chords on 40% of melody
+    # onsets). The fine-tune reads the whole melody and attends to the bars beside its own (attend_bars).
     Recipe("folk-accompanist", "accompanist_nottingham",
            "chords for a folk melody: an LSTM encoder-decoder that reads the whole melody, then writes the chord track",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
-           ("training.max_minutes=50", "training.max_steps=20000", "training.threads=1"),  # 50 minutes, nice'd
+           ("model.max_source=1024", "model.attend_bars=0", "training.max_minutes=98", "training.max_steps=20000",
+            "training.threads=2"),
+           finetune=("model.max_source=4096", "model.attend_bars=1", "training.lr=1e-3", "training.warmup_steps=50",
+                     "training.max_minutes=75"),
            accompanist=True),
     Recipe("chorale-infiller", "masked_bach",
            "four-voice chorales with gaps filled from both sides (infilling, harmonising a melody), masked d192x4",

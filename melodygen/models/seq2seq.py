@@ -17,13 +17,13 @@ from the encoding: the id that `Encoding.time_per_id` counts as one bar), each i
 side gets an embedding of the number of bars opened so far (capped at `max_bars - 1`); a
 decoder window that starts inside a piece is told how many bars came before it (`bar_offset`).
 
-**Attention by bars** (`attend_bars = k`; only with `bar_id`, which training sets): the decoder's attention to the memory
-reads only the source ids of bars within k of its own (and the source's BOS, so an empty source
-still has something to read). The encoder still reads the whole source, so each memory position
-carries the melody around it; what the mask gives is the alignment. Measured on the first
-accompanist (1,495 steps, attention to the whole source): 3.8% of a decoder position's attention
-fell on its own bar, what uniform attention over a 27-bar window gives, so its chords could not
-have followed the melody through the encoder at all.
+**Attention by bars** (`attend_bars = k`; only with `bar_id`, which training sets): the
+decoder's attention to the memory reads only the source ids of bars within k of its own (and the
+source's BOS, so an empty source still has something to read). The encoder still reads the whole
+source, so each memory position carries the melody around it; what the mask gives is the
+alignment. Measured on the first accompanist (1,495 steps, attention to the whole source): 3.8%
+of a decoder position's attention fell on its own bar, what uniform attention over a 27-bar
+window gives, so its chords could not have followed the melody through the encoder at all.
 
 Two kinds, the two rungs of the founding note:
 - `seq2seq_lstm`: a bidirectional LSTM encoder; an LSTM decoder with Luong "general" attention
@@ -353,14 +353,25 @@ class Seq2SeqLSTM(_EncoderDecoder):
     def _decode(self, ids: LongTensor, state: DecoderState, cache: bool) -> Tensor:
         x = self.drop(self._embed(ids, state.bars))
         h, own = self.decoder(x, state.own)
-        readable = self._readable(ids, state)
+        context = self._attention(h, ids, state) @ state.memory[0]
         if cache:
             state.own = own
             if self.settings.bar_id:
                 state.bars = state.bars + (ids == self.settings.bar_id).sum(1)
-        memory = state.memory[0]
-        scores = self.score(h) @ memory.transpose(1, 2)  # (B, T, S)
-        weights = torch.softmax(scores.masked_fill(~readable, -math.inf), dim=-1)
-        context = weights @ memory
         out = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
         return self.head(self.drop(out))
+
+    def _attention(self, h: Tensor, ids: LongTensor, state: DecoderState) -> Tensor:
+        """(B, T, S): the attention weights over the memory of decoder outputs `h` (of `ids`)."""
+        scores = self.score(h) @ state.memory[0].transpose(1, 2)
+        return torch.softmax(scores.masked_fill(~self._readable(ids, state), -math.inf), dim=-1)
+
+    def attention(self, ids: LongTensor, source: LongTensor | None = None,
+                  bar_offset: LongTensor | None = None) -> Tensor:
+        """(B, T, S): where each of `ids` looks in `source` (as `forward` reads them; eval mode),
+        what `scripts/accompaniment_table.py` measures alignment by."""
+        state = self.start(source, rows=ids.shape[0], device=ids.device)
+        if bar_offset is not None:
+            state.bars = bar_offset.to(state.bars)
+        h, _ = self.decoder(self._embed(ids, state.bars))
+        return self._attention(h, ids, state)
