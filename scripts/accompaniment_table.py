@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from melodygen.encodings.controls import KEY_STRENGTH
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tunes", type=int, default=30, help="validation tunes to accompany (all are scored)")
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--key-strength", type=float, default=KEY_STRENGTH,
+                        help="the new notes' lean toward the melody's key (0: none) [default: sample's, %(default)s]")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return parser.parse_args()
 
@@ -165,7 +169,8 @@ def measure(name: str, valid: list, args) -> dict:
     for path, _, tracks in valid[:args.tunes]:
         real += chord_tone_rate(tracks[0].notes, tracks[1].notes)
         (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=1,
-                                  temperature=args.temperature, top_p=args.top_p)
+                                  temperature=args.temperature, top_p=args.top_p,
+                                  key_strength=args.key_strength)
         melody, *new = piece.score.tracks
         notes = [n for t in new for n in t.notes]
         written += chord_tone_rate(melody.notes, notes)
@@ -212,7 +217,7 @@ def main() -> None:
         ("seconds per tune, batch 1", lambda r: f"{r['seconds_per_tune']:.1f} s")]
     print(f"\nchord notes scored: {rows[0]['chord_tokens']:,} in {len(valid)} tunes; "
           f"{rows[0]['tunes_accompanied']} tunes accompanied (given track 1, one piano track, "
-          f"T={args.temperature}, top-p {args.top_p}, seed 1)\n")
+          f"T={args.temperature}, top-p {args.top_p}, key strength {args.key_strength:g}, seed 1)\n")
     print("| figure | " + " | ".join(f"{r['checkpoint']} ({r['kind']}, {r['steps']:,} steps)" for r in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for label, cell in lines:

@@ -143,6 +143,25 @@ def test_accompaniment_gives_the_melody_back_bit_identical(tmp_path, checkpoint,
         assert spans(melody) == spans(original.tracks[0])
 
 
+def test_accompaniment_leans_new_notes_toward_the_given_music_s_key(tmp_path, checkpoint, tune):
+    import melodygen
+    from melodygen import harmony
+
+    model = melodygen.load(checkpoint)  # untrained, no key control: it draws pitches evenly
+    key = harmony.detect_key(np.bincount([n.pitch % 12 for n in read_score(tune).tracks[0].notes], minlength=12))
+    fit = {}
+    for strength in (0, 6):
+        pieces = model.generate(n=4, accompany=tune, given_tracks=[1], instruments=["piano"], seed=3,
+                                key_strength=strength)
+        weights = sum(np.bincount([n.pitch % 12 for t in p.score.tracks[1:] for n in t.notes], minlength=12)
+                      for p in pieces)
+        fit[strength] = harmony.key_fit(weights, key)
+    assert fit[6] > fit[0] + 0.2
+    result = run(checkpoint, "--out", tmp_path, "--accompany", tune, "--given-tracks", 1, "--instruments", "piano",
+                 "--key-strength", 2, "--seed", 3)  # no --key: the melody's is measured
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="module")
 def fine_tune(tmp_path_factory):
     """Four bars of 4/4 at 1024 ticks per beat (as the Nottingham files), melody over triads, with

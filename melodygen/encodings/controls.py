@@ -41,9 +41,10 @@ class ControlRequest:
     @classmethod
     def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
               density: str | Sequence[int] | None = None, strict_density: bool = False,
-              key_strength: float = KEY_STRENGTH) -> ControlRequest:
+              key_strength: float = KEY_STRENGTH, key_measured: bool = False) -> ControlRequest:
         """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
-        every bad value -> one-line `ConfigError`."""
+        every bad value -> one-line `ConfigError`. `key_measured`: the key is the given music's
+        (accompaniment), so a strength needs no key asked."""
         if isinstance(chords, str):
             chords = chords.replace(",", " ").split()
         if isinstance(density, str):
@@ -62,8 +63,9 @@ class ControlRequest:
                 raise ConfigError(f"density {bad}: notes per bar must be 1..{DENSITY_COUNTS[-1]}")
         if strict_density and density is None:
             raise ConfigError("strict density holds the notes per bar asked for: ask for a density too")
-        if key_strength != KEY_STRENGTH and key is None:
-            raise ConfigError("key strength leans new notes toward the key asked for: ask for a key too")
+        if key_strength != KEY_STRENGTH and key is None and not key_measured:
+            raise ConfigError("key strength leans new notes toward the key asked for (or, accompanying, "
+                              "the given music's): ask for a key too")
         return cls(None if key is None else harmony.parse_key(key),
                    None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
                    None if density is None else tuple(int(d) for d in density), strict_density,

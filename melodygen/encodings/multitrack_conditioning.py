@@ -69,6 +69,22 @@ class MultitrackConditioning(Conditioning):
 
         return [KeyLean(self.encoding.vocab, controls.key, controls.key_strength, device)]
 
+    def _given_key_lean(self, plan, device) -> list:
+        """Accompaniment with no key asked: `[KeyLean]` toward the given tracks' key, measured
+        (Krumhansl-Kessler, `harmony.detect_key`), at the request's strength; `[]` when infilling
+        or at strength 0. A model without the key control has no other way to hear the key, and
+        wrote chords outside it (the first accompanist: Bb and Eb chords under an A major tune)."""
+        if plan.region is not None or not self.request.key_strength:
+            return []
+        from dataclasses import replace
+
+        from melodygen import harmony
+        from melodygen.encodings.key_lean import KeyLean
+        from melodygen.stats.controls import pitch_class_time
+
+        key = harmony.detect_key(pitch_class_time(replace(plan.original, tracks=plan.tracks[:plan.given_tracks])))
+        return [KeyLean(self.encoding.vocab, key, self.request.key_strength, device)]
+
     def _programs(self, ids) -> tuple[int, ...]:
         """The instruments of a piece's header."""
         return tuple(v for n, v in self.encoding.vocab.events(ids) if n == "PROGRAM")
@@ -104,7 +120,8 @@ class MultitrackConditioning(Conditioning):
         cap = len(plan.ids) + _MAX_WRITTEN_PER_BAR * bars
         ranges = (self._ranges(self._programs(plan.ids), plan.given_tracks) if plan.region is None
                   else None)  # infilling: every track given
-        return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges), *self._key_lean(device)], cap
+        leans = self._key_lean(device) or self._given_key_lean(plan, device)
+        return plan, [self.encoding.grammar([], rows, device, given=plan, ranges=ranges), *leans], cap
 
     def finish(self, row: list[int], primer: list[int], qpm: float, given=None) -> Score:
         """Given music comes back as the file has it (`GivenPlan.assemble`). Otherwise the ids

@@ -208,7 +208,8 @@ class GenerationRequest:
     key_strength: float = _option(
         "float", "With --key: how far new notes lean toward the key's pitch classes (its Krumhansl-Kessler "
         "profile to this power times the model's odds; how many notes is still the model's). 0: the model's "
-        "key control alone, which it keeps to weakly (docs/benchmarks.md).", lo=0, hi=10, default=KEY_STRENGTH)
+        "key control alone, which it keeps to weakly (docs/benchmarks.md). With --accompany and no --key: "
+        "toward the given tracks' key, measured, for any multitrack model.", lo=0, hi=10, default=KEY_STRENGTH)
     chords: tuple[str, ...] | None = _option(
         "list", "Models trained with controls: one chord per new bar, repeated when the piece is longer, "
         "e.g. 'D G A7 D' or 'Am,Dm,E7,Am' (qualities: maj, m, 7, m7, maj7, dim, aug, sus4).", parse=_chords)
@@ -272,7 +273,8 @@ class GenerationRequest:
             return None
         from melodygen.encodings.controls import ControlRequest
 
-        return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density, self.key_strength)
+        return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density, self.key_strength,
+                                    key_measured=self.accompany is not None)
 
     @cached_property
     def form_plan(self):
