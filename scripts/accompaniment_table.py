@@ -54,15 +54,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: int) -> tuple[float, int]:
-    """(summed NLL, count) of the PITCH/VEL/DUR ids of notes of track `chord_track` (index in
-    `tracks`) when `score` is encoded with `tracks` only."""
+def tune_ids(encoding, score, tracks) -> list[int]:
+    """BOS and the ids of `score` encoded with `tracks` only, without control tokens (as
+    accompaniment runs: none)."""
     from melodygen.encodings.vocab import BOS_ID
     from melodygen.notes import Score
 
     part = Score(tracks, score.tempo_map, score.time_signatures, score.end_time)
-    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}  # as accompaniment runs: none
-    ids = [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
+    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}
+    return [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
+
+
+def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: int) -> tuple[float, int]:
+    """(summed NLL, count) of the PITCH/VEL/DUR ids of notes of track `chord_track` (index in
+    `tracks`) when `score` is encoded with `tracks` only."""
+    ids = tune_ids(encoding, score, tracks)
     scored, track = [], -1
     for i, (name, value) in enumerate(encoding.vocab.event_of(x) for x in ids):
         if name == "TRACK":
@@ -96,12 +102,8 @@ def own_bar_attention(model, encoding, score, tracks, context: int) -> tuple[flo
     """(attention summed over decoder positions that falls on the source ids of their own bar,
     positions) of `model` reading `score` whole, the melody (track 1) as its source."""
     from melodygen.dataset.pairs import source_rows
-    from melodygen.encodings.vocab import BOS_ID
-    from melodygen.notes import Score
 
-    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}
-    part = Score(tracks, score.tempo_map, score.time_signatures, score.end_time)
-    ids = [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
+    ids = tune_ids(encoding, score, tracks)
     source = source_rows([encoding.given_source(ids[1:], 1)], model.settings.max_source)
     bar = model.settings.bar_id
     source_bars = (source[0] == bar).cumsum(0)

@@ -178,10 +178,15 @@ class _EncoderDecoder(SequenceModel):
                 bar_offset: LongTensor | None = None) -> Tensor:
         """ids (B, T) -> logits (B, T, V), having read `source` (None: empty); `bar_offset` (B,):
         bars opened before the window's first id."""
+        return self._decode(ids, self._window_state(ids, source, bar_offset), cache=False)
+
+    def _window_state(self, ids: LongTensor, source: LongTensor | None,
+                      bar_offset: LongTensor | None) -> DecoderState:
+        """The state a window of `ids` is read from whole: `source` read, `bar_offset` bars before it."""
         state = self.start(source, rows=ids.shape[0], device=ids.device)
         if bar_offset is not None:
             state.bars = bar_offset.to(state.bars)
-        return self._decode(ids, state, cache=False)
+        return state
 
     def step(self, ids: LongTensor, state: DecoderState | None = None) -> tuple[Tensor, DecoderState]:
         """See `SequenceModel.step`; None starts from an empty source. The state is updated in place."""
@@ -370,8 +375,6 @@ class Seq2SeqLSTM(_EncoderDecoder):
                   bar_offset: LongTensor | None = None) -> Tensor:
         """(B, T, S): where each of `ids` looks in `source` (as `forward` reads them; eval mode),
         what `scripts/accompaniment_table.py` measures alignment by."""
-        state = self.start(source, rows=ids.shape[0], device=ids.device)
-        if bar_offset is not None:
-            state.bars = bar_offset.to(state.bars)
+        state = self._window_state(ids, source, bar_offset)
         h, _ = self.decoder(self._embed(ids, state.bars))
         return self._attention(h, ids, state)
