@@ -1,9 +1,10 @@
 """Keys asked for, and found: a model's key control at several `--key-strength` values, one run.
 
-    .venv/bin/python scripts/key_table.py folk-band --strengths 0 1 2 3 4 --keys G D Em Am
+    .venv/bin/python scripts/key_table.py folk-band --strengths 0 1 2 3 4 --keys G D Em Am --cadence on off
 
-For each strength, --samples pieces of --bars bars per key asked (seed --seed, T 0.9, top-p 0.95,
-the card's settings) and, per mode (major keys, minor keys):
+For each strength and cadence (on: the chord track opens and closes on the key's tonic chord,
+`sample --cadence`; off: no chords written, `--no-cadence`), --samples pieces of --bars bars per
+key asked (seed --seed, T 0.9, top-p 0.95, the card's settings) and, per mode (major, minor):
 
 - key found: pieces whose Krumhansl-Kessler key (the adherence line's measure, `harmony.detect_key`,
   which also labels the training data) is the one asked;
@@ -11,7 +12,7 @@ the card's settings) and, per mode (major keys, minor keys):
   the lean itself uses the Krumhansl-Kessler profile;
 - on the scale: the share of note time on the asked key's scale (natural minor for minor keys);
 
-and over all pieces of that strength, the real-vs-generated classifier test (`stats.two_sample`)
+and over all pieces of that row, the real-vs-generated classifier test (`stats.two_sample`)
 against the Nottingham validation tunes cut to --bars bars: what leaning costs in how real the
 music looks. The validation tunes' own figures (each against its whole-tune key) are the last
 row: a model that wrote real tunes would score those.
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=16, help="pieces per key and strength")
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--cadence", nargs="+", choices=["on", "off"], default=["on", "off"])
     return parser.parse_args()
 
 
@@ -89,19 +91,20 @@ def main() -> None:
             if key >= 0:
                 real.append((harmony.is_minor(key), judged(pitch_class_time(opening), key)))
         reference = stats.describe_set(sorted((work / "reference").glob("*.mid")))
-        for strength in args.strengths:
-            out, results = work / f"s{strength:g}", []
+        for cadence, strength in ((c, s) for c in args.cadence for s in args.strengths):
+            label = f"{strength:g}, cadence {cadence}"
+            out, results = work / label.replace(", ", "-").replace(" ", ""), []
             out.mkdir()
             for name, key in zip(args.keys, keys):
                 pieces = model.generate(n=args.samples, bars=args.bars, key=name, key_strength=strength,
-                                        seed=args.seed, temperature=0.9, top_p=0.95)
+                                        cadence=cadence == "on", seed=args.seed, temperature=0.9, top_p=0.95)
                 for i, piece in enumerate(pieces):
                     piece.save(out / f"{name}_{i:03d}.mid")
                     results.append((harmony.is_minor(key), judged(pitch_class_time(piece.score), key)))
             described = stats.describe_set(sorted(out.glob("*.mid")))
-            rows[f"{strength:g}"] = {**row_of(results),
-                                     "accuracy": stats.compare_sets(described, reference)["two_sample"]["accuracy"]}
-            print(f"strength {strength:g} done", file=sys.stderr, flush=True)
+            rows[label] = {**row_of(results),
+                           "accuracy": stats.compare_sets(described, reference)["two_sample"]["accuracy"]}
+            print(f"strength {label} done", file=sys.stderr, flush=True)
         rows["validation tunes"] = {**row_of(real), "accuracy": None}
     print(f"{args.model}: {args.samples} pieces of {args.bars} bars per key ({', '.join(args.keys)}), "
           f"seed {args.seed}, T 0.9, top-p 0.95; real-vs-generated against {reference['count']} validation tunes "

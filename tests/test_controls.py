@@ -407,3 +407,52 @@ def test_sample_accompanies_over_asked_chords_and_says_how_it_went(controlled_ch
                         (["--primer", tune, "--infill", "2-3", "--key", "C"], "not with --infill")]:
         refused = run(controlled_checkpoint, "--out", tmp_path / "no", *args)
         assert refused.exit_code != 0 and words in refused.output and "Traceback" not in refused.output
+
+
+# ----------------------------------------------------------------------------- a key's cadence
+
+
+def test_a_key_brings_tonic_chords_at_both_ends_and_the_models_choice_between():
+    em, g = harmony.parse_chord("Em"), harmony.parse_chord("G")
+    request = ControlRequest.parse(key="Em")
+    assert request.with_cadence(4, opening=True).chords == (em, None, None, em)
+    assert request.with_cadence(4, opening=False).chords == (None, None, None, em)  # after a primer
+    unknown = request.with_cadence(None, opening=True).chords  # a length in events: no closing bar known
+    assert unknown[0] == em and set(unknown[1:]) == {None} and len(unknown) > 1000
+    for plain in (ControlRequest.parse(key="Em", chords="G"), ControlRequest.parse(key="Em", cadence=False),
+                  ControlRequest.parse(density="8")):
+        assert plain.with_cadence(4, opening=True) is plain
+    assert request.with_cadence(None, opening=False) is request  # nothing to place
+    assert ControlRequest.parse(key="G").with_cadence(2, opening=True).chords == (g, g)
+
+
+def test_the_grammar_forces_a_cadences_chords_and_leaves_the_rest_to_the_model():
+    em = "CHORD(Em)"
+    plan = ControlRequest.parse(key="Em").with_cadence(4, opening=True)
+    seen_between, closed = set(), 0
+    for row in draw(ENC, 16, 600, controls=plan, instruments=(73, 0)):
+        chords = [t for t in tokens(row) if t.startswith("CHORD")]
+        assert chords[0] == em
+        if len(chords) == 4:
+            assert chords[3] == em
+            closed += 1
+        seen_between |= set(chords[1:3])
+    assert closed and len(seen_between) > 3  # random logits: any chord between the ends
+
+
+def test_sample_with_a_key_writes_its_cadence_and_no_cadence_turns_it_off(controlled_checkpoint, tmp_path):
+    import melodygen
+
+    model = melodygen.load(controlled_checkpoint)
+    for cadence in (True, False):
+        for piece in model.generate(n=2, bars=3, key="Am", cadence=cadence, seed=2):
+            chords = [t for t in tokens(piece.ids) if t.startswith("CHORD")]
+            assert chords == (["CHORD(Am)", chords[1], "CHORD(Am)"] if cadence else [])
+            assert piece.steering.request.cadence is cadence
+    with pytest.raises(ConfigError, match="--no-cadence"):
+        GenerationRequest(chords=("G",), key="G", cadence=False)
+    with pytest.raises(ConfigError, match="--no-cadence"):
+        GenerationRequest(cadence=False)
+    steering = Steering(ControlRequest.parse(key="Am", cadence=False), 0, 3)
+    steering.save_beside(tmp_path / "s.mid")
+    assert read_beside(tmp_path / "s.mid") == steering

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from melodygen import harmony
@@ -22,6 +22,7 @@ CONTROL_KINDS = ("key", "chord", "density")
 _EXACT = 16
 DENSITY_TOLERANCE = 0.15  # how far from a requested note count a bar may be and still obey it
 KEY_STRENGTH = 4.0  # how far new notes lean toward an asked key (`encodings.key_lean`; docs/benchmarks.md)
+UNKNOWN_LENGTH_BARS = 4096  # a cadence's chord plan where the length is not in bars: longer than any piece
 DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
     sorted({round(_EXACT * 1.125 ** k) for k in range(1, 25)} - set(range(_EXACT + 1))))
 
@@ -30,18 +31,21 @@ DENSITY_COUNTS: tuple[int, ...] = tuple(range(_EXACT + 1)) + tuple(
 class ControlRequest:
     """Controls asked for at sampling time: a key, and per new bar a chord and a note count (the
     lists repeat when the piece has more bars than they name). None: that control is not set,
-    and the model writes as it learned to without it."""
+    and the model writes as it learned to without it. A chord None in `chords` leaves that bar's
+    chord to the model (`with_cadence` plans such bars; what a user types always names one)."""
 
     key: int | None = None
-    chords: tuple[int, ...] | None = None
+    chords: tuple[int | None, ...] | None = None
     density: tuple[int, ...] | None = None
     strict_density: bool = False  # the grammar holds each bar within DENSITY_TOLERANCE of it
     key_strength: float = KEY_STRENGTH  # with a key: how far new notes lean toward it (`encodings.key_lean`)
+    cadence: bool = True  # with a key and no chords: open and close on its tonic chord (`with_cadence`)
 
     @classmethod
     def parse(cls, key: str | None = None, chords: str | Sequence[str] | None = None,
               density: str | Sequence[int] | None = None, strict_density: bool = False,
-              key_strength: float = KEY_STRENGTH, key_measured: bool = False) -> ControlRequest:
+              key_strength: float = KEY_STRENGTH, key_measured: bool = False,
+              cadence: bool = True) -> ControlRequest:
         """From the command line's text ("Bm"; "D G A7 D" or a list; "8" or "8,4" or a list);
         every bad value -> one-line `ConfigError`. `key_measured`: the key is the given music's
         (accompaniment), so a strength needs no key asked."""
@@ -69,7 +73,24 @@ class ControlRequest:
         return cls(None if key is None else harmony.parse_key(key),
                    None if chords is None else tuple(harmony.parse_chord(c) for c in chords),
                    None if density is None else tuple(int(d) for d in density), strict_density,
-                   float(key_strength))
+                   float(key_strength), bool(cadence))
+
+    def with_cadence(self, bars: int | None, opening: bool) -> ControlRequest:
+        """The request a grammar steers new music by: with a key, no chords asked and `cadence`,
+        chords that open on the key's tonic chord (when the new music is the piece's `opening`,
+        not a primer's continuation) and close on it (in new bar `bars`, when the length is
+        known), the model's choice between (None in `chords`: the model's chord in that bar);
+        else this request. Why: the key token and the lean alone left folk-band's minor pieces
+        on their relative major (docs/benchmarks.md, "Keys asked for"); a tonal tune states its
+        key by its tonic chord at both ends."""
+        if self.key is None or self.chords is not None or not self.cadence or not (opening or bars):
+            return self
+        tonic = harmony.parse_chord(harmony.key_name(self.key))  # "Em" names the key and its triad
+        length = bars or UNKNOWN_LENGTH_BARS
+        plan = [tonic if opening else None] + [None] * (length - 1)
+        if bars:
+            plan[-1] = tonic
+        return replace(self, chords=tuple(plan))
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -90,7 +111,8 @@ class ControlRequest:
                 "chords": None if self.chords is None else [harmony.chord_name(c) for c in self.chords],
                 "density": None if self.density is None else list(self.density),
                 "strict_density": self.strict_density,
-                "key_strength": None if self.key is None else self.key_strength}
+                "key_strength": None if self.key is None else self.key_strength,
+                "cadence": self.cadence}
 
 
 @dataclass(frozen=True)
@@ -131,7 +153,8 @@ def read_beside(midi: Path) -> Steering | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         strength = data.get("key_strength")  # None: saved without a key, or before the lean existed
         request = ControlRequest.parse(data["key"], data["chords"], data["density"], bool(data.get("strict_density")),
-                                       KEY_STRENGTH if strength is None else float(strength))
+                                       KEY_STRENGTH if strength is None else float(strength),
+                                       cadence=bool(data.get("cadence", False)))  # absent: saved before cadences
         return Steering(request, int(data["first_bar"]), None if data["bars"] is None else int(data["bars"]),
                         data.get("form"))
     except (OSError, ValueError, KeyError, TypeError) as exc:

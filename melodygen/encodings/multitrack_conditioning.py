@@ -36,19 +36,31 @@ class MultitrackConditioning(Conditioning):
                               "this one was trained without them")
 
     def written_controls(self) -> tuple[str, ...]:
-        """Those asked for, and chords where they follow a form plan (`form_keeps_chords`)."""
+        """Those asked for, and chords where they follow a form plan (`form_keeps_chords`) or a
+        key's cadence (`_steered`)."""
         from melodygen.encodings.multitrack_grammar import form_keeps_chords
 
         asked = super().written_controls()
-        if form_keeps_chords(self.encoding, self.request.form_plan, self.request.controls):
+        controls = self.request.controls
+        if form_keeps_chords(self.encoding, self.request.form_plan, controls) or self._steered() is not controls:
             return (*asked, "chord")
         return asked
+
+    def _steered(self):
+        """The controls the grammar steers the new bars by: the request's, with a key's cadence
+        (`ControlRequest.with_cadence`) where the model has the chord control and no form plan
+        carries the chords."""
+        controls, request = self.request.controls, self.request
+        if controls is None or "chord" not in self.encoding.settings.controls or request.form_plan is not None:
+            return controls
+        return controls.with_cadence(None if request.bars is None else int(request.bars),
+                                     opening=request.primer is None)
 
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The grammar, steering its tracks with the requested instruments (for a piece begun
         from nothing without them: the model's usual ones, so a chorale has its four voices and a
-        folk band its chord track) and its bars with the requested controls and form; with a key,
-        new notes leaning toward it (`key_lean`)."""
+        folk band its chord track) and its bars with the requested controls (a key with its
+        cadence, `_steered`) and form; with a key, new notes leaning toward it (`key_lean`)."""
         instruments = self.request.instruments
         usual = self.seen("header")
         if not instruments and not primer:
@@ -56,7 +68,7 @@ class MultitrackConditioning(Conditioning):
         programs = tuple(instruments or ()) if not primer else self._programs(primer)
         ranges = self._ranges(programs) if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
-        grammar = self.encoding.grammar(primer, rows, device, controls=self.request.controls,
+        grammar = self.encoding.grammar(primer, rows, device, controls=self._steered(),
                                         form=self.request.form_plan, ranges=ranges, **chosen)
         return [grammar, *self._key_lean(device)]
 

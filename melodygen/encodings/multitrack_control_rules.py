@@ -1,7 +1,8 @@
 """The grammar part of the multitrack controls (`multitrack_controls`): what a request steers.
 
 Requested controls are forced where their tokens go (`KEY`, and `CHORD` and `DENSITY` from the
-request's lists, in each new bar, the lists repeating); the kinds not requested are banned, so
+request's lists, in each new bar, the lists repeating; a chord None is any chord, the model's
+choice, as between a cadence's tonic chords, `ControlRequest.with_cadence`); the kinds not requested are banned, so
 the model writes as it learned to with that control dropped (but a kind left `free`: chords that
 follow a form plan); a bar's head keeps its order up to
 the next requested control, so a forced token cannot be skipped. With strict density, each new
@@ -18,6 +19,7 @@ from melodygen.encodings.multitrack_controls import density_bins
 from melodygen.encodings.multitrack_grammar import (
     AFTER_HEAD,
     BAR_NOTES_FIELD,
+    BIG,
     HEAD,
     HEAD_PLACE,
     NEW_BARS_FIELD,
@@ -39,12 +41,13 @@ class ControlRules(GrammarPart):
         density = None if request.density is None else [int(d) for d in density_bins(request.density)]
         self.steered = [(name, wanted) for name, wanted in (("KEY", key), ("CHORD", chords), ("DENSITY", density))
                         if name in present and (wanted is not None or name not in free)]
-        # the requested values, bar after bar: per control its bounds (value - 1, -(value + 1))
-        # in one flat table, and where its list starts in it and how long it is
+        # the requested values, bar after bar: per control its bounds (value - 1, -(value + 1); for
+        # None, bounds every value meets) in one flat table, and where its list starts in it and how long it is
         self.forced = [(name, wanted) for name, wanted in self.steered if wanted is not None]
         lengths = [len(wanted) for _, wanted in self.forced]
         starts = [sum(lengths[:i]) for i in range(len(lengths))]
-        self.forced_bounds = torch.tensor([[v - 1, -(v + 1)] for _, wanted in self.forced for v in wanted],
+        self.forced_bounds = torch.tensor([[-1, -BIG] if v is None else [v - 1, -(v + 1)]
+                                           for _, wanted in self.forced for v in wanted],
                                           dtype=torch.long, device=device).reshape(-1, 2)
         self.forced_lengths = torch.tensor(lengths, dtype=torch.long, device=device)
         self.forced_starts = torch.tensor(starts, dtype=torch.long, device=device)

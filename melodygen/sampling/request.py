@@ -210,6 +210,12 @@ class GenerationRequest:
         "profile to this power times the model's odds; how many notes is still the model's). 0: the model's "
         "key control alone, which it keeps to weakly (docs/benchmarks.md). With --accompany and no --key: "
         "toward the given tracks' key, measured, for any multitrack model.", lo=0, hi=10, default=KEY_STRENGTH)
+    cadence: bool = _option(
+        "flag", "With --key and no --chords, models trained with the chord control (folk-band): the chord track "
+        "opens on the key's tonic chord (from nothing) and closes on it (with --bars); the model chooses the "
+        "chords between. Without it, minor keys came out as their relative major far more often "
+        "(docs/benchmarks.md). Not with --form, whose sections carry the chords.", default=True,
+        flags=("--cadence/--no-cadence",))
     chords: tuple[str, ...] | None = _option(
         "list", "Models trained with controls: one chord per new bar, repeated when the piece is longer, "
         "e.g. 'D G A7 D' or 'Am,Dm,E7,Am' (qualities: maj, m, 7, m7, maj7, dim, aug, sus4).", parse=_chords)
@@ -274,7 +280,7 @@ class GenerationRequest:
         from melodygen.encodings.controls import ControlRequest
 
         return ControlRequest.parse(self.key, self.chords, self.density, self.strict_density, self.key_strength,
-                                    key_measured=self.accompany is not None)
+                                    key_measured=self.accompany is not None, cadence=self.cadence)
 
     @cached_property
     def form_plan(self):
@@ -322,6 +328,9 @@ class GenerationRequest:
              "--given-tracks names a track twice"),
             (self.infill is not None and steered, "--key, --chords and --density steer music written from nothing, "
                                                   "a primer or around --accompany: not with --infill"),
+            (not self.cadence and (self.key is None or self.chords is not None or given or self.form is not None),
+             "--no-cadence turns off the tonic chords a --key brings to music written without --chords: "
+             "not without --key, nor with --chords, --form, --accompany or --infill"),
             (self.accompany is not None and (self.density is not None or self.strict_density),
              "--density counts every track's notes: with --accompany, give --key and --chords only"),
             (self.form is not None and (given or self.events is not None or self.seconds is not None
