@@ -101,7 +101,9 @@ class TrainingConfig:
     `given_tracks`, `source_dropout`: an encoder-decoder's training pairs (`dataset.pairs`):
     the first `given_tracks` tracks of each piece are its source, read whole, and with chance
     `source_dropout` a window gets an empty source instead (so it also writes from nothing).
-    Other models ignore them."""
+    Other models ignore them. `given_weight`: an encoder-decoder's loss weight on the given
+    tracks' notes in its own stream, which it can copy from its source (1: like every other
+    id; lower trains the tracks it writes harder, `dataset.pairs.GivenWeights`)."""
 
     batch_size: int = 32
     seq_len: int = 128
@@ -126,6 +128,7 @@ class TrainingConfig:
     init_from: str = ""
     given_tracks: int = 1
     source_dropout: float = 0.1
+    given_weight: float = 1.0
     seed: int = 1234
     compile: bool = False
     threads: int = 0
@@ -137,7 +140,8 @@ class TrainingConfig:
                           "log_every", "lr"), lambda v: v > 0, "> 0"),
             **each(self, ("max_minutes", "weight_decay", "warmup_steps", "grad_clip", "patience",
                           "threads", "eval_max_batches"), lambda v: v >= 0, ">= 0"),
-            **each(self, ("min_lr_ratio", "control_dropout", "source_dropout"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+            **each(self, ("min_lr_ratio", "control_dropout", "source_dropout", "given_weight"), lambda v: 0 <= v <= 1,
+                   "in [0, 1]"),
             **each(self, ("minor_share",), lambda v: 0 <= v < 1, "in [0, 1)"),
             **each(self, ("given_tracks",), lambda v: v >= 1, ">= 1"),
             **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take

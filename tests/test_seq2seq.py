@@ -271,3 +271,73 @@ def test_the_decoder_learns_to_copy_its_source_through_attention(kind):
         loss.backward()
         optimizer.step()
     assert loss.item() < 1.5  # about half of chance: without the source it stays near 2.8
+
+
+# ------------------------------------------------------------------ the given tracks weighed down in the loss
+
+
+def test_given_notes_are_the_given_tracks_notes_and_unknown_before_a_window_s_first_track():
+    ids = ENC.encode(read_score(TUNES[0]))
+    given = ENC.given_notes(ids, 1)
+    names = [ENC.vocab.tokens[i] for i in ids]
+    first = ENC.vocab.tokens[ENC.vocab.id_of("TRACK", 0)]  # the melody
+    track, expected = None, []
+    for name in names:
+        if name.startswith("TRACK"):
+            track = name
+        expected.append(track == first and name.startswith(("TRACK", "PITCH", "VEL", "DUR")))
+    assert given.tolist() == expected and 0 < given.mean() < 1
+    np.testing.assert_array_equal(ENC.given_notes(ids, 2), [n.startswith(("TRACK", "PITCH", "VEL", "DUR"))
+                                                             for n in names])
+    first_track = names.index(first, 40)
+    cut = ids[first_track - 3:first_track + 10]  # opens on the last ids of a note whose track it cannot see
+    windows = ENC.given_notes(np.stack([cut, cut]), 1)
+    assert windows.shape == (2, len(cut)) and not windows[:, :3].any()
+    np.testing.assert_array_equal(windows[0, 3:], given[first_track:first_track + 10])
+
+
+def test_given_weights_weigh_the_given_notes_targets_and_keep_the_sampler_s_state(tunes_dataset):
+    from melodygen.dataset.pairs import GivenWeights
+
+    data = TokenDataset(tunes_dataset, "train")
+    sampler = WindowSampler(data, 64, 4, generator=np.random.default_rng(1), piece_starts=True,
+                            sources=SourceTable(data, ENC, 1, max_source=4096))
+    weighted = GivenWeights(sampler, ENC, 1, 0.25)
+    state = weighted.state_dict()
+    batch = next(weighted)
+    window = np.concatenate([batch.ids[:, :1].numpy(), batch.targets.numpy()], 1)
+    expected = np.where(ENC.given_notes(window, 1)[:, 1:], 0.25, 1.0)
+    np.testing.assert_array_equal(batch.weights.numpy(), expected)
+    assert 0 < (expected == 0.25).mean() < 1 and "source" in batch.side
+    weighted.load_state_dict(state)
+    assert torch.equal(next(weighted).ids, batch.ids)  # --resume draws the same windows
+
+
+def test_the_loss_weighs_each_target_by_its_weight():
+    from melodygen.config import TrainingConfig
+    from melodygen.dataset.windows import Batch
+    from melodygen.training.steps import Stepper
+
+    stepper = Stepper(None, None, None, TrainingConfig(), torch.device("cpu"), PAD_ID)
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(2, 5, V, generator=g), torch.randint(3, V, (2, 5), generator=g)
+    targets[1, 3:] = PAD_ID
+    plain = stepper._loss(logits, Batch(targets, targets))
+    assert stepper._loss(logits, Batch(targets, targets, weights=torch.ones(2, 5))) == pytest.approx(float(plain))
+    weights = torch.ones(2, 5)
+    weights[0, :2] = 0.0  # those two targets not scored at all
+    each = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    kept = (weights.flatten() > 0) & (targets.flatten() != PAD_ID)
+    assert stepper._loss(logits, Batch(targets, targets, weights=weights)) == pytest.approx(float(each[kept].mean()))
+
+
+def test_given_weight_trains_an_encoder_decoder_and_is_refused_for_other_models(tunes_dataset, tmp_path):
+    from melodygen.training import train
+
+    raw = _config(tunes_dataset, "seq2seq_lstm").to_dict()
+    raw["training"]["given_weight"] = 0.1
+    assert np.isfinite(train(config_from_dict(raw, "<test>"), tmp_path / "run", progress=False).best["nll"])
+    plain = config_from_dict({**raw, "model": {"kind": "lstm", "embed_size": 8, "hidden_size": 16}}, "<test>")
+    with pytest.raises(ConfigError, match="given_weight"):
+        train(plain, tmp_path / "plain", progress=False)
+    assert not (tmp_path / "plain").exists()

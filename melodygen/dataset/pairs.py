@@ -11,6 +11,10 @@ validation's: every piece in windows from its start, each with its source.
 Sources are `BOS ids EOS` rows padded with PAD, cut to the model's `max_source`
 (`source_rows`, also what sampling hands `model.start`). `bar_offset` tells the model how many
 bars a window's piece opened before the window (its bar numbers, `models.seq2seq`).
+
+The decoder's stream holds the given tracks' notes too, which it can copy from its source:
+`GivenWeights` weighs them down in the training loss (`training.given_weight`), so training
+spends its steps on the tracks sampling will have it write.
 """
 
 from __future__ import annotations
@@ -76,6 +80,28 @@ class SourceTable:
             sources.append(source)
         offsets = [self.bars_before(p, s) for p, s in zip(pieces.tolist(), starts.tolist())]
         return {"source": source_rows(sources, self.max_source), "bar_offset": torch.tensor(offsets)}
+
+
+class GivenWeights:
+    """`batches` (a `WindowSampler` of an encoder-decoder's windows) with `Batch.weights`: the
+    targets that are the given tracks' notes (`Encoding.given_notes`) weigh `weight`, the rest 1.
+    Its state is its sampler's (`--resume`)."""
+
+    def __init__(self, batches, encoding, given_tracks: int, weight: float):
+        self.batches, self.encoding, self.given_tracks, self.weight = batches, encoding, given_tracks, weight
+
+    def __next__(self) -> Batch:
+        batch = next(self.batches)
+        window = torch.cat([batch.ids[:, :1], batch.targets], 1).numpy()  # each target with what comes before
+        given = self.encoding.given_notes(window, self.given_tracks)[:, 1:]
+        weights = np.where(given, self.weight, 1.0).astype(np.float32)
+        return Batch(batch.ids, batch.targets, batch.side, torch.from_numpy(weights))
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
 
 def iter_piece_windows(table: SourceTable, seq_len: int, batch_size: int) -> Iterator[Batch]:

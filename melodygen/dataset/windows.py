@@ -33,15 +33,18 @@ class Batch:
     (B, T), the id after each of them (PAD targets are not scored), int64. `side` holds what
     else the model reads, by its keyword: an encoder-decoder's `source` (B, S) and `bar_offset`
     (B,) (`dataset.pairs`); whatever is there travels with the ids (`to`) and is passed to the
-    model as `model(ids, **side)`."""
+    model as `model(ids, **side)`. `weights` (B, T) float, where set: each target's weight in the
+    training loss (`dataset.pairs.GivenWeights`); None: all alike."""
 
     ids: torch.Tensor
     targets: torch.Tensor
     side: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    weights: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.ids), move(self.targets), {k: move(v) for k, v in self.side.items()})
+        return Batch(move(self.ids), move(self.targets), {k: move(v) for k, v in self.side.items()},
+                     None if self.weights is None else move(self.weights))
 
 
 def shift_tables_for(encoding, transpose_range: tuple[int, int]) -> dict[int, np.ndarray]:

@@ -152,10 +152,18 @@ class Encoding(ABC):
     def given_source(self, ids: Sequence[int], given_tracks: int) -> np.ndarray:
         """The first `given_tracks` tracks of a piece's ids, as an encoder-decoder reads them
         (`models.seq2seq`); a single stream has no tracks to give."""
+        raise self._no_tracks()
+
+    def given_notes(self, ids, given_tracks: int) -> np.ndarray:
+        """Which of `ids` (a piece or windows of one, (..., L)) are notes of the first
+        `given_tracks` tracks, the ones an encoder-decoder reads in its source; bool, same shape."""
+        raise self._no_tracks()
+
+    def _no_tracks(self):
         from melodygen.errors import ConfigError
 
-        raise ConfigError(f"the {self.name} encoding has one stream, no tracks to give: an encoder-decoder "
-                          "(seq2seq) reads given tracks, so it needs an encoding with tracks (multitrack)")
+        return ConfigError(f"the {self.name} encoding has one stream, no tracks to give: an encoder-decoder "
+                           "(seq2seq) reads given tracks, so it needs an encoding with tracks (multitrack)")
 
     def blank_of(self, ids) -> np.ndarray:
         """For each id, the blank that erases it (-1 where none can), what a masked model reads

@@ -572,6 +572,11 @@ class MultitrackEncoding(Encoding):
 
         return given_source(self, ids, given_tracks)
 
+    def given_notes(self, ids, given_tracks: int) -> np.ndarray:
+        from melodygen.encodings.multitrack_given import given_notes
+
+        return given_notes(self, ids, given_tracks)
+
     def program_ids(self) -> np.ndarray:
         first = self.vocab.offset("PROGRAM")
         return np.arange(first, first + self.vocab.range("PROGRAM").size)

@@ -91,16 +91,30 @@ class GivenPlan:
         programs and notes. Bar lines, meters, tempos and controls of the bars the model writes
         in are not: they frame (and label) its own notes. Bool (len(ids),)."""
         v = self.encoding.vocab
-        kinds, values = v.split(ids)
+        kinds, _ = v.split(ids)
         names = np.array([r.name for r in v.ranges])[kinds]
         if self.bars is not None:
             bar = np.cumsum(names == "BAR")  # the bar each id is in; 0: the header
             return (bar < self.bars[0]) | (bar > self.bars[1])
         programs = np.cumsum(names == "PROGRAM")  # the header lists the given tracks first
-        last_track = np.maximum.accumulate(np.where(names == "TRACK", np.arange(len(names)), -1))
-        track = np.where(last_track >= 0, values[last_track], -1)  # each bar's first note names its track
-        note = np.isin(names, ["TRACK", "PITCH", "DRUM", "VEL", "DUR"])
-        return ((names == "PROGRAM") & (programs <= self.given_tracks)) | (note & (track < self.given_tracks))
+        return ((names == "PROGRAM") & (programs <= self.given_tracks)) | given_notes(self.encoding, ids,
+                                                                                      self.given_tracks)
+
+
+def given_notes(encoding, ids, given_tracks: int) -> np.ndarray:
+    """Which of `ids` ((..., L)) are notes (`TRACK`, pitch or drum, `VEL`, `DUR`) of the first
+    `given_tracks` tracks: each bar's first note names its track, and a note is of the track
+    last named. Ids before a window's first `TRACK` are of no track known: not given."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim > 1:
+        return np.stack([given_notes(encoding, row, given_tracks) for row in ids.reshape(-1, ids.shape[-1])]
+                        ).reshape(ids.shape)
+    kinds, values = encoding.vocab.split(ids)
+    names = np.array([r.name for r in encoding.vocab.ranges])[kinds]
+    last_track = np.maximum.accumulate(np.where(names == "TRACK", np.arange(len(names)), -1))
+    track = np.where(last_track >= 0, values[last_track], -1)
+    note = np.isin(names, ["TRACK", "PITCH", "DRUM", "VEL", "DUR"])
+    return note & (track >= 0) & (track < given_tracks)
 
 
 def given_source(encoding, ids, given_tracks: int) -> np.ndarray:

@@ -59,6 +59,13 @@ def train_batches(directory: Path, config: RunConfig, encoding, info: DistInfo, 
         piece_starts=cfg.window_starts == "pieces",
         piece_weights=minor_weights(train, encoding, cfg.minor_share) if cfg.minor_share else None,
         controls=list(encoding.control_ids().values()), control_dropout=cfg.control_dropout)
+    if cfg.given_weight != 1:
+        if sources is None:
+            raise ConfigError(f"training.given_weight weighs the given tracks an encoder-decoder reads; a "
+                              f"{config.model.kind} model reads none (set it back to 1)")
+        from melodygen.dataset.pairs import GivenWeights
+
+        return GivenWeights(sampler, encoding, cfg.given_tracks, cfg.given_weight)
     if not model.fills_blanks:
         return sampler
     from melodygen.dataset.blanks import ErasedWindows

@@ -18,7 +18,8 @@ from melodygen.training.optim import lr_at, set_lr
 
 class Stepper:
     """`stepper(step, time_used)` runs optimisation step `step`: `grad_accum` micro-batches
-    of next-id cross-entropy (PAD targets ignored), clipping, the lr of the schedule, AdamW."""
+    of next-id cross-entropy (PAD targets ignored; weighted where the batch says), clipping, the
+    lr of the schedule, AdamW."""
 
     def __init__(self, model, optimizer, batches, cfg: TrainingConfig, device: torch.device,
                  pad_id: int):
@@ -37,8 +38,7 @@ class Stepper:
             with distributed.no_sync(self.model, sync=micro == cfg.grad_accum - 1):
                 with autocast(self.device):
                     logits = self.model(batch.ids, **batch.side)  # (B, T, V)
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
-                                       ignore_index=self.pad_id, label_smoothing=cfg.label_smoothing)
+                loss = self._loss(logits, batch)
                 (loss / cfg.grad_accum).backward()
             total += loss.detach()
         if cfg.grad_clip > 0:
@@ -46,6 +46,15 @@ class Stepper:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total / cfg.grad_accum
+
+    def _loss(self, logits: torch.Tensor, batch) -> torch.Tensor:
+        """Mean cross-entropy over the scored targets, weighted by `batch.weights` where set."""
+        kept = dict(ignore_index=self.pad_id, label_smoothing=self.cfg.label_smoothing)
+        if batch.weights is None:
+            return F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), **kept)
+        each = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="none", **kept)
+        weights = batch.weights.flatten() * (batch.targets.flatten() != self.pad_id)
+        return (each * weights).sum() / weights.sum().clamp(min=1e-8)
 
 
 def validate(model, windows, device: torch.device, info: DistInfo) -> dict:
