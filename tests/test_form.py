@@ -17,9 +17,10 @@ REP_CONTROLS = get_encoding("multitrack", repeats=16, controls=["key", "chord", 
 
 
 def draw(encoding, grammar, rows: int, steps: int, seed: int, bias_repeat: float = 0.0,
-         meters: bool = True) -> list[list[int]]:
+         meters: bool = True, downbeats: int = 0) -> list[list[int]]:
     """Random logits through the grammar, like the sampler; `bias_repeat` makes REPEAT likelier;
-    `meters=False`: 4/4 throughout (no TIMESIG drawn)."""
+    `meters=False`: 4/4 throughout (no TIMESIG drawn); the first `downbeats` rows much prefer
+    POS(0)."""
     generator = torch.Generator().manual_seed(seed)
     out, last = [[] for _ in range(rows)], None
     first = encoding.vocab.offset("REPEAT")
@@ -27,6 +28,7 @@ def draw(encoding, grammar, rows: int, steps: int, seed: int, bias_repeat: float
         logits = torch.randn(rows, encoding.vocab.size, generator=generator) * 3
         logits[:, :EOS_ID + 1] = -float("inf")
         logits[:, first:first + 16] += bias_repeat
+        logits[:downbeats, encoding.vocab.id_of("POS", 0)] += 20
         if not meters:
             timesig = encoding.vocab.offset("TIMESIG")
             logits[:, timesig:timesig + encoding.vocab.range("TIMESIG").size] = -float("inf")
@@ -222,3 +224,26 @@ def test_the_studio_passes_a_form_and_lets_it_set_the_length():
     assert GenerationRequest(**counted).bars == 16
     shared = GenerationSettings(model="m", form="AABA", length=16).generate_options(1)
     assert shared["bars"] == 16 and GenerationRequest(**shared).form_plan.describe() == "A4 A4 B4 A4"
+
+
+def test_a_pickup_bar_is_never_repeated_in_a_piece_from_nothing():
+    """A REPEAT that copies the first bar is refused once that bar is a pickup (its first note
+    after the downbeat, or none), and only then."""
+    counts = {"pickup": 0, "copied": 0, "full": 0, "full copied": 0}
+    for row in draw(REP, REP.grammar([], 48, "cpu"), 48, 400, seed=3, bias_repeat=3.0, meters=False, downbeats=24):
+        events = [REP.vocab.event_of(i) for i in row]
+        bar, pos, pickup = -1, None, None
+        for name, value in events:
+            if name == "BAR":
+                bar += 1
+                if bar == 1 and pickup is None:
+                    pickup = True  # no note in the first bar
+            elif name == "POS":
+                pos = value
+            elif name == "PITCH" and bar == 0 and pickup is None:
+                pickup = pos > 0
+            elif name == "REPEAT" and bar - value == 0:
+                counts["copied" if pickup else "full copied"] += 1
+        counts["pickup" if pickup else "full"] += 1
+    assert counts["copied"] == 0
+    assert counts["pickup"] > 5 and counts["full"] > 5 and counts["full copied"] > 0  # the rule had work to do

@@ -79,7 +79,7 @@ AFTER_HEAD = len(HEAD)
 # Parts read TRACK1, NEW_BARS and BAR_NOTES.
 (_F_KEY,          # phase * (max_tracks + 1) + track count: the row of `_allowed_at`
  _F_ROW,          # track count * V: where this row's ids start in `_steps`
- _F_POS,          # the current position's value (-1: none yet in this bar)
+ POS_FIELD,          # the current position's value (-1: none yet in this bar)
  _F_NEG_LENGTH,   # minus the bar's length in steps (a position must be below it)
  TRACK_FIELD,        # the current track + 1 (0: none yet in this bar)
  _F_CUR_PITCHED,  # the current track's column in `status` for pitches (0: no track)
@@ -225,8 +225,8 @@ class MultitrackGrammar:
         add[:, :, _F_KEY] = torch.where(real[None], kind[None] * (T + 1) + new_counts, 0)
         mul[:, :, _F_ROW] = 0
         add[:, :, _F_ROW] = new_counts * V
-        put(_F_POS, bar, -1)
-        put(_F_POS, is_[_POS], value[is_[_POS]])
+        put(POS_FIELD, bar, -1)
+        put(POS_FIELD, is_[_POS], value[is_[_POS]])
         put(_F_NEG_LENGTH, is_[_TIMESIG], -bar_length[is_[_TIMESIG]])
         put(TRACK_FIELD, bar, 0)
         put(TRACK_FIELD, is_[_TRACK], value[is_[_TRACK]] + 1)
@@ -262,7 +262,7 @@ class MultitrackGrammar:
             lo, hi = self.block[name]
             column[which, lo:hi], number[which, lo:hi] = col, num[lo:hi]
 
-        bound(0, "POS", _F_POS, place)                # after the current position
+        bound(0, "POS", POS_FIELD, place)                # after the current position
         bound(1, "POS", _F_NEG_LENGTH, -place)        # inside the bar
         bound(0, "TRACK", track_floor, place + 1)   # after the current track, once it has a note here
         bound(0, "PITCH", pitch_floor, place)       # above the last pitch, on a pitched track that plays
@@ -345,9 +345,10 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     (`multitrack_control_rules`), pitch ranges per track (`multitrack_tracks`), given music
     (`multitrack_given`), a form plan and its chords
     (`multitrack_form`; the chords follow the form when the model has the chord control and
-    none are asked: `form_keeps_chords`)."""
+    none are asked: `form_keeps_chords`), and, from nothing without a plan, no repeated pickup
+    bar (`multitrack_form.PickupRepeats`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
-    from melodygen.encodings.multitrack_form import FormChords, FormRules
+    from melodygen.encodings.multitrack_form import FormChords, FormRules, PickupRepeats
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import PitchRanges, TrackChoice
 
@@ -370,6 +371,8 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
         parts.append(FormRules(encoding, form, rows, device))
     if keep_chords:
         parts.append(FormChords(encoding, form, rows, device))
+    if encoding.settings.repeats and form is None and given is None and not len(primer_ids):
+        parts.append(PickupRepeats(rows, device))
     return parts
 
 
