@@ -247,3 +247,21 @@ def test_a_pickup_bar_is_never_repeated_in_a_piece_from_nothing():
         counts["pickup" if pickup else "full"] += 1
     assert counts["copied"] == 0
     assert counts["pickup"] > 5 and counts["full"] > 5 and counts["full copied"] > 0  # the rule had work to do
+
+
+def test_under_a_plan_the_first_bar_opens_on_its_downbeat():
+    """A plan's repeats of the first bar are forced: it may not be a pickup (beats of silence,
+    copied)."""
+    plan = FormPlan.parse("A2 A2", None)
+    firsts = []
+    for row in draw(REP, REP.grammar([], 16, "cpu", form=plan), 16, 300, seed=5, meters=False):
+        events = [REP.vocab.event_of(i) for i in row]
+        first_bar = events[events.index(("BAR", None)) + 1:]
+        pos = None
+        for name, value in first_bar:
+            if name == "POS":
+                pos = value
+            if name in ("PITCH", "BAR"):
+                firsts.append(pos if name == "PITCH" else None)
+                break
+    assert firsts == [0] * 16  # random logits open on a later position nearly always without the rule

@@ -13,11 +13,14 @@ writes anew) gets the chord written in the bar it follows (`FormPlan.chord_sourc
 that bar had none: a repeated bar's label matches the music it copies, and `A'` keeps A's chords
 under a new melody.
 
+Pickups. A tune that opens on an upbeat comes back to its first full bar, not to the upbeat's
+bar: copied, that bar is beats of silence in the middle of the tune. folk-band did it in 5 of 48
+free samples of 16 bars (`REPEAT(-8)` in bar 9 of a tune with a pickup), and under `--form AABA`
+in 14 of 16 pieces, where the plan itself repeats the first bar (docs/benchmarks.md). So:
 `PickupRepeats`, for a piece written from nothing without a plan: no `REPEAT` may copy its first
-bar when that bar is a pickup (its first note after the downbeat, or none). A tune that opens on
-an upbeat comes back to its first full bar, not to the upbeat's bar: copied, that bar is beats
-of silence in the middle of the tune. folk-band did it in 5 of 48 free samples of 16 bars
-(`REPEAT(-8)` in bar 9 of a tune with a pickup; docs/benchmarks.md).
+bar once that bar turns out a pickup (its first note after the downbeat, or none);
+`DownbeatOpening`, with a plan (from nothing): the first bar opens with a note on its downbeat,
+since the plan's sections are whole bars and its repeats of the first bar are forced.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from melodygen.encodings.form import FormPlan
-from melodygen.encodings.multitrack_grammar import POS_FIELD, GrammarPart, new_bar
+from melodygen.encodings.multitrack_grammar import BAR_NOTES_FIELD, POS_FIELD, GrammarPart, new_bar
 from melodygen.errors import ConfigError
 
 
@@ -137,3 +140,22 @@ class PickupRepeats(GrammarPart):
 
     def select_rows(self, rows) -> None:
         self.pickup, self.decided = self.pickup.index_select(0, rows), self.decided.index_select(0, rows)
+
+
+class DownbeatOpening(GrammarPart):
+    """The first new bar's first note on its downbeat (module docstring): until it has a note,
+    no later position and no bar line or end."""
+
+    def __init__(self, device="cpu"):
+        self.device = device
+
+    def restrict_rules(self, allowed, grammar) -> None:
+        """Nothing to restrict once for all; the ids the mask bans in the opening."""
+        later = grammar.ids_of("POS") & (grammar.place_of > 0)
+        closing = grammar.ids_of("BAR")
+        closing[grammar.eos] = True
+        self.banned = (later | closing).to(self.device)
+
+    def mask(self, allowed, state):
+        opening = (new_bar(state) == 0) & (state[:, BAR_NOTES_FIELD] == 0)
+        return allowed & ~(opening[:, None] & self.banned)

@@ -345,10 +345,11 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
     (`multitrack_control_rules`), pitch ranges per track (`multitrack_tracks`), given music
     (`multitrack_given`), a form plan and its chords
     (`multitrack_form`; the chords follow the form when the model has the chord control and
-    none are asked: `form_keeps_chords`), and, from nothing without a plan, no repeated pickup
-    bar (`multitrack_form.PickupRepeats`)."""
+    none are asked: `form_keeps_chords`), and, from nothing, no pickup bar repeated (without a
+    plan: `multitrack_form.PickupRepeats`; with one, the first bar opens on its downbeat:
+    `DownbeatOpening`)."""
     from melodygen.encodings.multitrack_control_rules import ControlRules
-    from melodygen.encodings.multitrack_form import FormChords, FormRules, PickupRepeats
+    from melodygen.encodings.multitrack_form import DownbeatOpening, FormChords, FormRules, PickupRepeats
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import PitchRanges, TrackChoice
 
@@ -369,6 +370,8 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
         parts.append(GivenRules(encoding, given, rows, device))
     if form is not None:
         parts.append(FormRules(encoding, form, rows, device))
+        if given is None and not len(primer_ids):
+            parts.append(DownbeatOpening(device))
     if keep_chords:
         parts.append(FormChords(encoding, form, rows, device))
     if encoding.settings.repeats and form is None and given is None and not len(primer_ids):
