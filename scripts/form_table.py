@@ -15,7 +15,10 @@ corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to
   same tunes, in windows of its context; notes counted as written out), so a model that spends
   one id on a repeated bar is compared on the same music;
 - with --form: --form-samples pieces of --bars bars with that plan, and the share of the bars
-  the plan repeats that sound as the bar they repeat.
+  the plan repeats that sound as the bar they repeat;
+- silent beats: the share of pieces (free, and with the plan) with a whole beat where nothing
+  sounds between their first onset and their last note (a repeated pickup bar mid-tune; the
+  held-out cuts have none).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
     for metric in ("bar_repeat_exact", "longest_repeat_bars"):
         row[metric] = comparison["scalars"][metric]["generated"]["mean"]
     row["classifier accuracy"] = comparison["two_sample"]["accuracy"]
+    row["pieces with a silent beat"] = silent_share(described)
     training = run_training_set(ckpt["run_config"], encoding, name)
     row[f"copies > {COPY_BARS} bars"] = None if training.index is None else copies([p.score for p in pieces],
                                                                                    training.index, encoding)
@@ -133,7 +137,15 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
         planned = sum(p for piece in formed for p, _ in piece.form.repeated)
         heard = sum(h for piece in formed for _, h in piece.form.repeated)
         row[f"--form {plan.describe()}: repeats heard"] = heard / planned
+        row[f"--form {plan.describe()}: pieces with a silent beat"] = silent_share(
+            stats.describe_set([p.path for p in formed]))
     return row
+
+
+def silent_share(described: dict) -> float:
+    """The share of a described set's pieces with an empty beat (`empty_beat_rate` > 0)."""
+    rates = [f["scalars"]["empty_beat_rate"] for f in described["per_file"]]
+    return sum(r > 0 for r in rates) / len(rates)
 
 
 def main() -> None:
@@ -157,7 +169,8 @@ def main() -> None:
         reference = stats.describe_set(sorted((work / "reference").glob("*.mid")))
         rows = {name: measure(name, args, reference, tunes, work) for name in args.models}
     real = {"bar_repeat_exact": reference["scalars"]["bar_repeat_exact"]["mean"],
-            "longest_repeat_bars": reference["scalars"]["longest_repeat_bars"]["mean"]}
+            "longest_repeat_bars": reference["scalars"]["longest_repeat_bars"]["mean"],
+            "pieces with a silent beat": silent_share(reference)}
     metrics = list(dict.fromkeys(k for row in rows.values() for k in row))
     print(f"{len(tunes)} validation tunes cut to {args.bars} bars; {args.samples} samples per model, seed {args.seed}")
     print("| metric | " + " | ".join(Path(n).stem for n in rows) + " | validation tunes |")
