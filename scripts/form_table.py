@@ -6,9 +6,10 @@
 For each model (a checkpoint or a bundled name), against the validation tunes of the Nottingham
 corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to --bars bars:
 
-- free samples (--samples pieces of --bars bars at the model card's settings, --seed): bars
-  repeating an earlier bar (exactly), the longest repeated run of bars, and the real-vs-generated
-  classifier test (`stats.two_sample`), each next to the reference's;
+- free samples (--samples pieces of --bars bars at the model card's settings, or --temperature
+  and --top-p, --seed): bars repeating an earlier bar (exactly), the longest repeated run of bars,
+  and the real-vs-generated classifier test (`stats.two_sample`; its mean over --seeds sets of
+  samples, each of its own seed), each next to the reference's;
 - copies: the share of samples with a stretch of more than 4 bars also in a training tune (the
   copy check of `sample`, on streams with every bar written out);
 - notes' NLL: nats per note over the whole validation tunes (each model reads its own ids of the
@@ -113,15 +114,23 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
     model, encoding, ckpt = load_for_inference(path)
     out = work / Path(name).stem
     started = time.perf_counter()
-    pieces = sample_to_midi(path, out, GenerationRequest(n=args.samples, bars=args.bars, temperature=0.9,
-                                                               top_p=0.95, seed=args.seed))
+    pieces = sample_to_midi(path, out, GenerationRequest(n=args.samples, bars=args.bars, temperature=args.temperature,
+                                                         top_p=args.top_p, seed=args.seed))
     seconds = time.perf_counter() - started
     described = stats.describe_set([p.path for p in pieces])
     comparison = stats.compare_sets(described, reference)
     row = {"sampling s": seconds}
     for metric in ("bar_repeat_exact", "longest_repeat_bars"):
         row[metric] = comparison["scalars"][metric]["generated"]["mean"]
-    row["classifier accuracy"] = comparison["two_sample"]["accuracy"]
+    accuracies = [comparison["two_sample"]["accuracy"]]
+    for seed in range(args.seed + 1, args.seed + args.seeds):  # the classifier's figure varies by seed (+-4%)
+        more = sample_to_midi(path, work / f"{Path(name).stem}-seed{seed}", GenerationRequest(
+            n=args.samples, bars=args.bars, temperature=args.temperature, top_p=args.top_p, seed=seed))
+        accuracies.append(stats.compare_sets(stats.describe_set([p.path for p in more]), reference)
+                          ["two_sample"]["accuracy"])
+    row["classifier accuracy"] = float(np.mean(accuracies))
+    if args.seeds > 1:
+        row[f"... seeds {args.seed}-{args.seed + args.seeds - 1}"] = " / ".join(f"{a:.3f}" for a in accuracies)
     row["pieces with a silent beat"] = silent_share(described)
     training = run_training_set(ckpt["run_config"], encoding, name)
     row[f"copies > {COPY_BARS} bars"] = None if training.index is None else copies([p.score for p in pieces],
@@ -133,7 +142,7 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
         plan = FormPlan.parse(args.form, args.bars)
         formed = sample_to_midi(path, work / f"{Path(name).stem}-form",
                                 GenerationRequest(n=args.form_samples, bars=args.bars, form=args.form,
-                                                  temperature=0.9, top_p=0.95, seed=args.seed))
+                                                  temperature=args.temperature, top_p=args.top_p, seed=args.seed))
         planned = sum(p for piece in formed for p, _ in piece.form.repeated)
         heard = sum(h for piece in formed for _, h in piece.form.repeated)
         row[f"--form {plan.describe()}: repeats heard"] = heard / planned
@@ -154,6 +163,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="free sample sets (seeds from --seed) whose classifier "
+                        "accuracies are averaged; the other figures are the first set's")
+    parser.add_argument("--temperature", type=float, default=0.9, help="[default: the card's]")
+    parser.add_argument("--top-p", type=float, default=0.95, help="[default: the card's]")
     parser.add_argument("--form", default="AABA", help="a form plan to sample with ('' for none)")
     parser.add_argument("--form-samples", type=int, default=16)
     args = parser.parse_args()
@@ -172,7 +185,8 @@ def main() -> None:
             "longest_repeat_bars": reference["scalars"]["longest_repeat_bars"]["mean"],
             "pieces with a silent beat": silent_share(reference)}
     metrics = list(dict.fromkeys(k for row in rows.values() for k in row))
-    print(f"{len(tunes)} validation tunes cut to {args.bars} bars; {args.samples} samples per model, seed {args.seed}")
+    print(f"{len(tunes)} validation tunes cut to {args.bars} bars; {args.samples} samples per model, seed {args.seed}, "
+          f"T {args.temperature:g}, top-p {args.top_p:g}")
     print("| metric | " + " | ".join(Path(n).stem for n in rows) + " | validation tunes |")
     print("|---|" + "---:|" * (len(rows) + 1))
     for metric in metrics:
