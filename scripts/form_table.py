@@ -77,7 +77,8 @@ def nats_per_note(model, encoding, scores: list[Score]) -> float:
     context = getattr(model.settings, "max_context", 1024)
     nats = notes = 0.0
     vocab = encoding.vocab
-    pitched = {i for name in ("PITCH", "DRUM") for i in range(vocab.offset(name), vocab.offset(name) + vocab.range(name).size)}
+    pitched = {i for name in ("PITCH", "DRUM")
+               for i in range(vocab.offset(name), vocab.offset(name) + vocab.range(name).size)}
     with torch.inference_mode():
         for score in scores:
             ids = [BOS_ID, *map(int, encoding.encode(score)), EOS_ID]
@@ -104,6 +105,7 @@ def copies(scores: list[Score], index, encoding) -> float:
 
 
 def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) -> dict:
+    """One model's row of the table (module docstring), its samples written under `work`."""
     from melodygen import stats
     from melodygen.checkpoint import load_for_inference, resolve_checkpoint
     from melodygen.sampling.files import sample_to_midi
@@ -158,6 +160,7 @@ def silent_share(described: dict) -> float:
 
 
 def main() -> None:
+    """Read the validation tunes, measure each model, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="checkpoints or bundled model names")
     parser.add_argument("--samples", type=int, default=48)
