@@ -122,12 +122,11 @@ class PickupRepeats(GrammarPart):
     def restrict_rules(self, allowed, grammar) -> None:
         """Nothing to restrict once for all; the ids the mask and `follow` read."""
         self.note_ids = grammar.ids_of("PITCH", "DRUM").to(self.device)
-        lo, hi = grammar.block["REPEAT"]
-        self.distance = torch.zeros(grammar.vocab_size, dtype=torch.long, device=self.device)  # k of REPEAT(k)
-        self.distance[lo:hi] = torch.arange(1, hi - lo + 1, device=self.device)
+        # k of each REPEAT(k) (its place is k - 1, as the grammar's own bound reads it); -2, never a bar, elsewhere
+        self.distance = torch.where(grammar.ids_of("REPEAT"), grammar.place_of + 1, -2).to(self.device)
 
     def mask(self, allowed, state):
-        reaches_first = (self.distance[None, :] == new_bar(state)[:, None]) & (self.distance > 0)  # REPEAT(k) in bar k
+        reaches_first = self.distance[None, :] == new_bar(state)[:, None]  # REPEAT(k) in new bar k copies bar 0
         return allowed & ~(self.pickup[:, None] & reaches_first)
 
     def follow(self, ids, state) -> None:

@@ -79,7 +79,7 @@ AFTER_HEAD = len(HEAD)
 # Parts read TRACK1, NEW_BARS and BAR_NOTES.
 (_F_KEY,          # phase * (max_tracks + 1) + track count: the row of `_allowed_at`
  _F_ROW,          # track count * V: where this row's ids start in `_steps`
- POS_FIELD,          # the current position's value (-1: none yet in this bar)
+ POS_FIELD,       # the current position's value (-1: none yet in this bar)
  _F_NEG_LENGTH,   # minus the bar's length in steps (a position must be below it)
  TRACK_FIELD,        # the current track + 1 (0: none yet in this bar)
  _F_CUR_PITCHED,  # the current track's column in `status` for pitches (0: no track)
@@ -262,7 +262,7 @@ class MultitrackGrammar:
             lo, hi = self.block[name]
             column[which, lo:hi], number[which, lo:hi] = col, num[lo:hi]
 
-        bound(0, "POS", POS_FIELD, place)                # after the current position
+        bound(0, "POS", POS_FIELD, place)             # after the current position
         bound(1, "POS", _F_NEG_LENGTH, -place)        # inside the bar
         bound(0, "TRACK", track_floor, place + 1)   # after the current track, once it has a note here
         bound(0, "PITCH", pitch_floor, place)       # above the last pitch, on a pitched track that plays
@@ -368,13 +368,14 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
         if len(primer_ids):
             raise ConfigError("given music (accompaniment, infilling) starts from nothing: no primer ids")
         parts.append(GivenRules(encoding, given, rows, device))
+    from_nothing = given is None and not len(primer_ids)
     if form is not None:
         parts.append(FormRules(encoding, form, rows, device))
-        if given is None and not len(primer_ids):
+        if from_nothing:
             parts.append(DownbeatOpening(device))
     if keep_chords:
         parts.append(FormChords(encoding, form, rows, device))
-    if encoding.settings.repeats and form is None and given is None and not len(primer_ids):
+    if encoding.settings.repeats and form is None and from_nothing:
         parts.append(PickupRepeats(rows, device))
     return parts
 
