@@ -91,7 +91,9 @@ class TrainingConfig:
 
     `init_from`: a checkpoint file or bundled model name whose weights the run starts from (a
     fine-tune; `training.init`): its model must have the config's layers and sizes, and its
-    vocabulary is matched to the run's encoding by token name. Ignored on `--resume`.
+    vocabulary is matched to the run's encoding by token name; a Transformer encoder-decoder
+    (`seq2seq`) may also start from a decoder-only Transformer of its decoder's sizes (a warm
+    start: it starts as that model). Ignored on `--resume`.
 
     `control_dropout`: for an encoding with controls (`multitrack_controls`), the chance that a
     window has each kind of control token (key, chord, density) taken out, and all of them

@@ -341,3 +341,49 @@ def test_given_weight_trains_an_encoder_decoder_and_is_refused_for_other_models(
     with pytest.raises(ConfigError, match="given_weight"):
         train(plain, tmp_path / "plain", progress=False)
     assert not (tmp_path / "plain").exists()
+
+
+def _decoder_only_checkpoint(path, encoding, **settings):
+    from melodygen.checkpoint import make_checkpoint, save
+    from melodygen.models import settings_to_dict
+
+    torch.manual_seed(3)
+    model = build_model("transformer", {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "max_context": 64,
+                                        "dropout": 0.0, **settings}, encoding.vocab.size)
+    for p in model.parameters():  # away from GPT-2's init, so that a weight left out would show
+        p.data.add_(0.05 * torch.randn_like(p))
+    save(make_checkpoint(model_kind="transformer", model_settings=settings_to_dict(model.settings), model=model,
+                         encoding=encoding, run_config={}, step=7, best_val_nll=None), path)
+    return model.eval()
+
+
+def test_an_encoder_decoder_warm_started_from_a_decoder_only_model_starts_as_it_whatever_its_source(tmp_path):
+    from melodygen.training.init import load_initial_weights
+
+    base = _decoder_only_checkpoint(tmp_path / "base.pt", ENC)
+    model = build_model("seq2seq", {**KINDS["seq2seq"], "max_context": 64, "attend_bars": 1,
+                                    "bar_id": ENC.vocab.id_of("BAR")}, ENC.vocab.size)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    start = load_initial_weights(model, ENC, str(tmp_path / "base.pt"))
+    assert start.step == 7 and start.added == ()
+    model.eval()
+    ids = torch.tensor([[BOS_ID, *ENC.encode(read_score(TUNES[0]))[:40].tolist()]] * 2)
+    melody = source_rows([accompaniment_plan(ENC, read_score(TUNES[1]), [0], [0]).source()] * 2, 512)
+    with torch.inference_mode():
+        expected = base(ids)
+        torch.testing.assert_close(model(ids, melody), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(ids), expected, atol=1e-5, rtol=1e-4)
+    state = model.state_dict()
+    assert torch.equal(state["encoder.1.attn.qkv.weight"], base.state_dict()["blocks.1.attn.qkv.weight"])
+    assert torch.equal(state["decoder.0.query.weight"], fresh["decoder.0.query.weight"])  # its own init
+    assert not state["decoder.0.cross_proj.weight"].any() and not state["bar_embed.weight"].any()
+
+
+@pytest.mark.parametrize("settings, says", [({"n_layers": 3}, "n_layers 2"), ({"positions": "learned"}, "rotary")])
+def test_a_decoder_only_model_of_other_sizes_is_refused_in_one_line(tmp_path, settings, says):
+    from melodygen.training.init import load_initial_weights
+
+    _decoder_only_checkpoint(tmp_path / "base.pt", ENC, **settings)
+    model = build_model("seq2seq", {**KINDS["seq2seq"], "max_context": 64}, ENC.vocab.size)
+    with pytest.raises(ConfigError, match=says):
+        load_initial_weights(model, ENC, str(tmp_path / "base.pt"))

@@ -270,6 +270,29 @@ class Seq2SeqTransformer(_EncoderDecoder):
     def max_context(self) -> int:
         return self.settings.max_context
 
+    def state_from_decoder_only(self, decoder_only: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This model's state dict warm-started from a decoder-only Transformer's
+        (`TransformerModel.state_dict()` of the same sizes), as Rothe et al. (2020) start
+        encoder-decoders from pretrained checkpoints: its blocks, embedding and output layer
+        become the decoder's, its first `encoder_layers` blocks the encoder's (attending both
+        ways now). What it lacks keeps this model's own init, except the cross-attention's output
+        projections and the bar embeddings, which start at zero: the encoder-decoder then starts
+        as the decoder-only model exactly, whatever its source (tested), and training adds what
+        the source tells it. Keys that do not map are returned as they are, for the caller's
+        check of layers and shapes."""
+        own = self.state_dict()
+        state = {key: (torch.zeros_like(value) if key == "bar_embed.weight" or key.endswith("cross_proj.weight")
+                       else value) for key, value in own.items()}
+        for key, value in decoder_only.items():
+            if not key.startswith("blocks."):
+                state[key] = value
+                continue
+            layer, rest = key.removeprefix("blocks.").split(".", 1)
+            state[f"decoder.{layer}.{rest}"] = value
+            if int(layer) < self.settings.encoder_layers:
+                state[f"encoder.{layer}.{rest}"] = value
+        return state
+
     def _rope(self, start: int, length: int, device) -> tuple[Tensor, Tensor]:
         positions = torch.arange(start, start + length, device=device, dtype=torch.float32)
         return rope_tables(positions, self.settings.d_model // self.settings.n_heads)

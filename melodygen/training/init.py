@@ -1,4 +1,6 @@
-"""A run that starts from another checkpoint's weights (`training.init_from`): a fine-tune.
+"""A run that starts from another checkpoint's weights (`training.init_from`): a fine-tune, or an
+encoder-decoder warm-started from a decoder-only Transformer (its decoder and encoder take that
+model's blocks: `Seq2SeqTransformer.state_from_decoder_only`).
 
 The checkpoint (a file, or a bundled model's name) must hold weights of the shapes the run's
 model has, apart from the vocabulary: the run's encoding may have ids the checkpoint's lacks (a
@@ -35,6 +37,9 @@ def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start
     base, base_encoding, ckpt = load_for_inference(source, "cpu")
     old_tokens, new_tokens = _tokens(base_encoding), _tokens(encoding)
     old_state, new_state = base.state_dict(), model.state_dict()
+    if base.kind != model.kind and hasattr(model, "state_from_decoder_only"):
+        _check_decoder_only(base, model, source)
+        old_state = model.state_from_decoder_only(old_state)
     if set(old_state) != set(new_state):
         raise ConfigError(f"training.init_from {source}: its {ckpt['model']['kind']} model has other layers than "
                           f"the config's {model.kind}; use its [model] settings")
@@ -52,6 +57,20 @@ def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start
     model.load_state_dict(state)
     added = tuple(t for t, r in zip(new_tokens, rows) if r < 0)
     return Start(str(source), int(ckpt.get("step") or 0), added)
+
+
+def _check_decoder_only(base, model, source: str) -> None:
+    """A decoder-only checkpoint an encoder-decoder can start from: a Transformer with rotary
+    positions and the decoder's sizes (`Seq2SeqTransformer.state_from_decoder_only`)."""
+    sizes = ("d_model", "n_layers", "n_heads", "d_ff", "tie_weights")
+    theirs = {name: getattr(base.settings, name, None) for name in sizes}
+    ours = {name: getattr(model.settings, name) for name in sizes}
+    rope = getattr(base.settings, "positions", None) == "rope"
+    if base.kind != "transformer" or not rope or theirs != ours:
+        wanted = ", ".join(f"{name} {value}" for name, value in ours.items())
+        raise ConfigError(f"training.init_from {source}: a {model.kind} model starts only from a transformer "
+                          f"with rotary positions and its decoder's sizes ({wanted}); this one is a {base.kind} "
+                          f"({', '.join(f'{n} {v}' for n, v in theirs.items() if v is not None)})")
 
 
 def _tokens(encoding) -> list[str]:
