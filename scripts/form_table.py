@@ -8,6 +8,8 @@ corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to
 
 - free samples (--samples pieces of --bars bars at the model card's settings, or --temperature
   and --top-p, --seed): bars repeating an earlier bar (exactly), the longest repeated run of bars,
+  bars varying an earlier bar (`bar_vary`: not equal, half their notes shared; not among the
+  classifier's features, which stay those its figures were first measured with),
   and the real-vs-generated classifier test (`stats.two_sample`; its mean over --seeds sets of
   samples, each of its own seed), each next to the reference's;
 - copies: the share of samples with a stretch of more than 4 bars also in a training tune (the
@@ -122,7 +124,7 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
     described = stats.describe_set([p.path for p in pieces])
     comparison = stats.compare_sets(described, reference)
     row = {"sampling s": seconds}
-    for metric in ("bar_repeat_exact", "longest_repeat_bars"):
+    for metric in ("bar_repeat_exact", "longest_repeat_bars", "bar_vary"):
         row[metric] = comparison["scalars"][metric]["generated"]["mean"]
     accuracies = [comparison["two_sample"]["accuracy"]]
     for seed in range(args.seed + 1, args.seed + args.seeds):  # the classifier's figure varies by seed (+-4%)
@@ -186,6 +188,7 @@ def main() -> None:
         rows = {name: measure(name, args, reference, tunes, work) for name in args.models}
     real = {"bar_repeat_exact": reference["scalars"]["bar_repeat_exact"]["mean"],
             "longest_repeat_bars": reference["scalars"]["longest_repeat_bars"]["mean"],
+            "bar_vary": reference["scalars"]["bar_vary"]["mean"],
             "pieces with a silent beat": silent_share(reference)}
     metrics = list(dict.fromkeys(k for row in rows.values() for k in row))
     print(f"{len(tunes)} validation tunes cut to {args.bars} bars; {args.samples} samples per model, seed {args.seed}, "

@@ -89,7 +89,7 @@ RECIPES = [
            infiller=True),
 ]
 STRUCTURE = ("pitch_class_entropy", "note_density", "polyphony", "repetition_8", "bar_repeat_exact",
-             "bar_repeat_transposed", "longest_repeat_bars", "empty_bar_rate", "groove_consistency")
+             "bar_repeat_transposed", "bar_vary", "longest_repeat_bars", "empty_bar_rate", "groove_consistency")
 
 
 def parse_args() -> argparse.Namespace:

@@ -5,7 +5,7 @@ import pytest
 
 from melodygen.notes import Note, Score, TempoMap, Track
 from melodygen.stats.metrics import repetition, score_stats
-from melodygen.stats.structure import (bar_contents, bar_repeats, beats_per_bar, longest_repeat,
+from melodygen.stats.structure import (bar_contents, bar_repeats, bar_variations, beats_per_bar, longest_repeat,
                                        self_similarity)
 
 
@@ -44,6 +44,15 @@ def test_a_transposed_repeat_counts_only_as_transposed():
 def test_music_that_never_repeats_scores_zero():
     contents = bar_contents(*tune(phrase(12, seed=4)), bar_beats=4.0)
     assert bar_repeats(contents)[0] == 0.0 and longest_repeat(contents) == 0
+
+
+def test_a_bar_with_a_changed_ending_varies_its_model_and_an_exact_repeat_does_not():
+    a = phrase(2, seed=6)
+    changed_end = a[:6] + [(6.0, 50), (7.0, 51)]  # bar 2 as bar 0; bar 3 ends anew: 2 of 4 kept (Jaccard 1/3)
+    one_note = a[:7] + [(7.0, 50)]  # bar 3's last note only: 3 of 4 kept (Jaccard 3/5)
+    assert bar_variations(bar_contents(*tune(a, changed_end), bar_beats=4.0)) == 0.0
+    assert bar_variations(bar_contents(*tune(a, one_note), bar_beats=4.0)) == 1 / 4
+    assert bar_variations(bar_contents(*tune(a, a, one_note), bar_beats=4.0)) == 1 / 6
 
 
 def test_empty_bars_are_kept_in_place_but_never_count_as_repeats():
