@@ -76,7 +76,9 @@ RECIPES = [
     # onsets). The fine-tune reads the whole melody and attends to the bars beside its own (attend_bars):
     # 462 steps, 0.524 nats/event, chords on 51% of melody onsets, below folk-band's 67%: not bundled yet.
     # 227 steps more with the melody weighed down in the loss (training.given_weight=0.1) moved nothing
-    # (51.7%; docs/benchmarks.md), so that run is not a stage here.
+    # (51.7%; docs/benchmarks.md), so that run is not a stage here. The Transformer encoder-decoder
+    # warm-started from folk-band (configs/accompanist_nottingham_transformer.toml) ended, after 307 steps,
+    # where it started: 66.1% against folk-band's 66.5% (docs/benchmarks.md); not bundled either.
     Recipe("folk-accompanist", "accompanist_nottingham",
            "chords for a folk melody: an LSTM encoder-decoder that reads the whole melody, then writes the chord track",
            "GPL-3.0 (trained on the Nottingham tunes)", {"temperature": 0.9, "top_p": 0.95, "bars": 16},
