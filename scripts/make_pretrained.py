@@ -91,7 +91,9 @@ RECIPES = [
            "four-voice chorales with gaps filled from both sides (infilling, harmonising a melody), masked d192x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 1.0, "top_p": 0.95, "bars": 8},
-           ("training.max_minutes=35", "training.max_steps=20000", "training.threads=1"),  # 35 minutes, nice'd
+           # 60 minutes: the shipped run had 35 on one thread (1,164 steps, validation still falling), then
+           # was resumed to 60 on two threads (`--resume --set training.max_minutes=60 --set training.threads=2`)
+           ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1"),
            infiller=True),
 ]
 STRUCTURE = ("pitch_class_entropy", "note_density", "polyphony", "repetition_8", "bar_repeat_exact",
