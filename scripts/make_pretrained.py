@@ -92,7 +92,8 @@ RECIPES = [
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 1.0, "top_p": 0.95, "bars": 8},
            # 60 minutes: the shipped run had 35 on one thread (1,164 steps, validation still falling), then
-           # was resumed to 60 on two threads (`--resume --set training.max_minutes=60 --set training.threads=2`)
+           # was resumed toward 60 on two threads (`--resume --set training.max_minutes=60 --set training.threads=2`),
+           # stopped at 53 minutes (step 2,200) for time
            ("training.max_minutes=60", "training.max_steps=20000", "training.threads=1"),
            infiller=True),
 ]
