@@ -46,6 +46,7 @@ from melodygen.notes import Note, Score, Track  # noqa: E402
 
 CORPUS = REPO / "data" / "nottingham"
 COPY_BARS = 4
+REPEAT_FIGURES = ("bar_repeat_exact", "longest_repeat_bars", "bar_vary")  # `stats` scalars beside the tunes'
 
 
 def validation_tunes() -> list[Path]:
@@ -124,7 +125,7 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
     described = stats.describe_set([p.path for p in pieces])
     comparison = stats.compare_sets(described, reference)
     row = {"sampling s": seconds}
-    for metric in ("bar_repeat_exact", "longest_repeat_bars", "bar_vary"):
+    for metric in REPEAT_FIGURES:
         row[metric] = comparison["scalars"][metric]["generated"]["mean"]
     accuracies = [comparison["two_sample"]["accuracy"]]
     for seed in range(args.seed + 1, args.seed + args.seeds):  # the classifier's figure varies by seed (+-4%)
@@ -186,9 +187,7 @@ def main() -> None:
             write_score(cut(tune, args.bars), work / "reference" / path.name)
         reference = stats.describe_set(sorted((work / "reference").glob("*.mid")))
         rows = {name: measure(name, args, reference, tunes, work) for name in args.models}
-    real = {"bar_repeat_exact": reference["scalars"]["bar_repeat_exact"]["mean"],
-            "longest_repeat_bars": reference["scalars"]["longest_repeat_bars"]["mean"],
-            "bar_vary": reference["scalars"]["bar_vary"]["mean"],
+    real = {**{metric: reference["scalars"][metric]["mean"] for metric in REPEAT_FIGURES},
             "pieces with a silent beat": silent_share(reference)}
     metrics = list(dict.fromkeys(k for row in rows.values() for k in row))
     print(f"{len(tunes)} validation tunes cut to {args.bars} bars; {args.samples} samples per model, seed {args.seed}, "

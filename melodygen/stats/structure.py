@@ -80,10 +80,11 @@ def bar_repeats(contents: list[BarContent]) -> tuple[float, float]:
 
 def bar_variations(contents: list[BarContent]) -> float:
     """Share of non-empty bars equal to no earlier bar whose Jaccard overlap with one of them is
-    at least `VARIED_OVERLAP`."""
-    filled = [c for c in contents if c]
-    varied = sum(1 for i, content in enumerate(filled) if content not in filled[:i] and any(
-        len(content & earlier) >= VARIED_OVERLAP * len(content | earlier) for earlier in filled[:i]))
+    at least `VARIED_OVERLAP` (read from `self_similarity`: an overlap of 1 is an equal bar)."""
+    filled = [i for i, content in enumerate(contents) if content]
+    overlap = self_similarity(contents)
+    closest = [overlap[filled[:n], i].max() for n, i in enumerate(filled) if n]  # each to its nearest earlier bar
+    varied = sum(VARIED_OVERLAP <= c < 1.0 for c in closest)
     return varied / len(filled) if filled else 0.0
 
 
