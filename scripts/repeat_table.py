@@ -15,8 +15,10 @@ drums kept) with repeats off and on (`--repeats K`, the farthest bar a REPEAT ma
 - H(k | k before): how hard the distance is to guess, as the entropy in bits of each REPEAT's
   (k, shift) given the previous bar's (its (k, shift), or none), for the encoder's rule (keep
   the previous bar's distance while it fits, then the nearest) and for always the nearest;
-- lossless: files whose decoded score (notes, tempos, meters) is the same with and without.
-
+- varied repeats (`varied_repeats`): the share of bars written as `REPEAT(k) POS(p)` and a new
+  part (an earlier bar's opening, then new music), and ids/note with them on (K as the table's);
+- lossless: files whose decoded score (notes, tempos, meters) is the same with repeats off, on,
+  and varied.
 A second table gives the share of REPEAT bars and ids/note for other values of K.
 """
 
@@ -67,12 +69,13 @@ def bodies_of(encoding, ids) -> list[np.ndarray]:
 def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
     """{"counts": the figures summed over the folder's files, "distances": Counter of k}."""
     from melodygen.encodings import get_encoding
-    from melodygen.encodings.multitrack_repeats import find_repeats
+    from melodygen.encodings.multitrack_repeats import find_openings, find_repeats
     from melodygen.errors import MidiReadError, NoUsableMusicError
     from melodygen.midi_io import read_score
 
     off = get_encoding("multitrack")
     on = {k: get_encoding("multitrack", repeats=k) for k in {repeats, *also}}
+    varied = get_encoding("multitrack", repeats=repeats, varied_repeats=True)
     pitch_lo, drum_hi = off.vocab.offset("PITCH"), off.vocab.offset("DRUM") + 128
     m = Counter()
     distances = Counter()
@@ -92,6 +95,9 @@ def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
         bodies = bodies_of(off, ids)
         whole = find_repeats(bodies, off.vocab, repeats)
         m["bars"] += sum(1 for body in bodies if len(body))
+        m["varied"] += sum(o is not None for o in find_openings(bodies, whole, off.vocab, repeats))
+        varied_ids = varied.encode(score)
+        m["ids_varied"] += len(varied_ids)
         for k in also:
             m[f"repeat_bars_{k}"] += sum(d is not None for d in find_repeats(bodies, off.vocab, k))
         for d in whole:
@@ -105,7 +111,7 @@ def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
         for w, mel in zip(whole, melody):
             m["melody_missed"] += w is None and mel is not None
         back = on[repeats].decode_score(on[repeats].encode(score))
-        m["lossless"] += back == off.decode_score(ids)
+        m["lossless"] += back == off.decode_score(ids) == varied.decode_score(varied_ids)
     return {"counts": m, "distances": distances, "entropy": {keep: conditional_entropy(c) for keep, c in pairs.items()}}
 
 
@@ -133,8 +139,8 @@ def main() -> None:
           "| REPEAT bars: exact | transposed | k = " + " / ".join(f"{lo}" if lo == hi else f"{lo}-{min(hi, k)}"
                                                              for lo, hi in ranges)
           + " (share of REPEATs) | commonest k | H(k given k before), bits: kept / nearest "
-          "| melody repeats, bar does not |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
+          "| melody repeats, bar does not | varied repeats: bars | ids/note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|")
     for corpus, row in rows.items():
         m, dist = row["counts"], row["distances"]
         used = sum(dist.values()) or 1
@@ -144,7 +150,8 @@ def main() -> None:
         print(f"| {corpus} | {m['files']:,} ({m['lossless']:,}) | {m['bars']:,} | {m['ids_off'] / m['notes']:.2f} "
               f"| {m[f'ids_on_{k}'] / m['notes']:.2f} | {1 - m[f'ids_on_{k}'] / m['ids_off']:.1%} "
               f"| {m['exact'] / m['bars']:.1%} | {m['transposed'] / m['bars']:.1%} | {buckets} | {common} | {entropy} "
-              f"| {m['melody_missed'] / m['bars']:.1%} |")
+              f"| {m['melody_missed'] / m['bars']:.1%} | {m['varied'] / m['bars']:.1%} "
+              f"| {m['ids_varied'] / m['notes']:.2f} |")
     print("\n| corpus | " + " | ".join(f"K = {x}: REPEAT bars, ids/note" for x in sorted({k, *also})) + " |")
     print("|---|" + "---:|" * len({k, *also}))
     for corpus, row in rows.items():

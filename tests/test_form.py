@@ -14,6 +14,7 @@ from melodygen.sampling.request import GenerationRequest
 
 REP = get_encoding("multitrack", repeats=16)
 REP_CONTROLS = get_encoding("multitrack", repeats=16, controls=["key", "chord", "density"])
+VARIED = get_encoding("multitrack", repeats=16, varied_repeats=True, controls=["key", "chord"])
 
 
 def draw(encoding, grammar, rows: int, steps: int, seed: int, bias_repeat: float = 0.0,
@@ -40,11 +41,13 @@ def draw(encoding, grammar, rows: int, steps: int, seed: int, bias_repeat: float
     return out
 
 
-@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS])
+@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS, VARIED])
 def test_grammar_with_repeats_lets_nothing_through_that_decoding_would_drop(encoding):
     rows = draw(encoding, encoding.grammar([], 16, "cpu"), 16, 500, seed=0, bias_repeat=4.0)
     names = [encoding.vocab.event_of(i)[0] for row in rows for i in row]
     assert names.count("REPEAT") > 20 and names.count("SHIFT") > 0  # the syntax was exercised
+    cuts = sum(a in ("REPEAT", "SHIFT") and b == "POS" for a, b in zip(names, names[1:]))
+    assert (cuts > 5) == encoding.settings.varied_repeats  # varied repeats: only when on
     assert sum(encoding.dropped_ids(row) for row in rows) == 0
 
 
@@ -85,7 +88,7 @@ def test_the_form_sets_the_length_and_refuses_what_it_cannot_plan():
             GenerationRequest(form="AABA", **options)
 
 
-@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS])
+@pytest.mark.parametrize("encoding", [REP, REP_CONTROLS, VARIED])
 def test_the_grammar_forces_the_planned_repeats(encoding):
     plan = FormPlan.parse("A2 A2 B2 A2")
     grammar = encoding.grammar([], 8, "cpu", instruments=[73, 0], form=plan)

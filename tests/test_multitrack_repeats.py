@@ -108,9 +108,10 @@ def test_given_music_stays_note_by_note():
 
 
 @st.composite
-def repeating_scores(draw):
+def repeating_scores(draw, varied: bool = False):
     """Scores built bar by bar from a few bar contents, each bar empty, fresh, or one of them
-    again (transposed or not), under changing meters and tempos, with a drum track at times."""
+    again (transposed or not), under changing meters and tempos, with a drum track at times;
+    with `varied`, also one of them up to a position and fresh notes from there (a varied repeat)."""
     meters = draw(st.lists(st.sampled_from([(4, 4), (3, 4), (6, 8), (2, 4)]), min_size=2, max_size=12))
     drums = draw(st.booleans())
     # track, pitch, onset in steps from the bar line (inside the shortest bar here), length, velocity
@@ -130,6 +131,11 @@ def repeating_scores(draw):
             notes = []
         else:
             notes = contents[choice] if choice < len(contents) else draw(st.lists(note, min_size=1, max_size=4))
+        if varied and choice >= 0 and draw(st.booleans()):
+            cut = draw(st.integers(1, 2 * SPQ - 1))
+            fresh = draw(st.lists(note, min_size=1, max_size=4))
+            notes = [n for n in notes if n[2] < cut] + [(t, p, step, length, v) for t, p, step, length, v in fresh
+                                                        if step >= cut]
         shift = draw(st.one_of(st.just(0), st.integers(-12, 12)))
         for track, pitch, step, length, velocity in notes:
             pitch = pitch if track == 2 else pitch + shift
@@ -154,6 +160,19 @@ def test_generated_bars_decode_the_same_with_repeats_on(score, repeats):
     assert len(ids) <= len(off_ids)
     distances = [value for name, value in map(on.vocab.event_of, ids.tolist()) if name == "REPEAT"]
     assert all(1 <= k <= repeats for k in distances)
+
+
+@settings(max_examples=80, deadline=None)
+@given(repeating_scores(varied=True), st.sampled_from([1, 4, 32]))
+def test_generated_bars_decode_the_same_with_varied_repeats_on(score, repeats):
+    assume(score.note_count() > 0)
+    varied = get_encoding("multitrack", repeats=repeats, varied_repeats=True)
+    ids = varied.encode(score)
+    plain = OFF.encode(score)
+    assert varied.dropped_ids(ids) == 0
+    assert varied.decode_score(ids) == OFF.decode_score(plain)
+    assert np.array_equal(varied.written_out(ids), plain)  # as `encode` writes each bar
+    assert len(ids) <= len(get_encoding("multitrack", repeats=repeats).encode(score))
 
 
 @settings(max_examples=100, deadline=None)
@@ -234,3 +253,49 @@ def test_the_copy_check_compares_repeated_bars_written_out(tmp_path):
     tune = read_score(files[0])
     found = index.check(encoding.written_out(encoding.encode(tune))).longest
     assert found is not None and found.events == len(plain.encode(tune))  # the whole tune, written out
+
+
+# ---------------------------------------------------------------------------- varied repeats
+
+VARIED = get_encoding("multitrack", repeats=32, varied_repeats=True)
+
+
+def test_varied_repeats_are_a_setting_stored_only_when_on():
+    assert "varied_repeats" not in ON.to_dict()["settings"]  # checkpoints stored before compare equal
+    assert encoding_from_dict(VARIED.to_dict()) == VARIED and VARIED.vocab.tokens == ON.vocab.tokens
+    with pytest.raises(ConfigError, match="varied_repeats needs repeats"):
+        get_encoding("multitrack", varied_repeats=True)
+
+
+@pytest.mark.parametrize("corpus", sorted(REAL))
+def test_real_files_decode_the_same_with_varied_repeats_on(corpus):
+    cuts = 0
+    for name in REAL[corpus]:
+        score = read_score(DATA / corpus / name)
+        ids = VARIED.encode(score)
+        assert VARIED.dropped_ids(ids) == 0
+        assert VARIED.decode_score(ids) == OFF.decode_score(OFF.encode(score))
+        assert np.array_equal(VARIED.written_out(ids), OFF.encode(score))
+        names = kinds(VARIED, ids)
+        cuts += sum(a == "REPEAT" and b == "POS" for a, b in zip(names, names[1:]))
+        assert len(ids) <= len(ON.encode(score))
+    assert cuts > 0 or corpus == "bach-chorales"  # ashover10, ashover11, 001 and 025 vary bars they repeat
+
+
+def test_a_varied_repeat_copies_the_bar_before_its_cut_and_goes_on_anew():
+    new_part = [("POS", 24), ("TRACK", 0), ("PITCH", 50), ("VEL", 8), ("DUR", 6)]
+    ids = ids_of(VARIED, *BAR_ONE, "BAR", ("REPEAT", 1), *new_part, "BAR", ("REPEAT", 1))
+    assert VARIED.dropped_ids(ids) == 0
+    notes = [(n.pitch, round(n.start, 6)) for n in VARIED.decode(ids)]
+    # bar 2: bar 1 before 2 quarters (60, drum 36), then 50 at 2 quarters (126 at 3.5 not copied);
+    # bar 3 copies bar 2 as it was decoded
+    assert notes == [(36, 0), (60, 0), (126, 3.5), (36, 4), (60, 4), (50, 6), (36, 8), (60, 8), (50, 10)]
+    assert ON.dropped_ids(ids_of(ON, *BAR_ONE, "BAR", ("REPEAT", 1), *new_part)) == 5  # only when varied
+
+
+@pytest.mark.parametrize("tail", [
+    ["BAR", ("REPEAT", 1), ("POS", 0), ("TRACK", 0), ("PITCH", 50), ("VEL", 8), ("DUR", 6)],  # a cut copies something
+    ["BAR", ("REPEAT", 1), ("POS", 24), ("PITCH", 50), ("VEL", 8), ("DUR", 6)],  # no track after the cut
+])
+def test_a_varied_repeat_breaking_the_rules_is_dropped(tail):
+    assert VARIED.dropped_ids(ids_of(VARIED, *BAR_ONE, *tail)) > 0

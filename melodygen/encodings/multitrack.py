@@ -40,7 +40,9 @@ A piece is a header, then its bars:
   as its head and `REPEAT(-k)`, with `SHIFT(+s)` after it when the copy is transposed by s
   semitones (1..12 up or down; drums never move): `BAR REPEAT(-8)` is bar i-8 again. Their ids
   come last in the vocabulary, so without repeats every id stays as it was
-  (`multitrack_repeats`, which says how the bar is chosen and what decoding does).
+  (`multitrack_repeats`, which says how the bar is chosen and what decoding does). With
+  `varied_repeats` too, a bar that opens as an earlier bar and then changes is `REPEAT(-k)
+  POS(p)` and its notes from p on: bar i-k up to position p, then new music.
 - **One meter** (`meter = "4/4"`, empty by default: the files' own): every piece is laid out in
   that meter, whatever its time signatures say. For corpora whose time signatures are wrong:
   617 of POP909's 909 files say 1/4 throughout, which made every beat a bar.
@@ -93,6 +95,7 @@ class MultitrackSettings:
     drums: bool = True
     controls: tuple[str, ...] = ()
     repeats: int = 0
+    varied_repeats: bool = False
     meter: str = ""
 
     def __post_init__(self):
@@ -109,6 +112,7 @@ class MultitrackSettings:
             f"controls must name each of {', '.join(CONTROL_KINDS)} at most once":
                 lambda: set(self.controls) <= set(CONTROL_KINDS) and len(set(self.controls)) == len(self.controls),
             "repeats must be in 0..64 (bars back; 0: off)": lambda: 0 <= self.repeats <= 64,
+            "varied_repeats needs repeats (> 0)": lambda: not self.varied_repeats or self.repeats > 0,
             "meter must be empty (the files' own) or one with a token, e.g. '4/4'":
                 lambda: not self.meter or self.fixed_meter() in self.meters(),
         })
@@ -210,7 +214,7 @@ class MultitrackEncoding(Encoding):
                               self._body_ids(notes, bars, self._tempo_changes(score),
                                              track_at_every_position, measured)])
         if repeats and self.settings.repeats:
-            ids = fold_repeats(ids, v, self.settings.repeats)
+            ids = fold_repeats(ids, v, self.settings.repeats, self.settings.varied_repeats)
         return ids.astype(np.uint16)
 
     def controls_of(self, score: Score) -> PieceControls:
@@ -374,9 +378,9 @@ class MultitrackEncoding(Encoding):
         drum track or DRUM on a pitched one, a note without TRACK/POS/VEL/DUR in order, and a
         note repeating track, pitch and onset are each dropped and counted (a note's VEL and
         DUR go with it); so are a REPEAT not right after the bar head or pointing before the
-        first bar, a SHIFT not right after a REPEAT, and what follows a REPEAT in its bar
-        (`multitrack_repeats`). A note the ids stop in the middle of is left out, not counted:
-        the stream just stopped."""
+        first bar, a SHIFT not right after a REPEAT, and what follows a REPEAT in its bar other
+        than a varied repeat's cut and new part (`multitrack_repeats`). A note the ids stop in
+        the middle of is left out, not counted: the stream just stopped."""
         s, spq = self.settings, self.settings.steps_per_quarter
         programs: list[int] = []
         notes: list[tuple[int, int, int, int, int]] = []  # (track, pitch, start, duration, velocity bin)
@@ -385,7 +389,7 @@ class MultitrackEncoding(Encoding):
         meters: dict[int, tuple[int, int]] = {}
         bar_start, bar_length, bar_meter, bars = 0, 4 * spq, meter.DEFAULT_METER, 0
         pos, track, pending, dropped, just_opened = -1, -1, [], 0, False
-        bodies = BarBodies()  # what each bar holds, for REPEAT
+        bodies = BarBodies(s.varied_repeats)  # what each bar holds, for REPEAT
         for name, value in self.vocab.events(ids):
             if name in _CONTROL_TOKENS:
                 continue  # a control carries no notes
@@ -415,18 +419,18 @@ class MultitrackEncoding(Encoding):
                 else:
                     dropped += 1
             elif name == "POS":
-                if bars and pos < value < bar_length and bodies.copying is None:
+                if bars and pos < value < bar_length and (bodies.writable or bodies.take_cut(value)):
                     pos = value
                 else:
                     dropped += 1
             elif name == "TEMPO":
-                if bars and bodies.copying is None:
+                if bars and bodies.writable:
                     tempos[bar_start + max(pos, 0)] = float(self.tempos[value])
                     bodies.bodies[-1].tempos.append((max(pos, 0), float(self.tempos[value])))
                 else:
                     dropped += 1
             elif name == "TRACK":
-                if value < len(programs) and bars and bodies.copying is None:
+                if value < len(programs) and bars and bodies.writable:
                     track = value
                 else:
                     dropped += 1
@@ -499,12 +503,14 @@ class MultitrackEncoding(Encoding):
     # ------------------------------------------------------------------------------ contracts
 
     def to_dict(self) -> dict:
-        """`Encoding.to_dict`, without `repeats` while it is 0 and `meter` while it is empty: an
-        encoding stored before those settings existed then compares equal (datasets and
-        checkpoints check the settings)."""
+        """`Encoding.to_dict`, without `repeats` while it is 0, `varied_repeats` while off and
+        `meter` while it is empty: an encoding stored before those settings existed then
+        compares equal (datasets and checkpoints check the settings)."""
         stored = super().to_dict()
         if not self.settings.repeats:
             del stored["settings"]["repeats"]
+        if not self.settings.varied_repeats:
+            del stored["settings"]["varied_repeats"]
         if not self.settings.meter:
             del stored["settings"]["meter"]
         return stored

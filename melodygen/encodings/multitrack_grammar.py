@@ -7,6 +7,8 @@ may come next, so a sampled piece always decodes whole. This module owns that sy
     header   PROGRAM...        (at least one, at most max_tracks) then BAR
     bar      BAR [TIMESIG] [KEY] [CHORD] [DENSITY] (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*
              or BAR [TIMESIG] [KEY] [CHORD] [DENSITY] REPEAT(k) [SHIFT]   (k: at most the bars before it)
+             and with varied repeats, REPEAT(k) [SHIFT] then (POS [TEMPO] ([TRACK] PITCH|DRUM VEL DUR)*)*:
+             the cut's POS at 1 or later, and no track current after it, as at a bar line
     POS      strictly after the previous position, inside the bar's length
     TRACK    a header track; within a position, tracks ascend
     PITCH    on a pitched track, DRUM on a drum track; ascending within (position, track)
@@ -138,6 +140,7 @@ class MultitrackGrammar:
 
         vocab, s = encoding.vocab, encoding.settings
         self.max_tracks = s.max_tracks
+        self.varied = s.varied_repeats
         self.eos = EOS_ID
         self.vocab_size = vocab.size
         present = {r.name for r in vocab.ranges}
@@ -183,6 +186,8 @@ class MultitrackGrammar:
         T, V, kinds, place = self.max_tracks, self.vocab_size, self.kind_of.cpu(), self.place_of
         phases, counts = len(KINDS) + 1, torch.arange(T + 1)
         after = torch.tensor([[phase in phases for phases in _FOLLOWERS.values()] for phase in range(phases)])
+        if self.varied:  # a varied repeat's cut: a position right after REPEAT [SHIFT]
+            after[[_REPEAT, _SHIFT], _POS_RULE] = True
         rule_of_kind = torch.full((len(KINDS) + 1,), -1, dtype=torch.long)
         for name, rule in (("PROGRAM", _PROGRAM_RULE), ("BAR", _BAR_RULE), ("TIMESIG", _TIMESIG_RULE),
                            ("POS", _POS_RULE), ("TEMPO", _TEMPO_RULE), ("TRACK", _TRACK_RULE),
@@ -227,6 +232,8 @@ class MultitrackGrammar:
         add[:, :, _F_ROW] = new_counts * V
         put(POS_FIELD, bar, -1)
         put(POS_FIELD, is_[_POS], value[is_[_POS]])
+        if self.varied:
+            put(POS_FIELD, is_[_REPEAT], 0)  # a cut copies something: its position is 1 or later
         put(_F_NEG_LENGTH, is_[_TIMESIG], -bar_length[is_[_TIMESIG]])
         put(TRACK_FIELD, bar, 0)
         put(TRACK_FIELD, is_[_TRACK], value[is_[_TRACK]] + 1)

@@ -16,6 +16,16 @@ repetition once.
 - **`SHIFT(s)`**, s in -12..-1, 1..12, right after `REPEAT`: the copy is transposed by s
   semitones; pitched notes move, drum notes never do (as `pitch_shift_table`, which leaves both
   kinds of id where they are: a relative shift stays relative under transposition).
+- **Varied repeats** (`varied_repeats`, with `repeats`): `REPEAT(k) [SHIFT(s)] POS(p)` and
+  then a body from position p on: the bar opens as bar i-k (its notes and tempo changes before
+  position p, p >= 1) and goes on anew from p, as real tunes vary a bar they repeat (a changed
+  ending). After the cut no track is current (as at a bar line), so the new part names its
+  track first. The encoder (`find_openings`) writes it for a bar that repeats no earlier bar
+  whole, when an earlier bar, at most K back, opens with the same ids up to one of this bar's
+  positions and holds nothing else before it, and that opening holds at least half the bar's
+  notes (`OPENING_SHARE`, and at least `MIN_OPENING_NOTES`): a shared downbeat alone is not a
+  varied repeat. Only exact openings (no SHIFT) are written; the decoder and the grammar take
+  a SHIFT before the cut as well.
 - **Encoding** (`find_repeats`): when the bar before was a REPEAT and its (k, s) still fits, the
   same again (a repeated passage keeps pointing at the passage it repeats); else the nearest
   earlier bar, at most K back, with the same body; failing that, the nearest whose body is this
@@ -27,7 +37,8 @@ repetition once.
 - **Decoding** (`BarBodies`): the decoder keeps each bar's notes and tempo changes relative to
   its bar line. A REPEAT is taken only while its bar holds nothing but its head, and only if it
   points at a bar of the piece; a SHIFT only right after a REPEAT; and nothing of a body may
-  follow them in their bar: what breaks these rules is dropped and counted (`dropped_ids`). A
+  follow them in their bar but, with varied repeats, the cut's `POS(p)` (p >= 1) and the new
+  part after it: what breaks these rules is dropped and counted (`dropped_ids`). A
   copied body is cut to the bar it lands in: positions at or past this bar's length and pitches
   a SHIFT moves out of 0..127 are left out (defined, not counted as dropped). What `encode`
   writes never needs that: a matched body is this bar's own ids, so it fits.
@@ -45,6 +56,8 @@ SHIFTS = tuple(s for s in range(-12, 13) if s)
 """The semitones of each SHIFT value (0-based index): -12..-1, then +1..+12 (no 0)."""
 _SHIFT_INDEX = {s: i for i, s in enumerate(SHIFTS)}
 _HEAD = ("BAR", "TIMESIG", "KEY", "CHORD", "DENSITY")
+OPENING_SHARE = 0.5  # of a bar's notes, at least, that a varied repeat copies
+MIN_OPENING_NOTES = 2
 
 
 def repeat_ranges(repeats: int) -> list[EventRange]:
@@ -137,33 +150,107 @@ def _shape(body: np.ndarray, first_pitch: int) -> tuple[bytes, int]:
     return shape.tobytes(), lowest - first_pitch
 
 
-def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int) -> np.ndarray:
+def find_openings(bodies: list[np.ndarray], found: list[tuple[int, int] | None], vocab: Vocabulary,
+                  repeats: int) -> list[tuple[int, int] | None]:
+    """Per bar: (k, cut) when bar i repeats no earlier bar whole (`found` is None) but opens as
+    bar i-k, k <= `repeats`, up to its id `cut` (a POS of bar i): bar i-k's body starts with the
+    same ids and has nothing else before that position, and the opening holds at least
+    `OPENING_SHARE` of bar i's notes (and `MIN_OPENING_NOTES`). The longest opening wins, then
+    the nearest bar. None elsewhere."""
+    pos_lo, pos_n = vocab.offset("POS"), vocab.range("POS").size
+    note_lo, note_hi = vocab.offset("PITCH"), vocab.offset("PITCH") + 256  # PITCH then DRUM
+    openings: list[tuple[int, int] | None] = []
+    for i, body in enumerate(bodies):
+        notes = np.cumsum((body >= note_lo) & (body < note_hi))  # notes up to each id
+        total = int(notes[-1]) if len(body) else 0
+        if found[i] is not None or total < MIN_OPENING_NOTES:
+            openings.append(None)
+            continue
+        best: tuple[int, int] | None = None
+        cuts = [c for c in np.flatnonzero((body >= pos_lo) & (body < pos_lo + pos_n)).tolist()
+                if c and notes[c - 1] >= max(MIN_OPENING_NOTES, OPENING_SHARE * total)]
+        for k in range(1, min(repeats, i) + 1):
+            earlier = bodies[i - k]
+            for cut in reversed(cuts):
+                if best is not None and cut <= best[1]:
+                    break
+                if len(earlier) >= cut and np.array_equal(earlier[:cut], body[:cut]) and (
+                        len(earlier) == cut or _starts_at_or_after(earlier[cut], body[cut], pos_lo, pos_n)):
+                    best = (k, cut)
+                    break
+        openings.append(best)
+    return openings
+
+
+def _starts_at_or_after(earlier_id: int, position_id: int, pos_lo: int, pos_n: int) -> bool:
+    """Whether the earlier bar's id right after the shared opening is a POS at or past the cut's."""
+    return pos_lo <= earlier_id < pos_lo + pos_n and earlier_id >= position_id
+
+
+def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int, varied: bool = False) -> np.ndarray:
     """`ids` (a whole piece as `encode` writes it) with each bar that `find_repeats` matches
-    written as its head and `REPEAT(k) [SHIFT(s)]`."""
+    written as its head and `REPEAT(k) [SHIFT(s)]`, and with `varied`, each bar that
+    `find_openings` matches as its head, `REPEAT(k)` and its new part (its track named)."""
     ids = np.asarray(ids, dtype=np.int64)
     spans = bar_spans(ids, vocab)
-    found = find_repeats([ids[body:end] for _, body, end in spans], vocab, repeats)
+    bodies = [ids[body:end] for _, body, end in spans]
+    found = find_repeats(bodies, vocab, repeats)
+    openings = find_openings(bodies, found, vocab, repeats) if varied else [None] * len(spans)
     out = [ids[:spans[0][0]]] if spans else [ids]
-    for (start, body, end), match in zip(spans, found):
-        if match is None:
+    for (start, body, end), match, opening in zip(spans, found, openings):
+        if opening is not None:
+            k, cut = opening
+            out += [ids[start:body], np.array([vocab.id_of("REPEAT", k)], dtype=np.int64),
+                    _named(ids[body + cut:end], _last_track(ids[body:body + cut], vocab), vocab)]
+        elif match is None:
             out.append(ids[start:end])
-            continue
-        k, semitones = match
-        tail = [vocab.id_of("REPEAT", k)] + ([vocab.id_of("SHIFT", _SHIFT_INDEX[semitones])] if semitones else [])
-        out += [ids[start:body], np.array(tail, dtype=np.int64)]
+        else:
+            k, semitones = match
+            tail = [vocab.id_of("REPEAT", k)] + ([vocab.id_of("SHIFT", _SHIFT_INDEX[semitones])] if semitones else [])
+            out += [ids[start:body], np.array(tail, dtype=np.int64)]
     return np.concatenate(out)
+
+
+def _last_track(ids: np.ndarray, vocab: Vocabulary) -> int:
+    """The last TRACK id in `ids` (-1: none)."""
+    lo, hi = vocab.offset("TRACK"), vocab.offset("TRACK") + vocab.range("TRACK").size
+    named = ids[(ids >= lo) & (ids < hi)]
+    return int(named[-1]) if len(named) else -1
+
+
+def _named(part: np.ndarray, track_id: int, vocab: Vocabulary) -> np.ndarray:
+    """A bar's part from a POS on, with its first note's track named (`track_id`) where the
+    whole bar's ids left it implicit; [POS, TEMPO?] come first."""
+    lo, hi = vocab.offset("TRACK"), vocab.offset("TRACK") + vocab.range("TRACK").size
+    tempo = vocab.offset("TEMPO"), vocab.offset("TEMPO") + vocab.range("TEMPO").size
+    at = 2 if len(part) > 1 and tempo[0] <= part[1] < tempo[1] else 1
+    if at < len(part) and lo <= part[at] < hi or at >= len(part) or track_id < 0:
+        return part
+    return np.concatenate([part[:at], [track_id], part[at:]])
+
+
+def _unnamed(part: np.ndarray, track_id: int, vocab: Vocabulary) -> np.ndarray:
+    """`_named` undone: the new part's first TRACK left out when it names `track_id`, the track
+    current where the opening ends (so the bar written out is what `encode` writes)."""
+    tempo = vocab.offset("TEMPO"), vocab.offset("TEMPO") + vocab.range("TEMPO").size
+    at = 2 if len(part) > 1 and tempo[0] <= part[1] < tempo[1] else 1
+    if at < len(part) and part[at] == track_id:
+        return np.delete(part, at)
+    return part
 
 
 def unfold_repeats(ids, vocab: Vocabulary) -> np.ndarray:
     """`ids` with every bar written out: each `REPEAT(k) [SHIFT(s)]` replaced by the body of bar
     i-k (itself written out), its PITCH ids moved by s (a note leaving 0..127 is left out with
-    its VEL and DUR). What the copy check compares: a REPEAT id stands for different music in
-    different tunes. Ids that break the REPEAT rules are kept as they are."""
+    its VEL and DUR); a varied repeat's `POS(p)` and new part follow the copy of bar i-k's
+    opening before p, as `encode` writes such a bar. What the copy check compares: a REPEAT id
+    stands for different music in different tunes. Ids that break the REPEAT rules are kept as
+    they are."""
     ids = np.asarray(ids, dtype=np.int64)
     if "REPEAT" not in {r.name for r in vocab.ranges}:
         return ids
     repeat, shift = (vocab.offset("REPEAT"), vocab.range("REPEAT").size), (vocab.offset("SHIFT"), len(SHIFTS))
-    pitch = vocab.offset("PITCH")
+    pitch, pos = vocab.offset("PITCH"), (vocab.offset("POS"), vocab.range("POS").size)
     spans = bar_spans(ids, vocab)
     out = [ids[:spans[0][0]]] if spans else [ids]
     bodies: list[np.ndarray] = []
@@ -171,9 +258,17 @@ def unfold_repeats(ids, vocab: Vocabulary) -> np.ndarray:
         own = ids[body:end]
         k = int(own[0]) - repeat[0] + 1 if len(own) and 0 <= own[0] - repeat[0] < repeat[1] else 0
         if k and k <= i:
-            semitones = SHIFTS[int(own[1]) - shift[0]] if len(own) > 1 and 0 <= own[1] - shift[0] < shift[1] else 0
-            specials = own[own <= EOS_ID]  # the piece's EOS after its last bar stays
-            own = np.concatenate([_shifted(bodies[i - k], pitch, semitones), specials])
+            shifted = len(own) > 1 and 0 <= own[1] - shift[0] < shift[1]
+            semitones = SHIFTS[int(own[1]) - shift[0]] if shifted else 0
+            rest = own[1 + shifted:]
+            copy = _shifted(bodies[i - k], pitch, semitones)
+            if len(rest) and 1 <= rest[0] - pos[0] < pos[1]:  # a varied repeat: the opening, then the new part
+                later = np.flatnonzero((copy >= rest[0]) & (copy < pos[0] + pos[1]))
+                copy = copy[:later[0]] if len(later) else copy
+                own = np.concatenate([copy, _unnamed(rest, _last_track(copy, vocab), vocab)])
+            else:
+                specials = own[own <= EOS_ID]  # the piece's EOS after its last bar stays
+                own = np.concatenate([copy, specials])
         bodies.append(own[own > EOS_ID])
         out += [ids[start:body], own]
     return np.concatenate(out)
@@ -208,21 +303,30 @@ class Body:
 class BarBodies:
     """The decoder's memory of each bar's body, so that `REPEAT(k)` can copy bar i-k as it was
     decoded. A REPEAT is taken only while the current bar holds nothing but its head; its copy
-    is made when the bar closes (`close`), so that a SHIFT right after it still applies."""
+    is made when the bar closes (`close`), so that a SHIFT right after it still applies, and,
+    with `varied` repeats, a cut (`take_cut`) after which the bar is written anew."""
 
-    def __init__(self):
+    def __init__(self, varied: bool = False):
+        self.varied = varied
         self.bodies: list[Body] = []
         self.copying: tuple[int, int] | None = None  # (the bar copied, semitones) of the current bar
+        self.cut: int | None = None  # the position from which a varied repeat is written anew
         self.shiftable = False  # the last id was a REPEAT taken, and no SHIFT yet
 
     def open_bar(self) -> None:
         self.bodies.append(Body())
-        self.copying, self.shiftable = None, False
+        self.copying, self.cut, self.shiftable = None, None, False
 
     @property
     def started(self) -> bool:
         """Whether the current bar has a body yet (notes, tempo changes or a REPEAT)."""
         return self.copying is not None or bool(self.bodies[-1].notes or self.bodies[-1].tempos)
+
+    @property
+    def writable(self) -> bool:
+        """Whether the current bar takes positions, tempo changes and notes of its own: not a
+        REPEAT, or a varied one past its cut."""
+        return self.copying is None or self.cut is not None
 
     def take_repeat(self, k: int) -> bool:
         """Copy bar i-k into the current bar i; False (dropped) when there is no such bar."""
@@ -239,6 +343,14 @@ class BarBodies:
         self.copying, self.shiftable = (self.copying[0], SHIFTS[index]), False
         return True
 
+    def take_cut(self, position: int) -> bool:
+        """Copy only what bar i-k holds before `position` and write the bar anew from there; False
+        (dropped) unless varied repeats are on, this bar is a REPEAT not yet cut and position >= 1."""
+        if not (self.varied and self.copying is not None and self.cut is None and position >= 1):
+            return False
+        self.cut, self.shiftable = position, False
+        return True
+
     def close(self, bar_start: int, bar_length: int, notes: list, seen: set, tempos: dict[int, float]) -> None:
         """End the current bar (at `bar_start`, `bar_length` steps): when it is a REPEAT, put its
         copy into the decoder's `notes` (track, pitch, start, duration, velocity bin), `seen`
@@ -253,13 +365,15 @@ class BarBodies:
             notes.append((track, pitch, bar_start + pos, duration, vbin))
 
     def _copy(self, bar_length: int) -> Body:
-        """The current bar's copy, cut to `bar_length` steps and to pitches 0..127; it becomes
-        the current bar's body, for bars that copy this one."""
+        """The current bar's copy, cut to `bar_length` steps (a varied repeat: to its cut) and to
+        pitches 0..127; with a varied repeat's own notes after it, it becomes the current bar's
+        body, for bars that copy this one."""
         source, semitones = self.copying
-        body = self.bodies[source]
+        body, end = self.bodies[source], bar_length if self.cut is None else min(self.cut, bar_length)
         copied = Body([(track, pitch if drum else pitch + semitones, pos, duration, vbin, drum)
                        for track, pitch, pos, duration, vbin, drum in body.notes
-                       if pos < bar_length and (drum or 0 <= pitch + semitones <= 127)],
-                      [(pos, qpm) for pos, qpm in body.tempos if pos < bar_length])
-        self.bodies[-1] = copied
+                       if pos < end and (drum or 0 <= pitch + semitones <= 127)],
+                      [(pos, qpm) for pos, qpm in body.tempos if pos < end])
+        own = self.bodies[-1]
+        self.bodies[-1] = Body(copied.notes + own.notes, copied.tempos + own.tempos)
         return copied
