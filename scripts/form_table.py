@@ -11,7 +11,8 @@ corpus (the split `prepare` makes for configs/multitrack_nottingham.toml) cut to
   bars varying an earlier bar (`bar_vary`: not equal, half their notes shared; not among the
   classifier's features, which stay those its figures were first measured with),
   and the real-vs-generated classifier test (`stats.two_sample`; its mean over --seeds sets of
-  samples, each of its own seed), each next to the reference's;
+  samples, each of its own seed, and the three features that give the first set away most),
+  each next to the reference's;
 - copies: the share of samples with a stretch of more than 4 bars also in a training tune (the
   copy check of `sample`, on streams with every bar written out);
 - notes' NLL: nats per note over the whole validation tunes (each model reads its own ids of the
@@ -134,6 +135,8 @@ def measure(name: str, args, reference: dict, tunes: list[Score], work: Path) ->
         accuracies.append(stats.compare_sets(stats.describe_set([p.path for p in more]), reference)
                           ["two_sample"]["accuracy"])
     row["classifier accuracy"] = float(np.mean(accuracies))
+    row["giveaways (first set; each feature alone)"] = ", ".join(
+        f"{g['feature']} {g['accuracy']:.0%}" for g in comparison["two_sample"]["giveaways"][:3])
     if args.seeds > 1:
         row[f"... seeds {args.seed}-{args.seed + args.seeds - 1}"] = " / ".join(f"{a:.3f}" for a in accuracies)
     row["pieces with a silent beat"] = silent_share(described)

@@ -58,11 +58,15 @@ RECIPES = [
            ("training.max_minutes=95", "training.max_steps=20000"),  # 95 minutes, one thread, nice'd
            # then 40 minutes on two threads with a third of the windows from minor tunes (this fine-tune
            # started from the float16 bundled copy of the first run's best checkpoint), then 100 more
-           # minutes on one thread, nice'd, the schedule started again
+           # minutes on one thread, nice'd, the schedule started again, then 105 minutes on two threads
+           # with varied repeats (the preset's encoding.varied_repeats; the first three runs were made
+           # before it existed, without it)
            finetunes=(("training.minor_share=0.35", "training.lr=3e-4", "training.warmup_steps=20",
                        "training.max_minutes=40", "training.threads=2", "training.eval_every=100"),
                       ("training.minor_share=0.35", "training.lr=3e-4", "training.warmup_steps=20",
-                       "training.max_minutes=100", "training.threads=1"))),
+                       "training.max_minutes=100", "training.threads=1"),
+                      ("training.minor_share=0.35", "training.lr=3e-4", "training.warmup_steps=20",
+                       "training.max_minutes=105", "training.threads=2"))),
     Recipe("chorale", "multitrack_bach", "four-voice chorales in the style of Bach, Transformer d256x4",
            "music21 corpus terms (trained on its Bach chorale encodings; may restrict commercial use)",
            {"temperature": 0.9, "top_p": 0.95, "bars": 8},

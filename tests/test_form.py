@@ -66,6 +66,7 @@ def test_a_plan_says_which_bar_each_bar_repeats():
     plan = FormPlan.parse("A2 A2 B2 A'2 A2")
     # the nearest whole A before: the second; A' repeats its first half
     assert plan.sources() == [None, None, 0, 1, None, None, 2, None, 2, 3]
+    assert plan.varied_sources() == [None] * 7 + [3, None, None]  # A' varies the second half
 
 
 @pytest.mark.parametrize("text, bars, words", [
@@ -108,6 +109,23 @@ def test_the_grammar_forces_the_planned_repeats(encoding):
         adherence = form_adherence(plan, score)
         for planned, heard in (adherence.repeated[1], adherence.repeated[3]):
             assert planned == heard  # every repeat heard (silent source bars are not counted)
+
+
+@pytest.mark.parametrize("encoding", [REP_CONTROLS, VARIED])
+def test_a_varied_section_opens_as_its_bars_and_changes_where_the_encoding_can_say_so(encoding):
+    plan = FormPlan.parse("A2 A'2 B2")  # bar 2 repeats bar 0; bar 3 varies bar 1
+    rows = draw(encoding, encoding.grammar([], 8, "cpu", instruments=[73, 0], form=plan), 8, 300, seed=4,
+                meters=False)
+    bar_id = encoding.vocab.id_of("BAR")
+    for row in rows:
+        assert encoding.dropped_ids(row) == 0
+        starts = [k for k, i in enumerate(row) if i == bar_id]
+        body = [encoding.vocab.tokens[i] for i in row[starts[3] + 1:starts[4]]]
+        body = [t for t in body if t.split("(")[0] not in ("KEY", "CHORD")]
+        if encoding.settings.varied_repeats:
+            assert body[0] == "REPEAT(-2)" and body[1].startswith("POS(") and len(body) > 2
+        else:
+            assert "REPEAT(-2)" not in body  # new music, as before varied repeats
 
 
 def test_chords_follow_the_form_when_none_are_asked():

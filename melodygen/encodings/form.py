@@ -2,7 +2,8 @@
 
 Letters name sections; a section whose letter came before repeats it, bar for bar; a prime
 (`A'`) asks for a varied repeat: its first half repeats the section, its second half is new
-(the same start, another ending, as an answering phrase does). An optional count gives a
+(the same start, another ending, as an answering phrase does); where the encoding has varied
+repeats, each bar of that second half opens as the section's bar and then changes. An optional count gives a
 section's bars. Sections without one take the first count their letter has anywhere in the plan,
 else share the bars that `--bars` leaves equally, else get `DEFAULT_SECTION_BARS` each.
 
@@ -88,6 +89,11 @@ class FormPlan:
     def sources(self) -> list[int | None]:
         """Per bar of the plan, the earlier bar it repeats (0-based), or None for new music."""
         return [source if repeats else None for source, repeats in self._bar_sources()]
+
+    def varied_sources(self) -> list[int | None]:
+        """Per bar of the plan, the earlier bar it varies (the second half of a varied repeat), or
+        None."""
+        return [None if repeats else source for source, repeats in self._bar_sources()]
 
     def chord_sources(self) -> list[int | None]:
         """Per bar of the plan, the earlier bar whose chord it keeps: every bar of a section whose

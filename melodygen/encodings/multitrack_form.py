@@ -3,9 +3,11 @@
 `FormRules`: in each new bar that the plan repeats, the bar's head is written as usual (its
 controls; the meter going on: no TIMESIG, so the bar has the length of the music it repeats in a
 one-meter piece), then the only body allowed is `REPEAT(k)` pointing at the planned bar,
-untransposed: no position, no other distance, no SHIFT, and no bar line or end before it. Bars
-the plan leaves new, and bars after the plan, are the model's (it may repeat there too, as it
-learned to).
+untransposed: no position, no other distance, no SHIFT, and no bar line or end before it. With
+varied repeats (`varied_repeats`), each bar a varied section (`A'`) writes anew is a varied
+repeat of the bar it follows: `REPEAT(k)` as above, then a cut (`POS`) before the bar may close,
+and the model's notes from there. Bars the plan leaves new, and bars after the plan, are the
+model's (it may repeat there too, as it learned to).
 
 `FormChords`, for a model with the chord control when no `--chords` is asked: the model writes
 its own chords, and every bar whose letter came before (a repeated bar, or one a varied repeat
@@ -37,13 +39,18 @@ class FormRules(GrammarPart):
 
     def __init__(self, encoding, plan: FormPlan, rows: int, device="cpu"):
         reach = encoding.settings.repeats
+        varied = plan.varied_sources() if encoding.settings.varied_repeats else [None] * plan.bars
         distances = [0 if source is None else bar - source for bar, source in enumerate(plan.sources())]
-        if max(distances) > reach:
-            raise ConfigError(f"form {plan.text!r} repeats a bar {max(distances)} bars back; this model's "
+        cuts = [0 if source is None else bar - source for bar, source in enumerate(varied)]
+        if max(distances + cuts) > reach:
+            raise ConfigError(f"form {plan.text!r} repeats a bar {max(distances + cuts)} bars back; this model's "
                               f"repeats reach {reach} bars")
         first = encoding.vocab.offset("REPEAT")
-        self.wanted = torch.tensor([first + k - 1 if k else -1 for k in distances], device=device)
+        self.wanted = torch.tensor([first + max(k, c) - 1 if max(k, c) else -1 for k, c in zip(distances, cuts)],
+                                   device=device)
+        self.varied = torch.tensor([c > 0 for c in cuts], device=device)
         self.repeated = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.cut = torch.zeros(rows, dtype=torch.bool, device=device)
         self.device = device
 
     def restrict_rules(self, allowed, grammar) -> None:
@@ -51,6 +58,7 @@ class FormRules(GrammarPart):
         self.repeat_ids = grammar.ids_of("REPEAT").to(self.device)
         # what a planned bar may not hold: a body of its own, another distance, a shift, a new meter
         self.body_ids = grammar.ids_of("POS", "SHIFT", "REPEAT", "TIMESIG").to(self.device)
+        self.pos_ids = grammar.ids_of("POS").to(self.device)
         self.closing_ids = grammar.ids_of("BAR").to(self.device)
         self.closing_ids[grammar.eos] = True
         self.vocab_ids = torch.arange(grammar.vocab_size, device=self.device)
@@ -58,17 +66,25 @@ class FormRules(GrammarPart):
 
     def mask(self, allowed, state):
         bar = new_bar(state)
-        planned = self.wanted.index_select(0, bar.clamp(0, len(self.wanted) - 1))
+        at = bar.clamp(0, len(self.wanted) - 1)
+        planned, varied = self.wanted.index_select(0, at), self.varied.index_select(0, at)
         forced = ((bar >= 0) & (bar < len(self.wanted)) & (planned >= 0))[:, None]
-        banned = (self.body_ids & (self.vocab_ids != planned[:, None])) | (self.closing_ids & ~self.repeated[:, None])
+        # a varied bar's cut and new part: positions once its REPEAT is in; closing once it is cut
+        cutting = (varied & self.repeated)[:, None]
+        body = self.body_ids & ~(cutting & self.pos_ids)
+        closing = ~self.repeated[:, None] | (varied & ~self.cut)[:, None]
+        banned = (body & (self.vocab_ids != planned[:, None])) | (self.closing_ids & closing)
         return allowed & ~(forced & banned)
 
     def follow(self, ids, state) -> None:
-        """A REPEAT drawn in this bar lets it close; a bar line opens the next."""
-        self.repeated = (self.repeated | self.repeat_ids[ids]) & (ids != self.bar_id)
+        """A REPEAT drawn in this bar lets it close (a varied bar: once a position is drawn after
+        it); a bar line opens the next."""
+        opened = ids == self.bar_id
+        self.cut = (self.cut | (self.repeated & self.pos_ids[ids])) & ~opened
+        self.repeated = (self.repeated | self.repeat_ids[ids]) & ~opened
 
     def select_rows(self, rows) -> None:
-        self.repeated = self.repeated.index_select(0, rows)
+        self.repeated, self.cut = self.repeated.index_select(0, rows), self.cut.index_select(0, rows)
 
 
 class FormChords(GrammarPart):
