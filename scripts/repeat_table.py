@@ -18,7 +18,7 @@ drums kept) with repeats off and on (`--repeats K`, the farthest bar a REPEAT ma
 - varied repeats (`varied_repeats`): the share of bars written as `REPEAT(k) POS(p)` and a new
   part (an earlier bar's opening, then new music), and ids/note with them on (K as the table's);
 - lossless: files whose decoded score (notes, tempos, meters) is the same with repeats off, on,
-  and varied.
+  and varied, and whose varied ids written out (`written_out`) are the ids with repeats off.
 A second table gives the share of REPEAT bars and ids/note for other values of K.
 """
 
@@ -111,7 +111,8 @@ def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
         for w, mel in zip(whole, melody):
             m["melody_missed"] += w is None and mel is not None
         back = on[repeats].decode_score(on[repeats].encode(score))
-        m["lossless"] += back == off.decode_score(ids) == varied.decode_score(varied_ids)
+        m["lossless"] += (back == off.decode_score(ids) == varied.decode_score(varied_ids)
+                          and np.array_equal(varied.written_out(varied_ids), ids))
     return {"counts": m, "distances": distances, "entropy": {keep: conditional_entropy(c) for keep, c in pairs.items()}}
 
 
