@@ -198,7 +198,11 @@ def main() -> None:
     import melodygen
 
     first = melodygen.load(args.checkpoints[0], device="cpu")
-    data = Path(args.data or first.checkpoint["run_config"]["data"]["dataset"])
+    recorded = first.checkpoint["run_config"]["data"].get("dataset")
+    if not (args.data or recorded and (Path(recorded) / "manifest.json").is_file()):
+        raise SystemExit(f"{args.checkpoints[0]}: no prepared dataset of its own here (a bundled model keeps "
+                         "none); pass --data <a prepared dataset of the same tunes>")
+    data = Path(args.data or recorded)
     valid = two_track_tunes(data)
     print(f"{data}: {len(valid)} validation pieces with melody + chords")
     rows = [measure(name, valid, args) for name in args.checkpoints]
