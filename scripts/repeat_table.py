@@ -69,7 +69,7 @@ def bodies_of(encoding, ids) -> list[np.ndarray]:
 def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
     """{"counts": the figures summed over the folder's files, "distances": Counter of k}."""
     from melodygen.encodings import get_encoding
-    from melodygen.encodings.multitrack_repeats import find_openings, find_repeats
+    from melodygen.encodings.multitrack_repeats import find_repeats
     from melodygen.errors import MidiReadError, NoUsableMusicError
     from melodygen.midi_io import read_score
 
@@ -95,9 +95,10 @@ def measure_corpus(folder: Path, repeats: int, also: list[int]) -> dict:
         bodies = bodies_of(off, ids)
         whole = find_repeats(bodies, off.vocab, repeats)
         m["bars"] += sum(1 for body in bodies if len(body))
-        m["varied"] += sum(o is not None for o in find_openings(bodies, whole, off.vocab, repeats))
         varied_ids = varied.encode(score)
         m["ids_varied"] += len(varied_ids)
+        kinds = [name for name, _ in varied.vocab.events(varied_ids)]
+        m["varied"] += sum(a == "REPEAT" and b == "POS" for a, b in zip(kinds, kinds[1:]))  # the cuts
         for k in also:
             m[f"repeat_bars_{k}"] += sum(d is not None for d in find_repeats(bodies, off.vocab, k))
         for d in whole:

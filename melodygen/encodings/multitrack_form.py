@@ -42,12 +42,12 @@ class FormRules(GrammarPart):
         varied = plan.varied_sources() if encoding.settings.varied_repeats else [None] * plan.bars
         distances = [0 if source is None else bar - source for bar, source in enumerate(plan.sources())]
         cuts = [0 if source is None else bar - source for bar, source in enumerate(varied)]
-        if max(distances + cuts) > reach:
-            raise ConfigError(f"form {plan.text!r} repeats a bar {max(distances + cuts)} bars back; this model's "
+        back = [k or c for k, c in zip(distances, cuts)]  # a bar is repeated, varied, or neither
+        if max(back) > reach:
+            raise ConfigError(f"form {plan.text!r} repeats a bar {max(back)} bars back; this model's "
                               f"repeats reach {reach} bars")
         first = encoding.vocab.offset("REPEAT")
-        self.wanted = torch.tensor([first + max(k, c) - 1 if max(k, c) else -1 for k, c in zip(distances, cuts)],
-                                   device=device)
+        self.wanted = torch.tensor([first + k - 1 if k else -1 for k in back], device=device)
         self.varied = torch.tensor([c > 0 for c in cuts], device=device)
         self.repeated = torch.zeros(rows, dtype=torch.bool, device=device)
         self.cut = torch.zeros(rows, dtype=torch.bool, device=device)

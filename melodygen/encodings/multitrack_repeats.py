@@ -157,34 +157,44 @@ def find_openings(bodies: list[np.ndarray], found: list[tuple[int, int] | None],
     same ids and has nothing else before that position, and the opening holds at least
     `OPENING_SHARE` of bar i's notes (and `MIN_OPENING_NOTES`). The longest opening wins, then
     the nearest bar. None elsewhere."""
-    pos_lo, pos_n = vocab.offset("POS"), vocab.range("POS").size
-    note_lo, note_hi = vocab.offset("PITCH"), vocab.offset("PITCH") + 256  # PITCH then DRUM
     openings: list[tuple[int, int] | None] = []
     for i, body in enumerate(bodies):
-        notes = np.cumsum((body >= note_lo) & (body < note_hi))  # notes up to each id
+        notes = np.cumsum(_of_kind(body, vocab, "PITCH", "DRUM"))  # notes up to each id
         total = int(notes[-1]) if len(body) else 0
         if found[i] is not None or total < MIN_OPENING_NOTES:
             openings.append(None)
             continue
-        best: tuple[int, int] | None = None
-        cuts = [c for c in np.flatnonzero((body >= pos_lo) & (body < pos_lo + pos_n)).tolist()
+        cuts = [c for c in np.flatnonzero(_of_kind(body, vocab, "POS")).tolist()
                 if c and notes[c - 1] >= max(MIN_OPENING_NOTES, OPENING_SHARE * total)]
+        best: tuple[int, int] | None = None
         for k in range(1, min(repeats, i) + 1):
             earlier = bodies[i - k]
+            shared = _shared_prefix(earlier, body)
             for cut in reversed(cuts):
                 if best is not None and cut <= best[1]:
                     break
-                if len(earlier) >= cut and np.array_equal(earlier[:cut], body[:cut]) and (
-                        len(earlier) == cut or _starts_at_or_after(earlier[cut], body[cut], pos_lo, pos_n)):
+                # the earlier bar ends there, or goes on at this position or later
+                if cut <= shared and (cut == len(earlier) or (_of_kind(earlier[cut:cut + 1], vocab, "POS")[0]
+                                                              and earlier[cut] >= body[cut])):
                     best = (k, cut)
                     break
         openings.append(best)
     return openings
 
 
-def _starts_at_or_after(earlier_id: int, position_id: int, pos_lo: int, pos_n: int) -> bool:
-    """Whether the earlier bar's id right after the shared opening is a POS at or past the cut's."""
-    return pos_lo <= earlier_id < pos_lo + pos_n and earlier_id >= position_id
+def _shared_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """How many ids `a` and `b` share from their start."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def _of_kind(ids: np.ndarray, vocab: Vocabulary, *names: str) -> np.ndarray:
+    """(len(ids),) bool: which of `ids` are of the named kinds."""
+    mask = np.zeros(len(ids), dtype=bool)
+    for name in names:
+        mask |= (ids >= vocab.offset(name)) & (ids < vocab.offset(name) + vocab.range(name).size)
+    return mask
 
 
 def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int, varied: bool = False) -> np.ndarray:
@@ -213,18 +223,20 @@ def fold_repeats(ids: np.ndarray, vocab: Vocabulary, repeats: int, varied: bool 
 
 def _last_track(ids: np.ndarray, vocab: Vocabulary) -> int:
     """The last TRACK id in `ids` (-1: none)."""
-    lo, hi = vocab.offset("TRACK"), vocab.offset("TRACK") + vocab.range("TRACK").size
-    named = ids[(ids >= lo) & (ids < hi)]
+    named = ids[_of_kind(ids, vocab, "TRACK")]
     return int(named[-1]) if len(named) else -1
+
+
+def _first_note_at(part: np.ndarray, vocab: Vocabulary) -> int:
+    """Where a part that starts at a POS has its first TRACK or note: after `POS [TEMPO]`."""
+    return 2 if len(part) > 1 and _of_kind(part[1:2], vocab, "TEMPO")[0] else 1
 
 
 def _named(part: np.ndarray, track_id: int, vocab: Vocabulary) -> np.ndarray:
     """A bar's part from a POS on, with its first note's track named (`track_id`) where the
-    whole bar's ids left it implicit; [POS, TEMPO?] come first."""
-    lo, hi = vocab.offset("TRACK"), vocab.offset("TRACK") + vocab.range("TRACK").size
-    tempo = vocab.offset("TEMPO"), vocab.offset("TEMPO") + vocab.range("TEMPO").size
-    at = 2 if len(part) > 1 and tempo[0] <= part[1] < tempo[1] else 1
-    if at < len(part) and lo <= part[at] < hi or at >= len(part) or track_id < 0:
+    whole bar's ids left it implicit."""
+    at = _first_note_at(part, vocab)
+    if at >= len(part) or track_id < 0 or _of_kind(part[at:at + 1], vocab, "TRACK")[0]:
         return part
     return np.concatenate([part[:at], [track_id], part[at:]])
 
@@ -232,8 +244,7 @@ def _named(part: np.ndarray, track_id: int, vocab: Vocabulary) -> np.ndarray:
 def _unnamed(part: np.ndarray, track_id: int, vocab: Vocabulary) -> np.ndarray:
     """`_named` undone: the new part's first TRACK left out when it names `track_id`, the track
     current where the opening ends (so the bar written out is what `encode` writes)."""
-    tempo = vocab.offset("TEMPO"), vocab.offset("TEMPO") + vocab.range("TEMPO").size
-    at = 2 if len(part) > 1 and tempo[0] <= part[1] < tempo[1] else 1
+    at = _first_note_at(part, vocab)
     if at < len(part) and part[at] == track_id:
         return np.delete(part, at)
     return part
@@ -348,7 +359,7 @@ class BarBodies:
         (dropped) unless varied repeats are on, this bar is a REPEAT not yet cut and position >= 1."""
         if not (self.varied and self.copying is not None and self.cut is None and position >= 1):
             return False
-        self.cut, self.shiftable = position, False
+        self.cut = position
         return True
 
     def close(self, bar_start: int, bar_length: int, notes: list, seen: set, tempos: dict[int, float]) -> None:
