@@ -93,7 +93,10 @@ class TrainingConfig:
     fine-tune; `training.init`): its model must have the config's layers and sizes, and its
     vocabulary is matched to the run's encoding by token name; a Transformer encoder-decoder
     (`seq2seq`) may also start from a decoder-only Transformer of its decoder's sizes (a warm
-    start: it starts as that model). Ignored on `--resume`.
+    start: it starts as that model). Ignored on `--resume`. `init_lr_scale`: the learning rate of
+    the weights taken from that checkpoint, as a share of `lr`; the weights it gave nothing in
+    their own role (such a warm start's encoder and cross-attention) train at `lr`
+    (`training.optim.make_optimizer`). 1: every weight at `lr`.
 
     `control_dropout`: for an encoding with controls (`multitrack_controls`), the chance that a
     window has each kind of control token (key, chord, density) taken out, and all of them
@@ -128,6 +131,7 @@ class TrainingConfig:
     control_dropout: float = 0.3
     minor_share: float = 0.0
     init_from: str = ""
+    init_lr_scale: float = 1.0
     given_tracks: int = 1
     source_dropout: float = 0.1
     given_weight: float = 1.0
@@ -145,6 +149,7 @@ class TrainingConfig:
             **each(self, ("min_lr_ratio", "control_dropout", "source_dropout", "given_weight"), lambda v: 0 <= v <= 1,
                    "in [0, 1]"),
             **each(self, ("minor_share",), lambda v: 0 <= v < 1, "in [0, 1)"),
+            **each(self, ("init_lr_scale",), lambda v: 0 < v <= 1, "in (0, 1]"),
             **each(self, ("given_tracks",), lambda v: v >= 1, ">= 1"),
             **each(self, ("seed",), lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # what torch and numpy take
             **each(self, ("label_smoothing",), lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -332,6 +332,7 @@ default 4). On {found['tunes_accompanied']} validation tunes (T=0.9, top-p 0.95,
 - melody onsets on a tone of the written chords: **{found['written_chord_tone_rate']:.1%}**
   ({found['written_coverage']:.1%} of them under a chord, {found['written_classes']:.1f} pitch classes sounding);
   the tunes' own chords: {found['real_chord_tone_rate']:.1%} ({found['real_classes']:.1f} pitch classes);
+  over the onsets in a bar's second half: {found['written_late_rate']:.1%} (the tunes' own chords: {found['real_late_rate']:.1%});
 - the chord notes' NLL with the melody read: {found['chord_nll_with_melody']:.3f} nats per PITCH/VEL/DUR id
   ({found['chord_tokens']:,} ids in {found['pieces_scored']} tunes); with no melody anywhere: {found['chord_nll_alone']:.3f};
 - written notes inside the chord track's training range ({found['range'][0]}-{found['range'][1]}): {found['inside_range']:.1%};

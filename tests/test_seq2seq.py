@@ -377,6 +377,32 @@ def test_an_encoder_decoder_warm_started_from_a_decoder_only_model_starts_as_it_
     assert torch.equal(state["encoder.1.attn.qkv.weight"], base.state_dict()["blocks.1.attn.qkv.weight"])
     assert torch.equal(state["decoder.0.query.weight"], fresh["decoder.0.query.weight"])  # its own init
     assert not state["decoder.0.cross_proj.weight"].any() and not state["bar_embed.weight"].any()
+    # New: what it got nothing for in its own role (the encoder reads both ways now).
+    assert {"encoder.1.attn.qkv.weight", "decoder.0.query.weight", "decoder.0.cross_proj.weight",
+            "bar_embed.weight"} <= start.new
+    same_role = {k.replace("blocks.", "decoder.", 1) for k in base.state_dict()}
+    assert start.new == set(state) - same_role and not start.new & same_role
+
+
+def test_a_warm_start_trains_its_new_weights_at_the_full_rate_and_a_resume_keeps_the_groups(tunes_dataset, tmp_path):
+    from melodygen.training import train
+    from melodygen.training.optim import new_weights
+
+    _decoder_only_checkpoint(tmp_path / "base.pt", ENC, max_context=256)
+    raw = _config(tunes_dataset).to_dict()
+    raw["training"] |= {"init_from": str(tmp_path / "base.pt"), "init_lr_scale": 0.25, "max_steps": 2,
+                        "eval_every": 2, "min_lr_ratio": 1.0, "warmup_steps": 0}
+    train(config_from_dict(raw, "<test>"), tmp_path / "run", progress=False)
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["optimizer"]
+    scales = {group["lr_scale"]: group["lr"] for group in saved["param_groups"]}
+    lr = raw["training"]["lr"]
+    assert scales == pytest.approx({0.25: 0.25 * lr, 1.0: lr})
+    new = new_weights(saved)
+    assert "decoder.0.cross_proj.weight" in new and "decoder.0.attn.qkv.weight" not in new
+    raw["training"]["max_steps"] = 3
+    train(config_from_dict(raw, "<test>"), tmp_path / "run", resume=True, progress=False)
+    resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["optimizer"]
+    assert new_weights(resumed) == new and len(resumed["param_groups"]) == len(saved["param_groups"])
 
 
 @pytest.mark.parametrize("settings, says", [({"n_layers": 3}, "n_layers 2"), ({"positions": "learned"}, "rotary")])

@@ -270,8 +270,9 @@ class Seq2SeqTransformer(_EncoderDecoder):
     def max_context(self) -> int:
         return self.settings.max_context
 
-    def state_from_decoder_only(self, decoder_only: dict[str, Tensor]) -> dict[str, Tensor]:
-        """This model's state dict warm-started from a decoder-only Transformer's
+    def state_from_decoder_only(self, decoder_only: dict[str, Tensor]) -> tuple[dict[str, Tensor], frozenset[str]]:
+        """(This model's state dict, the names of its weights new to it) warm-started from a
+        decoder-only Transformer's
         (`TransformerModel.state_dict()` of the same sizes), as Rothe et al. (2020) start
         encoder-decoders from pretrained checkpoints: its blocks, embedding and output layer
         become the decoder's, its first `encoder_layers` blocks the encoder's (attending both
@@ -279,19 +280,24 @@ class Seq2SeqTransformer(_EncoderDecoder):
         projections and the bar embeddings, which start at zero: the encoder-decoder then starts
         as the decoder-only model exactly, whatever its source (tested), and training adds what
         the source tells it. Keys that do not map are returned as they are, for the caller's
-        check of layers and shapes."""
+        check of layers and shapes. New: every weight not taken in the same role (the encoder,
+        now reading both ways, the cross-attention, the bar embeddings), which
+        `training.init_lr_scale` may train faster than the rest."""
         own = self.state_dict()
         state = {key: (torch.zeros_like(value) if key == "bar_embed.weight" or key.endswith("cross_proj.weight")
                        else value) for key, value in own.items()}
+        same_role = set()
         for key, value in decoder_only.items():
             if not key.startswith("blocks."):
                 state[key] = value
+                same_role.add(key)
                 continue
             layer, rest = key.removeprefix("blocks.").split(".", 1)
             state[f"decoder.{layer}.{rest}"] = value
+            same_role.add(f"decoder.{layer}.{rest}")
             if int(layer) < self.settings.encoder_layers:
                 state[f"encoder.{layer}.{rest}"] = value
-        return state
+        return state, frozenset(own) - same_role
 
     def _rope(self, start: int, length: int, device) -> tuple[Tensor, Tensor]:
         positions = torch.arange(start, start + length, device=device, dtype=torch.float32)

@@ -21,12 +21,14 @@ from melodygen.errors import ConfigError
 
 @dataclass(frozen=True)
 class Start:
-    """What the run started from: the checkpoint, its step, and the token names of the run's
-    vocabulary that it lacked (their rows were added)."""
+    """What the run started from: the checkpoint, its step, the token names of the run's
+    vocabulary that it lacked (their rows were added), and the names of the model's weights it
+    gave nothing in their own role (a warm start's encoder and cross-attention)."""
 
     source: str
     step: int
     added: tuple[str, ...]
+    new: frozenset[str] = frozenset()
 
 
 def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start:
@@ -37,9 +39,10 @@ def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start
     base, base_encoding, ckpt = load_for_inference(source, "cpu")
     old_tokens, new_tokens = _tokens(base_encoding), _tokens(encoding)
     old_state, new_state = base.state_dict(), model.state_dict()
+    new_weights = frozenset()
     if base.kind != model.kind and hasattr(model, "state_from_decoder_only"):
         _check_decoder_only(base, model, source)
-        old_state = model.state_from_decoder_only(old_state)
+        old_state, new_weights = model.state_from_decoder_only(old_state)
     if set(old_state) != set(new_state):
         raise ConfigError(f"training.init_from {source}: its {ckpt['model']['kind']} model has other layers than "
                           f"the config's {model.kind}; use its [model] settings")
@@ -56,7 +59,7 @@ def load_initial_weights(model: torch.nn.Module, encoding, source: str) -> Start
                               f"{tuple(new.shape)} in the config's model; use its [model] settings")
     model.load_state_dict(state)
     added = tuple(t for t, r in zip(new_tokens, rows) if r < 0)
-    return Start(str(source), int(ckpt.get("step") or 0), added)
+    return Start(str(source), int(ckpt.get("step") or 0), added, new_weights)
 
 
 def _check_decoder_only(base, model, source: str) -> None:

@@ -20,10 +20,9 @@ from melodygen import checkpoint
 from melodygen.config import RunConfig, save_config
 from melodygen.devices import resolve_device, set_threads
 from melodygen.errors import ConfigError, TrainingDivergedError
-from melodygen.training import data, distributed, state
+from melodygen.training import data, distributed, optim, state
 from melodygen.training.distributed import DistInfo
 from melodygen.training.interrupt import StopFlag
-from melodygen.training.optim import make_optimizer
 from melodygen.training.progress import ProgressBar, describe_start, format_duration
 from melodygen.training.rundir import MetricsLog, RunPaths, check_run_dir, clear_old_run
 from melodygen.training.steps import Stepper, validate
@@ -117,17 +116,19 @@ def _setup(config: RunConfig, paths: RunPaths, resume: bool, info: DistInfo, dev
     ckpt = checkpoint.load(paths.last) if resume else None
     encoding = get_encoding(config.encoding.name, **config.encoding.settings)
     raw_model = _build_model(config, encoding)
+    new_weights = frozenset()  # trained at the full rate beside a warm start's (`make_optimizer`)
     if ckpt is not None:
         state.check_same_run(ckpt, raw_model, encoding, paths.last)
         raw_model.load_state_dict(ckpt["model"]["state_dict"])
+        new_weights = optim.new_weights(ckpt.get("optimizer") or {})
     elif config.training.init_from:
         from melodygen.training.init import load_initial_weights
 
-        load_initial_weights(raw_model, encoding, config.training.init_from)
+        new_weights = load_initial_weights(raw_model, encoding, config.training.init_from).new
     directory, manifest = data.dataset_dir(config, encoding, info, progress)
     sampler = data.train_batches(directory, config, encoding, info, raw_model)
     raw_model.to(device)
-    optimizer = make_optimizer(raw_model, config.training)
+    optimizer = optim.make_optimizer(raw_model, config.training, new_weights)
     model = torch.compile(raw_model) if config.training.compile else raw_model
     model = distributed.wrap(model, info, device)
     stepper = Stepper(model, optimizer, sampler, config.training, device, PAD_ID)
