@@ -299,11 +299,36 @@ def test_sample_steers_writes_the_request_and_says_how_it_went(controlled_checkp
     (["--density", "0"], "density 0: notes per bar must be 1.."),
     (["--key", "H"], "unknown key 'H'"),
     (["--instruments", "violin"], "never heard violin in training; its instruments: acoustic grand piano, flute"),
+    (["--meter", "3/64"], "--meter 3/64: the model's encoding has no token for it"),
+    (["--meter", "3/4", "--primer", CORPORA["nottingham"] / "jigs1.mid"], "--meter sets the meter of a piece from nothing"),
 ])
 def test_sample_refuses_bad_controls_in_one_line(controlled_checkpoint, tmp_path, args, words):
     result = run(controlled_checkpoint, "--out", tmp_path / "out", "--bars", 2, *args)
     assert result.exit_code != 0 and words in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_sample_writes_the_meter_asked_for(controlled_checkpoint, tmp_path):
+    result = run(controlled_checkpoint, "--out", tmp_path, "--bars", 3, "-n", 3, "--seed", 2, "--meter", "9/8")
+    assert result.exit_code == 0, result.output
+    for i in range(3):
+        assert {(n, d) for _, n, d in read_score(tmp_path / f"sample_00{i}.mid").time_signatures} == {(9, 8)}
+
+
+def test_a_meter_the_model_never_trained_on_is_refused_with_the_ones_it_did(tmp_path):
+    from melodygen.dataset.profile import DataProfile
+    from melodygen.encodings.multitrack_conditioning import MultitrackConditioning
+
+    counts = np.zeros(ENC.vocab.size, dtype=np.int64)
+    for meter, count in (((3, 4), 5), ((6, 8), 9)):
+        counts[ENC.vocab.id_of("TIMESIG", ENC.meter_index[meter])] = count
+    seen = DataProfile(counts)
+    refused = MultitrackConditioning(ENC, GenerationRequest(meter="4/4"), lambda: seen)
+    with pytest.raises(ConfigError, match=r"--meter 4/4: this model never trained on it; its meters, commonest "
+                                          r"first: 6/8, 3/4$"):
+        refused.check(None)
+    assert MultitrackConditioning(ENC, GenerationRequest(meter="3/4"), lambda: seen).meter_id() == \
+        ENC.vocab.id_of("TIMESIG", ENC.meter_index[(3, 4)])
 
 
 def test_a_model_without_controls_says_so(tmp_path):

@@ -320,3 +320,16 @@ def test_one_meter_lays_every_piece_out_in_it_whatever_its_time_signatures_say()
     for bad in ("5/3", "four", "0/4"):
         with pytest.raises(ConfigError, match="meter must be"):
             get_encoding("multitrack", meter=bad)
+
+
+def test_a_requested_meter_opens_every_piece_and_no_other_is_stated():
+    three_four = ENC.vocab.id_of("TIMESIG", ENC.meter_index[(3, 4)])
+    rows = _draw_through_grammar(ENC.grammar([], 12, "cpu", meter=three_four), 12, 200, seed=4)
+    timesig = ENC.grammar([], 1, "cpu").ids_of("TIMESIG")
+    for row in rows:
+        stated = [i for i in row if timesig[i]]
+        assert stated and set(stated) == {three_four}
+        assert row[row.index(ENC.vocab.id_of("BAR")) + 1] == three_four  # in the first bar's head
+        assert {(n, d) for _, n, d in ENC.decode_score(row).time_signatures} == {(3, 4)}
+    free = _draw_through_grammar(ENC.grammar([], 12, "cpu"), 12, 200, seed=4)
+    assert any(i != three_four for row in free for i in row if timesig[i])  # the check can fail

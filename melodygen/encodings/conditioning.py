@@ -54,6 +54,9 @@ class Conditioning:
         if request.form is not None:
             raise ConfigError(f"--form needs a multitrack model trained with repeats; this one writes the "
                               f"{name!r} encoding's one stream of notes")
+        if request.meter is not None:
+            raise ConfigError(f"--meter needs a multitrack model (its bars have meters); this one writes the "
+                              f"{name!r} encoding's one stream of notes in 4/4")
 
     def primer_ids(self, ids: Sequence[int]) -> list[int]:
         """A primer's ids as the request has them: control tokens of kinds not asked for taken

@@ -588,10 +588,10 @@ class MultitrackEncoding(Encoding):
         return np.arange(first, first + self.vocab.range("PROGRAM").size)
 
     def grammar(self, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-                controls=None, form=None, ranges=None):
+                controls=None, form=None, ranges=None, meter=None):
         from melodygen.encodings.multitrack_grammar import MultitrackGrammar, parts_for
 
-        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls, form, ranges)
+        parts = parts_for(self, primer_ids, rows, device, instruments, given, controls, form, ranges, meter)
         return MultitrackGrammar(self, primer_ids, rows, device, parts)
 
 

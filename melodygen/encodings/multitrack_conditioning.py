@@ -34,6 +34,27 @@ class MultitrackConditioning(Conditioning):
         if request.form is not None and not self.encoding.settings.repeats:
             raise ConfigError("--form needs a model trained with repeats (encoding.repeats > 0, as folk-band); "
                               "this one was trained without them")
+        if request.meter is not None:
+            self.meter_id()  # refused here, before anything is written
+
+    def meter_id(self) -> int | None:
+        """The TIMESIG id of the requested meter (None: none asked); `ConfigError` for one the
+        encoding has no token for or the model never trained on (its meters, commonest first)."""
+        meter = self.request.meter
+        if meter is None:
+            return None
+        numerator, denominator = (int(x) for x in meter.strip().split("/"))
+        index = self.encoding.meter_index.get((numerator, denominator))
+        v = self.encoding.vocab
+        first, labels = v.offset("TIMESIG"), v.range("TIMESIG").labels
+        counts = self.seen("counts")
+        if index is not None and (counts is None or counts[first + index] > 0):
+            return first + index
+        if counts is None:
+            raise ConfigError(f"--meter {meter}: the model's encoding has no token for it")
+        trained = sorted((i for i in range(len(labels)) if counts[first + i] > 0), key=lambda i: -counts[first + i])
+        raise ConfigError(f"--meter {meter}: this model never trained on it; its meters, commonest first: "
+                          f"{', '.join(labels[i] for i in trained)}")
 
     def written_controls(self) -> tuple[str, ...]:
         """Those asked for, and chords where they follow a form plan (`form_keeps_chords`) or a
@@ -69,7 +90,7 @@ class MultitrackConditioning(Conditioning):
         ranges = self._ranges(programs) if usual is not None and programs == tuple(usual) else None
         chosen = {"instruments": instruments} if instruments else {}
         grammar = self.encoding.grammar(primer, rows, device, controls=self._steered(),
-                                        form=self.request.form_plan, ranges=ranges, **chosen)
+                                        form=self.request.form_plan, ranges=ranges, meter=self.meter_id(), **chosen)
         return [grammar, *self._key_lean(device)]
 
     def _key_lean(self, device) -> list:

@@ -347,15 +347,15 @@ def new_bar(state: torch.Tensor) -> torch.Tensor:
 
 
 def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", instruments=None, given=None,
-              controls=None, form=None, ranges=None) -> list[GrammarPart]:
-    """The parts a request adds: instruments (`multitrack_tracks`), controls
-    (`multitrack_control_rules`), pitch ranges per track (`multitrack_tracks`), given music
+              controls=None, form=None, ranges=None, meter=None) -> list[GrammarPart]:
+    """The parts a request adds: instruments (`multitrack_tracks`), controls and a meter (its
+    TIMESIG id; `multitrack_control_rules`), pitch ranges per track (`multitrack_tracks`), given music
     (`multitrack_given`), a form plan and its chords
     (`multitrack_form`; the chords follow the form when the model has the chord control and
     none are asked: `form_keeps_chords`), and, from nothing, no pickup bar repeated (without a
     plan: `multitrack_form.PickupRepeats`; with one, the first bar opens on its downbeat:
     `DownbeatOpening`)."""
-    from melodygen.encodings.multitrack_control_rules import ControlRules
+    from melodygen.encodings.multitrack_control_rules import ControlRules, MeterChoice
     from melodygen.encodings.multitrack_form import DownbeatOpening, FormChords, FormRules, PickupRepeats
     from melodygen.encodings.multitrack_given import GivenRules
     from melodygen.encodings.multitrack_tracks import PitchRanges, TrackChoice
@@ -365,6 +365,8 @@ def parts_for(encoding, primer_ids: Sequence[int], rows: int, device="cpu", inst
         parts.append(TrackChoice(encoding, primer_ids, list(instruments), device))
     if ranges is not None:
         parts.append(PitchRanges(ranges, device))
+    if meter is not None:
+        parts.append(MeterChoice(meter, device))
     keep_chords = form_keeps_chords(encoding, form, controls)
     if encoding.settings.controls:  # chords that follow the form, controls of given music: not banned
         free = {"CHORD"} if keep_chords else set()

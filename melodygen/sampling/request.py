@@ -169,6 +169,9 @@ class GenerationRequest:
         "'A8 A8 B8 A8'. Letters name sections, counts give their bars, and a letter that came before repeats "
         "its section bar for bar; A' varies it (its first half again, a new second half). Without --bars, the "
         "sections give the length (8 bars each where no count says).")
+    meter: str | None = _option(
+        "text", "Multitrack models, a piece from nothing: its meter, e.g. 3/4 (a waltz) or 9/8 (a slip jig), one "
+        "the model trained on; the piece keeps it [default: the model's choice, mostly its commonest meters].")
     primer: Path | None = _option("file", "MIDI file to continue; the output starts with it.")
     continuation_only: bool = _option("flag", "With --primer: write only the new music.")
     fit_velocities: bool = _option(
@@ -337,6 +340,11 @@ class GenerationRequest:
                                         or bool(self.beam) or self.strict_density),
              "--form plans bars of music written from nothing or a primer: its length is --bars (or the "
              "form's own), not with --events, --seconds, --beam, --strict-density, --accompany or --infill"),
+            (self.meter is not None and (given or self.primer is not None),
+             "--meter sets the meter of a piece from nothing: a --primer, --accompany or --infill file brings "
+             "its own"),
+            (self.meter is not None and re.fullmatch(r"\d+/\d+", self.meter.strip()) is None,
+             f"--meter {self.meter!r}: give it as beats/unit, e.g. 3/4 or 6/8"),
             (bool(self.transpose) and (given or self.key is not None or self.chords is not None),
              "--transpose moves the whole piece: not with --accompany or --infill (the given music comes back "
              "as it is), nor --key or --chords (ask for the key you want)"),
