@@ -5,7 +5,8 @@ chords, e.g. the Nottingham preset), in one run:
 
 1. **Chord notes' NLL with and without the melody.** Each tune is encoded whole (melody and
    chords) and with its chord track alone, without control tokens (accompaniment asks for
-   none); the mean NLL (nats) of the chord notes' PITCH, VEL and DUR ids is taken under the
+   none) and with repeated bars written out (every bar's chord notes scored, for models with
+   and without repeats alike); the mean NLL (nats) of the chord notes' PITCH, VEL and DUR ids is taken under the
    model in both streams (windows of the model's context, no overlap, the same cut for both).
    Lower with the melody = the model uses it. An encoder-decoder (`models.seq2seq`) also reads
    the melody whole as its source in the first stream (as `--accompany` gives it), and an
@@ -59,13 +60,13 @@ def parse_args() -> argparse.Namespace:
 
 def tune_ids(encoding, score, tracks) -> list[int]:
     """BOS and the ids of `score` encoded with `tracks` only, without control tokens (as
-    accompaniment runs: none)."""
+    accompaniment runs: none) and with repeated bars written out (as given music is), so models
+    with and without repeats are scored on the same notes."""
     from melodygen.encodings.vocab import BOS_ID
     from melodygen.notes import Score
 
     part = Score(tracks, score.tempo_map, score.time_signatures, score.end_time)
-    controls = {int(i) for ids in encoding.control_ids().values() for i in ids}
-    return [BOS_ID, *(int(i) for i in encoding.encode(part) if int(i) not in controls)]
+    return [BOS_ID, *(int(i) for i in encoding.encode_with(part, controls=False))]
 
 
 def chord_note_nll(model, encoding, score, tracks, chord_track: int, context: int) -> tuple[float, int]:
