@@ -51,8 +51,9 @@ class Model:
         bars a..b of `primer` again (multitrack models). `key`, `chords` (one per new bar,
         repeated) and `density` (notes per bar, one or one per bar; `strict_density` holds every
         bar to it) steer a model trained with controls; each piece's `adherence` says how it
-        obeyed. `meter` (multitrack, from nothing): e.g. "3/4", one the model trained on. `draft` (n=1, a Transformer): check ids guessed from the piece several per model
-        call, the same pieces (`sample --draft`). A primer or given music far from what the model
+        obeyed. `meter` (multitrack, from nothing): e.g. "3/4", one the model trained on.
+        `draft` (n=1, a Transformer): check ids guessed from the piece several per model call,
+        the same pieces (`sample --draft`). A primer or given music far from what the model
         saw in training gives each piece an `input_warning` (`fit_velocities` maps a primer's
         velocities to the nearest it saw). A bad option is a one-line `ConfigError`.
 
