@@ -49,18 +49,17 @@ def opening_meters(model, temperature: float, top_p: float) -> dict[str, float]:
     logits[:, :EOS_ID + 1] = -torch.inf  # the sampler never draws PAD or BOS; a piece runs to its length
     probs = torch.softmax(filter_logits(logits, temperature, None, top_p), -1)[0]
     first = v.offset("TIMESIG")
-    return {label: float(probs[first + i]) for i, label in enumerate(v.range("TIMESIG").labels)
-            if probs[first + i] > 0 or encoding.meters[i] in ((3, 4), (2, 4), (9, 8))}
+    return {label: float(probs[first + i]) for i, label in enumerate(v.range("TIMESIG").labels) if probs[first + i] > 0}
 
 
 def tune_meters(folder: Path) -> Counter:
     """The first time signature of each MIDI file under `folder` (4/4 where none is written)."""
-    import mido
+    from melodygen.midi_io import read_score
 
     found = Counter()
     for path in sorted(folder.rglob("*.mid")):
-        signatures = [m for track in mido.MidiFile(path).tracks for m in track if m.type == "time_signature"]
-        found[f"{signatures[0].numerator}/{signatures[0].denominator}" if signatures else "4/4"] += 1
+        signatures = sorted(read_score(path).time_signatures)
+        found["{1}/{2}".format(*signatures[0]) if signatures else "4/4"] += 1
     return found
 
 
