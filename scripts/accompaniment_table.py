@@ -19,7 +19,9 @@ chords, e.g. the Nottingham preset), in one run:
    accompaniment sounds at a covered onset, on average (a cluster of all twelve would put every
    melody note on a "chord tone"). The same rate over the onsets in the second half of a bar:
    where a left-to-right model, which writes a bar's chord before hearing the rest of the bar's
-   melody, falls behind the real chords.
+   melody, falls behind the real chords. The written rate's 95% interval, and each model's
+   difference from the first's (paired: the same tunes), come from resampling tunes
+   (`tune_interval`): one seed per tune, so a tune's chords are one draw.
 
    Also, for the LSTM encoder-decoder, the share of its attention that falls on the source's
    bar of the same number as the decoder's (attention by bars, `models.seq2seq`; chance is about
@@ -52,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tunes", type=int, default=30, help="validation tunes to accompany (all are scored)")
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=1, help="the sampling seed of every tune")
     parser.add_argument("--key-strength", type=float, default=KEY_STRENGTH,
                         help="the new notes' lean toward the melody's key (0: none) [default: sample's, %(default)s]")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -143,6 +146,20 @@ def chord_tone_rate(melody, accompaniment, downbeats) -> np.ndarray:
     return counts
 
 
+def tune_interval(per_tune: list, base: list | None = None, draws: int = 2000) -> tuple[float, float]:
+    """The 95% interval of the pooled chord-tone rate of `per_tune` ((chord tones, covered
+    onsets) per tune), or of its difference from `base`'s on the same tunes (paired), by
+    resampling tunes: a tune's onsets share its chords and its seed, so tunes are the units."""
+    ours = np.asarray(per_tune, dtype=float)
+    theirs = None if base is None else np.asarray(base, dtype=float)
+    picks = np.random.default_rng(0).integers(0, len(ours), size=(draws, len(ours)))
+    rates = ours[picks, 0].sum(1) / ours[picks, 1].sum(1)
+    if theirs is not None:
+        rates -= theirs[picks, 0].sum(1) / theirs[picks, 1].sum(1)
+    low, high = np.quantile(rates, [0.025, 0.975])
+    return float(low), float(high)
+
+
 def in_second_half(t: float, downbeats: np.ndarray) -> bool:
     """Whether time `t` (seconds) falls in the second half of its bar (the last bar as long as
     the one before it)."""
@@ -181,17 +198,19 @@ def measure(name: str, valid: list, args) -> dict:
             own_bar += own_bar_attention(model.model, encoding, score, tracks, context)
     profile = model.checkpoint.get("data_profile") or {}
     lowest, highest = (profile.get("ranges") or [[0, 127], [0, 127]])[1]  # the chord track's, as trained
-    real, written, inside, pitches = np.zeros(6), np.zeros(6), np.zeros(2), []
+    real, written, inside, pitches, per_tune = np.zeros(6), np.zeros(6), np.zeros(2), [], []
     started = time.perf_counter()
     for path, _, tracks in valid[:args.tunes]:
         downbeats = np.asarray(pretty_midi.PrettyMIDI(str(path)).get_downbeats())
         real += chord_tone_rate(tracks[0].notes, tracks[1].notes, downbeats)
-        (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=1,
+        (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=args.seed,
                                   temperature=args.temperature, top_p=args.top_p,
                                   key_strength=args.key_strength)
         melody, *new = piece.score.tracks
         notes = [n for t in new for n in t.notes]
-        written += chord_tone_rate(melody.notes, notes, downbeats)
+        counts = chord_tone_rate(melody.notes, notes, downbeats)
+        written += counts
+        per_tune.append(counts[:2].tolist())
         inside += (sum(lowest <= n.pitch <= highest for n in notes), len(notes))
         pitches += [n.pitch for n in notes]
     tunes = min(args.tunes, len(valid))
@@ -203,6 +222,7 @@ def measure(name: str, valid: list, args) -> dict:
         "own_bar_attention": own_bar[0] / own_bar[1] if own_bar[1] else None,
         "real_chord_tone_rate": real[0] / real[1], "real_coverage": real[1] / real[2],
         "written_chord_tone_rate": written[0] / written[1], "written_coverage": written[1] / written[2],
+        "written_per_tune": per_tune,  # (chord tones, covered onsets) of each tune, for `tune_interval`
         "real_classes": real[3] / real[1], "written_classes": written[3] / written[1],
         "real_late_rate": real[4] / real[5], "written_late_rate": written[4] / written[5],
         "range": [int(lowest), int(highest)], "inside_range": inside[0] / max(inside[1], 1),
@@ -232,6 +252,12 @@ def main() -> None:
         ("melody onsets on a chord tone, chords written by `--accompany`",
          lambda r: f"**{r['written_chord_tone_rate']:.1%}** ({r['written_coverage']:.1%} under a chord, "
                    f"{r['written_classes']:.1f} pitch classes sounding)"),
+        ("... its 95% interval, resampling tunes",
+         lambda r: "{:.1%} to {:.1%}".format(*tune_interval(r["written_per_tune"]))),
+        (f"... its difference from {rows[0]['checkpoint']}'s on the same tunes (95% interval)",
+         lambda r: "" if r is rows[0] else "{:+.1%} ({:+.1%} to {:+.1%})".format(
+             r["written_chord_tone_rate"] - rows[0]["written_chord_tone_rate"],
+             *tune_interval(r["written_per_tune"], rows[0]["written_per_tune"]))),
         ("melody onsets on a chord tone in a bar's second half, real chords / written",
          lambda r: f"{r['real_late_rate']:.1%} / {r['written_late_rate']:.1%}"),
         ("written notes inside the chord track's training range",
@@ -242,7 +268,7 @@ def main() -> None:
         ("seconds per tune, batch 1", lambda r: f"{r['seconds_per_tune']:.1f} s")]
     print(f"\nchord notes scored: {rows[0]['chord_tokens']:,} in {len(valid)} tunes; "
           f"{rows[0]['tunes_accompanied']} tunes accompanied (given track 1, one piano track, "
-          f"T={args.temperature}, top-p {args.top_p}, key strength {args.key_strength:g}, seed 1)\n")
+          f"T={args.temperature}, top-p {args.top_p}, key strength {args.key_strength:g}, seed {args.seed})\n")
     print("| figure | " + " | ".join(f"{r['checkpoint']} ({r['kind']}, {r['steps']:,} steps)" for r in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for label, cell in lines:
