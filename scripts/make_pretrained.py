@@ -201,11 +201,19 @@ def make(recipe: Recipe, args: argparse.Namespace) -> dict:
             "steps": ckpt["step"], "preset": recipe.preset, "sampling": recipe.sampling, "bytes": target.stat().st_size,
             "valid_pieces": len(valid), "sample_count": args.samples, "samples": {k: samples["scalars"][k]["mean"] for k in STRUCTURE},
             "reference": {k: reference["scalars"][k]["mean"] for k in STRUCTURE}, "real_vs_generated": two_sample,
-            "curve": learning_curve(run),
+            "curve": learning_curve(run) or earlier_curve(recipe.name),
             "finetune_curves": [learning_curve(finetune_run(args.runs, recipe.name, stage))
                                 for stage in range(1, len(recipe.finetunes) + 1)],
             **(accompaniment(target, Path(dataset)) if recipe.accompanist else {}),
             **(infilling(target) if recipe.infiller else {})}
+
+
+def earlier_curve(name: str) -> list[dict]:
+    """The first run's learning curve as index.json has it: run folders stay on the machine that
+    trained them, so a fine-tune made elsewhere starts from the bundled weights (copied in as
+    the first run's best.pt) and keeps the curve that came with them."""
+    index = json.loads((OUT / "index.json").read_text()) if (OUT / "index.json").is_file() else {"models": []}
+    return next((e.get("curve") or [] for e in index["models"] if e["name"] == name), [])
 
 
 def finetune_run(runs: Path, name: str, stage: int) -> Path:
@@ -226,12 +234,14 @@ def infilling(target: Path) -> dict:
 def accompaniment(target: Path, dataset: Path) -> dict:
     """`scripts/accompaniment_table.py`'s figures of the model on 30 held-out two-track tunes."""
     sys.path.insert(0, str(REPO / "scripts"))
-    from accompaniment_table import measure, two_track_tunes
+    from accompaniment_table import measure, tune_interval, two_track_tunes
 
     from melodygen.encodings.controls import KEY_STRENGTH
 
-    options = argparse.Namespace(tunes=30, temperature=0.9, top_p=0.95, key_strength=KEY_STRENGTH)
-    return {"accompaniment": measure(str(target), two_track_tunes(dataset), options)}
+    options = argparse.Namespace(tunes=30, temperature=0.9, top_p=0.95, key_strength=KEY_STRENGTH, seed=1)
+    found = measure(str(target), two_track_tunes(dataset), options)
+    found["written_interval"] = tune_interval(found.pop("written_per_tune"))
+    return {"accompaniment": found}
 
 
 def learning_curve(run: Path) -> list[dict]:
@@ -323,7 +333,8 @@ default 4). On {found['tunes_accompanied']} validation tunes (T=0.9, top-p 0.95,
 `scripts/accompaniment_table.py`):
 
 - melody onsets on a tone of the written chords: **{found['written_chord_tone_rate']:.1%}**
-  ({found['written_coverage']:.1%} of them under a chord, {found['written_classes']:.1f} pitch classes sounding);
+  (95% interval over tunes {found['written_interval'][0]:.1%} to {found['written_interval'][1]:.1%};
+  {found['written_coverage']:.1%} of them under a chord, {found['written_classes']:.1f} pitch classes sounding);
   the tunes' own chords: {found['real_chord_tone_rate']:.1%} ({found['real_classes']:.1f} pitch classes);
   over the onsets in a bar's second half: {found['written_late_rate']:.1%} (the tunes' own chords: {found['real_late_rate']:.1%});
 - the chord notes' NLL with the melody read: {found['chord_nll_with_melody']:.3f} nats per PITCH/VEL/DUR id
