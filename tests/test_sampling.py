@@ -163,6 +163,27 @@ def test_pad_and_bos_are_never_drawn():
     assert rows == [[7] * 20] * 8
 
 
+class BanEverythingAt:
+    """A processor that breaks the contract: at draw `at` of row 1, no id is left."""
+
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
+
+    def __call__(self, logits, last_ids):
+        self.calls += 1
+        if self.calls - 1 == self.at:
+            logits = logits.clone()
+            logits[1] = -math.inf
+        return logits
+
+
+def test_a_draw_with_every_id_banned_is_an_error_not_a_silent_pad():
+    table = table_with({BOS_ID: {4: 0.0}, 4: {6: 0.0}, 6: {4: 0.0}})
+    with pytest.raises(RuntimeError, match="banned every id at draw 2"):
+        sample(TableModel(table), MELODY, num_outputs=2, max_events=5, processors=[BanEverythingAt(2)],
+               generator=torch.Generator().manual_seed(0))
+
+
 def test_incremental_primer_fed_once_then_one_id_per_step():
     model = TableModel(table_with({}))
     rows = sample(model, MELODY, num_outputs=2, max_events=4, primer_ids=[10, 11, 12],

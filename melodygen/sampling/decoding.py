@@ -230,7 +230,19 @@ def sample(
         stepper, ends = _stepper(model, state, settings, max_events, num_outputs, budget, device, may_end, primer_ids)
         drawn = list(run(logits[:, -1], stepper, drawer, max_events, ends))  # one (B,) tensor per step
     rows = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in range(num_outputs)]
+    for row in rows:
+        _check_no_empty_draw(row)
     return [[i for i in row if i > EOS_ID] for row in rows]
+
+
+def _check_no_empty_draw(row: list[int]) -> None:
+    """Raise where a processor left a row no id to draw (every logit -inf: the softmax is NaN
+    and the draw falls on PAD, which is always banned). An ended row draws PAD from then on,
+    so a PAD with a real id after it can only be such a draw; checked once per call, after the
+    loop, since a check per draw would stall every step on a GPU (`draw`)."""
+    if PAD_ID in row and any(i != PAD_ID for i in row[row.index(PAD_ID):]):
+        raise RuntimeError(f"a logit processor banned every id at draw {row.index(PAD_ID)} (a melodygen bug: "
+                           "sampling.processors says each must leave one id); please report it")
 
 
 def _stepper(model, state, settings: DecodeSettings, max_events: int, rows: int, budget: Budget | None,

@@ -5,7 +5,8 @@ logits of the next draw and the ids drawn at the previous step, (B,) or None bef
 draw, and returning (B, V) logits (a new tensor; the input may be shared). It may keep state
 from call to call (a grammar that tracks where each row is), so build one per `sample` call;
 such a processor also has `select_rows(rows)`, which beam search calls when it reorders or copies
-rows. -inf means "never"; a processor must leave every row at least one finite logit. Each
+rows. -inf means "never"; a processor must leave every row at least one finite logit (`sample`
+raises where one did not, after its loop). Each
 encoding's own grammar (`Encoding.grammar`) is one; `sampling.files` always adds it.
 """
 
