@@ -6,8 +6,8 @@ draw, and returning (B, V) logits (a new tensor; the input may be shared). It ma
 from call to call (a grammar that tracks where each row is), so build one per `sample` call;
 such a processor also has `select_rows(rows)`, which beam search calls when it reorders or copies
 rows. -inf means "never"; a processor must leave every row at least one finite logit (`sample`
-raises where one did not, after its loop). Each
-encoding's own grammar (`Encoding.grammar`) is one; `sampling.files` always adds it.
+raises where one did not, after its loop). Each encoding's own grammar (`Encoding.grammar`) is
+one; `sampling.files` always adds it.
 """
 
 from __future__ import annotations
