@@ -29,6 +29,10 @@ chords, e.g. the Nottingham preset), in one run:
    range as the model recorded it (`data_profile`); and seconds per tune.
 
     .venv/bin/python scripts/accompaniment_table.py folk-band runs/accompanist/best.pt --tunes 30
+
+A checkpoint argument ending in .json is the rows an earlier run wrote with `--json`, measured
+with the same settings: models measured in separate processes (in parallel, one thread each)
+are then compared tune by tune in one table.
 """
 
 from __future__ import annotations
@@ -230,19 +234,34 @@ def measure(name: str, valid: list, args) -> dict:
         "seconds_per_tune": (time.perf_counter() - started) / max(tunes, 1)}
 
 
+def earlier_rows(path: Path, settings: dict) -> list[dict]:
+    """The rows an earlier run wrote with `--json`, to stand beside models measured now (the
+    paired differences need each tune's counts); refused unless measured with the same
+    `settings` (dataset, tunes, sampling, seed)."""
+    rows = json.loads(path.read_text())
+    for row in rows:
+        other = {k: row.get(k) for k in settings}
+        if other != settings:
+            raise SystemExit(f"{path}: {row['checkpoint']} was measured with {other}, not {settings}")
+    return rows
+
+
 def main() -> None:
     args = parse_args()
     import melodygen
 
-    first = melodygen.load(args.checkpoints[0], device="cpu")
-    recorded = first.checkpoint["run_config"]["data"].get("dataset")
+    models = [name for name in args.checkpoints if not name.endswith(".json")]
+    recorded = models and melodygen.load(models[0], device="cpu").checkpoint["run_config"]["data"].get("dataset")
     if not (args.data or recorded and (Path(recorded) / "manifest.json").is_file()):
-        raise SystemExit(f"{args.checkpoints[0]}: no prepared dataset of its own here (a bundled model keeps "
-                         "none); pass --data <a prepared dataset of the same tunes>")
+        raise SystemExit(f"{models[0] if models else 'rows measured earlier'}: no prepared dataset of its own here "
+                         "(a bundled model keeps none); pass --data <a prepared dataset of the same tunes>")
     data = Path(args.data or recorded)
     valid = two_track_tunes(data)
     print(f"{data}: {len(valid)} validation pieces with melody + chords")
-    rows = [measure(name, valid, args) for name in args.checkpoints]
+    settings = {"data": str(data.resolve()), "tunes": args.tunes, "temperature": args.temperature,
+                "top_p": args.top_p, "key_strength": args.key_strength, "seed": args.seed}
+    rows = [row for name in args.checkpoints for row in (
+        earlier_rows(Path(name), settings) if name.endswith(".json") else [{**measure(name, valid, args), **settings}])]
     lines = [
         ("chord notes' NLL (PITCH/VEL/DUR ids), melody in the stream",
          lambda r: f"{r['chord_nll_with_melody']:.3f} nats"),
