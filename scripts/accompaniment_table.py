@@ -59,7 +59,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=1, help="the sampling seed of every tune")
-    parser.add_argument("--guidance", type=float, default=1.0, help="an encoder-decoder's --guidance")
     parser.add_argument("--key-strength", type=float, default=KEY_STRENGTH,
                         help="the new notes' lean toward the melody's key (0: none) [default: sample's, %(default)s]")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -210,8 +209,7 @@ def measure(name: str, valid: list, args) -> dict:
         real += chord_tone_rate(tracks[0].notes, tracks[1].notes, downbeats)
         (piece,) = model.generate(n=1, accompany=path, given_tracks=[1], instruments=["piano"], seed=args.seed,
                                   temperature=args.temperature, top_p=args.top_p,
-                                  key_strength=args.key_strength,
-                                  **({"guidance": args.guidance} if args.guidance != 1 else {}))
+                                  key_strength=args.key_strength)
         melody, *new = piece.score.tracks
         notes = [n for t in new for n in t.notes]
         counts = chord_tone_rate(melody.notes, notes, downbeats)
@@ -261,7 +259,7 @@ def main() -> None:
     valid = two_track_tunes(data)
     print(f"{data}: {len(valid)} validation pieces with melody + chords")
     settings = {"data": str(data.resolve()), "tunes": args.tunes, "temperature": args.temperature,
-                "top_p": args.top_p, "key_strength": args.key_strength, "seed": args.seed, "guidance": args.guidance}
+                "top_p": args.top_p, "key_strength": args.key_strength, "seed": args.seed}
     rows = [row for name in args.checkpoints for row in (
         earlier_rows(Path(name), settings) if name.endswith(".json") else [{**measure(name, valid, args), **settings}])]
     lines = [
@@ -289,8 +287,7 @@ def main() -> None:
         ("seconds per tune, batch 1", lambda r: f"{r['seconds_per_tune']:.1f} s")]
     print(f"\nchord notes scored: {rows[0]['chord_tokens']:,} in {len(valid)} tunes; "
           f"{rows[0]['tunes_accompanied']} tunes accompanied (given track 1, one piano track, "
-          f"T={args.temperature}, top-p {args.top_p}, key strength {args.key_strength:g}, seed {args.seed}"
-          f"{f', guidance {args.guidance:g}' if args.guidance != 1 else ''})\n")
+          f"T={args.temperature}, top-p {args.top_p}, key strength {args.key_strength:g}, seed {args.seed})\n")
     print("| figure | " + " | ".join(f"{r['checkpoint']} ({r['kind']}, {r['steps']:,} steps)" for r in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for label, cell in lines:

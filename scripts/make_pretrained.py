@@ -238,8 +238,7 @@ def accompaniment(target: Path, dataset: Path) -> dict:
 
     from melodygen.encodings.controls import KEY_STRENGTH
 
-    options = argparse.Namespace(tunes=30, temperature=0.9, top_p=0.95, key_strength=KEY_STRENGTH, seed=1,
-                                 guidance=1.0)
+    options = argparse.Namespace(tunes=30, temperature=0.9, top_p=0.95, key_strength=KEY_STRENGTH, seed=1)
     found = measure(str(target), two_track_tunes(dataset), options)
     found["written_interval"] = tune_interval(found.pop("written_per_tune"))
     return {"accompaniment": found}

@@ -162,14 +162,6 @@ def test_accompaniment_leans_new_notes_toward_the_given_music_s_key(tmp_path, ch
     assert result.exit_code == 0, result.output
 
 
-def test_guidance_is_refused_in_one_line_for_a_model_that_reads_no_source(tmp_path, checkpoint, tune):
-    result = run(checkpoint, "--out", tmp_path, "--accompany", tune, "--given-tracks", 1, "--guidance", 2)
-    assert result.exit_code == 1 and "--guidance 2 weighs the given music an encoder-decoder reads" in result.output
-    assert "Traceback" not in result.output and not list(tmp_path.glob("*.mid"))
-    result = run(checkpoint, "--out", tmp_path, "--bars", 2, "--guidance", 2)
-    assert result.exit_code != 0 and "add --accompany FILE" in result.output
-
-
 @pytest.fixture(scope="module")
 def fine_tune(tmp_path_factory):
     """Four bars of 4/4 at 1024 ticks per beat (as the Nottingham files), melody over triads, with

@@ -25,7 +25,6 @@ from melodygen.errors import ConfigError, OutputError
 from melodygen.limits import max_piece_events, piece_events_problem
 from melodygen.sampling.beam import beam_search
 from melodygen.sampling.decoding import Budget, DecodeSettings, sample
-from melodygen.sampling.guidance import Guided
 from melodygen.sampling.pieces import Piece
 from melodygen.sampling.request import GenerationRequest
 
@@ -278,14 +277,6 @@ def _blank_plan(request: GenerationRequest, plan: GenerationPlan) -> GenerationP
     return GenerationPlan([], plan.qpm, len(given.ids), None, [], plan.conditioning, given, plan.input_warning)
 
 
-def _guided(model, scale: float):
-    """`model` read with and without its source (`sampling.guidance`); an encoder-decoder only."""
-    if not getattr(model, "reads_source", False):
-        raise ConfigError(f"--guidance {scale:g} weighs the given music an encoder-decoder reads whole "
-                          f"(folk-accompanist); this is a {model.kind} model, which reads none")
-    return Guided(model, scale)
-
-
 def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
               device) -> tuple[list[list[int]], list[float | None]]:
     """(new ids per piece, log-likelihood per piece or None): sampled, by beam search, or a
@@ -297,8 +288,6 @@ def _generate(model, encoding, request: GenerationRequest, plan: GenerationPlan,
         rows = fill(model, encoding, plan.given.ids, rows=request.n, temperature=request.temperature,
                     top_k=request.top_k, top_p=request.top_p, generator=generator, device=device)
         return rows, [None] * len(rows)
-    if request.guidance != 1:
-        model = _guided(model, request.guidance)
     common = dict(max_events=plan.max_events, temperature=request.temperature, top_k=request.top_k,
                   top_p=request.top_p, primer_ids=plan.primer, generator=generator, device=device,
                   processors=plan.processors, source=None if plan.given is None else plan.given.source())

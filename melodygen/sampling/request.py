@@ -185,11 +185,6 @@ class GenerationRequest:
     given_tracks: tuple[int, ...] | None = _option(
         "list", "With --accompany: which of its tracks are given, e.g. '1' or '1,3' [default: all].",
         parse=_counts)
-    guidance: float = _option(
-        "float", "With --accompany, encoder-decoder models (folk-accompanist): how hard the new tracks lean on the "
-        "given music read whole, as classifier-free guidance: 1 is the model as it is, 2 doubles the pull of "
-        "what the given music tells it (e.g. the rest of the bar's melody), at twice the work per step "
-        "(docs/benchmarks.md).", lo=0, hi=10, default=1.0)
     infill: tuple[int, int] | None = _option(
         "list", "Multitrack models: write bars A to B of the --primer piece again (every track), between the "
         "bars before and after them, which come back unchanged. As A-B.",
@@ -321,8 +316,6 @@ class GenerationRequest:
             (self.given_tracks is not None and self.accompany is None,
              "--given-tracks chooses tracks of the --accompany file: add --accompany FILE"),
             (self.accompany is not None and self.infill is not None, "give --accompany or --infill, not both"),
-            (self.guidance != 1 and self.accompany is None,
-             "--guidance weighs the given music an encoder-decoder reads: add --accompany FILE"),
             (given and (self.has_length or bool(self.beam)),
              "--accompany and --infill write as long as the given piece: no --events, --seconds, --bars or --beam"),
             (given and (self.tempo is not None or self.continuation_only),
