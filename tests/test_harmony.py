@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import CORPORA
 from melodygen.errors import ConfigError
 from melodygen.harmony import (BASS_BONUS, NUM_CHORDS, NUM_KEYS, QUALITIES, chord_name, chord_tones, detect_chords,
-                               detect_key, key_fit, key_name, key_profile, key_scale, parse_chord, parse_key,
+                               detect_key, harmonize, key_fit, key_name, key_profile, key_scale, parse_chord, parse_key,
                                transpose_chord, transpose_key)
 from melodygen.meter import score_bars
 from melodygen.midi_io import read_score
@@ -303,3 +303,33 @@ def test_detection_agrees_with_nottingham_chord_tracks():
     assert len(truth) >= 100, f"only {len(truth)} bars of plain triads in {len(files)} files"
     agreement = np.mean(np.array(truth) == np.array(detected))
     assert agreement >= 0.9, f"{agreement:.1%} of {len(truth)} triad bars detected right"
+
+
+def _halves(*bars):
+    """(first halves, second halves) (B, 12) from bars given as ({pc: weight}, {pc: weight})."""
+    first, second = np.zeros((len(bars), 12)), np.zeros((len(bars), 12))
+    for row, (a, b) in enumerate(bars):
+        for pc, w in a.items():
+            first[row, pc] = w
+        for pc, w in b.items():
+            second[row, pc] = w
+    return first, second
+
+
+def test_harmonize_names_the_chords_a_melody_outlines():
+    c, f, g = {0: 1, 4: 1, 7: 1}, {5: 1, 9: 1, 0: 1}, {7: 1, 11: 1, 2: 1}
+    chords = harmonize(*_halves((c, c), (f, f), (g, g), (c, c)), parse_key("C"))
+    assert [chord_name(x) for x in chords] == ["C", "F", "G", "C"]
+
+
+def test_harmonize_hears_the_key_where_the_notes_fit_two_chords():
+    bar = ({4: 2, 7: 1}, {4: 1})  # E and G: C major's tonic or E minor's
+    assert chord_name(harmonize(*_halves(bar), parse_key("C"))[0]) == "C"
+    assert chord_name(harmonize(*_halves(bar), parse_key("Em"))[0]) == "Em"
+
+
+def test_harmonize_weighs_a_bar_s_first_half_and_keeps_a_chord_through_an_empty_bar():
+    late_change = ({0: 1, 4: 1, 7: 1}, {5: 1, 9: 1})  # C under the first half, F-A after
+    first, second = _halves(late_change, ({}, {}), ({0: 1, 4: 1}, {7: 1}))
+    assert [chord_name(x) for x in harmonize(first, second, parse_key("C"))] == ["C", "C", "C"]
+    assert harmonize(np.zeros((0, 12)), np.zeros((0, 12)), 0).shape == (0,)

@@ -77,16 +77,16 @@ def test_the_grammar_forces_every_given_id_in_order_and_ends_the_rows(tune):
         assert len(decoded.tracks[0].notes) == len(score.tracks[0].notes)  # the model added none to it
 
 
-def test_a_model_with_controls_is_given_the_key_and_chords_of_the_melody(tune):
+def test_a_model_with_controls_is_given_the_key_and_the_chords_harmonized_from_the_melody(tune):
     from melodygen.notes import Score
 
     controlled = get_encoding("multitrack", controls=["key", "chord", "density"])
     score = read_score(tune)
     plan = accompaniment_plan(controlled, score, [0], [0])
     melody = Score(score.tracks[:1], score.tempo_map, score.time_signatures, score.end_time)
-    labels = controlled.controls_of(melody)  # as training data is labelled: the chords the melody implies
+    labels = controlled.controls_of(melody)  # the key as training data is labelled
     names = [controlled.vocab.event_of(int(i)) for i in plan.ids]
-    assert [value for name, value in names if name == "CHORD"] == [int(c) for c in labels.chords if c >= 0]
+    assert [value for name, value in names if name == "CHORD"] == controlled.melody_chords(melody).tolist()
     assert {value for name, value in names if name == "KEY"} == {labels.key}
     assert not any(name == "DENSITY" for name, _ in names)  # counted over the melody alone: not asked
     rows, _ = _rows_through(plan, encoding=controlled)
@@ -242,3 +242,24 @@ def test_given_music_needs_a_multitrack_model(tmp_path):
     melody = write_checkpoint(tmp_path / "m.pt", "lstm", "melody")
     result = run(melody, "--out", tmp_path / "o", "--accompany", REAL_TUNE)
     assert result.exit_code == 1 and "need a multitrack model" in result.output
+
+
+def test_a_given_melody_s_chord_labels_are_the_harmonizer_s_unless_chords_are_asked(tune):
+    from melodygen import harmony
+    from melodygen.encodings.controls import ControlRequest
+    from melodygen.notes import Score
+
+    encoding = get_encoding("multitrack", controls=["key", "chord"])
+    score = read_score(tune)
+    melody = Score(score.tracks[:1], score.tempo_map, score.time_signatures, score.end_time)
+
+    def labels(plan):
+        return [harmony.chord_name(value) for name, value in map(encoding.vocab.event_of, plan.ids) if name == "CHORD"]
+
+    harmonized = [harmony.chord_name(c) for c in encoding.melody_chords(melody)]
+    assert labels(accompaniment_plan(encoding, score, [0], [0])) == harmonized == ["C"] * 4  # the tune's own
+    assert [harmony.chord_name(c) for c in encoding.controls_of(melody).chords] == ["Gsus4", "Dsus4"] * 2  # its notes'
+    asked = ControlRequest.parse(chords="D G")
+    assert labels(accompaniment_plan(encoding, score, [0], [0], asked)) == ["D", "G"] * (len(harmonized) // 2)
+    both = accompaniment_plan(encoding, score, [0, 1], [0])  # a chord track given: its own chords, as measured
+    assert labels(both) == [harmony.chord_name(c) for c in encoding.controls_of(score).chords]

@@ -65,7 +65,14 @@ import numpy as np
 from melodygen import harmony, meter
 from melodygen.encodings.base import BARS, Encoding, TimePerId, sort_notes
 from melodygen.encodings.controls import CONTROL_KINDS, ControlRequest
-from melodygen.encodings.multitrack_controls import TOKEN_OF, PieceControls, control_ranges, density_bins, measure
+from melodygen.encodings.multitrack_controls import (
+    TOKEN_OF,
+    PieceControls,
+    control_ranges,
+    density_bins,
+    measure,
+    melody_chords,
+)
 from melodygen.encodings.multitrack_repeats import BarBodies, fold_repeats, repeat_ranges
 from melodygen.encodings.vocab import EventRange, Vocabulary
 from melodygen.errors import NoUsableMusicError
@@ -222,6 +229,12 @@ class MultitrackEncoding(Encoding):
         labels training data (`multitrack_controls`), whatever controls this encoding has."""
         _, notes, bars = self._laid_out(score)
         return measure(notes, bars)
+
+    def melody_chords(self, score: Score, key: int | None = None) -> np.ndarray:
+        """A chord for each bar of `score`, a melody alone, in `key` (None: its measured key)
+        (`multitrack_controls.melody_chords`)."""
+        _, notes, bars = self._laid_out(score)
+        return melody_chords(notes, bars, measure(notes, bars).key if key is None else key)
 
     def _laid_out(self, score: Score) -> tuple[list[Track], dict[str, np.ndarray], list[meter.Bar]]:
         """(the tracks encoded, their note table, the bars up to the last onset)."""
