@@ -4,6 +4,7 @@ it, store it in float16 and write its model card. The recipe is the documentatio
     .venv/bin/python scripts/make_pretrained.py                       # train what is missing, then bundle
     .venv/bin/python scripts/make_pretrained.py --retrain folk-band   # train that one again
     .venv/bin/python scripts/make_pretrained.py --runs runs/pretrained --only chorale
+    .venv/bin/python scripts/make_pretrained.py --refresh-accompaniment folk-accompanist --data runs/data/nottingham-multitrack
 
 Per model, in one run: validation NLL (nats/event) of the trained float32 checkpoint and of the
 float16 copy that ships (kept only when within 0.01 of it), the Witten-Bell 5-gram on the same
@@ -104,6 +105,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", default=None, help="these models only")
     parser.add_argument("--retrain", nargs="*", default=[], help="train these again even if their run exists")
     parser.add_argument("--samples", type=int, default=16, help="at least 10 for the real-vs-generated test")
+    parser.add_argument("--refresh-accompaniment", metavar="NAME", default=None,
+                        help="measure a bundled accompanist's accompaniment figures again (after a change to how "
+                             "accompaniment works) and rewrite its card and index entry; its weights stay as they are")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="with --refresh-accompaniment: a prepared dataset of its tunes (bundled models keep none)")
     return parser.parse_args()
 
 
@@ -329,8 +335,9 @@ def _accompaniment(found: dict | None, name: str) -> str:
 `melodygen sample {name} --out accompanied/ --accompany tune.mid --given-tracks 1 --instruments piano`:
 the encoder reads track 1 (the melody) whole, the decoder writes it back note for note (forced)
 with a new piano track under it, its notes leaning toward the melody's key (measured; `--key-strength`,
-default 4). On {found['tunes_accompanied']} validation tunes (T=0.9, top-p 0.95, seed 1;
-`scripts/accompaniment_table.py`):
+default 4), each bar's chord label from the melody (`harmony.harmonize`). On {found['tunes_accompanied']}
+validation tunes (T=0.9, top-p 0.95, seed 1; `scripts/accompaniment_table.py`{
+    f"; measured again on {found['measured_on']}" if found.get('measured_on') else ""}):
 
 - melody onsets on a tone of the written chords: **{found['written_chord_tone_rate']:.1%}**
   (95% interval over tunes {found['written_interval'][0]:.1%} to {found['written_interval'][1]:.1%};
@@ -379,8 +386,26 @@ def _finetunes(entry: dict, recipe: Recipe) -> str:
     return "".join(out)
 
 
+def refresh_accompaniment(name: str, data: Path | None) -> None:
+    """`--refresh-accompaniment`: the card and index entry of bundled `name` with its
+    accompaniment figures measured again on this machine (`accompaniment`), the rest kept."""
+    recipe = next((r for r in RECIPES if r.name == name and r.accompanist), None)
+    if recipe is None or data is None:
+        raise SystemExit(f"--refresh-accompaniment {name}: give a bundled accompanist "
+                         f"({', '.join(r.name for r in RECIPES if r.accompanist)}) and --data <its prepared dataset>")
+    index = json.loads((OUT / "index.json").read_text())
+    entry = next(e for e in index["models"] if e["name"] == name)
+    found = accompaniment(OUT / f"{name}.pt", data)["accompaniment"]
+    entry = {**entry, "accompaniment": {**found, "measured_on": machine()}}
+    (OUT / f"{name}.md").write_text(card(entry, recipe, entry["made_on"]), encoding="utf-8")
+    add_to_index(entry)
+    print(json.dumps(entry["accompaniment"]))
+
+
 def main() -> None:
     args = parse_args()
+    if args.refresh_accompaniment:
+        return refresh_accompaniment(args.refresh_accompaniment, args.data)
     where = machine()
     print(where)
     for recipe in RECIPES:
