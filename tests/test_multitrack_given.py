@@ -263,3 +263,13 @@ def test_a_given_melody_s_chord_labels_are_the_harmonizer_s_unless_chords_are_as
     assert labels(accompaniment_plan(encoding, score, [0], [0], asked)) == ["D", "G"] * (len(harmonized) // 2)
     both = accompaniment_plan(encoding, score, [0, 1], [0])  # a chord track given: its own chords, as measured
     assert labels(both) == [harmony.chord_name(c) for c in encoding.controls_of(score).chords]
+
+
+
+def test_a_drum_track_given_alone_gets_no_harmonized_chords(tmp_path):
+    encoding = get_encoding("multitrack", controls=["key", "chord"])
+    beats = [(36 + 2 * (i % 2), 480 * i, 480 * i + 120) for i in range(16)]
+    drums = read_score(mf.midi_file(tmp_path / "drums.mid", [mf.note_events(beats, channel=9)]), include_drums=True)
+    plan = accompaniment_plan(encoding, drums, [0], [0])
+    chords = [value for name, value in map(encoding.vocab.event_of, plan.ids) if name == "CHORD"]
+    assert chords == [c for c in encoding.controls_of(drums).chords if c >= 0] == []  # nothing pitched: none

@@ -184,7 +184,7 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
     """Tracks `given` (0-based, among the tracks with notes; None: all) of `score` are given;
     the model writes one new track per instrument of `instruments`. A model with the key and
     chord controls is given them too, measured from the given tracks as training data is
-    labelled (`multitrack_controls`); where one track is given (a melody), its chords come from
+    labelled (`multitrack_controls`); where one pitched track is given (a melody), its chords come from
     `harmony.harmonize` instead, whose labels agree with the real chords' about twice as often
     as the labels of the melody's notes alone. The chord track then follows the harmony of the
     whole bar's melody, not only of the notes before it (a left-to-right model writes a bar's
@@ -203,7 +203,8 @@ def accompaniment_plan(encoding, score: Score, given: Sequence[int] | None,
                           f"max_tracks = {encoding.settings.max_tracks}")
     kept = [tracks[i] for i in chosen]
     part = Score(kept, score.tempo_map, score.time_signatures, score.end_time, score.source)
-    if len(kept) == 1 and "chord" in encoding.settings.controls and (asked is None or asked.chords is None):
+    if len(kept) == 1 and not kept[0].is_drum and "chord" in encoding.settings.controls \
+            and (asked is None or asked.chords is None):
         key = None if asked is None else asked.key
         asked = replace(asked or ControlRequest(), chords=tuple(int(c) for c in encoding.melody_chords(part, key)))
     body = np.asarray(encoding.encode_with(part, track_at_every_position=True, asked=asked), dtype=np.int64)
