@@ -1,6 +1,7 @@
 """Keys asked for, and found: a model's key control at several `--key-strength` values, one run.
 
     .venv/bin/python scripts/key_table.py folk-band --strengths 0 1 2 3 4 --keys G D Em Am --cadence on off
+    .venv/bin/python scripts/key_table.py folk-band --strengths 4 --bars 16 --form AABA   # under a form plan
 
 For each strength and cadence (on: the chord track opens and closes on the key's tonic chord,
 `sample --cadence`; off: no chords written, `--no-cadence`), --samples pieces of --bars bars per
@@ -42,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--cadence", nargs="+", choices=["on", "off"], default=["on", "off"])
+    parser.add_argument("--form", default=None, help="a form plan for every piece (`sample --form`), e.g. AABA")
     return parser.parse_args()
 
 
@@ -97,7 +99,8 @@ def main() -> None:
             out.mkdir()
             for name, key in zip(args.keys, keys):
                 pieces = model.generate(n=args.samples, bars=args.bars, key=name, key_strength=strength,
-                                        cadence=cadence == "on", seed=args.seed, temperature=0.9, top_p=0.95)
+                                        cadence=cadence == "on", seed=args.seed, temperature=0.9, top_p=0.95,
+                                        form=args.form)
                 for i, piece in enumerate(pieces):
                     piece.save(out / f"{name}_{i:03d}.mid")
                     results.append((harmony.is_minor(key), judged(pitch_class_time(piece.score), key)))
@@ -107,7 +110,7 @@ def main() -> None:
             print(f"strength {label} done", file=sys.stderr, flush=True)
         rows["validation tunes"] = {**row_of(real), "accuracy": None}
     print(f"{args.model}: {args.samples} pieces of {args.bars} bars per key ({', '.join(args.keys)}), "
-          f"seed {args.seed}, T 0.9, top-p 0.95; real-vs-generated against {reference['count']} validation tunes "
+          f"{f'form {args.form}, ' if args.form else ''}seed {args.seed}, T 0.9, top-p 0.95; real-vs-generated against {reference['count']} validation tunes "
           f"cut to {args.bars} bars")
     print("| --key-strength | major: K-K found | Kostka-Payne | on the scale | minor: K-K found | Kostka-Payne "
           "| on the scale | real-vs-generated |")

@@ -149,6 +149,32 @@ def test_chords_follow_the_form_when_none_are_asked():
     assert not any(chord <= i < chord + REP_CONTROLS.vocab.range("CHORD").size for row in plain for i in row)
 
 
+def test_a_keys_cadence_under_a_form_closes_where_the_last_bar_s_chord_comes_from():
+    """With --key and --form (no --chords): the first bar opens on the tonic, and the closing
+    tonic goes to the bar the last one repeats (A4 A'4: bar 4 of the first A), so the repeat
+    that ends the piece keeps it; the bars between stay the model's, and still follow the form."""
+    from melodygen import harmony
+    from melodygen.encodings.controls import ControlRequest
+
+    em = harmony.parse_chord("Em")
+    plan = FormPlan.parse("A2 B2 A2")
+    cadence = ControlRequest.parse(key="Em").with_cadence(6, opening=True, sources=plan.chord_sources())
+    assert cadence.chords == (em, em, None, None, None, None)  # the last A repeats the first A's bar 2
+    plan = FormPlan.parse("A4 A'4")
+    cadence = ControlRequest.parse(key="Em").with_cadence(8, opening=True, sources=plan.chord_sources())
+    assert cadence.chords == (em, None, None, em, None, None, None, None)
+    grammar = REP_CONTROLS.grammar([], 8, "cpu", instruments=[73, 0], form=plan, controls=cadence)
+    closed = 0
+    for row in draw(REP_CONTROLS, grammar, 8, 400, seed=5, meters=False):
+        bars = " ".join(REP_CONTROLS.readable(row)).split("BAR")[1:9]
+        chords = [next((t for t in bar.split() if t.startswith("CHORD")), None) for bar in bars]
+        assert chords[0] == "CHORD(Em)"
+        if len(bars) == 8:
+            assert chords[3] == chords[7] == "CHORD(Em)" and chords[4:7] == chords[0:3]
+            closed += 1
+    assert closed
+
+
 def test_a_longer_repeat_after_a_shorter_one_repeats_the_whole_section():
     assert FormPlan.parse("A4 A2 A4").sources() == [None] * 4 + [0, 1, 4, 5, 2, 3]
     assert FormPlan.parse("A4 A1 B1 A4").sources() == [None] * 4 + [0, None, 4, 1, 2, 3]

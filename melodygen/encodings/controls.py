@@ -75,21 +75,27 @@ class ControlRequest:
                    None if density is None else tuple(int(d) for d in density), strict_density,
                    float(key_strength), bool(cadence))
 
-    def with_cadence(self, bars: int | None, opening: bool) -> ControlRequest:
+    def with_cadence(self, bars: int | None, opening: bool, sources: Sequence[int | None] | None = None
+                     ) -> ControlRequest:
         """The request a grammar steers new music by: with a key, no chords asked and `cadence`,
         chords that open on the key's tonic chord (when the new music is the piece's `opening`,
         not a primer's continuation) and close on it (in new bar `bars`, when the length is
         known), the model's choice between (None in `chords`: the model's chord in that bar);
         else this request. Why: the key token and the lean alone left folk-band's minor pieces
         on their relative major (docs/benchmarks.md, "Keys asked for"); a tonal tune states its
-        key by its tonic chord at both ends."""
+        key by its tonic chord at both ends. `sources`: a form plan's bar each bar keeps its
+        chord from (`FormPlan.chord_sources`); the closing tonic goes to the bar the last one's
+        chord comes from, since a repeated bar's chord is its source's."""
         if self.key is None or self.chords is not None or not self.cadence or not (opening or bars):
             return self
         tonic = harmony.parse_chord(harmony.key_name(self.key))  # "Em" names the key and its triad
         length = bars or UNKNOWN_LENGTH_BARS
         plan = [tonic if opening else None] + [None] * (length - 1)
         if bars:
-            plan[-1] = tonic
+            last = bars - 1
+            while sources is not None and last < len(sources) and sources[last] is not None:
+                last = sources[last]
+            plan[last] = tonic
         return replace(self, chords=tuple(plan))
 
     @property

@@ -69,13 +69,14 @@ class MultitrackConditioning(Conditioning):
 
     def _steered(self):
         """The controls the grammar steers the new bars by: the request's, with a key's cadence
-        (`ControlRequest.with_cadence`) where the model has the chord control and no form plan
-        carries the chords."""
-        controls, request = self.request.controls, self.request
-        if controls is None or "chord" not in self.encoding.settings.controls or request.form_plan is not None:
+        (`ControlRequest.with_cadence`) where the model has the chord control. Under a form plan
+        the closing tonic goes where the last bar's chord comes from (`FormPlan.chord_sources`)."""
+        controls, request, plan = self.request.controls, self.request, self.request.form_plan
+        if controls is None or "chord" not in self.encoding.settings.controls:
             return controls
-        return controls.with_cadence(None if request.bars is None else int(request.bars),
-                                     opening=request.primer is None)
+        bars = request.bars if request.bars is not None else plan.bars if plan is not None else None
+        return controls.with_cadence(None if bars is None else int(bars), opening=request.primer is None,
+                                     sources=None if plan is None else plan.chord_sources())
 
     def processors(self, primer: list[int], rows: int, device) -> list:
         """The grammar, steering its tracks with the requested instruments (for a piece begun

@@ -398,6 +398,7 @@ def _control_tokens(encoding) -> dict[str, np.ndarray]:
 
 def form_keeps_chords(encoding, form, controls) -> bool:
     """Whether a form plan's chords follow its sections: a model with the chord control, a plan,
-    and no chords asked (asked chords are forced as they are)."""
+    and no chords asked (asked chords are forced as they are; a key's cadence, whose plan leaves
+    the bars between to the model, None, is not asked chords)."""
     return (form is not None and "chord" in encoding.settings.controls
-            and (controls is None or controls.chords is None))
+            and (controls is None or controls.chords is None or None in controls.chords))

@@ -217,7 +217,7 @@ class GenerationRequest:
         "flag", "With --key and no --chords, models trained with the chord control (folk-band): the chord track "
         "opens on the key's tonic chord (from nothing) and closes on it (with --bars); the model chooses the "
         "chords between. Without it, minor keys came out as their relative major far more often "
-        "(docs/benchmarks.md). Not with --form, whose sections carry the chords.", default=True,
+        "(docs/benchmarks.md). With --form, the closing tonic goes to the bar the last bar repeats.", default=True,
         flags=("--cadence/--no-cadence",))
     chords: tuple[str, ...] | None = _option(
         "list", "Models trained with controls: one chord per new bar, repeated when the piece is longer, "
@@ -331,9 +331,9 @@ class GenerationRequest:
              "--given-tracks names a track twice"),
             (self.infill is not None and steered, "--key, --chords and --density steer music written from nothing, "
                                                   "a primer or around --accompany: not with --infill"),
-            (not self.cadence and (self.key is None or self.chords is not None or given or self.form is not None),
+            (not self.cadence and (self.key is None or self.chords is not None or given),
              "--no-cadence turns off the tonic chords a --key brings to music written without --chords: "
-             "not without --key, nor with --chords, --form, --accompany or --infill"),
+             "not without --key, nor with --chords, --accompany or --infill"),
             (self.accompany is not None and (self.density is not None or self.strict_density),
              "--density counts every track's notes: with --accompany, give --key and --chords only"),
             (self.form is not None and (given or self.events is not None or self.seconds is not None
