@@ -172,6 +172,8 @@ def in_second_half(t: float, downbeats: np.ndarray) -> bool:
         return False
     end = downbeats[bar + 1] if bar + 1 < len(downbeats) else 2 * downbeats[bar] - downbeats[bar - 1]
     return t - downbeats[bar] >= (end - downbeats[bar]) / 2 - 1e-6
+
+
 def two_track_tunes(dataset: Path) -> list[tuple]:
     """(path, score, its two tracks with notes) of each validation piece of `dataset` with two."""
     from melodygen.dataset.manifest import read_manifest

@@ -61,20 +61,15 @@ def pieces(data: Path, split: str, limit: int | None):
 
 def agreement(encoding, data: Path, split: str, limit: int | None) -> tuple[dict[str, np.ndarray], int]:
     """{labeller: (exact, same root, bars)} over the split's pieces, and how many pieces."""
-    from melodygen.encodings.multitrack_controls import _sounding, measure
-
     counts = {name: np.zeros(3) for name in ("the melody's notes (before)", *VARIANTS)}
     n = 0
     for melody, whole in pieces(data, split, limit):
         n += 1
         real = encoding.controls_of(whole).chords
-        _, notes, bars = encoding._laid_out(melody)
-        measured = measure(notes, bars)
-        first, _ = _sounding(notes, np.ones(len(notes["pitch"]), bool), bars, 0.5)
-        whole_bar, _ = _sounding(notes, np.ones(len(notes["pitch"]), bool), bars, 1.0)
+        measured = encoding.controls_of(melody)
         found = {"the melody's notes (before)": measured.chords}
         for name, weights in VARIANTS.items():
-            found[name] = harmony.harmonize(first, whole_bar - first, measured.key, **weights)
+            found[name] = encoding.melody_chords(melody, measured.key, **weights)
         bars_both = min(len(real), len(measured.chords))
         labelled = real[:bars_both] >= 0
         for name, chords in found.items():

@@ -218,8 +218,7 @@ def earlier_curve(name: str) -> list[dict]:
     """The first run's learning curve as index.json has it: run folders stay on the machine that
     trained them, so a fine-tune made elsewhere starts from the bundled weights (copied in as
     the first run's best.pt) and keeps the curve that came with them."""
-    index = json.loads((OUT / "index.json").read_text()) if (OUT / "index.json").is_file() else {"models": []}
-    return next((e.get("curve") or [] for e in index["models"] if e["name"] == name), [])
+    return next((e.get("curve") or [] for e in read_index()["models"] if e["name"] == name), [])
 
 
 def finetune_run(runs: Path, name: str, stage: int) -> Path:
@@ -393,8 +392,7 @@ def refresh_accompaniment(name: str, data: Path | None) -> None:
     if recipe is None or data is None:
         raise SystemExit(f"--refresh-accompaniment {name}: give a bundled accompanist "
                          f"({', '.join(r.name for r in RECIPES if r.accompanist)}) and --data <its prepared dataset>")
-    index = json.loads((OUT / "index.json").read_text())
-    entry = next(e for e in index["models"] if e["name"] == name)
+    entry = next(e for e in read_index()["models"] if e["name"] == name)
     found = accompaniment(OUT / f"{name}.pt", data)["accompaniment"]
     entry = {**entry, "accompaniment": {**found, "measured_on": machine()}}
     (OUT / f"{name}.md").write_text(card(entry, recipe, entry["made_on"]), encoding="utf-8")
@@ -418,10 +416,14 @@ def main() -> None:
     print(f"wrote {OUT}")
 
 
+def read_index() -> dict:
+    """index.json as it is now ({"models": []} before the first model)."""
+    return json.loads((OUT / "index.json").read_text()) if (OUT / "index.json").is_file() else {"models": []}
+
+
 def add_to_index(entry: dict) -> None:
     """Put `entry` into index.json (read again just before writing, in recipe order)."""
-    index = json.loads((OUT / "index.json").read_text()) if (OUT / "index.json").is_file() else {"models": []}
-    entries = {e["name"]: e for e in index["models"]} | {entry["name"]: entry}
+    entries = {e["name"]: e for e in read_index()["models"]} | {entry["name"]: entry}
     order = [r.name for r in RECIPES]
     models = sorted(entries.values(), key=lambda e: order.index(e["name"]))
     (OUT / "index.json").write_text(json.dumps({"models": models}, indent=1) + "\n", encoding="utf-8")

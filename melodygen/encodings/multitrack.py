@@ -230,11 +230,11 @@ class MultitrackEncoding(Encoding):
         _, notes, bars = self._laid_out(score)
         return measure(notes, bars)
 
-    def melody_chords(self, score: Score, key: int | None = None) -> np.ndarray:
+    def melody_chords(self, score: Score, key: int | None = None, **weights: float) -> np.ndarray:
         """A chord for each bar of `score`, a melody alone, in `key` (None: its measured key)
         (`multitrack_controls.melody_chords`)."""
         _, notes, bars = self._laid_out(score)
-        return melody_chords(notes, bars, measure(notes, bars).key if key is None else key)
+        return melody_chords(notes, bars, key, **weights)
 
     def _laid_out(self, score: Score) -> tuple[list[Track], dict[str, np.ndarray], list[meter.Bar]]:
         """(the tracks encoded, their note table, the bars up to the last onset)."""

@@ -74,8 +74,8 @@ class MultitrackConditioning(Conditioning):
         controls, request, plan = self.request.controls, self.request, self.request.form_plan
         if controls is None or "chord" not in self.encoding.settings.controls:
             return controls
-        bars = request.bars if request.bars is not None else plan.bars if plan is not None else None
-        return controls.with_cadence(None if bars is None else int(bars), opening=request.primer is None,
+        return controls.with_cadence(None if request.bars is None else int(request.bars),  # a form's length too
+                                     opening=request.primer is None,
                                      sources=None if plan is None else plan.chord_sources())
 
     def processors(self, primer: list[int], rows: int, device) -> list:

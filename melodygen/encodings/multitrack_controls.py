@@ -97,13 +97,16 @@ def measure(notes: dict[str, np.ndarray], bars: list[meter.Bar]) -> PieceControl
                          meter.bar_index(bars, notes["start"][melody]), notes["pitch"][melody])
 
 
-def melody_chords(notes: dict[str, np.ndarray], bars: list[meter.Bar], key: int) -> np.ndarray:
+def melody_chords(notes: dict[str, np.ndarray], bars: list[meter.Bar], key: int | None = None,
+                  **weights: float) -> np.ndarray:
     """Per bar, a chord for music that is a melody alone (accompaniment's given tune), by
-    `harmony.harmonize`: the labels `measure` would give it name its passing notes as chords."""
+    `harmony.harmonize` (`weights`: its keywords) in `key` (None: the music's key, as `measure`
+    finds it): the labels `measure` would give it name its passing notes as chords."""
     pitched = ~notes["drum"].astype(bool)
     first, _ = _sounding(notes, pitched, bars, 0.5)
     whole, _ = _sounding(notes, pitched, bars, 1.0)
-    return harmony.harmonize(first, whole - first, key)
+    key = harmony.detect_key(whole.sum(axis=0)) if key is None else key
+    return harmony.harmonize(first, whole - first, key, **weights)
 
 
 def _sounding(notes: dict[str, np.ndarray], chosen: np.ndarray, bars: list[meter.Bar], share: float
